@@ -1,0 +1,10 @@
+//! hyperclay: the hyperclay.com platform mounted as a local folder.
+//!
+//! Layout (see docs/architecture.md): `protocol` is the wire contract shared by the client and the
+//! bundled dev platform; `remote` is the only code that speaks HTTP to the platform; `platform` is
+//! `hyperclay dev-platform`.
+
+pub mod config;
+pub mod platform;
+pub mod protocol;
+pub mod remote;

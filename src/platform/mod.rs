@@ -1,0 +1,208 @@
+//! `hyperclay dev-platform`: a faithful, self-contained implementation of the platform's sync API
+//! (docs/sync-api.md, Part 1 and Part 2) over SQLite, so that the client is developed and tested
+//! against a real server on loopback. `--plain` serves exactly Part 1, as hyperclay.com does today.
+
+mod auth;
+mod error;
+mod local_auth;
+mod routes;
+mod samples;
+mod store;
+mod stream;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::body::Body;
+use axum::http::Response;
+use axum::routing::{get, patch, post};
+use axum::Router;
+use http_body_util::BodyExt;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub use error::PlatformError;
+pub use store::{Account, Store};
+
+/// How the dev platform is started.
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// The account the platform's browser session is signed in as (`/local-auth` approves for it).
+    pub username: String,
+    /// Fix the account's API key (scripts and tests need a known one).
+    pub api_key: Option<String>,
+    /// `false` makes the account answer `payment_required`.
+    pub paid: bool,
+    pub max_sites: Option<u64>,
+    pub auto_approve: bool,
+    /// Serve exactly Part 1 of the API.
+    pub plain: bool,
+    pub token_ttl: Duration,
+    pub ping_interval: Duration,
+    /// Create a few sample sites, uploads and folders when the account is empty.
+    pub samples: bool,
+}
+
+impl PlatformConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> PlatformConfig {
+        PlatformConfig {
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            username: "dev".into(),
+            api_key: None,
+            paid: true,
+            max_sites: None,
+            auto_approve: false,
+            plain: false,
+            token_ttl: Duration::from_secs(10 * 24 * 3600),
+            ping_interval: Duration::from_secs(15),
+            samples: false,
+        }
+    }
+}
+
+pub struct Platform {
+    store: Store,
+    tokens: auth::Tokens,
+    signed_in: Account,
+    plain: bool,
+    auto_approve: bool,
+    ping_interval: Duration,
+}
+
+pub type AppState = Arc<Platform>;
+
+/// A dev platform serving on loopback until stopped.
+pub struct RunningPlatform {
+    pub addr: SocketAddr,
+    pub account: Account,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningPlatform {
+    /// The value for `HYPERCLAY_URL`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections and waits for the server task.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Opens the data directory, prepares the account, binds and serves in a background task.
+pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let db = config.data_dir.join("platform.db");
+    let store = Store::open(&db).with_context(|| format!("opening {}", db.display()))?;
+    let account = store.ensure_account(
+        &config.username,
+        config.api_key.as_deref(),
+        config.paid,
+        config.max_sites,
+    )?;
+    if config.samples {
+        samples::seed(&store, &account)?;
+    }
+    let secret = store.token_secret()?;
+    let platform = Arc::new(Platform {
+        store,
+        tokens: auth::Tokens::new(&secret, config.token_ttl),
+        signed_in: account.clone(),
+        plain: config.plain,
+        auto_approve: config.auto_approve,
+        ping_interval: config.ping_interval,
+    });
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let app = router(platform);
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "dev platform stopped");
+        }
+    });
+    Ok(RunningPlatform {
+        addr,
+        account,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+fn router(platform: AppState) -> Router {
+    let plain = platform.plain;
+    let mut sync = Router::new()
+        .route("/status", get(routes::status))
+        .route("/nodes", get(routes::list).post(routes::create))
+        .route("/nodes/{id}", axum::routing::delete(routes::delete))
+        .route(
+            "/nodes/{id}/content",
+            get(routes::get_content).put(routes::put_content),
+        )
+        .route("/nodes/{id}/rename", patch(routes::rename))
+        .route("/nodes/{id}/move", patch(routes::move_node))
+        .route("/control", post(routes::control))
+        .route("/stream", get(stream::stream));
+    if !plain {
+        sync = sync
+            .route("/changes", get(routes::changes))
+            .route("/nodes/{id}/versions", get(routes::versions))
+            .route("/nodes/{id}/versions/{version}", get(routes::version))
+            .route("/token/refresh", post(routes::refresh_token));
+    }
+    let app = Router::new()
+        .nest("/_/sync", sync.clone())
+        .nest("/sync", sync)
+        .route(
+            "/local-auth",
+            get(local_auth::page).post(local_auth::approve),
+        )
+        .fallback(routes::not_found)
+        .with_state(platform);
+    match plain {
+        true => app.layer(axum::middleware::map_response(without_error_codes)),
+        false => app,
+    }
+}
+
+/// Part 1 error bodies carry no `code`: strip it, so the client's fallbacks are really tested.
+async fn without_error_codes(response: Response<Body>) -> Response<Body> {
+    if response.status().is_success() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(collected) = body.collect().await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let bytes = collected.to_bytes();
+    let stripped = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            map.remove("code");
+            serde_json::to_vec(&map).unwrap_or_else(|_| bytes.to_vec())
+        }
+        _ => bytes.to_vec(),
+    };
+    let mut parts = parts;
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(stripped))
+}

@@ -1,0 +1,375 @@
+//! JSON shapes of the sync API, field for field as sync-api.md defines them.
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use super::NodeKind;
+
+/// A node in a listing. `path` is the parent folder's path (`""` at the root).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Node {
+    pub id: u64,
+    #[serde(rename = "type")]
+    pub kind: NodeKind,
+    pub name: String,
+    pub path: String,
+    #[serde(default)]
+    pub parent_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+}
+
+impl Node {
+    /// The full path of the node itself: `path/name`.
+    pub fn full_path(&self) -> String {
+        join_path(&self.path, &self.name)
+    }
+
+    /// The parent id with the root spelled as 0 (the platform answers 0 or null).
+    pub fn parent(&self) -> u64 {
+        self.parent_id.unwrap_or(0)
+    }
+}
+
+/// `parent/name`, or `name` at the root.
+pub fn join_path(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusResponse {
+    pub server_time: String,
+    pub username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodesResponse {
+    pub nodes: Vec<Node>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateNodeRequest {
+    #[serde(rename = "type")]
+    pub kind: NodeKind,
+    pub name: String,
+    #[serde(default)]
+    pub parent_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedNode {
+    pub id: u64,
+    #[serde(rename = "type")]
+    pub kind: NodeKind,
+    pub name: String,
+    #[serde(default)]
+    pub parent_id: Option<u64>,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateNodeResponse {
+    pub node: CreatedNode,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContentResponse {
+    pub content: String,
+    pub node_type: NodeKind,
+    pub modified_at: String,
+    pub checksum: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PutContentRequest {
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_checksum: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PutContentResponse {
+    pub node_id: u64,
+    pub checksum: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenameRequest {
+    pub new_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenameResponse {
+    pub node_id: u64,
+    pub old_name: String,
+    pub new_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MoveRequest {
+    pub target_parent_id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MoveResponse {
+    pub node_id: u64,
+    pub from_path: String,
+    pub to_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteResponse {
+    pub node_id: u64,
+    #[serde(rename = "type")]
+    pub kind: NodeKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Version {
+    pub version_id: u64,
+    pub created_at: String,
+    pub size: u64,
+    pub checksum: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionsResponse {
+    pub versions: Vec<Version>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionContentResponse {
+    pub version_id: u64,
+    pub content: String,
+    pub node_type: NodeKind,
+    pub created_at: String,
+    pub checksum: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangesResponse {
+    pub changes: Vec<Change>,
+    pub cursor: u64,
+    pub has_more: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenResponse {
+    pub token: String,
+    pub expires_at: String,
+}
+
+/// An error body. hyperclay.com uses `msg`, sometimes `message` or `error`; Part 2 adds `code`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msg: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+    /// With `changed_remotely`: what the platform holds now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_at: Option<String>,
+}
+
+impl ErrorBody {
+    /// The human text, whichever field the platform used.
+    pub fn text(&self) -> String {
+        self.msg
+            .clone()
+            .or_else(|| self.message.clone())
+            .or_else(|| self.error.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// One change: a stream frame's payload, or an entry of `GET changes` (which adds `seq`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Event {
+    NodeSaved(NodeSaved),
+    NodeRenamed(NodeRenamed),
+    NodeMoved(NodeMoved),
+    NodeDeleted(NodeDeleted),
+    /// `live-sync`, `control` and anything newer: a mount ignores them.
+    #[serde(other)]
+    Other,
+}
+
+impl Event {
+    pub fn node_id(&self) -> Option<u64> {
+        match self {
+            Event::NodeSaved(e) => Some(e.node_id),
+            Event::NodeRenamed(e) => Some(e.node_id),
+            Event::NodeMoved(e) => Some(e.node_id),
+            Event::NodeDeleted(e) => Some(e.node_id),
+            Event::Other => None,
+        }
+    }
+}
+
+/// Sent for creates and updates. `path` is the full path including the name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSaved {
+    pub node_id: u64,
+    pub node_type: NodeKind,
+    pub name: String,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_at: Option<String>,
+    /// Sites: the HTML inline (absent in a replayed change whose content was since replaced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Uploads: the size (fetch the bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRenamed {
+    pub node_id: u64,
+    pub node_type: NodeKind,
+    pub old_name: String,
+    pub new_name: String,
+    pub old_path: String,
+    pub new_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeMoved {
+    pub node_id: u64,
+    pub node_type: NodeKind,
+    pub name: String,
+    pub old_name: String,
+    pub new_name: String,
+    pub old_path: String,
+    pub new_path: String,
+    #[serde(default)]
+    pub old_parent_id: Option<u64>,
+    #[serde(default)]
+    pub new_parent_id: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeDeleted {
+    pub node_id: u64,
+    pub node_type: NodeKind,
+    pub name: String,
+    pub path: String,
+}
+
+/// An entry of `GET changes`: the event plus its place in the account's change log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Content in JSON: a site's HTML as a plain string, an upload's bytes as padded base64.
+pub fn encode_content(kind: NodeKind, bytes: &[u8]) -> String {
+    match kind {
+        NodeKind::Site => String::from_utf8_lossy(bytes).into_owned(),
+        _ => base64::engine::general_purpose::STANDARD.encode(bytes),
+    }
+}
+
+/// The inverse of [`encode_content`].
+pub fn decode_content(kind: NodeKind, text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    match kind {
+        NodeKind::Site => Ok(text.as_bytes().to_vec()),
+        _ => base64::engine::general_purpose::STANDARD.decode(text),
+    }
+}
+
+/// The platform's time format: ISO-8601 UTC with milliseconds.
+pub fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Parses the platform's time format (any RFC 3339 time).
+pub fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_flattens_seq_beside_the_event_fields() {
+        let json = r#"{"seq":7,"type":"node-deleted","nodeId":3,"nodeType":"site","name":"a.html","path":"a.html"}"#;
+        let change: Change = serde_json::from_str(json).unwrap();
+        assert_eq!(change.seq, 7);
+        assert_eq!(change.event.node_id(), Some(3));
+        let back = serde_json::to_value(&change).unwrap();
+        assert_eq!(back["seq"], 7);
+        assert_eq!(back["type"], "node-deleted");
+    }
+
+    #[test]
+    fn unknown_event_types_are_other() {
+        let e: Event = serde_json::from_str(r#"{"type":"live-sync","x":1}"#).unwrap();
+        assert_eq!(e, Event::Other);
+    }
+}
