@@ -21,6 +21,8 @@ struct Claims {
     aid: i64,
     iat: i64,
     exp: i64,
+    /// Makes every token unique, even two issued in the same second.
+    jti: String,
 }
 
 pub struct Tokens {
@@ -48,6 +50,7 @@ impl Tokens {
             aid: account.id,
             iat: now.timestamp(),
             exp: expires.timestamp(),
+            jti: format!("{:032x}", rand::random::<u128>()),
         };
         let token = encode(&Header::default(), &claims, &self.encoding)
             .map_err(|e| PlatformError::Internal(e.to_string()))?;

@@ -114,6 +114,9 @@ fn row_to_node(r: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRow> {
     })
 }
 
+/// kind, content, modified_at, checksum
+type ContentRow = (String, Option<Vec<u8>>, Option<String>, Option<String>);
+
 const NODE_COLUMNS: &str = "id, kind, name, parent_id, size, checksum, modified_at";
 
 impl Store {
@@ -344,7 +347,7 @@ impl Store {
 
     pub fn content(&self, account: &Account, id: u64) -> Result<StoredContent> {
         let conn = self.lock();
-        let row: Option<(String, Option<Vec<u8>>, Option<String>, Option<String>)> = conn
+        let row: Option<ContentRow> = conn
             .query_row(
                 "SELECT kind, content, modified_at, checksum FROM nodes
                  WHERE id = ?1 AND account_id = ?2 AND deleted_at IS NULL",

@@ -1,1 +1,12 @@
-//! The only code that speaks HTTP to the platform.
+//! The only code that speaks HTTP to the platform: a typed client for every endpoint of
+//! docs/sync-api.md with the fallbacks for a platform that serves only Part 1, and the event
+//! stream, which reconnects by itself and resumes from its last id.
+
+mod client;
+mod error;
+pub mod sse;
+mod stream;
+
+pub use client::{Client, ContentMeta, Credential, Features};
+pub use error::RemoteError;
+pub use stream::{subscribe, StreamItem};

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Every test: unit tests, and integration tests against real servers on loopback and real FUSE
+# mounts. Fails (never skips) when FUSE is not available.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -e /dev/fuse ] || { echo "FATAL: /dev/fuse is missing (FUSE tests cannot run)" >&2; exit 1; }
+command -v fusermount3 >/dev/null || { echo "FATAL: fusermount3 is missing: apt-get install fuse3" >&2; exit 1; }
+exec cargo test --locked "$@"

@@ -1,0 +1,415 @@
+//! A typed async client for the platform's sync API. It learns what the platform offers from
+//! `GET status` and falls back to Part 1 where an addition is missing: base64 JSON instead of raw
+//! bytes, the listing instead of `changes`.
+
+use std::sync::RwLock;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use reqwest::header::HeaderMap;
+use reqwest::{Method, RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::error::RemoteError;
+use crate::protocol::{
+    self, decode_content, encode_content, names, ChangesResponse, ContentResponse,
+    CreateNodeRequest, CreateNodeResponse, CreatedNode, DeleteResponse, ErrorBody, MoveRequest,
+    MoveResponse, NodeKind, NodesResponse, PutContentRequest, PutContentResponse, RenameRequest,
+    RenameResponse, StatusResponse, TokenResponse, Version, VersionContentResponse,
+    VersionsResponse,
+};
+
+type Result<T> = std::result::Result<T, RemoteError>;
+
+/// How the client proves who it is.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A platform API key (`hcsk_...`), sent as `X-API-Key`.
+    ApiKey(String),
+    /// A signed-in token, sent as `Authorization: Bearer`.
+    Token(String),
+}
+
+impl std::fmt::Debug for Credential {
+    // Never print a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::ApiKey(_) => f.write_str("ApiKey(..)"),
+            Credential::Token(_) => f.write_str("Token(..)"),
+        }
+    }
+}
+
+/// The Part 2 additions a platform offers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    pub changes: bool,
+    pub raw: bool,
+    pub versions: bool,
+    pub token: bool,
+}
+
+impl Features {
+    fn from_status(status: &StatusResponse) -> Features {
+        let has = |name: &str| {
+            status
+                .features
+                .as_ref()
+                .is_some_and(|f| f.iter().any(|x| x == name))
+        };
+        Features {
+            changes: has("changes"),
+            raw: has("raw"),
+            versions: has("versions"),
+            token: has("token"),
+        }
+    }
+}
+
+/// What the platform says of content it sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentMeta {
+    pub kind: NodeKind,
+    pub checksum: String,
+    pub modified_at: String,
+    pub size: u64,
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    url: String,
+    credential: RwLock<Credential>,
+    features: RwLock<Option<Features>>,
+}
+
+impl Client {
+    /// A client for the platform at `url` (`HYPERCLAY_URL`, e.g. `https://hyperclay.com`).
+    pub fn new(url: &str, credential: Credential) -> Result<Client> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("hyperclay/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| RemoteError::Protocol(e.to_string()))?;
+        Ok(Client {
+            http,
+            url: url.trim_end_matches('/').to_string(),
+            credential: RwLock::new(credential),
+            features: RwLock::new(None),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn credential(&self) -> Credential {
+        self.credential
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_credential(&self, credential: Credential) {
+        *self.credential.write().unwrap_or_else(|p| p.into_inner()) = credential;
+    }
+
+    fn endpoint(&self, path: &str) -> String {
+        format!("{}/_/sync/{}", self.url, path)
+    }
+
+    pub(super) fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let builder = self.http.request(method, self.endpoint(path));
+        match self.credential() {
+            Credential::ApiKey(key) => builder.header("X-API-Key", key),
+            Credential::Token(token) => builder.bearer_auth(token),
+        }
+    }
+
+    /// Sends and turns any non-2xx answer into a typed error.
+    pub(super) async fn send(&self, builder: RequestBuilder) -> Result<Response> {
+        let response = builder.send().await?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let body: ErrorBody = serde_json::from_str(&text).unwrap_or_else(|_| ErrorBody {
+            msg: Some(text.chars().take(200).collect()),
+            ..ErrorBody::default()
+        });
+        Err(RemoteError::from_answer(status, &body))
+    }
+
+    async fn json<T: DeserializeOwned>(&self, builder: RequestBuilder) -> Result<T> {
+        let response = self.send(builder).await?;
+        let bytes = response.bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|e| RemoteError::Protocol(e.to_string()))
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        self.json(self.request(method, path).json(body)).await
+    }
+
+    /// `GET status`; also learns the platform's features.
+    pub async fn status(&self) -> Result<StatusResponse> {
+        let status: StatusResponse = self.json(self.request(Method::GET, "status")).await?;
+        *self.features.write().unwrap_or_else(|p| p.into_inner()) =
+            Some(Features::from_status(&status));
+        Ok(status)
+    }
+
+    /// What the platform offers (asks `GET status` once).
+    pub async fn features(&self) -> Result<Features> {
+        if let Some(f) = *self.features.read().unwrap_or_else(|p| p.into_inner()) {
+            return Ok(f);
+        }
+        self.status().await?;
+        Ok(self
+            .features
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_default())
+    }
+
+    /// `GET nodes`: every live node (and the cursor it reflects, where offered).
+    pub async fn nodes(&self) -> Result<NodesResponse> {
+        self.json(self.request(Method::GET, "nodes")).await
+    }
+
+    /// `POST nodes`: creates a node (with its content, for files). The name is checked first.
+    pub async fn create(
+        &self,
+        kind: NodeKind,
+        name: &str,
+        parent_id: u64,
+        content: Option<&[u8]>,
+    ) -> Result<CreatedNode> {
+        check_name(kind, name)?;
+        if content.is_some_and(|c| c.len() as u64 > protocol::MAX_CONTENT_BYTES) {
+            return Err(RemoteError::TooLarge);
+        }
+        let request = CreateNodeRequest {
+            kind,
+            name: name.to_string(),
+            parent_id: Some(parent_id),
+            content: content.map(|c| encode_content(kind, c)),
+            modified_at: None,
+        };
+        let created: CreateNodeResponse = self.call(Method::POST, "nodes", &request).await?;
+        Ok(created.node)
+    }
+
+    /// `GET nodes/:id/content`, whole, in memory (raw where offered).
+    pub async fn content(&self, id: u64) -> Result<(ContentMeta, Vec<u8>)> {
+        let mut bytes = Vec::new();
+        let meta = self.download(id, &mut bytes).await?;
+        Ok((meta, bytes))
+    }
+
+    /// Streams a node's content into `out`: raw chunks where the platform offers `raw`, so that a
+    /// large upload is never whole in memory; the JSON answer otherwise.
+    pub async fn download<W: AsyncWrite + Unpin>(
+        &self,
+        id: u64,
+        out: &mut W,
+    ) -> Result<ContentMeta> {
+        if self.features().await?.raw {
+            let response = self
+                .send(self.request(Method::GET, &format!("nodes/{id}/content?raw=1")))
+                .await?;
+            let meta = raw_meta(response.headers())?;
+            let mut body = response.bytes_stream();
+            let mut written = 0u64;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                written += chunk.len() as u64;
+                out.write_all(&chunk)
+                    .await
+                    .map_err(|e| RemoteError::Protocol(format!("writing: {e}")))?;
+            }
+            out.flush()
+                .await
+                .map_err(|e| RemoteError::Protocol(format!("writing: {e}")))?;
+            return Ok(ContentMeta {
+                size: written,
+                ..meta
+            });
+        }
+        let answer: ContentResponse = self
+            .json(self.request(Method::GET, &format!("nodes/{id}/content")))
+            .await?;
+        let bytes = decode_content(answer.node_type, &answer.content)
+            .map_err(|e| RemoteError::Protocol(format!("content is not base64: {e}")))?;
+        out.write_all(&bytes)
+            .await
+            .map_err(|e| RemoteError::Protocol(format!("writing: {e}")))?;
+        out.flush()
+            .await
+            .map_err(|e| RemoteError::Protocol(format!("writing: {e}")))?;
+        Ok(ContentMeta {
+            kind: answer.node_type,
+            checksum: answer.checksum,
+            modified_at: answer.modified_at,
+            size: bytes.len() as u64,
+        })
+    }
+
+    /// `PUT nodes/:id/content`. With `base`, the platform writes only if it still holds `base`
+    /// (where it offers optimistic writes); otherwise the last write wins.
+    pub async fn put_content(
+        &self,
+        id: u64,
+        kind: NodeKind,
+        content: Bytes,
+        base: Option<&str>,
+    ) -> Result<PutContentResponse> {
+        if content.len() as u64 > protocol::MAX_CONTENT_BYTES {
+            return Err(RemoteError::TooLarge);
+        }
+        if self.features().await?.raw {
+            let mut request = self
+                .request(Method::PUT, &format!("nodes/{id}/content?raw=1"))
+                .header("Content-Type", "application/octet-stream")
+                .body(content);
+            if let Some(base) = base {
+                request = request.header("X-Base-Checksum", base);
+            }
+            return self.json(request).await;
+        }
+        let request = PutContentRequest {
+            content: encode_content(kind, &content),
+            modified_at: None,
+            base_checksum: base.map(str::to_string),
+        };
+        self.call(Method::PUT, &format!("nodes/{id}/content"), &request)
+            .await
+    }
+
+    /// `PATCH nodes/:id/rename`. The new name is checked first.
+    pub async fn rename(&self, id: u64, kind: NodeKind, new_name: &str) -> Result<RenameResponse> {
+        check_name(kind, new_name)?;
+        let request = RenameRequest {
+            new_name: new_name.to_string(),
+        };
+        self.call(Method::PATCH, &format!("nodes/{id}/rename"), &request)
+            .await
+    }
+
+    /// `PATCH nodes/:id/move`, optionally renaming in the same step.
+    pub async fn move_node(
+        &self,
+        id: u64,
+        kind: NodeKind,
+        target_parent_id: u64,
+        new_name: Option<&str>,
+    ) -> Result<MoveResponse> {
+        if let Some(name) = new_name {
+            check_name(kind, name)?;
+        }
+        let request = MoveRequest {
+            target_parent_id,
+            new_name: new_name.map(str::to_string),
+        };
+        self.call(Method::PATCH, &format!("nodes/{id}/move"), &request)
+            .await
+    }
+
+    /// `DELETE nodes/:id`. Only tests and tools use it: a mount never deletes across.
+    pub async fn delete(&self, id: u64, cascade: bool) -> Result<DeleteResponse> {
+        let path = match cascade {
+            true => format!("nodes/{id}?cascade=true"),
+            false => format!("nodes/{id}"),
+        };
+        self.json(self.request(Method::DELETE, &path)).await
+    }
+
+    /// `GET changes?since=N&limit=M` (Part 2).
+    pub async fn changes(&self, since: u64, limit: u64) -> Result<ChangesResponse> {
+        if !self.features().await?.changes {
+            return Err(RemoteError::Unsupported("a change cursor"));
+        }
+        self.json(self.request(Method::GET, &format!("changes?since={since}&limit={limit}")))
+            .await
+    }
+
+    /// `GET nodes/:id/versions` (Part 2): newest first.
+    pub async fn versions(&self, id: u64) -> Result<Vec<Version>> {
+        if !self.features().await?.versions {
+            return Err(RemoteError::Unsupported("versions"));
+        }
+        let answer: VersionsResponse = self
+            .json(self.request(Method::GET, &format!("nodes/{id}/versions")))
+            .await?;
+        Ok(answer.versions)
+    }
+
+    /// `GET nodes/:id/versions/:versionId` (Part 2).
+    pub async fn version(&self, id: u64, version_id: u64) -> Result<(Version, Vec<u8>)> {
+        if !self.features().await?.versions {
+            return Err(RemoteError::Unsupported("versions"));
+        }
+        let answer: VersionContentResponse = self
+            .json(self.request(Method::GET, &format!("nodes/{id}/versions/{version_id}")))
+            .await?;
+        let bytes = decode_content(answer.node_type, &answer.content)
+            .map_err(|e| RemoteError::Protocol(format!("content is not base64: {e}")))?;
+        let version = Version {
+            version_id: answer.version_id,
+            created_at: answer.created_at,
+            size: answer.size,
+            checksum: answer.checksum,
+        };
+        Ok((version, bytes))
+    }
+
+    /// `POST control`: best effort browser traffic.
+    pub async fn control(&self, envelope: &serde_json::Value) -> Result<()> {
+        self.send(self.request(Method::POST, "control").json(envelope))
+            .await?;
+        Ok(())
+    }
+
+    /// `POST token/refresh`: a fresh 10-day token, which this client uses from now on.
+    pub async fn refresh_token(&self) -> Result<TokenResponse> {
+        if !self.features().await?.token {
+            return Err(RemoteError::Unsupported("token refresh"));
+        }
+        let answer: TokenResponse = self
+            .json(self.request(Method::POST, "token/refresh"))
+            .await?;
+        self.set_credential(Credential::Token(answer.token.clone()));
+        Ok(answer)
+    }
+}
+
+fn check_name(kind: NodeKind, name: &str) -> Result<()> {
+    names::check(kind, name).map_err(|e| RemoteError::InvalidName(format!("{name:?}: {}", e.rule)))
+}
+
+fn raw_meta(headers: &HeaderMap) -> Result<ContentMeta> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| RemoteError::Protocol(format!("raw content without {name}")))
+    };
+    let kind = NodeKind::parse(&text("x-node-type")?)
+        .ok_or_else(|| RemoteError::Protocol("unknown X-Node-Type".into()))?;
+    Ok(ContentMeta {
+        kind,
+        checksum: text("x-checksum")?,
+        modified_at: text("x-modified-at")?,
+        size: 0,
+    })
+}

@@ -1,0 +1,126 @@
+//! The event stream as a channel of typed items. It reconnects by itself (backoff up to 30 s),
+//! sends `Last-Event-ID` so a Part 2 platform replays what was missed, and says on each connect
+//! whether that replay happened: when it did not (first connect, or a Part 1 platform), the
+//! consumer must compare a fresh listing instead.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::Method;
+use tokio::sync::mpsc;
+
+use super::error::RemoteError;
+use super::sse::SseParser;
+use super::Client;
+use crate::protocol::Event;
+
+/// What the stream reports.
+#[derive(Debug, Clone)]
+pub enum StreamItem {
+    /// Connected. `replayed`: every change since the last id will arrive first, none missed.
+    Connected { replayed: bool },
+    /// A change. `seq` is its place in the change log (Part 2 only).
+    Event { seq: Option<u64>, event: Event },
+    /// The connection ended; the stream reconnects by itself.
+    Disconnected { error: RemoteError },
+}
+
+/// A Part 2 platform pings every 15 s: silence this long means the connection is dead.
+const SILENCE_LIMIT: Duration = Duration::from_secs(45);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Starts following the platform's event stream from `last_id`. Stops when the receiver is dropped.
+pub fn subscribe(client: Arc<Client>, last_id: Option<u64>) -> mpsc::Receiver<StreamItem> {
+    let (tx, rx) = mpsc::channel(1024);
+    tokio::spawn(async move {
+        let mut last_id = last_id;
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let error = tokio::select! {
+                e = follow(&client, &mut last_id, &tx, &mut backoff) => e,
+                _ = tx.closed() => return,
+            };
+            if tx.send(StreamItem::Disconnected { error }).await.is_err() {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = tx.closed() => return,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    });
+    rx
+}
+
+/// One connection: runs until it ends, and answers why.
+async fn follow(
+    client: &Client,
+    last_id: &mut Option<u64>,
+    tx: &mpsc::Sender<StreamItem>,
+    backoff: &mut Duration,
+) -> RemoteError {
+    let features = match client.features().await {
+        Ok(f) => f,
+        Err(e) => return e,
+    };
+    let mut request = client
+        .request(Method::GET, "stream")
+        .header("Accept", "text/event-stream");
+    let resuming = features.changes && last_id.is_some();
+    if let (true, Some(id)) = (resuming, *last_id) {
+        request = request.header("Last-Event-ID", id.to_string());
+    }
+    let response = match client.send(request).await {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    *backoff = Duration::from_millis(250);
+    if tx
+        .send(StreamItem::Connected { replayed: resuming })
+        .await
+        .is_err()
+    {
+        return RemoteError::Protocol("the receiver is gone".into());
+    }
+    let mut body = response.bytes_stream();
+    let mut parser = SseParser::default();
+    loop {
+        let next = match features.changes {
+            true => match tokio::time::timeout(SILENCE_LIMIT, body.next()).await {
+                Ok(n) => n,
+                Err(_) => return RemoteError::Unreachable("the event stream went silent".into()),
+            },
+            false => body.next().await,
+        };
+        let chunk = match next {
+            Some(Ok(chunk)) => chunk,
+            Some(Err(e)) => return e.into(),
+            None => return RemoteError::Unreachable("the platform closed the event stream".into()),
+        };
+        let frames = match parser.feed(&chunk) {
+            Ok(f) => f,
+            Err(e) => return RemoteError::Protocol(e.to_string()),
+        };
+        for frame in frames {
+            let seq = frame
+                .id
+                .as_deref()
+                .and_then(|id| id.trim().parse::<u64>().ok());
+            let event: Event = match serde_json::from_str(&frame.data) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping an event the client does not understand");
+                    continue;
+                }
+            };
+            if let Some(seq) = seq {
+                *last_id = Some(seq);
+            }
+            if tx.send(StreamItem::Event { seq, event }).await.is_err() {
+                return RemoteError::Protocol("the receiver is gone".into());
+            }
+        }
+    }
+}
