@@ -21,7 +21,12 @@ struct Stats {
 fn stats(mut samples: Vec<Duration>) -> Stats {
     samples.sort();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    Stats { min: samples[0], p50: at(0.5), p99: at(0.99), max: *samples.last().unwrap() }
+    Stats {
+        min: samples[0],
+        p50: at(0.5),
+        p99: at(0.99),
+        max: *samples.last().unwrap(),
+    }
 }
 
 fn ms(d: Duration) -> String {
@@ -46,13 +51,27 @@ async fn main() {
     // 10,000 nodes: 1,000 folders of 9 small sites.
     let started = Instant::now();
     for f in 0..1000 {
-        let folder = client.create(NodeKind::Folder, &format!("f{f}"), 0, None).await.unwrap();
+        let folder = client
+            .create(NodeKind::Folder, &format!("f{f}"), 0, None)
+            .await
+            .unwrap();
         for s in 0..9 {
             let html = format!("<!doctype html><p>site {f}-{s}</p>");
-            client.create(NodeKind::Site, &format!("s{f}-{s}.html"), folder.id, Some(html.as_bytes())).await.unwrap();
+            client
+                .create(
+                    NodeKind::Site,
+                    &format!("s{f}-{s}.html"),
+                    folder.id,
+                    Some(html.as_bytes()),
+                )
+                .await
+                .unwrap();
         }
     }
-    eprintln!("seeded 10,000 nodes in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "seeded 10,000 nodes in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let mut rows = Vec::new();
 
     let mut samples = Vec::new();
@@ -63,28 +82,60 @@ async fn main() {
         assert_eq!(listing.nodes.len(), 10_000);
     }
     let s = stats(samples);
-    rows.push(format!("| `GET nodes`, 10,000 nodes (20 runs) | {} | {} | {} | {} | under 100 ms |", ms(s.min), ms(s.p50), ms(s.p99), ms(s.max)));
+    rows.push(format!(
+        "| `GET nodes`, 10,000 nodes (20 runs) | {} | {} | {} | {} | under 100 ms |",
+        ms(s.min),
+        ms(s.p50),
+        ms(s.p99),
+        ms(s.max)
+    ));
 
     let html: String = "<p>hyperclay</p>\n".repeat(100 * 1024 / 17);
-    let site = client.create(NodeKind::Site, "bench.html", 0, Some(html.as_bytes())).await.unwrap();
-    let (_, plain_client) = start(&dir.path().join("plain"), true).await;
-    let plain_site = plain_client.create(NodeKind::Site, "bench.html", 0, Some(html.as_bytes())).await.unwrap();
-    for (label, c, id) in [("raw", &client, site.id), ("JSON, `--plain`", &plain_client, plain_site.id)] {
+    let site = client
+        .create(NodeKind::Site, "bench.html", 0, Some(html.as_bytes()))
+        .await
+        .unwrap();
+    let (_plain_running, plain_client) = start(&dir.path().join("plain"), true).await;
+    let plain_site = plain_client
+        .create(NodeKind::Site, "bench.html", 0, Some(html.as_bytes()))
+        .await
+        .unwrap();
+    for (label, c, id) in [
+        ("raw", &client, site.id),
+        ("JSON, `--plain`", &plain_client, plain_site.id),
+    ] {
         let mut samples = Vec::new();
         for i in 0..300 {
             let body = format!("{html}<!-- {i} -->");
             let t = Instant::now();
-            c.put_content(id, NodeKind::Site, body.into(), None).await.unwrap();
+            c.put_content(id, NodeKind::Site, body.into(), None)
+                .await
+                .unwrap();
             samples.push(t.elapsed());
         }
         let s = stats(samples);
-        rows.push(format!("| `PUT` 100 KB site, {label} (300 runs) | {} | {} | {} | {} | p50 under 5 ms |", ms(s.min), ms(s.p50), ms(s.p99), ms(s.max)));
+        rows.push(format!(
+            "| `PUT` 100 KB site, {label} (300 runs) | {} | {} | {} | {} | p50 under 5 ms |",
+            ms(s.min),
+            ms(s.p50),
+            ms(s.p99),
+            ms(s.max)
+        ));
     }
 
     let big: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-    let up = client.create(NodeKind::Upload, "big.bin", 0, Some(&big)).await.unwrap();
-    let plain_up = plain_client.create(NodeKind::Upload, "big.bin", 0, Some(&big)).await.unwrap();
-    for (label, c, id) in [("raw", &client, up.id), ("base64 JSON, `--plain`", &plain_client, plain_up.id)] {
+    let up = client
+        .create(NodeKind::Upload, "big.bin", 0, Some(&big))
+        .await
+        .unwrap();
+    let plain_up = plain_client
+        .create(NodeKind::Upload, "big.bin", 0, Some(&big))
+        .await
+        .unwrap();
+    for (label, c, id) in [
+        ("raw", &client, up.id),
+        ("base64 JSON, `--plain`", &plain_client, plain_up.id),
+    ] {
         let mut rates = Vec::new();
         for _ in 0..10 {
             let mut sink = tokio::io::sink();

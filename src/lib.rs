@@ -4,6 +4,7 @@
 //! bundled dev platform; `remote` is the only code that speaks HTTP to the platform; `platform` is
 //! `hyperclay dev-platform`.
 
+pub mod cache;
 pub mod config;
 pub mod platform;
 pub mod protocol;

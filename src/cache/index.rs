@@ -1,0 +1,433 @@
+//! The index: one row per local node in SQLite (WAL) and the same tree in memory, so that every
+//! lookup, getattr and readdir is answered from memory while every change is durable. Only this
+//! file touches `index.db`.
+//!
+//! An entry keeps: its inode (never reused), parent and name, kind, the platform node id (none
+//! for local-only files and detached ones), size and modification time, the **base** checksum
+//! (what both sides held at the last sync), the platform's checksum and `modifiedAt`, the mirror
+//! copy's checksum (none while the copy is not on disk yet) and the tombstone flag.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::protocol::NodeKind;
+
+pub const ROOT_INO: u64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("the index database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("no such entry (inode {0})")]
+    Missing(u64),
+}
+
+type Result<T> = std::result::Result<T, IndexError>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub ino: u64,
+    pub parent: u64,
+    pub name: String,
+    pub kind: NodeKind,
+    pub node_id: Option<u64>,
+    pub size: u64,
+    /// Milliseconds since the epoch.
+    pub mtime_ms: i64,
+    pub base: Option<String>,
+    pub remote: Option<String>,
+    pub remote_modified: Option<String>,
+    /// Checksum of the mirror copy; `None` while it is not on disk.
+    pub local: Option<String>,
+    pub tombstone: bool,
+}
+
+impl Entry {
+    pub fn is_dir(&self) -> bool {
+        self.kind == NodeKind::Folder
+    }
+
+    /// The mirror copy is on disk (folders always are).
+    pub fn is_hydrated(&self) -> bool {
+        self.is_dir() || self.local.is_some()
+    }
+}
+
+/// What a new entry starts with.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    pub parent: u64,
+    pub name: String,
+    pub kind: NodeKind,
+    pub node_id: Option<u64>,
+    pub size: u64,
+    pub mtime_ms: i64,
+    pub base: Option<String>,
+    pub remote: Option<String>,
+    pub remote_modified: Option<String>,
+    pub local: Option<String>,
+}
+
+#[derive(Default)]
+struct Tree {
+    entries: HashMap<u64, Entry>,
+    /// Live (not tombstoned) children by name, sorted for stable listings.
+    children: HashMap<u64, BTreeMap<String, u64>>,
+    by_node: HashMap<u64, u64>,
+}
+
+impl Tree {
+    fn link(&mut self, e: &Entry) {
+        if !e.tombstone {
+            self.children
+                .entry(e.parent)
+                .or_default()
+                .insert(e.name.clone(), e.ino);
+        }
+        if let Some(id) = e.node_id {
+            self.by_node.insert(id, e.ino);
+        }
+    }
+
+    fn unlink(&mut self, e: &Entry) {
+        if let Some(c) = self.children.get_mut(&e.parent) {
+            if c.get(&e.name) == Some(&e.ino) {
+                c.remove(&e.name);
+            }
+        }
+        if let Some(id) = e.node_id {
+            if self.by_node.get(&id) == Some(&e.ino) {
+                self.by_node.remove(&id);
+            }
+        }
+    }
+
+    fn put(&mut self, e: Entry) {
+        if let Some(old) = self.entries.remove(&e.ino) {
+            self.unlink(&old);
+        }
+        self.link(&e);
+        self.entries.insert(e.ino, e);
+    }
+}
+
+pub struct Index {
+    db: Mutex<Connection>,
+    tree: RwLock<Tree>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries(
+  ino INTEGER PRIMARY KEY AUTOINCREMENT, parent INTEGER NOT NULL, name TEXT NOT NULL,
+  kind TEXT NOT NULL, node_id INTEGER UNIQUE, size INTEGER NOT NULL DEFAULT 0,
+  mtime_ms INTEGER NOT NULL DEFAULT 0, base TEXT, remote TEXT, remote_modified TEXT, local TEXT,
+  tombstone INTEGER NOT NULL DEFAULT 0);
+INSERT OR IGNORE INTO sqlite_sequence(name, seq)
+  SELECT 'entries', 1 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'entries');
+";
+
+const COLUMNS: &str =
+    "ino, parent, name, kind, node_id, size, mtime_ms, base, remote, remote_modified, local, tombstone";
+
+fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    let kind: String = r.get(3)?;
+    Ok(Entry {
+        ino: r.get(0)?,
+        parent: r.get(1)?,
+        name: r.get(2)?,
+        kind: NodeKind::parse(&kind).unwrap_or(NodeKind::Upload),
+        node_id: r.get(4)?,
+        size: r.get(5)?,
+        mtime_ms: r.get(6)?,
+        base: r.get(7)?,
+        remote: r.get(8)?,
+        remote_modified: r.get(9)?,
+        local: r.get(10)?,
+        tombstone: r.get(11)?,
+    })
+}
+
+impl Index {
+    /// Opens the index at `path` and loads it into memory.
+    pub fn open(path: &std::path::Path) -> Result<Index> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Survives a kill -9 at any moment; the mirror is written (and fsync'ed) before the index.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        let mut tree = Tree::default();
+        {
+            let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM entries"))?;
+            for e in stmt.query_map([], row_to_entry)? {
+                tree.put(e?);
+            }
+        }
+        Ok(Index {
+            db: Mutex::new(conn),
+            tree: RwLock::new(tree),
+        })
+    }
+
+    fn db(&self) -> MutexGuard<'_, Connection> {
+        // SQLite keeps itself consistent across a panic (open transactions roll back).
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Tree> {
+        self.tree.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Tree> {
+        self.tree.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, ino: u64) -> Option<Entry> {
+        self.read().entries.get(&ino).cloned()
+    }
+
+    /// A live (not tombstoned) child by name.
+    pub fn lookup(&self, parent: u64, name: &str) -> Option<Entry> {
+        let tree = self.read();
+        let ino = tree.children.get(&parent)?.get(name)?;
+        tree.entries.get(ino).cloned()
+    }
+
+    /// Live children, sorted by name.
+    pub fn children(&self, parent: u64) -> Vec<Entry> {
+        let tree = self.read();
+        tree.children
+            .get(&parent)
+            .map(|c| {
+                c.values()
+                    .filter_map(|ino| tree.entries.get(ino).cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Calls `f` on each live child from position `skip`, until it answers false.
+    pub fn for_children(&self, parent: u64, skip: usize, mut f: impl FnMut(usize, &Entry) -> bool) {
+        let tree = self.read();
+        let Some(children) = tree.children.get(&parent) else {
+            return;
+        };
+        for (i, ino) in children.values().enumerate().skip(skip) {
+            if let Some(e) = tree.entries.get(ino) {
+                if !f(i, e) {
+                    break;
+                }
+            }
+        }
+    }
+
+    pub fn by_node(&self, node_id: u64) -> Option<Entry> {
+        let tree = self.read();
+        tree.by_node
+            .get(&node_id)
+            .and_then(|ino| tree.entries.get(ino))
+            .cloned()
+    }
+
+    /// The relative path of an entry (`blog/post.html`); `""` for the root.
+    pub fn path(&self, ino: u64) -> Option<String> {
+        let tree = self.read();
+        let mut parts = Vec::new();
+        let mut current = ino;
+        while current != ROOT_INO {
+            let e = tree.entries.get(&current)?;
+            parts.push(e.name.as_str());
+            current = e.parent;
+            if parts.len() > 256 {
+                return None;
+            }
+        }
+        parts.reverse();
+        Some(parts.join("/"))
+    }
+
+    /// Every entry, for start-up comparison and hydration.
+    pub fn all(&self) -> Vec<Entry> {
+        self.read().entries.values().cloned().collect()
+    }
+
+    pub fn insert(&self, new: NewEntry) -> Result<Entry> {
+        let db = self.db();
+        db.execute(
+            "INSERT INTO entries(parent, name, kind, node_id, size, mtime_ms, base, remote, remote_modified, local)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![new.parent, new.name, new.kind.as_str(), new.node_id, new.size, new.mtime_ms, new.base, new.remote, new.remote_modified, new.local],
+        )?;
+        let entry = Entry {
+            ino: db.last_insert_rowid() as u64,
+            parent: new.parent,
+            name: new.name,
+            kind: new.kind,
+            node_id: new.node_id,
+            size: new.size,
+            mtime_ms: new.mtime_ms,
+            base: new.base,
+            remote: new.remote,
+            remote_modified: new.remote_modified,
+            local: new.local,
+            tombstone: false,
+        };
+        // The tree changes under the database lock, so memory and disk change in the same order.
+        self.write().put(entry.clone());
+        Ok(entry)
+    }
+
+    /// Writes the whole entry (matched by inode).
+    pub fn update(&self, e: &Entry) -> Result<()> {
+        let db = self.db();
+        let changed = db.execute(
+            "UPDATE entries SET parent = ?2, name = ?3, kind = ?4, node_id = ?5, size = ?6, mtime_ms = ?7,
+             base = ?8, remote = ?9, remote_modified = ?10, local = ?11, tombstone = ?12 WHERE ino = ?1",
+            params![e.ino, e.parent, e.name, e.kind.as_str(), e.node_id, e.size, e.mtime_ms, e.base, e.remote, e.remote_modified, e.local, e.tombstone],
+        )?;
+        if changed == 0 {
+            return Err(IndexError::Missing(e.ino));
+        }
+        self.write().put(e.clone());
+        Ok(())
+    }
+
+    /// Changes an entry in place: `f` edits a copy, which is then written.
+    pub fn modify(&self, ino: u64, f: impl FnOnce(&mut Entry)) -> Result<Entry> {
+        let mut e = self.get(ino).ok_or(IndexError::Missing(ino))?;
+        f(&mut e);
+        self.update(&e)?;
+        Ok(e)
+    }
+
+    /// Forgets an entry (and its subtree) entirely.
+    pub fn remove(&self, ino: u64) -> Result<()> {
+        let mut doomed = vec![ino];
+        {
+            let tree = self.read();
+            let mut i = 0;
+            while i < doomed.len() {
+                if let Some(c) = tree.children.get(&doomed[i]) {
+                    doomed.extend(c.values());
+                }
+                i += 1;
+            }
+        }
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        for ino in &doomed {
+            tx.execute("DELETE FROM entries WHERE ino = ?1", params![ino])?;
+        }
+        tx.commit()?;
+        let mut tree = self.write();
+        for ino in doomed {
+            if let Some(e) = tree.entries.remove(&ino) {
+                tree.unlink(&e);
+            }
+            tree.children.remove(&ino);
+        }
+        Ok(())
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .db()
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.db().execute(
+            "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// The account's change cursor: the last change this index reflects.
+    pub fn cursor(&self) -> Option<u64> {
+        self.meta("cursor")
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse().ok())
+    }
+
+    pub fn set_cursor(&self, cursor: u64) -> Result<()> {
+        self.set_meta("cursor", &cursor.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(parent: u64, name: &str, kind: NodeKind, node: Option<u64>) -> NewEntry {
+        NewEntry {
+            parent,
+            name: name.into(),
+            kind,
+            node_id: node,
+            size: 0,
+            mtime_ms: 0,
+            base: None,
+            remote: None,
+            remote_modified: None,
+            local: None,
+        }
+    }
+
+    #[test]
+    fn survives_reopen_and_never_reuses_inodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.db");
+        let (blog, post) = {
+            let index = Index::open(&path).unwrap();
+            let blog = index
+                .insert(new(ROOT_INO, "blog", NodeKind::Folder, Some(10)))
+                .unwrap();
+            assert!(blog.ino > ROOT_INO);
+            let post = index
+                .insert(new(blog.ino, "post.html", NodeKind::Site, Some(11)))
+                .unwrap();
+            index.set_cursor(42).unwrap();
+            (blog, post)
+        };
+        let index = Index::open(&path).unwrap();
+        assert_eq!(index.lookup(ROOT_INO, "blog").unwrap(), blog);
+        assert_eq!(index.by_node(11).unwrap().ino, post.ino);
+        assert_eq!(index.path(post.ino).unwrap(), "blog/post.html");
+        assert_eq!(index.cursor(), Some(42));
+        index.remove(blog.ino).unwrap();
+        assert!(index.get(post.ino).is_none(), "the subtree goes with it");
+        let again = index
+            .insert(new(ROOT_INO, "blog", NodeKind::Folder, Some(10)))
+            .unwrap();
+        assert!(again.ino > post.ino, "inode numbers are never reused");
+    }
+
+    #[test]
+    fn tombstones_hide_from_lookup_but_stay_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("i.db")).unwrap();
+        let e = index
+            .insert(new(ROOT_INO, "a.html", NodeKind::Site, Some(1)))
+            .unwrap();
+        index.modify(e.ino, |e| e.tombstone = true).unwrap();
+        assert!(index.lookup(ROOT_INO, "a.html").is_none());
+        assert!(index.children(ROOT_INO).is_empty());
+        assert!(index.by_node(1).unwrap().tombstone);
+    }
+}

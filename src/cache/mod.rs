@@ -1,0 +1,10 @@
+//! The only code that touches local storage: the index (SQLite: nodes, sync base, cursor,
+//! tombstones, and the in-memory tree every kernel lookup is answered from), the mirror files, and
+//! the `sites-versions/` backups. Writes to disk are atomic (temp file, fsync, rename).
+
+mod index;
+mod mirror;
+pub mod versions;
+
+pub use index::{Entry, Index, IndexError, NewEntry, ROOT_INO};
+pub use mirror::{is_local_only, Mirror, MirrorError};
