@@ -47,6 +47,22 @@ pub fn state_dir() -> PathBuf {
         .unwrap_or_else(|| xdg("XDG_STATE_HOME", ".local/state").join("hyperclay"))
 }
 
+/// Sockets and pid files of running mounts.
+pub fn runtime_dir() -> PathBuf {
+    if let Some(h) = hyperclay_home() {
+        return h.join("run");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(v) if !v.is_empty() => PathBuf::from(v).join("hyperclay"),
+        _ => std::env::temp_dir().join(format!("hyperclay-{}", nix::unistd::getuid())),
+    }
+}
+
+/// The sync log.
+pub fn log_path() -> PathBuf {
+    state_dir().join("sync.log")
+}
+
 /// The default mirror directory.
 pub fn default_mirror() -> PathBuf {
     data_dir().join("mirror")

@@ -6,6 +6,9 @@
 
 pub mod cache;
 pub mod config;
+pub mod fs;
+pub mod log;
 pub mod platform;
 pub mod protocol;
 pub mod remote;
+pub mod sync;

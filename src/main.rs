@@ -1,5 +1,7 @@
 //! The `hyperclay` command line.
 
+mod cli;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,11 +11,7 @@ use clap::{Parser, Subcommand};
 use hyperclay::platform::{self, PlatformConfig};
 
 #[derive(Parser)]
-#[command(
-    name = "hyperclay",
-    version,
-    about = "The hyperclay.com platform mounted as a local folder"
-)]
+#[command(name = "hyperclay", version, about = "The hyperclay.com platform mounted as a local folder")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,6 +19,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Mount the account at MOUNTPOINT (an empty folder) until Ctrl-C or `hyperclay unmount`.
+    Mount {
+        mountpoint: PathBuf,
+        /// The local mirror (offline copy and backups).
+        #[arg(long)]
+        mirror: Option<PathBuf>,
+        /// Return once the mount is ready, leaving it running in the background.
+        #[arg(long)]
+        daemon: bool,
+    },
+    /// End a mount: its pushes finish first. Also cleans up after a killed mount.
+    Unmount { mountpoint: PathBuf },
     /// Serve the platform's sync API locally (SQLite), for development and tests.
     DevPlatform {
         /// Where the platform keeps its database.
@@ -55,16 +65,25 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+fn main() {
     let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("hyperclay: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Mount { mountpoint, mirror, daemon } => {
+            if daemon {
+                return cli::mount::daemonize();
+            }
+            let log = hyperclay::config::log_path();
+            hyperclay::log::init_with_file(&log).with_context(|| format!("opening the log {}", log.display()))?;
+            runtime()?.block_on(cli::mount::run(cli::mount::MountArgs { mountpoint, mirror }))
+        }
+        Command::Unmount { mountpoint } => cli::unmount::run(&mountpoint),
         Command::DevPlatform {
             data,
             listen,
@@ -77,9 +96,9 @@ async fn main() -> anyhow::Result<()> {
             token_ttl_secs,
             samples,
         } => {
-            let mut config = PlatformConfig::new(
-                data.unwrap_or_else(|| hyperclay::config::data_dir().join("dev-platform")),
-            );
+            hyperclay::log::init_stderr();
+            let mut config =
+                PlatformConfig::new(data.unwrap_or_else(|| hyperclay::config::data_dir().join("dev-platform")));
             config.listen = listen;
             config.api_key = api_key;
             config.username = username;
@@ -89,30 +108,21 @@ async fn main() -> anyhow::Result<()> {
             config.plain = plain;
             config.token_ttl = Duration::from_secs(token_ttl_secs);
             config.samples = samples;
-            let data_dir = config.data_dir.clone();
-            let running = platform::start(config)
-                .await
-                .context("starting the dev platform")?;
-            println!("hyperclay dev platform");
-            println!("  HYPERCLAY_URL={}", running.url());
-            println!("  HYPERCLAY_API_KEY={}", running.account.api_key);
-            println!(
-                "  account: {}  data: {}",
-                running.account.username,
-                data_dir.display()
-            );
-            wait_for_signal().await?;
-            running.stop().await;
-            Ok(())
+            runtime()?.block_on(async move {
+                let data_dir = config.data_dir.clone();
+                let running = platform::start(config).await.context("starting the dev platform")?;
+                println!("hyperclay dev platform");
+                println!("  HYPERCLAY_URL={}", running.url());
+                println!("  HYPERCLAY_API_KEY={}", running.account.api_key);
+                println!("  account: {}  data: {}", running.account.username, data_dir.display());
+                cli::signal().await;
+                running.stop().await;
+                Ok(())
+            })
         }
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    Ok(())
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }

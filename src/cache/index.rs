@@ -217,6 +217,10 @@ impl Index {
             .unwrap_or_default()
     }
 
+    pub fn child_count(&self, parent: u64) -> usize {
+        self.read().children.get(&parent).map_or(0, |c| c.len())
+    }
+
     /// Calls `f` on each live child from position `skip`, until it answers false.
     pub fn for_children(&self, parent: u64, skip: usize, mut f: impl FnMut(usize, &Entry) -> bool) {
         let tree = self.read();

@@ -1,0 +1,18 @@
+//! The commands' edges: they assemble the library's parts and turn failures into one-line,
+//! actionable messages (anyhow with context).
+
+pub mod mount;
+pub mod pidfile;
+pub mod unmount;
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn signal() {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,120 @@
+//! `hyperclay mount MOUNTPOINT`: the account as a folder, until Ctrl-C, SIGTERM or
+//! `hyperclay unmount`. The mount answers from the index at once; the platform is reached in the
+//! background (the mount starts offline too).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use hyperclay::cache::{Index, Mirror};
+use hyperclay::config;
+use hyperclay::fs::{self, MountFs};
+use hyperclay::remote::{Client, Credential};
+use hyperclay::sync::{self, Engine};
+
+use super::pidfile;
+
+/// Set in the child of `--daemon`: print `ready` on stdout once mounted, then detach from it.
+pub const READY_ENV: &str = "HYPERCLAY_NOTIFY_READY";
+
+pub struct MountArgs {
+    pub mountpoint: PathBuf,
+    pub mirror: Option<PathBuf>,
+}
+
+pub fn credential() -> anyhow::Result<Credential> {
+    match std::env::var("HYPERCLAY_API_KEY") {
+        Ok(key) if !key.trim().is_empty() => Ok(Credential::ApiKey(key.trim().to_string())),
+        _ => bail!("not signed in: set HYPERCLAY_API_KEY=hcsk_... (your platform API key)"),
+    }
+}
+
+pub async fn run(args: MountArgs) -> anyhow::Result<()> {
+    let mountpoint = fs::absolute(&args.mountpoint);
+    fs::check_mountpoint(&mountpoint)?;
+    let credential = credential()?;
+    let url = config::platform_url();
+    let mirror_dir = args.mirror.unwrap_or_else(config::default_mirror);
+    let mirror = Arc::new(Mirror::open(&mirror_dir).with_context(|| format!("opening the mirror {}", mirror_dir.display()))?);
+    mirror.sweep_temps();
+    let index_path = mirror.index_path();
+    let index = Arc::new(Index::open(&index_path).with_context(|| format!("opening the index {}", index_path.display()))?);
+    let client = Arc::new(Client::new(&url, credential)?);
+    let (sink, notices) = fs::notice_channel();
+    let engine = Engine::new(client, index, mirror.clone(), sink);
+    let mount_fs = Arc::new(MountFs::new(engine.clone()));
+    let mounted = fs::mount(mount_fs, &mountpoint, notices, tokio::runtime::Handle::current())?;
+    pidfile::write(&mountpoint).context("writing the pid file")?;
+    tracing::info!(mountpoint = %mountpoint.display(), platform = %url, mirror = %mirror.root().display(), "mounted");
+    println!("hyperclay: {url} mounted at {}", mountpoint.display());
+    println!("  mirror: {}  log: {}", mirror.root().display(), config::log_path().display());
+    announce_ready();
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let follower = tokio::spawn(sync::follow(engine.clone(), stopped));
+    tokio::select! {
+        _ = super::signal() => {}
+        _ = ended(&mounted) => tracing::info!("the mount was removed from outside"),
+    }
+    let _ = stop.send(true);
+    let _ = follower.await;
+    let unmounted = tokio::task::spawn_blocking(move || mounted.unmount()).await?;
+    pidfile::remove(&mountpoint);
+    unmounted.with_context(|| format!("unmounting {}", mountpoint.display()))?;
+    tracing::info!(mountpoint = %mountpoint.display(), "unmounted");
+    Ok(())
+}
+
+async fn ended(mounted: &fs::Mounted) {
+    while !mounted.has_ended() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// In a `--daemon` child: tell the parent the mount is ready, then stop writing to its pipes.
+fn announce_ready() {
+    if std::env::var_os(READY_ENV).is_none() {
+        return;
+    }
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "ready");
+    let _ = out.flush();
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        // SAFETY: dup2 onto the process's own standard descriptors; `null` outlives the calls.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 1);
+            libc::dup2(null.as_raw_fd(), 2);
+        }
+    }
+}
+
+/// `--daemon`: runs the mount in a detached child and returns once it is ready.
+pub fn daemonize() -> anyhow::Result<()> {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--daemon").collect();
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command.args(&args).env(READY_ENV, "1").stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped());
+    // SAFETY: setsid is async-signal-safe; it detaches the child from the terminal's session.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().context("starting the mount process")?;
+    let stdout = child.stdout.take().context("the mount's stdout")?;
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let line = line?;
+        if line.trim() == "ready" {
+            return Ok(());
+        }
+        println!("{line}");
+    }
+    let status = child.wait()?;
+    bail!("the mount did not start ({status}); see the messages above and {}", config::log_path().display())
+}

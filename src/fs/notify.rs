@@ -1,0 +1,35 @@
+//! Telling the kernel what the sync engine changed, from one dedicated thread fed by a channel:
+//! never from inside a FUSE callback, never while holding a lock a callback needs (the kernel may
+//! wait on a page lock held by a read this process is serving).
+
+use std::sync::mpsc;
+
+use fuser::{INodeNo, Notifier};
+
+use crate::sync::{Notice, NoticeSink};
+
+/// A sink for the engine, and the receiving end for [`run`].
+pub fn channel() -> (NoticeSink, mpsc::Receiver<Notice>) {
+    let (tx, rx) = mpsc::channel::<Notice>();
+    let tx = std::sync::Mutex::new(tx);
+    let sink: NoticeSink = std::sync::Arc::new(move |n| {
+        let _ = tx.lock().unwrap_or_else(|p| p.into_inner()).send(n);
+    });
+    (sink, rx)
+}
+
+/// Forwards notices to the kernel until every sender is gone.
+pub fn run(notifier: Notifier, notices: mpsc::Receiver<Notice>) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("kernel-notices".into())
+        .spawn(move || {
+            for notice in notices {
+                // ENOENT only means the kernel holds nothing cached for it.
+                let _ = match &notice {
+                    Notice::Content { ino } => notifier.inval_inode(INodeNo(*ino), 0, 0),
+                    Notice::Entry { parent, name } => notifier.inval_entry(INodeNo(*parent), name.as_ref()),
+                };
+            }
+        })
+        .expect("spawning the kernel-notices thread")
+}

@@ -1,0 +1,289 @@
+//! The mounted filesystem as plain methods, knowing nothing of FUSE replies: listings and
+//! attributes come from the index in memory, contents from the mirror; a copy not on disk yet is
+//! fetched through the engine (the one network wait, taken off the FUSE threads by the adapter).
+//! `sites-versions/` is a read-only view of the backups; the index folder is never visible.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::backups::{self, Backups, VERSIONS_INO};
+use super::error::{FsError, Result};
+use crate::cache::{Entry, ROOT_INO};
+use crate::sync::Engine;
+
+pub const VERSIONS_NAME: &str = "sites-versions";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+    Symlink,
+}
+
+/// Attributes of one inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub perm: u16,
+}
+
+/// One open file.
+struct Handle {
+    ino: u64,
+    file: Arc<File>,
+}
+
+/// What `open` answers.
+pub struct Opened {
+    pub fh: u64,
+    /// The kernel's cached pages of this file are still right.
+    pub keep_cache: bool,
+}
+
+pub struct MountFs {
+    pub engine: Arc<Engine>,
+    backups: Backups,
+    handles: Mutex<HashMap<u64, Handle>>,
+    next_fh: AtomicU64,
+    /// The content (checksum) the kernel last saw of each file, for close-to-open caching.
+    seen: Mutex<HashMap<u64, String>>,
+    mounted_at: SystemTime,
+}
+
+fn time_of(ms: i64) -> SystemTime {
+    if ms <= 0 {
+        return UNIX_EPOCH;
+    }
+    UNIX_EPOCH + Duration::from_millis(ms as u64)
+}
+
+fn name_str(name: &OsStr) -> Result<&str> {
+    // Every name the platform holds is UTF-8; others cannot exist here.
+    name.to_str().ok_or(FsError::NotFound)
+}
+
+impl MountFs {
+    pub fn new(engine: Arc<Engine>) -> MountFs {
+        let backups = Backups::new(engine.mirror.versions_root());
+        MountFs {
+            engine,
+            backups,
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            seen: Mutex::new(HashMap::new()),
+            mounted_at: SystemTime::now(),
+        }
+    }
+
+    fn entry_attr(&self, e: &Entry) -> Attr {
+        Attr {
+            ino: e.ino,
+            kind: if e.is_dir() { Kind::Dir } else { Kind::File },
+            size: if e.is_dir() { 0 } else { e.size },
+            mtime: time_of(e.mtime_ms),
+            perm: if e.is_dir() { 0o755 } else { 0o644 },
+        }
+    }
+
+    fn root_attr(&self) -> Attr {
+        Attr { ino: ROOT_INO, kind: Kind::Dir, size: 0, mtime: self.mounted_at, perm: 0o755 }
+    }
+
+    fn backup_attr(&self, ino: u64, rel: &str) -> Result<Attr> {
+        let m = self.backups.metadata(rel).map_err(|_| FsError::NotFound)?;
+        let ft = m.file_type();
+        let kind = if ft.is_symlink() {
+            Kind::Symlink
+        } else if ft.is_dir() {
+            Kind::Dir
+        } else {
+            Kind::File
+        };
+        Ok(Attr {
+            ino,
+            kind,
+            size: if kind == Kind::Dir { 0 } else { m.len() },
+            mtime: time_of(backups::mtime_ms(&m)),
+            perm: if kind == Kind::Dir { 0o555 } else { 0o444 },
+        })
+    }
+
+    pub fn getattr(&self, ino: u64) -> Result<Attr> {
+        if ino == ROOT_INO {
+            return Ok(self.root_attr());
+        }
+        if backups::is_backup_ino(ino) {
+            let rel = self.backups.rel(ino).ok_or(FsError::NotFound)?;
+            return self.backup_attr(ino, &rel);
+        }
+        let e = self.engine.index.get(ino).filter(|e| !e.tombstone).ok_or(FsError::NotFound)?;
+        Ok(self.entry_attr(&e))
+    }
+
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr> {
+        let name = name_str(name)?;
+        if backups::is_backup_ino(parent) {
+            let parent_rel = self.backups.rel(parent).ok_or(FsError::NotFound)?;
+            let rel = Backups::child(&parent_rel, name);
+            let ino = self.backups.ino_for(&rel);
+            return self.backup_attr(ino, &rel);
+        }
+        if parent == ROOT_INO && name == VERSIONS_NAME {
+            return self.backup_attr(VERSIONS_INO, "");
+        }
+        let e = self.engine.index.lookup(parent, name).ok_or(FsError::NotFound)?;
+        Ok(self.entry_attr(&e))
+    }
+
+    /// Lists a folder from position `offset`; `add` answers false when the kernel's buffer is
+    /// full. Positions: 0 `.`, 1 `..`, then the children, then (at the root) `sites-versions`.
+    pub fn readdir(&self, ino: u64, offset: u64, mut add: impl FnMut(u64, &str, Attr) -> bool) -> Result<()> {
+        let own = self.getattr(ino)?;
+        if own.kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        let mut pos = offset;
+        if pos == 0 {
+            if !add(1, ".", own) {
+                return Ok(());
+            }
+            pos = 1;
+        }
+        if pos == 1 {
+            if !add(2, "..", own) {
+                return Ok(());
+            }
+            pos = 2;
+        }
+        if backups::is_backup_ino(ino) {
+            return self.readdir_backups(ino, pos, add);
+        }
+        let skip = (pos - 2) as usize;
+        let mut full = false;
+        self.engine.index.for_children(ino, skip, |i, e| {
+            // A platform folder of that name is shadowed by the backups.
+            if ino == ROOT_INO && e.name == VERSIONS_NAME {
+                return true;
+            }
+            full = !add(i as u64 + 3, &e.name, self.entry_attr(e));
+            !full
+        });
+        if full || ino != ROOT_INO {
+            return Ok(());
+        }
+        let versions_pos = self.engine.index.child_count(ROOT_INO) as u64 + 3;
+        if pos < versions_pos {
+            if let Ok(attr) = self.backup_attr(VERSIONS_INO, "") {
+                add(versions_pos, VERSIONS_NAME, attr);
+            }
+        }
+        Ok(())
+    }
+
+    fn readdir_backups(&self, ino: u64, pos: u64, mut add: impl FnMut(u64, &str, Attr) -> bool) -> Result<()> {
+        let rel = self.backups.rel(ino).ok_or(FsError::NotFound)?;
+        let mut names: Vec<String> = std::fs::read_dir(self.backups.real_path(&rel))?
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        for (i, name) in names.iter().enumerate().skip((pos - 2) as usize) {
+            let child = Backups::child(&rel, name);
+            let child_ino = self.backups.ino_for(&child);
+            let Ok(attr) = self.backup_attr(child_ino, &child) else { continue };
+            if !add(i as u64 + 3, name, attr) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        let rel = self.backups.rel(ino).ok_or(FsError::NotFound)?;
+        let target = std::fs::read_link(self.backups.real_path(&rel))?;
+        Ok(target.into_os_string().into_encoded_bytes())
+    }
+
+    /// Whether opening `ino` must first wait for its content to be fetched.
+    pub fn needs_fetch(&self, ino: u64) -> bool {
+        !backups::is_backup_ino(ino) && self.engine.index.get(ino).is_some_and(|e| !e.is_dir() && e.local.is_none())
+    }
+
+    /// Opens a file for reading from its mirror copy (which must be on disk).
+    pub fn open_read(&self, ino: u64) -> Result<Opened> {
+        if backups::is_backup_ino(ino) {
+            let rel = self.backups.rel(ino).ok_or(FsError::NotFound)?;
+            let file = open_nofollow(&self.backups.real_path(&rel))?;
+            return Ok(Opened { fh: self.add_handle(ino, file), keep_cache: true });
+        }
+        let e = self.engine.index.get(ino).filter(|e| !e.tombstone).ok_or(FsError::NotFound)?;
+        if e.is_dir() {
+            return Err(FsError::IsDir);
+        }
+        let Some(local) = e.local.clone() else {
+            return Err(FsError::Refused(
+                "the platform's copy could not be fetched (see the log)".into(),
+                libc::EIO,
+            ));
+        };
+        let rel = self.engine.index.path(ino).ok_or(FsError::NotFound)?;
+        let file = File::open(self.engine.mirror.path(&rel))?;
+        let keep_cache = {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.insert(ino, local.clone()).as_deref() == Some(local.as_str())
+        };
+        Ok(Opened { fh: self.add_handle(ino, file), keep_cache })
+    }
+
+    /// Fetches the content if needed, then opens it (run off the FUSE threads).
+    pub async fn fetch_and_open(self: Arc<Self>, ino: u64) -> Result<Opened> {
+        if let Err(e) = self.engine.fetch(ino).await {
+            let path = self.engine.index.path(ino).unwrap_or_default();
+            tracing::warn!(%path, error = %e, "read failed: the file is not in the mirror and could not be fetched");
+            return Err(FsError::Refused(e.to_string(), libc::EIO));
+        }
+        self.open_read(ino)
+    }
+
+    fn add_handle(&self, ino: u64, file: File) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().unwrap_or_else(|p| p.into_inner()).insert(fh, Handle { ino, file: Arc::new(file) });
+        fh
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+        let h = handles.get(&fh).ok_or(FsError::BadHandle)?;
+        let file = h.file.clone();
+        // The read itself runs without the table's lock.
+        drop(handles);
+        let mut buf = vec![0u8; size as usize];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read_at(&mut buf[filled..], offset + filled as u64)? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        buf.truncate(filled);
+        Ok(buf)
+    }
+
+    pub fn release(&self, fh: u64) -> Option<u64> {
+        self.handles.lock().unwrap_or_else(|p| p.into_inner()).remove(&fh).map(|h| h.ino)
+    }
+}
+
+fn open_nofollow(path: &std::path::Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    Ok(std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?)
+}

@@ -1,0 +1,196 @@
+//! Fetch: platform content onto disk. On first read (the reader waits), after a platform change,
+//! and for the whole account in the background so that everything is available offline. Content
+//! is streamed to a temp file beside the target (a large upload is never whole in memory), then
+//! committed: the local copy it replaces is backed up to `sites-versions/` first, the rename is
+//! atomic, and only then does the index say the copy is there.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use super::pull::time_ms;
+use super::{Engine, Notice, Result, SyncError};
+use crate::cache::{versions, Mirror, MirrorError};
+use crate::remote::RemoteError;
+
+/// How many fetches run at once in the background.
+const PARALLEL_FETCHES: usize = 4;
+
+impl Engine {
+    /// Whether the mirror copy of `ino` is missing or older than the platform's (and may be
+    /// replaced: the local copy is unchanged since the last sync, or absent).
+    pub fn needs_fetch(&self, ino: u64) -> bool {
+        match self.index.get(ino) {
+            Some(e) if !e.is_dir() && !e.tombstone && e.node_id.is_some() => {
+                e.local.is_none() || (e.remote != e.local && e.local == e.base)
+            }
+            _ => false,
+        }
+    }
+
+    /// Makes the mirror copy of `ino` current. Concurrent callers for the same content share one
+    /// download.
+    pub async fn fetch(self: &Arc<Self>, ino: u64) -> Result<()> {
+        for _ in 0..3 {
+            let Some(e) = self.index.get(ino) else { return Ok(()) };
+            if !self.needs_fetch(ino) {
+                return Ok(());
+            }
+            let key = (ino, e.remote.clone().unwrap_or_default());
+            let engine = self.clone();
+            let outcome = self
+                .fetches
+                .get_with(key.clone(), async move { Arc::new(engine.fetch_once(ino).await.map_err(|e| e.to_string())) })
+                .await;
+            self.fetches.invalidate(&key).await;
+            if let Err(e) = outcome.as_ref() {
+                return Err(SyncError::Remote(RemoteError::Unreachable(e.clone())));
+            }
+        }
+        Ok(())
+    }
+
+    async fn fetch_once(self: &Arc<Self>, ino: u64) -> Result<()> {
+        let e = self.index.get(ino).ok_or(SyncError::Conflict("gone".into()))?;
+        let Some(node_id) = e.node_id else { return Ok(()) };
+        let rel = self.index.path(ino).unwrap_or_default();
+        let target = self.mirror.path(&rel);
+        self.mirror.ensure_parent(&target)?;
+        let temp = Mirror::temp_beside(&target);
+        let downloaded = async {
+            let mut file = tokio::fs::File::create(&temp).await.map_err(|e| MirrorError::io("creating", &temp, e))?;
+            let meta = self.client.download(node_id, &mut file).await?;
+            file.sync_all().await.map_err(|e| MirrorError::io("syncing", &temp, e))?;
+            Ok::<_, SyncError>(meta)
+        }
+        .await;
+        let meta = match downloaded {
+            Ok(m) => m,
+            Err(err) => {
+                let _ = std::fs::remove_file(&temp);
+                tracing::warn!(path = %rel, error = %err, "could not fetch the platform's copy");
+                return Err(err);
+            }
+        };
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let (sum, size) = Mirror::checksum_of(&temp)?;
+            if sum != meta.checksum {
+                let _ = std::fs::remove_file(&temp);
+                return Err(SyncError::Remote(RemoteError::Protocol(format!(
+                    "{rel}: received content with checksum {sum}, the platform said {}",
+                    meta.checksum
+                ))));
+            }
+            engine.commit_temp(ino, &temp, &sum, size, Some(&meta.modified_at))
+        })
+        .await
+        .map_err(|e| SyncError::Conflict(e.to_string()))?
+    }
+
+    /// Writes content the platform sent inline (a site's HTML) as the mirror copy.
+    pub(super) fn write_content(&self, ino: u64, bytes: &[u8], checksum: Option<&str>) -> Result<()> {
+        let rel = self.index.path(ino).unwrap_or_default();
+        let target = self.mirror.path(&rel);
+        self.mirror.ensure_parent(&target)?;
+        let temp = Mirror::temp_beside(&target);
+        std::fs::write(&temp, bytes)
+            .and_then(|_| std::fs::File::open(&temp)?.sync_all())
+            .map_err(|e| MirrorError::io("writing", &temp, e))?;
+        let sum = crate::protocol::checksum(bytes);
+        if checksum.is_some_and(|c| c != sum) {
+            let _ = std::fs::remove_file(&temp);
+            return Err(SyncError::Remote(RemoteError::Protocol(format!("{rel}: inline content does not match its checksum"))));
+        }
+        let modified = self.index.get(ino).and_then(|e| e.remote_modified);
+        self.commit_temp(ino, &temp, &sum, bytes.len() as u64, modified.as_deref())
+    }
+
+    /// Puts a finished temp file in place of the mirror copy of `ino`, if the local copy may
+    /// still be replaced; backs the replaced copy up first.
+    fn commit_temp(&self, ino: u64, temp: &Path, sum: &str, size: u64, modified_at: Option<&str>) -> Result<()> {
+        let lock = self.file_lock(ino);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(e) = self.index.get(ino) else {
+            let _ = std::fs::remove_file(temp);
+            return Ok(());
+        };
+        let locally_changed = e.local.is_some() && e.local != e.base;
+        if e.tombstone || locally_changed {
+            // The local copy changed meanwhile: the decision, not a fetch, settles it.
+            let _ = std::fs::remove_file(temp);
+            return Ok(());
+        }
+        let rel = self.index.path(ino).unwrap_or_default();
+        let target = self.mirror.path(&rel);
+        if e.local.as_deref() != Some(sum) {
+            self.back_up(&rel, &e, &target)?;
+        }
+        self.mirror.commit(temp, &target)?;
+        let was_hydrated = e.local.is_some();
+        self.index.modify(ino, |e| {
+            e.local = Some(sum.to_string());
+            e.base = Some(sum.to_string());
+            // What was fetched is what the platform holds now.
+            e.remote = Some(sum.to_string());
+            e.size = size;
+            e.mtime_ms = time_ms(modified_at).max(0);
+        })?;
+        if was_hydrated {
+            tracing::info!(path = %rel, "pulled the platform's newer copy");
+        }
+        self.notify(Notice::Content { ino });
+        Ok(())
+    }
+
+    /// Keeps the local copy in `sites-versions/` before it is replaced. When the backup fails and
+    /// the copy exists nowhere else (not synced, not already a version), the replacement is refused.
+    fn back_up(&self, rel: &str, e: &crate::cache::Entry, target: &Path) -> Result<()> {
+        let Ok(bytes) = std::fs::read(target) else { return Ok(()) };
+        let root = self.mirror.versions_root();
+        let newest_same = versions::list(&versions::dir_for(&root, rel))
+            .last()
+            .and_then(|(_, p)| std::fs::read(p).ok())
+            .is_some_and(|b| b == bytes);
+        if newest_same {
+            return Ok(());
+        }
+        match versions::save(&root, rel, e.kind, &bytes) {
+            Ok(path) => {
+                tracing::info!(path = %rel, version = %path.display(), "backed up the local copy");
+                Ok(())
+            }
+            Err(err) if e.local.is_some() && e.local == e.base => {
+                tracing::warn!(path = %rel, error = %err, "could not back up the local copy; the platform keeps it as a version");
+                Ok(())
+            }
+            Err(err) => {
+                tracing::error!(path = %rel, error = %err, "could not back up the local copy: not replacing it");
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Fetches every file whose copy is missing or stale, a few at a time.
+    pub async fn fetch_all(self: &Arc<Self>) {
+        let mut wanted: Vec<(u64, u64)> = self
+            .index
+            .all()
+            .into_iter()
+            .filter(|e| self.needs_fetch(e.ino))
+            .map(|e| (e.size, e.ino))
+            .collect();
+        // Small files first: most of the account is available soonest.
+        wanted.sort();
+        let engine = self.clone();
+        futures::stream::iter(wanted)
+            .for_each_concurrent(PARALLEL_FETCHES, move |(_, ino)| {
+                let engine = engine.clone();
+                async move {
+                    let _ = engine.fetch(ino).await;
+                }
+            })
+            .await;
+    }
+}

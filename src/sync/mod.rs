@@ -1,0 +1,85 @@
+//! The sync engine: decides what moves where. Pull (platform changes into the mirror), fetch
+//! (content onto disk: on first read, and for the whole account in the background), and the loop
+//! that follows the platform (event stream, with polling while it is down). It tells the kernel
+//! about what it changed through [`Notice`]s, which the mount forwards; it never touches FUSE.
+
+mod decide;
+mod fetch;
+mod follow;
+mod pull;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::cache::{Index, IndexError, Mirror, MirrorError};
+use crate::remote::{Client, RemoteError};
+
+pub use decide::{decide, Action};
+pub use follow::follow;
+pub use pull::RemoteNode;
+
+/// What the kernel must be told after the engine changed the mirror.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The content (and size) of an inode changed.
+    Content { ino: u64 },
+    /// A name appeared or changed in a folder (drop any cached lookup of it).
+    Entry { parent: u64, name: String },
+}
+
+pub type NoticeSink = Arc<dyn Fn(Notice) + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Mirror(#[from] MirrorError),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl SyncError {
+    pub fn is_offline(&self) -> bool {
+        matches!(self, SyncError::Remote(e) if e.is_offline())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, SyncError>;
+
+/// The engine's shared state. Cheap to clone behind an `Arc`.
+pub struct Engine {
+    pub client: Arc<Client>,
+    pub index: Arc<Index>,
+    pub mirror: Arc<Mirror>,
+    notices: NoticeSink,
+    /// One fetch per (inode, platform checksum) at a time; concurrent readers share it.
+    fetches: moka::future::Cache<(u64, String), Arc<std::result::Result<(), String>>>,
+    /// Serializes writes to one mirror file (a fetch committing against a pull).
+    file_locks: Mutex<HashMap<u64, Arc<Mutex<()>>>>,
+}
+
+impl Engine {
+    pub fn new(client: Arc<Client>, index: Arc<Index>, mirror: Arc<Mirror>, notices: NoticeSink) -> Arc<Engine> {
+        Arc::new(Engine {
+            client,
+            index,
+            mirror,
+            notices,
+            fetches: moka::future::Cache::builder().max_capacity(100_000).build(),
+            file_locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn notify(&self, notice: Notice) {
+        (self.notices)(notice);
+    }
+
+    /// The lock that serializes writes to one inode's mirror file.
+    fn file_lock(&self, ino: u64) -> Arc<Mutex<()>> {
+        let mut locks = self.file_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(ino).or_default().clone()
+    }
+}

@@ -1,0 +1,316 @@
+//! Pull: platform changes come down through one apply function, whatever brought them (a
+//! listing, `GET changes`, or the event stream). For each node it runs the decision, backs up the
+//! local copy before anything replaces it, writes the mirror atomically, updates the index (after
+//! the mirror), and tells the kernel. Applying the same state twice changes nothing, so replays
+//! and echoes of our own changes are harmless.
+
+use std::collections::HashSet;
+
+use super::{decide, Action, Engine, Notice, Result, SyncError};
+use crate::cache::{Entry, NewEntry, ROOT_INO};
+use crate::protocol::{parse_time, Event, Node, NodeKind};
+
+/// What the platform holds for one node.
+#[derive(Debug, Clone)]
+pub struct RemoteNode {
+    pub id: u64,
+    pub kind: NodeKind,
+    pub name: String,
+    pub parent_id: u64,
+    pub checksum: Option<String>,
+    pub modified_at: Option<String>,
+    pub size: Option<u64>,
+    /// A site's HTML when the platform sent it inline.
+    pub content: Option<Vec<u8>>,
+}
+
+impl From<&Node> for RemoteNode {
+    fn from(n: &Node) -> Self {
+        RemoteNode {
+            id: n.id,
+            kind: n.kind,
+            name: n.name.clone(),
+            parent_id: n.parent(),
+            checksum: n.checksum.clone(),
+            modified_at: n.modified_at.clone(),
+            size: n.size,
+            content: None,
+        }
+    }
+}
+
+pub(super) fn time_ms(iso: Option<&str>) -> i64 {
+    iso.and_then(parse_time).map(|t| t.timestamp_millis()).unwrap_or(0)
+}
+
+/// What applying a change asks of the caller.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Inodes whose platform content must be fetched.
+    pub fetch: Vec<u64>,
+    /// The change could not be placed (unknown node or parent): compare a full listing.
+    pub resync: bool,
+}
+
+impl Engine {
+    fn parent_ino(&self, parent_id: u64) -> Option<u64> {
+        match parent_id {
+            0 => Some(ROOT_INO),
+            id => self.index.by_node(id).filter(|e| e.is_dir()).map(|e| e.ino),
+        }
+    }
+
+    /// The inode at a relative path, following live names.
+    pub fn ino_of_path(&self, rel: &str) -> Option<u64> {
+        let mut ino = ROOT_INO;
+        for part in rel.split('/').filter(|p| !p.is_empty()) {
+            ino = self.index.lookup(ino, part)?.ino;
+        }
+        Some(ino)
+    }
+
+    /// Applies what the platform holds for one node.
+    pub fn apply_node(&self, r: &RemoteNode) -> Result<Applied> {
+        let Some(parent) = self.parent_ino(r.parent_id) else {
+            return Ok(Applied { resync: true, ..Applied::default() });
+        };
+        let entry = match self.index.by_node(r.id) {
+            Some(e) => {
+                if e.parent != parent || e.name != r.name {
+                    self.relocate(&e, parent, &r.name)?;
+                }
+                self.index.get(e.ino).ok_or(SyncError::Conflict("entry vanished".into()))?
+            }
+            None => match self.index.lookup(parent, &r.name) {
+                // A local file of the same name that the platform did not know: it is that node now.
+                Some(local) if local.node_id.is_none() && local.kind == r.kind => {
+                    self.index.modify(local.ino, |e| e.node_id = Some(r.id))?
+                }
+                Some(other) => {
+                    tracing::warn!(path = %self.index.path(other.ino).unwrap_or_default(), "a platform node and a local one share a name; keeping the local one");
+                    return Ok(Applied::default());
+                }
+                None => return self.create_local(r, parent),
+            },
+        };
+        self.apply_content(&entry, r)
+    }
+
+    fn create_local(&self, r: &RemoteNode, parent: u64) -> Result<Applied> {
+        let entry = self.index.insert(NewEntry {
+            parent,
+            name: r.name.clone(),
+            kind: r.kind,
+            node_id: Some(r.id),
+            size: r.size.unwrap_or(0),
+            mtime_ms: time_ms(r.modified_at.as_deref()),
+            base: None,
+            remote: r.checksum.clone(),
+            remote_modified: r.modified_at.clone(),
+            local: None,
+        })?;
+        let mut applied = Applied::default();
+        if r.kind == NodeKind::Folder {
+            let rel = self.index.path(entry.ino).unwrap_or_default();
+            self.mirror.create_dir(&rel)?;
+        } else if let Some(content) = &r.content {
+            self.write_content(entry.ino, content, r.checksum.as_deref())?;
+        } else {
+            applied.fetch.push(entry.ino);
+        }
+        self.notify(Notice::Entry { parent, name: r.name.clone() });
+        Ok(applied)
+    }
+
+    /// Runs the decision for a file whose platform checksum may have changed.
+    fn apply_content(&self, e: &Entry, r: &RemoteNode) -> Result<Applied> {
+        let mut applied = Applied::default();
+        if e.is_dir() || r.checksum.is_none() || r.checksum == e.remote {
+            return Ok(applied);
+        }
+        let mut e = self.index.modify(e.ino, |e| {
+            e.remote = r.checksum.clone();
+            e.remote_modified = r.modified_at.clone();
+            if e.local.is_none() {
+                e.size = r.size.unwrap_or(e.size);
+                e.mtime_ms = time_ms(r.modified_at.as_deref());
+            }
+        })?;
+        if e.tombstone {
+            // Deleted locally, changed on the platform since: it comes back.
+            e = self.index.modify(e.ino, |e| {
+                e.tombstone = false;
+                e.local = None;
+            })?;
+            self.notify(Notice::Entry { parent: e.parent, name: e.name.clone() });
+        }
+        let action = decide(
+            e.base.as_deref(),
+            e.local.as_deref(),
+            e.remote.as_deref(),
+            e.mtime_ms,
+            time_ms(r.modified_at.as_deref()),
+        );
+        match action {
+            Action::Nothing | Action::Push | Action::LocalWins => {}
+            Action::RecordBase => {
+                self.index.modify(e.ino, |e| e.base = e.remote.clone())?;
+            }
+            Action::Pull | Action::RemoteWins => match &r.content {
+                Some(content) => self.write_content(e.ino, content, r.checksum.as_deref())?,
+                None => applied.fetch.push(e.ino),
+            },
+        }
+        Ok(applied)
+    }
+
+    /// A platform rename or move: the local file follows.
+    fn relocate(&self, e: &Entry, new_parent: u64, new_name: &str) -> Result<()> {
+        if let Some(occupant) = self.index.lookup(new_parent, new_name) {
+            if occupant.ino != e.ino {
+                self.evict(&occupant)?;
+            }
+        }
+        let from = self.index.path(e.ino).unwrap_or_default();
+        let to = match self.index.path(new_parent) {
+            Some(dir) if !dir.is_empty() => format!("{dir}/{new_name}"),
+            _ => new_name.to_string(),
+        };
+        if e.is_hydrated() && !e.tombstone && self.mirror.path(&from).exists() {
+            self.mirror.rename(&from, &to)?;
+        }
+        let (old_parent, old_name) = (e.parent, e.name.clone());
+        self.index.modify(e.ino, |e| {
+            e.parent = new_parent;
+            e.name = new_name.to_string();
+        })?;
+        tracing::info!(%from, %to, "renamed on the platform: renamed locally");
+        self.notify(Notice::Entry { parent: old_parent, name: old_name });
+        self.notify(Notice::Entry { parent: new_parent, name: new_name.to_string() });
+        Ok(())
+    }
+
+    /// Moves a local entry out of the way of a platform node, keeping its content as a version.
+    fn evict(&self, occupant: &Entry) -> Result<()> {
+        let rel = self.index.path(occupant.ino).unwrap_or_default();
+        if occupant.is_dir() {
+            return Err(SyncError::Conflict(format!("{rel} is in the way of a platform node")));
+        }
+        if occupant.is_hydrated() {
+            if let Ok(bytes) = std::fs::read(self.mirror.path(&rel)) {
+                crate::cache::versions::save(&self.mirror.versions_root(), &rel, occupant.kind, &bytes)?;
+            }
+            let _ = std::fs::remove_file(self.mirror.path(&rel));
+        }
+        self.index.remove(occupant.ino)?;
+        self.notify(Notice::Entry { parent: occupant.parent, name: occupant.name.clone() });
+        Ok(())
+    }
+
+    /// A platform delete: the local copy stays, detached from the node; it goes up again only
+    /// if it is edited locally afterwards. What never reached the disk is simply forgotten.
+    pub fn detach(&self, ino: u64) -> Result<()> {
+        let Some(e) = self.index.get(ino) else { return Ok(()) };
+        for child in self.index.children(ino) {
+            self.detach(child.ino)?;
+        }
+        if e.tombstone || (!e.is_dir() && e.local.is_none()) {
+            self.index.remove(ino)?;
+            self.notify(Notice::Entry { parent: e.parent, name: e.name.clone() });
+            return Ok(());
+        }
+        self.index.modify(ino, |e| {
+            e.node_id = None;
+            e.remote = None;
+            e.remote_modified = None;
+            e.base = e.local.clone();
+        })?;
+        tracing::info!(path = %self.index.path(ino).unwrap_or_default(), "deleted on the platform: the local copy is kept");
+        Ok(())
+    }
+
+    /// A whole listing: every node applied (parents first), nodes gone from it detached.
+    pub fn apply_listing(&self, nodes: &[Node], cursor: Option<u64>) -> Result<Applied> {
+        let mut sorted: Vec<&Node> = nodes.iter().collect();
+        sorted.sort_by_key(|n| (n.path.split('/').filter(|s| !s.is_empty()).count(), n.kind != NodeKind::Folder, n.id));
+        let mut applied = Applied::default();
+        for node in sorted {
+            let a = self.apply_node(&RemoteNode::from(node))?;
+            applied.fetch.extend(a.fetch);
+            applied.resync |= a.resync;
+        }
+        let live: HashSet<u64> = nodes.iter().map(|n| n.id).collect();
+        for e in self.index.all() {
+            if let Some(id) = e.node_id {
+                if !live.contains(&id) && self.index.get(e.ino).is_some() {
+                    self.detach(e.ino)?;
+                }
+            }
+        }
+        if let Some(cursor) = cursor {
+            self.index.set_cursor(cursor)?;
+        }
+        Ok(applied)
+    }
+
+    /// One change from the stream or `GET changes`.
+    pub fn apply_event(&self, event: &Event, seq: Option<u64>) -> Result<Applied> {
+        let applied = match event {
+            Event::NodeSaved(s) => {
+                let parent_id = match s.parent_id {
+                    Some(p) => p,
+                    None => {
+                        let parent_path = s.path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+                        match self.ino_of_path(parent_path) {
+                            Some(ROOT_INO) => 0,
+                            Some(ino) => self.index.get(ino).and_then(|e| e.node_id).unwrap_or(u64::MAX),
+                            None => u64::MAX,
+                        }
+                    }
+                };
+                self.apply_node(&RemoteNode {
+                    id: s.node_id,
+                    kind: s.node_type,
+                    name: s.name.clone(),
+                    parent_id,
+                    checksum: s.checksum.clone(),
+                    modified_at: s.modified_at.clone(),
+                    size: s.size,
+                    content: s.content.as_ref().map(|c| c.clone().into_bytes()),
+                })?
+            }
+            Event::NodeRenamed(r) => match self.index.by_node(r.node_id) {
+                Some(e) if e.name != r.new_name => {
+                    self.relocate(&e, e.parent, &r.new_name)?;
+                    Applied::default()
+                }
+                Some(_) => Applied::default(),
+                None => Applied { resync: true, ..Applied::default() },
+            },
+            Event::NodeMoved(m) => {
+                let parent = self.parent_ino(m.new_parent_id.unwrap_or(0));
+                match (self.index.by_node(m.node_id), parent) {
+                    (Some(e), Some(p)) if e.parent != p || e.name != m.new_name => {
+                        self.relocate(&e, p, &m.new_name)?;
+                        Applied::default()
+                    }
+                    (Some(_), Some(_)) => Applied::default(),
+                    _ => Applied { resync: true, ..Applied::default() },
+                }
+            }
+            Event::NodeDeleted(d) => {
+                if let Some(e) = self.index.by_node(d.node_id) {
+                    self.detach(e.ino)?;
+                }
+                Applied::default()
+            }
+            Event::Other => Applied::default(),
+        };
+        if let Some(seq) = seq {
+            if !applied.resync {
+                self.index.set_cursor(seq)?;
+            }
+        }
+        Ok(applied)
+    }
+}
