@@ -28,12 +28,17 @@ impl RotatingLog {
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();
-        Ok(RotatingLog { inner: Arc::new(Mutex::new((path.to_path_buf(), Some(file), size))) })
+        Ok(RotatingLog {
+            inner: Arc::new(Mutex::new((path.to_path_buf(), Some(file), size))),
+        })
     }
 
     fn rotate(path: &Path) -> io::Result<File> {
         for i in (1..KEEP).rev() {
-            let _ = fs::rename(format!("{}.{i}", path.display()), format!("{}.{}", path.display(), i + 1));
+            let _ = fs::rename(
+                format!("{}.{i}", path.display()),
+                format!("{}.{}", path.display(), i + 1),
+            );
         }
         let _ = fs::rename(path, format!("{}.1", path.display()));
         OpenOptions::new().create(true).append(true).open(path)
@@ -48,7 +53,9 @@ impl Write for RotatingLog {
             *file = Some(Self::rotate(path)?);
             *size = 0;
         }
-        let f = file.as_mut().ok_or_else(|| io::Error::other("log closed"))?;
+        let f = file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("log closed"))?;
         f.write_all(buf)?;
         *size += buf.len() as u64;
         Ok(buf.len())
@@ -84,7 +91,11 @@ pub fn init_with_file(path: &Path) -> io::Result<()> {
     let _ = tracing_subscriber::registry()
         .with(filter())
         .with(tracing_subscriber::fmt::layer().with_writer(io::stderr))
-        .with(tracing_subscriber::fmt::layer().with_ansi(false).with_writer(file))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(file),
+        )
         .try_init();
     Ok(())
 }

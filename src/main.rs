@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use hyperclay::platform::{self, PlatformConfig};
 
 #[derive(Parser)]
-#[command(name = "hyperclay", version, about = "The hyperclay.com platform mounted as a local folder")]
+#[command(
+    name = "hyperclay",
+    version,
+    about = "The hyperclay.com platform mounted as a local folder"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -75,13 +79,21 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Mount { mountpoint, mirror, daemon } => {
+        Command::Mount {
+            mountpoint,
+            mirror,
+            daemon,
+        } => {
             if daemon {
                 return cli::mount::daemonize();
             }
             let log = hyperclay::config::log_path();
-            hyperclay::log::init_with_file(&log).with_context(|| format!("opening the log {}", log.display()))?;
-            runtime()?.block_on(cli::mount::run(cli::mount::MountArgs { mountpoint, mirror }))
+            hyperclay::log::init_with_file(&log)
+                .with_context(|| format!("opening the log {}", log.display()))?;
+            runtime()?.block_on(cli::mount::run(cli::mount::MountArgs {
+                mountpoint,
+                mirror,
+            }))
         }
         Command::Unmount { mountpoint } => cli::unmount::run(&mountpoint),
         Command::DevPlatform {
@@ -97,8 +109,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             samples,
         } => {
             hyperclay::log::init_stderr();
-            let mut config =
-                PlatformConfig::new(data.unwrap_or_else(|| hyperclay::config::data_dir().join("dev-platform")));
+            let mut config = PlatformConfig::new(
+                data.unwrap_or_else(|| hyperclay::config::data_dir().join("dev-platform")),
+            );
             config.listen = listen;
             config.api_key = api_key;
             config.username = username;
@@ -110,11 +123,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config.samples = samples;
             runtime()?.block_on(async move {
                 let data_dir = config.data_dir.clone();
-                let running = platform::start(config).await.context("starting the dev platform")?;
+                let running = platform::start(config)
+                    .await
+                    .context("starting the dev platform")?;
                 println!("hyperclay dev platform");
                 println!("  HYPERCLAY_URL={}", running.url());
                 println!("  HYPERCLAY_API_KEY={}", running.account.api_key);
-                println!("  account: {}  data: {}", running.account.username, data_dir.display());
+                println!(
+                    "  account: {}  data: {}",
+                    running.account.username,
+                    data_dir.display()
+                );
                 cli::signal().await;
                 running.stop().await;
                 Ok(())
@@ -124,5 +143,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }

@@ -7,7 +7,8 @@ pub mod unmount;
 
 /// Waits for Ctrl-C or SIGTERM.
 pub async fn signal() {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };

@@ -37,19 +37,40 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     let credential = credential()?;
     let url = config::platform_url();
     let mirror_dir = args.mirror.unwrap_or_else(config::default_mirror);
-    let mirror = Arc::new(Mirror::open(&mirror_dir).with_context(|| format!("opening the mirror {}", mirror_dir.display()))?);
+    let mirror = Arc::new(
+        Mirror::open(&mirror_dir)
+            .with_context(|| format!("opening the mirror {}", mirror_dir.display()))?,
+    );
     mirror.sweep_temps();
     let index_path = mirror.index_path();
-    let index = Arc::new(Index::open(&index_path).with_context(|| format!("opening the index {}", index_path.display()))?);
+    let index = Arc::new(
+        Index::open(&index_path)
+            .with_context(|| format!("opening the index {}", index_path.display()))?,
+    );
     let client = Arc::new(Client::new(&url, credential)?);
     let (sink, notices) = fs::notice_channel();
     let engine = Engine::new(client, index, mirror.clone(), sink);
+    // HYPERCLAY_PREFETCH=0: copies are fetched on first read only (a debugging aid).
+    if std::env::var("HYPERCLAY_PREFETCH").as_deref() == Ok("0") {
+        engine
+            .prefetch
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
     let mount_fs = Arc::new(MountFs::new(engine.clone()));
-    let mounted = fs::mount(mount_fs, &mountpoint, notices, tokio::runtime::Handle::current())?;
+    let mounted = fs::mount(
+        mount_fs,
+        &mountpoint,
+        notices,
+        tokio::runtime::Handle::current(),
+    )?;
     pidfile::write(&mountpoint).context("writing the pid file")?;
     tracing::info!(mountpoint = %mountpoint.display(), platform = %url, mirror = %mirror.root().display(), "mounted");
     println!("hyperclay: {url} mounted at {}", mountpoint.display());
-    println!("  mirror: {}  log: {}", mirror.root().display(), config::log_path().display());
+    println!(
+        "  mirror: {}  log: {}",
+        mirror.root().display(),
+        config::log_path().display()
+    );
     announce_ready();
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -95,9 +116,16 @@ fn announce_ready() {
 pub fn daemonize() -> anyhow::Result<()> {
     use std::io::BufRead;
     use std::os::unix::process::CommandExt;
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--daemon").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--daemon")
+        .collect();
     let mut command = std::process::Command::new(std::env::current_exe()?);
-    command.args(&args).env(READY_ENV, "1").stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped());
+    command
+        .args(&args)
+        .env(READY_ENV, "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped());
     // SAFETY: setsid is async-signal-safe; it detaches the child from the terminal's session.
     unsafe {
         command.pre_exec(|| {
@@ -116,5 +144,8 @@ pub fn daemonize() -> anyhow::Result<()> {
         println!("{line}");
     }
     let status = child.wait()?;
-    bail!("the mount did not start ({status}); see the messages above and {}", config::log_path().display())
+    bail!(
+        "the mount did not start ({status}); see the messages above and {}",
+        config::log_path().display()
+    )
 }

@@ -7,7 +7,9 @@ use hyperclay::config;
 
 pub fn path_for(mountpoint: &Path) -> PathBuf {
     let key = hyperclay::protocol::checksum(mountpoint.as_os_str().as_encoded_bytes());
-    config::runtime_dir().join("mounts").join(format!("{key}.pid"))
+    config::runtime_dir()
+        .join("mounts")
+        .join(format!("{key}.pid"))
 }
 
 pub fn write(mountpoint: &Path) -> std::io::Result<PathBuf> {
@@ -15,7 +17,10 @@ pub fn write(mountpoint: &Path) -> std::io::Result<PathBuf> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&path, format!("{}\n{}\n", std::process::id(), mountpoint.display()))?;
+    std::fs::write(
+        &path,
+        format!("{}\n{}\n", std::process::id(), mountpoint.display()),
+    )?;
     Ok(path)
 }
 

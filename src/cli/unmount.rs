@@ -24,11 +24,15 @@ pub fn run(mountpoint: &Path) -> anyhow::Result<()> {
         }
     }
     if is_mounted(&mountpoint) {
-        fusermount_unmount(&mountpoint).with_context(|| format!("unmounting {}", mountpoint.display()))?;
+        fusermount_unmount(&mountpoint)
+            .with_context(|| format!("unmounting {}", mountpoint.display()))?;
     }
     pidfile::remove(&mountpoint);
     if is_mounted(&mountpoint) {
-        bail!("{} is still mounted: close the programs using it and try again", mountpoint.display());
+        bail!(
+            "{} is still mounted: close the programs using it and try again",
+            mountpoint.display()
+        );
     }
     println!("unmounted {}", mountpoint.display());
     Ok(())

@@ -29,10 +29,16 @@ pub struct Backups {
 
 impl Backups {
     pub fn new(root: PathBuf) -> Backups {
-        let mut table = Table { next: VERSIONS_INO + 1, ..Table::default() };
+        let mut table = Table {
+            next: VERSIONS_INO + 1,
+            ..Table::default()
+        };
         table.by_ino.insert(VERSIONS_INO, String::new());
         table.by_path.insert(String::new(), VERSIONS_INO);
-        Backups { root, table: Mutex::new(table) }
+        Backups {
+            root,
+            table: Mutex::new(table),
+        }
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {

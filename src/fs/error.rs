@@ -48,7 +48,14 @@ impl FsError {
 
     /// Expected answers (a missing name, a read-only place) are not worth a log line.
     pub fn is_routine(&self) -> bool {
-        matches!(self, FsError::NotFound | FsError::ReadOnly(_) | FsError::NotDir | FsError::IsDir | FsError::NotSupported)
+        matches!(
+            self,
+            FsError::NotFound
+                | FsError::ReadOnly(_)
+                | FsError::NotDir
+                | FsError::IsDir
+                | FsError::NotSupported
+        )
     }
 }
 

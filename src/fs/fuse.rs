@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner,
-    OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, Request,
+    FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, Request,
 };
 
 use super::error::FsError;
@@ -28,7 +28,12 @@ pub struct FuseAdapter {
 
 impl FuseAdapter {
     pub fn new(fs: Arc<MountFs>, runtime: tokio::runtime::Handle) -> FuseAdapter {
-        FuseAdapter { fs, runtime, uid: nix::unistd::getuid().as_raw(), gid: nix::unistd::getgid().as_raw() }
+        FuseAdapter {
+            fs,
+            runtime,
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+        }
     }
 
     fn attr(&self, a: &Attr) -> FileAttr {
@@ -66,7 +71,8 @@ fn errno(e: &FsError, what: &str) -> fuser::Errno {
 impl Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // Listings with attributes (no lookup per entry); pages dropped when a file changes.
-        let _ = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_AUTO_INVAL_DATA);
+        let _ = config
+            .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_AUTO_INVAL_DATA);
         let _ = config.set_max_readahead(1 << 20);
         Ok(())
     }
@@ -92,9 +98,20 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         let result = self.fs.readdir(ino.0, offset, |ino, name, a| {
-            let kind = if a.kind == Kind::Dir { FileType::Directory } else { FileType::RegularFile };
+            let kind = if a.kind == Kind::Dir {
+                FileType::Directory
+            } else {
+                FileType::RegularFile
+            };
             !reply.add(INodeNo(a.ino), ino, kind, name)
         });
         match result {
@@ -103,10 +120,24 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
         let result = self.fs.readdir(ino.0, offset, |next, name, a| {
             // `.` and `..` carry no attributes the kernel may cache under their own inode.
-            !reply.add(INodeNo(a.ino), next, name, &TTL, &self.attr(&a), Generation(0))
+            !reply.add(
+                INodeNo(a.ino),
+                next,
+                name,
+                &TTL,
+                &self.attr(&a),
+                Generation(0),
+            )
         });
         match result {
             Ok(()) => reply.ok(),
@@ -121,14 +152,19 @@ impl Filesystem for FuseAdapter {
         }
         let answer = |reply: ReplyOpen, result: Result<super::ops::Opened, FsError>| match result {
             Ok(o) => {
-                let flags = if o.keep_cache { FopenFlags::FOPEN_KEEP_CACHE } else { FopenFlags::empty() };
+                let flags = if o.keep_cache {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                };
                 reply.opened(FileHandle(o.fh), flags)
             }
             Err(e) => reply.error(errno(&e, "open")),
         };
         if self.fs.needs_fetch(ino.0) {
             let fs = self.fs.clone();
-            self.runtime.spawn(async move { answer(reply, fs.fetch_and_open(ino.0).await) });
+            self.runtime
+                .spawn(async move { answer(reply, fs.fetch_and_open(ino.0).await) });
             return;
         }
         answer(reply, self.fs.open_read(ino.0));
@@ -152,7 +188,14 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
@@ -174,11 +217,11 @@ impl Filesystem for FuseAdapter {
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         match nix::sys::statvfs::statvfs(self.fs.engine.mirror.root()) {
             Ok(s) => reply.statfs(
-                s.blocks() as u64,
-                s.blocks_free() as u64,
-                s.blocks_available() as u64,
-                s.files() as u64,
-                s.files_free() as u64,
+                s.blocks(),
+                s.blocks_free(),
+                s.blocks_available(),
+                s.files(),
+                s.files_free(),
                 s.block_size() as u32,
                 255,
                 s.fragment_size() as u32,

@@ -37,13 +37,21 @@ pub enum MountError {
 
 /// Whether `path` is a mount point right now (from /proc/self/mountinfo).
 pub fn is_mounted(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
     let wanted = path.to_string_lossy();
-    text.lines().any(|line| line.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(wanted.as_ref()))
+    text.lines().any(|line| {
+        line.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(wanted.as_ref())
+    })
 }
 
 fn unescape_mountinfo(field: &str) -> String {
-    field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    field
+        .replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 /// The absolute form of a mount point without resolving it (a stale mount cannot be resolved).
@@ -51,24 +59,37 @@ pub fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
     }
 }
 
 /// Unmounts with `fusermount3 -u`, lazily if the mount is busy or stale.
 pub fn fusermount_unmount(path: &Path) -> io::Result<()> {
     for args in [&["-u"][..], &["-u", "-z"][..]] {
-        let status = Command::new("fusermount3").args(args).arg(path).stderr(std::process::Stdio::null()).status()?;
+        let status = Command::new("fusermount3")
+            .args(args)
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status()?;
         if status.success() {
             return Ok(());
         }
     }
     // As root, umount works where fusermount3 may not.
-    let status = Command::new("umount").arg("-l").arg(path).stderr(std::process::Stdio::null()).status()?;
+    let status = Command::new("umount")
+        .arg("-l")
+        .arg(path)
+        .stderr(std::process::Stdio::null())
+        .status()?;
     if status.success() && !is_mounted(path) {
         return Ok(());
     }
-    Err(io::Error::other(format!("could not unmount {}", path.display())))
+    Err(io::Error::other(format!(
+        "could not unmount {}",
+        path.display()
+    )))
 }
 
 /// Checks the mount point; a stale mount left by a killed process is cleaned up.
@@ -78,7 +99,10 @@ pub fn check_mountpoint(path: &Path) -> Result<(), MountError> {
         match std::fs::metadata(path) {
             Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
                 tracing::info!(mountpoint = %shown, "cleaning up a stale mount left by a stopped process");
-                fusermount_unmount(path).map_err(|source| MountError::Mount { path: shown.clone(), source })?;
+                fusermount_unmount(path).map_err(|source| MountError::Mount {
+                    path: shown.clone(),
+                    source,
+                })?;
             }
             _ => return Err(MountError::AlreadyMounted(shown)),
         }
@@ -87,7 +111,10 @@ pub fn check_mountpoint(path: &Path) -> Result<(), MountError> {
     if !meta.is_dir() {
         return Err(MountError::NotDir(shown));
     }
-    let mut entries = std::fs::read_dir(path).map_err(|e| MountError::Mount { path: shown.clone(), source: e })?;
+    let mut entries = std::fs::read_dir(path).map_err(|e| MountError::Mount {
+        path: shown.clone(),
+        source: e,
+    })?;
     if entries.next().is_some() {
         return Err(MountError::NotEmpty(shown));
     }
@@ -105,7 +132,8 @@ pub struct Mounted {
 /// allow_root or allow_other for that, which non-root users only get with `user_allow_other`).
 fn auto_unmount_allowed() -> bool {
     nix::unistd::getuid().is_root()
-        || std::fs::read_to_string("/etc/fuse.conf").is_ok_and(|t| t.lines().any(|l| l.trim() == "user_allow_other"))
+        || std::fs::read_to_string("/etc/fuse.conf")
+            .is_ok_and(|t| t.lines().any(|l| l.trim() == "user_allow_other"))
 }
 
 /// Mounts `fs` at `mountpoint`; kernel notices from the engine are forwarded from `notices`.
@@ -132,12 +160,22 @@ pub fn mount(
         config.acl = SessionACL::RootAndOwner;
     }
     let adapter = fuse::FuseAdapter::new(fs, runtime);
-    let session = fuser::Session::new(adapter, mountpoint, &config)
-        .map_err(|source| MountError::Mount { path: shown.clone(), source })?;
+    let session =
+        fuser::Session::new(adapter, mountpoint, &config).map_err(|source| MountError::Mount {
+            path: shown.clone(),
+            source,
+        })?;
     let notifier = session.notifier();
-    let session = session.spawn().map_err(|source| MountError::Mount { path: shown, source })?;
+    let session = session.spawn().map_err(|source| MountError::Mount {
+        path: shown,
+        source,
+    })?;
     let notices = notify::run(notifier, notices);
-    Ok(Mounted { session: Some(session), notices: Some(notices), mountpoint: mountpoint.to_path_buf() })
+    Ok(Mounted {
+        session: Some(session),
+        notices: Some(notices),
+        mountpoint: mountpoint.to_path_buf(),
+    })
 }
 
 impl Mounted {
@@ -148,7 +186,11 @@ impl Mounted {
 
     /// Unmounts and waits for the session to end. Call after pushes have drained.
     pub fn unmount(mut self) -> io::Result<()> {
-        let result = if is_mounted(&self.mountpoint) { fusermount_unmount(&self.mountpoint) } else { Ok(()) };
+        let result = if is_mounted(&self.mountpoint) {
+            fusermount_unmount(&self.mountpoint)
+        } else {
+            Ok(())
+        };
         if let Some(session) = self.session.take() {
             let _ = session.join();
         }

@@ -27,7 +27,9 @@ pub fn run(notifier: Notifier, notices: mpsc::Receiver<Notice>) -> std::thread::
                 // ENOENT only means the kernel holds nothing cached for it.
                 let _ = match &notice {
                     Notice::Content { ino } => notifier.inval_inode(INodeNo(*ino), 0, 0),
-                    Notice::Entry { parent, name } => notifier.inval_entry(INodeNo(*parent), name.as_ref()),
+                    Notice::Entry { parent, name } => {
+                        notifier.inval_entry(INodeNo(*parent), name.as_ref())
+                    }
                 };
             }
         })

@@ -94,7 +94,13 @@ impl MountFs {
     }
 
     fn root_attr(&self) -> Attr {
-        Attr { ino: ROOT_INO, kind: Kind::Dir, size: 0, mtime: self.mounted_at, perm: 0o755 }
+        Attr {
+            ino: ROOT_INO,
+            kind: Kind::Dir,
+            size: 0,
+            mtime: self.mounted_at,
+            perm: 0o755,
+        }
     }
 
     fn backup_attr(&self, ino: u64, rel: &str) -> Result<Attr> {
@@ -124,7 +130,12 @@ impl MountFs {
             let rel = self.backups.rel(ino).ok_or(FsError::NotFound)?;
             return self.backup_attr(ino, &rel);
         }
-        let e = self.engine.index.get(ino).filter(|e| !e.tombstone).ok_or(FsError::NotFound)?;
+        let e = self
+            .engine
+            .index
+            .get(ino)
+            .filter(|e| !e.tombstone)
+            .ok_or(FsError::NotFound)?;
         Ok(self.entry_attr(&e))
     }
 
@@ -139,13 +150,22 @@ impl MountFs {
         if parent == ROOT_INO && name == VERSIONS_NAME {
             return self.backup_attr(VERSIONS_INO, "");
         }
-        let e = self.engine.index.lookup(parent, name).ok_or(FsError::NotFound)?;
+        let e = self
+            .engine
+            .index
+            .lookup(parent, name)
+            .ok_or(FsError::NotFound)?;
         Ok(self.entry_attr(&e))
     }
 
     /// Lists a folder from position `offset`; `add` answers false when the kernel's buffer is
     /// full. Positions: 0 `.`, 1 `..`, then the children, then (at the root) `sites-versions`.
-    pub fn readdir(&self, ino: u64, offset: u64, mut add: impl FnMut(u64, &str, Attr) -> bool) -> Result<()> {
+    pub fn readdir(
+        &self,
+        ino: u64,
+        offset: u64,
+        mut add: impl FnMut(u64, &str, Attr) -> bool,
+    ) -> Result<()> {
         let own = self.getattr(ino)?;
         if own.kind != Kind::Dir {
             return Err(FsError::NotDir);
@@ -188,7 +208,12 @@ impl MountFs {
         Ok(())
     }
 
-    fn readdir_backups(&self, ino: u64, pos: u64, mut add: impl FnMut(u64, &str, Attr) -> bool) -> Result<()> {
+    fn readdir_backups(
+        &self,
+        ino: u64,
+        pos: u64,
+        mut add: impl FnMut(u64, &str, Attr) -> bool,
+    ) -> Result<()> {
         let rel = self.backups.rel(ino).ok_or(FsError::NotFound)?;
         let mut names: Vec<String> = std::fs::read_dir(self.backups.real_path(&rel))?
             .flatten()
@@ -199,7 +224,9 @@ impl MountFs {
         for (i, name) in names.iter().enumerate().skip((pos - 2) as usize) {
             let child = Backups::child(&rel, name);
             let child_ino = self.backups.ino_for(&child);
-            let Ok(attr) = self.backup_attr(child_ino, &child) else { continue };
+            let Ok(attr) = self.backup_attr(child_ino, &child) else {
+                continue;
+            };
             if !add(i as u64 + 3, name, attr) {
                 break;
             }
@@ -215,7 +242,12 @@ impl MountFs {
 
     /// Whether opening `ino` must first wait for its content to be fetched.
     pub fn needs_fetch(&self, ino: u64) -> bool {
-        !backups::is_backup_ino(ino) && self.engine.index.get(ino).is_some_and(|e| !e.is_dir() && e.local.is_none())
+        !backups::is_backup_ino(ino)
+            && self
+                .engine
+                .index
+                .get(ino)
+                .is_some_and(|e| !e.is_dir() && e.local.is_none())
     }
 
     /// Opens a file for reading from its mirror copy (which must be on disk).
@@ -223,9 +255,17 @@ impl MountFs {
         if backups::is_backup_ino(ino) {
             let rel = self.backups.rel(ino).ok_or(FsError::NotFound)?;
             let file = open_nofollow(&self.backups.real_path(&rel))?;
-            return Ok(Opened { fh: self.add_handle(ino, file), keep_cache: true });
+            return Ok(Opened {
+                fh: self.add_handle(ino, file),
+                keep_cache: true,
+            });
         }
-        let e = self.engine.index.get(ino).filter(|e| !e.tombstone).ok_or(FsError::NotFound)?;
+        let e = self
+            .engine
+            .index
+            .get(ino)
+            .filter(|e| !e.tombstone)
+            .ok_or(FsError::NotFound)?;
         if e.is_dir() {
             return Err(FsError::IsDir);
         }
@@ -241,7 +281,10 @@ impl MountFs {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
             seen.insert(ino, local.clone()).as_deref() == Some(local.as_str())
         };
-        Ok(Opened { fh: self.add_handle(ino, file), keep_cache })
+        Ok(Opened {
+            fh: self.add_handle(ino, file),
+            keep_cache,
+        })
     }
 
     /// Fetches the content if needed, then opens it (run off the FUSE threads).
@@ -256,7 +299,16 @@ impl MountFs {
 
     fn add_handle(&self, ino: u64, file: File) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles.lock().unwrap_or_else(|p| p.into_inner()).insert(fh, Handle { ino, file: Arc::new(file) });
+        self.handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                fh,
+                Handle {
+                    ino,
+                    file: Arc::new(file),
+                },
+            );
         fh
     }
 
@@ -279,11 +331,18 @@ impl MountFs {
     }
 
     pub fn release(&self, fh: u64) -> Option<u64> {
-        self.handles.lock().unwrap_or_else(|p| p.into_inner()).remove(&fh).map(|h| h.ino)
+        self.handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh)
+            .map(|h| h.ino)
     }
 }
 
 fn open_nofollow(path: &std::path::Path) -> Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    Ok(std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?)
+    Ok(std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?)
 }

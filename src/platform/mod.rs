@@ -12,6 +12,7 @@ mod stream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +47,8 @@ pub struct PlatformConfig {
     pub ping_interval: Duration,
     /// Create a few sample sites, uploads and folders when the account is empty.
     pub samples: bool,
+    /// Whether `GET stream` answers; tests turn it off to exercise the polling fallback.
+    pub stream_enabled: bool,
 }
 
 impl PlatformConfig {
@@ -62,6 +65,7 @@ impl PlatformConfig {
             token_ttl: Duration::from_secs(10 * 24 * 3600),
             ping_interval: Duration::from_secs(15),
             samples: false,
+            stream_enabled: true,
         }
     }
 }
@@ -73,6 +77,9 @@ pub struct Platform {
     plain: bool,
     auto_approve: bool,
     ping_interval: Duration,
+    stream_enabled: Arc<AtomicBool>,
+    /// Turns true when the platform stops: open event streams end with it.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 pub type AppState = Arc<Platform>;
@@ -81,7 +88,9 @@ pub type AppState = Arc<Platform>;
 pub struct RunningPlatform {
     pub addr: SocketAddr,
     pub account: Account,
+    stream_enabled: Arc<AtomicBool>,
     shutdown: Option<oneshot::Sender<()>>,
+    stopping: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -91,13 +100,25 @@ impl RunningPlatform {
         format!("http://{}", self.addr)
     }
 
-    /// Stops accepting connections and waits for the server task.
+    /// Makes `GET stream` answer 503 (new connections), or serve again.
+    pub fn set_stream_enabled(&self, enabled: bool) {
+        self.stream_enabled.store(enabled, Ordering::SeqCst);
+    }
+
+    /// Stops: no new connections, open streams end, idle connections close; after 2 s whatever
+    /// is left is dropped. Afterwards the platform is unreachable, as if its machine went away.
     pub async fn stop(mut self) {
+        let _ = self.stopping.send(true);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        self.task.abort();
-        let _ = (&mut self.task).await;
+        if tokio::time::timeout(Duration::from_secs(2), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+            let _ = (&mut self.task).await;
+        }
     }
 }
 
@@ -117,6 +138,8 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
         samples::seed(&store, &account)?;
     }
     let secret = store.token_secret()?;
+    let stream_enabled = Arc::new(AtomicBool::new(config.stream_enabled));
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let platform = Arc::new(Platform {
         store,
         tokens: auth::Tokens::new(&secret, config.token_ttl),
@@ -124,6 +147,8 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
         plain: config.plain,
         auto_approve: config.auto_approve,
         ping_interval: config.ping_interval,
+        stream_enabled: stream_enabled.clone(),
+        stopping,
     });
     let listener = TcpListener::bind(config.listen)
         .await
@@ -144,7 +169,9 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
     Ok(RunningPlatform {
         addr,
         account,
+        stream_enabled,
         shutdown: Some(tx),
+        stopping: stopping_tx,
         task,
     })
 }

@@ -21,6 +21,14 @@ pub async fn stream(
     Paid(account): Paid,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, PlatformError> {
+    if !platform
+        .stream_enabled
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return Err(PlatformError::Internal(
+            "the event stream is switched off".into(),
+        ));
+    }
     let mut live = platform.store.subscribe();
     let last_id = match platform.plain {
         true => None,
@@ -40,6 +48,7 @@ pub async fn stream(
         None => Vec::new(),
     };
     let plain = platform.plain;
+    let mut stopping = platform.stopping.clone();
     let (tx, rx) = mpsc::channel::<Result<SseEvent, Infallible>>(256);
     tokio::spawn(async move {
         let mut last_sent = last_id.unwrap_or(0);
@@ -55,7 +64,11 @@ pub async fn stream(
             }
         }
         loop {
-            match live.recv().await {
+            let received = tokio::select! {
+                r = live.recv() => r,
+                _ = stopping.wait_for(|s| *s) => return,
+            };
+            match received {
                 Ok(f) if f.account_id != account.id => continue,
                 Ok(f) => {
                     if let Some(seq) = f.seq {

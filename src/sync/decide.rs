@@ -22,7 +22,13 @@ pub enum Action {
 
 /// Decides for one node. `local_ms` is the local change's time on the platform's clock (local
 /// modification time plus the calibrated offset); `remote_ms` the platform's `modifiedAt`.
-pub fn decide(base: Option<&str>, local: Option<&str>, remote: Option<&str>, local_ms: i64, remote_ms: i64) -> Action {
+pub fn decide(
+    base: Option<&str>,
+    local: Option<&str>,
+    remote: Option<&str>,
+    local_ms: i64,
+    remote_ms: i64,
+) -> Action {
     let local_changed = local != base;
     let remote_changed = remote != base;
     match (local_changed, remote_changed) {

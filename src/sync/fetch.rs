@@ -33,7 +33,9 @@ impl Engine {
     /// download.
     pub async fn fetch(self: &Arc<Self>, ino: u64) -> Result<()> {
         for _ in 0..3 {
-            let Some(e) = self.index.get(ino) else { return Ok(()) };
+            let Some(e) = self.index.get(ino) else {
+                return Ok(());
+            };
             if !self.needs_fetch(ino) {
                 return Ok(());
             }
@@ -41,7 +43,9 @@ impl Engine {
             let engine = self.clone();
             let outcome = self
                 .fetches
-                .get_with(key.clone(), async move { Arc::new(engine.fetch_once(ino).await.map_err(|e| e.to_string())) })
+                .get_with(key.clone(), async move {
+                    Arc::new(engine.fetch_once(ino).await.map_err(|e| e.to_string()))
+                })
                 .await;
             self.fetches.invalidate(&key).await;
             if let Err(e) = outcome.as_ref() {
@@ -52,16 +56,25 @@ impl Engine {
     }
 
     async fn fetch_once(self: &Arc<Self>, ino: u64) -> Result<()> {
-        let e = self.index.get(ino).ok_or(SyncError::Conflict("gone".into()))?;
-        let Some(node_id) = e.node_id else { return Ok(()) };
+        let e = self
+            .index
+            .get(ino)
+            .ok_or(SyncError::Conflict("gone".into()))?;
+        let Some(node_id) = e.node_id else {
+            return Ok(());
+        };
         let rel = self.index.path(ino).unwrap_or_default();
         let target = self.mirror.path(&rel);
         self.mirror.ensure_parent(&target)?;
         let temp = Mirror::temp_beside(&target);
         let downloaded = async {
-            let mut file = tokio::fs::File::create(&temp).await.map_err(|e| MirrorError::io("creating", &temp, e))?;
+            let mut file = tokio::fs::File::create(&temp)
+                .await
+                .map_err(|e| MirrorError::io("creating", &temp, e))?;
             let meta = self.client.download(node_id, &mut file).await?;
-            file.sync_all().await.map_err(|e| MirrorError::io("syncing", &temp, e))?;
+            file.sync_all()
+                .await
+                .map_err(|e| MirrorError::io("syncing", &temp, e))?;
             Ok::<_, SyncError>(meta)
         }
         .await;
@@ -90,7 +103,12 @@ impl Engine {
     }
 
     /// Writes content the platform sent inline (a site's HTML) as the mirror copy.
-    pub(super) fn write_content(&self, ino: u64, bytes: &[u8], checksum: Option<&str>) -> Result<()> {
+    pub(super) fn write_content(
+        &self,
+        ino: u64,
+        bytes: &[u8],
+        checksum: Option<&str>,
+    ) -> Result<()> {
         let rel = self.index.path(ino).unwrap_or_default();
         let target = self.mirror.path(&rel);
         self.mirror.ensure_parent(&target)?;
@@ -101,7 +119,9 @@ impl Engine {
         let sum = crate::protocol::checksum(bytes);
         if checksum.is_some_and(|c| c != sum) {
             let _ = std::fs::remove_file(&temp);
-            return Err(SyncError::Remote(RemoteError::Protocol(format!("{rel}: inline content does not match its checksum"))));
+            return Err(SyncError::Remote(RemoteError::Protocol(format!(
+                "{rel}: inline content does not match its checksum"
+            ))));
         }
         let modified = self.index.get(ino).and_then(|e| e.remote_modified);
         self.commit_temp(ino, &temp, &sum, bytes.len() as u64, modified.as_deref())
@@ -109,7 +129,14 @@ impl Engine {
 
     /// Puts a finished temp file in place of the mirror copy of `ino`, if the local copy may
     /// still be replaced; backs the replaced copy up first.
-    fn commit_temp(&self, ino: u64, temp: &Path, sum: &str, size: u64, modified_at: Option<&str>) -> Result<()> {
+    fn commit_temp(
+        &self,
+        ino: u64,
+        temp: &Path,
+        sum: &str,
+        size: u64,
+        modified_at: Option<&str>,
+    ) -> Result<()> {
         let lock = self.file_lock(ino);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let Some(e) = self.index.get(ino) else {
@@ -147,7 +174,9 @@ impl Engine {
     /// Keeps the local copy in `sites-versions/` before it is replaced. When the backup fails and
     /// the copy exists nowhere else (not synced, not already a version), the replacement is refused.
     fn back_up(&self, rel: &str, e: &crate::cache::Entry, target: &Path) -> Result<()> {
-        let Ok(bytes) = std::fs::read(target) else { return Ok(()) };
+        let Ok(bytes) = std::fs::read(target) else {
+            return Ok(());
+        };
         let root = self.mirror.versions_root();
         let newest_same = versions::list(&versions::dir_for(&root, rel))
             .last()

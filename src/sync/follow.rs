@@ -25,7 +25,9 @@ impl Engine {
                 let page = self.client.changes(cursor, 1000).await?;
                 let mut needs_listing = false;
                 for change in &page.changes {
-                    let applied = self.apply_blocking_event(change.event.clone(), Some(change.seq)).await?;
+                    let applied = self
+                        .apply_blocking_event(change.event.clone(), Some(change.seq))
+                        .await?;
                     needs_listing |= applied.resync;
                 }
                 if needs_listing {
@@ -44,24 +46,36 @@ impl Engine {
     async fn resync_listing(self: &Arc<Self>) -> Result<()> {
         let listing = self.client.nodes().await?;
         let engine = self.clone();
-        let applied = tokio::task::spawn_blocking(move || engine.apply_listing(&listing.nodes, listing.cursor))
-            .await
-            .map_err(|e| SyncError::Conflict(e.to_string()))??;
+        let applied = tokio::task::spawn_blocking(move || {
+            engine.apply_listing(&listing.nodes, listing.cursor)
+        })
+        .await
+        .map_err(|e| SyncError::Conflict(e.to_string()))??;
         self.fetch_in_background(applied);
         Ok(())
     }
 
-    async fn apply_blocking_event(self: &Arc<Self>, event: crate::protocol::Event, seq: Option<u64>) -> Result<Applied> {
+    async fn apply_blocking_event(
+        self: &Arc<Self>,
+        event: crate::protocol::Event,
+        seq: Option<u64>,
+    ) -> Result<Applied> {
         let engine = self.clone();
         let applied = tokio::task::spawn_blocking(move || engine.apply_event(&event, seq))
             .await
             .map_err(|e| SyncError::Conflict(e.to_string()))??;
         let resync = applied.resync;
         self.fetch_in_background(applied);
-        Ok(Applied { resync, fetch: Vec::new() })
+        Ok(Applied {
+            resync,
+            fetch: Vec::new(),
+        })
     }
 
     fn fetch_in_background(self: &Arc<Self>, applied: Applied) {
+        if !self.prefetching() {
+            return;
+        }
         for ino in applied.fetch {
             let engine = self.clone();
             tokio::spawn(async move {
@@ -88,8 +102,10 @@ pub async fn follow(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
             }
         }
     }
-    let hydrate = engine.clone();
-    tokio::spawn(async move { hydrate.fetch_all().await });
+    if engine.prefetching() {
+        let hydrate = engine.clone();
+        tokio::spawn(async move { hydrate.fetch_all().await });
+    }
 
     let replay_id = match engine.client.features().await.map(|f| f.changes) {
         Ok(true) => engine.index.cursor(),

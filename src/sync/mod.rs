@@ -59,10 +59,17 @@ pub struct Engine {
     fetches: moka::future::Cache<(u64, String), Arc<std::result::Result<(), String>>>,
     /// Serializes writes to one mirror file (a fetch committing against a pull).
     file_locks: Mutex<HashMap<u64, Arc<Mutex<()>>>>,
+    /// Fetch platform content ahead of reads (off only as a debugging aid: HYPERCLAY_PREFETCH=0).
+    pub prefetch: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
-    pub fn new(client: Arc<Client>, index: Arc<Index>, mirror: Arc<Mirror>, notices: NoticeSink) -> Arc<Engine> {
+    pub fn new(
+        client: Arc<Client>,
+        index: Arc<Index>,
+        mirror: Arc<Mirror>,
+        notices: NoticeSink,
+    ) -> Arc<Engine> {
         Arc::new(Engine {
             client,
             index,
@@ -70,7 +77,12 @@ impl Engine {
             notices,
             fetches: moka::future::Cache::builder().max_capacity(100_000).build(),
             file_locks: Mutex::new(HashMap::new()),
+            prefetch: std::sync::atomic::AtomicBool::new(true),
         })
+    }
+
+    fn prefetching(&self) -> bool {
+        self.prefetch.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn notify(&self, notice: Notice) {

@@ -40,7 +40,9 @@ impl From<&Node> for RemoteNode {
 }
 
 pub(super) fn time_ms(iso: Option<&str>) -> i64 {
-    iso.and_then(parse_time).map(|t| t.timestamp_millis()).unwrap_or(0)
+    iso.and_then(parse_time)
+        .map(|t| t.timestamp_millis())
+        .unwrap_or(0)
 }
 
 /// What applying a change asks of the caller.
@@ -72,14 +74,19 @@ impl Engine {
     /// Applies what the platform holds for one node.
     pub fn apply_node(&self, r: &RemoteNode) -> Result<Applied> {
         let Some(parent) = self.parent_ino(r.parent_id) else {
-            return Ok(Applied { resync: true, ..Applied::default() });
+            return Ok(Applied {
+                resync: true,
+                ..Applied::default()
+            });
         };
         let entry = match self.index.by_node(r.id) {
             Some(e) => {
                 if e.parent != parent || e.name != r.name {
                     self.relocate(&e, parent, &r.name)?;
                 }
-                self.index.get(e.ino).ok_or(SyncError::Conflict("entry vanished".into()))?
+                self.index
+                    .get(e.ino)
+                    .ok_or(SyncError::Conflict("entry vanished".into()))?
             }
             None => match self.index.lookup(parent, &r.name) {
                 // A local file of the same name that the platform did not know: it is that node now.
@@ -118,7 +125,10 @@ impl Engine {
         } else {
             applied.fetch.push(entry.ino);
         }
-        self.notify(Notice::Entry { parent, name: r.name.clone() });
+        self.notify(Notice::Entry {
+            parent,
+            name: r.name.clone(),
+        });
         Ok(applied)
     }
 
@@ -142,7 +152,10 @@ impl Engine {
                 e.tombstone = false;
                 e.local = None;
             })?;
-            self.notify(Notice::Entry { parent: e.parent, name: e.name.clone() });
+            self.notify(Notice::Entry {
+                parent: e.parent,
+                name: e.name.clone(),
+            });
         }
         let action = decide(
             e.base.as_deref(),
@@ -185,8 +198,14 @@ impl Engine {
             e.name = new_name.to_string();
         })?;
         tracing::info!(%from, %to, "renamed on the platform: renamed locally");
-        self.notify(Notice::Entry { parent: old_parent, name: old_name });
-        self.notify(Notice::Entry { parent: new_parent, name: new_name.to_string() });
+        self.notify(Notice::Entry {
+            parent: old_parent,
+            name: old_name,
+        });
+        self.notify(Notice::Entry {
+            parent: new_parent,
+            name: new_name.to_string(),
+        });
         Ok(())
     }
 
@@ -194,29 +213,44 @@ impl Engine {
     fn evict(&self, occupant: &Entry) -> Result<()> {
         let rel = self.index.path(occupant.ino).unwrap_or_default();
         if occupant.is_dir() {
-            return Err(SyncError::Conflict(format!("{rel} is in the way of a platform node")));
+            return Err(SyncError::Conflict(format!(
+                "{rel} is in the way of a platform node"
+            )));
         }
         if occupant.is_hydrated() {
             if let Ok(bytes) = std::fs::read(self.mirror.path(&rel)) {
-                crate::cache::versions::save(&self.mirror.versions_root(), &rel, occupant.kind, &bytes)?;
+                crate::cache::versions::save(
+                    &self.mirror.versions_root(),
+                    &rel,
+                    occupant.kind,
+                    &bytes,
+                )?;
             }
             let _ = std::fs::remove_file(self.mirror.path(&rel));
         }
         self.index.remove(occupant.ino)?;
-        self.notify(Notice::Entry { parent: occupant.parent, name: occupant.name.clone() });
+        self.notify(Notice::Entry {
+            parent: occupant.parent,
+            name: occupant.name.clone(),
+        });
         Ok(())
     }
 
     /// A platform delete: the local copy stays, detached from the node; it goes up again only
     /// if it is edited locally afterwards. What never reached the disk is simply forgotten.
     pub fn detach(&self, ino: u64) -> Result<()> {
-        let Some(e) = self.index.get(ino) else { return Ok(()) };
+        let Some(e) = self.index.get(ino) else {
+            return Ok(());
+        };
         for child in self.index.children(ino) {
             self.detach(child.ino)?;
         }
         if e.tombstone || (!e.is_dir() && e.local.is_none()) {
             self.index.remove(ino)?;
-            self.notify(Notice::Entry { parent: e.parent, name: e.name.clone() });
+            self.notify(Notice::Entry {
+                parent: e.parent,
+                name: e.name.clone(),
+            });
             return Ok(());
         }
         self.index.modify(ino, |e| {
@@ -232,7 +266,13 @@ impl Engine {
     /// A whole listing: every node applied (parents first), nodes gone from it detached.
     pub fn apply_listing(&self, nodes: &[Node], cursor: Option<u64>) -> Result<Applied> {
         let mut sorted: Vec<&Node> = nodes.iter().collect();
-        sorted.sort_by_key(|n| (n.path.split('/').filter(|s| !s.is_empty()).count(), n.kind != NodeKind::Folder, n.id));
+        sorted.sort_by_key(|n| {
+            (
+                n.path.split('/').filter(|s| !s.is_empty()).count(),
+                n.kind != NodeKind::Folder,
+                n.id,
+            )
+        });
         let mut applied = Applied::default();
         for node in sorted {
             let a = self.apply_node(&RemoteNode::from(node))?;
@@ -263,7 +303,11 @@ impl Engine {
                         let parent_path = s.path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
                         match self.ino_of_path(parent_path) {
                             Some(ROOT_INO) => 0,
-                            Some(ino) => self.index.get(ino).and_then(|e| e.node_id).unwrap_or(u64::MAX),
+                            Some(ino) => self
+                                .index
+                                .get(ino)
+                                .and_then(|e| e.node_id)
+                                .unwrap_or(u64::MAX),
                             None => u64::MAX,
                         }
                     }
@@ -285,7 +329,10 @@ impl Engine {
                     Applied::default()
                 }
                 Some(_) => Applied::default(),
-                None => Applied { resync: true, ..Applied::default() },
+                None => Applied {
+                    resync: true,
+                    ..Applied::default()
+                },
             },
             Event::NodeMoved(m) => {
                 let parent = self.parent_ino(m.new_parent_id.unwrap_or(0));
@@ -295,7 +342,10 @@ impl Engine {
                         Applied::default()
                     }
                     (Some(_), Some(_)) => Applied::default(),
-                    _ => Applied { resync: true, ..Applied::default() },
+                    _ => Applied {
+                        resync: true,
+                        ..Applied::default()
+                    },
                 }
             }
             Event::NodeDeleted(d) => {

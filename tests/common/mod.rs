@@ -121,3 +121,141 @@ impl Drop for PlatformProcess {
 pub fn temp_path(dir: &tempfile::TempDir, name: &str) -> PathBuf {
     dir.path().join(name)
 }
+
+/// `hyperclay mount` as a child process over a temp home, mirror and mount point.
+pub struct MountProcess {
+    pub child: Option<Child>,
+    pub home: tempfile::TempDir,
+    pub mountpoint: PathBuf,
+    pub mirror: PathBuf,
+    pub url: String,
+    pub env: Vec<(String, String)>,
+}
+
+impl MountProcess {
+    pub fn start(url: &str) -> MountProcess {
+        Self::start_with(url, &[])
+    }
+
+    pub fn start_with(url: &str, env: &[(&str, &str)]) -> MountProcess {
+        let home = tempfile::tempdir().unwrap();
+        let mountpoint = home.path().join("mnt");
+        std::fs::create_dir(&mountpoint).unwrap();
+        let mirror = home.path().join("mirror");
+        let mut m = MountProcess {
+            child: None,
+            home,
+            mountpoint,
+            mirror,
+            url: url.to_string(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        m.spawn();
+        m
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hyperclay"));
+        c.env("HYPERCLAY_HOME", self.home.path().join("home"))
+            .env("HYPERCLAY_URL", &self.url)
+            .env("HYPERCLAY_API_KEY", KEY)
+            .env("RUST_LOG", "hyperclay=debug,warn");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Starts (or restarts) the mount and waits until the kernel shows it.
+    pub fn spawn(&mut self) {
+        let child = self
+            .command()
+            .arg("mount")
+            .arg(&self.mountpoint)
+            .arg("--mirror")
+            .arg(&self.mirror)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !hyperclay::fs::is_mounted(&self.mountpoint) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the mount did not come up"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mountpoint.join(rel)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::SIGTERM,
+        )
+        .unwrap();
+        child.wait().unwrap()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("home/state/sync.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for MountProcess {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop();
+        }
+        if hyperclay::fs::is_mounted(&self.mountpoint) {
+            let _ = hyperclay::fs::fusermount_unmount(&self.mountpoint);
+        }
+    }
+}
+
+/// Polls `f` until it is true or `limit` passes; answers how long it took.
+pub fn wait_until(
+    limit: std::time::Duration,
+    mut f: impl FnMut() -> bool,
+) -> Option<std::time::Duration> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    None
+}
+
+/// Runs a shell command, asserting success; answers its stdout.
+pub fn sh(script: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "`{script}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}

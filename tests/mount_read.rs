@@ -1,0 +1,320 @@
+//! The mount, read side: real `hyperclay mount` processes over a dev platform on loopback, used
+//! with real tools (ls, stat, find, cat, cp, du).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{sh, wait_until, Mode, MountProcess, TestPlatform};
+use hyperclay::protocol::NodeKind;
+use hyperclay::remote::Client;
+
+/// A small account: folders two deep, sites, and binary uploads.
+async fn seed(c: &Client) -> Vec<u8> {
+    let blog = c.create(NodeKind::Folder, "blog", 0, None).await.unwrap();
+    let y = c
+        .create(NodeKind::Folder, "2024", blog.id, None)
+        .await
+        .unwrap();
+    c.create(NodeKind::Site, "index.html", 0, Some(b"<h1>home</h1>"))
+        .await
+        .unwrap();
+    c.create(NodeKind::Site, "post.html", y.id, Some(b"<p>post</p>"))
+        .await
+        .unwrap();
+    let img = c.create(NodeKind::Folder, "img", 0, None).await.unwrap();
+    let binary: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    c.create(NodeKind::Upload, "photo.jpg", img.id, Some(&binary))
+        .await
+        .unwrap();
+    c.create(NodeKind::Upload, "data.json", 0, Some(b"{\"a\":1}"))
+        .await
+        .unwrap();
+    binary
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everyday_tools_see_the_account() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let binary = seed(&p.client()).await;
+    let m = MountProcess::start(&p.url());
+    let root = m.mountpoint.display().to_string();
+
+    let listing = sh(&format!("cd {root} && ls -R"));
+    for name in [
+        "blog",
+        "2024",
+        "index.html",
+        "post.html",
+        "img",
+        "photo.jpg",
+        "data.json",
+        "sites-versions",
+    ] {
+        assert!(listing.contains(name), "ls -R shows {name}:\n{listing}");
+    }
+    assert!(
+        !listing.contains(".hyperclay"),
+        "the index folder is hidden"
+    );
+    let found = sh(&format!("cd {root} && find . -type f | sort"));
+    assert_eq!(
+        found,
+        "./blog/2024/post.html\n./data.json\n./img/photo.jpg\n./index.html\n"
+    );
+    let stat = sh(&format!(
+        "stat -c '%s %F %a %u' {root}/img/photo.jpg {root}/blog"
+    ));
+    let uid = nix::unistd::getuid().as_raw();
+    assert_eq!(
+        stat,
+        format!("300000 regular file 644 {uid}\n0 directory 755 {uid}\n")
+    );
+    // mtime is the platform's modifiedAt.
+    let node = p
+        .client()
+        .nodes()
+        .await
+        .unwrap()
+        .nodes
+        .into_iter()
+        .find(|n| n.name == "index.html")
+        .unwrap();
+    let platform_ms = hyperclay::protocol::parse_time(node.modified_at.as_deref().unwrap())
+        .unwrap()
+        .timestamp_millis();
+    let mtime: f64 = sh(&format!("stat -c %.3Y {root}/index.html"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!((mtime * 1000.0).round() as i64, platform_ms);
+
+    assert_eq!(
+        sh(&format!("cat {root}/blog/2024/post.html")),
+        "<p>post</p>"
+    );
+    assert_eq!(std::fs::read(m.path("img/photo.jpg")).unwrap(), binary);
+    let out = tempfile::tempdir().unwrap();
+    sh(&format!(
+        "cp -r {root}/blog {root}/img {}",
+        out.path().display()
+    ));
+    assert_eq!(
+        std::fs::read(out.path().join("img/photo.jpg")).unwrap(),
+        binary
+    );
+    assert_eq!(
+        std::fs::read(out.path().join("blog/2024/post.html")).unwrap(),
+        b"<p>post</p>"
+    );
+    let du: u64 = sh(&format!("du -sb {root}/img | cut -f1"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(du >= 300_000, "du counts the upload: {du}");
+    // Writes are refused cleanly until writing lands.
+    assert!(std::fs::write(m.path("sites-versions/x.html"), b"x").is_err());
+}
+
+async fn assert_remote_change_seen(mode: Mode, stream: bool, limit: Duration) {
+    let p = TestPlatform::start_with(mode, |c| c.stream_enabled = stream).await;
+    let c = p.client();
+    let site = c
+        .create(NodeKind::Site, "live.html", 0, Some(b"before"))
+        .await
+        .unwrap();
+    let m = MountProcess::start(&p.url());
+    let file = m.path("live.html");
+    wait_until(Duration::from_secs(5), || {
+        std::fs::read(&file).ok().as_deref() == Some(b"before")
+    })
+    .expect("first read");
+    c.put_content(
+        site.id,
+        NodeKind::Site,
+        "after, a longer content".into(),
+        None,
+    )
+    .await
+    .unwrap();
+    let took = wait_until(limit, || {
+        std::fs::read(&file).ok().as_deref() == Some(b"after, a longer content".as_ref())
+    })
+    .unwrap_or_else(|| {
+        panic!("{mode:?} stream={stream}: the change was not seen within {limit:?}")
+    });
+    eprintln!("{mode:?} stream={stream}: seen after {took:?}");
+    // The replaced local copy was backed up with its content.
+    let versions = m.mirror.join("sites-versions/live");
+    let backups: Vec<_> = std::fs::read_dir(&versions)
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(backups, vec![b"before".to_vec()]);
+    // Also visible, read-only, through the mount.
+    let through_mount = std::fs::read_dir(m.path("sites-versions/live"))
+        .unwrap()
+        .count();
+    assert_eq!(through_mount, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_change_is_seen_within_a_second_with_the_stream() {
+    assert_remote_change_seen(Mode::Full, true, Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_change_is_seen_within_11_s_with_the_stream_blocked() {
+    assert_remote_change_seen(Mode::Full, false, Duration::from_secs(11)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_change_is_seen_within_11_s_against_a_plain_platform() {
+    assert_remote_change_seen(Mode::Plain, false, Duration::from_secs(11)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_renames_moves_and_deletes_follow_locally() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let c = p.client();
+    seed(&c).await;
+    let m = MountProcess::start(&p.url());
+    let nodes = c.nodes().await.unwrap().nodes;
+    let id = |name: &str| nodes.iter().find(|n| n.name == name).unwrap().id;
+    assert_eq!(
+        std::fs::read(m.path("index.html")).unwrap(),
+        b"<h1>home</h1>"
+    );
+
+    c.rename(id("index.html"), NodeKind::Site, "home.html")
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(2), || {
+        m.path("home.html").exists() && !m.path("index.html").exists()
+    })
+    .expect("rename seen");
+    assert_eq!(
+        std::fs::read(m.path("home.html")).unwrap(),
+        b"<h1>home</h1>"
+    );
+
+    c.move_node(id("data.json"), NodeKind::Upload, id("2024"), None)
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(2), || {
+        m.path("blog/2024/data.json").exists()
+    })
+    .expect("move seen");
+    assert!(!m.path("data.json").exists());
+
+    // A platform delete keeps the local copy.
+    c.delete(id("img"), true).await.unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let photo = std::fs::read(m.path("img/photo.jpg")).expect("the local copy stays");
+    assert_eq!(photo.len(), 300_000);
+    assert!(
+        m.log()
+            .contains("deleted on the platform: the local copy is kept"),
+        "{}",
+        m.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_platform_stopped_the_mirror_stays_readable() {
+    let p = TestPlatform::start(Mode::Full).await;
+    seed(&p.client()).await;
+    let m = MountProcess::start_with(&p.url(), &[("HYPERCLAY_PREFETCH", "0")]);
+    // Wait until the listing has arrived, then read one file (fetched and kept).
+    wait_until(Duration::from_secs(5), || m.path("index.html").exists()).expect("listing");
+    assert_eq!(
+        std::fs::read(m.path("index.html")).unwrap(),
+        b"<h1>home</h1>"
+    );
+    p.running.stop().await;
+    assert_eq!(
+        std::fs::read(m.path("index.html")).unwrap(),
+        b"<h1>home</h1>",
+        "a kept copy reads offline"
+    );
+    let listing = sh(&format!("ls {}", m.mountpoint.join("blog/2024").display()));
+    assert_eq!(listing, "post.html\n", "browsing never needs the platform");
+    let never_fetched = std::fs::read(m.path("blog/2024/post.html")).unwrap_err();
+    assert_eq!(never_fetched.raw_os_error(), Some(libc::EIO));
+    assert!(
+        m.log().contains("could not be fetched"),
+        "the log says why: {}",
+        m.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmounts_cleanly_after_sigterm_and_after_kill_9() {
+    let p = TestPlatform::start(Mode::Full).await;
+    seed(&p.client()).await;
+    let mut m = MountProcess::start(&p.url());
+    assert!(m.stop().success());
+    assert!(
+        !hyperclay::fs::is_mounted(&m.mountpoint),
+        "SIGTERM unmounts"
+    );
+
+    m.spawn();
+    assert_eq!(
+        std::fs::read(m.path("index.html")).unwrap(),
+        b"<h1>home</h1>",
+        "remounts on the same mirror"
+    );
+    m.kill9();
+    let out = m
+        .command()
+        .arg("unmount")
+        .arg(&m.mountpoint)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !hyperclay::fs::is_mounted(&m.mountpoint),
+        "no stale mount after kill -9 and unmount"
+    );
+    assert!(
+        std::fs::read_dir(&m.mountpoint).is_ok(),
+        "the folder is usable again"
+    );
+    // And the mount point can be used again at once.
+    m.spawn();
+    assert!(m.path("index.html").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_mount_point_is_a_one_line_error() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::start(&p.url());
+    let missing = m.home.path().join("nope");
+    let full = m.home.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    std::fs::write(full.join("x"), b"x").unwrap();
+    for (target, words) in [
+        (&missing, "does not exist"),
+        (&full, "not empty"),
+        (&m.mountpoint, "already mounted"),
+    ] {
+        let out = m.command().arg("mount").arg(target).output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(words), "{err}");
+        assert_eq!(
+            err.trim()
+                .lines()
+                .filter(|l| l.starts_with("hyperclay:"))
+                .count(),
+            1,
+            "{err}"
+        );
+        assert!(!err.contains("panicked"));
+    }
+}
