@@ -70,6 +70,12 @@ enum Command {
 }
 
 fn main() {
+    // A panic is a bug: make sure it reaches the log, whatever happens to standard error.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(%info, "panic (a bug in hyperclay; please report it with this log)");
+        default_hook(info);
+    }));
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("hyperclay: {e:#}");

@@ -76,6 +76,8 @@ struct Tree {
     /// Live (not tombstoned) children by name, sorted for stable listings.
     children: HashMap<u64, BTreeMap<String, u64>>,
     by_node: HashMap<u64, u64>,
+    /// Tombstones by place, so a new file at a deleted file's name can take its identity back.
+    tombs: HashMap<(u64, String), u64>,
 }
 
 impl Tree {
@@ -92,6 +94,10 @@ impl Tree {
     }
 
     fn unlink(&mut self, e: &Entry) {
+        let place = (e.parent, e.name.clone());
+        if self.tombs.get(&place) == Some(&e.ino) {
+            self.tombs.remove(&place);
+        }
         if let Some(c) = self.children.get_mut(&e.parent) {
             if c.get(&e.name) == Some(&e.ino) {
                 c.remove(&e.name);
@@ -234,6 +240,38 @@ impl Index {
                 }
             }
         }
+    }
+
+    /// A tombstone (a file deleted locally whose platform node stays) at a place.
+    pub fn tombstone_at(&self, parent: u64, name: &str) -> Option<Entry> {
+        let tree = self.read();
+        let ino = tree.tombs.get(&(parent, name.to_string()))?;
+        tree.entries.get(ino).cloned()
+    }
+
+    /// The site of that name with a platform node, wherever it is (site names are unique per account).
+    pub fn site_named(&self, name: &str) -> Option<Entry> {
+        self.read()
+            .entries
+            .values()
+            .find(|e| e.kind == NodeKind::Site && e.node_id.is_some() && e.name == name)
+            .cloned()
+    }
+
+    /// Whether the entry or one of its folders is deleted locally.
+    pub fn is_hidden(&self, ino: u64) -> bool {
+        let tree = self.read();
+        let mut current = ino;
+        let mut steps = 0;
+        while current != ROOT_INO && steps < 256 {
+            match tree.entries.get(&current) {
+                Some(e) if e.tombstone => return true,
+                Some(e) => current = e.parent,
+                None => return true,
+            }
+            steps += 1;
+        }
+        false
     }
 
     pub fn by_node(&self, node_id: u64) -> Option<Entry> {

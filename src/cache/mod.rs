@@ -7,4 +7,4 @@ mod mirror;
 pub mod versions;
 
 pub use index::{Entry, Index, IndexError, NewEntry, ROOT_INO};
-pub use mirror::{is_local_only, Mirror, MirrorError};
+pub use mirror::{is_local_only, sync_parent as mirror_sync_parent, Mirror, MirrorError};

@@ -58,7 +58,7 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     }
     let mount_fs = Arc::new(MountFs::new(engine.clone()));
     let mounted = fs::mount(
-        mount_fs,
+        mount_fs.clone(),
         &mountpoint,
         notices,
         tokio::runtime::Handle::current(),
@@ -78,6 +78,11 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     tokio::select! {
         _ = super::signal() => {}
         _ = ended(&mounted) => tracing::info!("the mount was removed from outside"),
+    }
+    // Finish what was saved before the mount goes away.
+    mount_fs.save_all();
+    if !engine.drain(Duration::from_secs(60)).await {
+        tracing::warn!("some pushes did not finish before unmount; they go up at the next mount");
     }
     let _ = stop.send(true);
     let _ = follower.await;

@@ -42,6 +42,8 @@ impl FsError {
             FsError::Refused(_, errno) => *errno,
             FsError::Mirror(e) => e.raw_os_error().unwrap_or(libc::EIO),
             FsError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+            FsError::Sync(SyncError::Refused(errno, _)) => *errno,
+            FsError::Sync(SyncError::Mirror(e)) => e.raw_os_error().unwrap_or(libc::EIO),
             FsError::Index(_) | FsError::Sync(_) => libc::EIO,
         }
     }

@@ -35,10 +35,12 @@ pub struct Attr {
     pub perm: u16,
 }
 
-/// One open file.
-struct Handle {
-    ino: u64,
-    file: Arc<File>,
+/// One open file: readers keep the copy they opened (close-to-open consistency); writers go
+/// through the inode's write session.
+pub(super) struct Handle {
+    pub(super) ino: u64,
+    pub(super) file: Option<Arc<File>>,
+    pub(super) writable: bool,
 }
 
 /// What `open` answers.
@@ -50,8 +52,10 @@ pub struct Opened {
 
 pub struct MountFs {
     pub engine: Arc<Engine>,
-    backups: Backups,
-    handles: Mutex<HashMap<u64, Handle>>,
+    pub(super) backups: Backups,
+    pub(super) handles: Mutex<HashMap<u64, Handle>>,
+    pub(super) sessions: Mutex<HashMap<u64, super::write::Session>>,
+    pub(super) links: super::write::Links,
     next_fh: AtomicU64,
     /// The content (checksum) the kernel last saw of each file, for close-to-open caching.
     seen: Mutex<HashMap<u64, String>>,
@@ -77,20 +81,28 @@ impl MountFs {
             engine,
             backups,
             handles: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            links: super::write::Links::default(),
             next_fh: AtomicU64::new(1),
             seen: Mutex::new(HashMap::new()),
             mounted_at: SystemTime::now(),
         }
     }
 
-    fn entry_attr(&self, e: &Entry) -> Attr {
-        Attr {
+    pub(super) fn entry_attr(&self, e: &Entry) -> Attr {
+        let mut attr = Attr {
             ino: e.ino,
             kind: if e.is_dir() { Kind::Dir } else { Kind::File },
             size: if e.is_dir() { 0 } else { e.size },
             mtime: time_of(e.mtime_ms),
             perm: if e.is_dir() { 0o755 } else { 0o644 },
+        };
+        // A file being written: its working copy is the truth.
+        if let Some(m) = self.working_metadata(e.ino) {
+            attr.size = m.len();
+            attr.mtime = m.modified().unwrap_or(attr.mtime);
         }
+        attr
     }
 
     fn root_attr(&self) -> Attr {
@@ -126,6 +138,9 @@ impl MountFs {
         if ino == ROOT_INO {
             return Ok(self.root_attr());
         }
+        if let Some(attr) = self.links.attr(ino) {
+            return Ok(attr);
+        }
         if backups::is_backup_ino(ino) {
             let rel = self.backups.rel(ino).ok_or(FsError::NotFound)?;
             return self.backup_attr(ino, &rel);
@@ -149,6 +164,9 @@ impl MountFs {
         }
         if parent == ROOT_INO && name == VERSIONS_NAME {
             return self.backup_attr(VERSIONS_INO, "");
+        }
+        if let Some(attr) = self.links.lookup(parent, name) {
+            return Ok(attr);
         }
         let e = self
             .engine
@@ -235,6 +253,9 @@ impl MountFs {
     }
 
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        if let Some(target) = self.links.target(ino) {
+            return Ok(target.into_bytes());
+        }
         let rel = self.backups.rel(ino).ok_or(FsError::NotFound)?;
         let target = std::fs::read_link(self.backups.real_path(&rel))?;
         Ok(target.into_os_string().into_encoded_bytes())
@@ -256,7 +277,7 @@ impl MountFs {
             let rel = self.backups.rel(ino).ok_or(FsError::NotFound)?;
             let file = open_nofollow(&self.backups.real_path(&rel))?;
             return Ok(Opened {
-                fh: self.add_handle(ino, file),
+                fh: self.add_handle(ino, Some(file), false),
                 keep_cache: true,
             });
         }
@@ -282,42 +303,45 @@ impl MountFs {
             seen.insert(ino, local.clone()).as_deref() == Some(local.as_str())
         };
         Ok(Opened {
-            fh: self.add_handle(ino, file),
+            fh: self.add_handle(ino, Some(file), false),
             keep_cache,
         })
     }
 
-    /// Fetches the content if needed, then opens it (run off the FUSE threads).
-    pub async fn fetch_and_open(self: Arc<Self>, ino: u64) -> Result<Opened> {
+    /// Fetches the content if needed (run off the FUSE threads).
+    pub async fn fetch(&self, ino: u64) -> Result<()> {
         if let Err(e) = self.engine.fetch(ino).await {
             let path = self.engine.index.path(ino).unwrap_or_default();
-            tracing::warn!(%path, error = %e, "read failed: the file is not in the mirror and could not be fetched");
+            tracing::warn!(%path, error = %e, "the file is not in the mirror and could not be fetched");
             return Err(FsError::Refused(e.to_string(), libc::EIO));
         }
-        self.open_read(ino)
+        Ok(())
     }
 
-    fn add_handle(&self, ino: u64, file: File) -> u64 {
+    pub(super) fn add_handle(&self, ino: u64, file: Option<File>, writable: bool) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let handle = Handle {
+            ino,
+            file: file.map(Arc::new),
+            writable,
+        };
         self.handles
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                fh,
-                Handle {
-                    ino,
-                    file: Arc::new(file),
-                },
-            );
+            .insert(fh, handle);
         fh
     }
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
         let handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
         let h = handles.get(&fh).ok_or(FsError::BadHandle)?;
-        let file = h.file.clone();
+        let (ino, file, writable) = (h.ino, h.file.clone(), h.writable);
         // The read itself runs without the table's lock.
         drop(handles);
+        let file = match (writable, file) {
+            (false, Some(f)) => f,
+            _ => self.current_copy(ino)?,
+        };
         let mut buf = vec![0u8; size as usize];
         let mut filled = 0;
         while filled < buf.len() {
@@ -328,14 +352,6 @@ impl MountFs {
         }
         buf.truncate(filled);
         Ok(buf)
-    }
-
-    pub fn release(&self, fh: u64) -> Option<u64> {
-        self.handles
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&fh)
-            .map(|h| h.ino)
     }
 }
 

@@ -78,6 +78,8 @@ pub struct Platform {
     auto_approve: bool,
     ping_interval: Duration,
     stream_enabled: Arc<AtomicBool>,
+    /// Milliseconds every content write waits before it is stored (tests: a slow platform).
+    write_delay_ms: Arc<std::sync::atomic::AtomicU64>,
     /// Turns true when the platform stops: open event streams end with it.
     stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -89,6 +91,7 @@ pub struct RunningPlatform {
     pub addr: SocketAddr,
     pub account: Account,
     stream_enabled: Arc<AtomicBool>,
+    write_delay_ms: Arc<std::sync::atomic::AtomicU64>,
     shutdown: Option<oneshot::Sender<()>>,
     stopping: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -103,6 +106,11 @@ impl RunningPlatform {
     /// Makes `GET stream` answer 503 (new connections), or serve again.
     pub fn set_stream_enabled(&self, enabled: bool) {
         self.stream_enabled.store(enabled, Ordering::SeqCst);
+    }
+
+    /// Makes every content write wait `delay` before it is stored (a slow platform).
+    pub fn set_write_delay(&self, delay: Duration) {
+        self.write_delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Stops: no new connections, open streams end, idle connections close; after 2 s whatever
@@ -140,6 +148,7 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
     let secret = store.token_secret()?;
     let stream_enabled = Arc::new(AtomicBool::new(config.stream_enabled));
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let write_delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let platform = Arc::new(Platform {
         store,
         tokens: auth::Tokens::new(&secret, config.token_ttl),
@@ -148,6 +157,7 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
         auto_approve: config.auto_approve,
         ping_interval: config.ping_interval,
         stream_enabled: stream_enabled.clone(),
+        write_delay_ms: write_delay_ms.clone(),
         stopping,
     });
     let listener = TcpListener::bind(config.listen)
@@ -170,6 +180,7 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
         addr,
         account,
         stream_enabled,
+        write_delay_ms,
         shutdown: Some(tx),
         stopping: stopping_tx,
         task,

@@ -22,7 +22,12 @@ impl Engine {
     /// replaced: the local copy is unchanged since the last sync, or absent).
     pub fn needs_fetch(&self, ino: u64) -> bool {
         match self.index.get(ino) {
-            Some(e) if !e.is_dir() && !e.tombstone && e.node_id.is_some() => {
+            Some(e)
+                if !e.is_dir()
+                    && !e.tombstone
+                    && e.node_id.is_some()
+                    && !self.index.is_hidden(ino) =>
+            {
                 e.local.is_none() || (e.remote != e.local && e.local == e.base)
             }
             _ => false,
@@ -173,7 +178,7 @@ impl Engine {
 
     /// Keeps the local copy in `sites-versions/` before it is replaced. When the backup fails and
     /// the copy exists nowhere else (not synced, not already a version), the replacement is refused.
-    fn back_up(&self, rel: &str, e: &crate::cache::Entry, target: &Path) -> Result<()> {
+    pub(super) fn back_up(&self, rel: &str, e: &crate::cache::Entry, target: &Path) -> Result<()> {
         let Ok(bytes) = std::fs::read(target) else {
             return Ok(());
         };

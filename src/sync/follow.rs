@@ -78,7 +78,7 @@ impl Engine {
         }
         for ino in applied.fetch {
             let engine = self.clone();
-            tokio::spawn(async move {
+            self.runtime.spawn(async move {
                 let _ = engine.fetch(ino).await;
             });
         }

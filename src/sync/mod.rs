@@ -6,7 +6,11 @@
 mod decide;
 mod fetch;
 mod follow;
+mod local;
 mod pull;
+mod push;
+mod save;
+pub mod status;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,6 +43,9 @@ pub enum SyncError {
     Mirror(#[from] MirrorError),
     #[error("{0}")]
     Conflict(String),
+    /// A local operation the kernel must refuse, with its errno.
+    #[error("{1}")]
+    Refused(i32, String),
 }
 
 impl SyncError {
@@ -61,6 +68,15 @@ pub struct Engine {
     file_locks: Mutex<HashMap<u64, Arc<Mutex<()>>>>,
     /// Fetch platform content ahead of reads (off only as a debugging aid: HYPERCLAY_PREFETCH=0).
     pub prefetch: std::sync::atomic::AtomicBool,
+    /// Inodes with a push running, and whether a follow-up is wanted.
+    pushes: Mutex<HashMap<u64, bool>>,
+    /// One request to the platform at a time per node, so an older push never lands last.
+    node_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+    pub status: status::Status,
+    /// Platform clock minus local clock, in milliseconds.
+    clock_offset: std::sync::atomic::AtomicI64,
+    /// Where pushes and fetches run (FUSE threads have no runtime of their own).
+    runtime: tokio::runtime::Handle,
 }
 
 impl Engine {
@@ -78,6 +94,11 @@ impl Engine {
             fetches: moka::future::Cache::builder().max_capacity(100_000).build(),
             file_locks: Mutex::new(HashMap::new()),
             prefetch: std::sync::atomic::AtomicBool::new(true),
+            pushes: Mutex::new(HashMap::new()),
+            node_locks: Mutex::new(HashMap::new()),
+            status: status::Status::default(),
+            clock_offset: std::sync::atomic::AtomicI64::new(0),
+            runtime: tokio::runtime::Handle::current(),
         })
     }
 

@@ -1,0 +1,462 @@
+//! Writing through the mount. Writes never touch the mirror copy directly: an inode being written
+//! has one session with a working copy (a temp file beside the mirror copy, shared by all its
+//! writable handles); a close (flush) or fsync hands the finished working copy to the engine's
+//! save, which backs up, renames it into place atomically and pushes. A crash therefore never
+//! leaves a half-written mirror copy, and nothing leaves before close or fsync.
+//! Also here: namespace changes (create, mkdir, unlink, rmdir, rename) and the local-only
+//! symlinks editors use as lock files.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{File, Metadata, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use super::backups;
+use super::error::{FsError, Result};
+use super::ops::{Attr, Kind, MountFs, Opened};
+use crate::cache::is_local_only;
+
+/// The write state of one inode.
+pub struct Session {
+    /// The working copy and its open file, once anything was written.
+    work: Option<(PathBuf, Arc<File>)>,
+    /// Something changed since the last save (or the file is new).
+    dirty: bool,
+    writers: usize,
+}
+
+/// Local-only symlinks (emacs lock files `.#name`): in the mirror and in memory, never synced.
+#[derive(Default)]
+pub struct Links {
+    by_place: Mutex<HashMap<(u64, String), (u64, String)>>,
+}
+
+/// Symlink inodes live in their own range.
+const LINK_INO_BASE: u64 = 1 << 61;
+
+impl Links {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(u64, String), (u64, String)>> {
+        self.by_place.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn link_attr(ino: u64, target: &str) -> Attr {
+        Attr {
+            ino,
+            kind: Kind::Symlink,
+            size: target.len() as u64,
+            mtime: SystemTime::now(),
+            perm: 0o777,
+        }
+    }
+
+    pub fn lookup(&self, parent: u64, name: &str) -> Option<Attr> {
+        self.map()
+            .get(&(parent, name.to_string()))
+            .map(|(ino, t)| Self::link_attr(*ino, t))
+    }
+
+    pub fn attr(&self, ino: u64) -> Option<Attr> {
+        self.map()
+            .values()
+            .find(|(i, _)| *i == ino)
+            .map(|(i, t)| Self::link_attr(*i, t))
+    }
+
+    pub fn target(&self, ino: u64) -> Option<String> {
+        self.map()
+            .values()
+            .find(|(i, _)| *i == ino)
+            .map(|(_, t)| t.clone())
+    }
+
+    fn insert(&self, parent: u64, name: &str, target: &str) -> u64 {
+        static NEXT: std::sync::atomic::AtomicU64 =
+            std::sync::atomic::AtomicU64::new(LINK_INO_BASE);
+        let ino = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.map()
+            .insert((parent, name.to_string()), (ino, target.to_string()));
+        ino
+    }
+
+    fn remove(&self, parent: u64, name: &str) -> bool {
+        self.map().remove(&(parent, name.to_string())).is_some()
+    }
+}
+
+fn name_str(name: &OsStr) -> Result<&str> {
+    name.to_str()
+        .ok_or(FsError::Refused("names must be UTF-8".into(), libc::EINVAL))
+}
+
+fn refuse_backups(ino: u64) -> Result<()> {
+    if backups::is_backup_ino(ino) {
+        return Err(FsError::ReadOnly(
+            "sites-versions/ is read-only: copy a version out to restore it",
+        ));
+    }
+    Ok(())
+}
+
+impl MountFs {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Session>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Size and time of the working copy, while one exists.
+    pub(super) fn working_metadata(&self, ino: u64) -> Option<Metadata> {
+        let sessions = self.sessions();
+        let (_, file) = sessions.get(&ino)?.work.as_ref()?;
+        file.metadata().ok()
+    }
+
+    /// The file to read for a writable handle: the working copy, else the mirror copy.
+    pub(super) fn current_copy(&self, ino: u64) -> Result<Arc<File>> {
+        if let Some((_, f)) = self.sessions().get(&ino).and_then(|s| s.work.clone()) {
+            return Ok(f);
+        }
+        let path = self.engine.mirror_path(ino).ok_or(FsError::NotFound)?;
+        Ok(Arc::new(File::open(path)?))
+    }
+
+    /// Starts (or joins) the write session of `ino`.
+    fn join_session(&self, ino: u64, truncate: bool, new_file: bool) -> Result<()> {
+        let mut sessions = self.sessions();
+        let s = sessions.entry(ino).or_insert(Session {
+            work: None,
+            dirty: false,
+            writers: 0,
+        });
+        s.writers += 1;
+        s.dirty |= new_file;
+        if truncate {
+            Self::ensure_work(&self.engine, ino, s, Some(0))?;
+            s.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Makes the working copy exist: a copy of the mirror copy (or empty, when truncating to 0).
+    fn ensure_work(
+        engine: &crate::sync::Engine,
+        ino: u64,
+        s: &mut Session,
+        truncate_to: Option<u64>,
+    ) -> Result<()> {
+        if s.work.is_none() {
+            let temp = engine.temp_for(ino).ok_or(FsError::NotFound)?;
+            let mirror = engine.mirror_path(ino).ok_or(FsError::NotFound)?;
+            if truncate_to != Some(0) {
+                std::fs::copy(&mirror, &temp)?;
+            }
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&temp)?;
+            s.work = Some((temp, Arc::new(file)));
+        }
+        if let (Some(size), Some((_, f))) = (truncate_to, &s.work) {
+            f.set_len(size)?;
+        }
+        Ok(())
+    }
+
+    /// Opens an existing file for writing (its copy must be on disk).
+    pub fn open_write(&self, ino: u64, truncate: bool) -> Result<Opened> {
+        refuse_backups(ino)?;
+        let e = self
+            .engine
+            .index
+            .get(ino)
+            .filter(|e| !e.tombstone)
+            .ok_or(FsError::NotFound)?;
+        if e.is_dir() {
+            return Err(FsError::IsDir);
+        }
+        if e.local.is_none() && !truncate {
+            return Err(FsError::Refused(
+                "the platform's copy could not be fetched (see the log)".into(),
+                libc::EIO,
+            ));
+        }
+        self.join_session(ino, truncate, e.local.is_none())?;
+        Ok(Opened {
+            fh: self.add_handle(ino, None, true),
+            keep_cache: false,
+        })
+    }
+
+    /// create(2): a new empty file, opened for writing.
+    pub fn create(&self, parent: u64, name: &OsStr) -> Result<(Attr, Opened)> {
+        refuse_backups(parent)?;
+        let name = name_str(name)?;
+        let e = self.engine.create_file(parent, name)?;
+        self.join_session(e.ino, false, true)?;
+        let fh = self.add_handle(e.ino, None, true);
+        Ok((
+            self.entry_attr(&e),
+            Opened {
+                fh,
+                keep_cache: false,
+            },
+        ))
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+        let ino = self.writable_ino(fh)?;
+        let file = {
+            let mut sessions = self.sessions();
+            let s = sessions.get_mut(&ino).ok_or(FsError::BadHandle)?;
+            Self::ensure_work(&self.engine, ino, s, None)?;
+            s.dirty = true;
+            s.work
+                .as_ref()
+                .map(|(_, f)| f.clone())
+                .ok_or(FsError::BadHandle)?
+        };
+        file.write_all_at(data, offset)?;
+        Ok(data.len() as u32)
+    }
+
+    fn writable_ino(&self, fh: u64) -> Result<u64> {
+        let handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+        match handles.get(&fh) {
+            Some(h) if h.writable => Ok(h.ino),
+            Some(_) => Err(FsError::Refused("not open for writing".into(), libc::EBADF)),
+            None => Err(FsError::BadHandle),
+        }
+    }
+
+    /// close(2) or fsync(2): a changed file is saved (and goes up at once).
+    pub fn flush(&self, fh: u64) -> Result<()> {
+        let Ok(ino) = self.writable_ino(fh) else {
+            return Ok(());
+        };
+        self.save(ino)
+    }
+
+    fn save(&self, ino: u64) -> Result<()> {
+        let work = {
+            let mut sessions = self.sessions();
+            let Some(s) = sessions.get_mut(&ino) else {
+                return Ok(());
+            };
+            if !s.dirty {
+                return Ok(());
+            }
+            s.dirty = false;
+            s.work.take()
+        };
+        match work {
+            Some((path, file)) => {
+                file.sync_all()?;
+                drop(file);
+                if let Err(e) = self.engine.save_file(ino, &path) {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(e.into());
+                }
+            }
+            // Created and closed with nothing written: an empty file goes up as it is.
+            None => self.engine.request_push(ino),
+        }
+        Ok(())
+    }
+
+    pub fn release(&self, fh: u64) -> Result<()> {
+        let handle = self
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh);
+        let Some(h) = handle else { return Ok(()) };
+        if !h.writable {
+            return Ok(());
+        }
+        let last = {
+            let mut sessions = self.sessions();
+            match sessions.get_mut(&h.ino) {
+                Some(s) => {
+                    s.writers = s.writers.saturating_sub(1);
+                    s.writers == 0
+                }
+                None => false,
+            }
+        };
+        if last {
+            let saved = self.save(h.ino);
+            if let Some(s) = self.sessions().remove(&h.ino) {
+                if let Some((path, _)) = s.work {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            saved?;
+        }
+        Ok(())
+    }
+
+    /// setattr: a size change truncates (through the session if the file is open, else as a save
+    /// of its own); mode and owner are accepted and not kept; times are kept locally.
+    pub fn setattr(&self, ino: u64, size: Option<u64>, mtime: Option<SystemTime>) -> Result<Attr> {
+        if backups::is_backup_ino(ino) && (size.is_some() || mtime.is_some()) {
+            refuse_backups(ino)?;
+        }
+        if let Some(size) = size {
+            let e = self
+                .engine
+                .index
+                .get(ino)
+                .filter(|e| !e.tombstone)
+                .ok_or(FsError::NotFound)?;
+            if e.is_dir() {
+                return Err(FsError::IsDir);
+            }
+            let open = self.sessions().contains_key(&ino);
+            if !open {
+                self.join_session(ino, false, false)?;
+            }
+            {
+                let mut sessions = self.sessions();
+                if let Some(s) = sessions.get_mut(&ino) {
+                    Self::ensure_work(&self.engine, ino, s, Some(size))?;
+                    s.dirty = true;
+                }
+            }
+            if !open {
+                let saved = self.save(ino);
+                if let Some(s) = self.sessions().remove(&ino) {
+                    if let Some((path, _)) = s.work {
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
+                saved?;
+            }
+        }
+        if let Some(t) = mtime {
+            if !backups::is_backup_ino(ino) && self.links.attr(ino).is_none() {
+                let ms = t
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0);
+                self.engine.set_mtime(ino, ms)?;
+            }
+        }
+        self.getattr(ino)
+    }
+
+    pub fn mkdir(&self, parent: u64, name: &OsStr) -> Result<Attr> {
+        refuse_backups(parent)?;
+        let e = self.engine.make_dir(parent, name_str(name)?)?;
+        Ok(self.entry_attr(&e))
+    }
+
+    pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
+        refuse_backups(parent)?;
+        let name = name_str(name)?;
+        if self.links.remove(parent, name) {
+            let rel = self.child_rel(parent, name)?;
+            let _ = std::fs::remove_file(self.engine.mirror.path(&rel));
+            return Ok(());
+        }
+        Ok(self.engine.remove_file(parent, name)?)
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
+        refuse_backups(parent)?;
+        Ok(self.engine.remove_dir(parent, name_str(name)?)?)
+    }
+
+    /// Whether a rename must first fetch the source's copy (it goes up under its new name).
+    pub fn rename_needs_fetch(&self, parent: u64, name: &OsStr) -> Option<u64> {
+        let e = self.engine.index.lookup(parent, name.to_str()?)?;
+        (!e.is_hydrated()).then_some(e.ino)
+    }
+
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        new_parent: u64,
+        new_name: &OsStr,
+        flags: u32,
+    ) -> Result<()> {
+        refuse_backups(parent)?;
+        refuse_backups(new_parent)?;
+        const RENAME_NOREPLACE: u32 = 1;
+        const RENAME_EXCHANGE: u32 = 2;
+        if flags & RENAME_EXCHANGE != 0 {
+            return Err(FsError::Refused(
+                "exchanging names is not supported".into(),
+                libc::EINVAL,
+            ));
+        }
+        let (name, new_name) = (name_str(name)?, name_str(new_name)?);
+        if let Some((_, target)) = self.links.map().get(&(parent, name.to_string())).cloned() {
+            // A lock symlink moving: local only.
+            let from = self.engine.mirror.path(&self.child_rel(parent, name)?);
+            let to = self
+                .engine
+                .mirror
+                .path(&self.child_rel(new_parent, new_name)?);
+            std::fs::rename(from, to)?;
+            self.links.remove(parent, name);
+            self.links.insert(new_parent, new_name, &target);
+            return Ok(());
+        }
+        Ok(self.engine.rename(
+            parent,
+            name,
+            new_parent,
+            new_name,
+            flags & RENAME_NOREPLACE != 0,
+        )?)
+    }
+
+    /// symlink(2): only for local-only names (editors' lock files); a platform has no links.
+    pub fn symlink(&self, parent: u64, name: &OsStr, target: &std::path::Path) -> Result<Attr> {
+        refuse_backups(parent)?;
+        let name = name_str(name)?;
+        let rel = self.child_rel(parent, name)?;
+        if !is_local_only(&rel) {
+            return Err(FsError::Refused(
+                "symlinks cannot be synced; only local-only names may be links".into(),
+                libc::EPERM,
+            ));
+        }
+        if self.lookup(parent, OsStr::new(name)).is_ok() {
+            return Err(FsError::Refused("exists".into(), libc::EEXIST));
+        }
+        let target_text = target.to_string_lossy().into_owned();
+        std::os::unix::fs::symlink(target, self.engine.mirror.path(&rel))?;
+        let ino = self.links.insert(parent, name, &target_text);
+        Ok(Attr {
+            ino,
+            kind: Kind::Symlink,
+            size: target_text.len() as u64,
+            mtime: SystemTime::now(),
+            perm: 0o777,
+        })
+    }
+
+    fn child_rel(&self, parent: u64, name: &str) -> Result<String> {
+        let dir = self.engine.index.path(parent).ok_or(FsError::NotFound)?;
+        Ok(if dir.is_empty() {
+            name.to_string()
+        } else {
+            format!("{dir}/{name}")
+        })
+    }
+
+    /// Saves every open session (unmount): nothing written is left unsaved.
+    pub fn save_all(&self) {
+        let inos: Vec<u64> = self.sessions().keys().copied().collect();
+        for ino in inos {
+            if let Err(e) = self.save(ino) {
+                tracing::warn!(error = %e, "could not save an open file at unmount");
+            }
+        }
+    }
+}

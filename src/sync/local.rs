@@ -1,0 +1,399 @@
+//! Local changes to the namespace, made through the mount, with the policies of product.md:
+//! never delete across (unlink and rmdir hide the file locally with a tombstone that keeps its
+//! platform node), rename creates (the new name goes up as a new node and the old node stays,
+//! hidden locally), and a file renamed over another takes the other's place on the platform, so an
+//! editor's "temp file, then rename" is one update of the original. The mirror changes first; the
+//! index follows only once the disk did.
+
+use std::io;
+use std::sync::Arc;
+
+use super::{Engine, Notice, Result, SyncError};
+use crate::cache::{versions, Entry, Mirror, MirrorError, NewEntry};
+use crate::protocol::{NodeKind, EMPTY_CHECKSUM};
+
+fn refused(errno: i32, what: &str) -> SyncError {
+    SyncError::Refused(errno, what.to_string())
+}
+
+/// The platform identity an entry carries.
+#[derive(Debug, Clone, Default)]
+struct Identity {
+    node_id: Option<u64>,
+    base: Option<String>,
+    remote: Option<String>,
+    remote_modified: Option<String>,
+}
+
+impl Identity {
+    fn of(e: &Entry) -> Identity {
+        Identity {
+            node_id: e.node_id,
+            base: e.base.clone(),
+            remote: e.remote.clone(),
+            remote_modified: e.remote_modified.clone(),
+        }
+    }
+
+    fn apply(self, e: &mut Entry) {
+        e.node_id = self.node_id;
+        e.base = self.base;
+        e.remote = self.remote;
+        e.remote_modified = self.remote_modified;
+    }
+}
+
+impl Engine {
+    fn child_rel(&self, parent: u64, name: &str) -> Result<String> {
+        let dir = self
+            .index
+            .path(parent)
+            .ok_or_else(|| refused(libc::ENOENT, "no such folder"))?;
+        Ok(if dir.is_empty() {
+            name.to_string()
+        } else {
+            format!("{dir}/{name}")
+        })
+    }
+
+    fn live_dir(&self, ino: u64) -> Result<()> {
+        if ino == crate::cache::ROOT_INO {
+            return Ok(());
+        }
+        match self.index.get(ino) {
+            Some(e) if e.is_dir() && !e.tombstone => Ok(()),
+            Some(_) => Err(refused(libc::ENOTDIR, "not a folder")),
+            None => Err(refused(libc::ENOENT, "no such folder")),
+        }
+    }
+
+    /// The identity a new entry at a place inherits: a tombstone there gives its node back (vim
+    /// renames the original away and writes a new file of the same name).
+    fn reclaim_tombstone(&self, parent: u64, name: &str) -> Result<Identity> {
+        match self.index.tombstone_at(parent, name) {
+            Some(t) if !t.is_dir() => {
+                self.index.remove(t.ino)?;
+                Ok(Identity::of(&t))
+            }
+            Some(t) => {
+                self.index.remove(t.ino)?;
+                Ok(Identity::default())
+            }
+            None => Ok(Identity::default()),
+        }
+    }
+
+    /// A new, empty file. Nothing goes up until it is closed.
+    pub fn create_file(&self, parent: u64, name: &str) -> Result<Entry> {
+        self.live_dir(parent)?;
+        if self.index.lookup(parent, name).is_some() {
+            return Err(refused(libc::EEXIST, "exists"));
+        }
+        let rel = self.child_rel(parent, name)?;
+        let path = self.mirror.path(&rel);
+        if let Ok(bytes) = std::fs::read(&path) {
+            // A file the index did not know: keep it before it is replaced.
+            versions::save(
+                &self.mirror.versions_root(),
+                &rel,
+                NodeKind::of_file_name(name),
+                &bytes,
+            )?;
+        }
+        self.mirror.ensure_parent(&path)?;
+        std::fs::File::create(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| MirrorError::io("creating", &path, e))?;
+        let identity = self.reclaim_tombstone(parent, name)?;
+        let mut e = self.index.insert(NewEntry {
+            parent,
+            name: name.to_string(),
+            kind: NodeKind::of_file_name(name),
+            node_id: None,
+            size: 0,
+            mtime_ms: chrono::Utc::now().timestamp_millis(),
+            base: None,
+            remote: None,
+            remote_modified: None,
+            local: Some(EMPTY_CHECKSUM.to_string()),
+        })?;
+        if identity.node_id.is_some() {
+            e = self.index.modify(e.ino, |e| identity.apply(e))?;
+        }
+        Ok(e)
+    }
+
+    /// A new folder: created on the platform at once (if its name is one the platform takes).
+    pub fn make_dir(self: &Arc<Self>, parent: u64, name: &str) -> Result<Entry> {
+        self.live_dir(parent)?;
+        if self.index.lookup(parent, name).is_some() {
+            return Err(refused(libc::EEXIST, "exists"));
+        }
+        let rel = self.child_rel(parent, name)?;
+        std::fs::create_dir_all(self.mirror.path(&rel))
+            .map_err(|e| MirrorError::io("creating", &self.mirror.path(&rel), e))?;
+        let identity = self.reclaim_tombstone(parent, name)?;
+        let e = self.index.insert(NewEntry {
+            parent,
+            name: name.to_string(),
+            kind: NodeKind::Folder,
+            node_id: None,
+            size: 0,
+            mtime_ms: chrono::Utc::now().timestamp_millis(),
+            base: None,
+            remote: None,
+            remote_modified: None,
+            local: None,
+        })?;
+        let e = match identity.node_id {
+            Some(_) => self.index.modify(e.ino, |e| identity.apply(e))?,
+            None => e,
+        };
+        self.request_push(e.ino);
+        Ok(e)
+    }
+
+    /// Unlink: local only. A file the platform has becomes a tombstone; anything else is forgotten.
+    pub fn remove_file(&self, parent: u64, name: &str) -> Result<()> {
+        let e = self
+            .index
+            .lookup(parent, name)
+            .ok_or_else(|| refused(libc::ENOENT, "no such file"))?;
+        if e.is_dir() {
+            return Err(refused(libc::EISDIR, "is a folder"));
+        }
+        let rel = self.child_rel(parent, name)?;
+        match std::fs::remove_file(self.mirror.path(&rel)) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => {
+                return Err(MirrorError::io("removing", &self.mirror.path(&rel), err).into())
+            }
+            _ => {}
+        }
+        self.bury(&e)?;
+        self.status.clear_path(&rel);
+        Ok(())
+    }
+
+    /// Rmdir: local only, of an empty folder.
+    pub fn remove_dir(&self, parent: u64, name: &str) -> Result<()> {
+        let e = self
+            .index
+            .lookup(parent, name)
+            .ok_or_else(|| refused(libc::ENOENT, "no such folder"))?;
+        if !e.is_dir() {
+            return Err(refused(libc::ENOTDIR, "not a folder"));
+        }
+        if self.index.child_count(e.ino) > 0 {
+            return Err(refused(libc::ENOTEMPTY, "the folder is not empty"));
+        }
+        let rel = self.child_rel(parent, name)?;
+        match std::fs::remove_dir(self.mirror.path(&rel)) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => {
+                return Err(MirrorError::io("removing", &self.mirror.path(&rel), err).into())
+            }
+            _ => {}
+        }
+        self.bury(&e)
+    }
+
+    /// A node the platform has stays known as a tombstone (so it does not come back unless the
+    /// platform changes it); a local-only entry is forgotten.
+    fn bury(&self, e: &Entry) -> Result<()> {
+        if e.node_id.is_none() {
+            return Ok(self.index.remove(e.ino)?);
+        }
+        if let Some(old) = self.index.tombstone_at(e.parent, &e.name) {
+            self.index.remove(old.ino)?;
+        }
+        self.index.modify(e.ino, |e| {
+            e.tombstone = true;
+            e.local = None;
+        })?;
+        Ok(())
+    }
+
+    /// Leaves a tombstone holding `e`'s platform node at `e`'s current place (rename creates: the
+    /// old node stays on the platform, hidden here).
+    fn leave_tombstone(&self, e: &Entry) -> Result<()> {
+        if e.node_id.is_none() {
+            return Ok(());
+        }
+        if let Some(old) = self.index.tombstone_at(e.parent, &e.name) {
+            self.index.remove(old.ino)?;
+        }
+        let node = e.node_id;
+        // The node moves from the live entry to the tombstone.
+        self.index.modify(e.ino, |e| e.node_id = None)?;
+        let t = self.index.insert(NewEntry {
+            parent: e.parent,
+            name: e.name.clone(),
+            kind: e.kind,
+            node_id: None,
+            size: e.size,
+            mtime_ms: e.mtime_ms,
+            base: e.base.clone(),
+            remote: e.remote.clone(),
+            remote_modified: e.remote_modified.clone(),
+            local: None,
+        })?;
+        self.index.modify(t.ino, |t| {
+            t.node_id = node;
+            t.tombstone = true;
+        })?;
+        Ok(())
+    }
+
+    /// Rename within the mount. `no_replace`: fail if the target exists (RENAME_NOREPLACE).
+    pub fn rename(
+        self: &Arc<Self>,
+        parent: u64,
+        name: &str,
+        new_parent: u64,
+        new_name: &str,
+        no_replace: bool,
+    ) -> Result<()> {
+        let source = self
+            .index
+            .lookup(parent, name)
+            .ok_or_else(|| refused(libc::ENOENT, "no such file"))?;
+        self.live_dir(new_parent)?;
+        if parent == new_parent && name == new_name {
+            return Ok(());
+        }
+        if source.is_dir() && (new_parent == source.ino || self.is_inside(new_parent, source.ino)) {
+            return Err(refused(libc::EINVAL, "a folder cannot move into itself"));
+        }
+        let target = self.index.lookup(new_parent, new_name);
+        if let Some(t) = &target {
+            if no_replace {
+                return Err(refused(libc::EEXIST, "exists"));
+            }
+            match (source.is_dir(), t.is_dir()) {
+                (true, false) => return Err(refused(libc::ENOTDIR, "not a folder")),
+                (false, true) => return Err(refused(libc::EISDIR, "is a folder")),
+                (true, true) if self.index.child_count(t.ino) > 0 => {
+                    return Err(refused(libc::ENOTEMPTY, "not empty"))
+                }
+                _ => {}
+            }
+        }
+        let from = self.child_rel(parent, name)?;
+        let to = self.child_rel(new_parent, new_name)?;
+        let (from_path, to_path) = (self.mirror.path(&from), self.mirror.path(&to));
+        if source.is_hydrated() {
+            std::fs::rename(&from_path, &to_path)
+                .map_err(|e| MirrorError::io("renaming", &from_path, e))?;
+            crate::cache::mirror_sync_parent(&to_path)?;
+        } else if let Some(t) = &target {
+            // The source is not on disk (its copy was never fetched): the target's copy goes.
+            let _ = std::fs::remove_file(
+                self.mirror
+                    .path(&self.index.path(t.ino).unwrap_or_default()),
+            );
+        }
+        // The disk changed: now the index. The old node stays on the platform, hidden here.
+        self.leave_tombstone(&source)?;
+        let identity = match &target {
+            Some(t) => {
+                self.index.remove(t.ino)?;
+                if t.is_dir() {
+                    Identity::default()
+                } else {
+                    Identity::of(t)
+                }
+            }
+            None => self.reclaim_tombstone(new_parent, new_name)?,
+        };
+        let identity = if source.is_dir() {
+            Identity::default()
+        } else {
+            identity
+        };
+        let moved = self.index.modify(source.ino, |e| {
+            e.parent = new_parent;
+            e.name = new_name.to_string();
+            if !e.is_dir() {
+                // The name decides the kind: a temp file renamed to `post.html` is a site.
+                e.kind = NodeKind::of_file_name(new_name);
+            }
+            identity.apply(e);
+        })?;
+        if moved.is_dir() {
+            self.renew_subtree(moved.ino)?;
+        }
+        tracing::debug!(%from, %to, "renamed locally");
+        self.push_subtree(moved.ino);
+        Ok(())
+    }
+
+    /// Whether `ino` lies inside folder `dir`.
+    fn is_inside(&self, ino: u64, dir: u64) -> bool {
+        let mut current = ino;
+        for _ in 0..256 {
+            if current == dir {
+                return true;
+            }
+            match self.index.get(current) {
+                Some(e) => current = e.parent,
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// A moved folder goes up as new nodes: its contents' old nodes stay on the platform, each
+    /// under the old folder's tombstone.
+    fn renew_subtree(&self, dir: u64) -> Result<()> {
+        for child in self.index.children(dir) {
+            if child.node_id.is_some() {
+                self.leave_tombstone_under_old_parent(&child)?;
+            }
+            if child.is_dir() {
+                self.renew_subtree(child.ino)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn leave_tombstone_under_old_parent(&self, child: &Entry) -> Result<()> {
+        // The platform node is forgotten locally; the next listing finds it under the old
+        // folder's tombstone and keeps it hidden there.
+        self.index.modify(child.ino, |e| {
+            e.node_id = None;
+            e.base = None;
+            e.remote = None;
+            e.remote_modified = None;
+        })?;
+        Ok(())
+    }
+
+    fn push_subtree(self: &Arc<Self>, ino: u64) {
+        self.request_push(ino);
+        for child in self.index.children(ino) {
+            self.push_subtree(child.ino);
+        }
+    }
+
+    /// Sets a file's modification time (utimens); kept locally.
+    pub fn set_mtime(&self, ino: u64, ms: i64) -> Result<Entry> {
+        Ok(self.index.modify(ino, |e| e.mtime_ms = ms)?)
+    }
+
+    /// The mirror path of an inode.
+    pub fn mirror_path(&self, ino: u64) -> Option<std::path::PathBuf> {
+        Some(self.mirror.path(&self.index.path(ino)?))
+    }
+
+    /// A temp file beside an inode's mirror copy (for a working copy).
+    pub fn temp_for(&self, ino: u64) -> Option<std::path::PathBuf> {
+        Some(Mirror::temp_beside(&self.mirror_path(ino)?))
+    }
+
+    /// Tells the kernel a name changed (used by the mount for its own bookkeeping).
+    pub fn notify_entry(&self, parent: u64, name: &str) {
+        self.notify(Notice::Entry {
+            parent,
+            name: name.to_string(),
+        });
+    }
+}

@@ -1,0 +1,468 @@
+//! Push: a save goes up. Keyed by the inode, the name resolved when it sends (so `sed -i` and
+//! temp-file-then-rename saves update the original, and temp names never leave). One push in
+//! flight per inode, with at most one follow-up carrying the latest content; one request per
+//! platform node at a time, so an older push can never land after a newer one. Existing nodes go
+//! up at once; a file new to the platform waits [`SETTLE`] first, the time an editor takes to
+//! rename its temp file over the original. Transient failures are retried after 1, 2, 3, 4 and
+//! 5 s, then the file stays marked as changed (local differs from base) for the next change or
+//! reconnect; refusals are reported once and never retried.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::status::ProblemKind;
+use super::{decide, Action, Engine, Result, SyncError};
+use crate::cache::{is_local_only, Entry, ROOT_INO};
+use crate::protocol::{checksum, names, NodeKind, MAX_CONTENT_BYTES, MAX_FOLDER_DEPTH};
+use crate::remote::RemoteError;
+
+/// How long a brand-new file waits before it is created on the platform.
+pub const SETTLE: Duration = Duration::from_millis(200);
+const RETRY_DELAYS: [u64; 5] = [1, 2, 3, 4, 5];
+
+impl Engine {
+    /// Asks for `ino` to go up. Returns at once; a push already running gets one follow-up.
+    pub fn request_push(self: &Arc<Self>, ino: u64) {
+        {
+            let mut pushes = self.pushes.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(again) = pushes.get_mut(&ino) {
+                *again = true;
+                return;
+            }
+            pushes.insert(ino, false);
+        }
+        let engine = self.clone();
+        self.runtime.spawn(async move { engine.push_loop(ino).await });
+    }
+
+    /// Whether pushes are running (the "syncing" indicator) and how many.
+    pub fn pushes_running(&self) -> usize {
+        self.pushes.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Waits until no push runs (unmount finishes the pushes under way first), at most `limit`.
+    pub async fn drain(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.pushes_running() > 0 {
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    async fn push_loop(self: Arc<Self>, ino: u64) {
+        if self
+            .index
+            .get(ino)
+            .is_some_and(|e| e.node_id.is_none() && !e.is_dir())
+        {
+            tokio::time::sleep(SETTLE).await;
+        }
+        loop {
+            self.push_with_retries(ino).await;
+            let mut pushes = self.pushes.lock().unwrap_or_else(|p| p.into_inner());
+            match pushes.get_mut(&ino) {
+                Some(again) if *again => *again = false,
+                _ => {
+                    pushes.remove(&ino);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn push_with_retries(self: &Arc<Self>, ino: u64) {
+        let path = || self.index.path(ino).unwrap_or_default();
+        for (attempt, delay) in std::iter::once(0).chain(RETRY_DELAYS).enumerate() {
+            if delay > 0 {
+                tracing::info!(path = %path(), attempt, "retrying the push in {delay} s");
+                tokio::time::sleep(Duration::from_secs(delay)).await;
+            }
+            match self.push_once(ino).await {
+                Ok(()) => return,
+                Err(e) if is_transient(&e) => {
+                    tracing::warn!(path = %path(), error = %e, "push failed");
+                    if attempt == RETRY_DELAYS.len() {
+                        tracing::warn!(path = %path(), "gave up pushing after 5 retries; it goes up on the next change or reconnect");
+                        self.status.report(
+                            ProblemKind::Unreachable,
+                            Some(&path()),
+                            format!("{}: {e}", path()),
+                        );
+                    }
+                }
+                Err(e) => {
+                    self.refused(&path(), &e);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn refused(&self, path: &str, e: &SyncError) {
+        let kind = match e {
+            SyncError::Remote(RemoteError::Unauthorized | RemoteError::Expired) => {
+                ProblemKind::SignedOut
+            }
+            SyncError::Remote(RemoteError::PaymentRequired) => ProblemKind::PaymentRequired,
+            SyncError::Remote(RemoteError::OutOfSites) => ProblemKind::OutOfSites,
+            SyncError::Remote(RemoteError::InvalidName(_)) => ProblemKind::RefusedName,
+            SyncError::Remote(RemoteError::TooLarge) => ProblemKind::TooLarge,
+            _ => ProblemKind::Other,
+        };
+        tracing::warn!(%path, error = %e, "not uploaded: the file stays local");
+        self.status.report(kind, Some(path), format!("{path}: {e}"));
+    }
+
+    fn node_lock(&self, node: u64) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.node_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(node).or_default().clone()
+    }
+
+    /// One attempt: sends what the index and the mirror hold right now.
+    async fn push_once(self: &Arc<Self>, ino: u64) -> Result<()> {
+        let Some(e) = self.index.get(ino) else {
+            return Ok(());
+        };
+        if e.tombstone || self.index.is_hidden(ino) {
+            return Ok(());
+        }
+        let rel = self.index.path(ino).unwrap_or_default();
+        if is_local_only(&rel) {
+            return Ok(());
+        }
+        if e.is_dir() {
+            if e.node_id.is_none() {
+                self.ensure_folder(ino).await?;
+            }
+            return Ok(());
+        }
+        if e.local.is_none() || (e.node_id.is_some() && e.local == e.base) {
+            return Ok(());
+        }
+        names::check(e.kind, &e.name).map_err(|err| {
+            SyncError::Remote(RemoteError::InvalidName(format!(
+                "{:?}: {}",
+                e.name, err.rule
+            )))
+        })?;
+        let target = self.mirror.path(&rel);
+        let meta = tokio::fs::metadata(&target)
+            .await
+            .map_err(|err| crate::cache::MirrorError::io("reading", &target, err))?;
+        if meta.len() > MAX_CONTENT_BYTES {
+            return Err(SyncError::Remote(RemoteError::TooLarge));
+        }
+        let bytes = Bytes::from(
+            tokio::fs::read(&target)
+                .await
+                .map_err(|err| crate::cache::MirrorError::io("reading", &target, err))?,
+        );
+        let sum = checksum(&bytes);
+        match e.node_id {
+            Some(node) => self.put(ino, node, bytes, &sum, &rel).await?,
+            None => self.create(ino, &e, bytes, &sum, &rel).await?,
+        }
+        self.status.clear_path(&rel);
+        Ok(())
+    }
+
+    /// `PUT content` to a known node, optimistic where the platform offers it.
+    async fn put(
+        self: &Arc<Self>,
+        ino: u64,
+        node: u64,
+        bytes: Bytes,
+        sum: &str,
+        rel: &str,
+    ) -> Result<()> {
+        let lock = self.node_lock(node);
+        let _one_at_a_time = lock.lock().await;
+        // Whoever holds the node now (a rename may have moved it); nobody: nothing left to send.
+        let Some(holder) = self.index.by_node(node).or_else(|| self.index.get(ino)) else {
+            return Ok(());
+        };
+        if holder.base.as_deref() == Some(sum) && holder.remote.as_deref() == Some(sum) {
+            return Ok(());
+        }
+        let optimistic = self.client.features().await?.changes;
+        let base = holder.base.clone().filter(|_| optimistic);
+        match self
+            .client
+            .put_content(node, holder.kind, bytes.clone(), base.as_deref())
+            .await
+        {
+            Ok(put) => {
+                self.record_pushed(node, &put.checksum)?;
+                tracing::info!(path = %rel, checksum = %put.checksum, "pushed");
+                Ok(())
+            }
+            Err(RemoteError::ChangedRemotely {
+                checksum: theirs,
+                modified_at,
+            }) => {
+                self.both_changed(ino, node, bytes, sum, rel, &theirs, &modified_at)
+                    .await
+            }
+            Err(RemoteError::NotFound) => {
+                // Deleted on the platform meanwhile: this edit makes it a new node.
+                tracing::info!(path = %rel, "the platform deleted this file; uploading it anew");
+                self.index.modify(holder.ino, |e| {
+                    e.node_id = None;
+                    e.base = None;
+                    e.remote = None;
+                })?;
+                let Some(e) = self.index.get(holder.ino) else {
+                    return Ok(());
+                };
+                Box::pin(self.create(holder.ino, &e, bytes, sum, rel)).await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Both sides changed since the base: the later change wins on the platform's clock; the
+    /// loser is kept (the platform keeps its content as a version; a local loser goes to
+    /// `sites-versions/`).
+    #[allow(clippy::too_many_arguments)]
+    async fn both_changed(
+        self: &Arc<Self>,
+        ino: u64,
+        node: u64,
+        bytes: Bytes,
+        sum: &str,
+        rel: &str,
+        theirs: &str,
+        modified_at: &str,
+    ) -> Result<()> {
+        let e = self.index.modify(ino, |e| {
+            e.remote = Some(theirs.to_string());
+            e.remote_modified = Some(modified_at.to_string());
+        })?;
+        let local_ms = e.mtime_ms + self.clock_offset_ms();
+        let remote_ms = super::pull::time_ms(Some(modified_at));
+        match decide(
+            e.base.as_deref(),
+            Some(sum),
+            Some(theirs),
+            local_ms,
+            remote_ms,
+        ) {
+            Action::RecordBase => {
+                self.record_pushed(node, sum)?;
+                Ok(())
+            }
+            Action::RemoteWins => {
+                tracing::info!(path = %rel, "changed on both sides; the platform's change is later and wins, the local copy is kept in sites-versions");
+                self.accept_remote(ino)?;
+                self.fetch(ino).await
+            }
+            _ => {
+                let put = self.client.put_content(node, e.kind, bytes, None).await?;
+                self.record_pushed(node, &put.checksum)?;
+                tracing::info!(path = %rel, "changed on both sides; the local change is later and wins, the platform keeps its copy as a version");
+                Ok(())
+            }
+        }
+    }
+
+    /// The platform holds `sum` for `node` because we sent it: that is the new base of whichever
+    /// entry holds the node now (a rename may have moved it).
+    fn record_pushed(&self, node: u64, sum: &str) -> Result<()> {
+        if let Some(holder) = self.index.by_node(node) {
+            let lock = self.file_lock(holder.ino);
+            let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.index.modify(holder.ino, |e| {
+                e.base = Some(sum.to_string());
+                e.remote = Some(sum.to_string());
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Creates the node for a file the platform does not know, in the folder it has locally.
+    async fn create(
+        self: &Arc<Self>,
+        ino: u64,
+        e: &Entry,
+        bytes: Bytes,
+        sum: &str,
+        rel: &str,
+    ) -> Result<()> {
+        if e.kind == NodeKind::Site {
+            if let Some(existing) = self.index.site_named(&e.name).filter(|x| x.ino != ino) {
+                // Platform decides locations: the site of that name elsewhere is this file.
+                let Some(node) = existing.node_id else {
+                    return Ok(());
+                };
+                self.merge_into(ino, &existing)?;
+                let rel = self.index.path(ino).unwrap_or_default();
+                tracing::info!(path = %rel, "this site already exists on the platform: writing to it, the local file moved to its place");
+                return self.put(ino, node, bytes, sum, &rel).await;
+            }
+        }
+        let parent_node = self.ensure_folder(e.parent).await?;
+        match self
+            .client
+            .create(e.kind, &e.name, parent_node, Some(&bytes))
+            .await
+        {
+            Ok(created) => {
+                let lock = self.file_lock(ino);
+                let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+                self.index.modify(ino, |e| {
+                    e.node_id = Some(created.id);
+                    e.base = Some(sum.to_string());
+                    e.remote = Some(sum.to_string());
+                })?;
+                tracing::info!(path = %rel, node = created.id, "pushed (created on the platform)");
+                Ok(())
+            }
+            Err(RemoteError::NameTaken(_)) => {
+                // The platform has it already (a change we have not seen yet): write to it.
+                let listing = self.client.nodes().await?;
+                let found = listing.nodes.iter().find(|n| {
+                    n.kind == e.kind
+                        && n.name == e.name
+                        && (e.kind == NodeKind::Site || n.parent() == parent_node)
+                });
+                let Some(found) = found else {
+                    return Err(RemoteError::NameTaken(e.name.clone()).into());
+                };
+                if let Some(other) = self.index.by_node(found.id).filter(|x| x.ino != ino) {
+                    self.merge_into(ino, &other)?;
+                } else {
+                    self.index.modify(ino, |x| x.node_id = Some(found.id))?;
+                }
+                let rel = self.index.path(ino).unwrap_or_default();
+                self.put(ino, found.id, bytes, sum, &rel).await
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The platform node of a local folder, creating the missing folder chain first.
+    fn ensure_folder<'a>(
+        self: &'a Arc<Self>,
+        ino: u64,
+    ) -> futures::future::BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            if ino == ROOT_INO {
+                return Ok(0);
+            }
+            let e = self.index.get(ino).ok_or(SyncError::Refused(
+                libc::ENOENT,
+                "the folder is gone".into(),
+            ))?;
+            if let Some(node) = e.node_id {
+                return Ok(node);
+            }
+            names::check_folder(&e.name).map_err(|err| {
+                SyncError::Remote(RemoteError::InvalidName(format!(
+                    "{:?}: {}",
+                    e.name, err.rule
+                )))
+            })?;
+            let depth = self.index.path(ino).unwrap_or_default().split('/').count();
+            if depth > MAX_FOLDER_DEPTH {
+                return Err(SyncError::Remote(RemoteError::InvalidName(format!(
+                    "folders nest at most {MAX_FOLDER_DEPTH} levels deep"
+                ))));
+            }
+            let parent = self.ensure_folder(e.parent).await?;
+            let id = match self
+                .client
+                .create(NodeKind::Folder, &e.name, parent, None)
+                .await
+            {
+                Ok(created) => created.id,
+                Err(RemoteError::NameTaken(_)) => {
+                    let listing = self.client.nodes().await?;
+                    listing
+                        .nodes
+                        .iter()
+                        .find(|n| {
+                            n.kind == NodeKind::Folder && n.name == e.name && n.parent() == parent
+                        })
+                        .map(|n| n.id)
+                        .ok_or_else(|| RemoteError::NameTaken(e.name.clone()))?
+                }
+                Err(err) => return Err(err.into()),
+            };
+            if let Some(other) = self.index.by_node(id).filter(|x| x.ino != ino) {
+                // Known under another entry (an echo raced us): forget that one.
+                self.index.remove(other.ino)?;
+            }
+            self.index.modify(ino, |e| e.node_id = Some(id))?;
+            tracing::info!(path = %self.index.path(ino).unwrap_or_default(), "created the folder on the platform");
+            Ok(id)
+        })
+    }
+
+    /// The local file `ino` is the platform's node held by `other`: it moves to `other`'s place
+    /// (backing up `other`'s copy) and takes its identity.
+    fn merge_into(&self, ino: u64, other: &Entry) -> Result<()> {
+        let from = self.index.path(ino).unwrap_or_default();
+        let to = self.index.path(other.ino).unwrap_or_default();
+        let target = self.mirror.path(&to);
+        if other.is_hydrated() && target.exists() {
+            self.back_up(&to, other, &target)?;
+        }
+        self.mirror.rename(&from, &to)?;
+        let old = self
+            .index
+            .get(ino)
+            .ok_or(SyncError::Conflict("the file is gone".into()))?;
+        self.index.remove(other.ino)?;
+        self.index.modify(ino, |e| {
+            e.parent = other.parent;
+            e.name = other.name.clone();
+            e.node_id = other.node_id;
+            e.base = other.base.clone();
+            e.remote = other.remote.clone();
+            e.remote_modified = other.remote_modified.clone();
+        })?;
+        self.notify(super::Notice::Entry {
+            parent: old.parent,
+            name: old.name,
+        });
+        self.notify(super::Notice::Entry {
+            parent: other.parent,
+            name: other.name.clone(),
+        });
+        Ok(())
+    }
+
+    /// Gives up the local change in favour of the platform's: the local copy is kept in
+    /// `sites-versions/`, then the entry counts as unchanged so the platform's copy comes down.
+    pub(super) fn accept_remote(&self, ino: u64) -> Result<()> {
+        let e = self
+            .index
+            .get(ino)
+            .ok_or(SyncError::Conflict("gone".into()))?;
+        let rel = self.index.path(ino).unwrap_or_default();
+        let target = self.mirror.path(&rel);
+        if let Ok(bytes) = std::fs::read(&target) {
+            crate::cache::versions::save(&self.mirror.versions_root(), &rel, e.kind, &bytes)?;
+        }
+        self.index.modify(ino, |e| e.base = e.local.clone())?;
+        Ok(())
+    }
+
+    /// Local time plus this offset is the platform's clock (calibrated from `GET status`).
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.clock_offset.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+fn is_transient(e: &SyncError) -> bool {
+    match e {
+        SyncError::Remote(r) => r.is_transient(),
+        SyncError::Mirror(_) | SyncError::Index(_) => false,
+        _ => false,
+    }
+}

@@ -1,0 +1,69 @@
+//! What `hyperclay status` shows: whether sync is on, whether transfers run, and the one most
+//! important problem, chosen by priority. Problems are recorded per file (or for the account)
+//! and cleared when the file goes up or the condition ends.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// Kinds of problem, most important first (the order decides which one status shows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    SignedOut,
+    PaymentRequired,
+    OutOfSites,
+    RefusedName,
+    TooLarge,
+    Unreachable,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    /// The file it concerns, if any.
+    pub path: Option<String>,
+    /// One line: what happened and what to do.
+    pub message: String,
+}
+
+#[derive(Default)]
+pub struct Status {
+    problems: Mutex<BTreeMap<(ProblemKind, String), Problem>>,
+}
+
+impl Status {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(ProblemKind, String), Problem>> {
+        self.problems.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn report(&self, kind: ProblemKind, path: Option<&str>, message: String) {
+        let key = (kind, path.unwrap_or_default().to_string());
+        self.lock().insert(
+            key,
+            Problem {
+                kind,
+                path: path.map(str::to_string),
+                message,
+            },
+        );
+    }
+
+    /// The file went up (or was removed): its problems are over.
+    pub fn clear_path(&self, path: &str) {
+        self.lock().retain(|(_, p), _| p != path);
+    }
+
+    pub fn clear_kind(&self, kind: ProblemKind) {
+        self.lock().retain(|(k, _), _| *k != kind);
+    }
+
+    /// The most important problem.
+    pub fn top(&self) -> Option<Problem> {
+        self.lock().values().next().cloned()
+    }
+
+    pub fn all(&self) -> Vec<Problem> {
+        self.lock().values().cloned().collect()
+    }
+}
