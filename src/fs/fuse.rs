@@ -85,10 +85,20 @@ fn errno(e: &FsError, what: &str) -> fuser::Errno {
 
 impl Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        // Listings with attributes (no lookup per entry); pages dropped when a file changes.
-        let _ = config
-            .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_AUTO_INVAL_DATA);
+        // Listings with attributes (no lookup per entry); pages dropped when a file changes;
+        // O_TRUNC arrives with open (one save, not an empty save and then the content). Each
+        // is asked for alone: a kernel without one still gets the others.
+        for flag in [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_AUTO_INVAL_DATA,
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
+        ] {
+            if config.add_capabilities(flag).is_err() {
+                tracing::debug!(?flag, "the kernel does not offer this FUSE capability");
+            }
+        }
         let _ = config.set_max_readahead(1 << 20);
+        let _ = config.set_max_write(1 << 20);
         Ok(())
     }
 
@@ -234,7 +244,7 @@ impl Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.flush(fh.0) {
+        match self.fs.fsync(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e, "fsync")),
         }
@@ -388,11 +398,14 @@ impl Filesystem for FuseAdapter {
         &self,
         _req: &Request,
         _ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        match self.fs.flush(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e, "flush")),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -296,6 +296,22 @@ impl MountFs {
                 libc::EIO,
             ));
         };
+        if let Some(work) = self.working_copy(ino) {
+            let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+            let handle = Handle {
+                ino,
+                file: Some(work),
+                writable: false,
+            };
+            self.handles
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(fh, handle);
+            return Ok(Opened {
+                fh,
+                keep_cache: false,
+            });
+        }
         let rel = self.engine.index.path(ino).ok_or(FsError::NotFound)?;
         let file = File::open(self.engine.mirror.path(&rel))?;
         let keep_cache = {

@@ -23,8 +23,10 @@ use crate::cache::is_local_only;
 pub struct Session {
     /// The working copy and its open file, once anything was written.
     work: Option<(PathBuf, Arc<File>)>,
-    /// Something changed since the last save (or the file is new).
+    /// Something changed since the last save (or the file is new, or was truncated on open).
     dirty: bool,
+    /// Bytes were written (or the size set) since the last save.
+    written: bool,
     writers: usize,
 }
 
@@ -127,6 +129,7 @@ impl MountFs {
         let s = sessions.entry(ino).or_insert(Session {
             work: None,
             dirty: false,
+            written: false,
             writers: 0,
         });
         s.writers += 1;
@@ -213,6 +216,7 @@ impl MountFs {
             let s = sessions.get_mut(&ino).ok_or(FsError::BadHandle)?;
             Self::ensure_work(&self.engine, ino, s, None)?;
             s.dirty = true;
+            s.written = true;
             s.work
                 .as_ref()
                 .map(|(_, f)| f.clone())
@@ -231,8 +235,23 @@ impl MountFs {
         }
     }
 
-    /// close(2) or fsync(2): a changed file is saved (and goes up at once).
+    /// close(2): a file written to is saved before close returns (and goes up at once), so a
+    /// rename right after close sees the content. A close that wrote nothing (the shell's
+    /// `> file` closes a duplicate of the descriptor before the command writes) saves nothing:
+    /// the last close (release) does, so one redirection is one save.
     pub fn flush(&self, fh: u64) -> Result<()> {
+        let Ok(ino) = self.writable_ino(fh) else {
+            return Ok(());
+        };
+        let written = self.sessions().get(&ino).is_some_and(|s| s.written);
+        if written {
+            self.save(ino)?;
+        }
+        Ok(())
+    }
+
+    /// fsync(2): whatever changed is saved now.
+    pub fn fsync(&self, fh: u64) -> Result<()> {
         let Ok(ino) = self.writable_ino(fh) else {
             return Ok(());
         };
@@ -249,6 +268,7 @@ impl MountFs {
                 return Ok(());
             }
             s.dirty = false;
+            s.written = false;
             s.work.take()
         };
         match work {
@@ -323,6 +343,7 @@ impl MountFs {
                 if let Some(s) = sessions.get_mut(&ino) {
                     Self::ensure_work(&self.engine, ino, s, Some(size))?;
                     s.dirty = true;
+                    s.written = true;
                 }
             }
             if !open {
@@ -406,6 +427,11 @@ impl MountFs {
             self.links.insert(new_parent, new_name, &target);
             return Ok(());
         }
+        // A change not saved yet (its last close is still on the way) is saved under the old
+        // name first, so the rename carries it.
+        if let Some(e) = self.engine.index.lookup(parent, name) {
+            self.save(e.ino)?;
+        }
         Ok(self.engine.rename(
             parent,
             name,
@@ -413,6 +439,13 @@ impl MountFs {
             new_name,
             flags & RENAME_NOREPLACE != 0,
         )?)
+    }
+
+    /// The unsaved working copy of `ino`, if any (readers see what writers closed).
+    pub(super) fn working_copy(&self, ino: u64) -> Option<Arc<File>> {
+        self.sessions()
+            .get(&ino)
+            .and_then(|s| s.work.as_ref().map(|(_, f)| f.clone()))
     }
 
     /// symlink(2): only for local-only names (editors' lock files); a platform has no links.

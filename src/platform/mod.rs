@@ -110,7 +110,8 @@ impl RunningPlatform {
 
     /// Makes every content write wait `delay` before it is stored (a slow platform).
     pub fn set_write_delay(&self, delay: Duration) {
-        self.write_delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+        self.write_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Stops: no new connections, open streams end, idle connections close; after 2 s whatever

@@ -220,7 +220,9 @@ pub async fn put_content(
         let base = request.base_checksum.filter(|_| !platform.plain);
         (decode(kind, &request.content)?, base, request.modified_at)
     };
-    let delay = platform.write_delay_ms.load(std::sync::atomic::Ordering::SeqCst);
+    let delay = platform
+        .write_delay_ms
+        .load(std::sync::atomic::Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
     }

@@ -34,7 +34,8 @@ impl Engine {
             pushes.insert(ino, false);
         }
         let engine = self.clone();
-        self.runtime.spawn(async move { engine.push_loop(ino).await });
+        self.runtime
+            .spawn(async move { engine.push_loop(ino).await });
     }
 
     /// Whether pushes are running (the "syncing" indicator) and how many.

@@ -26,7 +26,8 @@ impl Engine {
         if e.local.as_deref() == Some(sum.as_str()) && target.exists() {
             let _ = std::fs::remove_file(work);
         } else {
-            if e.is_hydrated() {
+            // Editors' swap and temp files are not worth versions.
+            if e.is_hydrated() && !crate::cache::is_local_only(&rel) {
                 self.back_up(&rel, &e, &target)?;
             }
             self.mirror.ensure_parent(&target)?;

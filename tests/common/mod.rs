@@ -259,3 +259,55 @@ pub fn sh(script: &str) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Every file on the platform: full path → content.
+pub async fn platform_files(
+    c: &hyperclay::remote::Client,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    for n in c.nodes().await.unwrap().nodes {
+        if n.kind.is_file() {
+            files.insert(n.full_path(), c.content(n.id).await.unwrap().1);
+        }
+    }
+    files
+}
+
+/// Every folder on the platform, by full path.
+pub async fn platform_folders(c: &hyperclay::remote::Client) -> std::collections::BTreeSet<String> {
+    c.nodes()
+        .await
+        .unwrap()
+        .nodes
+        .into_iter()
+        .filter(|n| !n.kind.is_file())
+        .map(|n| n.full_path())
+        .collect()
+}
+
+/// The node id of a full path on the platform.
+pub async fn node_at(c: &hyperclay::remote::Client, path: &str) -> Option<u64> {
+    c.nodes()
+        .await
+        .unwrap()
+        .nodes
+        .into_iter()
+        .find(|n| n.full_path() == path)
+        .map(|n| n.id)
+}
+
+/// Waits (polling the platform) until `check` holds, at most `limit`.
+pub async fn eventually<F, Fut>(limit: std::time::Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}

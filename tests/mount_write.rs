@@ -1,0 +1,483 @@
+//! Writing through the mount with real programs: every save reaches the platform, once, under the
+//! right name; temp, swap and backup names never do; the policies hold; refusals lose nothing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{
+    eventually, node_at, platform_files, platform_folders, sh, Mode, MountProcess, TestPlatform,
+};
+use hyperclay::protocol::NodeKind;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn start_with_site(content: &[u8]) -> (TestPlatform, MountProcess, u64) {
+    let p = TestPlatform::start(Mode::Full).await;
+    let site = p
+        .client()
+        .create(NodeKind::Site, "post.html", 0, Some(content))
+        .await
+        .unwrap();
+    let m = MountProcess::start(&p.url());
+    assert!(
+        common::wait_until(WAIT, || std::fs::read(m.path("post.html")).ok().as_deref()
+            == Some(content))
+        .is_some()
+    );
+    (p, m, site.id)
+}
+
+/// Waits until the platform holds exactly `expected` (path → content).
+async fn platform_holds(p: &TestPlatform, expected: &BTreeMap<String, Vec<u8>>) {
+    let c = p.client();
+    let ok = eventually(WAIT, || {
+        let c = c.clone();
+        async move { &platform_files(&c).await == expected }
+    })
+    .await;
+    if !ok {
+        let got: BTreeMap<String, String> = platform_files(&c)
+            .await
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .collect();
+        panic!("the platform holds {got:#?}");
+    }
+}
+
+fn files(pairs: &[(&str, &[u8])]) -> BTreeMap<String, Vec<u8>> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_vec()))
+        .collect()
+}
+
+async fn versions(p: &TestPlatform, id: u64) -> usize {
+    p.client().versions(id).await.unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shell_redirection_and_cp_create_and_update() {
+    let (p, m, site) = start_with_site(b"v0").await;
+    let root = m.mountpoint.display().to_string();
+    sh(&format!("echo hello > {root}/notes.txt"));
+    sh(&format!("printf '<p>v1</p>' > {root}/post.html"));
+    let binary: Vec<u8> = (0..150_000u32).map(|i| (i % 253) as u8).collect();
+    let src = m.home.path().join("src.bin");
+    std::fs::write(&src, &binary).unwrap();
+    sh(&format!("cp {} {root}/copy.bin", src.display()));
+    platform_holds(
+        &p,
+        &files(&[
+            ("notes.txt", b"hello\n"),
+            ("post.html", b"<p>v1</p>"),
+            ("copy.bin", &binary),
+        ]),
+    )
+    .await;
+    assert_eq!(versions(&p, site).await, 1, "one platform version per save");
+    // Appending is a save too.
+    sh(&format!("echo more >> {root}/notes.txt"));
+    platform_holds(
+        &p,
+        &files(&[
+            ("notes.txt", b"hello\nmore\n"),
+            ("post.html", b"<p>v1</p>"),
+            ("copy.bin", &binary),
+        ]),
+    )
+    .await;
+    // Every saved version of a site is in sites-versions/ (the first content, then the save).
+    let kept: Vec<Vec<u8>> =
+        hyperclay::cache::versions::list(&m.mirror.join("sites-versions/post"))
+            .into_iter()
+            .map(|(_, p)| std::fs::read(p).unwrap())
+            .collect();
+    assert_eq!(kept, vec![b"v0".to_vec(), b"<p>v1</p>".to_vec()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cp_r_of_a_tree_makes_folders_and_uploads() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::start(&p.url());
+    let tree = m.home.path().join("site");
+    std::fs::create_dir_all(tree.join("img/icons")).unwrap();
+    std::fs::create_dir_all(tree.join("empty")).unwrap();
+    let png: Vec<u8> = (0..40_000u32).map(|i| (i * 31 % 256) as u8).collect();
+    std::fs::write(tree.join("img/icons/a.png"), &png).unwrap();
+    std::fs::write(tree.join("img/b.jpg"), &png[..1000]).unwrap();
+    std::fs::write(tree.join("home.html"), b"<h1>home</h1>").unwrap();
+    sh(&format!(
+        "cp -r {} {}",
+        tree.display(),
+        m.path("site").display()
+    ));
+    platform_holds(
+        &p,
+        &files(&[
+            ("site/img/icons/a.png", &png),
+            ("site/img/b.jpg", &png[..1000]),
+            ("site/home.html", b"<h1>home</h1>"),
+        ]),
+    )
+    .await;
+    let folders = platform_folders(&p.client()).await;
+    let want: std::collections::BTreeSet<String> =
+        ["site", "site/img", "site/img/icons", "site/empty"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    assert!(
+        eventually(WAIT, || {
+            let c = p.client();
+            let want = want.clone();
+            async move { platform_folders(&c).await == want }
+        })
+        .await,
+        "{folders:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sed_i_is_one_update_of_the_original() {
+    let (p, m, site) = start_with_site(b"<p>old</p>").await;
+    sh(&format!(
+        "sed -i 's/old/new/' {}",
+        m.path("post.html").display()
+    ));
+    platform_holds(&p, &files(&[("post.html", b"<p>new</p>")])).await;
+    assert_eq!(
+        node_at(&p.client(), "post.html").await,
+        Some(site),
+        "the same node, updated"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(versions(&p, site).await, 1);
+    platform_holds(&p, &files(&[("post.html", b"<p>new</p>")])).await;
+    assert_eq!(std::fs::read(m.path("post.html")).unwrap(), b"<p>new</p>");
+}
+
+async fn vim_save(extra: &[&str]) {
+    let (p, m, site) = start_with_site(b"<p>old</p>\n").await;
+    let mut args: Vec<String> = vec![
+        "-es".into(),
+        "-u".into(),
+        "NONE".into(),
+        "-i".into(),
+        "NONE".into(),
+    ];
+    for e in extra {
+        args.push("-c".into());
+        args.push(e.to_string());
+    }
+    args.extend(["-c".into(), "%s/old/new/".into(), "-c".into(), "wq".into()]);
+    let status = std::process::Command::new("vim")
+        .args(&args)
+        .arg(m.path("post.html"))
+        .current_dir(&m.mountpoint)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    platform_holds(&p, &files(&[("post.html", b"<p>new</p>\n")])).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(node_at(&p.client(), "post.html").await, Some(site));
+    assert_eq!(
+        versions(&p, site).await,
+        1,
+        "{extra:?}: one save, one version"
+    );
+    platform_holds(&p, &files(&[("post.html", b"<p>new</p>\n")])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vim_with_default_settings_updates_the_original() {
+    vim_save(&["set swapfile", "set backup", "set writebackup"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vim_with_backupcopy_no_updates_the_original() {
+    vim_save(&["set swapfile", "set backupcopy=no", "set writebackup"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_place_rewrite_like_nano_is_one_save() {
+    let (p, m, site) = start_with_site(b"a long original content").await;
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(m.path("post.html"))
+            .unwrap();
+        f.write_all(b"short").unwrap();
+        f.set_len(5).unwrap();
+    }
+    platform_holds(&p, &files(&[("post.html", b"short")])).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(versions(&p, site).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temp_file_renamed_over_the_original_is_an_update() {
+    let (p, m, site) = start_with_site(b"v0").await;
+    // gedit-style hidden temp, and a browser-download-style temp.
+    std::fs::write(m.path(".goutputstream-ABC123"), b"v1").unwrap();
+    std::fs::rename(m.path(".goutputstream-ABC123"), m.path("post.html")).unwrap();
+    platform_holds(&p, &files(&[("post.html", b"v1")])).await;
+    std::fs::write(m.path("data.bin.crdownload"), b"download").unwrap();
+    std::fs::rename(m.path("data.bin.crdownload"), m.path("data.bin")).unwrap();
+    // A visible temp name renamed at once never reaches the platform either.
+    std::fs::write(m.path("post.html.new"), b"v2").unwrap();
+    std::fs::rename(m.path("post.html.new"), m.path("post.html")).unwrap();
+    platform_holds(
+        &p,
+        &files(&[("post.html", b"v2"), ("data.bin", b"download")]),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    platform_holds(
+        &p,
+        &files(&[("post.html", b"v2"), ("data.bin", b"download")]),
+    )
+    .await;
+    assert_eq!(node_at(&p.client(), "post.html").await, Some(site));
+    assert_eq!(versions(&p, site).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_creates_and_deletes_stay_local() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let c = p.client();
+    c.create(NodeKind::Site, "a.html", 0, Some(b"A"))
+        .await
+        .unwrap();
+    let keep = c
+        .create(NodeKind::Upload, "keep.txt", 0, Some(b"K"))
+        .await
+        .unwrap();
+    c.create(NodeKind::Folder, "old", 0, None).await.unwrap();
+    let mut m = MountProcess::start(&p.url());
+    assert!(common::wait_until(WAIT, || m.path("keep.txt").exists()).is_some());
+    std::fs::rename(m.path("a.html"), m.path("b.html")).unwrap();
+    std::fs::remove_file(m.path("keep.txt")).unwrap();
+    std::fs::remove_dir(m.path("old")).unwrap();
+    std::fs::create_dir(m.path("fresh")).unwrap();
+    platform_holds(
+        &p,
+        &files(&[("a.html", b"A"), ("b.html", b"A"), ("keep.txt", b"K")]),
+    )
+    .await;
+    assert!(
+        eventually(WAIT, || {
+            let c = c.clone();
+            async move { platform_folders(&c).await.contains("fresh") }
+        })
+        .await
+    );
+    assert!(
+        platform_folders(&c).await.contains("old"),
+        "rmdir is local only"
+    );
+    assert!(!m.path("a.html").exists() && !m.path("keep.txt").exists() && !m.path("old").exists());
+    // Tombstones hold across a remount...
+    m.stop();
+    m.spawn();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !m.path("keep.txt").exists(),
+        "a deleted file does not come back"
+    );
+    assert!(
+        !m.path("a.html").exists(),
+        "a renamed file's old name does not come back"
+    );
+    // ...until the platform changes the file.
+    c.put_content(keep.id, NodeKind::Upload, "K2".into(), None)
+        .await
+        .unwrap();
+    assert!(
+        common::wait_until(WAIT, || std::fs::read(m.path("keep.txt")).ok().as_deref()
+            == Some(b"K2"))
+        .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_site_named_like_one_elsewhere_updates_it_in_its_place() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let c = p.client();
+    let blog = c.create(NodeKind::Folder, "blog", 0, None).await.unwrap();
+    let post = c
+        .create(NodeKind::Site, "post.html", blog.id, Some(b"old"))
+        .await
+        .unwrap();
+    let m = MountProcess::start(&p.url());
+    assert!(common::wait_until(WAIT, || m.path("blog/post.html").exists()).is_some());
+    std::fs::write(m.path("post.html"), b"new from the root").unwrap();
+    platform_holds(&p, &files(&[("blog/post.html", b"new from the root")])).await;
+    assert_eq!(node_at(&c, "blog/post.html").await, Some(post.id));
+    assert!(
+        common::wait_until(WAIT, || !m.path("post.html").exists()).is_some(),
+        "the local file moved to the platform's place"
+    );
+    assert_eq!(
+        std::fs::read(m.path("blog/post.html")).unwrap(),
+        b"new from the root"
+    );
+    // The replaced local copy was kept.
+    assert!(hyperclay::cache::versions::contains(
+        &m.mirror.join("sites-versions"),
+        "blog/post.html",
+        b"old"
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_large_files_and_refused_names_stay_local_with_a_log_line() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::start(&p.url());
+    let big = vec![7u8; 21 * 1024 * 1024];
+    std::fs::write(m.path("big.bin"), &big).unwrap();
+    std::fs::write(m.path("Bad.html"), b"x").unwrap();
+    std::fs::create_dir(m.path("My Folder")).unwrap();
+    std::fs::write(m.path("My Folder/in.txt"), b"x").unwrap();
+    std::fs::create_dir_all(m.path("a/b/c/d/e/f")).unwrap();
+    std::fs::write(m.path("a/b/c/d/e/f/deep.txt"), b"deep").unwrap();
+    std::fs::write(m.path("ok.txt"), b"fine").unwrap();
+    platform_holds(&p, &files(&[("ok.txt", b"fine")])).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    platform_holds(&p, &files(&[("ok.txt", b"fine")])).await;
+    assert_eq!(
+        std::fs::read(m.path("big.bin")).unwrap().len(),
+        big.len(),
+        "the local file is untouched"
+    );
+    assert_eq!(
+        std::fs::read(m.path("a/b/c/d/e/f/deep.txt")).unwrap(),
+        b"deep"
+    );
+    let log = m.log();
+    for needle in ["big.bin", "20 MB", "Bad.html", "My Folder", "5 levels"] {
+        assert!(log.contains(needle), "the log names {needle}: {log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_out_of_sites_answer_is_kept() {
+    let p = TestPlatform::start_with(Mode::Full, |c| c.max_sites = Some(1)).await;
+    p.client()
+        .create(NodeKind::Site, "one.html", 0, Some(b"1"))
+        .await
+        .unwrap();
+    let m = MountProcess::start(&p.url());
+    std::fs::write(m.path("two.html"), b"2").unwrap();
+    assert!(
+        common::wait_until(WAIT, || m
+            .log()
+            .contains("You've run out of sites. We can't sync any more sites."))
+        .is_some(),
+        "{}",
+        m.log()
+    );
+    assert_eq!(std::fs::read(m.path("two.html")).unwrap(), b"2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_during_a_slow_push_gets_exactly_one_follow_up() {
+    let (p, m, site) = start_with_site(b"v0").await;
+    p.running.set_write_delay(Duration::from_millis(1000));
+    std::fs::write(m.path("post.html"), b"v1").unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::fs::write(m.path("post.html"), b"v2").unwrap();
+    std::fs::write(m.path("post.html"), b"v3").unwrap();
+    let c = p.client();
+    assert!(
+        eventually(Duration::from_secs(6), || {
+            let c = c.clone();
+            async move { c.content(site).await.unwrap().1 == b"v3" }
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(c.content(site).await.unwrap().1, b"v3");
+    assert_eq!(
+        versions(&p, site).await,
+        2,
+        "v1, then one follow-up with the latest (v3)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_files_saved_at_once_all_arrive() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::start(&p.url());
+    let threads: Vec<_> = (0..100)
+        .map(|i| {
+            let path = m.path(&format!("f{i}.txt"));
+            std::thread::spawn(move || std::fs::write(path, format!("file {i}")).unwrap())
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let expected: BTreeMap<String, Vec<u8>> = (0..100)
+        .map(|i| (format!("f{i}.txt"), format!("file {i}").into_bytes()))
+        .collect();
+    platform_holds(&p, &expected).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_while_the_platform_is_down_retry_then_stay_marked() {
+    let (p, m, _) = start_with_site(b"v0").await;
+    p.running.stop().await;
+    std::fs::write(m.path("post.html"), b"offline edit").unwrap();
+    assert_eq!(
+        std::fs::read(m.path("post.html")).unwrap(),
+        b"offline edit",
+        "the save works locally"
+    );
+    let gave_up = common::wait_until(Duration::from_secs(20), || {
+        m.log().contains("gave up pushing")
+    });
+    let log = m.log();
+    assert!(gave_up.is_some(), "{log}");
+    for s in 1..=5 {
+        assert!(
+            log.contains(&format!("retrying the push in {s} s")),
+            "retry after {s} s: {log}"
+        );
+    }
+    assert!(
+        gave_up.unwrap() >= Duration::from_secs(14),
+        "1+2+3+4+5 s of retries, not a storm"
+    );
+    assert_eq!(std::fs::read(m.path("post.html")).unwrap(), b"offline edit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_are_read_only_links_local_and_metadata_harmless() {
+    let (_p, m, _) = start_with_site(b"v0").await;
+    std::fs::write(m.path("post.html"), b"v1").unwrap();
+    let err = std::fs::write(m.path("sites-versions/post/x.html"), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    std::os::unix::fs::symlink("user@host.1234", m.path(".#post.html")).unwrap();
+    assert_eq!(
+        std::fs::read_link(m.path(".#post.html")).unwrap().to_str(),
+        Some("user@host.1234")
+    );
+    std::fs::remove_file(m.path(".#post.html")).unwrap();
+    let refused = std::os::unix::fs::symlink("post.html", m.path("link.html")).unwrap_err();
+    assert_eq!(refused.raw_os_error(), Some(libc::EPERM));
+    sh(&format!(
+        "chmod 600 {0} && touch {0}",
+        m.path("post.html").display()
+    ));
+    let xattr = std::process::Command::new("setfattr")
+        .args(["-n", "user.x", "-v", "1"])
+        .arg(m.path("post.html"))
+        .output();
+    if let Ok(out) = xattr {
+        assert!(!out.status.success());
+    }
+}
