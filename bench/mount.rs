@@ -48,18 +48,34 @@ impl Mount {
 
     fn rss_mb(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         kb / 1024.0
     }
 
     fn stop(mut self) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::SIGTERM).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::SIGTERM,
+        )
+        .unwrap();
         self.child.wait().unwrap();
     }
 }
 
 fn count_files(dir: &Path) -> usize {
-    let out = Command::new("find").arg(dir).args(["-type", "f"]).output().unwrap();
+    let out = Command::new("find")
+        .arg(dir)
+        .args(["-type", "f"])
+        .output()
+        .unwrap();
     out.stdout.iter().filter(|b| **b == b'\n').count()
 }
 
@@ -100,15 +116,37 @@ async fn main() {
     let client = Arc::new(Client::new(&url, Credential::ApiKey(KEY.into())).unwrap());
     let html = "<p>hyperclay</p>\n".repeat(300);
     for f in 0..folders {
-        let top = client.create(NodeKind::Folder, &format!("f{f}"), 0, None).await.unwrap();
+        let top = client
+            .create(NodeKind::Folder, &format!("f{f}"), 0, None)
+            .await
+            .unwrap();
         for s in 0..per_folder {
-            client.create(NodeKind::Site, &format!("s{f}-{s}.html"), top.id, Some(html.as_bytes())).await.unwrap();
+            client
+                .create(
+                    NodeKind::Site,
+                    &format!("s{f}-{s}.html"),
+                    top.id,
+                    Some(html.as_bytes()),
+                )
+                .await
+                .unwrap();
         }
     }
     let big: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-    let uploads = client.create(NodeKind::Folder, "big", 0, None).await.unwrap();
+    let uploads = client
+        .create(NodeKind::Folder, "big", 0, None)
+        .await
+        .unwrap();
     for i in 0..3 {
-        client.create(NodeKind::Upload, &format!("u{i}.bin"), uploads.id, Some(&big)).await.unwrap();
+        client
+            .create(
+                NodeKind::Upload,
+                &format!("u{i}.bin"),
+                uploads.id,
+                Some(&big),
+            )
+            .await
+            .unwrap();
     }
     let nodes = folders * (per_folder + 1) + 4;
     let files = folders * per_folder + 3;
@@ -152,12 +190,29 @@ async fn main() {
         m.stop();
     }
     let row = |name: &str, v: &Vec<f64>, target: &str| {
-        format!("| {name} | {:.1} / {:.1} / {:.1} ms | {target} |", pct(v.clone(), 0.0), pct(v.clone(), 0.5), pct(v.clone(), 1.0))
+        format!(
+            "| {name} | {:.1} / {:.1} / {:.1} ms | {target} |",
+            pct(v.clone(), 0.0),
+            pct(v.clone(), 0.5),
+            pct(v.clone(), 1.0)
+        )
     };
-    rows.push(row(&format!("mount ready, {nodes} nodes in the index"), &ready, "under 1 s"));
-    rows.push(row(&format!("first `find -type f` after mount ({files} files)"), &first_find, "under 0.5 s"));
+    rows.push(row(
+        &format!("mount ready, {nodes} nodes in the index"),
+        &ready,
+        "under 1 s",
+    ));
+    rows.push(row(
+        &format!("first `find -type f` after mount ({files} files)"),
+        &first_find,
+        "under 0.5 s",
+    ));
     rows.push(row("warm `find -type f`", &warm_find, "under 0.1 s"));
-    rows.push(row("`find -type f` on the mirror directly (local disk, the floor)", &mirror_find, ""));
+    rows.push(row(
+        "`find -type f` on the mirror directly (local disk, the floor)",
+        &mirror_find,
+        "",
+    ));
 
     let (m, _) = Mount::start(&home, &url);
     std::thread::sleep(Duration::from_millis(500));
@@ -182,21 +237,52 @@ async fn main() {
             direct.push(n as f64 / t.as_secs_f64() / 1e6);
         }
     }
-    let mbs = |v: &Vec<f64>| format!("{:.0} / {:.0} / {:.0} MB/s", pct(v.clone(), 0.0), pct(v.clone(), 0.5), pct(v.clone(), 1.0));
-    rows.push(format!("| read 20 MB upload through the mount, first open{} | {} | |", if cold { " (page cache dropped)" } else { "" }, mbs(&through)));
-    rows.push(format!("| read 20 MB upload through the mount, opened again | {} | at least 70% of the mirror |", mbs(&again)));
-    rows.push(format!("| read 20 MB upload from the mirror directly | {} | |", mbs(&direct)));
+    let mbs = |v: &Vec<f64>| {
+        format!(
+            "{:.0} / {:.0} / {:.0} MB/s",
+            pct(v.clone(), 0.0),
+            pct(v.clone(), 0.5),
+            pct(v.clone(), 1.0)
+        )
+    };
+    rows.push(format!(
+        "| read 20 MB upload through the mount, first open{} | {} | |",
+        if cold { " (page cache dropped)" } else { "" },
+        mbs(&through)
+    ));
+    rows.push(format!(
+        "| read 20 MB upload through the mount, opened again | {} | at least 70% of the mirror |",
+        mbs(&again)
+    ));
+    rows.push(format!(
+        "| read 20 MB upload from the mirror directly | {} | |",
+        mbs(&direct)
+    ));
 
     // Platform change to visible in the mount, with the stream.
     let target_path = m.mountpoint.join("f0/s0-0.html");
-    let node = client.nodes().await.unwrap().nodes.into_iter().find(|n| n.name == "s0-0.html").unwrap().id;
+    let node = client
+        .nodes()
+        .await
+        .unwrap()
+        .nodes
+        .into_iter()
+        .find(|n| n.name == "s0-0.html")
+        .unwrap()
+        .id;
     let mut visible = Vec::new();
     for i in 0..100 {
         let content = format!("<p>remote change {i}</p>");
         let t = Instant::now();
-        client.put_content(node, NodeKind::Site, content.clone().into(), None).await.unwrap();
+        client
+            .put_content(node, NodeKind::Site, content.clone().into(), None)
+            .await
+            .unwrap();
         loop {
-            if std::fs::read(&target_path).map(|b| b == content.as_bytes()).unwrap_or(false) {
+            if std::fs::read(&target_path)
+                .map(|b| b == content.as_bytes())
+                .unwrap_or(false)
+            {
                 break;
             }
             assert!(t.elapsed() < Duration::from_secs(5), "change {i} not seen");
@@ -227,12 +313,18 @@ async fn main() {
         let want = checksum(content.as_bytes());
         let path = file.clone();
         let c2 = content.clone();
-        tokio::task::spawn_blocking(move || std::fs::write(path, c2)).await.unwrap().unwrap();
+        tokio::task::spawn_blocking(move || std::fs::write(path, c2))
+            .await
+            .unwrap()
+            .unwrap();
         let closed = Instant::now();
         let mut seen: HashMap<String, ()> = HashMap::new();
         loop {
             match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
-                Ok(Some(StreamItem::Event { event: Event::NodeSaved(s), .. })) => {
+                Ok(Some(StreamItem::Event {
+                    event: Event::NodeSaved(s),
+                    ..
+                })) => {
                     if s.checksum.as_deref() == Some(want.as_str()) {
                         break;
                     }
@@ -251,7 +343,9 @@ async fn main() {
         pct(save.clone(), 1.0)
     ));
     rss = rss.max(m.rss_mb());
-    rows.push(format!("| resident memory of the mount, {nodes} nodes (max seen) | {rss:.1} MB | at most 48 MB |"));
+    rows.push(format!(
+        "| resident memory of the mount, {nodes} nodes (max seen) | {rss:.1} MB | at most 48 MB |"
+    ));
     m.stop();
     running.stop().await;
 

@@ -11,4 +11,5 @@ pub mod log;
 pub mod platform;
 pub mod protocol;
 pub mod remote;
+pub mod serve;
 pub mod sync;

@@ -32,6 +32,20 @@ enum Command {
         /// Return once the mount is ready, leaving it running in the background.
         #[arg(long)]
         daemon: bool,
+        /// The local server's port (apps run and save at http://localhost:PORT).
+        #[arg(long, default_value_t = 4321)]
+        serve_port: u16,
+        /// Do not run the local server.
+        #[arg(long)]
+        no_serve: bool,
+    },
+    /// Run the apps in the mirror at http://localhost:PORT, with no account and no network.
+    Serve {
+        /// The mirror to serve.
+        #[arg(long)]
+        mirror: Option<PathBuf>,
+        #[arg(long, default_value_t = 4321)]
+        port: u16,
     },
     /// End a mount: its pushes finish first. Also cleans up after a killed mount.
     Unmount { mountpoint: PathBuf },
@@ -89,6 +103,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mountpoint,
             mirror,
             daemon,
+            serve_port,
+            no_serve,
         } => {
             if daemon {
                 return cli::mount::daemonize();
@@ -96,10 +112,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let log = hyperclay::config::log_path();
             hyperclay::log::init_with_file(&log)
                 .with_context(|| format!("opening the log {}", log.display()))?;
+            let serve_port = (!no_serve).then_some(serve_port);
             runtime()?.block_on(cli::mount::run(cli::mount::MountArgs {
                 mountpoint,
                 mirror,
+                serve_port,
             }))
+        }
+        Command::Serve { mirror, port } => {
+            hyperclay::log::init_stderr();
+            runtime()?.block_on(cli::serve::run(mirror, port))
         }
         Command::Unmount { mountpoint } => cli::unmount::run(&mountpoint),
         Command::DevPlatform {

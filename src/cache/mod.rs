@@ -4,7 +4,10 @@
 
 mod index;
 mod mirror;
+pub mod save;
 pub mod versions;
 
 pub use index::{Entry, Index, IndexError, NewEntry, ROOT_INO};
-pub use mirror::{is_local_only, sync_parent as mirror_sync_parent, Mirror, MirrorError};
+pub use mirror::{
+    is_local_only, sync_parent as mirror_sync_parent, Mirror, MirrorError, VERSIONS_DIR,
+};

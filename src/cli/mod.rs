@@ -3,6 +3,7 @@
 
 pub mod mount;
 pub mod pidfile;
+pub mod serve;
 pub mod unmount;
 
 /// Waits for Ctrl-C or SIGTERM.

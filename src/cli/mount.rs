@@ -22,6 +22,8 @@ pub const READY_ENV: &str = "HYPERCLAY_NOTIFY_READY";
 pub struct MountArgs {
     pub mountpoint: PathBuf,
     pub mirror: Option<PathBuf>,
+    /// The local server's port; `None` runs no server.
+    pub serve_port: Option<u16>,
 }
 
 pub fn credential() -> anyhow::Result<Credential> {
@@ -71,6 +73,27 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
         mirror.root().display(),
         config::log_path().display()
     );
+    let server = match args.serve_port {
+        Some(port) => match hyperclay::serve::start(
+            mirror.clone(),
+            hyperclay::serve::SaveTo::Engine(engine.clone()),
+            port,
+        )
+        .await
+        {
+            Ok(server) => {
+                println!("  apps: {}", server.url());
+                tracing::info!(url = %server.url(), "serving the apps");
+                Some(server)
+            }
+            Err(e) => {
+                // The mount matters more than the server: go on without it.
+                tracing::warn!(error = %format!("{e:#}"), "the local server could not start; the mount works without it");
+                None
+            }
+        },
+        None => None,
+    };
     announce_ready();
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -80,6 +103,9 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
         _ = ended(&mounted) => tracing::info!("the mount was removed from outside"),
     }
     // Finish what was saved before the mount goes away.
+    if let Some(server) = server {
+        server.stop();
+    }
     mount_fs.save_all();
     if !engine.drain(Duration::from_secs(60)).await {
         tracing::warn!("some pushes did not finish before unmount; they go up at the next mount");

@@ -11,7 +11,7 @@ use futures::StreamExt;
 
 use super::pull::time_ms;
 use super::{Engine, Notice, Result, SyncError};
-use crate::cache::{versions, Mirror, MirrorError};
+use crate::cache::{Mirror, MirrorError};
 use crate::remote::RemoteError;
 
 /// How many fetches run at once in the background.
@@ -177,24 +177,14 @@ impl Engine {
     }
 
     /// Keeps the local copy in `sites-versions/` before it is replaced. When the backup fails and
-    /// the copy exists nowhere else (not synced, not already a version), the replacement is refused.
+    /// the copy exists nowhere else (it is not what the platform last held), the replacement is
+    /// refused.
     pub(super) fn back_up(&self, rel: &str, e: &crate::cache::Entry, target: &Path) -> Result<()> {
         let Ok(bytes) = std::fs::read(target) else {
             return Ok(());
         };
-        let root = self.mirror.versions_root();
-        let newest_same = versions::list(&versions::dir_for(&root, rel))
-            .last()
-            .and_then(|(_, p)| std::fs::read(p).ok())
-            .is_some_and(|b| b == bytes);
-        if newest_same {
-            return Ok(());
-        }
-        match versions::save(&root, rel, e.kind, &bytes) {
-            Ok(path) => {
-                tracing::info!(path = %rel, version = %path.display(), "backed up the local copy");
-                Ok(())
-            }
+        match crate::cache::save::back_up(&self.mirror, rel, e.kind, &bytes) {
+            Ok(()) => Ok(()),
             Err(err) if e.local.is_some() && e.local == e.base => {
                 tracing::warn!(path = %rel, error = %err, "could not back up the local copy; the platform keeps it as a version");
                 Ok(())

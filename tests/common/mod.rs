@@ -177,6 +177,7 @@ impl MountProcess {
             .arg(&self.mountpoint)
             .arg("--mirror")
             .arg(&self.mirror)
+            .args(self.serve_args())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -194,6 +195,14 @@ impl MountProcess {
 
     pub fn path(&self, rel: &str) -> PathBuf {
         self.mountpoint.join(rel)
+    }
+
+    /// Tests run many mounts at once: the local server only where a test asks for a port.
+    fn serve_args(&self) -> Vec<String> {
+        match self.env.iter().find(|(k, _)| k == "TEST_SERVE_PORT") {
+            Some((_, port)) => vec!["--serve-port".into(), port.clone()],
+            None => vec!["--no-serve".into()],
+        }
     }
 
     pub fn pid(&self) -> i32 {

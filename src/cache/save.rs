@@ -1,0 +1,105 @@
+//! The disk side of a save, shared by every front door (the mount and the local server): the
+//! content being replaced is kept in `sites-versions/` unless it already is the newest version
+//! there, the new content replaces the mirror copy atomically (a finished, fsync'ed file renamed
+//! into place), and a site's new content is recorded as a version too (every saved version, as
+//! Hyperclay Local does).
+
+use std::path::Path;
+
+use super::mirror::{Mirror, MirrorError};
+use super::versions;
+use crate::protocol::NodeKind;
+
+/// The outcome of [`replace`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replaced {
+    pub checksum: String,
+    pub size: u64,
+    /// The new content equals the old: nothing was written.
+    pub unchanged: bool,
+}
+
+/// Replaces the mirror copy of `rel` with the finished file `work`. `previous_elsewhere` says
+/// the content being replaced is also safe somewhere else (on the platform): a failed backup is
+/// then logged and the save goes on; otherwise a failed backup stops the save.
+pub fn replace(
+    mirror: &Mirror,
+    rel: &str,
+    kind: NodeKind,
+    work: &Path,
+    previous_elsewhere: bool,
+) -> Result<Replaced, MirrorError> {
+    let (checksum, size) = Mirror::checksum_of(work)?;
+    let target = mirror.path(rel);
+    let previous = std::fs::read(&target).ok();
+    if previous
+        .as_deref()
+        .is_some_and(|p| crate::protocol::checksum(p) == checksum)
+    {
+        let _ = std::fs::remove_file(work);
+        return Ok(Replaced {
+            checksum,
+            size,
+            unchanged: true,
+        });
+    }
+    let keep_versions = !super::is_local_only(rel);
+    if let (Some(previous), true) = (&previous, keep_versions) {
+        if let Err(e) = back_up(mirror, rel, kind, previous) {
+            if !previous_elsewhere {
+                let _ = std::fs::remove_file(work);
+                tracing::error!(path = %rel, error = %e, "could not back up the copy being replaced: not saving over it");
+                return Err(e);
+            }
+            tracing::warn!(path = %rel, error = %e, "could not back up the copy being replaced; the platform keeps it");
+        }
+    }
+    mirror.ensure_parent(&target)?;
+    mirror.commit(work, &target)?;
+    if kind == NodeKind::Site && keep_versions {
+        if let Err(e) = std::fs::read(&target)
+            .map_err(|e| MirrorError::io("reading", &target, e))
+            .and_then(|bytes| versions::save(&mirror.versions_root(), rel, kind, &bytes))
+        {
+            tracing::warn!(path = %rel, error = %e, "could not record the saved version in sites-versions");
+        }
+    }
+    Ok(Replaced {
+        checksum,
+        size,
+        unchanged: false,
+    })
+}
+
+/// Keeps `bytes` as a version of `rel` unless the newest version already holds them.
+pub fn back_up(
+    mirror: &Mirror,
+    rel: &str,
+    kind: NodeKind,
+    bytes: &[u8],
+) -> Result<(), MirrorError> {
+    let root = mirror.versions_root();
+    let newest_same = versions::list(&versions::dir_for(&root, rel))
+        .last()
+        .and_then(|(_, p)| std::fs::read(p).ok())
+        .is_some_and(|b| b == bytes);
+    if !newest_same {
+        let path = versions::save(&root, rel, kind, bytes)?;
+        tracing::info!(path = %rel, version = %path.display(), "backed up the copy being replaced");
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a finished, fsync'ed temp file beside `rel`'s mirror copy.
+pub fn stage(mirror: &Mirror, rel: &str, bytes: &[u8]) -> Result<std::path::PathBuf, MirrorError> {
+    let target = mirror.path(rel);
+    mirror.ensure_parent(&target)?;
+    let work = Mirror::temp_beside(&target);
+    std::fs::write(&work, bytes)
+        .and_then(|_| std::fs::File::open(&work)?.sync_all())
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&work);
+            MirrorError::io("writing", &work, e)
+        })?;
+    Ok(work)
+}

@@ -1,0 +1,26 @@
+//! `hyperclay serve`: the local server alone, over a mirror, with no account and no network.
+//! Saves are kept in the mirror with their versions; the next mount sends them up.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use hyperclay::cache::Mirror;
+use hyperclay::config;
+use hyperclay::serve::{self, SaveTo};
+
+pub async fn run(mirror: Option<PathBuf>, port: u16) -> anyhow::Result<()> {
+    let dir = mirror.unwrap_or_else(config::default_mirror);
+    let mirror = Arc::new(
+        Mirror::open(&dir).with_context(|| format!("opening the mirror {}", dir.display()))?,
+    );
+    let server = serve::start(mirror.clone(), SaveTo::Mirror, port).await?;
+    println!(
+        "hyperclay: serving {} at {}",
+        mirror.root().display(),
+        server.url()
+    );
+    super::signal().await;
+    server.stop();
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! The local static server (`hyperclay serve`, and inside `hyperclay mount` on port 4321): runs
+//! every app in the mirror with no account and no network, and takes their saves. A save here
+//! runs the mount's save code (backup, atomic write, version, immediate push) when a mount owns
+//! the mirror; standalone, the same disk save without the push (the next mount sends it up).
+//! Bound to loopback only; see `guard` for what a hostile web page cannot do.
+
+mod guard;
+mod listing;
+pub mod resolve;
+mod save;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use tower::ServiceExt;
+
+use crate::cache::Mirror;
+use crate::protocol::NodeKind;
+use crate::sync::Engine;
+use resolve::{ResolveError, Resolved};
+
+/// Where saves go.
+#[derive(Clone)]
+pub enum SaveTo {
+    /// A mount owns the mirror: its engine saves and pushes.
+    Engine(Arc<Engine>),
+    /// No mount: the disk save alone.
+    Mirror,
+}
+
+struct Inner {
+    mirror: Arc<Mirror>,
+    save_to: SaveTo,
+    port: std::sync::atomic::AtomicU16,
+    /// One save per file at a time (standalone; the engine has its own).
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+#[derive(Clone)]
+pub struct ServeState(Arc<Inner>);
+
+impl ServeState {
+    pub fn port(&self) -> u16 {
+        self.0.port.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A server running on loopback.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// Binds `127.0.0.1:port` (0 picks a free port) and serves the mirror.
+pub async fn start(
+    mirror: Arc<Mirror>,
+    save_to: SaveTo,
+    port: u16,
+) -> anyhow::Result<RunningServer> {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .with_context(|| format!("port {port} on 127.0.0.1 is taken (use another with --port)"))?;
+    let addr = listener.local_addr()?;
+    let state = ServeState(Arc::new(Inner {
+        mirror,
+        save_to,
+        port: std::sync::atomic::AtomicU16::new(addr.port()),
+        locks: Mutex::new(HashMap::new()),
+    }));
+    let app = Router::new()
+        .route("/save/{name}", post(save::by_name))
+        .route("/_/save", post(save::by_page_url))
+        .fallback(serve_path)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
+        .with_state(state);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the local server stopped");
+        }
+    });
+    Ok(RunningServer { addr, task })
+}
+
+/// The JSON answer apps expect: `{msg, msgType}`.
+pub fn answer(status: StatusCode, success: bool, msg: &str) -> Response {
+    let body =
+        serde_json::json!({"msg": msg, "msgType": if success { "success" } else { "error" }});
+    (status, Json(body)).into_response()
+}
+
+fn resolve_error(e: ResolveError) -> Response {
+    let status = match e {
+        ResolveError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        ResolveError::NotFound => StatusCode::NOT_FOUND,
+        ResolveError::Forbidden => StatusCode::FORBIDDEN,
+    };
+    answer(status, false, &e.to_string())
+}
+
+async fn serve_path(State(state): State<ServeState>, request: Request) -> Response {
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return answer(
+            StatusCode::METHOD_NOT_ALLOWED,
+            false,
+            "only GET and HEAD here; saves go to /save/NAME",
+        );
+    }
+    let root = state.0.mirror.root().to_path_buf();
+    let path = request.uri().path().to_string();
+    let resolved = match tokio::task::spawn_blocking(move || resolve::resolve(&root, &path)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return resolve_error(e),
+        Err(_) => return answer(StatusCode::INTERNAL_SERVER_ERROR, false, "internal error"),
+    };
+    match resolved {
+        Resolved::Dir { path, rel } => match listing::render(&path, &rel) {
+            Ok(html) => {
+                ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+            }
+            Err(_) => answer(StatusCode::NOT_FOUND, false, "not found"),
+        },
+        Resolved::File { path, rel } if NodeKind::of_file_name(&rel) == NodeKind::Site => {
+            serve_site(&path, &rel, request.method())
+        }
+        Resolved::File { path, .. } => serve_upload(&path, request).await,
+    }
+}
+
+/// A site: its HTML, with the cookies the Hyperclay client library reads to allow editing and
+/// to know where to save.
+fn serve_site(path: &std::path::Path, rel: &str, method: &Method) -> Response {
+    let Ok(html) = std::fs::read(path) else {
+        return answer(StatusCode::NOT_FOUND, false, "not found");
+    };
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    let stem = name
+        .strip_suffix(".htmlclay")
+        .or_else(|| name.strip_suffix(".html"))
+        .unwrap_or(name);
+    let body = if method == Method::HEAD {
+        Vec::new()
+    } else {
+        html
+    };
+    let mut response = Response::new(Body::from(body));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for cookie in [
+        "isAdminOfCurrentResource=true".to_string(),
+        "isLoggedIn=true".to_string(),
+        format!(
+            "currentResource={}",
+            percent_encoding::utf8_percent_encode(stem, percent_encoding::NON_ALPHANUMERIC)
+        ),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&format!("{cookie}; Path=/; SameSite=Lax")) {
+            h.append(header::SET_COOKIE, v);
+        }
+    }
+    response
+}
+
+/// Any other file: its content type, range requests and `Last-Modified` validation.
+async fn serve_upload(path: &std::path::Path, request: Request) -> Response {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let service = tower_http::services::ServeFile::new_with_mime(path, &mime);
+    match service.oneshot(request).await {
+        Ok(mut response) => {
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            response.map(Body::new).into_response()
+        }
+        Err(_) => answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            false,
+            "could not read the file",
+        ),
+    }
+}
