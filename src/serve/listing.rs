@@ -49,7 +49,7 @@ pub fn render(dir: &Path, rel: &str) -> std::io::Result<String> {
             Some((name, is_dir))
         })
         .filter(|(n, _)| {
-            !n.starts_with('.') && !(rel.is_empty() && n == crate::cache::VERSIONS_DIR)
+            !(n.starts_with('.') || (rel.is_empty() && n == crate::cache::VERSIONS_DIR))
         })
         .collect();
     names.sort();
