@@ -4,8 +4,10 @@
 //! bundled dev platform; `remote` is the only code that speaks HTTP to the platform; `platform` is
 //! `hyperclay dev-platform`.
 
+pub mod body;
 pub mod cache;
 pub mod config;
+pub mod control;
 pub mod fs;
 pub mod log;
 pub mod platform;

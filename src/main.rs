@@ -49,6 +49,20 @@ enum Command {
     },
     /// End a mount: its pushes finish first. Also cleans up after a killed mount.
     Unmount { mountpoint: PathBuf },
+    /// Whether sync is on, whether it is syncing, and the one problem to fix, if any.
+    Status {
+        /// One mount (all running mounts otherwise).
+        mountpoint: Option<PathBuf>,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause (off) or resume (on) syncing; the mount keeps working on the mirror.
+    Sync {
+        /// on or off
+        switch: String,
+        mountpoint: Option<PathBuf>,
+    },
     /// Serve the platform's sync API locally (SQLite), for development and tests.
     DevPlatform {
         /// Where the platform keeps its database.
@@ -124,6 +138,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(cli::serve::run(mirror, port))
         }
         Command::Unmount { mountpoint } => cli::unmount::run(&mountpoint),
+        Command::Status { mountpoint, json } => {
+            runtime()?.block_on(cli::status::status(mountpoint, json))
+        }
+        Command::Sync { switch, mountpoint } => {
+            let on = cli::status::parse_switch(&switch)?;
+            runtime()?.block_on(cli::status::sync(on, mountpoint))
+        }
         Command::DevPlatform {
             data,
             listen,

@@ -179,6 +179,8 @@ async fn platform_renames_moves_and_deletes_follow_locally() {
     let c = p.client();
     seed(&c).await;
     let m = MountProcess::start(&p.url());
+    // A fresh mount answers at once; the first listing arrives in the background.
+    wait_until(Duration::from_secs(5), || m.path("index.html").exists()).expect("listing");
     let nodes = c.nodes().await.unwrap().nodes;
     let id = |name: &str| nodes.iter().find(|n| n.name == name).unwrap().id;
     assert_eq!(

@@ -4,6 +4,7 @@
 pub mod mount;
 pub mod pidfile;
 pub mod serve;
+pub mod status;
 pub mod unmount;
 
 /// Waits for Ctrl-C or SIGTERM.

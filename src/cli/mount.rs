@@ -66,6 +66,8 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
         tokio::runtime::Handle::current(),
     )?;
     pidfile::write(&mountpoint).context("writing the pid file")?;
+    let control = hyperclay::control::serve(engine.clone(), mountpoint.clone())
+        .context("opening the control socket")?;
     tracing::info!(mountpoint = %mountpoint.display(), platform = %url, mirror = %mirror.root().display(), "mounted");
     println!("hyperclay: {url} mounted at {}", mountpoint.display());
     println!(
@@ -114,6 +116,8 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     let _ = follower.await;
     let unmounted = tokio::task::spawn_blocking(move || mounted.unmount()).await?;
     pidfile::remove(&mountpoint);
+    control.abort();
+    let _ = std::fs::remove_file(hyperclay::control::socket_for(&mountpoint));
     unmounted.with_context(|| format!("unmounting {}", mountpoint.display()))?;
     tracing::info!(mountpoint = %mountpoint.display(), "unmounted");
     Ok(())

@@ -6,7 +6,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -38,22 +37,16 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| PlatformError::Internal(e.to_string()))?
 }
 
-/// Reads at most `limit` bytes of a body; past that, 413 without reading the rest.
+/// Reads at most `limit` bytes of a body; past that, 413 without keeping the rest.
 async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(PlatformError::TooLarge);
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(PlatformError::TooLarge),
-        Err(e) => Err(PlatformError::BadRequest(format!(
-            "could not read the body: {e}"
-        ))),
-    }
+    crate::body::read_capped(headers, body, limit)
+        .await
+        .map_err(|e| match e {
+            crate::body::BodyError::TooLarge => PlatformError::TooLarge,
+            crate::body::BodyError::Unreadable(e) => {
+                PlatformError::BadRequest(format!("could not read the body: {e}"))
+            }
+        })
 }
 
 async fn read_json<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T> {

@@ -8,7 +8,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::resolve::{self, Resolved};
 use super::{answer, resolve_error, SaveTo, ServeState};
@@ -81,24 +80,13 @@ pub async fn by_page_url(
 }
 
 async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
-    let limit = MAX_CONTENT_BYTES as usize;
-    let too_large = || {
-        answer(
+    match crate::body::read_capped(headers, body, MAX_CONTENT_BYTES as usize).await {
+        Ok(b) => Ok(b),
+        Err(crate::body::BodyError::TooLarge) => Err(answer(
             StatusCode::PAYLOAD_TOO_LARGE,
             false,
             "the page is larger than 20 MB, the platform's limit",
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        )),
         Err(_) => Err(answer(
             StatusCode::BAD_REQUEST,
             false,

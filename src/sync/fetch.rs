@@ -61,6 +61,15 @@ impl Engine {
     }
 
     async fn fetch_once(self: &Arc<Self>, ino: u64) -> Result<()> {
+        self.fetching
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let result = self.fetch_to_mirror(ino).await;
+        self.fetching
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        result
+    }
+
+    async fn fetch_to_mirror(self: &Arc<Self>, ino: u64) -> Result<()> {
         let e = self
             .index
             .get(ino)
@@ -160,6 +169,13 @@ impl Engine {
             self.back_up(&rel, &e, &target)?;
         }
         self.mirror.commit(temp, &target)?;
+        // The file's time is the platform's: a later start sees it unchanged without re-reading it.
+        let modified_ms = time_ms(modified_at).max(0);
+        if let Ok(f) = std::fs::File::options().write(true).open(&target) {
+            let _ = f.set_modified(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(modified_ms as u64),
+            );
+        }
         let was_hydrated = e.local.is_some();
         self.index.modify(ino, |e| {
             e.local = Some(sum.to_string());

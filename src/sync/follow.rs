@@ -1,14 +1,17 @@
-//! Following the platform: a full comparison at start (and whenever a change may have been
-//! missed), then the event stream, with `GET changes?since=cursor` (or a listing diff against a
-//! platform without `changes`) every 10 s while the stream is down. Every path ends in the same
-//! apply functions of `pull`.
+//! Following the platform. Online: the event stream, with `GET changes?since=cursor` (or a
+//! listing diff against a platform without `changes`) every 10 s while the stream is down. When
+//! the platform can't be reached the engine goes quiet: no retry storm, no log flood, a cheap
+//! `GET status` on a growing interval (at most every 30 s), and when it answers again a full
+//! reconciliation. Every path ends in the same apply functions of `pull`.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::pull::Applied;
+use super::status::ProblemKind;
 use super::{Engine, Result, SyncError};
 use crate::remote::{subscribe, StreamItem};
 
@@ -51,7 +54,7 @@ impl Engine {
         })
         .await
         .map_err(|e| SyncError::Conflict(e.to_string()))??;
-        self.fetch_in_background(applied);
+        self.act_in_background(applied);
         Ok(())
     }
 
@@ -65,14 +68,18 @@ impl Engine {
             .await
             .map_err(|e| SyncError::Conflict(e.to_string()))??;
         let resync = applied.resync;
-        self.fetch_in_background(applied);
+        self.act_in_background(applied);
         Ok(Applied {
             resync,
-            fetch: Vec::new(),
+            ..Applied::default()
         })
     }
 
-    fn fetch_in_background(self: &Arc<Self>, applied: Applied) {
+    /// Starts the pushes and fetches an apply asked for.
+    fn act_in_background(self: &Arc<Self>, applied: Applied) {
+        for ino in applied.push {
+            self.request_push(ino);
+        }
         if !self.prefetching() {
             return;
         }
@@ -83,30 +90,116 @@ impl Engine {
             });
         }
     }
+
+    /// Notes a failure to reach the platform: once, quietly.
+    pub(super) fn went_offline(&self, error: &SyncError) {
+        if self.online.swap(false, Ordering::SeqCst) {
+            tracing::warn!(%error, "offline: the platform can't be reached; working from the mirror, checking quietly for it to come back");
+            self.status.report(
+                ProblemKind::Unreachable,
+                None,
+                format!("The platform can't be reached ({}); changes are kept and go up when it is back.", self.client.url()),
+            );
+        }
+    }
+
+    fn came_online(&self) {
+        if !self.online.swap(true, Ordering::SeqCst) {
+            tracing::info!("online: the platform answers again; comparing both sides");
+        }
+        self.status.clear_kind(ProblemKind::Unreachable);
+    }
+
+    /// A refusal of the whole account (sign-in, plan), kept for status.
+    fn account_problem(&self, e: &SyncError) {
+        use crate::remote::RemoteError;
+        let (kind, message) = match e {
+            SyncError::Remote(RemoteError::Unauthorized) => (ProblemKind::SignedOut, "The platform refused the credentials: sign in again with `hyperclay login`.".to_string()),
+            SyncError::Remote(RemoteError::Expired) => (ProblemKind::SignedOut, "Your sign-in expired: sign in again with `hyperclay login`. The mount keeps working locally.".to_string()),
+            SyncError::Remote(RemoteError::PaymentRequired) => (ProblemKind::PaymentRequired, "Sync needs a paid Hyperclay plan. The mount keeps working locally.".to_string()),
+            other => (ProblemKind::Other, format!("Could not sync: {other}")),
+        };
+        let new = self.status.top().map(|p| p.message) != Some(message.clone());
+        if new {
+            tracing::warn!(error = %e, "could not sync with the platform");
+        }
+        self.status.report(kind, None, message);
+    }
+
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::SeqCst)
+    }
+}
+
+fn report(result: Result<()>) -> Result<()> {
+    if let Err(e) = &result {
+        tracing::debug!(error = %e, "resync failed; trying again later");
+    }
+    result
 }
 
 /// Follows the platform until `stop` turns true.
 pub async fn follow(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
-    let mut wait = Duration::from_secs(1);
-    // First contact: the mount already answers from the index; this only brings it up to date.
+    let mut sync_switch = engine.sync_switch.subscribe();
     loop {
-        match engine.resync().await {
-            Ok(()) => break,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not reach the platform; the mount works from the mirror");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.changed() => return,
-                }
-                wait = (wait * 2).min(MAX_OFFLINE_WAIT);
+        // Paused: nothing moves until sync is on again.
+        while !engine.sync_on() {
+            tokio::select! {
+                _ = sync_switch.changed() => {}
+                _ = stop.changed() => return,
             }
         }
+        if !connect(&engine, &mut stop).await {
+            return;
+        }
+        match stay_online(&engine, &mut stop, &mut sync_switch).await {
+            Leave::Stop => return,
+            Leave::Offline | Leave::Paused => {}
+        }
     }
+}
+
+/// Reconciles with the platform, waiting quietly while it can't be reached. False: stopped.
+async fn connect(engine: &Arc<Engine>, stop: &mut watch::Receiver<bool>) -> bool {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match engine.reconcile().await {
+            Ok(()) => {
+                engine.came_online();
+                return true;
+            }
+            Err(e) if e.is_offline() || matches!(&e, SyncError::Remote(r) if r.is_transient()) => {
+                engine.went_offline(&e)
+            }
+            Err(e) => {
+                // Signed out, unpaid...: the problem status shows; try again later.
+                engine.account_problem(&e);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return false,
+        }
+        wait = (wait * 2).min(MAX_OFFLINE_WAIT);
+    }
+}
+
+enum Leave {
+    Stop,
+    Offline,
+    Paused,
+}
+
+/// The stream (and polling while it is down) until the platform is gone, sync is paused, or stop.
+async fn stay_online(
+    engine: &Arc<Engine>,
+    stop: &mut watch::Receiver<bool>,
+    sync_switch: &mut watch::Receiver<bool>,
+) -> Leave {
     if engine.prefetching() {
         let hydrate = engine.clone();
         tokio::spawn(async move { hydrate.fetch_all().await });
     }
-
     let replay_id = match engine.client.features().await.map(|f| f.changes) {
         Ok(true) => engine.index.cursor(),
         _ => None,
@@ -116,27 +209,34 @@ pub async fn follow(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     let mut first_connect = true;
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    poll.tick().await;
     loop {
         tokio::select! {
             item = stream.recv() => {
-                let Some(item) = item else { return };
+                let Some(item) = item else { return Leave::Stop };
                 match item {
                     StreamItem::Connected { replayed } => {
                         stream_up = true;
                         if !replayed && !first_connect {
                             // Changes may have been missed while disconnected.
-                            report(engine.resync().await);
+                            let _ = report(engine.resync().await);
                         }
                         first_connect = false;
+                        engine.mark_synced();
                     }
-                    StreamItem::Event { seq, event } => match engine.apply_blocking_event(event, seq).await {
-                        Ok(applied) if applied.resync => report(engine.resync().await),
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::warn!(error = %e, "could not apply a platform change; comparing a full listing");
-                            report(engine.resync().await);
+                    StreamItem::Event { seq, event } => {
+                        let outcome = match engine.apply_blocking_event(event, seq).await {
+                            Ok(applied) if applied.resync => engine.resync().await,
+                            Ok(_) => Ok(()),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not apply a platform change; comparing a full listing");
+                                engine.resync().await
+                            }
+                        };
+                        if report(outcome).is_ok() {
+                            engine.mark_synced();
                         }
-                    },
+                    }
                     StreamItem::Disconnected { error } => {
                         if stream_up {
                             tracing::warn!(%error, "event stream down; polling every 10 s");
@@ -145,14 +245,24 @@ pub async fn follow(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
                     }
                 }
             }
-            _ = poll.tick(), if !stream_up => report(engine.resync().await),
-            _ = stop.changed() => return,
+            _ = poll.tick(), if !stream_up => match engine.resync().await {
+                Ok(()) => engine.mark_synced(),
+                Err(e) if e.is_offline() || matches!(&e, SyncError::Remote(r) if r.is_transient()) => {
+                    engine.went_offline(&e);
+                    return Leave::Offline;
+                }
+                Err(e) => tracing::debug!(error = %e, "poll failed"),
+            },
+            _ = sync_switch.changed() => {
+                if !engine.sync_on() {
+                    return Leave::Paused;
+                }
+            }
+            _ = stop.changed() => return Leave::Stop,
         }
-    }
-}
-
-fn report(result: Result<()>) {
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "resync failed; trying again later");
+        if !engine.is_online() {
+            // A push found the platform gone.
+            return Leave::Offline;
+        }
     }
 }

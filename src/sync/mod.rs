@@ -9,6 +9,7 @@ mod follow;
 mod local;
 mod pull;
 mod push;
+mod reconcile;
 mod save;
 pub mod status;
 
@@ -77,6 +78,16 @@ pub struct Engine {
     clock_offset: std::sync::atomic::AtomicI64,
     /// Where pushes and fetches run (FUSE threads have no runtime of their own).
     runtime: tokio::runtime::Handle,
+    /// The platform answered the last time it was asked.
+    online: std::sync::atomic::AtomicBool,
+    /// Sync on or off (`hyperclay sync off`); kept in the index across restarts.
+    sync_switch: tokio::sync::watch::Sender<bool>,
+    /// The account's name, once the platform said it.
+    account: Mutex<Option<String>>,
+    /// Fetches running now.
+    fetching: std::sync::atomic::AtomicUsize,
+    /// When both sides were last known to agree.
+    last_sync: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
 }
 
 impl Engine {
@@ -86,6 +97,7 @@ impl Engine {
         mirror: Arc<Mirror>,
         notices: NoticeSink,
     ) -> Arc<Engine> {
+        let sync_on = index.meta("sync").ok().flatten().as_deref() != Some("off");
         Arc::new(Engine {
             client,
             index,
@@ -99,7 +111,39 @@ impl Engine {
             status: status::Status::default(),
             clock_offset: std::sync::atomic::AtomicI64::new(0),
             runtime: tokio::runtime::Handle::current(),
+            online: std::sync::atomic::AtomicBool::new(true),
+            sync_switch: tokio::sync::watch::channel(sync_on).0,
+            account: Mutex::new(None),
+            last_sync: Mutex::new(None),
+            fetching: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    pub fn sync_on(&self) -> bool {
+        *self.sync_switch.borrow()
+    }
+
+    /// Turns sync on or off; the state survives restarts. Turning it on reconciles.
+    pub fn set_sync(&self, on: bool) -> Result<()> {
+        self.index.set_meta("sync", if on { "on" } else { "off" })?;
+        tracing::info!("sync turned {}", if on { "on" } else { "off" });
+        self.sync_switch.send_replace(on);
+        Ok(())
+    }
+
+    pub fn account(&self) -> Option<String> {
+        self.account
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn last_sync(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        *self.last_sync.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn mark_synced(&self) {
+        *self.last_sync.lock().unwrap_or_else(|p| p.into_inner()) = Some(chrono::Utc::now());
     }
 
     fn prefetching(&self) -> bool {

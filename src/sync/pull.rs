@@ -50,6 +50,8 @@ pub(super) fn time_ms(iso: Option<&str>) -> i64 {
 pub struct Applied {
     /// Inodes whose platform content must be fetched.
     pub fetch: Vec<u64>,
+    /// Inodes whose local change must go up.
+    pub push: Vec<u64>,
     /// The change could not be placed (unknown node or parent): compare a full listing.
     pub resync: bool,
 }
@@ -161,15 +163,24 @@ impl Engine {
             e.base.as_deref(),
             e.local.as_deref(),
             e.remote.as_deref(),
-            e.mtime_ms,
+            e.mtime_ms + self.clock_offset_ms(),
             time_ms(r.modified_at.as_deref()),
         );
         match action {
-            Action::Nothing | Action::Push | Action::LocalWins => {}
+            Action::Nothing => {}
+            Action::Push | Action::LocalWins => applied.push.push(e.ino),
             Action::RecordBase => {
                 self.index.modify(e.ino, |e| e.base = e.remote.clone())?;
             }
-            Action::Pull | Action::RemoteWins => match &r.content {
+            Action::RemoteWins => {
+                tracing::info!(path = %self.index.path(e.ino).unwrap_or_default(), "changed on both sides; the platform's change is later and wins, the local copy is kept in sites-versions");
+                self.accept_remote(e.ino)?;
+                match &r.content {
+                    Some(content) => self.write_content(e.ino, content, r.checksum.as_deref())?,
+                    None => applied.fetch.push(e.ino),
+                }
+            }
+            Action::Pull => match &r.content {
                 Some(content) => self.write_content(e.ino, content, r.checksum.as_deref())?,
                 None => applied.fetch.push(e.ino),
             },
@@ -277,6 +288,7 @@ impl Engine {
         for node in sorted {
             let a = self.apply_node(&RemoteNode::from(node))?;
             applied.fetch.extend(a.fetch);
+            applied.push.extend(a.push);
             applied.resync |= a.resync;
         }
         let live: HashSet<u64> = nodes.iter().map(|n| n.id).collect();

@@ -25,6 +25,10 @@ const RETRY_DELAYS: [u64; 5] = [1, 2, 3, 4, 5];
 impl Engine {
     /// Asks for `ino` to go up. Returns at once; a push already running gets one follow-up.
     pub fn request_push(self: &Arc<Self>, ino: u64) {
+        // Paused or offline: the change stays marked in the index; reconciliation sends it.
+        if !self.sync_on() || !self.is_online() {
+            return;
+        }
         {
             let mut pushes = self.pushes.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(again) = pushes.get_mut(&ino) {
@@ -38,9 +42,14 @@ impl Engine {
             .spawn(async move { engine.push_loop(ino).await });
     }
 
-    /// Whether pushes are running (the "syncing" indicator) and how many.
+    /// Whether pushes are running and how many.
     pub fn pushes_running(&self) -> usize {
         self.pushes.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Transfers running now, either way (the "syncing" indicator).
+    pub fn transfers_running(&self) -> usize {
+        self.pushes_running() + self.fetching.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Waits until no push runs (unmount finishes the pushes under way first), at most `limit`.
@@ -406,7 +415,7 @@ impl Engine {
 
     /// The local file `ino` is the platform's node held by `other`: it moves to `other`'s place
     /// (backing up `other`'s copy) and takes its identity.
-    fn merge_into(&self, ino: u64, other: &Entry) -> Result<()> {
+    pub(super) fn merge_into(&self, ino: u64, other: &Entry) -> Result<()> {
         let from = self.index.path(ino).unwrap_or_default();
         let to = self.index.path(other.ino).unwrap_or_default();
         let target = self.mirror.path(&to);

@@ -1,0 +1,105 @@
+//! `hyperclay status` and `hyperclay sync on|off`: ask the running mounts over their control
+//! sockets and print one plain answer (or JSON for scripts).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use hyperclay::control::{self, Request, StatusReport};
+
+fn sockets(mountpoint: Option<&Path>) -> Vec<PathBuf> {
+    match mountpoint {
+        Some(m) => vec![control::socket_for(&hyperclay::fs::absolute(m))],
+        None => control::all_sockets(),
+    }
+}
+
+async fn ask_all(mountpoint: Option<&Path>, request: Request) -> Vec<StatusReport> {
+    let mut reports = Vec::new();
+    for socket in sockets(mountpoint) {
+        match control::ask(&socket, &request).await {
+            Ok(r) => reports.push(r),
+            // A socket left by a killed mount: nobody answers; forget it.
+            Err(_) if mountpoint.is_none() => {
+                let _ = std::fs::remove_file(&socket);
+            }
+            Err(_) => {}
+        }
+    }
+    reports
+}
+
+pub fn render(r: &StatusReport) -> String {
+    let account = r.account.as_deref().unwrap_or("(account not known yet)");
+    let state = match (r.sync_on, r.online, r.syncing) {
+        (false, _, _) => {
+            "off (the mount works on the mirror; `hyperclay sync on` resumes)".to_string()
+        }
+        (true, false, _) => {
+            "on, offline (changes are kept and go up when the platform is back)".to_string()
+        }
+        (true, true, true) => "on, syncing".to_string(),
+        (true, true, false) => "on, up to date".to_string(),
+    };
+    let mut out = format!(
+        "hyperclay: {account} at {}\n  mount:    {} (mirror {})\n  sync:     {state}\n  last sync: {}\n  waiting to go up: {} file{}\n",
+        r.platform,
+        r.mountpoint,
+        r.mirror,
+        r.last_sync.as_deref().unwrap_or("not yet"),
+        r.waiting,
+        if r.waiting == 1 { "" } else { "s" }
+    );
+    match &r.problem {
+        Some(p) => out.push_str(&format!("  problem:  {}\n", p.message)),
+        None => out.push_str("  problem:  none\n"),
+    }
+    out.push_str(&format!("  log:      {}\n", r.log));
+    out
+}
+
+pub async fn status(mountpoint: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+    let reports = ask_all(mountpoint.as_deref(), Request::Status).await;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "mounts": reports }))?
+        );
+        return Ok(());
+    }
+    if reports.is_empty() {
+        println!("hyperclay: no mount is running (start one with `hyperclay mount ~/Hyperclay`)");
+        println!("  log: {}", hyperclay::config::log_path().display());
+        return Ok(());
+    }
+    for r in &reports {
+        print!("{}", render(r));
+    }
+    Ok(())
+}
+
+pub async fn sync(on: bool, mountpoint: Option<PathBuf>) -> anyhow::Result<()> {
+    let reports = ask_all(mountpoint.as_deref(), Request::Sync { on }).await;
+    if reports.is_empty() {
+        bail!(
+            "no mount is running: nothing to turn {}",
+            if on { "on" } else { "off" }
+        );
+    }
+    for r in &reports {
+        println!(
+            "hyperclay: sync is {} for {}",
+            if r.sync_on { "on" } else { "off" },
+            r.mountpoint
+        );
+    }
+    Ok(())
+}
+
+pub fn parse_switch(word: &str) -> anyhow::Result<bool> {
+    match word {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(anyhow::anyhow!("`hyperclay sync {other}`: say on or off"))
+            .context("hyperclay sync on|off"),
+    }
+}

@@ -1,0 +1,128 @@
+//! The control socket: `hyperclay status` and `hyperclay sync on|off` talk to the running mount
+//! over a Unix socket beside its pid file (`<runtime dir>/mounts/<key>.sock`, mode 0600). One
+//! JSON line in, one JSON line out.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::sync::status::Problem;
+use crate::sync::Engine;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase")]
+pub enum Request {
+    Status,
+    Sync { on: bool },
+}
+
+/// What `hyperclay status` shows for one mount.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub account: Option<String>,
+    pub platform: String,
+    pub mountpoint: String,
+    pub mirror: String,
+    pub sync_on: bool,
+    pub online: bool,
+    /// Transfers are running right now.
+    pub syncing: bool,
+    pub last_sync: Option<String>,
+    /// Files that wait to go up.
+    pub waiting: usize,
+    /// The most important problem, with what to do about it.
+    pub problem: Option<Problem>,
+    pub log: String,
+}
+
+/// The socket of the mount at `mountpoint`.
+pub fn socket_for(mountpoint: &Path) -> PathBuf {
+    let key = crate::protocol::checksum(mountpoint.as_os_str().as_encoded_bytes());
+    crate::config::runtime_dir()
+        .join("mounts")
+        .join(format!("{key}.sock"))
+}
+
+/// Every mount's socket that exists now.
+pub fn all_sockets() -> Vec<PathBuf> {
+    let dir = crate::config::runtime_dir().join("mounts");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sock"))
+        .collect()
+}
+
+/// Serves the socket until the task is dropped.
+pub fn serve(
+    engine: Arc<Engine>,
+    mountpoint: PathBuf,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let path = socket_for(&mountpoint);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (engine, mountpoint) = (engine.clone(), mountpoint.clone());
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut line = String::new();
+                if BufReader::new(read).read_line(&mut line).await.is_err() {
+                    return;
+                }
+                let answer = match serde_json::from_str::<Request>(&line) {
+                    Ok(Request::Status) => serde_json::to_string(&report(&engine, &mountpoint)),
+                    Ok(Request::Sync { on }) => {
+                        let _ = engine.set_sync(on);
+                        serde_json::to_string(&report(&engine, &mountpoint))
+                    }
+                    Err(e) => Ok(serde_json::json!({"error": e.to_string()}).to_string()),
+                };
+                if let Ok(text) = answer {
+                    let _ = write.write_all(format!("{text}\n").as_bytes()).await;
+                }
+            });
+        }
+    }))
+}
+
+pub fn report(engine: &Engine, mountpoint: &Path) -> StatusReport {
+    StatusReport {
+        account: engine.account(),
+        platform: engine.client.url().to_string(),
+        mountpoint: mountpoint.display().to_string(),
+        mirror: engine.mirror.root().display().to_string(),
+        sync_on: engine.sync_on(),
+        online: engine.is_online(),
+        syncing: engine.transfers_running() > 0,
+        last_sync: engine.last_sync().map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        }),
+        waiting: engine.waiting_to_go_up(),
+        problem: engine.status.top(),
+        log: crate::config::log_path().display().to_string(),
+    }
+}
+
+/// Sends one request to a mount's socket.
+pub async fn ask(socket: &Path, request: &Request) -> std::io::Result<StatusReport> {
+    let stream = tokio::net::UnixStream::connect(socket).await?;
+    let (read, mut write) = stream.into_split();
+    let line = serde_json::to_string(request).map_err(std::io::Error::other)?;
+    write.write_all(format!("{line}\n").as_bytes()).await?;
+    let mut answer = String::new();
+    BufReader::new(read).read_line(&mut answer).await?;
+    serde_json::from_str(&answer).map_err(std::io::Error::other)
+}

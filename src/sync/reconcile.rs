@@ -1,0 +1,241 @@
+//! Reconciliation: the full comparison of both sides, at start, on reconnect and when sync is
+//! turned back on. The local side first: the mirror is compared with the index (files edited,
+//! added or deleted while no mount ran, or the index lost its last update in a crash), then the
+//! platform side (changes since the cursor, or the listing), then everything still different from
+//! its base goes up. Nothing is deleted on either side.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{Engine, Notice, Result, SyncError};
+use crate::cache::{is_local_only, Mirror, NewEntry, ROOT_INO, VERSIONS_DIR};
+use crate::protocol::{parse_time, NodeKind};
+
+/// A file's modification time in milliseconds.
+fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000
+}
+
+impl Engine {
+    /// The full comparison; errors when the platform can't be reached.
+    pub async fn reconcile(self: &Arc<Self>) -> Result<()> {
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || engine.scan_local())
+            .await
+            .map_err(|e| SyncError::Conflict(e.to_string()))??;
+        self.calibrate().await?;
+        self.resync().await?;
+        self.adopt_sites_by_name()?;
+        self.push_all_changed();
+        self.mark_synced();
+        Ok(())
+    }
+
+    /// Calibrates the local clock against the platform's (`GET status`), and learns the account.
+    pub async fn calibrate(&self) -> Result<()> {
+        let before = chrono::Utc::now();
+        let status = self.client.status().await?;
+        let after = chrono::Utc::now();
+        if let Some(server) = parse_time(&status.server_time) {
+            let local_mid = before + (after - before) / 2;
+            let offset = (server - local_mid).num_milliseconds();
+            self.clock_offset
+                .store(offset, std::sync::atomic::Ordering::Relaxed);
+        }
+        *self.account.lock().unwrap_or_else(|p| p.into_inner()) = Some(status.username);
+        Ok(())
+    }
+
+    /// The local side: the mirror against the index.
+    pub fn scan_local(&self) -> Result<()> {
+        let mut seen: HashSet<String> = HashSet::new();
+        for e in self.index.all() {
+            if e.tombstone || e.is_dir() || self.index.is_hidden(e.ino) {
+                continue;
+            }
+            let Some(rel) = self.index.path(e.ino) else {
+                continue;
+            };
+            seen.insert(rel.clone());
+            let Some(local) = e.local.clone() else {
+                continue;
+            };
+            let path = self.mirror.path(&rel);
+            match std::fs::metadata(&path) {
+                Ok(meta) => {
+                    // Unchanged size and time: unchanged content (a changed time is re-hashed).
+                    if meta.len() == e.size && mtime_ms(&meta) <= e.mtime_ms.max(0) + 1 {
+                        continue;
+                    }
+                    let (sum, size) = Mirror::checksum_of(&path)?;
+                    if sum != local {
+                        tracing::info!(path = %rel, "changed in the mirror while no mount ran");
+                        self.index.modify(e.ino, |e| {
+                            e.local = Some(sum);
+                            e.size = size;
+                            e.mtime_ms = mtime_ms(&meta);
+                        })?;
+                    } else {
+                        self.index.modify(e.ino, |e| e.mtime_ms = mtime_ms(&meta))?;
+                    }
+                }
+                Err(_) => {
+                    // Deleted from the mirror while no mount ran: a local delete (never across).
+                    tracing::info!(path = %rel, "deleted from the mirror while no mount ran: kept on the platform");
+                    if e.node_id.is_some() {
+                        self.index.modify(e.ino, |e| {
+                            e.tombstone = true;
+                            e.local = None;
+                        })?;
+                    } else {
+                        self.index.remove(e.ino)?;
+                    }
+                }
+            }
+        }
+        for e in self.index.all() {
+            if e.is_dir() && !e.tombstone {
+                if let Some(rel) = self.index.path(e.ino) {
+                    seen.insert(rel);
+                }
+            }
+        }
+        self.adopt_unknown(self.mirror.root(), "", ROOT_INO, &seen)
+    }
+
+    /// Files and folders in the mirror the index does not know (a Hyperclay Local folder copied
+    /// in, or files added while no mount ran) join the index as local changes.
+    fn adopt_unknown(
+        &self,
+        dir: &Path,
+        rel_dir: &str,
+        parent: u64,
+        seen: &HashSet<String>,
+    ) -> Result<()> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok(());
+        };
+        for item in entries.flatten() {
+            let Ok(name) = item.file_name().into_string() else {
+                continue;
+            };
+            let rel = if rel_dir.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel_dir}/{name}")
+            };
+            if name.starts_with('.') || (rel_dir.is_empty() && name == VERSIONS_DIR) {
+                continue;
+            }
+            let Ok(kind) = item.file_type() else { continue };
+            if kind.is_dir() {
+                let ino = match self.index.lookup(parent, &name) {
+                    Some(e) if e.is_dir() => e.ino,
+                    Some(_) => continue,
+                    None if self.index.tombstone_at(parent, &name).is_some() => continue,
+                    None => {
+                        tracing::info!(path = %rel, "a folder in the mirror the index did not know: adopted");
+                        self.index
+                            .insert(NewEntry {
+                                parent,
+                                name: name.clone(),
+                                kind: NodeKind::Folder,
+                                node_id: None,
+                                size: 0,
+                                mtime_ms: 0,
+                                base: None,
+                                remote: None,
+                                remote_modified: None,
+                                local: None,
+                            })?
+                            .ino
+                    }
+                };
+                self.adopt_unknown(&item.path(), &rel, ino, seen)?;
+            } else if kind.is_file()
+                && !seen.contains(&rel)
+                && self.index.lookup(parent, &name).is_none()
+            {
+                if self.index.tombstone_at(parent, &name).is_some() {
+                    // A file deleted through the mount whose copy came back: the user wants it.
+                    self.index.remove(
+                        self.index
+                            .tombstone_at(parent, &name)
+                            .map(|t| t.ino)
+                            .unwrap_or(0),
+                    )?;
+                }
+                let meta = item
+                    .metadata()
+                    .map_err(|e| crate::cache::MirrorError::io("reading", &item.path(), e))?;
+                let (sum, size) = Mirror::checksum_of(&item.path())?;
+                tracing::info!(path = %rel, "a file in the mirror the index did not know: adopted");
+                self.index.insert(NewEntry {
+                    parent,
+                    name,
+                    kind: NodeKind::of_file_name(&rel),
+                    node_id: None,
+                    size,
+                    mtime_ms: mtime_ms(&meta),
+                    base: None,
+                    remote: None,
+                    remote_modified: None,
+                    local: Some(sum),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A local site the platform has under the same name elsewhere is that node: the platform's
+    /// location wins (the local file moves there, backing up what it replaces); the decision then
+    /// runs on the two contents.
+    fn adopt_sites_by_name(self: &Arc<Self>) -> Result<()> {
+        for e in self.index.all() {
+            if e.kind != NodeKind::Site || e.node_id.is_some() || e.tombstone || e.local.is_none() {
+                continue;
+            }
+            let rel = self.index.path(e.ino).unwrap_or_default();
+            if is_local_only(&rel) {
+                continue;
+            }
+            if let Some(platform_site) = self.index.site_named(&e.name).filter(|x| x.ino != e.ino) {
+                tracing::info!(from = %rel, to = %self.index.path(platform_site.ino).unwrap_or_default(), "a local site matched the platform's site of the same name: moved to its place");
+                self.merge_into(e.ino, &platform_site)?;
+                self.notify(Notice::Entry {
+                    parent: platform_site.parent,
+                    name: platform_site.name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Requests a push for everything that differs from its base (or is new to the platform).
+    pub fn push_all_changed(self: &Arc<Self>) {
+        for e in self.index.all() {
+            if e.tombstone || self.index.is_hidden(e.ino) {
+                continue;
+            }
+            let new_to_platform = e.node_id.is_none();
+            let changed = !e.is_dir() && e.local.is_some() && e.local != e.base;
+            if new_to_platform || changed {
+                self.request_push(e.ino);
+            }
+        }
+    }
+
+    /// Files that wait to go up (status).
+    pub fn waiting_to_go_up(&self) -> usize {
+        self.index
+            .all()
+            .iter()
+            .filter(|e| !e.is_dir() && !e.tombstone && e.local.is_some())
+            .filter(|e| e.node_id.is_none() || e.local != e.base)
+            .filter(|e| !self.index.is_hidden(e.ino))
+            .filter(|e| self.index.path(e.ino).is_some_and(|p| !is_local_only(&p)))
+            .count()
+    }
+}
