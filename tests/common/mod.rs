@@ -23,6 +23,7 @@ pub struct TestPlatform {
     pub running: RunningPlatform,
     pub dir: tempfile::TempDir,
     pub mode: Mode,
+    config: PlatformConfig,
 }
 
 impl TestPlatform {
@@ -37,8 +38,35 @@ impl TestPlatform {
         config.api_key = Some(KEY.into());
         config.plain = mode == Mode::Plain;
         adjust(&mut config);
-        let running = platform::start(config).await.unwrap();
-        TestPlatform { running, dir, mode }
+        let running = platform::start(config.clone()).await.unwrap();
+        config.listen = running.addr;
+        TestPlatform {
+            running,
+            dir,
+            mode,
+            config,
+        }
+    }
+
+    /// Stops the platform (unreachable, as if its machine went away) for `down`, then starts it
+    /// again on the same address with the same data.
+    pub async fn restart_after(&mut self, down: std::time::Duration, during: impl FnOnce()) {
+        let config = self.config.clone();
+        let placeholder = platform::start({
+            let mut c = config.clone();
+            c.data_dir = self.dir.path().join("placeholder");
+            c.listen = "127.0.0.1:0".parse().unwrap();
+            c
+        })
+        .await
+        .unwrap();
+        let running = std::mem::replace(&mut self.running, placeholder);
+        running.stop().await;
+        during();
+        tokio::time::sleep(down).await;
+        let placeholder =
+            std::mem::replace(&mut self.running, platform::start(config).await.unwrap());
+        placeholder.stop().await;
     }
 
     pub fn url(&self) -> String {
