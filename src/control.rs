@@ -15,7 +15,11 @@ use crate::sync::Engine;
 #[serde(tag = "cmd", rename_all = "lowercase")]
 pub enum Request {
     Status,
-    Sync { on: bool },
+    Sync {
+        on: bool,
+    },
+    /// The user signed out: stop syncing (not kept across restarts).
+    Logout,
 }
 
 /// What `hyperclay status` shows for one mount.
@@ -84,6 +88,10 @@ pub fn serve(
                     Ok(Request::Status) => serde_json::to_string(&report(&engine, &mountpoint)),
                     Ok(Request::Sync { on }) => {
                         let _ = engine.set_sync(on);
+                        serde_json::to_string(&report(&engine, &mountpoint))
+                    }
+                    Ok(Request::Logout) => {
+                        engine.sign_out();
                         serde_json::to_string(&report(&engine, &mountpoint))
                     }
                     Err(e) => Ok(serde_json::json!({"error": e.to_string()}).to_string()),

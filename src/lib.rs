@@ -8,6 +8,7 @@ pub mod body;
 pub mod cache;
 pub mod config;
 pub mod control;
+pub mod credentials;
 pub mod fs;
 pub mod log;
 pub mod platform;

@@ -63,6 +63,17 @@ enum Command {
         switch: String,
         mountpoint: Option<PathBuf>,
     },
+    /// Sign in: opens the platform in the browser (or reads an API key with --api-key).
+    Login {
+        /// Read a platform API key (hcsk_...) from standard input instead.
+        #[arg(long)]
+        api_key: bool,
+        /// Switch accounts without asking.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Sign out: running mounts stop syncing; the mirror and its backups stay.
+    Logout,
     /// Serve the platform's sync API locally (SQLite), for development and tests.
     DevPlatform {
         /// Where the platform keeps its database.
@@ -138,6 +149,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(cli::serve::run(mirror, port))
         }
         Command::Unmount { mountpoint } => cli::unmount::run(&mountpoint),
+        Command::Login { api_key, force } => runtime()?.block_on(cli::login::login(api_key, force)),
+        Command::Logout => runtime()?.block_on(cli::login::logout()),
         Command::Status { mountpoint, json } => {
             runtime()?.block_on(cli::status::status(mountpoint, json))
         }

@@ -296,7 +296,11 @@ async fn kill_9_under_a_save_load_loses_no_acknowledged_save() {
             .arg(&m.mountpoint)
             .output()
             .unwrap();
-        assert!(out.status.success());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         m.spawn();
     }
     assert!(saves >= 100, "{saves} saves");

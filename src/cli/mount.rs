@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use hyperclay::cache::{Index, Mirror};
 use hyperclay::config;
+use hyperclay::credentials::{self, CredentialsError, Stored};
 use hyperclay::fs::{self, MountFs};
 use hyperclay::remote::{Client, Credential};
 use hyperclay::sync::{self, Engine};
@@ -26,18 +27,68 @@ pub struct MountArgs {
     pub serve_port: Option<u16>,
 }
 
-pub fn credential() -> anyhow::Result<Credential> {
-    match std::env::var("HYPERCLAY_API_KEY") {
-        Ok(key) if !key.trim().is_empty() => Ok(Credential::ApiKey(key.trim().to_string())),
-        _ => bail!("not signed in: set HYPERCLAY_API_KEY=hcsk_... (your platform API key)"),
+/// What the mount signs in with. Not signed in: the mount still works locally, and status says
+/// to sign in.
+fn credential(platform: &str) -> anyhow::Result<(Credential, Option<Stored>)> {
+    match credentials::resolve() {
+        Ok((credential, stored)) => {
+            if let Some(s) = stored.as_ref().filter(|s| s.platform != platform) {
+                bail!("signed in to {}, but HYPERCLAY_URL is {platform}: run `hyperclay login` for {platform}", s.platform);
+            }
+            Ok((credential, stored))
+        }
+        Err(CredentialsError::SignedOut) => {
+            tracing::warn!("not signed in: the mount works locally; run `hyperclay login` to sync");
+            Ok((Credential::ApiKey(String::new()), None))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn seconds_from_env(name: &str, default: u64) -> Duration {
+    Duration::from_secs(
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default),
+    )
+}
+
+/// Keeps a signed-in token fresh: one older than a day is renewed (10 more days), checked hourly.
+async fn refresh_tokens(client: Arc<Client>, mut stored: Stored) {
+    let every = seconds_from_env("HYPERCLAY_REFRESH_CHECK_SECS", 3600);
+    let after = seconds_from_env("HYPERCLAY_REFRESH_AFTER_SECS", 24 * 3600);
+    loop {
+        let age = stored
+            .obtained()
+            .map(|t| (chrono::Utc::now() - t).num_seconds().max(0) as u64)
+            .unwrap_or(u64::MAX);
+        if age >= after.as_secs() {
+            match client.refresh_token().await {
+                Ok(fresh) => {
+                    stored.secret = fresh.token;
+                    stored.obtained_at = hyperclay::protocol::format_time(chrono::Utc::now());
+                    match credentials::store(&stored) {
+                        Ok(()) => {
+                            tracing::info!(expires = %fresh.expires_at, "renewed the sign-in")
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "renewed the sign-in but could not store it")
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not renew the sign-in"),
+            }
+        }
+        tokio::time::sleep(every).await;
     }
 }
 
 pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     let mountpoint = fs::absolute(&args.mountpoint);
     fs::check_mountpoint(&mountpoint)?;
-    let credential = credential()?;
     let url = config::platform_url();
+    let (credential, stored) = credential(&url)?;
     let mirror_dir = args.mirror.unwrap_or_else(config::default_mirror);
     let mirror = Arc::new(
         Mirror::open(&mirror_dir)
@@ -50,6 +101,9 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
             .with_context(|| format!("opening the index {}", index_path.display()))?,
     );
     let client = Arc::new(Client::new(&url, credential)?);
+    let refresher = stored
+        .filter(|s| s.kind == "token")
+        .map(|s| tokio::spawn(refresh_tokens(client.clone(), s)));
     let (sink, notices) = fs::notice_channel();
     let engine = Engine::new(client, index, mirror.clone(), sink);
     // HYPERCLAY_PREFETCH=0: copies are fetched on first read only (a debugging aid).
@@ -114,6 +168,9 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     }
     let _ = stop.send(true);
     let _ = follower.await;
+    if let Some(r) = refresher {
+        r.abort();
+    }
     let unmounted = tokio::task::spawn_blocking(move || mounted.unmount()).await?;
     pidfile::remove(&mountpoint);
     control.abort();

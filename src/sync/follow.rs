@@ -117,6 +117,7 @@ impl Engine {
             SyncError::Remote(RemoteError::Unauthorized) => (ProblemKind::SignedOut, "The platform refused the credentials: sign in again with `hyperclay login`.".to_string()),
             SyncError::Remote(RemoteError::Expired) => (ProblemKind::SignedOut, "Your sign-in expired: sign in again with `hyperclay login`. The mount keeps working locally.".to_string()),
             SyncError::Remote(RemoteError::PaymentRequired) => (ProblemKind::PaymentRequired, "Sync needs a paid Hyperclay plan. The mount keeps working locally.".to_string()),
+            SyncError::WrongAccount { .. } => (ProblemKind::SignedOut, e.to_string()),
             other => (ProblemKind::Other, format!("Could not sync: {other}")),
         };
         let new = self.status.top().map(|p| p.message) != Some(message.clone());

@@ -44,6 +44,9 @@ pub enum SyncError {
     Mirror(#[from] MirrorError),
     #[error("{0}")]
     Conflict(String),
+    /// The mirror holds another account's files: never synced into this one.
+    #[error("this mirror belongs to {mirror}, and you are signed in as {signed_in}: mount another --mirror to sync {signed_in}")]
+    WrongAccount { mirror: String, signed_in: String },
     /// A local operation the kernel must refuse, with its errno.
     #[error("{1}")]
     Refused(i32, String),
@@ -80,6 +83,8 @@ pub struct Engine {
     runtime: tokio::runtime::Handle,
     /// The platform answered the last time it was asked.
     online: std::sync::atomic::AtomicBool,
+    /// The signed-in account owns this mirror (checked before anything goes up).
+    verified: std::sync::atomic::AtomicBool,
     /// Sync on or off (`hyperclay sync off`); kept in the index across restarts.
     sync_switch: tokio::sync::watch::Sender<bool>,
     /// The account's name, once the platform said it.
@@ -112,6 +117,7 @@ impl Engine {
             clock_offset: std::sync::atomic::AtomicI64::new(0),
             runtime: tokio::runtime::Handle::current(),
             online: std::sync::atomic::AtomicBool::new(true),
+            verified: std::sync::atomic::AtomicBool::new(false),
             sync_switch: tokio::sync::watch::channel(sync_on).0,
             account: Mutex::new(None),
             last_sync: Mutex::new(None),
@@ -121,6 +127,17 @@ impl Engine {
 
     pub fn sync_on(&self) -> bool {
         *self.sync_switch.borrow()
+    }
+
+    /// The user signed out: nothing moves any more in this run; the mount keeps working locally.
+    pub fn sign_out(&self) {
+        tracing::info!("signed out: syncing stopped");
+        self.status.report(
+            status::ProblemKind::SignedOut,
+            None,
+            "Signed out: run `hyperclay login`, then restart the mount, to sync again.".into(),
+        );
+        self.sync_switch.send_replace(false);
     }
 
     /// Turns sync on or off; the state survives restarts. Turning it on reconciles.

@@ -25,8 +25,12 @@ const RETRY_DELAYS: [u64; 5] = [1, 2, 3, 4, 5];
 impl Engine {
     /// Asks for `ino` to go up. Returns at once; a push already running gets one follow-up.
     pub fn request_push(self: &Arc<Self>, ino: u64) {
-        // Paused or offline: the change stays marked in the index; reconciliation sends it.
-        if !self.sync_on() || !self.is_online() {
+        // Paused, offline, or not yet sure this mirror is the signed-in account's: the change
+        // stays marked in the index, and reconciliation sends it.
+        if !self.sync_on()
+            || !self.is_online()
+            || !self.verified.load(std::sync::atomic::Ordering::SeqCst)
+        {
             return;
         }
         {

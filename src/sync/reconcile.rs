@@ -21,11 +21,11 @@ fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
 impl Engine {
     /// The full comparison; errors when the platform can't be reached.
     pub async fn reconcile(self: &Arc<Self>) -> Result<()> {
+        self.calibrate().await?;
         let engine = self.clone();
         tokio::task::spawn_blocking(move || engine.scan_local())
             .await
             .map_err(|e| SyncError::Conflict(e.to_string()))??;
-        self.calibrate().await?;
         self.resync().await?;
         self.adopt_sites_by_name()?;
         self.push_all_changed();
@@ -44,6 +44,21 @@ impl Engine {
             self.clock_offset
                 .store(offset, std::sync::atomic::Ordering::Relaxed);
         }
+        // A mirror belongs to the account that first synced it.
+        match self.index.meta("account")? {
+            Some(owner) if owner != status.username => {
+                self.verified
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
+                return Err(SyncError::WrongAccount {
+                    mirror: owner,
+                    signed_in: status.username,
+                });
+            }
+            Some(_) => {}
+            None => self.index.set_meta("account", &status.username)?,
+        }
+        self.verified
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         *self.account.lock().unwrap_or_else(|p| p.into_inner()) = Some(status.username);
         Ok(())
     }

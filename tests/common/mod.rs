@@ -166,11 +166,18 @@ impl MountProcess {
     }
 
     pub fn start_with(url: &str, env: &[(&str, &str)]) -> MountProcess {
+        let mut m = Self::prepare(url, env);
+        m.spawn();
+        m
+    }
+
+    /// The home, mirror and mount point, with nothing started yet.
+    pub fn prepare(url: &str, env: &[(&str, &str)]) -> MountProcess {
         let home = tempfile::tempdir().unwrap();
         let mountpoint = home.path().join("mnt");
         std::fs::create_dir(&mountpoint).unwrap();
         let mirror = home.path().join("mirror");
-        let mut m = MountProcess {
+        let m = MountProcess {
             child: None,
             home,
             mountpoint,
@@ -181,7 +188,6 @@ impl MountProcess {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         };
-        m.spawn();
         m
     }
 
@@ -192,9 +198,29 @@ impl MountProcess {
             .env("HYPERCLAY_API_KEY", KEY)
             .env("RUST_LOG", "hyperclay=debug,warn");
         for (k, v) in &self.env {
-            c.env(k, v);
+            // An empty value removes the variable (e.g. sign in with stored credentials).
+            if v.is_empty() {
+                c.env_remove(k);
+            } else {
+                c.env(k, v);
+            }
         }
         c
+    }
+
+    pub fn credentials_path(&self) -> PathBuf {
+        self.home.path().join("home/config/credentials.json")
+    }
+
+    /// `hyperclay status --json` for this mount.
+    pub fn status_json(&self) -> serde_json::Value {
+        let out = self
+            .command()
+            .args(["status", "--json"])
+            .arg(&self.mountpoint)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
     }
 
     /// Starts (or restarts) the mount and waits until the kernel shows it.
