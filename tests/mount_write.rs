@@ -41,7 +41,12 @@ async fn platform_holds(p: &TestPlatform, expected: &BTreeMap<String, Vec<u8>>) 
         let got: BTreeMap<String, String> = platform_files(&c)
             .await
             .into_iter()
-            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k,
+                    String::from_utf8(v.clone()).unwrap_or_else(|_| format!("{} bytes", v.len())),
+                )
+            })
             .collect();
         panic!("the platform holds {got:#?}");
     }

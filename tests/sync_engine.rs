@@ -255,6 +255,15 @@ async fn the_platform_down_then_back_with_edits_on_both_sides() {
     assert_eq!(json["mounts"][0]["online"], true);
 }
 
+/// A save is acknowledged when close(2) returns success (std::fs::write ignores close errors).
+fn save_and_close(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::fd::IntoRawFd;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    nix::unistd::close(f.into_raw_fd()).map_err(std::io::Error::from)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_a_save_load_loses_no_acknowledged_save() {
     let p = TestPlatform::start(Mode::Full).await;
@@ -269,7 +278,7 @@ async fn kill_9_under_a_save_load_loses_no_acknowledged_save() {
             for i in 0.. {
                 let name = format!("f{}.txt", i % 7);
                 let content = format!("round {round} save {i} {}", "x".repeat((i % 5) * 3000));
-                match std::fs::write(dir.join(&name), &content) {
+                match save_and_close(&dir.join(&name), content.as_bytes()) {
                     Ok(()) => acked.insert(name, (content, None)),
                     Err(_) => {
                         // Not acknowledged; it may or may not have reached the mirror.
@@ -319,11 +328,25 @@ async fn kill_9_under_a_save_load_loses_no_acknowledged_save() {
             }
         })
         .await;
-        assert!(
-            ok,
-            "{name}: the last acknowledged save is on the platform\n{}",
-            m.log()
-        );
+        if !ok {
+            let got = match node_at(&c, name).await {
+                Some(id) => String::from_utf8_lossy(&c.content(id).await.unwrap().1)
+                    .chars()
+                    .take(30)
+                    .collect::<String>(),
+                None => "(no node)".into(),
+            };
+            let mirror: String = std::fs::read_to_string(m.mirror.join(name))
+                .unwrap_or_default()
+                .chars()
+                .take(30)
+                .collect();
+            panic!(
+                "{name}: the last acknowledged save is on the platform: acked {:?}, in flight {:?}, platform {got:?}, mirror {mirror:?}",
+                content.chars().take(30).collect::<String>(),
+                in_flight.as_ref().map(|f| f.chars().take(30).collect::<String>())
+            );
+        }
     }
     // No partial file anywhere in the mirror.
     for entry in std::fs::read_dir(&m.mirror).unwrap().flatten() {

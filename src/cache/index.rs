@@ -131,6 +131,8 @@ CREATE TABLE IF NOT EXISTS entries(
   kind TEXT NOT NULL, node_id INTEGER UNIQUE, size INTEGER NOT NULL DEFAULT 0,
   mtime_ms INTEGER NOT NULL DEFAULT 0, base TEXT, remote TEXT, remote_modified TEXT, local TEXT,
   tombstone INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS sent(node_id INTEGER NOT NULL, checksum TEXT NOT NULL, at_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS sent_node ON sent(node_id);
 INSERT OR IGNORE INTO sqlite_sequence(name, seq)
   SELECT 'entries', 1 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'entries');
 ";
@@ -397,6 +399,34 @@ impl Index {
             params![key, value],
         )?;
         Ok(())
+    }
+
+    /// Remembers that this mount sent `checksum` to `node` (before sending), so that the platform
+    /// holding it later is known as our own doing, even after a crash.
+    pub fn record_sent(&self, node: u64, checksum: &str) -> Result<()> {
+        let db = self.db();
+        db.execute(
+            "INSERT INTO sent(node_id, checksum, at_ms) VALUES (?1, ?2, ?3)",
+            params![node, checksum, chrono::Utc::now().timestamp_millis()],
+        )?;
+        // The last few per node are enough.
+        db.execute(
+            "DELETE FROM sent WHERE node_id = ?1 AND rowid NOT IN
+               (SELECT rowid FROM sent WHERE node_id = ?1 ORDER BY rowid DESC LIMIT 16)",
+            params![node],
+        )?;
+        Ok(())
+    }
+
+    /// Whether this mount sent `checksum` to `node` lately.
+    pub fn was_sent(&self, node: u64, checksum: &str) -> bool {
+        self.db()
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM sent WHERE node_id = ?1 AND checksum = ?2)",
+                params![node, checksum],
+                |r| r.get(0),
+            )
+            .unwrap_or(false)
     }
 
     /// The account's change cursor: the last change this index reflects.

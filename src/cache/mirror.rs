@@ -193,6 +193,14 @@ impl Mirror {
             }
         }
         walk(&self.root);
+        // Writes to files deleted while open.
+        if let Ok(entries) = fs::read_dir(self.root.join(INDEX_DIR)) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with("orphan-") {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
     }
 }
 

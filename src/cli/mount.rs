@@ -163,7 +163,9 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
         server.stop();
     }
     mount_fs.save_all();
-    if !engine.drain(Duration::from_secs(60)).await {
+    if engine.drain(Duration::from_secs(60)).await {
+        engine.mark_clean_exit();
+    } else {
         tracing::warn!("some pushes did not finish before unmount; they go up at the next mount");
     }
     let _ = stop.send(true);

@@ -149,10 +149,24 @@ impl MountFs {
         truncate_to: Option<u64>,
     ) -> Result<()> {
         if s.work.is_none() {
-            let temp = engine.temp_for(ino).ok_or(FsError::NotFound)?;
-            let mirror = engine.mirror_path(ino).ok_or(FsError::NotFound)?;
+            // A file renamed over or deleted while open still takes writes (as POSIX has it);
+            // they go to a working copy that is dropped at close.
+            let orphan = || {
+                engine
+                    .mirror
+                    .root()
+                    .join(format!(".hyperclay/orphan-{:016x}", rand::random::<u64>()))
+            };
+            let temp = engine.temp_for(ino).unwrap_or_else(orphan);
+            let mirror = engine.mirror_path(ino);
             if truncate_to != Some(0) {
-                std::fs::copy(&mirror, &temp)?;
+                match mirror.map(|m| std::fs::copy(&m, &temp)) {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(e.into())
+                    }
+                    _ => {}
+                }
             }
             let file = OpenOptions::new()
                 .read(true)
@@ -271,6 +285,18 @@ impl MountFs {
             s.written = false;
             s.work.take()
         };
+        self.commit(ino, work)
+    }
+
+    /// Hands a finished working copy to the engine's save (or, with none, pushes the file as it is).
+    fn commit(&self, ino: u64, work: Option<(PathBuf, Arc<File>)>) -> Result<()> {
+        if self.engine.index.get(ino).is_none_or(|e| e.tombstone) {
+            // Deleted or replaced while open: what was written to it goes with it.
+            if let Some((path, _)) = work {
+                let _ = std::fs::remove_file(path);
+            }
+            return Ok(());
+        }
         match work {
             Some((path, file)) => {
                 file.sync_all()?;
@@ -296,24 +322,26 @@ impl MountFs {
         if !h.writable {
             return Ok(());
         }
-        let last = {
+        // The last writer takes the session out of the table in the same step, so a writer
+        // opening meanwhile starts a fresh one instead of losing its own.
+        let finished = {
             let mut sessions = self.sessions();
-            match sessions.get_mut(&h.ino) {
-                Some(s) => {
-                    s.writers = s.writers.saturating_sub(1);
-                    s.writers == 0
-                }
-                None => false,
+            let last = sessions.get_mut(&h.ino).is_some_and(|s| {
+                s.writers = s.writers.saturating_sub(1);
+                s.writers == 0
+            });
+            if last {
+                sessions.remove(&h.ino)
+            } else {
+                None
             }
         };
-        if last {
-            let saved = self.save(h.ino);
-            if let Some(s) = self.sessions().remove(&h.ino) {
-                if let Some((path, _)) = s.work {
-                    let _ = std::fs::remove_file(path);
-                }
+        if let Some(s) = finished {
+            if s.dirty {
+                self.commit(h.ino, s.work)?;
+            } else if let Some((path, _)) = s.work {
+                let _ = std::fs::remove_file(path);
             }
-            saved?;
         }
         Ok(())
     }
@@ -347,11 +375,22 @@ impl MountFs {
                 }
             }
             if !open {
+                // A truncate(2) of a file nobody has open is a save of its own.
                 let saved = self.save(ino);
-                if let Some(s) = self.sessions().remove(&ino) {
-                    if let Some((path, _)) = s.work {
-                        let _ = std::fs::remove_file(path);
+                let finished = {
+                    let mut sessions = self.sessions();
+                    let last = sessions.get_mut(&ino).is_some_and(|s| {
+                        s.writers = s.writers.saturating_sub(1);
+                        s.writers == 0
+                    });
+                    if last {
+                        sessions.remove(&ino)
+                    } else {
+                        None
                     }
+                };
+                if let Some((path, _)) = finished.and_then(|s| s.work) {
+                    let _ = std::fs::remove_file(path);
                 }
                 saved?;
             }

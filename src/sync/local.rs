@@ -71,16 +71,26 @@ impl Engine {
     /// renames the original away and writes a new file of the same name).
     fn reclaim_tombstone(&self, parent: u64, name: &str) -> Result<Identity> {
         match self.index.tombstone_at(parent, name) {
-            Some(t) if !t.is_dir() => {
+            Some(t) => {
                 self.index.remove(t.ino)?;
                 Ok(Identity::of(&t))
             }
-            Some(t) => {
-                self.index.remove(t.ino)?;
-                Ok(Identity::default())
-            }
             None => Ok(Identity::default()),
         }
+    }
+
+    /// A folder made where a deleted one was takes its place on the platform; what was deleted
+    /// inside it stays deleted (its tombstones move into the new folder).
+    fn reclaim_folder_tombstone(&self, parent: u64, name: &str, new_ino: u64) -> Result<()> {
+        let Some(t) = self.index.tombstone_at(parent, name).filter(|t| t.is_dir()) else {
+            return Ok(());
+        };
+        for child in self.index.all().into_iter().filter(|c| c.parent == t.ino) {
+            self.index.modify(child.ino, |c| c.parent = new_ino)?;
+        }
+        self.index.remove(t.ino)?;
+        self.index.modify(new_ino, |e| e.node_id = t.node_id)?;
+        Ok(())
     }
 
     /// A new, empty file. Nothing goes up until it is closed.
@@ -132,7 +142,6 @@ impl Engine {
         let rel = self.child_rel(parent, name)?;
         std::fs::create_dir_all(self.mirror.path(&rel))
             .map_err(|e| MirrorError::io("creating", &self.mirror.path(&rel), e))?;
-        let identity = self.reclaim_tombstone(parent, name)?;
         let e = self.index.insert(NewEntry {
             parent,
             name: name.to_string(),
@@ -145,10 +154,8 @@ impl Engine {
             remote_modified: None,
             local: None,
         })?;
-        let e = match identity.node_id {
-            Some(_) => self.index.modify(e.ino, |e| identity.apply(e))?,
-            None => e,
-        };
+        self.reclaim_folder_tombstone(parent, name, e.ino)?;
+        let e = self.index.get(e.ino).unwrap_or(e);
         self.request_push(e.ino);
         Ok(e)
     }

@@ -74,6 +74,12 @@ pub struct Engine {
     pub prefetch: std::sync::atomic::AtomicBool,
     /// Inodes with a push running, and whether a follow-up is wanted.
     pushes: Mutex<HashMap<u64, bool>>,
+    /// Places (parent inode, name) whose node this mount is creating right now: their echo is
+    /// settled by the create's answer, not by the stream.
+    creating: Mutex<std::collections::HashSet<(u64, String)>>,
+    /// The last run ended cleanly: a mirror file whose size and time match the index is unchanged.
+    /// After a crash every file is re-read (a save may have reached the disk but not the index).
+    trust_file_times: bool,
     /// One request to the platform at a time per node, so an older push never lands last.
     node_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
     pub status: status::Status,
@@ -103,6 +109,8 @@ impl Engine {
         notices: NoticeSink,
     ) -> Arc<Engine> {
         let sync_on = index.meta("sync").ok().flatten().as_deref() != Some("off");
+        let trust_file_times = index.meta("clean_exit").ok().flatten().as_deref() == Some("yes");
+        let _ = index.set_meta("clean_exit", "no");
         Arc::new(Engine {
             client,
             index,
@@ -112,6 +120,8 @@ impl Engine {
             file_locks: Mutex::new(HashMap::new()),
             prefetch: std::sync::atomic::AtomicBool::new(true),
             pushes: Mutex::new(HashMap::new()),
+            trust_file_times,
+            creating: Mutex::new(std::collections::HashSet::new()),
             node_locks: Mutex::new(HashMap::new()),
             status: status::Status::default(),
             clock_offset: std::sync::atomic::AtomicI64::new(0),
@@ -148,6 +158,11 @@ impl Engine {
         Ok(())
     }
 
+    /// Marks a clean end (call after the last push): the next start may trust file times.
+    pub fn mark_clean_exit(&self) {
+        let _ = self.index.set_meta("clean_exit", "yes");
+    }
+
     pub fn account(&self) -> Option<String> {
         self.account
             .lock()
@@ -161,6 +176,17 @@ impl Engine {
 
     fn mark_synced(&self) {
         *self.last_sync.lock().unwrap_or_else(|p| p.into_inner()) = Some(chrono::Utc::now());
+    }
+
+    fn remember_sent(&self, node: u64, checksum: &str) {
+        if let Err(e) = self.index.record_sent(node, checksum) {
+            tracing::warn!(error = %e, "could not record a push in the index");
+        }
+    }
+
+    /// Whether `checksum` on `node` is this mount's own push coming back (also across a crash).
+    fn is_own_echo(&self, node: u64, checksum: &str) -> bool {
+        self.index.was_sent(node, checksum)
     }
 
     fn prefetching(&self) -> bool {

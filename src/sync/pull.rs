@@ -64,6 +64,14 @@ impl Engine {
         }
     }
 
+    /// Whether this mount is creating the node at that place right now (its echo waits).
+    fn is_creating(&self, parent: u64, name: &str) -> bool {
+        self.creating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(parent, name.to_string()))
+    }
+
     /// The inode at a relative path, following live names.
     pub fn ino_of_path(&self, rel: &str) -> Option<u64> {
         let mut ino = ROOT_INO;
@@ -90,6 +98,7 @@ impl Engine {
                     .get(e.ino)
                     .ok_or(SyncError::Conflict("entry vanished".into()))?
             }
+            None if self.is_creating(parent, &r.name) => return Ok(Applied::default()),
             None => match self.index.lookup(parent, &r.name) {
                 // A local file of the same name that the platform did not know: it is that node now.
                 Some(local) if local.node_id.is_none() && local.kind == r.kind => {
@@ -138,6 +147,22 @@ impl Engine {
     fn apply_content(&self, e: &Entry, r: &RemoteNode) -> Result<Applied> {
         let mut applied = Applied::default();
         if e.is_dir() || r.checksum.is_none() || r.checksum == e.remote {
+            return Ok(applied);
+        }
+        if r.checksum
+            .as_deref()
+            .is_some_and(|c| self.is_own_echo(r.id, c))
+        {
+            // Our own push coming back: the platform holds what we sent, which is the base now;
+            // a newer local save still differs from it and goes up.
+            self.index.modify(e.ino, |x| {
+                x.remote = r.checksum.clone();
+                x.remote_modified = r.modified_at.clone();
+                x.base = r.checksum.clone();
+            })?;
+            if e.local.is_some() && e.local != r.checksum {
+                applied.push.push(e.ino);
+            }
             return Ok(applied);
         }
         let mut e = self.index.modify(e.ino, |e| {

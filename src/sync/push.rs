@@ -204,6 +204,7 @@ impl Engine {
             return Ok(());
         }
         let optimistic = self.client.features().await?.changes;
+        self.remember_sent(node, sum);
         let base = holder.base.clone().filter(|_| optimistic);
         match self
             .client
@@ -253,6 +254,24 @@ impl Engine {
         theirs: &str,
         modified_at: &str,
     ) -> Result<()> {
+        if self.is_own_echo(node, theirs) {
+            // The platform holds an earlier push of ours (its answer was lost, e.g. in a crash):
+            // that is the base; the newer content goes on top of it.
+            self.record_pushed(node, theirs)?;
+            let kind = self
+                .index
+                .get(ino)
+                .map(|e| e.kind)
+                .unwrap_or(NodeKind::Upload);
+            self.remember_sent(node, sum);
+            let put = self
+                .client
+                .put_content(node, kind, bytes, Some(theirs))
+                .await?;
+            self.record_pushed(node, &put.checksum)?;
+            tracing::info!(path = %rel, "pushed (over an earlier push of ours)");
+            return Ok(());
+        }
         let e = self.index.modify(ino, |e| {
             e.remote = Some(theirs.to_string());
             e.remote_modified = Some(modified_at.to_string());
@@ -276,6 +295,7 @@ impl Engine {
                 self.fetch(ino).await
             }
             _ => {
+                self.remember_sent(node, sum);
                 let put = self.client.put_content(node, e.kind, bytes, None).await?;
                 self.record_pushed(node, &put.checksum)?;
                 tracing::info!(path = %rel, "changed on both sides; the local change is later and wins, the platform keeps its copy as a version");
@@ -307,6 +327,16 @@ impl Engine {
         sum: &str,
         rel: &str,
     ) -> Result<()> {
+        // The name is resolved now: a file renamed since this push read it is sent by the push
+        // its rename requested, under its new name.
+        let unchanged_place = |engine: &Self| {
+            engine.index.get(ino).is_some_and(|now| {
+                now.name == e.name && now.parent == e.parent && now.node_id.is_none()
+            })
+        };
+        if !unchanged_place(self) {
+            return Ok(());
+        }
         if e.kind == NodeKind::Site {
             if let Some(existing) = self.index.site_named(&e.name).filter(|x| x.ino != ino) {
                 // Platform decides locations: the site of that name elsewhere is this file.
@@ -320,14 +350,38 @@ impl Engine {
             }
         }
         let parent_node = self.ensure_folder(e.parent).await?;
-        match self
+        if !unchanged_place(self) {
+            return Ok(());
+        }
+        let place = (e.parent, e.name.clone());
+        self.creating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(place.clone());
+        let answer = self
             .client
             .create(e.kind, &e.name, parent_node, Some(&bytes))
-            .await
-        {
+            .await;
+        self.creating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&place);
+        match answer {
+            Ok(created) if !unchanged_place(self) => {
+                // Renamed while the request was on its way: the node stays on the platform under
+                // the old name (rename creates), hidden here; the new name goes up on its own.
+                self.hide_node_at(e, created.id, sum)?;
+                tracing::info!(path = %rel, "renamed while being created: the new name goes up separately");
+                Ok(())
+            }
             Ok(created) => {
+                self.remember_sent(created.id, sum);
                 let lock = self.file_lock(ino);
                 let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+                if !unchanged_place(self) {
+                    drop(_guard);
+                    return self.hide_node_at(e, created.id, sum);
+                }
                 self.index.modify(ino, |e| {
                     e.node_id = Some(created.id);
                     e.base = Some(sum.to_string());
@@ -388,11 +442,20 @@ impl Engine {
                 ))));
             }
             let parent = self.ensure_folder(e.parent).await?;
-            let id = match self
+            let place = (e.parent, e.name.clone());
+            self.creating
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(place.clone());
+            let answer = self
                 .client
                 .create(NodeKind::Folder, &e.name, parent, None)
-                .await
-            {
+                .await;
+            self.creating
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&place);
+            let id = match answer {
                 Ok(created) => created.id,
                 Err(RemoteError::NameTaken(_)) => {
                     let listing = self.client.nodes().await?;
@@ -407,9 +470,39 @@ impl Engine {
                 }
                 Err(err) => return Err(err.into()),
             };
-            if let Some(other) = self.index.by_node(id).filter(|x| x.ino != ino) {
-                // Known under another entry (an echo raced us): forget that one.
-                self.index.remove(other.ino)?;
+            match self.index.get(ino) {
+                // Attached meanwhile (its echo, or another push of the same folder).
+                Some(now) if !now.tombstone && now.node_id.is_some() => {
+                    return Ok(now.node_id.unwrap_or(id));
+                }
+                Some(now) if !now.tombstone && now.name == e.name && now.parent == e.parent => {}
+                Some(now) if !now.tombstone => {
+                    // Renamed while being created: the platform folder stays under the old name,
+                    // hidden here, and the new name is created in turn.
+                    self.hide_node_at(&e, id, "")?;
+                    return self.ensure_folder(ino).await;
+                }
+                _ => {
+                    self.hide_node_at(&e, id, "")?;
+                    return Err(SyncError::Refused(
+                        libc::ENOENT,
+                        "the folder was removed meanwhile".into(),
+                    ));
+                }
+            }
+            match self.index.by_node(id) {
+                // Another push of this same folder got there first.
+                Some(same) if same.ino == ino => return Ok(id),
+                // A tombstone of this very folder (deleted here, made again): this one replaces
+                // it, keeping what was deleted inside it deleted.
+                Some(t) if t.tombstone => {
+                    for child in self.index.all().into_iter().filter(|c| c.parent == t.ino) {
+                        self.index.modify(child.ino, |c| c.parent = ino)?;
+                    }
+                    self.index.remove(t.ino)?;
+                }
+                Some(_) => return Err(SyncError::Conflict(format!("{:?} is known twice", e.name))),
+                None => {}
             }
             self.index.modify(ino, |e| e.node_id = Some(id))?;
             tracing::info!(path = %self.index.path(ino).unwrap_or_default(), "created the folder on the platform");
@@ -417,20 +510,65 @@ impl Engine {
         })
     }
 
+    /// Records a platform node as a tombstone at `e`'s old place.
+    fn hide_node_at(&self, e: &Entry, node: u64, sum: &str) -> Result<()> {
+        if self.index.by_node(node).is_some() {
+            // Another local file took this node's place meanwhile (renamed over it): it holds it.
+            return Ok(());
+        }
+        if let Some(old) = self.index.tombstone_at(e.parent, &e.name) {
+            self.index.remove(old.ino)?;
+        }
+        let t = self.index.insert(crate::cache::NewEntry {
+            parent: e.parent,
+            name: e.name.clone(),
+            kind: e.kind,
+            node_id: None,
+            size: e.size,
+            mtime_ms: e.mtime_ms,
+            base: (!sum.is_empty()).then(|| sum.to_string()),
+            remote: (!sum.is_empty()).then(|| sum.to_string()),
+            remote_modified: None,
+            local: None,
+        })?;
+        self.index.modify(t.ino, |t| {
+            t.node_id = Some(node);
+            t.tombstone = true;
+        })?;
+        Ok(())
+    }
+
     /// The local file `ino` is the platform's node held by `other`: it moves to `other`'s place
     /// (backing up `other`'s copy) and takes its identity.
     pub(super) fn merge_into(&self, ino: u64, other: &Entry) -> Result<()> {
-        let from = self.index.path(ino).unwrap_or_default();
-        let to = self.index.path(other.ino).unwrap_or_default();
-        let target = self.mirror.path(&to);
-        if other.is_hydrated() && target.exists() {
-            self.back_up(&to, other, &target)?;
-        }
-        self.mirror.rename(&from, &to)?;
         let old = self
             .index
             .get(ino)
             .ok_or(SyncError::Conflict("the file is gone".into()))?;
+        let from = self.index.path(ino).unwrap_or_default();
+        let visible_place = match self.index.path(other.ino) {
+            Some(p) if !other.tombstone && !self.index.is_hidden(other.ino) => Some(p),
+            _ => None,
+        };
+        let Some(to) = visible_place else {
+            // The node's local entry is hidden (deleted here) or orphaned: this file takes its
+            // identity where it is; a later listing moves it if the platform's place differs.
+            self.index.remove(other.ino)?;
+            self.index.modify(ino, |e| {
+                e.node_id = other.node_id;
+                e.base = other.base.clone();
+                e.remote = other.remote.clone();
+                e.remote_modified = other.remote_modified.clone();
+            })?;
+            return Ok(());
+        };
+        if to != from {
+            let target = self.mirror.path(&to);
+            if other.is_hydrated() && target.exists() {
+                self.back_up(&to, other, &target)?;
+            }
+            self.mirror.rename(&from, &to)?;
+        }
         self.index.remove(other.ino)?;
         self.index.modify(ino, |e| {
             e.parent = other.parent;

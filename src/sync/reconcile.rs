@@ -81,7 +81,10 @@ impl Engine {
             match std::fs::metadata(&path) {
                 Ok(meta) => {
                     // Unchanged size and time: unchanged content (a changed time is re-hashed).
-                    if meta.len() == e.size && mtime_ms(&meta) <= e.mtime_ms.max(0) + 1 {
+                    if self.trust_file_times
+                        && meta.len() == e.size
+                        && mtime_ms(&meta) <= e.mtime_ms.max(0)
+                    {
                         continue;
                     }
                     let (sum, size) = Mirror::checksum_of(&path)?;

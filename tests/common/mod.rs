@@ -1,6 +1,6 @@
 //! Shared test fixtures: a real dev platform on loopback (in-process or as a child process) and a
 //! client for it. No mocks.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::expect_fun_call)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
