@@ -27,6 +27,27 @@ pub struct MountArgs {
     pub serve_port: Option<u16>,
 }
 
+/// Opens the index; a damaged one is set aside and rebuilt from the mirror and the platform
+/// (nothing is lost: the mirror files are adopted as local copies and compared with the platform).
+fn open_index(path: &std::path::Path) -> anyhow::Result<Index> {
+    match Index::open(path) {
+        Ok(index) => Ok(index),
+        Err(e) => {
+            let aside = path.with_extension(format!(
+                "db.damaged-{}",
+                chrono::Utc::now().format("%Y%m%d%H%M%S")
+            ));
+            tracing::warn!(error = %e, aside = %aside.display(), "the index is damaged: set aside, rebuilding it from the mirror and the platform");
+            std::fs::rename(path, &aside)
+                .with_context(|| format!("setting the damaged index {} aside", path.display()))?;
+            for suffix in ["-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            Index::open(path).with_context(|| format!("creating a new index {}", path.display()))
+        }
+    }
+}
+
 /// What the mount signs in with. Not signed in: the mount still works locally, and status says
 /// to sign in.
 fn credential(platform: &str) -> anyhow::Result<(Credential, Option<Stored>)> {
@@ -96,10 +117,7 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     );
     mirror.sweep_temps();
     let index_path = mirror.index_path();
-    let index = Arc::new(
-        Index::open(&index_path)
-            .with_context(|| format!("opening the index {}", index_path.display()))?,
-    );
+    let index = Arc::new(open_index(&index_path)?);
     let client = Arc::new(Client::new(&url, credential)?);
     let refresher = stored
         .filter(|s| s.kind == "token")

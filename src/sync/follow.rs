@@ -103,7 +103,7 @@ impl Engine {
         }
     }
 
-    fn came_online(&self) {
+    pub(super) fn came_online(&self) {
         if !self.online.swap(true, Ordering::SeqCst) {
             tracing::info!("online: the platform answers again; comparing both sides");
         }

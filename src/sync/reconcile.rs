@@ -22,6 +22,8 @@ impl Engine {
     /// The full comparison; errors when the platform can't be reached.
     pub async fn reconcile(self: &Arc<Self>) -> Result<()> {
         self.calibrate().await?;
+        // The platform answers: pushes may go from here on.
+        self.came_online();
         let engine = self.clone();
         tokio::task::spawn_blocking(move || engine.scan_local())
             .await
