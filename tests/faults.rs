@@ -244,7 +244,9 @@ async fn hostile_names_through_the_mount_get_clean_errors() {
     let p = TestPlatform::start(Mode::Full).await;
     let m = MountProcess::start(&p.url());
     // Not UTF-8: refused cleanly, nothing created anywhere.
-    let bad = m.mountpoint.join(std::ffi::OsStr::from_bytes(b"bad-\xff\xfe.txt"));
+    let bad = m
+        .mountpoint
+        .join(std::ffi::OsStr::from_bytes(b"bad-\xff\xfe.txt"));
     let err = std::fs::write(&bad, b"x").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "{err}");
     // Too long for the kernel, and the longest a name may be.
@@ -255,11 +257,21 @@ async fn hostile_names_through_the_mount_get_clean_errors() {
     // A name the platform refuses stays local.
     std::fs::write(m.path("a:b.txt"), b"colon").unwrap();
     std::fs::write(m.path("fine.txt"), b"fine").unwrap();
-    let expected = BTreeMap::from([(longest.clone(), b"long".to_vec()), ("fine.txt".to_string(), b"fine".to_vec())]);
+    let expected = BTreeMap::from([
+        (longest.clone(), b"long".to_vec()),
+        ("fine.txt".to_string(), b"fine".to_vec()),
+    ]);
     assert!(holds(&p, &expected, Duration::from_secs(8)).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!platform_files(&p.client()).await.contains_key("a:b.txt"));
-    assert_eq!(std::fs::read(m.path("a:b.txt")).unwrap(), b"colon", "kept locally");
-    assert!(m.log().contains("a:b.txt"), "the log names the refused file");
+    assert_eq!(
+        std::fs::read(m.path("a:b.txt")).unwrap(),
+        b"colon",
+        "kept locally"
+    );
+    assert!(
+        m.log().contains("a:b.txt"),
+        "the log names the refused file"
+    );
     assert!(!m.log().contains("panicked"));
 }

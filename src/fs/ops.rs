@@ -261,6 +261,20 @@ impl MountFs {
         Ok(target.into_os_string().into_encoded_bytes())
     }
 
+    /// The entry of a file the mount shows (not a folder, not deleted).
+    pub(super) fn live_file(&self, ino: u64) -> Result<Entry> {
+        let e = self
+            .engine
+            .index
+            .get(ino)
+            .filter(|e| !e.tombstone)
+            .ok_or(FsError::NotFound)?;
+        if e.is_dir() {
+            return Err(FsError::IsDir);
+        }
+        Ok(e)
+    }
+
     /// Whether opening `ino` must first wait for its content to be fetched.
     pub fn needs_fetch(&self, ino: u64) -> bool {
         !backups::is_backup_ino(ino)
@@ -281,15 +295,7 @@ impl MountFs {
                 keep_cache: true,
             });
         }
-        let e = self
-            .engine
-            .index
-            .get(ino)
-            .filter(|e| !e.tombstone)
-            .ok_or(FsError::NotFound)?;
-        if e.is_dir() {
-            return Err(FsError::IsDir);
-        }
+        let e = self.live_file(ino)?;
         let Some(local) = e.local.clone() else {
             return Err(FsError::Refused(
                 "the platform's copy could not be fetched (see the log)".into(),

@@ -185,15 +185,7 @@ impl MountFs {
     /// Opens an existing file for writing (its copy must be on disk).
     pub fn open_write(&self, ino: u64, truncate: bool) -> Result<Opened> {
         refuse_backups(ino)?;
-        let e = self
-            .engine
-            .index
-            .get(ino)
-            .filter(|e| !e.tombstone)
-            .ok_or(FsError::NotFound)?;
-        if e.is_dir() {
-            return Err(FsError::IsDir);
-        }
+        let e = self.live_file(ino)?;
         if e.local.is_none() && !truncate {
             return Err(FsError::Refused(
                 "the platform's copy could not be fetched (see the log)".into(),
@@ -322,20 +314,7 @@ impl MountFs {
         if !h.writable {
             return Ok(());
         }
-        // The last writer takes the session out of the table in the same step, so a writer
-        // opening meanwhile starts a fresh one instead of losing its own.
-        let finished = {
-            let mut sessions = self.sessions();
-            let last = sessions.get_mut(&h.ino).is_some_and(|s| {
-                s.writers = s.writers.saturating_sub(1);
-                s.writers == 0
-            });
-            if last {
-                sessions.remove(&h.ino)
-            } else {
-                None
-            }
-        };
+        let finished = self.leave_session(h.ino);
         if let Some(s) = finished {
             if s.dirty {
                 self.commit(h.ino, s.work)?;
@@ -346,6 +325,21 @@ impl MountFs {
         Ok(())
     }
 
+    /// One writer leaves the session of `ino`; the last one takes it out of the table in the same
+    /// step, so a writer opening meanwhile starts a fresh session instead of losing its own.
+    fn leave_session(&self, ino: u64) -> Option<Session> {
+        let mut sessions = self.sessions();
+        let last = sessions.get_mut(&ino).is_some_and(|s| {
+            s.writers = s.writers.saturating_sub(1);
+            s.writers == 0
+        });
+        if last {
+            sessions.remove(&ino)
+        } else {
+            None
+        }
+    }
+
     /// setattr: a size change truncates (through the session if the file is open, else as a save
     /// of its own); mode and owner are accepted and not kept; times are kept locally.
     pub fn setattr(&self, ino: u64, size: Option<u64>, mtime: Option<SystemTime>) -> Result<Attr> {
@@ -353,15 +347,7 @@ impl MountFs {
             refuse_backups(ino)?;
         }
         if let Some(size) = size {
-            let e = self
-                .engine
-                .index
-                .get(ino)
-                .filter(|e| !e.tombstone)
-                .ok_or(FsError::NotFound)?;
-            if e.is_dir() {
-                return Err(FsError::IsDir);
-            }
+            self.live_file(ino)?;
             let open = self.sessions().contains_key(&ino);
             if !open {
                 self.join_session(ino, false, false)?;
@@ -377,18 +363,7 @@ impl MountFs {
             if !open {
                 // A truncate(2) of a file nobody has open is a save of its own.
                 let saved = self.save(ino);
-                let finished = {
-                    let mut sessions = self.sessions();
-                    let last = sessions.get_mut(&ino).is_some_and(|s| {
-                        s.writers = s.writers.saturating_sub(1);
-                        s.writers == 0
-                    });
-                    if last {
-                        sessions.remove(&ino)
-                    } else {
-                        None
-                    }
-                };
+                let finished = self.leave_session(ino);
                 if let Some((path, _)) = finished.and_then(|s| s.work) {
                     let _ = std::fs::remove_file(path);
                 }

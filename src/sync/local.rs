@@ -222,29 +222,38 @@ impl Engine {
     /// Leaves a tombstone holding `e`'s platform node at `e`'s current place (rename creates: the
     /// old node stays on the platform, hidden here).
     fn leave_tombstone(&self, e: &Entry) -> Result<()> {
-        if e.node_id.is_none() {
-            return Ok(());
-        }
-        if let Some(old) = self.index.tombstone_at(e.parent, &e.name) {
-            self.index.remove(old.ino)?;
-        }
-        let node = e.node_id;
+        let Some(node) = e.node_id else { return Ok(()) };
         // The node moves from the live entry to the tombstone.
         self.index.modify(e.ino, |e| e.node_id = None)?;
+        self.insert_tombstone(e, node, e.base.clone(), e.remote.clone())
+    }
+
+    /// Records platform node `node` as deleted here, at `like`'s place (replacing an older
+    /// tombstone there).
+    pub(super) fn insert_tombstone(
+        &self,
+        like: &Entry,
+        node: u64,
+        base: Option<String>,
+        remote: Option<String>,
+    ) -> Result<()> {
+        if let Some(old) = self.index.tombstone_at(like.parent, &like.name) {
+            self.index.remove(old.ino)?;
+        }
         let t = self.index.insert(NewEntry {
-            parent: e.parent,
-            name: e.name.clone(),
-            kind: e.kind,
+            parent: like.parent,
+            name: like.name.clone(),
+            kind: like.kind,
             node_id: None,
-            size: e.size,
-            mtime_ms: e.mtime_ms,
-            base: e.base.clone(),
-            remote: e.remote.clone(),
-            remote_modified: e.remote_modified.clone(),
+            size: like.size,
+            mtime_ms: like.mtime_ms,
+            base,
+            remote,
+            remote_modified: like.remote_modified.clone(),
             local: None,
         })?;
         self.index.modify(t.ino, |t| {
-            t.node_id = node;
+            t.node_id = Some(node);
             t.tombstone = true;
         })?;
         Ok(())

@@ -516,26 +516,8 @@ impl Engine {
             // Another local file took this node's place meanwhile (renamed over it): it holds it.
             return Ok(());
         }
-        if let Some(old) = self.index.tombstone_at(e.parent, &e.name) {
-            self.index.remove(old.ino)?;
-        }
-        let t = self.index.insert(crate::cache::NewEntry {
-            parent: e.parent,
-            name: e.name.clone(),
-            kind: e.kind,
-            node_id: None,
-            size: e.size,
-            mtime_ms: e.mtime_ms,
-            base: (!sum.is_empty()).then(|| sum.to_string()),
-            remote: (!sum.is_empty()).then(|| sum.to_string()),
-            remote_modified: None,
-            local: None,
-        })?;
-        self.index.modify(t.ino, |t| {
-            t.node_id = Some(node);
-            t.tombstone = true;
-        })?;
-        Ok(())
+        let sum = (!sum.is_empty()).then(|| sum.to_string());
+        self.insert_tombstone(e, node, sum.clone(), sum)
     }
 
     /// The local file `ino` is the platform's node held by `other`: it moves to `other`'s place
