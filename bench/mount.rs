@@ -519,7 +519,7 @@ async fn main() {
                     ""
                 }
             ),
-            (_, None) => "rclone never showed it within 5 s".into(),
+            (_, None) => "no rclone figure (see the notes)".into(),
             _ => "".into(),
         };
         println!(

@@ -161,6 +161,7 @@ impl Engine {
     /// Marks a clean end (call after the last push): the next start may trust file times.
     pub fn mark_clean_exit(&self) {
         let _ = self.index.set_meta("clean_exit", "yes");
+        self.index.checkpoint();
     }
 
     pub fn account(&self) -> Option<String> {
