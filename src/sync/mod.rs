@@ -190,6 +190,14 @@ impl Engine {
         self.index.was_sent(node, checksum)
     }
 
+    /// The key under which a create is remembered before its node id is known (a crash between
+    /// the create and its answer leaves a node we made; adopting it must not look like a change
+    /// made elsewhere).
+    fn create_key(ino: u64) -> u64 {
+        // Below SQLite's largest integer, above any node id a platform hands out.
+        i64::MAX as u64 - ino
+    }
+
     fn prefetching(&self) -> bool {
         self.prefetch.load(std::sync::atomic::Ordering::Relaxed)
     }

@@ -102,6 +102,11 @@ impl Engine {
             None => match self.index.lookup(parent, &r.name) {
                 // A local file of the same name that the platform did not know: it is that node now.
                 Some(local) if local.node_id.is_none() && local.kind == r.kind => {
+                    tracing::debug!(
+                        ino = local.ino,
+                        node = r.id,
+                        "a local file is this platform node"
+                    );
                     self.index.modify(local.ino, |e| e.node_id = Some(r.id))?
                 }
                 Some(other) => {
@@ -149,10 +154,9 @@ impl Engine {
         if e.is_dir() || r.checksum.is_none() || r.checksum == e.remote {
             return Ok(applied);
         }
-        if r.checksum
-            .as_deref()
-            .is_some_and(|c| self.is_own_echo(r.id, c))
-        {
+        if r.checksum.as_deref().is_some_and(|c| {
+            self.is_own_echo(r.id, c) || self.is_own_echo(Self::create_key(e.ino), c)
+        }) {
             // Our own push coming back: the platform holds what we sent, which is the base now;
             // a newer local save still differs from it and goes up.
             self.index.modify(e.ino, |x| {
@@ -198,7 +202,13 @@ impl Engine {
                 self.index.modify(e.ino, |e| e.base = e.remote.clone())?;
             }
             Action::RemoteWins => {
-                tracing::info!(path = %self.index.path(e.ino).unwrap_or_default(), "changed on both sides; the platform's change is later and wins, the local copy is kept in sites-versions");
+                tracing::info!(
+                    path = %self.index.path(e.ino).unwrap_or_default(),
+                    remote = ?r.checksum,
+                    local = ?e.local,
+                    base = ?e.base,
+                    "changed on both sides; the platform's change is later and wins, the local copy is kept in sites-versions"
+                );
                 self.accept_remote(e.ino)?;
                 match &r.content {
                     Some(content) => self.write_content(e.ino, content, r.checksum.as_deref())?,

@@ -353,6 +353,8 @@ impl Engine {
         if !unchanged_place(self) {
             return Ok(());
         }
+        self.remember_sent(Self::create_key(ino), sum);
+        tracing::debug!(ino, %sum, "creating");
         let place = (e.parent, e.name.clone());
         self.creating
             .lock()
