@@ -69,3 +69,32 @@ impl Status {
         self.lock().values().cloned().collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_most_important_problem_comes_first_and_clears() {
+        let s = Status::default();
+        s.report(ProblemKind::Unreachable, None, "down".into());
+        s.report(ProblemKind::TooLarge, Some("big.bin"), "too large".into());
+        s.report(ProblemKind::RefusedName, Some("Bad.html"), "refused".into());
+        assert_eq!(s.top().unwrap().kind, ProblemKind::RefusedName);
+        s.report(
+            ProblemKind::OutOfSites,
+            Some("new.html"),
+            "out of sites".into(),
+        );
+        s.report(ProblemKind::PaymentRequired, None, "pay".into());
+        assert_eq!(s.top().unwrap().kind, ProblemKind::PaymentRequired);
+        s.report(ProblemKind::SignedOut, None, "sign in".into());
+        assert_eq!(s.top().unwrap().message, "sign in");
+        s.clear_kind(ProblemKind::SignedOut);
+        s.clear_kind(ProblemKind::PaymentRequired);
+        s.clear_path("new.html");
+        s.clear_path("Bad.html");
+        assert_eq!(s.top().unwrap().kind, ProblemKind::TooLarge);
+        assert_eq!(s.all().len(), 2);
+    }
+}
