@@ -170,12 +170,7 @@ impl Engine {
             return Err(refused(libc::EISDIR, "is a folder"));
         }
         let rel = self.child_rel(parent, name)?;
-        match std::fs::remove_file(self.mirror.path(&rel)) {
-            Err(err) if err.kind() != io::ErrorKind::NotFound => {
-                return Err(MirrorError::io("removing", &self.mirror.path(&rel), err).into())
-            }
-            _ => {}
-        }
+        self.remove_from_mirror(&rel, |p| std::fs::remove_file(p))?;
         self.bury(&e)?;
         self.status.clear_path(&rel);
         Ok(())
@@ -194,13 +189,23 @@ impl Engine {
             return Err(refused(libc::ENOTEMPTY, "the folder is not empty"));
         }
         let rel = self.child_rel(parent, name)?;
-        match std::fs::remove_dir(self.mirror.path(&rel)) {
-            Err(err) if err.kind() != io::ErrorKind::NotFound => {
-                return Err(MirrorError::io("removing", &self.mirror.path(&rel), err).into())
-            }
-            _ => {}
-        }
+        self.remove_from_mirror(&rel, |p| std::fs::remove_dir(p))?;
         self.bury(&e)
+    }
+
+    /// Removes a mirror file or folder; one already gone is fine.
+    fn remove_from_mirror(
+        &self,
+        rel: &str,
+        remove: impl Fn(&std::path::Path) -> io::Result<()>,
+    ) -> Result<()> {
+        let path = self.mirror.path(rel);
+        match remove(&path) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => {
+                Err(MirrorError::io("removing", &path, err).into())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A node the platform has stays known as a tombstone (so it does not come back unless the

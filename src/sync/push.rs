@@ -355,19 +355,13 @@ impl Engine {
         }
         self.remember_sent(Self::create_key(ino), sum);
         tracing::debug!(ino, %sum, "creating");
-        let place = (e.parent, e.name.clone());
-        self.creating
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(place.clone());
         let answer = self
-            .client
-            .create(e.kind, &e.name, parent_node, Some(&bytes))
+            .while_creating(
+                e,
+                self.client
+                    .create(e.kind, &e.name, parent_node, Some(&bytes)),
+            )
             .await;
-        self.creating
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&place);
         match answer {
             Ok(created) if !unchanged_place(self) => {
                 // Renamed while the request was on its way: the node stays on the platform under
@@ -444,19 +438,12 @@ impl Engine {
                 ))));
             }
             let parent = self.ensure_folder(e.parent).await?;
-            let place = (e.parent, e.name.clone());
-            self.creating
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(place.clone());
             let answer = self
-                .client
-                .create(NodeKind::Folder, &e.name, parent, None)
+                .while_creating(
+                    &e,
+                    self.client.create(NodeKind::Folder, &e.name, parent, None),
+                )
                 .await;
-            self.creating
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&place);
             let id = match answer {
                 Ok(created) => created.id,
                 Err(RemoteError::NameTaken(_)) => {
@@ -510,6 +497,26 @@ impl Engine {
             tracing::info!(path = %self.index.path(ino).unwrap_or_default(), "created the folder on the platform");
             Ok(id)
         })
+    }
+
+    /// Runs a create of the node at `e`'s place while the stream's echoes for that place wait (the
+    /// create's answer settles them).
+    async fn while_creating<T>(
+        &self,
+        e: &Entry,
+        create: impl std::future::Future<Output = T>,
+    ) -> T {
+        let place = (e.parent, e.name.clone());
+        self.creating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(place.clone());
+        let answer = create.await;
+        self.creating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&place);
+        answer
     }
 
     /// Records a platform node as a tombstone at `e`'s old place.
