@@ -32,6 +32,17 @@ pub async fn by_name(
             &format!("{name:?} is not a site name"),
         );
     }
+    // A mount knows every site, also one whose copy is not on disk yet; standalone, the mirror
+    // is walked.
+    if let SaveTo::Engine(engine) = &state.0.save_to {
+        let known = [format!("{stem}.html"), format!("{stem}.htmlclay")]
+            .iter()
+            .find_map(|n| engine.index.site_named(n))
+            .and_then(|e| engine.index.path(e.ino));
+        if let Some(rel) = known {
+            return save_to(state, &rel, &headers, body).await;
+        }
+    }
     let root = state.0.mirror.root().to_path_buf();
     let found = tokio::task::spawn_blocking(move || resolve::find_site(&root, &stem))
         .await
@@ -132,6 +143,11 @@ async fn save_to(state: ServeState, rel: &str, headers: &HeaderMap, body: Body) 
     let saved = match state.0.save_to.clone() {
         SaveTo::Engine(engine) => {
             let rel = rel.to_string();
+            // The copy being replaced must be on disk to be kept in sites-versions; when it cannot
+            // be fetched (offline), the platform still keeps it as a version.
+            if let Some(ino) = engine.ino_of_path(&rel) {
+                let _ = engine.fetch(ino).await;
+            }
             tokio::task::spawn_blocking(move || match engine.ino_of_path(&rel) {
                 Some(ino) => engine.save_bytes(ino, &bytes).map_err(|e| e.to_string()),
                 None => Err(format!("{rel} is not known to the mount")),
