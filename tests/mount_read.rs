@@ -38,6 +38,8 @@ async fn everyday_tools_see_the_account() {
     let p = TestPlatform::start(Mode::Full).await;
     let binary = seed(&p.client()).await;
     let m = MountProcess::start(&p.url());
+    // A fresh mount answers at once; the first listing arrives in the background.
+    wait_until(Duration::from_secs(5), || m.path("index.html").exists()).expect("listing");
     let root = m.mountpoint.display().to_string();
 
     let listing = sh(&format!("cd {root} && ls -R"));
@@ -255,6 +257,7 @@ async fn unmounts_cleanly_after_sigterm_and_after_kill_9() {
     let p = TestPlatform::start(Mode::Full).await;
     seed(&p.client()).await;
     let mut m = MountProcess::start(&p.url());
+    wait_until(Duration::from_secs(5), || m.path("index.html").exists()).expect("listing");
     assert!(m.stop().success());
     assert!(
         !hyperclay::fs::is_mounted(&m.mountpoint),
