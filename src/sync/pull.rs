@@ -64,6 +64,18 @@ impl Engine {
         }
     }
 
+    /// A listing or a save event naming another place for a node moves the local file only when
+    /// nothing local is in flight for it: a file with unsent changes or a running push is newer
+    /// here than what the platform said (its own rename events always move it).
+    fn may_follow_platform_place(&self, e: &Entry) -> bool {
+        let pushing = self
+            .pushes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&e.ino);
+        !pushing && (e.is_dir() || e.local == e.base) && !e.tombstone
+    }
+
     /// Whether this mount is creating the node at that place right now (its echo waits).
     fn is_creating(&self, parent: u64, name: &str) -> bool {
         self.creating
@@ -91,7 +103,7 @@ impl Engine {
         };
         let entry = match self.index.by_node(r.id) {
             Some(e) => {
-                if e.parent != parent || e.name != r.name {
+                if (e.parent != parent || e.name != r.name) && self.may_follow_platform_place(&e) {
                     self.relocate(&e, parent, &r.name)?;
                 }
                 self.index
