@@ -275,3 +275,66 @@ async fn hostile_names_through_the_mount_get_clean_errors() {
     );
     assert!(!m.log().contains("panicked"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_saves_cleanly_and_damages_nothing() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test mounts a small tmpfs for the mirror: run the tests as root (CI does)"
+    );
+    let p = TestPlatform::start(Mode::Full).await;
+    let c = p.client();
+    let mut m = MountProcess::prepare(&p.url(), &[]);
+    std::fs::create_dir_all(&m.mirror).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&m.mirror)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a tmpfs for the mirror");
+    m.spawn();
+    std::fs::write(m.path("keep.txt"), b"saved before the disk filled").unwrap();
+    let kept = BTreeMap::from([(
+        "keep.txt".to_string(),
+        b"saved before the disk filled".to_vec(),
+    )]);
+    assert!(holds(&p, &kept, Duration::from_secs(8)).await);
+
+    // More than the disk holds: the save fails with the disk's error...
+    let err = std::fs::write(m.path("big.bin"), vec![1u8; 6 << 20]).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    // ...and overwriting a saved file that way leaves its saved content whole, everywhere.
+    assert!(std::fs::write(m.path("keep.txt"), vec![2u8; 6 << 20]).is_err());
+    assert_eq!(
+        std::fs::read(m.path("keep.txt")).unwrap(),
+        b"saved before the disk filled"
+    );
+    assert_eq!(
+        std::fs::read(m.mirror.join("keep.txt")).unwrap(),
+        b"saved before the disk filled"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        holds(&p, &kept, Duration::from_secs(1)).await,
+        "nothing partial reached the platform"
+    );
+
+    // Space is back (the failed working copies are gone): saves work again.
+    let _ = std::fs::remove_file(m.path("big.bin"));
+    std::fs::write(m.path("keep.txt"), b"after space returned").unwrap();
+    let after = BTreeMap::from([("keep.txt".to_string(), b"after space returned".to_vec())]);
+    assert!(
+        holds(&p, &after, Duration::from_secs(8)).await,
+        "{}",
+        m.log()
+    );
+    assert!(c
+        .nodes()
+        .await
+        .unwrap()
+        .nodes
+        .iter()
+        .all(|n| n.name != "big.bin"));
+    m.stop();
+    let _ = std::process::Command::new("umount").arg(&m.mirror).status();
+}

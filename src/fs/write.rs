@@ -27,6 +27,8 @@ pub struct Session {
     dirty: bool,
     /// Bytes were written (or the size set) since the last save.
     written: bool,
+    /// A write failed (a full disk): the working copy is incomplete and is never saved.
+    failed: Option<i32>,
     writers: usize,
 }
 
@@ -130,6 +132,7 @@ impl MountFs {
             work: None,
             dirty: false,
             written: false,
+            failed: None,
             writers: 0,
         });
         s.writers += 1;
@@ -220,7 +223,10 @@ impl MountFs {
         let file = {
             let mut sessions = self.sessions();
             let s = sessions.get_mut(&ino).ok_or(FsError::BadHandle)?;
-            Self::ensure_work(&self.engine, ino, s, None)?;
+            if let Err(e) = Self::ensure_work(&self.engine, ino, s, None) {
+                s.failed = Some(e.errno());
+                return Err(e);
+            }
             s.dirty = true;
             s.written = true;
             s.work
@@ -228,7 +234,13 @@ impl MountFs {
                 .map(|(_, f)| f.clone())
                 .ok_or(FsError::BadHandle)?
         };
-        file.write_all_at(data, offset)?;
+        if let Err(e) = file.write_all_at(data, offset) {
+            // The working copy is now incomplete: the saved copy must stay as it was.
+            if let Some(s) = self.sessions().get_mut(&ino) {
+                s.failed = Some(e.raw_os_error().unwrap_or(libc::EIO));
+            }
+            return Err(e.into());
+        }
         Ok(data.len() as u32)
     }
 
@@ -275,6 +287,18 @@ impl MountFs {
             }
             s.dirty = false;
             s.written = false;
+            if let Some(errno) = s.failed.take() {
+                // A write failed: drop the incomplete working copy, keep the saved copy, and say so.
+                if let Some((path, _)) = s.work.take() {
+                    let _ = std::fs::remove_file(path);
+                }
+                let path = self.engine.index.path(ino).unwrap_or_default();
+                tracing::warn!(%path, errno, "a write failed (disk full?): the file keeps its last saved content");
+                return Err(FsError::Refused(
+                    "a write failed; the last saved content is kept".into(),
+                    errno,
+                ));
+            }
             s.work.take()
         };
         self.commit(ino, work)
@@ -316,7 +340,7 @@ impl MountFs {
         }
         let finished = self.leave_session(h.ino);
         if let Some(s) = finished {
-            if s.dirty {
+            if s.dirty && s.failed.is_none() {
                 self.commit(h.ino, s.work)?;
             } else if let Some((path, _)) = s.work {
                 let _ = std::fs::remove_file(path);
