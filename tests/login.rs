@@ -32,6 +32,16 @@ fn browser_script(dir: &std::path::Path, forge_state: bool) -> String {
     path.display().to_string()
 }
 
+/// `hyperclay login` with the stand-in browser that approves.
+fn login_with_browser(m: &MountProcess) -> std::process::Output {
+    let browser = browser_script(m.home.path(), false);
+    m.command()
+        .arg("login")
+        .env("BROWSER", &browser)
+        .output()
+        .unwrap()
+}
+
 fn stored_credentials() -> [(&'static str, &'static str); 1] {
     [("HYPERCLAY_API_KEY", "")]
 }
@@ -132,15 +142,7 @@ async fn an_expired_sign_in_says_to_sign_in_again_while_the_mount_works() {
             ("HYPERCLAY_REFRESH_AFTER_SECS", "999999"),
         ],
     );
-    let browser = browser_script(m.home.path(), false);
-    assert!(m
-        .command()
-        .arg("login")
-        .env("BROWSER", &browser)
-        .output()
-        .unwrap()
-        .status
-        .success());
+    assert!(login_with_browser(&m).status.success());
     tokio::time::sleep(Duration::from_millis(2500)).await;
     m.spawn();
     std::fs::write(m.path("local.txt"), b"still works").unwrap();
@@ -164,15 +166,7 @@ async fn a_day_old_token_is_refreshed_while_running() {
             ("HYPERCLAY_REFRESH_CHECK_SECS", "1"),
         ],
     );
-    let browser = browser_script(m.home.path(), false);
-    assert!(m
-        .command()
-        .arg("login")
-        .env("BROWSER", &browser)
-        .output()
-        .unwrap()
-        .status
-        .success());
+    assert!(login_with_browser(&m).status.success());
     let first: serde_json::Value =
         serde_json::from_slice(&std::fs::read(m.credentials_path()).unwrap()).unwrap();
     m.spawn();
