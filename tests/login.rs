@@ -143,7 +143,8 @@ async fn an_expired_sign_in_says_to_sign_in_again_while_the_mount_works() {
         ],
     );
     assert!(login_with_browser(&m).status.success());
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Token times are whole seconds: past 3.5 s a 2-second token is expired for sure.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     m.spawn();
     std::fs::write(m.path("local.txt"), b"still works").unwrap();
     assert_eq!(std::fs::read(m.path("local.txt")).unwrap(), b"still works");
