@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use hyperclay::platform::{self, PlatformConfig};
 use hyperclay::protocol::{checksum, Event, NodeKind};
-use hyperclay::remote::{subscribe, Client, Credential, StreamItem};
+use hyperclay::remote::{subscribe, Client, Credential, StreamItem, SILENCE_LIMIT};
 
 const KEY: &str = "hcsk_bench";
 
@@ -422,7 +422,7 @@ async fn main() {
         .find(|n| n.full_path() == site_rel.to_string_lossy())
         .unwrap()
         .id;
-    let mut events = subscribe(client.clone(), None);
+    let mut events = subscribe(client.clone(), None, SILENCE_LIMIT);
     while !matches!(events.recv().await, Some(StreamItem::Connected { .. })) {}
     let body = "<p>local save</p>\n".repeat(100 * 1024 / 18);
     let saves = if quick { 30 } else { 100 };

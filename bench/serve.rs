@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use hyperclay::platform::{self, PlatformConfig};
 use hyperclay::protocol::{checksum, Event, NodeKind};
-use hyperclay::remote::{subscribe, Client, Credential, StreamItem};
+use hyperclay::remote::{subscribe, Client, Credential, StreamItem, SILENCE_LIMIT};
 
 const KEY: &str = "hcsk_bench";
 
@@ -98,7 +98,7 @@ async fn main() {
     let ours_exact = wrk(&format!("http://127.0.0.1:{port}/apps/app.html"));
     let theirs = wrk(&format!("http://127.0.0.1:{py_port}/apps/app.html"));
 
-    let mut events = subscribe(client.clone(), None);
+    let mut events = subscribe(client.clone(), None, SILENCE_LIMIT);
     while !matches!(events.recv().await, Some(StreamItem::Connected { .. })) {}
     let http = reqwest::Client::new();
     let mut latencies = Vec::new();

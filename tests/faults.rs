@@ -27,6 +27,8 @@ enum Fault {
     Delay = 3,
     /// Every request is answered 503.
     Unavailable = 4,
+    /// Connections are accepted and requests read, but nothing is ever answered.
+    Hang = 5,
 }
 
 /// A TCP proxy on loopback whose behaviour can be switched; switching drops open connections.
@@ -35,6 +37,9 @@ struct FaultProxy {
     mode: Arc<AtomicU8>,
     connections: Arc<AtomicU64>,
     open: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    /// Connections born before this generation stay open but pass nothing more downstream (a
+    /// half-open connection: the event stream goes silent).
+    silenced: Arc<AtomicU64>,
 }
 
 impl FaultProxy {
@@ -44,13 +49,23 @@ impl FaultProxy {
         let mode = Arc::new(AtomicU8::new(Fault::Pass as u8));
         let connections = Arc::new(AtomicU64::new(0));
         let open: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
-        let (m, c, o) = (mode.clone(), connections.clone(), open.clone());
+        let silenced = Arc::new(AtomicU64::new(0));
+        let (m, c, o, q) = (
+            mode.clone(),
+            connections.clone(),
+            open.clone(),
+            silenced.clone(),
+        );
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 c.fetch_add(1, Ordering::SeqCst);
                 let mode = m.load(Ordering::SeqCst);
                 let upstream = upstream.clone();
-                let task = tokio::spawn(async move { serve(client, upstream, mode).await });
+                let quiet = Quiet {
+                    born: q.load(Ordering::SeqCst),
+                    silenced: q.clone(),
+                };
+                let task = tokio::spawn(async move { serve(client, upstream, mode, quiet).await });
                 o.lock().unwrap().push(task);
             }
         });
@@ -59,7 +74,14 @@ impl FaultProxy {
             mode,
             connections,
             open,
+            silenced,
         }
+    }
+
+    /// Every connection open now goes silent (stays open, passes nothing more back); new ones
+    /// work.
+    fn silence_open_connections(&self) {
+        self.silenced.fetch_add(1, Ordering::SeqCst);
     }
 
     fn set(&self, fault: Fault) {
@@ -70,9 +92,47 @@ impl FaultProxy {
     }
 }
 
-async fn serve(mut client: TcpStream, upstream: String, mode: u8) {
+/// Whether a connection has been silenced since it was born.
+struct Quiet {
+    born: u64,
+    silenced: Arc<AtomicU64>,
+}
+
+impl Quiet {
+    fn is_silent(&self) -> bool {
+        self.silenced.load(Ordering::SeqCst) > self.born
+    }
+}
+
+/// Copies the platform's answer back until the connection is silenced; then holds it open,
+/// passing nothing.
+async fn pump_down(
+    mut from: impl AsyncReadExt + Unpin,
+    mut to: impl AsyncWriteExt + Unpin,
+    quiet: &Quiet,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if quiet.is_silent() {
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn serve(mut client: TcpStream, upstream: String, mode: u8, quiet: Quiet) {
     match mode {
         m if m == Fault::Refuse as u8 => {}
+        m if m == Fault::Hang as u8 => {
+            let mut buf = [0u8; 4096];
+            while matches!(client.read(&mut buf).await, Ok(n) if n > 0) {}
+        }
         m if m == Fault::Unavailable as u8 => {
             let mut buf = [0u8; 4096];
             let _ = client.read(&mut buf).await;
@@ -101,7 +161,10 @@ async fn serve(mut client: TcpStream, upstream: String, mode: u8) {
                 tokio::select! { _ = up => {}, _ = down => {} }
                 return;
             }
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            let (mut cr, cw) = client.split();
+            let (sr, mut sw) = server.split();
+            let up = tokio::io::copy(&mut cr, &mut sw);
+            tokio::select! { _ = up => {}, _ = pump_down(sr, cw, &quiet) => {} }
         }
     }
 }
@@ -136,6 +199,7 @@ async fn edits_made_during_platform_faults_all_arrive_after_them() {
         Fault::Reset,
         Fault::Unavailable,
         Fault::Delay,
+        Fault::Hang,
     ] {
         let before = proxy.connections.load(Ordering::SeqCst);
         proxy.set(fault);
@@ -177,6 +241,52 @@ async fn edits_made_during_platform_faults_all_arrive_after_them() {
             .count()
             <= 4,
         "one notice per outage: {log}"
+    );
+}
+
+/// A half-open connection: the event stream stays open but delivers nothing more, no events and
+/// no pings. The mount takes it for dead after the silence limit (45 s; 3 s here) and reconnects,
+/// replaying what it missed, so a platform edit made during the silence still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_goes_silent_is_replaced_and_platform_edits_still_arrive() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let c = p.client();
+    let node = c
+        .create(NodeKind::Upload, "notes.txt", 0, Some(b"first"))
+        .await
+        .unwrap();
+    let proxy = FaultProxy::start(p.url()).await;
+    let m = MountProcess::start_with(&proxy.url, &[("HYPERCLAY_STREAM_SILENCE_SECS", "3")]);
+    let shows = |want: &'static [u8], limit: u64| {
+        wait_until(Duration::from_secs(limit), || {
+            std::fs::read(m.path("notes.txt")).is_ok_and(|b| b == want)
+        })
+        .is_some()
+    };
+    assert!(shows(b"first", 8), "{}", m.log());
+    // The stream works: an edit arrives live.
+    c.put_content(node.id, NodeKind::Upload, "second".into(), None)
+        .await
+        .unwrap();
+    assert!(shows(b"second", 5), "{}", m.log());
+    proxy.silence_open_connections();
+    c.put_content(
+        node.id,
+        NodeKind::Upload,
+        "third, during the silence".into(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(
+        shows(b"third, during the silence", 20),
+        "the edit never arrived through the silent stream\n{}",
+        m.log()
+    );
+    assert!(
+        m.log().contains("the event stream went silent"),
+        "the silence was noticed as such\n{}",
+        m.log()
     );
 }
 

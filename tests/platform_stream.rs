@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{Mode, PlatformProcess, TestPlatform};
 use hyperclay::protocol::{Event, NodeKind};
-use hyperclay::remote::{subscribe, StreamItem};
+use hyperclay::remote::{subscribe, StreamItem, SILENCE_LIMIT};
 use tokio::sync::mpsc::Receiver;
 
 async fn next(rx: &mut Receiver<StreamItem>) -> StreamItem {
@@ -38,7 +38,7 @@ async fn connected(rx: &mut Receiver<StreamItem>) -> bool {
 async fn a_thousand_changes_missed_while_disconnected_arrive_in_order_once() {
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
-    let mut rx = subscribe(c.clone(), None);
+    let mut rx = subscribe(c.clone(), None, SILENCE_LIMIT);
     assert!(!connected(&mut rx).await);
     let site = c
         .create(NodeKind::Site, "live.html", 0, Some(b"0"))
@@ -61,7 +61,7 @@ async fn a_thousand_changes_missed_while_disconnected_arrive_in_order_once() {
             .await
             .unwrap();
     }
-    let mut rx = subscribe(c.clone(), Some(1));
+    let mut rx = subscribe(c.clone(), Some(1), SILENCE_LIMIT);
     assert!(connected(&mut rx).await, "a Part 2 platform replays");
     for expected in 2..=1001u64 {
         let (seq, event) = next_event(&mut rx).await;
@@ -84,8 +84,8 @@ async fn a_thousand_changes_missed_while_disconnected_arrive_in_order_once() {
 async fn every_subscriber_gets_every_change_including_its_own() {
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
-    let mut a = subscribe(c.clone(), None);
-    let mut b = subscribe(p.client(), None);
+    let mut a = subscribe(c.clone(), None, SILENCE_LIMIT);
+    let mut b = subscribe(p.client(), None, SILENCE_LIMIT);
     connected(&mut a).await;
     connected(&mut b).await;
     let f = c.create(NodeKind::Folder, "f", 0, None).await.unwrap();
@@ -133,7 +133,7 @@ async fn every_subscriber_gets_every_change_including_its_own() {
 async fn a_plain_platform_streams_without_ids_or_replay() {
     let p = TestPlatform::start(Mode::Plain).await;
     let c = p.client();
-    let mut rx = subscribe(c.clone(), Some(5));
+    let mut rx = subscribe(c.clone(), Some(5), SILENCE_LIMIT);
     assert!(
         !connected(&mut rx).await,
         "no replay: the consumer must compare a listing"
@@ -196,7 +196,7 @@ async fn the_client_reconnects_by_itself_and_resumes_after_a_platform_restart() 
         .create(NodeKind::Site, "a.html", 0, Some(b"0"))
         .await
         .unwrap();
-    let mut rx = subscribe(c.clone(), Some(1));
+    let mut rx = subscribe(c.clone(), Some(1), SILENCE_LIMIT);
     assert!(connected(&mut rx).await);
     c.put_content(site.id, NodeKind::Site, "1".into(), None)
         .await

@@ -82,7 +82,9 @@ struct Tree {
 
 impl Tree {
     fn link(&mut self, e: &Entry) {
-        if !e.tombstone {
+        if e.tombstone {
+            self.tombs.insert((e.parent, e.name.clone()), e.ino);
+        } else {
             self.children
                 .entry(e.parent)
                 .or_default()
@@ -307,11 +309,21 @@ impl Index {
     }
 
     pub fn insert(&self, new: NewEntry) -> Result<Entry> {
+        self.insert_as(new, false)
+    }
+
+    /// Records a platform node deleted here, in one step: it never shows as a live entry, even
+    /// for a moment (it would hide a live file of the same name).
+    pub fn insert_tombstone(&self, new: NewEntry) -> Result<Entry> {
+        self.insert_as(new, true)
+    }
+
+    fn insert_as(&self, new: NewEntry, tombstone: bool) -> Result<Entry> {
         let db = self.db();
         db.execute(
-            "INSERT INTO entries(parent, name, kind, node_id, size, mtime_ms, base, remote, remote_modified, local)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![new.parent, new.name, new.kind.as_str(), new.node_id, new.size, new.mtime_ms, new.base, new.remote, new.remote_modified, new.local],
+            "INSERT INTO entries(parent, name, kind, node_id, size, mtime_ms, base, remote, remote_modified, local, tombstone)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![new.parent, new.name, new.kind.as_str(), new.node_id, new.size, new.mtime_ms, new.base, new.remote, new.remote_modified, new.local, tombstone],
         )?;
         let entry = Entry {
             ino: db.last_insert_rowid() as u64,
@@ -325,7 +337,7 @@ impl Index {
             remote: new.remote,
             remote_modified: new.remote_modified,
             local: new.local,
-            tombstone: false,
+            tombstone,
         };
         // The tree changes under the database lock, so memory and disk change in the same order.
         self.write().put(entry.clone());
@@ -334,7 +346,10 @@ impl Index {
 
     /// Writes the whole entry (matched by inode).
     pub fn update(&self, e: &Entry) -> Result<()> {
-        let db = self.db();
+        self.update_locked(&self.db(), e)
+    }
+
+    fn update_locked(&self, db: &Connection, e: &Entry) -> Result<()> {
         let changed = db.execute(
             "UPDATE entries SET parent = ?2, name = ?3, kind = ?4, node_id = ?5, size = ?6, mtime_ms = ?7,
              base = ?8, remote = ?9, remote_modified = ?10, local = ?11, tombstone = ?12 WHERE ino = ?1",
@@ -347,11 +362,13 @@ impl Index {
         Ok(())
     }
 
-    /// Changes an entry in place: `f` edits a copy, which is then written.
+    /// Changes an entry in place: `f` edits a copy, which is then written. Read and write happen
+    /// under the database lock, so two concurrent changes of one entry never lose one another.
     pub fn modify(&self, ino: u64, f: impl FnOnce(&mut Entry)) -> Result<Entry> {
+        let db = self.db();
         let mut e = self.get(ino).ok_or(IndexError::Missing(ino))?;
         f(&mut e);
-        self.update(&e)?;
+        self.update_locked(&db, &e)?;
         Ok(e)
     }
 
@@ -506,5 +523,28 @@ mod tests {
         assert!(index.lookup(ROOT_INO, "a.html").is_none());
         assert!(index.children(ROOT_INO).is_empty());
         assert!(index.by_node(1).unwrap().tombstone);
+        assert_eq!(
+            index.tombstone_at(ROOT_INO, "a.html").map(|t| t.ino),
+            Some(e.ino),
+            "found by place, so a new file there takes its node back"
+        );
+    }
+
+    #[test]
+    fn a_tombstone_never_hides_a_live_file_of_the_same_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("i.db")).unwrap();
+        let live = index
+            .insert(new(ROOT_INO, "c.html", NodeKind::Site, None))
+            .unwrap();
+        let t = index
+            .insert_tombstone(new(ROOT_INO, "c.html", NodeKind::Site, Some(7)))
+            .unwrap();
+        assert_eq!(index.lookup(ROOT_INO, "c.html").unwrap().ino, live.ino);
+        assert_eq!(index.tombstone_at(ROOT_INO, "c.html").unwrap().ino, t.ino);
+        drop(index);
+        let index = Index::open(&dir.path().join("i.db")).unwrap();
+        assert_eq!(index.lookup(ROOT_INO, "c.html").unwrap().ino, live.ino);
+        assert!(index.by_node(7).unwrap().tombstone);
     }
 }

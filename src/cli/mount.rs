@@ -130,6 +130,22 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
             .prefetch
             .store(false, std::sync::atomic::Ordering::Relaxed);
     }
+    // What changed in the mirror while no mount ran is settled before the mount serves anyone.
+    let scanning = engine.clone();
+    match tokio::task::spawn_blocking(move || scanning.scan_local()).await? {
+        Ok(()) => {}
+        // Nothing is lost by going on: the files stay in the mirror, and the next start looks again.
+        Err(e) => tracing::warn!(error = %e, "could not compare the mirror with the index"),
+    }
+    // HYPERCLAY_STREAM_SILENCE_SECS: how long a silent event stream is trusted (tests shorten it).
+    engine.stream_silence_secs.store(
+        seconds_from_env(
+            "HYPERCLAY_STREAM_SILENCE_SECS",
+            hyperclay::remote::SILENCE_LIMIT.as_secs(),
+        )
+        .as_secs(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let mount_fs = Arc::new(MountFs::new(engine.clone()));
     let mounted = fs::mount(
         mount_fs.clone(),

@@ -14,6 +14,12 @@ use serde::Serialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::error::RemoteError;
+
+/// How long a request may take before the platform counts as unreachable.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Content transfers get longer, as if over a 400 kbit/s line: a whole 20 MB file then has
+/// about 7 minutes more.
+const SLOWEST_LINE_BYTES_PER_SEC: u64 = 50_000;
 use crate::protocol::{
     self, decode_content, encode_content, names, ChangesResponse, ContentResponse,
     CreateNodeRequest, CreateNodeResponse, CreatedNode, DeleteResponse, ErrorBody, MoveRequest,
@@ -122,7 +128,22 @@ impl Client {
         format!("{}/_/sync/{}", self.url, path)
     }
 
+    /// A request that must finish within `REQUEST_TIMEOUT`: a platform that accepts and then
+    /// never answers (a hung server, a half-open connection) counts as unreachable instead of
+    /// stalling a push forever.
     pub(super) fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.request_untimed(method, path).timeout(REQUEST_TIMEOUT)
+    }
+
+    /// A request carrying or fetching up to `bytes`: the time limit grows with the size, so a
+    /// 20 MB upload on a slow line is not cut.
+    fn transfer(&self, method: Method, path: &str, bytes: u64) -> RequestBuilder {
+        self.request_untimed(method, path)
+            .timeout(REQUEST_TIMEOUT + Duration::from_secs(bytes / SLOWEST_LINE_BYTES_PER_SEC))
+    }
+
+    /// A request without a time limit (the event stream, which has its own silence limit).
+    pub(super) fn request_untimed(&self, method: Method, path: &str) -> RequestBuilder {
         let builder = self.http.request(method, self.endpoint(path));
         match self.credential() {
             Credential::ApiKey(key) => builder.header("X-API-Key", key),
@@ -157,7 +178,19 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T> {
-        self.json(self.request(method, path).json(body)).await
+        self.call_sized(method, path, body, 0).await
+    }
+
+    /// `call` for a body carrying `bytes` of content (its time limit grows with it).
+    async fn call_sized<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+        bytes: u64,
+    ) -> Result<T> {
+        self.json(self.transfer(method, path, bytes).json(body))
+            .await
     }
 
     /// `GET status`; also learns the platform's features.
@@ -205,7 +238,10 @@ impl Client {
             content: content.map(|c| encode_content(kind, c)),
             modified_at: None,
         };
-        let created: CreateNodeResponse = self.call(Method::POST, "nodes", &request).await?;
+        let size = content.map_or(0, |c| c.len() as u64);
+        let created: CreateNodeResponse = self
+            .call_sized(Method::POST, "nodes", &request, size)
+            .await?;
         Ok(created.node)
     }
 
@@ -225,12 +261,21 @@ impl Client {
     ) -> Result<ContentMeta> {
         if self.features().await?.raw {
             let response = self
-                .send(self.request(Method::GET, &format!("nodes/{id}/content?raw=1")))
+                .send(self.transfer(
+                    Method::GET,
+                    &format!("nodes/{id}/content?raw=1"),
+                    protocol::MAX_CONTENT_BYTES,
+                ))
                 .await?;
             let meta = raw_meta(response.headers())?;
             let mut body = response.bytes_stream();
             let mut written = 0u64;
-            while let Some(chunk) = body.next().await {
+            loop {
+                // A body that stops flowing is a dead connection, long before the whole limit.
+                let next = tokio::time::timeout(REQUEST_TIMEOUT, body.next())
+                    .await
+                    .map_err(|_| RemoteError::Unreachable("the download stalled".into()))?;
+                let Some(chunk) = next else { break };
                 let chunk = chunk?;
                 written += chunk.len() as u64;
                 out.write_all(&chunk)
@@ -246,7 +291,11 @@ impl Client {
             });
         }
         let answer: ContentResponse = self
-            .json(self.request(Method::GET, &format!("nodes/{id}/content")))
+            .json(self.transfer(
+                Method::GET,
+                &format!("nodes/{id}/content"),
+                protocol::MAX_CONTENT_BYTES,
+            ))
             .await?;
         let bytes = decode_content(answer.node_type, &answer.content)
             .map_err(|e| RemoteError::Protocol(format!("content is not base64: {e}")))?;
@@ -278,7 +327,11 @@ impl Client {
         }
         if self.features().await?.raw {
             let mut request = self
-                .request(Method::PUT, &format!("nodes/{id}/content?raw=1"))
+                .transfer(
+                    Method::PUT,
+                    &format!("nodes/{id}/content?raw=1"),
+                    content.len() as u64,
+                )
                 .header("Content-Type", "application/octet-stream")
                 .body(content);
             if let Some(base) = base {
@@ -291,8 +344,13 @@ impl Client {
             modified_at: None,
             base_checksum: base.map(str::to_string),
         };
-        self.call(Method::PUT, &format!("nodes/{id}/content"), &request)
-            .await
+        self.call_sized(
+            Method::PUT,
+            &format!("nodes/{id}/content"),
+            &request,
+            content.len() as u64,
+        )
+        .await
     }
 
     /// `PATCH nodes/:id/rename`. The new name is checked first.

@@ -9,4 +9,4 @@ mod stream;
 
 pub use client::{Client, ContentMeta, Credential, Features};
 pub use error::RemoteError;
-pub use stream::{subscribe, StreamItem};
+pub use stream::{subscribe, StreamItem, SILENCE_LIMIT};

@@ -26,19 +26,26 @@ pub enum StreamItem {
     Disconnected { error: RemoteError },
 }
 
-/// A Part 2 platform pings every 15 s: silence this long means the connection is dead.
-const SILENCE_LIMIT: Duration = Duration::from_secs(45);
+/// A Part 2 platform pings every 15 s: silence this long means the connection is dead (a
+/// half-open connection, a NAT that forgot it), and the stream reconnects, replaying from its
+/// last id.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(45);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Starts following the platform's event stream from `last_id`. Stops when the receiver is dropped.
-pub fn subscribe(client: Arc<Client>, last_id: Option<u64>) -> mpsc::Receiver<StreamItem> {
+/// Starts following the platform's event stream from `last_id`; a Part 2 stream silent for
+/// `silence_limit` is taken for dead. Stops when the receiver is dropped.
+pub fn subscribe(
+    client: Arc<Client>,
+    last_id: Option<u64>,
+    silence_limit: Duration,
+) -> mpsc::Receiver<StreamItem> {
     let (tx, rx) = mpsc::channel(1024);
     tokio::spawn(async move {
         let mut last_id = last_id;
         let mut backoff = Duration::from_millis(250);
         loop {
             let error = tokio::select! {
-                e = follow(&client, &mut last_id, &tx, &mut backoff) => e,
+                e = follow(&client, &mut last_id, &tx, &mut backoff, silence_limit) => e,
                 _ = tx.closed() => return,
             };
             if tx.send(StreamItem::Disconnected { error }).await.is_err() {
@@ -60,13 +67,14 @@ async fn follow(
     last_id: &mut Option<u64>,
     tx: &mpsc::Sender<StreamItem>,
     backoff: &mut Duration,
+    silence_limit: Duration,
 ) -> RemoteError {
     let features = match client.features().await {
         Ok(f) => f,
         Err(e) => return e,
     };
     let mut request = client
-        .request(Method::GET, "stream")
+        .request_untimed(Method::GET, "stream")
         .header("Accept", "text/event-stream");
     let resuming = features.changes && last_id.is_some();
     if let (true, Some(id)) = (resuming, *last_id) {
@@ -88,7 +96,7 @@ async fn follow(
     let mut parser = SseParser::default();
     loop {
         let next = match features.changes {
-            true => match tokio::time::timeout(SILENCE_LIMIT, body.next()).await {
+            true => match tokio::time::timeout(silence_limit, body.next()).await {
                 Ok(n) => n,
                 Err(_) => return RemoteError::Unreachable("the event stream went silent".into()),
             },

@@ -205,7 +205,11 @@ async fn stay_online(
         Ok(true) => engine.index.cursor(),
         _ => None,
     };
-    let mut stream = subscribe(engine.client.clone(), replay_id);
+    let mut stream = subscribe(
+        engine.client.clone(),
+        replay_id,
+        engine.stream_silence_limit(),
+    );
     let mut stream_up = false;
     let mut first_connect = true;
     let mut poll = tokio::time::interval(POLL_INTERVAL);

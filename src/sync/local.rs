@@ -245,21 +245,17 @@ impl Engine {
         if let Some(old) = self.index.tombstone_at(like.parent, &like.name) {
             self.index.remove(old.ino)?;
         }
-        let t = self.index.insert(NewEntry {
+        self.index.insert_tombstone(NewEntry {
             parent: like.parent,
             name: like.name.clone(),
             kind: like.kind,
-            node_id: None,
+            node_id: Some(node),
             size: like.size,
             mtime_ms: like.mtime_ms,
             base,
             remote,
             remote_modified: like.remote_modified.clone(),
             local: None,
-        })?;
-        self.index.modify(t.ino, |t| {
-            t.node_id = Some(node);
-            t.tombstone = true;
         })?;
         Ok(())
     }
@@ -273,18 +269,57 @@ impl Engine {
         new_name: &str,
         no_replace: bool,
     ) -> Result<()> {
-        let source = self
-            .index
-            .lookup(parent, name)
-            .ok_or_else(|| refused(libc::ENOENT, "no such file"))?;
         self.live_dir(new_parent)?;
         if parent == new_parent && name == new_name {
-            return Ok(());
+            return self
+                .index
+                .lookup(parent, name)
+                .map(|_| ())
+                .ok_or_else(|| refused(libc::ENOENT, "no such file"));
         }
+        // Source and target are locked while they change places, so that a save, a fetch or a
+        // create's answer never lands on a name the file has just left.
+        let moved = loop {
+            let source = self
+                .index
+                .lookup(parent, name)
+                .ok_or_else(|| refused(libc::ENOENT, "no such file"))?;
+            let target = self.index.lookup(new_parent, new_name);
+            let inos: Vec<u64> = std::iter::once(source.ino)
+                .chain(target.as_ref().map(|t| t.ino))
+                .collect();
+            let done = self.with_files_locked(&inos, || {
+                // Looked up again under the locks: what the rename moves is what is there now.
+                let source_now = self.index.lookup(parent, name)?;
+                let target_now = self.index.lookup(new_parent, new_name);
+                if source_now.ino != source.ino
+                    || target_now.as_ref().map(|t| t.ino) != target.as_ref().map(|t| t.ino)
+                {
+                    return None; // Changed while we waited for the locks: look again.
+                }
+                Some(self.rename_locked(source_now, target_now, new_parent, new_name, no_replace))
+            });
+            if let Some(result) = done {
+                break result?;
+            }
+        };
+        self.push_subtree(moved);
+        Ok(())
+    }
+
+    /// Rename with both places locked; returns the moved inode.
+    fn rename_locked(
+        &self,
+        source: Entry,
+        target: Option<Entry>,
+        new_parent: u64,
+        new_name: &str,
+        no_replace: bool,
+    ) -> Result<u64> {
+        let (parent, name) = (source.parent, source.name.as_str());
         if source.is_dir() && (new_parent == source.ino || self.is_inside(new_parent, source.ino)) {
             return Err(refused(libc::EINVAL, "a folder cannot move into itself"));
         }
-        let target = self.index.lookup(new_parent, new_name);
         if let Some(t) = &target {
             if no_replace {
                 return Err(refused(libc::EEXIST, "exists"));
@@ -342,9 +377,8 @@ impl Engine {
         if moved.is_dir() {
             self.renew_subtree(moved.ino)?;
         }
-        tracing::debug!(%from, %to, "renamed locally");
-        self.push_subtree(moved.ino);
-        Ok(())
+        tracing::debug!(%from, %to, ino = moved.ino, node = ?moved.node_id, "renamed locally");
+        Ok(moved.ino)
     }
 
     /// Whether `ino` lies inside folder `dir`.

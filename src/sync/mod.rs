@@ -72,6 +72,9 @@ pub struct Engine {
     file_locks: Mutex<HashMap<u64, Arc<Mutex<()>>>>,
     /// Fetch platform content ahead of reads (off only as a debugging aid: HYPERCLAY_PREFETCH=0).
     pub prefetch: std::sync::atomic::AtomicBool,
+    /// Seconds of event-stream silence taken for a dead connection (45; tests shorten it with
+    /// HYPERCLAY_STREAM_SILENCE_SECS).
+    pub stream_silence_secs: std::sync::atomic::AtomicU64,
     /// Inodes with a push running, and whether a follow-up is wanted.
     pushes: Mutex<HashMap<u64, bool>>,
     /// Places (parent inode, name) whose node this mount is creating right now: their echo is
@@ -119,6 +122,9 @@ impl Engine {
             fetches: moka::future::Cache::builder().max_capacity(100_000).build(),
             file_locks: Mutex::new(HashMap::new()),
             prefetch: std::sync::atomic::AtomicBool::new(true),
+            stream_silence_secs: std::sync::atomic::AtomicU64::new(
+                crate::remote::SILENCE_LIMIT.as_secs(),
+            ),
             pushes: Mutex::new(HashMap::new()),
             trust_file_times,
             creating: Mutex::new(std::collections::HashSet::new()),
@@ -198,6 +204,14 @@ impl Engine {
         i64::MAX as u64 - ino
     }
 
+    fn stream_silence_limit(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.stream_silence_secs
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .max(1),
+        )
+    }
+
     fn prefetching(&self) -> bool {
         self.prefetch.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -206,9 +220,24 @@ impl Engine {
         (self.notices)(notice);
     }
 
-    /// The lock that serializes writes to one inode's mirror file.
+    /// The lock that serializes changes to one inode's mirror file and place: saves, fetched
+    /// copies, renames (local or the platform's) and a create attaching its node.
     fn file_lock(&self, ino: u64) -> Arc<Mutex<()>> {
         let mut locks = self.file_locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(ino).or_default().clone()
+    }
+
+    /// Runs `f` holding the file locks of `inos`, taken in inode order so that two callers
+    /// locking overlapping sets never deadlock.
+    fn with_files_locked<T>(&self, inos: &[u64], f: impl FnOnce() -> T) -> T {
+        let mut inos = inos.to_vec();
+        inos.sort_unstable();
+        inos.dedup();
+        let locks: Vec<_> = inos.iter().map(|&ino| self.file_lock(ino)).collect();
+        let _guards: Vec<_> = locks
+            .iter()
+            .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()))
+            .collect();
+        f()
     }
 }

@@ -114,12 +114,29 @@ impl Engine {
             None => match self.index.lookup(parent, &r.name) {
                 // A local file of the same name that the platform did not know: it is that node now.
                 Some(local) if local.node_id.is_none() && local.kind == r.kind => {
+                    let attached =
+                        self.with_files_locked(&[local.ino], || match self.index.get(local.ino) {
+                            Some(now)
+                                if now.node_id.is_none()
+                                    && now.parent == parent
+                                    && now.name == r.name =>
+                            {
+                                self.index
+                                    .modify(local.ino, |e| e.node_id = Some(r.id))
+                                    .map(Some)
+                            }
+                            _ => Ok(None),
+                        })?;
+                    let Some(attached) = attached else {
+                        // Renamed meanwhile: the rename's own push places it.
+                        return Ok(Applied::default());
+                    };
                     tracing::debug!(
                         ino = local.ino,
                         node = r.id,
                         "a local file is this platform node"
                     );
-                    self.index.modify(local.ino, |e| e.node_id = Some(r.id))?
+                    attached
                 }
                 Some(other) => {
                     tracing::warn!(path = %self.index.path(other.ino).unwrap_or_default(), "a platform node and a local one share a name; keeping the local one");
@@ -171,24 +188,32 @@ impl Engine {
         }) {
             // Our own push coming back: the platform holds what we sent, which is the base now;
             // a newer local save still differs from it and goes up.
-            self.index.modify(e.ino, |x| {
-                x.remote = r.checksum.clone();
-                x.remote_modified = r.modified_at.clone();
-                x.base = r.checksum.clone();
-            })?;
+            if self
+                .modify_holder(e.ino, r.id, |x| {
+                    x.remote = r.checksum.clone();
+                    x.remote_modified = r.modified_at.clone();
+                    x.base = r.checksum.clone();
+                })?
+                .is_none()
+            {
+                return Ok(applied);
+            }
             if e.local.is_some() && e.local != r.checksum {
                 applied.push.push(e.ino);
             }
             return Ok(applied);
         }
-        let mut e = self.index.modify(e.ino, |e| {
+        let Some(mut e) = self.modify_holder(e.ino, r.id, |e| {
             e.remote = r.checksum.clone();
             e.remote_modified = r.modified_at.clone();
             if e.local.is_none() {
                 e.size = r.size.unwrap_or(e.size);
                 e.mtime_ms = time_ms(r.modified_at.as_deref());
             }
-        })?;
+        })?
+        else {
+            return Ok(applied);
+        };
         if e.tombstone {
             // Deleted locally, changed on the platform since: it comes back.
             e = self.index.modify(e.ino, |e| {
@@ -235,12 +260,60 @@ impl Engine {
         Ok(applied)
     }
 
-    /// A platform rename or move: the local file follows.
+    /// Changes the entry `ino` only while it still holds platform node `node`, checked under its
+    /// file lock: a local rename may have just given the node to a tombstone and the entry
+    /// another node. None: it no longer holds it (the node's holder is settled by later events).
+    fn modify_holder(
+        &self,
+        ino: u64,
+        node: u64,
+        f: impl FnOnce(&mut Entry),
+    ) -> Result<Option<Entry>> {
+        self.with_files_locked(&[ino], || match self.index.get(ino) {
+            Some(now) if now.node_id == Some(node) => Ok(Some(self.index.modify(ino, f)?)),
+            _ => Ok(None),
+        })
+    }
+
+    /// A platform rename or move: the local file follows, unless it changed (a local rename or
+    /// save) since the caller decided; then the next listing decides again.
     fn relocate(&self, e: &Entry, new_parent: u64, new_name: &str) -> Result<()> {
-        if let Some(occupant) = self.index.lookup(new_parent, new_name) {
-            if occupant.ino != e.ino {
-                self.evict(&occupant)?;
+        let occupant = self
+            .index
+            .lookup(new_parent, new_name)
+            .filter(|o| o.ino != e.ino);
+        let inos: Vec<u64> = std::iter::once(e.ino)
+            .chain(occupant.as_ref().map(|o| o.ino))
+            .collect();
+        self.with_files_locked(&inos, || {
+            let unchanged = self.index.get(e.ino).is_some_and(|now| {
+                now.node_id == e.node_id
+                    && now.parent == e.parent
+                    && now.name == e.name
+                    && now.local == e.local
+            });
+            let occupant_now = self
+                .index
+                .lookup(new_parent, new_name)
+                .filter(|o| o.ino != e.ino);
+            if !unchanged
+                || occupant_now.as_ref().map(|o| o.ino) != occupant.as_ref().map(|o| o.ino)
+            {
+                return Ok(());
             }
+            self.relocate_locked(e, occupant_now, new_parent, new_name)
+        })
+    }
+
+    fn relocate_locked(
+        &self,
+        e: &Entry,
+        occupant: Option<Entry>,
+        new_parent: u64,
+        new_name: &str,
+    ) -> Result<()> {
+        if let Some(occupant) = occupant {
+            self.evict(&occupant)?;
         }
         let from = self.index.path(e.ino).unwrap_or_default();
         let to = match self.index.path(new_parent) {

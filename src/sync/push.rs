@@ -18,6 +18,13 @@ use crate::cache::{is_local_only, Entry, ROOT_INO};
 use crate::protocol::{checksum, names, NodeKind, MAX_CONTENT_BYTES, MAX_FOLDER_DEPTH};
 use crate::remote::RemoteError;
 
+/// What one push sends, read in one piece.
+struct Snapshot {
+    e: Entry,
+    rel: String,
+    bytes: Bytes,
+}
+
 /// How long a brand-new file waits before it is created on the platform.
 pub const SETTLE: Duration = Duration::from_millis(200);
 const RETRY_DELAYS: [u64; 5] = [1, 2, 3, 4, 5];
@@ -155,27 +162,15 @@ impl Engine {
             }
             return Ok(());
         }
-        if e.local.is_none() || (e.node_id.is_some() && e.local == e.base) {
-            return Ok(());
-        }
-        names::check(e.kind, &e.name).map_err(|err| {
-            SyncError::Remote(RemoteError::InvalidName(format!(
-                "{:?}: {}",
-                e.name, err.rule
-            )))
-        })?;
-        let target = self.mirror.path(&rel);
-        let meta = tokio::fs::metadata(&target)
+        let engine = self.clone();
+        let snapshot = tokio::task::spawn_blocking(move || engine.snapshot(ino))
             .await
-            .map_err(|err| crate::cache::MirrorError::io("reading", &target, err))?;
-        if meta.len() > MAX_CONTENT_BYTES {
-            return Err(SyncError::Remote(RemoteError::TooLarge));
-        }
-        let bytes = Bytes::from(
-            tokio::fs::read(&target)
-                .await
-                .map_err(|err| crate::cache::MirrorError::io("reading", &target, err))?,
-        );
+            .map_err(|err| SyncError::Conflict(err.to_string()))??;
+        let Some(Snapshot { e, rel, bytes }) = snapshot else {
+            tracing::debug!(ino, "nothing to push");
+            return Ok(());
+        };
+        tracing::debug!(ino, node = ?e.node_id, %rel, sum = %checksum(&bytes), base = ?e.base, "pushing");
         let sum = checksum(&bytes);
         match e.node_id {
             Some(node) => self.put(ino, node, bytes, &sum, &rel).await?,
@@ -183,6 +178,40 @@ impl Engine {
         }
         self.status.clear_path(&rel);
         Ok(())
+    }
+
+    /// What a push sends: the entry, its path and its bytes, read together under the file lock
+    /// (a rename or a save in between would pair one name's node with another's bytes). None:
+    /// nothing to send.
+    fn snapshot(&self, ino: u64) -> Result<Option<Snapshot>> {
+        self.with_files_locked(&[ino], || {
+            let Some(e) = self.index.get(ino) else {
+                return Ok(None);
+            };
+            let rel = self.index.path(ino).unwrap_or_default();
+            if e.tombstone
+                || e.is_dir()
+                || self.index.is_hidden(ino)
+                || is_local_only(&rel)
+                || e.local.is_none()
+                || (e.node_id.is_some() && e.local == e.base)
+            {
+                return Ok(None);
+            }
+            names::check(e.kind, &e.name).map_err(|err| {
+                SyncError::Remote(RemoteError::InvalidName(format!(
+                    "{:?}: {}",
+                    e.name, err.rule
+                )))
+            })?;
+            let target = self.mirror.path(&rel);
+            let io = |err| crate::cache::MirrorError::io("reading", &target, err);
+            if std::fs::metadata(&target).map_err(io)?.len() > MAX_CONTENT_BYTES {
+                return Err(SyncError::Remote(RemoteError::TooLarge));
+            }
+            let bytes = Bytes::from(std::fs::read(&target).map_err(io)?);
+            Ok(Some(Snapshot { e, rel, bytes }))
+        })
     }
 
     /// `PUT content` to a known node, optimistic where the platform offers it.
@@ -200,7 +229,14 @@ impl Engine {
         let Some(holder) = self.index.by_node(node).or_else(|| self.index.get(ino)) else {
             return Ok(());
         };
+        if holder.ino != ino && !holder.tombstone {
+            // Another file took this node over since these bytes were read (renamed over this
+            // one): its own push carries the node's newer content; these bytes would undo it.
+            tracing::debug!(ino, node, holder = holder.ino, "superseded push skipped");
+            return Ok(());
+        }
         if holder.base.as_deref() == Some(sum) && holder.remote.as_deref() == Some(sum) {
+            tracing::debug!(ino, node, "the platform holds it already");
             return Ok(());
         }
         let optimistic = self.client.features().await?.changes;
@@ -306,14 +342,31 @@ impl Engine {
 
     /// The platform holds `sum` for `node` because we sent it: that is the new base of whichever
     /// entry holds the node now (a rename may have moved it).
-    fn record_pushed(&self, node: u64, sum: &str) -> Result<()> {
-        if let Some(holder) = self.index.by_node(node) {
-            let lock = self.file_lock(holder.ino);
-            let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-            self.index.modify(holder.ino, |e| {
-                e.base = Some(sum.to_string());
-                e.remote = Some(sum.to_string());
-            })?;
+    fn record_pushed(self: &Arc<Self>, node: u64, sum: &str) -> Result<()> {
+        let now = loop {
+            let Some(holder) = self.index.by_node(node) else {
+                return Ok(());
+            };
+            // Checked again under the lock: a rename meanwhile may have given the entry another
+            // node (and this one to a tombstone).
+            let done =
+                self.with_files_locked(&[holder.ino], || match self.index.get(holder.ino) {
+                    Some(e) if e.node_id == Some(node) => self
+                        .index
+                        .modify(holder.ino, |e| {
+                            e.base = Some(sum.to_string());
+                            e.remote = Some(sum.to_string());
+                        })
+                        .map(Some),
+                    _ => Ok(None),
+                })?;
+            if let Some(now) = done {
+                break now;
+            }
+        };
+        if !now.tombstone && now.local.is_some() && now.local != now.base {
+            // The holder's own content differs from what just went up: it goes up next.
+            self.request_push(now.ino);
         }
         Ok(())
     }
@@ -343,7 +396,9 @@ impl Engine {
                 let Some(node) = existing.node_id else {
                     return Ok(());
                 };
-                self.merge_into(ino, &existing)?;
+                if !self.merge_into(e, &existing)? {
+                    return Ok(());
+                }
                 let rel = self.index.path(ino).unwrap_or_default();
                 tracing::info!(path = %rel, "this site already exists on the platform: writing to it, the local file moved to its place");
                 return self.put(ino, node, bytes, sum, &rel).await;
@@ -397,10 +452,20 @@ impl Engine {
                 let Some(found) = found else {
                     return Err(RemoteError::NameTaken(e.name.clone()).into());
                 };
-                if let Some(other) = self.index.by_node(found.id).filter(|x| x.ino != ino) {
-                    self.merge_into(ino, &other)?;
-                } else {
-                    self.index.modify(ino, |x| x.node_id = Some(found.id))?;
+                // Attached under the file lock, and only if the file is still where the create
+                // was meant for: renamed meanwhile, its rename's own push places it.
+                let attached = match self.index.by_node(found.id).filter(|x| x.ino != ino) {
+                    Some(other) => self.merge_into(e, &other)?,
+                    None => self.with_files_locked(&[ino], || -> Result<bool> {
+                        if !unchanged_place(self) {
+                            return Ok(false);
+                        }
+                        self.index.modify(ino, |x| x.node_id = Some(found.id))?;
+                        Ok(true)
+                    })?,
+                };
+                if !attached {
+                    return Ok(());
                 }
                 let rel = self.index.path(ino).unwrap_or_default();
                 self.put(ino, found.id, bytes, sum, &rel).await
@@ -529,9 +594,28 @@ impl Engine {
         self.insert_tombstone(e, node, sum.clone(), sum)
     }
 
-    /// The local file `ino` is the platform's node held by `other`: it moves to `other`'s place
-    /// (backing up `other`'s copy) and takes its identity.
-    pub(super) fn merge_into(&self, ino: u64, other: &Entry) -> Result<()> {
+    /// The local file `e` (not yet on the platform) is the platform's node held by `other`: it
+    /// moves to `other`'s place (backing up `other`'s copy) and takes its identity. Returns false,
+    /// changing nothing, when either changed since the caller looked (a rename meanwhile: the
+    /// push that rename requested decides again).
+    pub(super) fn merge_into(&self, e: &Entry, other: &Entry) -> Result<bool> {
+        self.with_files_locked(&[e.ino, other.ino], || {
+            let same_place = |a: &Entry, b: &Entry| a.parent == b.parent && a.name == b.name;
+            let unchanged =
+                self.index.get(e.ino).is_some_and(|now| {
+                    now.node_id.is_none() && same_place(&now, e) && !now.tombstone
+                }) && self
+                    .index
+                    .get(other.ino)
+                    .is_some_and(|now| now.node_id == other.node_id && same_place(&now, other));
+            if !unchanged {
+                return Ok(false);
+            }
+            self.merge_locked(e.ino, other).map(|()| true)
+        })
+    }
+
+    fn merge_locked(&self, ino: u64, other: &Entry) -> Result<()> {
         let old = self
             .index
             .get(ino)

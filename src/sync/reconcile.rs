@@ -1,8 +1,8 @@
-//! Reconciliation: the full comparison of both sides, at start, on reconnect and when sync is
-//! turned back on. The local side first: the mirror is compared with the index (files edited,
-//! added or deleted while no mount ran, or the index lost its last update in a crash), then the
-//! platform side (changes since the cursor, or the listing), then everything still different from
-//! its base goes up. Nothing is deleted on either side.
+//! Reconciliation: the full comparison of both sides. The local side once, before the mount
+//! opens: the mirror is compared with the index (files edited, added or deleted while no mount
+//! ran, or the index lost its last update in a crash). The platform side at start, on reconnect
+//! and when sync is turned back on (changes since the cursor, or the listing); then everything
+//! still different from its base goes up. Nothing is deleted on either side.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -19,15 +19,12 @@ fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
 }
 
 impl Engine {
-    /// The full comparison; errors when the platform can't be reached.
+    /// The platform side of the full comparison (the local side, `scan_local`, ran once before
+    /// the mount opened); errors when the platform can't be reached.
     pub async fn reconcile(self: &Arc<Self>) -> Result<()> {
         self.calibrate().await?;
         // The platform answers: pushes may go from here on.
         self.came_online();
-        let engine = self.clone();
-        tokio::task::spawn_blocking(move || engine.scan_local())
-            .await
-            .map_err(|e| SyncError::Conflict(e.to_string()))??;
         self.resync().await?;
         self.adopt_sites_by_name()?;
         self.push_all_changed();
@@ -65,7 +62,9 @@ impl Engine {
         Ok(())
     }
 
-    /// The local side: the mirror against the index.
+    /// The local side: the mirror against the index, for what changed while no mount ran. It runs
+    /// once, before the mount opens: once the mount serves, the mirror changes only through it,
+    /// and a scan racing live renames would take a file renamed away for one deleted.
     pub fn scan_local(&self) -> Result<()> {
         let mut seen: HashSet<String> = HashSet::new();
         for e in self.index.all() {
@@ -223,7 +222,9 @@ impl Engine {
             }
             if let Some(platform_site) = self.index.site_named(&e.name).filter(|x| x.ino != e.ino) {
                 tracing::info!(from = %rel, to = %self.index.path(platform_site.ino).unwrap_or_default(), "a local site matched the platform's site of the same name: moved to its place");
-                self.merge_into(e.ino, &platform_site)?;
+                if !self.merge_into(&e, &platform_site)? {
+                    continue;
+                }
                 self.notify(Notice::Entry {
                     parent: platform_site.parent,
                     name: platform_site.name.clone(),
