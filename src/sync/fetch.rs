@@ -158,7 +158,11 @@ impl Engine {
             return Ok(());
         };
         let locally_changed = e.local.is_some() && e.local != e.base;
-        if e.tombstone || locally_changed {
+        // The platform moved on while this was downloading (another change, or a push of ours
+        // that the local copy already holds): an older copy must not replace a newer one. A
+        // missing copy takes whatever came; a newer change brings its own fetch.
+        let stale = e.local.is_some() && e.remote.is_some() && e.remote.as_deref() != Some(sum);
+        if e.tombstone || locally_changed || stale {
             // The local copy changed meanwhile: the decision, not a fetch, settles it.
             let _ = std::fs::remove_file(temp);
             return Ok(());

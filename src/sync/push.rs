@@ -330,7 +330,12 @@ impl Engine {
                 self.accept_remote(ino)?;
                 self.fetch(ino).await
             }
-            _ => {
+            // The platform's change was already decided for (its event came first): what this
+            // push carried is kept locally, and the platform's copy comes down. Never a blind
+            // overwrite of it.
+            Action::Pull => self.fetch(ino).await,
+            Action::Nothing => Ok(()),
+            Action::Push | Action::LocalWins => {
                 self.remember_sent(node, sum);
                 let put = self.client.put_content(node, e.kind, bytes, None).await?;
                 self.record_pushed(node, &put.checksum)?;

@@ -1,0 +1,230 @@
+//! Resident memory of `hyperclay mount` with 10,000 and 100,000 nodes (targets: at most 48 MB and
+//! 300 MB), with what the same runs show about mount-ready and listing times at that size.
+//! `cargo bench --bench memory` (part of `bench/run`); `-- --only 10000` for one size.
+//!
+//! Each account: folders of 100 nodes (one in ten nested a level deeper), sites of 1-3 KB, seeded
+//! through the API 32 requests at a time into the dev platform in this process. The mount runs
+//! as its own process (the release binary); its memory is read from /proc: after it is ready,
+//! after every copy is hydrated and the whole tree was listed and stat'ed through the mount (the
+//! kernel then holds an inode of ours for every node), and its peak (VmHWM).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hyperclay::platform::{self, PlatformConfig};
+use hyperclay::protocol::NodeKind;
+use hyperclay::remote::{Client, Credential};
+
+const KEY: &str = "hcsk_bench";
+
+fn proc_kb(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn mb(kb: f64) -> f64 {
+    kb / 1024.0
+}
+
+/// Files under `dir`, walking it (hidden entries and `sites-versions/` skipped).
+fn count_files(dir: &Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') || name == "sites-versions" {
+                continue;
+            }
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(_) => n += 1,
+                Err(_) => {}
+            }
+        }
+    }
+    n
+}
+
+/// Seeds `nodes` nodes: folders of 100, sites of 1-3 KB. Returns the number of files.
+async fn seed(client: &Arc<Client>, nodes: usize) -> usize {
+    let folders = nodes / 100;
+    let mut parents = Vec::with_capacity(folders);
+    for f in 0..folders {
+        // One folder in ten goes inside the one before it.
+        let parent = if f % 10 == 9 { parents[f - 1] } else { 0 };
+        let node = client
+            .create(NodeKind::Folder, &format!("d{f}"), parent, None)
+            .await
+            .unwrap();
+        parents.push(node.id);
+    }
+    let files: Vec<(u64, String, Vec<u8>)> = (0..folders)
+        .flat_map(|f| {
+            let parent = parents[f];
+            (0..99).map(move |s| {
+                let html = format!("<p>{f}-{s}</p>\n").repeat(100 + (f * 7 + s * 13) % 200);
+                (parent, format!("s{f}-{s}.html"), html.into_bytes())
+            })
+        })
+        .collect();
+    let count = files.len();
+    futures::stream::iter(files)
+        .map(|(parent, name, body)| {
+            let client = client.clone();
+            async move {
+                client
+                    .create(NodeKind::Site, &name, parent, Some(&body))
+                    .await
+                    .unwrap();
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+    count
+}
+
+fn mount(home: &Path, url: &str) -> (Child, Duration) {
+    let mnt = home.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let t = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_hyperclay"))
+        .arg("mount")
+        .arg(&mnt)
+        .arg("--mirror")
+        .arg(home.join("mirror"))
+        .arg("--no-serve")
+        .env("HYPERCLAY_HOME", home.join("home"))
+        .env("HYPERCLAY_URL", url)
+        .env("HYPERCLAY_API_KEY", KEY)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while !hyperclay::fs::is_mounted(&mnt) {
+        assert!(t.elapsed() < Duration::from_secs(120), "did not mount");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    (child, t.elapsed())
+}
+
+fn stop(mut child: Child, mnt: &Path) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::SIGTERM,
+    );
+    let _ = child.wait();
+    if hyperclay::fs::is_mounted(mnt) {
+        let _ = hyperclay::fs::fusermount_unmount(mnt);
+    }
+}
+
+async fn one_size(nodes: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = PlatformConfig::new(dir.path().join("platform"));
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.api_key = Some(KEY.into());
+    let running = platform::start(config).await.unwrap();
+    let client = Arc::new(Client::new(&running.url(), Credential::ApiKey(KEY.into())).unwrap());
+    let t = Instant::now();
+    let files = seed(&client, nodes).await;
+    let total = client.nodes().await.unwrap().nodes.len();
+    eprintln!(
+        "seeded {total} nodes ({files} files) in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let home = dir.path().join("hc");
+    let url = running.url();
+    let (child, first_ready) = tokio::task::spawn_blocking({
+        let home = home.clone();
+        move || mount(&home, &url)
+    })
+    .await
+    .unwrap();
+    let pid = child.id();
+    let mnt = home.join("mnt");
+    let at_ready = mb(proc_kb(pid, "VmRSS:"));
+    let t = Instant::now();
+    let mirror = home.join("mirror");
+    let hydrated = tokio::task::spawn_blocking(move || {
+        while count_files(&mirror) < files {
+            assert!(t.elapsed() < Duration::from_secs(600), "hydration stalled");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        t.elapsed()
+    })
+    .await
+    .unwrap();
+    let t = Instant::now();
+    let listed = {
+        let mnt = mnt.clone();
+        tokio::task::spawn_blocking(move || count_files(&mnt))
+            .await
+            .unwrap()
+    };
+    let list_time = t.elapsed();
+    assert_eq!(listed, files, "the mount lists every file");
+    let after = mb(proc_kb(pid, "VmRSS:"));
+    let peak = mb(proc_kb(pid, "VmHWM:"));
+    stop(child, &mnt);
+    // A remount: the index is warm, the mirror full.
+    let (child, warm_ready) = tokio::task::spawn_blocking({
+        let home = home.clone();
+        let url = running.url();
+        move || mount(&home, &url)
+    })
+    .await
+    .unwrap();
+    let t = Instant::now();
+    let relisted = {
+        let mnt = mnt.clone();
+        tokio::task::spawn_blocking(move || count_files(&mnt))
+            .await
+            .unwrap()
+    };
+    let relist_time = t.elapsed();
+    assert_eq!(relisted, files);
+    let remount_rss = mb(proc_kb(child.id(), "VmRSS:"));
+    stop(child, &mnt);
+    println!(
+        "| {total} | {at_ready:.1} | {after:.1} | {peak:.1} | {remount_rss:.1} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} |",
+        first_ready.as_secs_f64() * 1000.0,
+        warm_ready.as_secs_f64() * 1000.0,
+        hydrated.as_secs_f64(),
+        list_time.as_secs_f64() * 1000.0,
+        relist_time.as_secs_f64() * 1000.0,
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let only: Option<usize> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok());
+    println!("| nodes | RSS ready (MB) | RSS after hydration and a full listing (MB) | peak (MB) | RSS after a warm remount and listing (MB) | first mount ready (ms) | warm remount ready (ms) | hydration (s) | first listing walk (ms) | warm listing walk (ms) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for nodes in [10_000, 100_000] {
+        if only.is_some_and(|o| o != nodes) {
+            continue;
+        }
+        one_size(nodes).await;
+    }
+}
