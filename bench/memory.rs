@@ -101,7 +101,19 @@ fn mount(home: &Path, url: &str) -> (Child, Duration) {
     let mnt = home.join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let t = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_hyperclay"))
+    // BENCH_MOUNT_WRAPPER="heaptrack -o /tmp/mount" profiles the mount (the figures are then
+    // the wrapper's, not to be reported).
+    let wrapper = std::env::var("BENCH_MOUNT_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let mut command = match words.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(words).arg(env!("CARGO_BIN_EXE_hyperclay"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_hyperclay")),
+    };
+    let child = command
         .arg("mount")
         .arg(&mnt)
         .arg("--mirror")

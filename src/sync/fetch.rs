@@ -216,7 +216,7 @@ impl Engine {
         }
     }
 
-    /// Fetches every file whose copy is missing or stale, a few at a time.
+    /// Queues every file whose copy is missing or stale.
     pub async fn fetch_all(self: &Arc<Self>) {
         let mut wanted: Vec<(u64, u64)> = self
             .index
@@ -227,14 +227,32 @@ impl Engine {
             .collect();
         // Small files first: most of the account is available soonest.
         wanted.sort();
-        let engine = self.clone();
-        futures::stream::iter(wanted)
-            .for_each_concurrent(PARALLEL_FETCHES, move |(_, ino)| {
-                let engine = engine.clone();
-                async move {
+        for (_, ino) in wanted {
+            self.queue_fetch(ino);
+        }
+    }
+
+    /// Fetches `ino` in the background, after those queued before it. (A reader waiting for the
+    /// bytes calls `fetch` directly and never queues behind the hydration.)
+    pub(super) fn queue_fetch(&self, ino: u64) {
+        let _ = self.fetch_queue.send(ino);
+    }
+}
+
+/// Runs the queued background fetches, `PARALLEL_FETCHES` at a time, for as long as the engine
+/// lives. Queued twice or already current, a fetch finds nothing to do (`needs_fetch`).
+pub(super) async fn queue_worker(
+    engine: std::sync::Weak<Engine>,
+    queued: tokio::sync::mpsc::UnboundedReceiver<u64>,
+) {
+    tokio_stream::wrappers::UnboundedReceiverStream::new(queued)
+        .for_each_concurrent(PARALLEL_FETCHES, |ino| {
+            let engine = engine.upgrade();
+            async move {
+                if let Some(engine) = engine {
                     let _ = engine.fetch(ino).await;
                 }
-            })
-            .await;
-    }
+            }
+        })
+        .await;
 }

@@ -84,10 +84,7 @@ impl Engine {
             return;
         }
         for ino in applied.fetch {
-            let engine = self.clone();
-            self.runtime.spawn(async move {
-                let _ = engine.fetch(ino).await;
-            });
+            self.queue_fetch(ino);
         }
     }
 

@@ -100,6 +100,9 @@ pub struct Engine {
     account: Mutex<Option<String>>,
     /// Fetches running now.
     fetching: std::sync::atomic::AtomicUsize,
+    /// Background fetches wait here and run a few at a time (`fetch::queue_worker`): queued,
+    /// a fetch is an inode number, not a running task holding buffers and a connection.
+    fetch_queue: tokio::sync::mpsc::UnboundedSender<u64>,
     /// When both sides were last known to agree.
     last_sync: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
 }
@@ -114,7 +117,8 @@ impl Engine {
         let sync_on = index.meta("sync").ok().flatten().as_deref() != Some("off");
         let trust_file_times = index.meta("clean_exit").ok().flatten().as_deref() == Some("yes");
         let _ = index.set_meta("clean_exit", "no");
-        Arc::new(Engine {
+        let (fetch_queue, queued) = tokio::sync::mpsc::unbounded_channel();
+        let engine = Arc::new(Engine {
             client,
             index,
             mirror,
@@ -138,7 +142,12 @@ impl Engine {
             account: Mutex::new(None),
             last_sync: Mutex::new(None),
             fetching: std::sync::atomic::AtomicUsize::new(0),
-        })
+            fetch_queue,
+        });
+        engine
+            .runtime
+            .spawn(fetch::queue_worker(Arc::downgrade(&engine), queued));
+        engine
     }
 
     pub fn sync_on(&self) -> bool {
