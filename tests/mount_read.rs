@@ -323,3 +323,65 @@ async fn a_bad_mount_point_is_a_one_line_error() {
         assert!(!err.contains("panicked"));
     }
 }
+
+/// Folder listings are kept in the kernel's cache between opens (a warm `find` never reaches the
+/// mount); every platform change to a folder's names still shows in its next listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_listings_follow_platform_changes() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let c = p.client();
+    seed(&c).await;
+    let m = MountProcess::start(&p.url());
+    let list = |dir: &str| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(m.path(dir))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let shows = |dir: &str, want: &[&str]| {
+        wait_until(Duration::from_secs(3), || list(dir) == want).is_some()
+    };
+    assert!(
+        shows("blog/2024", &["post.html"]),
+        "{:?}",
+        list("blog/2024")
+    );
+    // Listed twice: the second comes from the kernel's cache.
+    assert_eq!(list("blog/2024"), ["post.html"]);
+    let nodes = c.nodes().await.unwrap().nodes;
+    let id = |name: &str| nodes.iter().find(|n| n.name == name).unwrap().id;
+
+    c.create(NodeKind::Site, "new.html", id("2024"), Some(b"<p>new</p>"))
+        .await
+        .unwrap();
+    assert!(
+        shows("blog/2024", &["new.html", "post.html"]),
+        "a platform create: {:?}",
+        list("blog/2024")
+    );
+    c.rename(id("post.html"), NodeKind::Site, "renamed.html")
+        .await
+        .unwrap();
+    assert!(
+        shows("blog/2024", &["new.html", "renamed.html"]),
+        "a platform rename: {:?}",
+        list("blog/2024")
+    );
+    assert_eq!(list("img"), ["photo.jpg"]);
+    c.move_node(id("data.json"), NodeKind::Upload, id("img"), None)
+        .await
+        .unwrap();
+    assert!(
+        shows("img", &["data.json", "photo.jpg"]),
+        "a platform move: {:?}",
+        list("img")
+    );
+    // And a change made through the mount shows at once.
+    std::fs::write(m.path("img/local.txt"), b"here").unwrap();
+    assert_eq!(list("img"), ["data.json", "local.txt", "photo.jpg"]);
+}

@@ -123,6 +123,19 @@ impl Filesystem for FuseAdapter {
         }
     }
 
+    /// Listings stay in the kernel's cache across opens: a warm `find` or `ls -R` never comes
+    /// back here. The kernel drops a folder's cache itself when it changes through the mount;
+    /// a change from the platform drops it with a notice (`notify.rs`). `sites-versions/` and
+    /// the root (which shows it once the first backup is made) are listed afresh each time.
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let flags = if super::backups::is_backup_ino(ino.0) || ino.0 == crate::cache::ROOT_INO {
+            FopenFlags::empty()
+        } else {
+            FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
+        };
+        reply.opened(FileHandle(0), flags);
+    }
+
     fn readdir(
         &self,
         _req: &Request,

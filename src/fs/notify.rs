@@ -28,6 +28,8 @@ pub fn run(notifier: Notifier, notices: mpsc::Receiver<Notice>) -> std::thread::
                 let _ = match &notice {
                     Notice::Content { ino } => notifier.inval_inode(INodeNo(*ino), 0, 0),
                     Notice::Entry { parent, name } => {
+                        // The name, and the folder's cached listing.
+                        let _ = notifier.inval_inode(INodeNo(*parent), 0, 0);
                         notifier.inval_entry(INodeNo(*parent), name.as_ref())
                     }
                 };
