@@ -166,6 +166,17 @@ struct Figure {
     values: [Vec<f64>; 3],
 }
 
+/// The `p`th percentile (nearest rank).
+fn percentile(v: &[f64], p: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * s.len() as f64).ceil() as usize;
+    Some(s[rank.clamp(1, s.len()) - 1])
+}
+
 fn stats(v: &[f64]) -> Option<(f64, f64, f64)> {
     if v.is_empty() {
         return None;
@@ -198,7 +209,7 @@ async fn main() {
     let running = platform::start(config).await.unwrap();
     let url = running.url();
     let client = Arc::new(Client::new(&url, Credential::ApiKey(KEY.into())).unwrap());
-    // Folders nested up to 5 deep; sites of 5-20 KB; 20 MB uploads.
+    // Folders nested up to 5 deep; sites of 5-200 KB; 20 MB uploads.
     for f in 0..folders {
         let mut parent = 0;
         for level in 0..=(f % 5) {
@@ -214,7 +225,10 @@ async fn main() {
             }
         }
         for s in 0..per_folder {
-            let html = format!("<p>{f}-{s}</p>\n").repeat(400 + (f * 7 + s * 13) % 1200);
+            // 5 KB to 200 KB, spread evenly.
+            let line = format!("<p>{f}-{s}</p>\n");
+            let bytes = 5_000 + (f * 7919 + s * 104_729) % 195_000;
+            let html = line.repeat(bytes / line.len() + 1);
             client
                 .create(
                     NodeKind::Site,
@@ -253,7 +267,27 @@ async fn main() {
     // Initial hydration into an empty mirror.
     let (child, mnt, _) = hyperclay_mount(&home, &url);
     let t = Instant::now();
-    while find_count(&mirror) < files {
+    // Hydrated: every file there whole (temp files of downloads under way are dot-names, which
+    // `files_under` skips; a count alone would stop while the big uploads still download).
+    let total_bytes: u64 = client
+        .nodes()
+        .await
+        .unwrap()
+        .nodes
+        .iter()
+        .filter(|n| n.kind.is_file())
+        .filter_map(|n| n.size)
+        .sum();
+    loop {
+        let present = files_under(&mirror);
+        let bytes: u64 = present
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        if present.len() >= files && bytes >= total_bytes {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     let hydration = t.elapsed().as_secs_f64();
@@ -425,7 +459,7 @@ async fn main() {
     let mut events = subscribe(client.clone(), None, SILENCE_LIMIT);
     while !matches!(events.recv().await, Some(StreamItem::Connected { .. })) {}
     let body = "<p>local save</p>\n".repeat(100 * 1024 / 18);
-    let saves = if quick { 30 } else { 100 };
+    let saves = if quick { 30 } else { 200 };
     for i in 0..saves {
         let content = format!("{body}<!-- hc {i} -->");
         let want = checksum(content.as_bytes());
@@ -505,6 +539,28 @@ async fn main() {
     running.stop().await;
 
     println!("Account: {nodes} nodes ({files} files, {total_mb:.0} MB). Initial hydration into an empty mirror: {hydration:.2} s ({:.0} MB/s).", total_mb / hydration);
+    println!();
+    for (what, f) in [
+        ("saves", &figs[save]),
+        ("platform changes seen", &figs[seen]),
+    ] {
+        let line = |v: &[f64]| match (
+            percentile(v, 50.0),
+            percentile(v, 95.0),
+            percentile(v, 99.0),
+        ) {
+            (Some(a), Some(b), Some(c)) => format!(
+                "p50 {a:.1}, p95 {b:.1}, p99 {c:.1} ms ({} samples)",
+                v.len()
+            ),
+            _ => "no figure".into(),
+        };
+        println!(
+            "{what}: hyperclay {}; rclone {}.",
+            line(&f.values[0]),
+            line(&f.values[1])
+        );
+    }
     println!();
     println!("| figure | hyperclay | rclone mount | mirror (local disk) | hyperclay / rclone |");
     println!("|---|---|---|---|---|");
