@@ -385,3 +385,47 @@ async fn cached_listings_follow_platform_changes() {
     std::fs::write(m.path("img/local.txt"), b"here").unwrap();
     assert_eq!(list("img"), ["data.json", "local.txt", "photo.jpg"]);
 }
+
+/// Readers and writers of one file at once, as on a local disk where a file rewritten in place
+/// (`>`, `std::fs::write`) is the same file: descriptors open across a save read the new
+/// content, and one descriptor reads what it wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_and_writers_of_one_file_at_once() {
+    use std::io::{Read, Seek, SeekFrom};
+    let p = TestPlatform::start(Mode::Full).await;
+    let c = p.client();
+    c.create(NodeKind::Upload, "notes.txt", 0, Some(b"version one"))
+        .await
+        .unwrap();
+    let m = MountProcess::start(&p.url());
+    let path = m.path("notes.txt");
+    wait_until(Duration::from_secs(5), || path.exists()).expect("listing");
+    let read_from_start = |f: &mut std::fs::File| {
+        let mut s = String::new();
+        f.seek(SeekFrom::Start(0)).unwrap();
+        f.read_to_string(&mut s).unwrap();
+        s
+    };
+    let mut old_reader = std::fs::File::open(&path).unwrap();
+    assert_eq!(read_from_start(&mut old_reader), "version one");
+    // A writer while a reader is open.
+    std::fs::write(&path, "version two").unwrap();
+    let mut new_reader = std::fs::File::open(&path).unwrap();
+    assert_eq!(read_from_start(&mut new_reader), "version two");
+    assert_eq!(read_from_start(&mut old_reader), "version two");
+    drop(old_reader);
+    std::fs::write(&path, "version three").unwrap();
+    assert_eq!(read_from_start(&mut new_reader), "version three");
+    drop(new_reader);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "version three");
+    // Written and read through one descriptor.
+    let mut both = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut both, b"VERSION").unwrap();
+    assert_eq!(read_from_start(&mut both), "VERSION three");
+    drop(both);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "VERSION three");
+}

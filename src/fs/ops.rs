@@ -35,12 +35,17 @@ pub struct Attr {
     pub perm: u16,
 }
 
-/// One open file: readers keep the copy they opened (close-to-open consistency); writers go
-/// through the inode's write session.
+/// One open file. Every descriptor reads the file's current content, as on a local disk where a
+/// file saved in place is the same file: the kernel's page cache is one per inode, so a reader
+/// that kept an older copy would mix its pages with newer ones. A reader keeps the copy it
+/// opened while that is still current (`copy`), and reopens it when a save or a platform change
+/// replaced it, or a writer's working copy exists.
 pub(super) struct Handle {
     pub(super) ino: u64,
     pub(super) file: Option<Arc<File>>,
     pub(super) writable: bool,
+    /// The checksum of the mirror copy `file` is (None: a backup, or a working copy).
+    pub(super) copy: Option<String>,
 }
 
 /// What `open` answers.
@@ -308,6 +313,7 @@ impl MountFs {
                 ino,
                 file: Some(work),
                 writable: false,
+                copy: None,
             };
             self.handles
                 .lock()
@@ -324,10 +330,16 @@ impl MountFs {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
             seen.insert(ino, local.clone()).as_deref() == Some(local.as_str())
         };
-        Ok(Opened {
-            fh: self.add_handle(ino, Some(file), false),
-            keep_cache,
-        })
+        let fh = self.add_handle(ino, Some(file), false);
+        if let Some(h) = self
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&fh)
+        {
+            h.copy = Some(local);
+        }
+        Ok(Opened { fh, keep_cache })
     }
 
     /// Fetches the content if needed (run off the FUSE threads).
@@ -346,6 +358,7 @@ impl MountFs {
             ino,
             file: file.map(Arc::new),
             writable,
+            copy: None,
         };
         self.handles
             .lock()
@@ -357,11 +370,16 @@ impl MountFs {
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
         let handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
         let h = handles.get(&fh).ok_or(FsError::BadHandle)?;
-        let (ino, file, writable) = (h.ino, h.file.clone(), h.writable);
+        let (ino, file, writable, copy) = (h.ino, h.file.clone(), h.writable, h.copy.clone());
         // The read itself runs without the table's lock.
         drop(handles);
+        let current = |copy: &Option<String>| {
+            self.working_copy(ino).is_none()
+                && copy.is_some()
+                && self.engine.index.get(ino).and_then(|e| e.local) == *copy
+        };
         let file = match (writable, file) {
-            (false, Some(f)) => f,
+            (false, Some(f)) if backups::is_backup_ino(ino) || current(&copy) => f,
             _ => self.current_copy(ino)?,
         };
         let mut buf = vec![0u8; size as usize];
