@@ -8,31 +8,17 @@
 //! after every copy is hydrated and the whole tree was listed and stat'ed through the mount (the
 //! kernel then holds an inode of ours for every node), and its peak (VmHWM).
 
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{hyperclay_mount, proc_mb, stop, KEY};
 use futures::StreamExt;
 use hyperclay::platform::{self, PlatformConfig};
 use hyperclay::protocol::NodeKind;
 use hyperclay::remote::{Client, Credential};
-
-const KEY: &str = "hcsk_bench";
-
-fn proc_kb(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
-fn mb(kb: f64) -> f64 {
-    kb / 1024.0
-}
 
 /// Files under `dir`, walking it (hidden entries and `sites-versions/` skipped).
 fn count_files(dir: &Path) -> usize {
@@ -97,54 +83,6 @@ async fn seed(client: &Arc<Client>, nodes: usize) -> usize {
     count
 }
 
-fn mount(home: &Path, url: &str) -> (Child, Duration) {
-    let mnt = home.join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let t = Instant::now();
-    // BENCH_MOUNT_WRAPPER="heaptrack -o /tmp/mount" profiles the mount (the figures are then
-    // the wrapper's, not to be reported).
-    let wrapper = std::env::var("BENCH_MOUNT_WRAPPER").unwrap_or_default();
-    let mut words = wrapper.split_whitespace();
-    let mut command = match words.next() {
-        Some(program) => {
-            let mut c = Command::new(program);
-            c.args(words).arg(env!("CARGO_BIN_EXE_hyperclay"));
-            c
-        }
-        None => Command::new(env!("CARGO_BIN_EXE_hyperclay")),
-    };
-    let child = command
-        .arg("mount")
-        .arg(&mnt)
-        .arg("--mirror")
-        .arg(home.join("mirror"))
-        .arg("--no-serve")
-        .env("HYPERCLAY_HOME", home.join("home"))
-        .env("HYPERCLAY_URL", url)
-        .env("HYPERCLAY_API_KEY", KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while !hyperclay::fs::is_mounted(&mnt) {
-        assert!(t.elapsed() < Duration::from_secs(120), "did not mount");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    (child, t.elapsed())
-}
-
-fn stop(mut child: Child, mnt: &Path) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::SIGTERM,
-    );
-    let _ = child.wait();
-    if hyperclay::fs::is_mounted(mnt) {
-        let _ = hyperclay::fs::fusermount_unmount(mnt);
-    }
-}
-
 async fn one_size(nodes: usize) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = PlatformConfig::new(dir.path().join("platform"));
@@ -164,13 +102,16 @@ async fn one_size(nodes: usize) {
     let url = running.url();
     let (child, first_ready) = tokio::task::spawn_blocking({
         let home = home.clone();
-        move || mount(&home, &url)
+        move || {
+            let (child, _, ready) = hyperclay_mount(&home, &url);
+            (child, ready)
+        }
     })
     .await
     .unwrap();
     let pid = child.id();
     let mnt = home.join("mnt");
-    let at_ready = mb(proc_kb(pid, "VmRSS:"));
+    let at_ready = proc_mb(pid, "VmRSS:");
     let t = Instant::now();
     let mirror = home.join("mirror");
     let hydrated = tokio::task::spawn_blocking(move || {
@@ -191,14 +132,17 @@ async fn one_size(nodes: usize) {
     };
     let list_time = t.elapsed();
     assert_eq!(listed, files, "the mount lists every file");
-    let after = mb(proc_kb(pid, "VmRSS:"));
-    let peak = mb(proc_kb(pid, "VmHWM:"));
+    let after = proc_mb(pid, "VmRSS:");
+    let peak = proc_mb(pid, "VmHWM:");
     stop(child, &mnt);
     // A remount: the index is warm, the mirror full.
     let (child, warm_ready) = tokio::task::spawn_blocking({
         let home = home.clone();
         let url = running.url();
-        move || mount(&home, &url)
+        move || {
+            let (child, _, ready) = hyperclay_mount(&home, &url);
+            (child, ready)
+        }
     })
     .await
     .unwrap();
@@ -211,7 +155,7 @@ async fn one_size(nodes: usize) {
     };
     let relist_time = t.elapsed();
     assert_eq!(relisted, files);
-    let remount_rss = mb(proc_kb(child.id(), "VmRSS:"));
+    let remount_rss = proc_mb(child.id(), "VmRSS:");
     stop(child, &mnt);
     println!(
         "| {total} | {at_ready:.1} | {after:.1} | {peak:.1} | {remount_rss:.1} | {:.0} | {:.0} | {:.1} | {:.0} | {:.0} |",

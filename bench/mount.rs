@@ -4,73 +4,18 @@
 //! prints the table for BENCHMARKS.md. Each figure: min / median / max over the runs, and the
 //! ratio hyperclay / rclone of the medians (below 1 means hyperclay is faster or smaller).
 
+mod common;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{hyperclay_mount, proc_mb, stop, wait_mounted, KEY};
 use hyperclay::platform::{self, PlatformConfig};
 use hyperclay::protocol::{checksum, Event, NodeKind};
 use hyperclay::remote::{subscribe, Client, Credential, StreamItem, SILENCE_LIMIT};
-
-const KEY: &str = "hcsk_bench";
-
-fn wait_mounted(path: &Path) {
-    let start = Instant::now();
-    while !hyperclay::fs::is_mounted(path) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{} did not mount",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
-}
-
-fn stop(mut child: Child, mountpoint: &Path) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::SIGTERM,
-    );
-    let _ = child.wait();
-    if hyperclay::fs::is_mounted(mountpoint) {
-        let _ = hyperclay::fs::fusermount_unmount(mountpoint);
-    }
-}
-
-fn hyperclay_mount(home: &Path, url: &str) -> (Child, PathBuf, Duration) {
-    let mnt = home.join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let t = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_hyperclay"))
-        .arg("mount")
-        .arg(&mnt)
-        .arg("--mirror")
-        .arg(home.join("mirror"))
-        .arg("--no-serve")
-        .env("HYPERCLAY_HOME", home.join("home"))
-        .env("HYPERCLAY_URL", url)
-        .env("HYPERCLAY_API_KEY", KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_mounted(&mnt);
-    (child, mnt, t.elapsed())
-}
 
 fn rclone_mount(dir: &Path, webdav: &str) -> (Child, PathBuf, Duration) {
     let mnt = dir.join("rclone-mnt");
@@ -456,8 +401,8 @@ async fn main() {
                 }
             }
         }
-        figs[rss].values[0].push(rss_mb(hc.id()));
-        figs[rss].values[1].push(rss_mb(rc.id()));
+        figs[rss].values[0].push(proc_mb(hc.id(), "VmRSS:"));
+        figs[rss].values[1].push(proc_mb(rc.id(), "VmRSS:"));
         stop(rc, &rc_mnt);
         stop(hc, &hc_mnt);
     }

@@ -3,15 +3,16 @@
 //! save's latency from `POST /save/NAME` answering to the platform holding the new checksum
 //! (seen on its event stream). `cargo bench --bench serve` prints the table for BENCHMARKS.md.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::KEY;
 use hyperclay::platform::{self, PlatformConfig};
 use hyperclay::protocol::{checksum, Event, NodeKind};
 use hyperclay::remote::{subscribe, Client, Credential, StreamItem, SILENCE_LIMIT};
-
-const KEY: &str = "hcsk_bench";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -59,18 +60,8 @@ async fn main() {
     let mnt = home.join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let port = free_port();
-    let mut mount = Command::new(env!("CARGO_BIN_EXE_hyperclay"))
-        .arg("mount")
-        .arg(&mnt)
-        .arg("--mirror")
-        .arg(home.join("mirror"))
+    let mut mount = common::mount_command(&home, &running.url())
         .args(["--serve-port", &port.to_string()])
-        .env("HYPERCLAY_HOME", home.join("home"))
-        .env("HYPERCLAY_URL", running.url())
-        .env("HYPERCLAY_API_KEY", KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let t = Instant::now();

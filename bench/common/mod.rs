@@ -1,0 +1,84 @@
+//! What the benches share: starting `hyperclay mount` as its own process, waiting for it,
+//! stopping it, and reading its memory.
+
+#![allow(dead_code)] // Each bench uses its part.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const KEY: &str = "hcsk_bench";
+
+/// `hyperclay mount HOME/mnt --mirror HOME/mirror` against `url`, quiet, ready to spawn.
+/// BENCH_MOUNT_WRAPPER (e.g. "heaptrack -o FILE") runs it under a profiler; the figures are then
+/// the wrapper's, not to be reported.
+pub fn mount_command(home: &Path, url: &str) -> Command {
+    let wrapper = std::env::var("BENCH_MOUNT_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let mut command = match words.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(words).arg(env!("CARGO_BIN_EXE_hyperclay"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_hyperclay")),
+    };
+    command
+        .arg("mount")
+        .arg(home.join("mnt"))
+        .arg("--mirror")
+        .arg(home.join("mirror"))
+        .env("HYPERCLAY_HOME", home.join("home"))
+        .env("HYPERCLAY_URL", url)
+        .env("HYPERCLAY_API_KEY", KEY)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+/// Starts `hyperclay mount` without its local server; answers once the mount is there.
+pub fn hyperclay_mount(home: &Path, url: &str) -> (Child, PathBuf, Duration) {
+    let mnt = home.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let t = Instant::now();
+    let child = mount_command(home, url).arg("--no-serve").spawn().unwrap();
+    wait_mounted(&mnt);
+    (child, mnt, t.elapsed())
+}
+
+pub fn wait_mounted(path: &Path) {
+    let start = Instant::now();
+    while !hyperclay::fs::is_mounted(path) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{} did not mount",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// SIGTERM, wait, and make sure nothing is left mounted.
+pub fn stop(mut child: Child, mountpoint: &Path) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::SIGTERM,
+    );
+    let _ = child.wait();
+    if hyperclay::fs::is_mounted(mountpoint) {
+        let _ = hyperclay::fs::fusermount_unmount(mountpoint);
+    }
+}
+
+/// A field of /proc/PID/status in MB (`VmRSS:`, `VmHWM:`).
+pub fn proc_mb(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
