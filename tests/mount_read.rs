@@ -429,3 +429,31 @@ async fn readers_and_writers_of_one_file_at_once() {
     drop(both);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "VERSION three");
 }
+
+/// A bug that panics inside one kernel request costs that request (EIO, and a line in the log),
+/// never the mount: it goes on serving. (Debug builds answer a lookup of `.hyperclay-test-panic`
+/// with a deliberate panic.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_one_request_does_not_take_the_mount_down() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let c = p.client();
+    seed(&c).await;
+    let m = MountProcess::start(&p.url());
+    wait_until(Duration::from_secs(5), || m.path("index.html").exists()).expect("listing");
+    // More panics than the mount has threads serving the kernel.
+    for _ in 0..40 {
+        let err = std::fs::metadata(m.path(".hyperclay-test-panic")).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    }
+    assert_eq!(
+        std::fs::read(m.path("index.html")).unwrap(),
+        b"<h1>home</h1>"
+    );
+    std::fs::write(m.path("after.txt"), b"still saving").unwrap();
+    assert_eq!(std::fs::read(m.path("after.txt")).unwrap(), b"still saving");
+    assert!(
+        m.log().contains("a bug stopped this request"),
+        "{}",
+        m.log()
+    );
+}

@@ -76,6 +76,15 @@ fn answer_open(reply: ReplyOpen, result: Result<super::ops::Opened, FsError>) {
     }
 }
 
+/// Runs one kernel request. A panic (a bug) must not take the mount down with it: it is logged,
+/// the request's reply, dropped unsent, answers EIO (fuser does that on drop), and the mount
+/// goes on serving.
+fn guard(what: &str, f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        tracing::error!("{what}: a bug stopped this request, answered EIO; the mount goes on");
+    }
+}
+
 fn errno(e: &FsError, what: &str) -> fuser::Errno {
     if !e.is_routine() {
         tracing::warn!(error = %e, "{what} failed");
@@ -103,24 +112,31 @@ impl Filesystem for FuseAdapter {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.fs.lookup(parent.0, name) {
-            Ok(a) => reply.entry(&TTL, &self.attr(&a), Generation(0)),
-            Err(e) => reply.error(errno(&e, "lookup")),
-        }
+        guard("lookup", || {
+            // A deliberate bug, in debug builds only (the tests'): proves that a panic costs one
+            // request, not the mount.
+            if cfg!(debug_assertions) && name == ".hyperclay-test-panic" {
+                panic!("the test panic");
+            }
+            match self.fs.lookup(parent.0, name) {
+                Ok(a) => reply.entry(&TTL, &self.attr(&a), Generation(0)),
+                Err(e) => reply.error(errno(&e, "lookup")),
+            }
+        });
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.fs.getattr(ino.0) {
+        guard("getattr", || match self.fs.getattr(ino.0) {
             Ok(a) => reply.attr(&TTL, &self.attr(&a)),
             Err(e) => reply.error(errno(&e, "getattr")),
-        }
+        });
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.fs.readlink(ino.0) {
+        guard("readlink", || match self.fs.readlink(ino.0) {
             Ok(target) => reply.data(&target),
             Err(e) => reply.error(errno(&e, "readlink")),
-        }
+        });
     }
 
     /// Listings stay in the kernel's cache across opens: a warm `find` or `ls -R` never comes
@@ -128,12 +144,14 @@ impl Filesystem for FuseAdapter {
     /// a change from the platform drops it with a notice (`notify.rs`). `sites-versions/` and
     /// the root (which shows it once the first backup is made) are listed afresh each time.
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let flags = if super::backups::is_backup_ino(ino.0) || ino.0 == crate::cache::ROOT_INO {
-            FopenFlags::empty()
-        } else {
-            FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
-        };
-        reply.opened(FileHandle(0), flags);
+        guard("opendir", || {
+            let flags = if super::backups::is_backup_ino(ino.0) || ino.0 == crate::cache::ROOT_INO {
+                FopenFlags::empty()
+            } else {
+                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
+            };
+            reply.opened(FileHandle(0), flags);
+        });
     }
 
     fn readdir(
@@ -144,18 +162,20 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let result = self.fs.readdir(ino.0, offset, |ino, name, a| {
-            let kind = if a.kind == Kind::Dir {
-                FileType::Directory
-            } else {
-                FileType::RegularFile
-            };
-            !reply.add(INodeNo(a.ino), ino, kind, name)
+        guard("readdir", || {
+            let result = self.fs.readdir(ino.0, offset, |ino, name, a| {
+                let kind = if a.kind == Kind::Dir {
+                    FileType::Directory
+                } else {
+                    FileType::RegularFile
+                };
+                !reply.add(INodeNo(a.ino), ino, kind, name)
+            });
+            match result {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e, "readdir")),
+            }
         });
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e, "readdir")),
-        }
     }
 
     fn readdirplus(
@@ -166,46 +186,50 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let result = self.fs.readdir(ino.0, offset, |next, name, a| {
-            // `.` and `..` carry no attributes the kernel may cache under their own inode.
-            !reply.add(
-                INodeNo(a.ino),
-                next,
-                name,
-                &TTL,
-                &self.attr(&a),
-                Generation(0),
-            )
+        guard("readdirplus", || {
+            let result = self.fs.readdir(ino.0, offset, |next, name, a| {
+                // `.` and `..` carry no attributes the kernel may cache under their own inode.
+                !reply.add(
+                    INodeNo(a.ino),
+                    next,
+                    name,
+                    &TTL,
+                    &self.attr(&a),
+                    Generation(0),
+                )
+            });
+            match result {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e, "readdirplus")),
+            }
         });
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e, "readdirplus")),
-        }
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let write = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
-        let truncate = flags.0 & libc::O_TRUNC != 0;
-        let open = move |fs: &MountFs| {
-            if write {
-                fs.open_write(ino.0, truncate)
-            } else {
-                fs.open_read(ino.0)
+        guard("open", || {
+            let write = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
+            let truncate = flags.0 & libc::O_TRUNC != 0;
+            let open = move |fs: &MountFs| {
+                if write {
+                    fs.open_write(ino.0, truncate)
+                } else {
+                    fs.open_read(ino.0)
+                }
+            };
+            if self.fs.needs_fetch(ino.0) && !(write && truncate) {
+                // The one network wait: off the FUSE threads.
+                let fs = self.fs.clone();
+                self.runtime.spawn(async move {
+                    let result = match fs.fetch(ino.0).await {
+                        Ok(()) => open(&fs),
+                        Err(e) => Err(e),
+                    };
+                    answer_open(reply, result)
+                });
+                return;
             }
-        };
-        if self.fs.needs_fetch(ino.0) && !(write && truncate) {
-            // The one network wait: off the FUSE threads.
-            let fs = self.fs.clone();
-            self.runtime.spawn(async move {
-                let result = match fs.fetch(ino.0).await {
-                    Ok(()) => open(&fs),
-                    Err(e) => Err(e),
-                };
-                answer_open(reply, result)
-            });
-            return;
-        }
-        answer_open(reply, open(&self.fs));
+            answer_open(reply, open(&self.fs));
+        });
     }
 
     fn create(
@@ -218,7 +242,7 @@ impl Filesystem for FuseAdapter {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.fs.create(parent.0, name) {
+        guard("create", || match self.fs.create(parent.0, name) {
             Ok((a, o)) => reply.created(
                 &TTL,
                 &self.attr(&a),
@@ -227,7 +251,7 @@ impl Filesystem for FuseAdapter {
                 FopenFlags::empty(),
             ),
             Err(e) => reply.error(errno(&e, "create")),
-        }
+        });
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -243,10 +267,10 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.fs.write(fh.0, offset, data) {
+        guard("write", || match self.fs.write(fh.0, offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(&e, "write")),
-        }
+        });
     }
 
     fn fsync(
@@ -257,10 +281,10 @@ impl Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.fsync(fh.0) {
+        guard("fsync", || match self.fs.fsync(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e, "fsync")),
-        }
+        });
     }
 
     fn mkdir(
@@ -272,24 +296,24 @@ impl Filesystem for FuseAdapter {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        match self.fs.mkdir(parent.0, name) {
+        guard("mkdir", || match self.fs.mkdir(parent.0, name) {
             Ok(a) => reply.entry(&TTL, &self.attr(&a), Generation(0)),
             Err(e) => reply.error(errno(&e, "mkdir")),
-        }
+        });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.unlink(parent.0, name) {
+        guard("unlink", || match self.fs.unlink(parent.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e, "unlink")),
-        }
+        });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.rmdir(parent.0, name) {
+        guard("rmdir", || match self.fs.rmdir(parent.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e, "rmdir")),
-        }
+        });
     }
 
     fn rename(
@@ -302,28 +326,30 @@ impl Filesystem for FuseAdapter {
         flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let flags = flags.bits();
-        let answer = |reply: ReplyEmpty, r: Result<(), FsError>| match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e, "rename")),
-        };
-        if let Some(ino) = self.fs.rename_needs_fetch(parent.0, name) {
-            // The file goes up under its new name: its bytes must be here first.
-            let fs = self.fs.clone();
-            let (name, newname) = (name.to_os_string(), newname.to_os_string());
-            self.runtime.spawn(async move {
-                let result = match fs.fetch(ino).await {
-                    Ok(()) => fs.rename(parent.0, &name, newparent.0, &newname, flags),
-                    Err(e) => Err(e),
-                };
-                answer(reply, result)
-            });
-            return;
-        }
-        answer(
-            reply,
-            self.fs.rename(parent.0, name, newparent.0, newname, flags),
-        );
+        guard("rename", || {
+            let flags = flags.bits();
+            let answer = |reply: ReplyEmpty, r: Result<(), FsError>| match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e, "rename")),
+            };
+            if let Some(ino) = self.fs.rename_needs_fetch(parent.0, name) {
+                // The file goes up under its new name: its bytes must be here first.
+                let fs = self.fs.clone();
+                let (name, newname) = (name.to_os_string(), newname.to_os_string());
+                self.runtime.spawn(async move {
+                    let result = match fs.fetch(ino).await {
+                        Ok(()) => fs.rename(parent.0, &name, newparent.0, &newname, flags),
+                        Err(e) => Err(e),
+                    };
+                    answer(reply, result)
+                });
+                return;
+            }
+            answer(
+                reply,
+                self.fs.rename(parent.0, name, newparent.0, newname, flags),
+            );
+        });
     }
 
     fn symlink(
@@ -334,10 +360,12 @@ impl Filesystem for FuseAdapter {
         target: &std::path::Path,
         reply: ReplyEntry,
     ) {
-        match self.fs.symlink(parent.0, link_name, target) {
-            Ok(a) => reply.entry(&TTL, &self.attr(&a), Generation(0)),
-            Err(e) => reply.error(errno(&e, "symlink")),
-        }
+        guard("symlink", || {
+            match self.fs.symlink(parent.0, link_name, target) {
+                Ok(a) => reply.entry(&TTL, &self.attr(&a), Generation(0)),
+                Err(e) => reply.error(errno(&e, "symlink")),
+            }
+        });
     }
 
     fn link(
@@ -348,8 +376,10 @@ impl Filesystem for FuseAdapter {
         _newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        // The platform has no hard links.
-        reply.error(fuser::Errno::from_i32(libc::EPERM));
+        guard("link", || {
+            // The platform has no hard links.
+            reply.error(fuser::Errno::from_i32(libc::EPERM));
+        });
     }
 
     fn setxattr(
@@ -362,7 +392,9 @@ impl Filesystem for FuseAdapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(fuser::Errno::from_i32(libc::ENOTSUP));
+        guard("setxattr", || {
+            reply.error(fuser::Errno::from_i32(libc::ENOTSUP));
+        });
     }
 
     fn getxattr(
@@ -373,20 +405,26 @@ impl Filesystem for FuseAdapter {
         _size: u32,
         reply: ReplyXattr,
     ) {
-        reply.error(fuser::Errno::from_i32(libc::ENOTSUP));
+        guard("getxattr", || {
+            reply.error(fuser::Errno::from_i32(libc::ENOTSUP));
+        });
     }
 
     fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
-        // No attributes: an empty list, so `cp -a` and file managers go on.
-        if size == 0 {
-            reply.size(0);
-        } else {
-            reply.data(&[]);
-        }
+        guard("listxattr", || {
+            // No attributes: an empty list, so `cp -a` and file managers go on.
+            if size == 0 {
+                reply.size(0);
+            } else {
+                reply.data(&[]);
+            }
+        });
     }
 
     fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(fuser::Errno::from_i32(libc::ENOTSUP));
+        guard("removexattr", || {
+            reply.error(fuser::Errno::from_i32(libc::ENOTSUP));
+        });
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -401,10 +439,10 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.fs.read(fh.0, offset, size) {
+        guard("read", || match self.fs.read(fh.0, offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(errno(&e, "read")),
-        }
+        });
     }
 
     fn flush(
@@ -415,10 +453,10 @@ impl Filesystem for FuseAdapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.fs.flush(fh.0) {
+        guard("flush", || match self.fs.flush(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e, "flush")),
-        }
+        });
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -432,26 +470,28 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.release(fh.0) {
+        guard("release", || match self.fs.release(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e, "release")),
-        }
+        });
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match nix::sys::statvfs::statvfs(self.fs.engine.mirror.root()) {
-            Ok(s) => reply.statfs(
-                s.blocks(),
-                s.blocks_free(),
-                s.blocks_available(),
-                s.files(),
-                s.files_free(),
-                s.block_size() as u32,
-                255,
-                s.fragment_size() as u32,
-            ),
-            Err(_) => reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096),
-        }
+        guard("statfs", || {
+            match nix::sys::statvfs::statvfs(self.fs.engine.mirror.root()) {
+                Ok(s) => reply.statfs(
+                    s.blocks(),
+                    s.blocks_free(),
+                    s.blocks_available(),
+                    s.files(),
+                    s.files_free(),
+                    s.block_size() as u32,
+                    255,
+                    s.fragment_size() as u32,
+                ),
+                Err(_) => reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096),
+            }
+        });
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -473,17 +513,21 @@ impl Filesystem for FuseAdapter {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let mtime = mtime.map(|t| match t {
-            fuser::TimeOrNow::SpecificTime(t) => t,
-            fuser::TimeOrNow::Now => SystemTime::now(),
+        guard("setattr", || {
+            let mtime = mtime.map(|t| match t {
+                fuser::TimeOrNow::SpecificTime(t) => t,
+                fuser::TimeOrNow::Now => SystemTime::now(),
+            });
+            match self.fs.setattr(ino.0, size, mtime) {
+                Ok(a) => reply.attr(&TTL, &self.attr(&a)),
+                Err(e) => reply.error(errno(&e, "setattr")),
+            }
         });
-        match self.fs.setattr(ino.0, size, mtime) {
-            Ok(a) => reply.attr(&TTL, &self.attr(&a)),
-            Err(e) => reply.error(errno(&e, "setattr")),
-        }
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
-        reply.ok();
+        guard("access", || {
+            reply.ok();
+        });
     }
 }
