@@ -66,62 +66,84 @@ impl Engine {
     /// once, before the mount opens: once the mount serves, the mirror changes only through it,
     /// and a scan racing live renames would take a file renamed away for one deleted.
     pub fn scan_local(&self) -> Result<()> {
-        let mut seen: HashSet<String> = HashSet::new();
-        for e in self.index.all() {
-            if e.tombstone || e.is_dir() || self.index.is_hidden(e.ino) {
-                continue;
+        // Live files, and every live folder (one inside a deleted folder too: what is in it is
+        // not adopted as new).
+        let entries: Vec<(crate::cache::Entry, String)> = self
+            .index
+            .all()
+            .into_iter()
+            .filter(|e| !e.tombstone && (e.is_dir() || !self.index.is_hidden(e.ino)))
+            .filter_map(|e| self.index.path(e.ino).map(|rel| (e, rel)))
+            .collect();
+        let seen: HashSet<String> = entries.iter().map(|(_, rel)| rel.clone()).collect();
+        let files: Vec<&(crate::cache::Entry, String)> =
+            entries.iter().filter(|(e, _)| !e.is_dir()).collect();
+        // One stat per file, then a walk for files the index does not know: both only read
+        // until they find a change, so they run side by side, the stats split over the cores
+        // (the mount is not ready until this is done).
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
+        let chunk = files.len().div_ceil(workers).max(1);
+        std::thread::scope(|scope| {
+            let walk = scope.spawn(|| self.adopt_unknown(self.mirror.root(), "", ROOT_INO, &seen));
+            let checks: Vec<_> = files
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .try_for_each(|(e, rel)| self.check_local_copy(e, rel))
+                    })
+                })
+                .collect();
+            for c in checks {
+                c.join()
+                    .map_err(|_| SyncError::Conflict("the mirror scan panicked".into()))??;
             }
-            let Some(rel) = self.index.path(e.ino) else {
-                continue;
-            };
-            seen.insert(rel.clone());
-            let Some(local) = e.local.clone() else {
-                continue;
-            };
-            let path = self.mirror.path(&rel);
-            match std::fs::metadata(&path) {
-                Ok(meta) => {
-                    // Unchanged size and time: unchanged content (a changed time is re-hashed).
-                    if self.trust_file_times
-                        && meta.len() == e.size
-                        && mtime_ms(&meta) <= e.mtime_ms.max(0)
-                    {
-                        continue;
-                    }
-                    let (sum, size) = Mirror::checksum_of(&path)?;
-                    if sum != local {
-                        tracing::info!(path = %rel, "changed in the mirror while no mount ran");
-                        self.index.modify(e.ino, |e| {
-                            e.local = Some(sum);
-                            e.size = size;
-                            e.mtime_ms = mtime_ms(&meta);
-                        })?;
-                    } else {
-                        self.index.modify(e.ino, |e| e.mtime_ms = mtime_ms(&meta))?;
-                    }
+            walk.join()
+                .map_err(|_| SyncError::Conflict("the mirror walk panicked".into()))?
+        })
+    }
+
+    /// Compares one indexed file with its mirror copy: edited or deleted while no mount ran.
+    fn check_local_copy(&self, e: &crate::cache::Entry, rel: &str) -> Result<()> {
+        let Some(local) = e.local.clone() else {
+            return Ok(());
+        };
+        let path = self.mirror.path(rel);
+        match std::fs::metadata(&path) {
+            Ok(meta) => {
+                // Unchanged size and time: unchanged content (a changed time is re-hashed).
+                if self.trust_file_times
+                    && meta.len() == e.size
+                    && mtime_ms(&meta) <= e.mtime_ms.max(0)
+                {
+                    return Ok(());
                 }
-                Err(_) => {
-                    // Deleted from the mirror while no mount ran: a local delete (never across).
-                    tracing::info!(path = %rel, "deleted from the mirror while no mount ran: kept on the platform");
-                    if e.node_id.is_some() {
-                        self.index.modify(e.ino, |e| {
-                            e.tombstone = true;
-                            e.local = None;
-                        })?;
-                    } else {
-                        self.index.remove(e.ino)?;
-                    }
+                let (sum, size) = Mirror::checksum_of(&path)?;
+                if sum != local {
+                    tracing::info!(path = %rel, "changed in the mirror while no mount ran");
+                    self.index.modify(e.ino, |e| {
+                        e.local = Some(sum);
+                        e.size = size;
+                        e.mtime_ms = mtime_ms(&meta);
+                    })?;
+                } else {
+                    self.index.modify(e.ino, |e| e.mtime_ms = mtime_ms(&meta))?;
+                }
+            }
+            Err(_) => {
+                // Deleted from the mirror while no mount ran: a local delete (never across).
+                tracing::info!(path = %rel, "deleted from the mirror while no mount ran: kept on the platform");
+                if e.node_id.is_some() {
+                    self.index.modify(e.ino, |e| {
+                        e.tombstone = true;
+                        e.local = None;
+                    })?;
+                } else {
+                    self.index.remove(e.ino)?;
                 }
             }
         }
-        for e in self.index.all() {
-            if e.is_dir() && !e.tombstone {
-                if let Some(rel) = self.index.path(e.ino) {
-                    seen.insert(rel);
-                }
-            }
-        }
-        self.adopt_unknown(self.mirror.root(), "", ROOT_INO, &seen)
+        Ok(())
     }
 
     /// Files and folders in the mirror the index does not know (a Hyperclay Local folder copied
