@@ -10,39 +10,13 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{hyperclay_mount, proc_mb, stop, KEY};
+use common::{files_under, hyperclay_mount, proc_mb, start_platform, stop};
 use futures::StreamExt;
-use hyperclay::platform::{self, PlatformConfig};
 use hyperclay::protocol::NodeKind;
-use hyperclay::remote::{Client, Credential};
-
-/// Files under `dir`, walking it (hidden entries and `sites-versions/` skipped).
-fn count_files(dir: &Path) -> usize {
-    let mut n = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') || name == "sites-versions" {
-                continue;
-            }
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(_) => n += 1,
-                Err(_) => {}
-            }
-        }
-    }
-    n
-}
+use hyperclay::remote::Client;
 
 /// Seeds `nodes` nodes: folders of 100, sites of 1-3 KB. Returns the number of files.
 async fn seed(client: &Arc<Client>, nodes: usize) -> usize {
@@ -85,11 +59,7 @@ async fn seed(client: &Arc<Client>, nodes: usize) -> usize {
 
 async fn one_size(nodes: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = PlatformConfig::new(dir.path().join("platform"));
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.api_key = Some(KEY.into());
-    let running = platform::start(config).await.unwrap();
-    let client = Arc::new(Client::new(&running.url(), Credential::ApiKey(KEY.into())).unwrap());
+    let (running, client) = start_platform(&dir.path().join("platform")).await;
     let t = Instant::now();
     let files = seed(&client, nodes).await;
     let total = client.nodes().await.unwrap().nodes.len();
@@ -115,7 +85,7 @@ async fn one_size(nodes: usize) {
     let t = Instant::now();
     let mirror = home.join("mirror");
     let hydrated = tokio::task::spawn_blocking(move || {
-        while count_files(&mirror) < files {
+        while files_under(&mirror).len() < files {
             assert!(t.elapsed() < Duration::from_secs(600), "hydration stalled");
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -126,7 +96,7 @@ async fn one_size(nodes: usize) {
     let t = Instant::now();
     let listed = {
         let mnt = mnt.clone();
-        tokio::task::spawn_blocking(move || count_files(&mnt))
+        tokio::task::spawn_blocking(move || files_under(&mnt).len())
             .await
             .unwrap()
     };
@@ -149,7 +119,7 @@ async fn one_size(nodes: usize) {
     let t = Instant::now();
     let relisted = {
         let mnt = mnt.clone();
-        tokio::task::spawn_blocking(move || count_files(&mnt))
+        tokio::task::spawn_blocking(move || files_under(&mnt).len())
             .await
             .unwrap()
     };

@@ -9,13 +9,11 @@ mod common;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{hyperclay_mount, proc_mb, stop, wait_mounted, KEY};
-use hyperclay::platform::{self, PlatformConfig};
+use common::{files_under, hyperclay_mount, proc_mb, start_platform, stop, wait_mounted};
 use hyperclay::protocol::{checksum, Event, NodeKind};
-use hyperclay::remote::{subscribe, Client, Credential, StreamItem, SILENCE_LIMIT};
+use hyperclay::remote::{subscribe, StreamItem, SILENCE_LIMIT};
 
 fn rclone_mount(dir: &Path, webdav: &str) -> (Child, PathBuf, Duration) {
     let mnt = dir.join("rclone-mnt");
@@ -40,28 +38,6 @@ fn rclone_mount(dir: &Path, webdav: &str) -> (Child, PathBuf, Duration) {
         .unwrap();
     wait_mounted(&mnt);
     (child, mnt, t.elapsed())
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name();
-            if name.to_string_lossy().starts_with('.') || name == "sites-versions" {
-                continue;
-            }
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(_) => out.push(e.path()),
-                Err(_) => {}
-            }
-        }
-    }
-    out
 }
 
 /// Writes dirty pages out and drops the page cache (root only). False: not allowed here.
@@ -154,12 +130,8 @@ async fn main() {
         (1000, 9, 3, 3)
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut config = PlatformConfig::new(dir.path().join("platform"));
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.api_key = Some(KEY.into());
-    let running = platform::start(config).await.unwrap();
+    let (running, client) = start_platform(&dir.path().join("platform")).await;
     let url = running.url();
-    let client = Arc::new(Client::new(&url, Credential::ApiKey(KEY.into())).unwrap());
     // Folders nested up to 5 deep; sites of 5-200 KB; 20 MB uploads.
     for f in 0..folders {
         let mut parent = 0;

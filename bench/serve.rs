@@ -6,13 +6,10 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::KEY;
-use hyperclay::platform::{self, PlatformConfig};
 use hyperclay::protocol::{checksum, Event, NodeKind};
-use hyperclay::remote::{subscribe, Client, Credential, StreamItem, SILENCE_LIMIT};
+use hyperclay::remote::{subscribe, StreamItem, SILENCE_LIMIT};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -38,11 +35,7 @@ fn wrk(url: &str) -> f64 {
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = PlatformConfig::new(dir.path().join("platform"));
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.api_key = Some(KEY.into());
-    let running = platform::start(config).await.unwrap();
-    let client = Arc::new(Client::new(&running.url(), Credential::ApiKey(KEY.into())).unwrap());
+    let (running, client) = common::start_platform(&dir.path().join("platform")).await;
     let app = format!(
         "<!doctype html><html><body>{}</body></html>",
         "<p>hyperclay app</p>\n".repeat(50 * 1024 / 21)

@@ -82,3 +82,47 @@ pub fn proc_mb(pid: u32, field: &str) -> f64 {
         .unwrap_or(0.0);
     kb / 1024.0
 }
+
+/// The dev platform in this process, on a free loopback port, with the bench's key; and a
+/// client for it.
+pub async fn start_platform(
+    data: &Path,
+) -> (
+    hyperclay::platform::RunningPlatform,
+    std::sync::Arc<hyperclay::remote::Client>,
+) {
+    let mut config = hyperclay::platform::PlatformConfig::new(data.to_path_buf());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.api_key = Some(KEY.into());
+    let running = hyperclay::platform::start(config).await.unwrap();
+    let client = hyperclay::remote::Client::new(
+        &running.url(),
+        hyperclay::remote::Credential::ApiKey(KEY.into()),
+    )
+    .unwrap();
+    (running, std::sync::Arc::new(client))
+}
+
+/// Files under `dir`, walking it (dot-names, such as temp files and the index, and
+/// `sites-versions/` skipped).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if name.to_string_lossy().starts_with('.') || name == "sites-versions" {
+                continue;
+            }
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(_) => out.push(e.path()),
+                Err(_) => {}
+            }
+        }
+    }
+    out
+}
