@@ -95,6 +95,7 @@ impl Engine {
 
     /// A new, empty file. Nothing goes up until it is closed.
     pub fn create_file(&self, parent: u64, name: &str) -> Result<Entry> {
+        let _namespace = self.namespace_lock();
         self.live_dir(parent)?;
         if self.index.lookup(parent, name).is_some() {
             return Err(refused(libc::EEXIST, "exists"));
@@ -135,6 +136,7 @@ impl Engine {
 
     /// A new folder: created on the platform at once (if its name is one the platform takes).
     pub fn make_dir(self: &Arc<Self>, parent: u64, name: &str) -> Result<Entry> {
+        let namespace = self.namespace_lock();
         self.live_dir(parent)?;
         if self.index.lookup(parent, name).is_some() {
             return Err(refused(libc::EEXIST, "exists"));
@@ -156,6 +158,7 @@ impl Engine {
         })?;
         self.reclaim_folder_tombstone(parent, name, e.ino)?;
         let e = self.index.get(e.ino).unwrap_or(e);
+        drop(namespace);
         self.request_push(e.ino);
         Ok(e)
     }
@@ -170,8 +173,19 @@ impl Engine {
             return Err(refused(libc::EISDIR, "is a folder"));
         }
         let rel = self.child_rel(parent, name)?;
-        self.remove_from_mirror(&rel, |p| std::fs::remove_file(p))?;
-        self.bury(&e)?;
+        // Under the file's lock: a push reading it meanwhile finds it gone from the index, not
+        // a live entry without its copy (which it would report as a failure).
+        self.with_files_locked(&[e.ino], || -> Result<()> {
+            let Some(e) = self
+                .index
+                .get(e.ino)
+                .filter(|now| now.parent == parent && now.name == name && !now.tombstone)
+            else {
+                return Err(refused(libc::ENOENT, "no such file"));
+            };
+            self.remove_from_mirror(&rel, |p| std::fs::remove_file(p))?;
+            self.bury(&e)
+        })?;
         self.status.clear_path(&rel);
         Ok(())
     }
@@ -279,6 +293,7 @@ impl Engine {
         }
         // Source and target are locked while they change places, so that a save, a fetch or a
         // create's answer never lands on a name the file has just left.
+        let namespace = self.namespace_lock();
         let moved = loop {
             let source = self
                 .index
@@ -303,6 +318,7 @@ impl Engine {
                 break result?;
             }
         };
+        drop(namespace);
         self.push_subtree(moved);
         Ok(())
     }
@@ -365,6 +381,12 @@ impl Engine {
         } else {
             identity
         };
+        tracing::debug!(
+            ino = source.ino,
+            target = ?target.as_ref().map(|t| (t.ino, t.node_id)),
+            takes = ?identity.node_id,
+            "renaming"
+        );
         let moved = self.index.modify(source.ino, |e| {
             e.parent = new_parent;
             e.name = new_name.to_string();

@@ -70,6 +70,10 @@ pub struct Engine {
     fetches: moka::future::Cache<(u64, String), Arc<std::result::Result<(), String>>>,
     /// Serializes writes to one mirror file (a fetch committing against a pull).
     file_locks: Mutex<HashMap<u64, Arc<Mutex<()>>>>,
+    /// Held by the changes that pass a platform node from one local entry to another (a rename,
+    /// a file made where one was deleted) and by the pull while it places a platform node: the
+    /// pull never sees a node between two holders and makes a third. Taken before file locks.
+    namespace: Mutex<()>,
     /// Fetch platform content ahead of reads (off only as a debugging aid: HYPERCLAY_PREFETCH=0).
     pub prefetch: std::sync::atomic::AtomicBool,
     /// Seconds of event-stream silence taken for a dead connection (45; tests shorten it with
@@ -125,6 +129,7 @@ impl Engine {
             notices,
             fetches: moka::future::Cache::builder().max_capacity(100_000).build(),
             file_locks: Mutex::new(HashMap::new()),
+            namespace: Mutex::new(()),
             prefetch: std::sync::atomic::AtomicBool::new(true),
             stream_silence_secs: std::sync::atomic::AtomicU64::new(
                 crate::remote::SILENCE_LIMIT.as_secs(),
@@ -234,6 +239,10 @@ impl Engine {
     fn file_lock(&self, ino: u64) -> Arc<Mutex<()>> {
         let mut locks = self.file_locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(ino).or_default().clone()
+    }
+
+    fn namespace_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.namespace.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `f` holding the file locks of `inos`, taken in inode order so that two callers

@@ -95,6 +95,11 @@ impl Engine {
 
     /// Applies what the platform holds for one node.
     pub fn apply_node(&self, r: &RemoteNode) -> Result<Applied> {
+        let _namespace = self.namespace_lock();
+        self.apply_node_locked(r)
+    }
+
+    fn apply_node_locked(&self, r: &RemoteNode) -> Result<Applied> {
         let Some(parent) = self.parent_ino(r.parent_id) else {
             return Ok(Applied {
                 resync: true,
@@ -457,6 +462,7 @@ impl Engine {
             }
             Event::NodeRenamed(r) => match self.index.by_node(r.node_id) {
                 Some(e) if e.name != r.new_name => {
+                    let _namespace = self.namespace_lock();
                     self.relocate(&e, e.parent, &r.new_name)?;
                     Applied::default()
                 }
@@ -470,6 +476,7 @@ impl Engine {
                 let parent = self.parent_ino(m.new_parent_id.unwrap_or(0));
                 match (self.index.by_node(m.node_id), parent) {
                     (Some(e), Some(p)) if e.parent != p || e.name != m.new_name => {
+                        let _namespace = self.namespace_lock();
                         self.relocate(&e, p, &m.new_name)?;
                         Applied::default()
                     }
