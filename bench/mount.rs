@@ -174,15 +174,16 @@ async fn main() {
             .await
             .unwrap();
     }
-    let nodes = client.nodes().await.unwrap().nodes.len();
-    let files = client
-        .nodes()
-        .await
-        .unwrap()
-        .nodes
+    // The account, listed once: its size in nodes, files and bytes.
+    let listing = client.nodes().await.unwrap().nodes;
+    let nodes = listing.len();
+    let files = listing.iter().filter(|n| n.kind.is_file()).count();
+    let total_bytes: u64 = listing
         .iter()
         .filter(|n| n.kind.is_file())
-        .count();
+        .filter_map(|n| n.size)
+        .sum();
+    let total_mb = total_bytes as f64 / 1e6;
     eprintln!("account: {nodes} nodes, {files} files");
 
     let home = dir.path().join("hc");
@@ -192,15 +193,6 @@ async fn main() {
     let t = Instant::now();
     // Hydrated: every file there whole (temp files of downloads under way are dot-names, which
     // `files_under` skips; a count alone would stop while the big uploads still download).
-    let total_bytes: u64 = client
-        .nodes()
-        .await
-        .unwrap()
-        .nodes
-        .iter()
-        .filter(|n| n.kind.is_file())
-        .filter_map(|n| n.size)
-        .sum();
     loop {
         let present = files_under(&mirror);
         let bytes: u64 = present
@@ -214,15 +206,6 @@ async fn main() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let hydration = t.elapsed().as_secs_f64();
-    let total_mb: f64 = client
-        .nodes()
-        .await
-        .unwrap()
-        .nodes
-        .iter()
-        .filter_map(|n| n.size)
-        .sum::<u64>() as f64
-        / 1e6;
     stop(child, &mnt);
 
     // rclone serves a copy of the same files.
