@@ -486,3 +486,95 @@ async fn backups_are_read_only_links_local_and_metadata_harmless() {
         assert!(!out.status.success());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vim_with_backupcopy_yes_updates_the_original() {
+    vim_save(&["set swapfile", "set backupcopy=yes", "set backup"]).await;
+}
+
+/// Emacs' default save: a `.#name` lock symlink, `#name#` auto-saves, the first save renames the
+/// original to `name~` and writes a new file, later saves write in place. Office: a `~$name`
+/// lock, the new content in a temp file, the original renamed to a second temp, the first temp
+/// renamed over the original, the old one deleted. `dd conv=notrunc` writes in the middle.
+/// Each save is one update of the same node; no lock, auto-save, backup or temp name goes up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emacs_office_and_dd_saves_update_the_original_only() {
+    let (p, m, site) = start_with_site(b"<p>v0</p>").await;
+    let c = p.client();
+    let doc = c
+        .create(NodeKind::Upload, "report.docx", 0, Some(b"doc v0"))
+        .await
+        .unwrap();
+    assert!(common::wait_until(WAIT, || m.path("report.docx").exists()).is_some());
+
+    // Emacs, two saves in one session.
+    std::os::unix::fs::symlink("user@host.4242:1700000000", m.path(".#post.html")).unwrap();
+    std::fs::write(m.path("#post.html#"), b"<p>auto-saved</p>").unwrap();
+    std::fs::rename(m.path("post.html"), m.path("post.html~")).unwrap();
+    std::fs::write(m.path("post.html"), b"<p>v1</p>").unwrap();
+    std::fs::remove_file(m.path("#post.html#")).unwrap();
+    platform_holds(
+        &p,
+        &files(&[("post.html", b"<p>v1</p>"), ("report.docx", b"doc v0")]),
+    )
+    .await;
+    std::fs::write(m.path("post.html"), b"<p>v2</p>").unwrap();
+    std::fs::remove_file(m.path(".#post.html")).unwrap();
+    assert_eq!(std::fs::read(m.path("post.html~")).unwrap(), b"<p>v0</p>");
+
+    // Office.
+    std::fs::write(m.path("~$report.docx"), b"owner").unwrap();
+    std::fs::write(m.path("A1B2C3D4.tmp"), b"doc v1").unwrap();
+    std::fs::rename(m.path("report.docx"), m.path("E5F6A7B8.tmp")).unwrap();
+    std::fs::rename(m.path("A1B2C3D4.tmp"), m.path("report.docx")).unwrap();
+    std::fs::remove_file(m.path("E5F6A7B8.tmp")).unwrap();
+    std::fs::remove_file(m.path("~$report.docx")).unwrap();
+    platform_holds(
+        &p,
+        &files(&[("post.html", b"<p>v2</p>"), ("report.docx", b"doc v1")]),
+    )
+    .await;
+
+    // dd into the middle of the site, keeping its length.
+    sh(&format!(
+        "dd if=/dev/zero bs=1 count=2 seek=3 conv=notrunc status=none of={}",
+        m.path("post.html").display()
+    ));
+    platform_holds(
+        &p,
+        &files(&[("post.html", b"<p>\0\0</p>"), ("report.docx", b"doc v1")]),
+    )
+    .await;
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    platform_holds(
+        &p,
+        &files(&[("post.html", b"<p>\0\0</p>"), ("report.docx", b"doc v1")]),
+    )
+    .await;
+    assert_eq!(node_at(&c, "post.html").await, Some(site), "the same site");
+    assert_eq!(
+        node_at(&c, "report.docx").await,
+        Some(doc.id),
+        "the same upload"
+    );
+    assert_eq!(versions(&p, site).await, 3, "three saves, three versions");
+    assert_eq!(versions(&p, doc.id).await, 1, "one save, one version");
+}
+
+/// Unmounting (SIGTERM, as `hyperclay unmount` and Ctrl-C do) waits for the push under way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmounting_finishes_the_push_under_way() {
+    let (p, mut m, site) = start_with_site(b"v0").await;
+    p.running.set_write_delay(Duration::from_millis(1500));
+    std::fs::write(m.path("post.html"), b"saved just before unmount").unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let status = m.stop();
+    assert!(status.success(), "{}", m.log());
+    assert_eq!(
+        p.client().content(site).await.unwrap().1,
+        b"saved just before unmount",
+        "{}",
+        m.log()
+    );
+}
