@@ -220,6 +220,17 @@ async fn the_platform_down_then_back_with_edits_on_both_sides() {
     };
     p.restart_after(Duration::from_secs(12), || {
         std::fs::write(&mount_path, b"a1 offline").unwrap();
+        // Status says so while it is down.
+        let offline = wait_until(WAIT, || {
+            let json: serde_json::Value = serde_json::from_slice(&status_cmd().stdout).unwrap();
+            json["mounts"][0]["online"] == false
+                && json["mounts"][0]["problem"]["kind"] == "unreachable"
+        });
+        assert!(
+            offline.is_some(),
+            "{}",
+            String::from_utf8_lossy(&status_cmd().stdout)
+        );
     })
     .await;
     // While it was down the engine noticed once, quietly.
@@ -230,8 +241,6 @@ async fn the_platform_down_then_back_with_edits_on_both_sides() {
         1,
         "{log}"
     );
-    let json: serde_json::Value = serde_json::from_slice(&status_cmd().stdout).unwrap();
-    let _ = json;
     c.put_content(b.id, NodeKind::Site, "b1 from the browser".into(), None)
         .await
         .unwrap();
@@ -408,8 +417,8 @@ async fn a_browser_edit_arriving_during_a_push_is_never_overwritten_blindly() {
 async fn status_says_the_most_important_problem_and_sync_switches() {
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
-    let m = MountProcess::start(&p.url());
-    let status = |json: bool| {
+    let mut m = MountProcess::start(&p.url());
+    let status = |m: &MountProcess, json: bool| {
         let mut cmd = m.command();
         cmd.arg("status");
         if json {
@@ -421,16 +430,16 @@ async fn status_says_the_most_important_problem_and_sync_switches() {
     };
     std::fs::write(m.path("big.bin"), vec![1u8; 21 * 1024 * 1024]).unwrap();
     assert!(
-        wait_until(WAIT, || status(false).contains("larger than 20 MB")).is_some(),
+        wait_until(WAIT, || status(&m, false).contains("larger than 20 MB")).is_some(),
         "{}",
-        status(false)
+        status(&m, false)
     );
     std::fs::write(m.path("Bad.html"), b"x").unwrap();
     // A refused name outranks a file too large.
     assert!(
-        wait_until(WAIT, || status(false).contains("refuses the name")).is_some(),
+        wait_until(WAIT, || status(&m, false).contains("refuses the name")).is_some(),
         "{}",
-        status(false)
+        status(&m, false)
     );
     let parts = [
         "hyperclay: dev at",
@@ -440,11 +449,11 @@ async fn status_says_the_most_important_problem_and_sync_switches() {
         "log:",
     ];
     let complete = wait_until(WAIT, || {
-        let text = status(false);
+        let text = status(&m, false);
         parts.iter().all(|part| text.contains(part))
     });
-    assert!(complete.is_some(), "{}", status(false));
-    let json: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+    assert!(complete.is_some(), "{}", status(&m, false));
+    let json: serde_json::Value = serde_json::from_str(&status(&m, true)).unwrap();
     assert_eq!(json["mounts"][0]["problem"]["kind"], "refused_name");
     assert_eq!(json["mounts"][0]["sync_on"], true);
 
@@ -462,11 +471,18 @@ async fn status_says_the_most_important_problem_and_sync_switches() {
         None,
         "nothing moves while sync is off"
     );
-    let text = status(false);
+    let text = status(&m, false);
     assert!(
         text.contains("sync:     off") && text.contains("waiting to go up: 3 files"),
         "{text}"
     );
+    // Off stays off across a restart of the mount.
+    m.stop();
+    m.spawn();
+    let text = status(&m, false);
+    assert!(text.contains("sync:     off"), "{text}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(node_at(&c, "later.txt").await, None, "still paused");
     let on = m
         .command()
         .args(["sync", "on"])
@@ -481,4 +497,76 @@ async fn status_says_the_most_important_problem_and_sync_switches() {
         })
         .await
     );
+}
+
+/// Adds a harmless route (a blackhole for one TEST-NET-2 address) and removes it when dropped.
+struct TestRoute(&'static str);
+
+impl TestRoute {
+    fn add(dest: &'static str) -> TestRoute {
+        let _ = std::process::Command::new("ip")
+            .args(["route", "del", "blackhole", dest])
+            .output();
+        let out = std::process::Command::new("ip")
+            .args(["route", "add", "blackhole", dest])
+            .output()
+            .expect("`ip` (iproute2) runs");
+        assert!(
+            out.status.success(),
+            "adding a route needs root (CI has it): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TestRoute(dest)
+    }
+}
+
+impl Drop for TestRoute {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["route", "del", "blackhole", self.0])
+            .output();
+    }
+}
+
+/// Offline, the quiet checks grow to 16 s apart; a network change (here a new route) makes the
+/// mount look for the platform at once, and the edit made meanwhile goes up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_change_ends_the_offline_wait_at_once() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test adds a route: run the tests as root (CI does)"
+    );
+    let mut p = TestPlatform::start(Mode::Full).await;
+    let c = p.client();
+    let a = c
+        .create(NodeKind::Site, "a.html", 0, Some(b"a0"))
+        .await
+        .unwrap();
+    let m = MountProcess::start(&p.url());
+    assert!(wait_until(WAIT, || std::fs::read(m.path("a.html")).is_ok()).is_some());
+    let mount_path = m.path("a.html");
+    // Down 16 s: checks at about 0, 1, 3, 7 and 15 s, the next one at 31 s.
+    p.restart_after(Duration::from_secs(16), || {
+        std::fs::write(&mount_path, b"a1 offline").unwrap();
+    })
+    .await;
+    let _route = TestRoute::add("198.51.100.77/32");
+    let back = std::time::Instant::now();
+    let c2 = c.clone();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let c = c2.clone();
+            async move { c.content(a.id).await.unwrap().1 == b"a1 offline" }
+        })
+        .await,
+        "{}",
+        m.log()
+    );
+    let took = back.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "online {took:?} after the network changed, not at the next quiet check\n{}",
+        m.log()
+    );
+    assert!(m.log().contains("the network changed"), "{}", m.log());
 }

@@ -1,8 +1,8 @@
 //! Following the platform. Online: the event stream, with `GET changes?since=cursor` (or a
 //! listing diff against a platform without `changes`) every 10 s while the stream is down. When
 //! the platform can't be reached the engine goes quiet: no retry storm, no log flood, a cheap
-//! `GET status` on a growing interval (at most every 30 s), and when it answers again a full
-//! reconciliation. Every path ends in the same apply functions of `pull`.
+//! `GET status` on a growing interval (at most every 30 s), at once when the system reports a
+//! network change (`netwatch`), and when it answers again a full reconciliation. Every path ends in the same apply functions of `pull`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,6 +17,8 @@ use crate::remote::{subscribe, StreamItem};
 
 const POLL_INTERVAL: Duration = Duration::from_secs(10);
 const MAX_OFFLINE_WAIT: Duration = Duration::from_secs(30);
+const NETWORK_SETTLE: Duration = Duration::from_millis(500);
+const NETWORK_CHECK_GAP: Duration = Duration::from_secs(5);
 
 impl Engine {
     /// Brings the index up to the platform: replays changes since the cursor where the platform
@@ -139,6 +141,7 @@ fn report(result: Result<()>) -> Result<()> {
 /// Follows the platform until `stop` turns true.
 pub async fn follow(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     let mut sync_switch = engine.sync_switch.subscribe();
+    let mut network = super::netwatch::network_changes();
     loop {
         // Paused: nothing moves until sync is on again.
         while !engine.sync_on() {
@@ -147,7 +150,7 @@ pub async fn follow(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
                 _ = stop.changed() => return,
             }
         }
-        if !connect(&engine, &mut stop).await {
+        if !connect(&engine, &mut stop, &mut network).await {
             return;
         }
         match stay_online(&engine, &mut stop, &mut sync_switch).await {
@@ -158,8 +161,17 @@ pub async fn follow(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
 }
 
 /// Reconciles with the platform, waiting quietly while it can't be reached. False: stopped.
-async fn connect(engine: &Arc<Engine>, stop: &mut watch::Receiver<bool>) -> bool {
+async fn connect(
+    engine: &Arc<Engine>,
+    stop: &mut watch::Receiver<bool>,
+    network: &mut Option<watch::Receiver<u64>>,
+) -> bool {
     let mut wait = Duration::from_secs(1);
+    // Only changes from now on are news.
+    if let Some(n) = network {
+        n.borrow_and_update();
+    }
+    let mut last_network_check: Option<tokio::time::Instant> = None;
     loop {
         match engine.reconcile().await {
             Ok(()) => {
@@ -175,10 +187,27 @@ async fn connect(engine: &Arc<Engine>, stop: &mut watch::Receiver<bool>) -> bool
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(wait) => wait = (wait * 2).min(MAX_OFFLINE_WAIT),
+            _ = super::netwatch::changed(network) => {
+                // A new route or address often comes before DNS and DHCP are done: let it
+                // settle, and never check more often than NETWORK_CHECK_GAP for a flapping link.
+                let now = tokio::time::Instant::now();
+                let at = last_network_check
+                    .map_or(now, |t| t + NETWORK_CHECK_GAP)
+                    .max(now + NETWORK_SETTLE);
+                tracing::debug!("the network changed; checking for the platform");
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = stop.changed() => return false,
+                }
+                if let Some(n) = network {
+                    n.borrow_and_update();
+                }
+                last_network_check = Some(tokio::time::Instant::now());
+                wait = Duration::from_secs(1);
+            }
             _ = stop.changed() => return false,
         }
-        wait = (wait * 2).min(MAX_OFFLINE_WAIT);
     }
 }
 
@@ -242,6 +271,12 @@ async fn stay_online(
                     StreamItem::Disconnected { error } => {
                         if stream_up {
                             tracing::warn!(%error, "event stream down; polling every 10 s");
+                        } else if error.is_offline() {
+                            // Reconnecting failed too: look now, so that a platform that is gone
+                            // shows in status at once. (Not on the first drop: a stream that went
+                            // silent is usually replaced at once, and a poll over the same dead
+                            // path would only wait for its time limit.)
+                            poll.reset_immediately();
                         }
                         stream_up = false;
                     }

@@ -7,6 +7,7 @@ mod decide;
 mod fetch;
 mod follow;
 mod local;
+mod netwatch;
 mod pull;
 mod push;
 mod reconcile;

@@ -107,6 +107,10 @@ impl Engine {
                 Ok(()) => return,
                 Err(e) if is_transient(&e) => {
                     tracing::warn!(path = %path(), error = %e, "push failed");
+                    if e.is_offline() {
+                        // Status says so now, and the follower turns to its quiet checks.
+                        self.went_offline(&e);
+                    }
                     if attempt == RETRY_DELAYS.len() {
                         tracing::warn!(path = %path(), "gave up pushing after 5 retries; it goes up on the next change or reconnect");
                         self.status.report(
