@@ -10,52 +10,9 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{files_under, hyperclay_mount, proc_mb, start_platform, stop};
-use futures::StreamExt;
-use hyperclay::protocol::NodeKind;
-use hyperclay::remote::Client;
-
-/// Seeds `nodes` nodes: folders of 100, sites of 1-3 KB. Returns the number of files.
-async fn seed(client: &Arc<Client>, nodes: usize) -> usize {
-    let folders = nodes / 100;
-    let mut parents = Vec::with_capacity(folders);
-    for f in 0..folders {
-        // One folder in ten goes inside the one before it.
-        let parent = if f % 10 == 9 { parents[f - 1] } else { 0 };
-        let node = client
-            .create(NodeKind::Folder, &format!("d{f}"), parent, None)
-            .await
-            .unwrap();
-        parents.push(node.id);
-    }
-    let files: Vec<(u64, String, Vec<u8>)> = (0..folders)
-        .flat_map(|f| {
-            let parent = parents[f];
-            (0..99).map(move |s| {
-                let html = format!("<p>{f}-{s}</p>\n").repeat(100 + (f * 7 + s * 13) % 200);
-                (parent, format!("s{f}-{s}.html"), html.into_bytes())
-            })
-        })
-        .collect();
-    let count = files.len();
-    futures::stream::iter(files)
-        .map(|(parent, name, body)| {
-            let client = client.clone();
-            async move {
-                client
-                    .create(NodeKind::Site, &name, parent, Some(&body))
-                    .await
-                    .unwrap();
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<()>>()
-        .await;
-    count
-}
+use common::{files_under, hyperclay_mount, proc_mb, seed, start_platform, stop};
 
 async fn one_size(nodes: usize) {
     let dir = tempfile::tempdir().unwrap();

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use hyperclay::protocol::{checksum, Event, NodeKind};
 use hyperclay::remote::{subscribe, StreamItem, SILENCE_LIMIT};
 
+const NODES: usize = 10_000;
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -36,6 +38,8 @@ fn wrk(url: &str) -> f64 {
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let (running, client) = common::start_platform(&dir.path().join("platform")).await;
+    // An account of 10,000 nodes around the app, so that finding it by name is a real search.
+    let files = common::seed(&client, NODES).await;
     let app = format!(
         "<!doctype html><html><body>{}</body></html>",
         "<p>hyperclay app</p>\n".repeat(50 * 1024 / 21)
@@ -58,10 +62,22 @@ async fn main() {
         .spawn()
         .unwrap();
     let t = Instant::now();
-    while !home.join("mirror/apps/app.html").exists() {
-        assert!(t.elapsed() < Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(20));
+    while !home.join("mirror/apps/app.html").exists()
+        || common::files_under(&home.join("mirror")).len() < files + 1
+    {
+        assert!(t.elapsed() < Duration::from_secs(60), "hydration");
+        std::thread::sleep(Duration::from_millis(100));
     }
+    // The server alone, on the same mirror: no mount, no index.
+    let alone_port = free_port();
+    let mut alone = Command::new(env!("CARGO_BIN_EXE_hyperclay"))
+        .args(["serve", "--port", &alone_port.to_string(), "--mirror"])
+        .arg(home.join("mirror"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let py_port = free_port();
     let mut python = Command::new("python3")
         .args([
@@ -80,6 +96,8 @@ async fn main() {
 
     let ours = wrk(&format!("http://127.0.0.1:{port}/app"));
     let ours_exact = wrk(&format!("http://127.0.0.1:{port}/apps/app.html"));
+    let alone_name = wrk(&format!("http://127.0.0.1:{alone_port}/app"));
+    let alone_exact = wrk(&format!("http://127.0.0.1:{alone_port}/apps/app.html"));
     let theirs = wrk(&format!("http://127.0.0.1:{py_port}/apps/app.html"));
 
     let mut events = subscribe(client.clone(), None, SILENCE_LIMIT);
@@ -114,8 +132,10 @@ async fn main() {
     latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
 
-    let _ = python.kill();
-    let _ = python.wait();
+    for child in [&mut python, &mut alone] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(mount.id() as i32),
         nix::sys::signal::SIGTERM,
@@ -123,12 +143,14 @@ async fn main() {
     let _ = mount.wait();
     running.stop().await;
 
-    println!("| figure | hyperclay serve | python3 -m http.server (same file) |");
-    println!("|---|---|---|");
-    println!("| GET a 50 KB app by name (`/app`), requests/s (wrk -t2 -c16 -d5s) | {ours:.0} | |");
-    println!("| GET a 50 KB app by path (`/apps/app.html`), requests/s | {ours_exact:.0} | {theirs:.0} |");
+    println!("Account: {NODES} nodes ({files} sites of 1-3 KB in folders of 100) and the app.");
+    println!();
+    println!("| figure | hyperclay mount's server | hyperclay serve (no mount) | python3 -m http.server (same file) |");
+    println!("|---|---|---|---|");
+    println!("| GET a 50 KB app by name (`/app`), requests/s (wrk -t2 -c16 -d5s) | {ours:.0} | {alone_name:.0} | |");
+    println!("| GET a 50 KB app by path (`/apps/app.html`), requests/s | {ours_exact:.0} | {alone_exact:.0} | {theirs:.0} |");
     println!(
-        "| save: `POST /save/app` answered to the platform holding it, 100 saves | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms | |",
+        "| save: `POST /save/app` answered to the platform holding it, 100 saves | p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms | | |",
         at(0.5),
         at(0.99),
         at(1.0)

@@ -98,6 +98,20 @@ async fn resolution_types_ranges_cookies_and_listings() {
         text("/a/b/x.html").await.text().await.unwrap(),
         "<!doctype html><p>x</p>"
     );
+    // Moved: found in its new place (the old one is checked, not trusted); removed: 404.
+    std::fs::create_dir_all(dir.path().join("c")).unwrap();
+    std::fs::rename(dir.path().join("a/b/x.html"), dir.path().join("c/x.html")).unwrap();
+    assert_eq!(
+        text("/x").await.text().await.unwrap(),
+        "<!doctype html><p>x</p>"
+    );
+    assert_eq!(
+        text("/a/b/x.html").await.status(),
+        200,
+        "the old path finds it by name"
+    );
+    std::fs::rename(dir.path().join("c/x.html"), dir.path().join("a/b/x.html")).unwrap();
+    assert_eq!(text("/favicon.ico").await.status(), 404);
     assert_eq!(
         text("/blog/post").await.text().await.unwrap(),
         "<!doctype html><p>post</p>"

@@ -8,6 +8,7 @@ mod guard;
 mod listing;
 pub mod resolve;
 mod save;
+mod sites;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -42,6 +43,8 @@ struct Inner {
     port: std::sync::atomic::AtomicU16,
     /// One save per file at a time (standalone; the engine has its own).
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Where sites were found by name.
+    sites: sites::RememberedSites,
 }
 
 #[derive(Clone)]
@@ -50,6 +53,24 @@ pub struct ServeState(Arc<Inner>);
 impl ServeState {
     pub fn port(&self) -> u16 {
         self.0.port.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Where the site called `stem` is, mirror-relative. Blocking (it may walk the mirror).
+    fn site_path(&self, stem: &str) -> Option<String> {
+        if !sites::can_be_site(stem) {
+            return None;
+        }
+        self.0
+            .sites
+            .find(self.0.mirror.root(), stem, || match &self.0.save_to {
+                SaveTo::Engine(engine) => sites::in_index(engine, stem),
+                SaveTo::Mirror => None,
+            })
+    }
+
+    /// Resolves a request path (see `resolve`), finding sites by name. Blocking.
+    fn resolve(&self, raw_path: &str) -> Result<Resolved, ResolveError> {
+        resolve::resolve(self.0.mirror.root(), raw_path, |stem| self.site_path(stem))
     }
 }
 
@@ -84,6 +105,7 @@ pub async fn start(
         save_to,
         port: std::sync::atomic::AtomicU16::new(addr.port()),
         locks: Mutex::new(HashMap::new()),
+        sites: sites::RememberedSites::default(),
     }));
     let app = Router::new()
         .route("/save/{name}", post(save::by_name))
@@ -126,9 +148,9 @@ async fn serve_path(State(state): State<ServeState>, request: Request) -> Respon
             "only GET and HEAD here; saves go to /save/NAME",
         );
     }
-    let root = state.0.mirror.root().to_path_buf();
     let path = request.uri().path().to_string();
-    let resolved = match tokio::task::spawn_blocking(move || resolve::resolve(&root, &path)).await {
+    let resolving = state.clone();
+    let resolved = match tokio::task::spawn_blocking(move || resolving.resolve(&path)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return resolve_error(e),
         Err(_) => return answer(StatusCode::INTERNAL_SERVER_ERROR, false, "internal error"),

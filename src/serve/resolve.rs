@@ -2,7 +2,8 @@
 //! percent-decoding (a malformed sequence is 400), no `..`, `.` or encoded `/` (400), no dotfiles,
 //! index folder or `sites-versions/` (404), and no symlink that leads out of the mirror (403).
 //! `GET /whatever` finds, in order: the exact path, the path with `.html` or `.htmlclay`, then
-//! the one site of that name anywhere in the mirror (site names are unique in an account).
+//! the one site of that name anywhere in the mirror (site names are unique in an account; see
+//! `sites` for how it is found).
 
 use std::path::{Path, PathBuf};
 
@@ -95,8 +96,13 @@ fn rel_of(root: &Path, real: &Path) -> String {
         .into_owned()
 }
 
-/// Resolves a request path against the mirror at `root` (canonical).
-pub fn resolve(root: &Path, raw_path: &str) -> Result<Resolved, ResolveError> {
+/// Resolves a request path against the mirror at `root` (canonical). `find_site` answers where
+/// the site of a name is (mirror-relative) when the path itself leads nowhere.
+pub fn resolve(
+    root: &Path,
+    raw_path: &str,
+    find_site: impl FnOnce(&str) -> Option<String>,
+) -> Result<Resolved, ResolveError> {
     let segs = segments(raw_path)?;
     let joined: PathBuf = segs.iter().collect();
     let exact = root.join(&joined);
@@ -122,38 +128,19 @@ pub fn resolve(root: &Path, raw_path: &str) -> Result<Resolved, ResolveError> {
             });
         }
     }
-    find_site(root, last).ok_or(ResolveError::NotFound)
-}
-
-/// The site named `stem` (`.html` or `.htmlclay`) anywhere in the mirror.
-pub fn find_site(root: &Path, stem: &str) -> Option<Resolved> {
-    let names = [format!("{stem}.html"), format!("{stem}.htmlclay")];
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || name == crate::cache::VERSIONS_DIR || name == "node_modules"
-            {
-                continue;
-            }
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            if kind.is_dir() {
-                stack.push(entry.path());
-            } else if kind.is_file() && names.contains(&name) {
-                let path = entry.path();
-                return Some(Resolved::File {
-                    rel: rel_of(root, &path),
-                    path,
-                });
-            }
-        }
+    let stem = last
+        .strip_suffix(".htmlclay")
+        .or_else(|| last.strip_suffix(".html"))
+        .unwrap_or(last);
+    let rel = find_site(stem).ok_or(ResolveError::NotFound)?;
+    let real = inside(root, &root.join(&rel))?;
+    if !real.is_file() {
+        return Err(ResolveError::NotFound);
     }
-    None
+    Ok(Resolved::File {
+        rel: rel_of(root, &real),
+        path: real,
+    })
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::resolve::{self, Resolved};
+use super::resolve::Resolved;
 use super::{answer, resolve_error, SaveTo, ServeState};
 use crate::cache::save;
 use crate::protocol::{names, NodeKind, MAX_CONTENT_BYTES};
@@ -32,23 +32,12 @@ pub async fn by_name(
             &format!("{name:?} is not a site name"),
         );
     }
-    // A mount knows every site, also one whose copy is not on disk yet; standalone, the mirror
-    // is walked.
-    if let SaveTo::Engine(engine) = &state.0.save_to {
-        let known = [format!("{stem}.html"), format!("{stem}.htmlclay")]
-            .iter()
-            .find_map(|n| engine.index.site_named(n))
-            .and_then(|e| engine.index.path(e.ino));
-        if let Some(rel) = known {
-            return save_to(state, &rel, &headers, body).await;
-        }
-    }
-    let root = state.0.mirror.root().to_path_buf();
-    let found = tokio::task::spawn_blocking(move || resolve::find_site(&root, &stem))
+    let finding = state.clone();
+    let found = tokio::task::spawn_blocking(move || finding.site_path(&stem))
         .await
         .ok()
         .flatten();
-    let Some(Resolved::File { rel, .. }) = found else {
+    let Some(rel) = found else {
         return answer(
             StatusCode::NOT_FOUND,
             false,
@@ -75,9 +64,9 @@ pub async fn by_page_url(
     else {
         return answer(StatusCode::BAD_REQUEST, false, "Page-URL is not a URL");
     };
-    let root = state.0.mirror.root().to_path_buf();
     let path = url.path().to_string();
-    let resolved = match tokio::task::spawn_blocking(move || resolve::resolve(&root, &path)).await {
+    let resolving = state.clone();
+    let resolved = match tokio::task::spawn_blocking(move || resolving.resolve(&path)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return resolve_error(e),
         Err(_) => return answer(StatusCode::INTERNAL_SERVER_ERROR, false, "internal error"),
