@@ -71,22 +71,59 @@ pub fn default_mirror() -> PathBuf {
 /// The platform address: `HYPERCLAY_URL` from the environment, else from `./.env`, else from
 /// `<config dir>/.env`, else hyperclay.com. A trailing `/` is dropped.
 pub fn platform_url() -> String {
-    let from_env = std::env::var("HYPERCLAY_URL")
-        .ok()
-        .filter(|v| !v.is_empty());
-    let url = from_env
-        .or_else(|| dotenv_value(Path::new(".env"), "HYPERCLAY_URL"))
-        .or_else(|| dotenv_value(&config_dir().join(".env"), "HYPERCLAY_URL"))
-        .unwrap_or_else(|| DEFAULT_URL.to_string());
-    url.trim_end_matches('/').to_string()
+    platform_url_and_source().0
 }
 
-/// The value of `key` in a `.env` file (`KEY=value`, optional quotes, `#` comments).
+/// The platform address and where it came from, for messages ("the environment", a `.env`
+/// file's path, "the default").
+pub fn platform_url_and_source() -> (String, String) {
+    let config_env = config_dir().join(".env");
+    let (url, source) = if let Some(v) = std::env::var("HYPERCLAY_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        (v, "HYPERCLAY_URL in the environment".to_string())
+    } else if let Some(v) = dotenv_value(Path::new(".env"), "HYPERCLAY_URL") {
+        (v, "HYPERCLAY_URL in ./.env".to_string())
+    } else if let Some(v) = dotenv_value(&config_env, "HYPERCLAY_URL") {
+        (v, format!("HYPERCLAY_URL in {}", config_env.display()))
+    } else {
+        (DEFAULT_URL.to_string(), "the default".to_string())
+    };
+    (url.trim_end_matches('/').to_string(), source)
+}
+
+/// The value of `key` in a `.env` file (dotenvy's syntax: quotes, `export`, comments), without
+/// touching the process environment. A file that is missing or malformed has no value.
 pub fn dotenv_value(file: &Path, key: &str) -> Option<String> {
-    let text = std::fs::read_to_string(file).ok()?;
-    text.lines().find_map(|line| {
-        let line = line.trim().strip_prefix("export ").unwrap_or(line.trim());
-        let (k, v) = line.split_once('=')?;
-        (k.trim() == key).then(|| v.trim().trim_matches('"').trim_matches('\'').to_string())
-    })
+    let items = dotenvy::from_path_iter(file).ok()?;
+    items
+        .filter_map(Result::ok)
+        .find_map(|(k, v)| (k == key).then_some(v))
+        .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotenv_values_are_read_with_quotes_comments_and_export() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(".env");
+        std::fs::write(
+            &file,
+            "# the platform\nOTHER=1\nexport HYPERCLAY_URL=\"http://127.0.0.1:8787\" # dev\n",
+        )
+        .unwrap();
+        assert_eq!(
+            dotenv_value(&file, "HYPERCLAY_URL").as_deref(),
+            Some("http://127.0.0.1:8787")
+        );
+        assert_eq!(dotenv_value(&file, "MISSING"), None);
+        assert_eq!(
+            dotenv_value(&dir.path().join("none"), "HYPERCLAY_URL"),
+            None
+        );
+    }
 }

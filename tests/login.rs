@@ -305,3 +305,66 @@ async fn switching_accounts_never_syncs_the_old_mirror_into_the_new_one() {
         "nothing of alice's mirror reached bob's account"
     );
 }
+
+/// The platform address: `HYPERCLAY_URL` in the environment wins over `./.env`, which wins over
+/// the config directory's `.env`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_platform_address_comes_from_the_environment_then_dot_env_files() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::prepare(
+        &p.url(),
+        &[("HYPERCLAY_URL", ""), ("HYPERCLAY_API_KEY", "")],
+    );
+    let config = m.home.path().join("home/config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(config.join(".env"), format!("HYPERCLAY_URL={}\n", p.url())).unwrap();
+    let elsewhere = m.home.path().join("elsewhere");
+    let project = m.home.path().join("project");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::create_dir_all(&project).unwrap();
+    // Nothing listens on port 9 of loopback.
+    std::fs::write(
+        project.join(".env"),
+        "# this project's platform\nHYPERCLAY_URL=\"http://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    let login = |dir: &std::path::Path, url: Option<&str>| {
+        let mut cmd = m.command();
+        cmd.args(["login", "--api-key", "--force"]).current_dir(dir);
+        if let Some(url) = url {
+            cmd.env("HYPERCLAY_URL", url);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{}\n", common::KEY).as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let from_config = login(&elsewhere, None);
+    assert!(
+        from_config.status.success(),
+        "the config directory's .env: {}",
+        String::from_utf8_lossy(&from_config.stderr)
+    );
+    let from_project = login(&project, None);
+    assert!(!from_project.status.success(), "./.env comes first");
+    let stderr = String::from_utf8_lossy(&from_project.stderr);
+    assert!(
+        stderr.contains("can't reach the platform at http://127.0.0.1:9 (HYPERCLAY_URL in ./.env)"),
+        "the error says which address and where it came from: {stderr}"
+    );
+    let from_env = login(&project, Some(&p.url()));
+    assert!(
+        from_env.status.success(),
+        "the environment comes first: {}",
+        String::from_utf8_lossy(&from_env.stderr)
+    );
+}

@@ -14,7 +14,7 @@ use hyperclay::config;
 use hyperclay::control::{self, Request};
 use hyperclay::credentials::{self, Stored};
 use hyperclay::protocol::format_time;
-use hyperclay::remote::{Client, Credential};
+use hyperclay::remote::{Client, Credential, RemoteError};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -114,7 +114,7 @@ fn confirm(question: &str) -> bool {
 }
 
 pub async fn login(api_key: bool, force: bool) -> anyhow::Result<()> {
-    let platform = config::platform_url();
+    let (platform, source) = config::platform_url_and_source();
     let existing = credentials::load()?;
     let (credential, kind) = if api_key {
         let mut key = String::new();
@@ -131,10 +131,13 @@ pub async fn login(api_key: bool, force: bool) -> anyhow::Result<()> {
         (Credential::Token(browser_flow(&platform).await?), "token")
     };
     let client = Client::new(&platform, credential.clone())?;
-    let status = client
-        .status()
-        .await
-        .context("checking the sign-in with the platform")?;
+    let status = match client.status().await {
+        Ok(status) => status,
+        Err(RemoteError::Unreachable(detail)) => bail!(
+            "can't reach the platform at {platform} ({source}): {detail}; check the address and the network"
+        ),
+        Err(e) => return Err(e).context("checking the sign-in with the platform"),
+    };
     if let Some(old) =
         existing.filter(|old| old.username != status.username || old.platform != platform)
     {
