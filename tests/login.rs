@@ -52,6 +52,11 @@ fn login_with_key(m: &MountProcess, key: &str, force: bool) -> std::process::Out
     if force {
         cmd.arg("--force");
     }
+    run_with_key(cmd, key)
+}
+
+/// Runs `cmd` (a `login --api-key`) with `key` on its standard input.
+fn run_with_key(mut cmd: std::process::Command, key: &str) -> std::process::Output {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -334,19 +339,7 @@ async fn the_platform_address_comes_from_the_environment_then_dot_env_files() {
         if let Some(url) = url {
             cmd.env("HYPERCLAY_URL", url);
         }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{}\n", common::KEY).as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        run_with_key(cmd, common::KEY)
     };
     let from_config = login(&elsewhere, None);
     assert!(

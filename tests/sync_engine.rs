@@ -20,6 +20,21 @@ fn versions_of(m: &MountProcess, rel: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Waits until the platform holds `want` for node `id`.
+async fn platform_content_becomes(
+    p: &TestPlatform,
+    id: u64,
+    want: &'static [u8],
+    limit: Duration,
+) -> bool {
+    let c = p.client();
+    eventually(limit, || {
+        let c = c.clone();
+        async move { c.content(id).await.unwrap().1 == want }
+    })
+    .await
+}
+
 async fn platform_versions(p: &TestPlatform, id: u64) -> Vec<Vec<u8>> {
     let c = p.client();
     let mut out = Vec::new();
@@ -244,13 +259,8 @@ async fn the_platform_down_then_back_with_edits_on_both_sides() {
     c.put_content(b.id, NodeKind::Site, "b1 from the browser".into(), None)
         .await
         .unwrap();
-    let c2 = c.clone();
     assert!(
-        eventually(Duration::from_secs(40), || {
-            let c = c2.clone();
-            async move { c.content(a.id).await.unwrap().1 == b"a1 offline" }
-        })
-        .await,
+        platform_content_becomes(&p, a.id, b"a1 offline", Duration::from_secs(40)).await,
         "{}",
         m.log()
     );
@@ -552,13 +562,8 @@ async fn a_network_change_ends_the_offline_wait_at_once() {
     .await;
     let _route = TestRoute::add("198.51.100.77/32");
     let back = std::time::Instant::now();
-    let c2 = c.clone();
     assert!(
-        eventually(Duration::from_secs(10), || {
-            let c = c2.clone();
-            async move { c.content(a.id).await.unwrap().1 == b"a1 offline" }
-        })
-        .await,
+        platform_content_becomes(&p, a.id, b"a1 offline", Duration::from_secs(10)).await,
         "{}",
         m.log()
     );
