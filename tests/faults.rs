@@ -244,11 +244,16 @@ async fn edits_made_during_platform_faults_all_arrive_after_them() {
     );
 }
 
+/// Tests that change the network, or that need it to stay unchanged, take turns.
+static NETWORK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A half-open connection: the event stream stays open but delivers nothing more, no events and
 /// no pings. The mount takes it for dead after the silence limit (45 s; 3 s here) and reconnects,
 /// replaying what it missed, so a platform edit made during the silence still arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_goes_silent_is_replaced_and_platform_edits_still_arrive() {
+    // A network change would replace the stream before the silence limit: none while this runs.
+    let _network = NETWORK.lock().await;
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
     let node = c
@@ -447,4 +452,44 @@ async fn a_full_disk_fails_saves_cleanly_and_damages_nothing() {
         .all(|n| n.name != "big.bin"));
     m.stop();
     let _ = std::process::Command::new("umount").arg(&m.mirror).status();
+}
+
+/// The same half-open stream, with the real silence limit (45 s): a network change (here a new
+/// route) makes the mount replace the stream at once, and the edit made meanwhile arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_change_replaces_a_stream_that_died_with_the_old_network() {
+    let _network = NETWORK.lock().await;
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test adds a route: run the tests as root (CI does)"
+    );
+    let p = TestPlatform::start(Mode::Full).await;
+    let c = p.client();
+    let node = c
+        .create(NodeKind::Upload, "notes.txt", 0, Some(b"first"))
+        .await
+        .unwrap();
+    let proxy = FaultProxy::start(p.url()).await;
+    let m = MountProcess::start(&proxy.url);
+    let shows = |want: &'static [u8], limit: u64| {
+        wait_until(Duration::from_secs(limit), || {
+            std::fs::read(m.path("notes.txt")).is_ok_and(|b| b == want)
+        })
+        .is_some()
+    };
+    assert!(shows(b"first", 8), "{}", m.log());
+    proxy.silence_open_connections();
+    c.put_content(node.id, NodeKind::Upload, "second".into(), None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _route = common::TestRoute::add("198.51.100.78/32");
+    assert!(
+        shows(b"second", 5),
+        "the edit did not arrive within 5 s of the network change\n{}",
+        m.log()
+    );
+    assert!(m
+        .log()
+        .contains("the network changed; reconnecting the event stream"));
 }

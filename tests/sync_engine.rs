@@ -509,35 +509,6 @@ async fn status_says_the_most_important_problem_and_sync_switches() {
     );
 }
 
-/// Adds a harmless route (a blackhole for one TEST-NET-2 address) and removes it when dropped.
-struct TestRoute(&'static str);
-
-impl TestRoute {
-    fn add(dest: &'static str) -> TestRoute {
-        let _ = std::process::Command::new("ip")
-            .args(["route", "del", "blackhole", dest])
-            .output();
-        let out = std::process::Command::new("ip")
-            .args(["route", "add", "blackhole", dest])
-            .output()
-            .expect("`ip` (iproute2) runs");
-        assert!(
-            out.status.success(),
-            "adding a route needs root (CI has it): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        TestRoute(dest)
-    }
-}
-
-impl Drop for TestRoute {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["route", "del", "blackhole", self.0])
-            .output();
-    }
-}
-
 /// Offline, the quiet checks grow to 16 s apart; a network change (here a new route) makes the
 /// mount look for the platform at once, and the edit made meanwhile goes up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -560,7 +531,7 @@ async fn a_network_change_ends_the_offline_wait_at_once() {
         std::fs::write(&mount_path, b"a1 offline").unwrap();
     })
     .await;
-    let _route = TestRoute::add("198.51.100.77/32");
+    let _route = common::TestRoute::add("198.51.100.77/32");
     let back = std::time::Instant::now();
     assert!(
         platform_content_becomes(&p, a.id, b"a1 offline", Duration::from_secs(10)).await,

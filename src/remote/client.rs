@@ -85,24 +85,29 @@ pub struct ContentMeta {
 }
 
 pub struct Client {
-    http: reqwest::Client,
+    /// Replaced (a fresh connection pool) when the network changes: pooled connections made on
+    /// the old network may be dead without a word.
+    http: RwLock<reqwest::Client>,
     url: String,
     credential: RwLock<Credential>,
     features: RwLock<Option<Features>>,
 }
 
+fn http_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("hyperclay/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| RemoteError::Protocol(e.to_string()))
+}
+
 impl Client {
     /// A client for the platform at `url` (`HYPERCLAY_URL`, e.g. `https://hyperclay.com`).
     pub fn new(url: &str, credential: Credential) -> Result<Client> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("hyperclay/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| RemoteError::Protocol(e.to_string()))?;
         Ok(Client {
-            http,
+            http: RwLock::new(http_client()?),
             url: url.trim_end_matches('/').to_string(),
             credential: RwLock::new(credential),
             features: RwLock::new(None),
@@ -111,6 +116,15 @@ impl Client {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Drops every pooled connection: requests from now on open new ones. Requests under way
+    /// finish on the old ones (or meet their time limits).
+    pub fn reset_connections(&self) {
+        match http_client() {
+            Ok(fresh) => *self.http.write().unwrap_or_else(|p| p.into_inner()) = fresh,
+            Err(e) => tracing::warn!(error = %e, "could not renew the platform connections"),
+        }
     }
 
     pub fn credential(&self) -> Credential {
@@ -144,7 +158,8 @@ impl Client {
 
     /// A request without a time limit (the event stream, which has its own silence limit).
     pub(super) fn request_untimed(&self, method: Method, path: &str) -> RequestBuilder {
-        let builder = self.http.request(method, self.endpoint(path));
+        let http = self.http.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let builder = http.request(method, self.endpoint(path));
         match self.credential() {
             Credential::ApiKey(key) => builder.header("X-API-Key", key),
             Credential::Token(token) => builder.bearer_auth(token),

@@ -31,6 +31,8 @@ pub enum StreamItem {
 /// last id.
 pub const SILENCE_LIMIT: Duration = Duration::from_secs(45);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long the platform may take to answer a stream request (its headers).
+const STREAM_ANSWER_LIMIT: Duration = Duration::from_secs(20);
 
 /// Starts following the platform's event stream from `last_id`; a Part 2 stream silent for
 /// `silence_limit` is taken for dead. Stops when the receiver is dropped.
@@ -80,9 +82,14 @@ async fn follow(
     if let (true, Some(id)) = (resuming, *last_id) {
         request = request.header("Last-Event-ID", id.to_string());
     }
-    let response = match client.send(request).await {
-        Ok(r) => r,
-        Err(e) => return e,
+    // The request has no time limit (the stream lasts), but its answer must come: a pooled
+    // connection that died silently would otherwise hold the stream forever.
+    let response = match tokio::time::timeout(STREAM_ANSWER_LIMIT, client.send(request)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return e,
+        Err(_) => {
+            return RemoteError::Unreachable("the event stream was not answered in time".into())
+        }
     };
     *backoff = Duration::from_millis(250);
     if tx
@@ -98,7 +105,11 @@ async fn follow(
         let next = match features.changes {
             true => match tokio::time::timeout(silence_limit, body.next()).await {
                 Ok(n) => n,
-                Err(_) => return RemoteError::Unreachable("the event stream went silent".into()),
+                Err(_) => {
+                    // The path to the platform is likely dead: so are the pooled connections.
+                    client.reset_connections();
+                    return RemoteError::Unreachable("the event stream went silent".into());
+                }
             },
             false => body.next().await,
         };

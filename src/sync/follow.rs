@@ -153,7 +153,7 @@ pub async fn follow(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
         if !connect(&engine, &mut stop, &mut network).await {
             return;
         }
-        match stay_online(&engine, &mut stop, &mut sync_switch).await {
+        match stay_online(&engine, &mut stop, &mut sync_switch, &mut network).await {
             Leave::Stop => return,
             Leave::Offline | Leave::Paused => {}
         }
@@ -196,6 +196,7 @@ async fn connect(
                     .map_or(now, |t| t + NETWORK_CHECK_GAP)
                     .max(now + NETWORK_SETTLE);
                 tracing::debug!("the network changed; checking for the platform");
+                engine.client.reset_connections();
                 tokio::select! {
                     _ = tokio::time::sleep_until(at) => {}
                     _ = stop.changed() => return false,
@@ -222,20 +223,17 @@ async fn stay_online(
     engine: &Arc<Engine>,
     stop: &mut watch::Receiver<bool>,
     sync_switch: &mut watch::Receiver<bool>,
+    network: &mut Option<watch::Receiver<u64>>,
 ) -> Leave {
     if engine.prefetching() {
         let hydrate = engine.clone();
         tokio::spawn(async move { hydrate.fetch_all().await });
     }
-    let replay_id = match engine.client.features().await.map(|f| f.changes) {
-        Ok(true) => engine.index.cursor(),
-        _ => None,
-    };
-    let mut stream = subscribe(
-        engine.client.clone(),
-        replay_id,
-        engine.stream_silence_limit(),
-    );
+    if let Some(n) = network {
+        n.borrow_and_update();
+    }
+    let mut stream = subscribe_from_cursor(engine).await;
+    let mut last_network_change: Option<tokio::time::Instant> = None;
     let mut stream_up = false;
     let mut first_connect = true;
     let mut poll = tokio::time::interval(POLL_INTERVAL);
@@ -290,6 +288,28 @@ async fn stay_online(
                 }
                 Err(e) => tracing::debug!(error = %e, "poll failed"),
             },
+            _ = super::netwatch::changed(network) => {
+                // The stream's connection may have died with the old network (a new Wi-Fi, a
+                // wake from sleep) without a word: replace it now rather than after the silence
+                // limit. It replays from the cursor, so nothing is missed.
+                let now = tokio::time::Instant::now();
+                let at = last_network_change
+                    .map_or(now, |t| t + NETWORK_CHECK_GAP)
+                    .max(now + NETWORK_SETTLE);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = stop.changed() => return Leave::Stop,
+                }
+                if let Some(n) = network {
+                    n.borrow_and_update();
+                }
+                last_network_change = Some(tokio::time::Instant::now());
+                tracing::info!("the network changed; reconnecting the event stream");
+                engine.client.reset_connections();
+                stream = subscribe_from_cursor(engine).await;
+                stream_up = false;
+                first_connect = false;
+            }
             _ = sync_switch.changed() => {
                 if !engine.sync_on() {
                     return Leave::Paused;
@@ -302,4 +322,17 @@ async fn stay_online(
             return Leave::Offline;
         }
     }
+}
+
+/// The event stream, replaying from the index's cursor where the platform keeps a change log.
+async fn subscribe_from_cursor(engine: &Arc<Engine>) -> tokio::sync::mpsc::Receiver<StreamItem> {
+    let replay_id = match engine.client.features().await.map(|f| f.changes) {
+        Ok(true) => engine.index.cursor(),
+        _ => None,
+    };
+    subscribe(
+        engine.client.clone(),
+        replay_id,
+        engine.stream_silence_limit(),
+    )
 }

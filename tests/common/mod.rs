@@ -374,3 +374,33 @@ where
     }
     false
 }
+
+/// Adds a harmless route (a blackhole for one TEST-NET-2 address) and removes it when dropped:
+/// a network change the mount sees. Needs root.
+pub struct TestRoute(&'static str);
+
+impl TestRoute {
+    pub fn add(dest: &'static str) -> TestRoute {
+        let _ = std::process::Command::new("ip")
+            .args(["route", "del", "blackhole", dest])
+            .output();
+        let out = std::process::Command::new("ip")
+            .args(["route", "add", "blackhole", dest])
+            .output()
+            .expect("`ip` (iproute2) runs");
+        assert!(
+            out.status.success(),
+            "adding a route needs root (CI has it): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TestRoute(dest)
+    }
+}
+
+impl Drop for TestRoute {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["route", "del", "blackhole", self.0])
+            .output();
+    }
+}
