@@ -407,6 +407,17 @@ async fn a_full_disk_fails_saves_cleanly_and_damages_nothing() {
         .status()
         .unwrap();
     assert!(mounted.success(), "mounting a tmpfs for the mirror");
+    // Unmounted however the test ends (declared after the mount process: dropped before it).
+    struct Tmpfs(std::path::PathBuf);
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("--lazy")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let tmpfs = Tmpfs(m.mirror.clone());
     m.spawn();
     std::fs::write(m.path("keep.txt"), b"saved before the disk filled").unwrap();
     let kept = BTreeMap::from([(
@@ -451,7 +462,7 @@ async fn a_full_disk_fails_saves_cleanly_and_damages_nothing() {
         .iter()
         .all(|n| n.name != "big.bin"));
     m.stop();
-    let _ = std::process::Command::new("umount").arg(&m.mirror).status();
+    drop(tmpfs);
 }
 
 /// The same half-open stream, with the real silence limit (45 s): a network change (here a new

@@ -578,3 +578,117 @@ async fn unmounting_finishes_the_push_under_way() {
         m.log()
     );
 }
+
+/// A multi-threaded program (an IDE, a test runner) forks while one of its threads writes a file:
+/// each child closes its inherited copy of the descriptor at exec, and every such close reaches
+/// the mount. Only the writer's own close saves: no partial version ever becomes a save.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forked_child_closing_an_inherited_descriptor_saves_nothing_partial() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::start(&p.url());
+    let chunk = vec![b'x'; 64 * 1024];
+    let whole: Vec<u8> = chunk.repeat(32);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let forker = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut children = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::process::Command::new("true").status();
+                children += 1;
+            }
+            children
+        })
+    };
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(m.path("big.html")).unwrap();
+        for _ in 0..32 {
+            f.write_all(&chunk).unwrap();
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let children = forker.join().unwrap();
+    assert!(children > 5, "children were forked while the file was open");
+    let c = p.client();
+    let arrived = eventually(WAIT, || {
+        let c = c.clone();
+        let whole = whole.clone();
+        async move { platform_files(&c).await.get("big.html") == Some(&whole) }
+    })
+    .await;
+    let local = std::fs::read(m.path("big.html")).unwrap();
+    assert!(local == whole, "the mount holds {} bytes", local.len());
+    assert!(arrived, "{}", m.log());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let id = node_at(&p.client(), "big.html").await.unwrap();
+    assert_eq!(
+        versions(&p, id).await,
+        0,
+        "no earlier partial content on the platform"
+    );
+    let saved = hyperclay::cache::versions::list(&hyperclay::cache::versions::dir_for(
+        &m.mirror.join("sites-versions"),
+        "big.html",
+    ));
+    assert!(!saved.is_empty());
+    for (_, path) in saved {
+        // The empty file the create made is kept as the replaced copy; nothing in between.
+        let len = std::fs::read(path).unwrap().len();
+        assert!(
+            len == 0 || len == whole.len(),
+            "a partial save of {len} bytes"
+        );
+    }
+}
+
+/// One thread writes a file in chunks while another thread of the same program closes
+/// duplicates of its descriptor (each close is a save; unlike fsync, the kernel does not hold
+/// the file's lock for it): every save holds a prefix of what was written, and the last one all
+/// of it. A write arriving while a save moved the working copy into place used to start from the
+/// old copy and lose the chunks written before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closes_from_another_thread_while_writing_lose_nothing() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::start(&p.url());
+    let chunks: Vec<Vec<u8>> = (0..32u8).map(|i| vec![b'a' + i % 26; 64 * 1024]).collect();
+    let whole: Vec<u8> = chunks.concat();
+    let file = std::fs::File::create(m.path("data.bin")).unwrap();
+    let closer = {
+        let f = file.try_clone().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut closes = 0;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                drop(f.try_clone().unwrap());
+                closes += 1;
+            }
+            closes
+        });
+        (stop, handle)
+    };
+    {
+        use std::io::Write;
+        let mut f = &file;
+        for c in &chunks {
+            f.write_all(c).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    closer.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        closer.1.join().unwrap() > 5,
+        "saves ran while the file was written"
+    );
+    drop(file);
+    let local = std::fs::read(m.path("data.bin")).unwrap();
+    let lost = local.iter().zip(&whole).filter(|(a, b)| a != b).count();
+    assert!(
+        local == whole,
+        "{} bytes, {lost} of them wrong",
+        local.len()
+    );
+    platform_holds(&p, &files(&[("data.bin", &whole)])).await;
+}

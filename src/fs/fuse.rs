@@ -15,6 +15,7 @@ use fuser::{
 
 use super::error::FsError;
 use super::ops::{Attr, Kind, MountFs};
+use super::process;
 
 /// With push invalidation from the engine, long kernel caching is safe (a TTL of 0 would make
 /// listings quadratic).
@@ -205,13 +206,16 @@ impl Filesystem for FuseAdapter {
         });
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         guard("open", || {
             let write = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
             let truncate = flags.0 & libc::O_TRUNC != 0;
+            let opener = write.then(|| process::of_thread(req.pid())).flatten();
             let open = move |fs: &MountFs| {
                 if write {
-                    fs.open_write(ino.0, truncate)
+                    let opened = fs.open_write(ino.0, truncate)?;
+                    fs.note_opener(opened.fh, opener);
+                    Ok(opened)
                 } else {
                     fs.open_read(ino.0)
                 }
@@ -234,7 +238,7 @@ impl Filesystem for FuseAdapter {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         _mode: u32,
@@ -243,13 +247,16 @@ impl Filesystem for FuseAdapter {
         reply: ReplyCreate,
     ) {
         guard("create", || match self.fs.create(parent.0, name) {
-            Ok((a, o)) => reply.created(
-                &TTL,
-                &self.attr(&a),
-                Generation(0),
-                FileHandle(o.fh),
-                FopenFlags::empty(),
-            ),
+            Ok((a, o)) => {
+                self.fs.note_opener(o.fh, process::of_thread(req.pid()));
+                reply.created(
+                    &TTL,
+                    &self.attr(&a),
+                    Generation(0),
+                    FileHandle(o.fh),
+                    FopenFlags::empty(),
+                )
+            }
             Err(e) => reply.error(errno(&e, "create")),
         });
     }
@@ -447,13 +454,14 @@ impl Filesystem for FuseAdapter {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        guard("flush", || match self.fs.flush(fh.0) {
+        let closer = process::of_thread(req.pid());
+        guard("flush", || match self.fs.flush(fh.0, closer) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e, "flush")),
         });

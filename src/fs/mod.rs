@@ -7,6 +7,7 @@ mod error;
 mod fuse;
 mod notify;
 mod ops;
+mod process;
 mod write;
 
 use std::io;

@@ -46,6 +46,8 @@ pub(super) struct Handle {
     pub(super) writable: bool,
     /// The checksum of the mirror copy `file` is (None: a backup, or a working copy).
     pub(super) copy: Option<String>,
+    /// The process that opened it for writing, when known: its close saves (see `flush`).
+    pub(super) opener: Option<u32>,
 }
 
 /// What `open` answers.
@@ -60,6 +62,9 @@ pub struct MountFs {
     pub(super) backups: Backups,
     pub(super) handles: Mutex<HashMap<u64, Handle>>,
     pub(super) sessions: Mutex<HashMap<u64, super::write::Session>>,
+    /// One change to a file's working copy at a time: a write, a truncate, a save (from taking
+    /// the working copy to the new mirror copy being in place), a close. Taken before `sessions`.
+    pub(super) write_gates: Mutex<HashMap<u64, Arc<Mutex<()>>>>,
     pub(super) links: super::write::Links,
     next_fh: AtomicU64,
     /// The content (checksum) the kernel last saw of each file, for close-to-open caching.
@@ -87,6 +92,7 @@ impl MountFs {
             backups,
             handles: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
+            write_gates: Mutex::new(HashMap::new()),
             links: super::write::Links::default(),
             next_fh: AtomicU64::new(1),
             seen: Mutex::new(HashMap::new()),
@@ -314,6 +320,7 @@ impl MountFs {
                 file: Some(work),
                 writable: false,
                 copy: None,
+                opener: None,
             };
             self.handles
                 .lock()
@@ -359,6 +366,7 @@ impl MountFs {
             file: file.map(Arc::new),
             writable,
             copy: None,
+            opener: None,
         };
         self.handles
             .lock()

@@ -27,7 +27,8 @@ pub struct Session {
     dirty: bool,
     /// Bytes were written (or the size set) since the last save.
     written: bool,
-    /// A write failed (a full disk): the working copy is incomplete and is never saved.
+    /// A write failed (a full disk): the working copy is incomplete and is never saved, and no
+    /// more writes are taken until every writer has closed.
     failed: Option<i32>,
     writers: usize,
 }
@@ -109,6 +110,27 @@ impl MountFs {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The write gate of `ino` (see `MountFs::write_gates`). Without it a write arriving while a
+    /// save moves the working copy into place started a fresh working copy from the old mirror
+    /// copy, and what was written before the save was lost from the next one.
+    fn gate(&self, ino: u64) -> Arc<Mutex<()>> {
+        self.write_gates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(ino)
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets the gate of `ino` once nobody holds or waits for it.
+    fn drop_gate(&self, ino: u64, gate: Arc<Mutex<()>>) {
+        let mut gates = self.write_gates.lock().unwrap_or_else(|p| p.into_inner());
+        // Ours and the map's: nobody else has it.
+        if Arc::strong_count(&gate) == 2 {
+            gates.remove(&ino);
+        }
+    }
+
     /// Size and time of the working copy, while one exists.
     pub(super) fn working_metadata(&self, ino: u64) -> Option<Metadata> {
         let sessions = self.sessions();
@@ -118,6 +140,8 @@ impl MountFs {
 
     /// The file to read for a writable handle: the working copy, else the mirror copy.
     pub(super) fn current_copy(&self, ino: u64) -> Result<Arc<File>> {
+        let gate = self.gate(ino);
+        let _gate = gate.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, f)) = self.sessions().get(&ino).and_then(|s| s.work.clone()) {
             return Ok(f);
         }
@@ -127,6 +151,8 @@ impl MountFs {
 
     /// Starts (or joins) the write session of `ino`.
     fn join_session(&self, ino: u64, truncate: bool, new_file: bool) -> Result<()> {
+        let gate = self.gate(ino);
+        let _gate = gate.lock().unwrap_or_else(|p| p.into_inner());
         let mut sessions = self.sessions();
         let s = sessions.entry(ino).or_insert(Session {
             work: None,
@@ -151,6 +177,15 @@ impl MountFs {
         s: &mut Session,
         truncate_to: Option<u64>,
     ) -> Result<()> {
+        if let Some(errno) = s.failed {
+            // Sticky until every writer has closed: a write the kernel sent before it saw the
+            // failure must not start a fresh working copy that a later close would save (a
+            // file of holes and one late chunk).
+            return Err(FsError::Refused(
+                "an earlier write to this file failed; close and reopen it".into(),
+                errno,
+            ));
+        }
         if s.work.is_none() {
             // A file renamed over or deleted while open still takes writes (as POSIX has it);
             // they go to a working copy that is dropped at close.
@@ -220,6 +255,8 @@ impl MountFs {
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
         let ino = self.writable_ino(fh)?;
+        let gate = self.gate(ino);
+        let _gate = gate.lock().unwrap_or_else(|p| p.into_inner());
         let file = {
             let mut sessions = self.sessions();
             let s = sessions.get_mut(&ino).ok_or(FsError::BadHandle)?;
@@ -253,14 +290,44 @@ impl MountFs {
         }
     }
 
+    /// Notes which process opened `fh` for writing.
+    pub fn note_opener(&self, fh: u64, process: Option<u32>) {
+        if let Some(h) = self
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&fh)
+        {
+            h.opener = process;
+        }
+    }
+
     /// close(2): a file written to is saved before close returns (and goes up at once), so a
     /// rename right after close sees the content. A close that wrote nothing (the shell's
     /// `> file` closes a duplicate of the descriptor before the command writes) saves nothing:
-    /// the last close (release) does, so one redirection is one save.
-    pub fn flush(&self, fh: u64) -> Result<()> {
-        let Ok(ino) = self.writable_ino(fh) else {
-            return Ok(());
+    /// the last close (release) does, so one redirection is one save. Neither does a close by
+    /// another process than the opener: a child forked while the file was open closing its
+    /// inherited copy (at exec, or as `{ a; b; } > file` runs each command) would save whatever
+    /// the writer had written so far; the opener's close, or the last one, saves.
+    pub fn flush(&self, fh: u64, closer: Option<u32>) -> Result<()> {
+        let (ino, opener) = {
+            let handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+            match handles.get(&fh) {
+                Some(h) if h.writable => (h.ino, h.opener),
+                _ => return Ok(()),
+            }
         };
+        if let (Some(opener), Some(closer)) = (opener, closer) {
+            if opener != closer {
+                tracing::debug!(
+                    ino,
+                    opener,
+                    closer,
+                    "an inherited descriptor closed: not a save"
+                );
+                return Ok(());
+            }
+        }
         let written = self.sessions().get(&ino).is_some_and(|s| s.written);
         if written {
             self.save(ino)?;
@@ -277,6 +344,8 @@ impl MountFs {
     }
 
     fn save(&self, ino: u64) -> Result<()> {
+        let gate = self.gate(ino);
+        let _gate = gate.lock().unwrap_or_else(|p| p.into_inner());
         let work = {
             let mut sessions = self.sessions();
             let Some(s) = sessions.get_mut(&ino) else {
@@ -287,8 +356,9 @@ impl MountFs {
             }
             s.dirty = false;
             s.written = false;
-            if let Some(errno) = s.failed.take() {
+            if let Some(errno) = s.failed {
                 // A write failed: drop the incomplete working copy, keep the saved copy, and say so.
+                // The session stays failed until its last writer closes.
                 if let Some((path, _)) = s.work.take() {
                     let _ = std::fs::remove_file(path);
                 }
@@ -338,15 +408,22 @@ impl MountFs {
         if !h.writable {
             return Ok(());
         }
-        let finished = self.leave_session(h.ino);
-        if let Some(s) = finished {
-            if s.dirty && s.failed.is_none() {
-                self.commit(h.ino, s.work)?;
-            } else if let Some((path, _)) = s.work {
-                let _ = std::fs::remove_file(path);
+        let gate = self.gate(h.ino);
+        let result = {
+            let _gate = gate.lock().unwrap_or_else(|p| p.into_inner());
+            match self.leave_session(h.ino) {
+                Some(s) if s.dirty && s.failed.is_none() => self.commit(h.ino, s.work),
+                Some(s) => {
+                    if let Some((path, _)) = s.work {
+                        let _ = std::fs::remove_file(path);
+                    }
+                    Ok(())
+                }
+                None => Ok(()),
             }
-        }
-        Ok(())
+        };
+        self.drop_gate(h.ino, gate);
+        result
     }
 
     /// One writer leaves the session of `ino`; the last one takes it out of the table in the same
@@ -377,6 +454,8 @@ impl MountFs {
                 self.join_session(ino, false, false)?;
             }
             {
+                let gate = self.gate(ino);
+                let _gate = gate.lock().unwrap_or_else(|p| p.into_inner());
                 let mut sessions = self.sessions();
                 if let Some(s) = sessions.get_mut(&ino) {
                     Self::ensure_work(&self.engine, ino, s, Some(size))?;
