@@ -244,6 +244,43 @@ async fn edits_made_during_platform_faults_all_arrive_after_them() {
     );
 }
 
+/// A platform with one upload, `notes.txt` ("first"), and a mount reaching it through a fault
+/// proxy. Fields drop in order: the mount first, the platform last.
+struct NotesBehindAProxy {
+    m: MountProcess,
+    proxy: FaultProxy,
+    node: u64,
+    c: Arc<hyperclay::remote::Client>,
+    p: TestPlatform,
+}
+
+async fn notes_behind_a_proxy(env: &[(&str, &str)]) -> NotesBehindAProxy {
+    let p = TestPlatform::start(Mode::Full).await;
+    let c = p.client();
+    let node = c
+        .create(NodeKind::Upload, "notes.txt", 0, Some(b"first"))
+        .await
+        .unwrap()
+        .id;
+    let proxy = FaultProxy::start(p.url()).await;
+    let m = MountProcess::start_with(&proxy.url, env);
+    NotesBehindAProxy {
+        m,
+        proxy,
+        node,
+        c,
+        p,
+    }
+}
+
+/// Whether the mount shows `want` in `notes.txt` within `limit` seconds.
+fn notes_show(m: &MountProcess, want: &[u8], limit: u64) -> bool {
+    wait_until(Duration::from_secs(limit), || {
+        std::fs::read(m.path("notes.txt")).is_ok_and(|b| b == want)
+    })
+    .is_some()
+}
+
 /// Tests that change the network, or that need it to stay unchanged, take turns.
 static NETWORK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -254,29 +291,23 @@ static NETWORK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 async fn a_stream_that_goes_silent_is_replaced_and_platform_edits_still_arrive() {
     // A network change would replace the stream before the silence limit: none while this runs.
     let _network = NETWORK.lock().await;
-    let p = TestPlatform::start(Mode::Full).await;
-    let c = p.client();
-    let node = c
-        .create(NodeKind::Upload, "notes.txt", 0, Some(b"first"))
-        .await
-        .unwrap();
-    let proxy = FaultProxy::start(p.url()).await;
-    let m = MountProcess::start_with(&proxy.url, &[("HYPERCLAY_STREAM_SILENCE_SECS", "3")]);
-    let shows = |want: &'static [u8], limit: u64| {
-        wait_until(Duration::from_secs(limit), || {
-            std::fs::read(m.path("notes.txt")).is_ok_and(|b| b == want)
-        })
-        .is_some()
-    };
+    let NotesBehindAProxy {
+        p: _p,
+        c,
+        node,
+        proxy,
+        m,
+    } = notes_behind_a_proxy(&[("HYPERCLAY_STREAM_SILENCE_SECS", "3")]).await;
+    let shows = |want: &'static [u8], limit: u64| notes_show(&m, want, limit);
     assert!(shows(b"first", 8), "{}", m.log());
     // The stream works: an edit arrives live.
-    c.put_content(node.id, NodeKind::Upload, "second".into(), None)
+    c.put_content(node, NodeKind::Upload, "second".into(), None)
         .await
         .unwrap();
     assert!(shows(b"second", 5), "{}", m.log());
     proxy.silence_open_connections();
     c.put_content(
-        node.id,
+        node,
         NodeKind::Upload,
         "third, during the silence".into(),
         None,
@@ -474,23 +505,17 @@ async fn a_network_change_replaces_a_stream_that_died_with_the_old_network() {
         nix::unistd::geteuid().is_root(),
         "this test adds a route: run the tests as root (CI does)"
     );
-    let p = TestPlatform::start(Mode::Full).await;
-    let c = p.client();
-    let node = c
-        .create(NodeKind::Upload, "notes.txt", 0, Some(b"first"))
-        .await
-        .unwrap();
-    let proxy = FaultProxy::start(p.url()).await;
-    let m = MountProcess::start(&proxy.url);
-    let shows = |want: &'static [u8], limit: u64| {
-        wait_until(Duration::from_secs(limit), || {
-            std::fs::read(m.path("notes.txt")).is_ok_and(|b| b == want)
-        })
-        .is_some()
-    };
+    let NotesBehindAProxy {
+        p: _p,
+        c,
+        node,
+        proxy,
+        m,
+    } = notes_behind_a_proxy(&[]).await;
+    let shows = |want: &'static [u8], limit: u64| notes_show(&m, want, limit);
     assert!(shows(b"first", 8), "{}", m.log());
     proxy.silence_open_connections();
-    c.put_content(node.id, NodeKind::Upload, "second".into(), None)
+    c.put_content(node, NodeKind::Upload, "second".into(), None)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
