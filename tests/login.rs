@@ -182,7 +182,12 @@ async fn a_day_old_token_is_refreshed_while_running() {
         now["secret"] != first["secret"]
     });
     assert!(renewed.is_some(), "{}", m.log());
-    assert!(m.log().contains("renewed the sign-in"));
+    // The credentials are stored first, then the line is logged.
+    assert!(
+        wait_until(WAIT, || m.log().contains("renewed the sign-in")).is_some(),
+        "{}",
+        m.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
