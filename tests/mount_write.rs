@@ -692,3 +692,41 @@ async fn closes_from_another_thread_while_writing_lose_nothing() {
     );
     platform_holds(&p, &files(&[("data.bin", &whole)])).await;
 }
+
+/// A file created (without truncating) at a name that was deleted takes the platform's node back;
+/// a platform edit of that node arriving while it is open must not become the new file's
+/// starting content: a created file starts empty, and what is written to it is what is saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_created_where_one_was_deleted_starts_empty_whatever_the_platform_does() {
+    let (p, m, site) = start_with_site(b"<p>the old content of this site</p>").await;
+    std::fs::remove_file(m.path("post.html")).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(m.path("post.html"))
+        .unwrap();
+    let platform_edit = vec![b'p'; 1211];
+    p.client()
+        .put_content(site, NodeKind::Site, platform_edit.clone().into(), None)
+        .await
+        .unwrap();
+    // Give the pull every chance to land first.
+    common::wait_until(Duration::from_secs(2), || {
+        std::fs::read(m.mirror.join("post.html")).ok().as_deref() == Some(&platform_edit[..])
+    });
+    {
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(b"mine", 16).unwrap();
+    }
+    drop(f);
+    let mut expected = vec![0u8; 16];
+    expected.extend_from_slice(b"mine");
+    assert_eq!(std::fs::read(m.path("post.html")).unwrap(), expected);
+    platform_holds(&p, &files(&[("post.html", &expected)])).await;
+    let kept = p.client().versions(site).await.unwrap().len();
+    assert!(
+        kept >= 2,
+        "the platform's edit is kept as a version ({kept} versions)"
+    );
+}

@@ -242,7 +242,10 @@ impl MountFs {
         refuse_backups(parent)?;
         let name = name_str(name)?;
         let e = self.engine.create_file(parent, name)?;
-        self.join_session(e.ino, false, true)?;
+        // A created file starts empty, now: its working copy must not start from a mirror copy
+        // that a pull may write meanwhile (a name deleted and made again takes the platform's
+        // node back, and a platform edit of that node would have become its first content).
+        self.join_session(e.ino, true, true)?;
         let fh = self.add_handle(e.ino, None, true);
         Ok((
             self.entry_attr(&e),
