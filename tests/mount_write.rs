@@ -730,3 +730,34 @@ async fn a_file_created_where_one_was_deleted_starts_empty_whatever_the_platform
         "the platform's edit is kept as a version ({kept} versions)"
     );
 }
+
+/// Two saves in a row while the event stream lags behind the answers to the pushes: the echo of
+/// the first push arrives after the second push was answered. It must not be taken for the
+/// platform's state (it is older than what the platform holds): no third push, no extra version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_echo_of_an_older_push_sends_nothing_again() {
+    let (p, m, site) = start_with_site(b"v0").await;
+    p.running.set_stream_delay(Duration::from_millis(400));
+    let c = p.client();
+    for content in [&b"v1"[..], &b"v2"[..]] {
+        std::fs::write(m.path("post.html"), content).unwrap();
+        let c = c.clone();
+        assert!(
+            eventually(WAIT, || {
+                let c = c.clone();
+                async move { c.content(site).await.unwrap().1 == content }
+            })
+            .await
+        );
+    }
+    // Both echoes arrive, late.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(c.content(site).await.unwrap().1, b"v2");
+    assert_eq!(
+        versions(&p, site).await,
+        2,
+        "v0 and v1 kept, nothing sent twice\n{}",
+        m.log()
+    );
+    assert_eq!(std::fs::read(m.path("post.html")).unwrap(), b"v2");
+}

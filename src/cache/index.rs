@@ -446,6 +446,21 @@ impl Index {
             .unwrap_or(false)
     }
 
+    /// Whether this mount's latest sending of `newer` to `node` came after its latest sending of
+    /// `older` (both sent lately). An echo of `older` arriving after `newer` was answered is stale.
+    pub fn sent_after(&self, node: u64, newer: &str, older: &str) -> bool {
+        self.db()
+            .query_row(
+                "SELECT (SELECT MAX(rowid) FROM sent WHERE node_id = ?1 AND checksum = ?2)
+                      > (SELECT MAX(rowid) FROM sent WHERE node_id = ?1 AND checksum = ?3)",
+                params![node, newer, older],
+                |r| r.get::<_, Option<bool>>(0),
+            )
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+    }
+
     /// Folds the write-ahead log into the database (at a clean exit), so the next start opens fast.
     pub fn checkpoint(&self) {
         let _ = self.db().execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");

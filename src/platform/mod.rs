@@ -80,6 +80,9 @@ pub struct Platform {
     stream_enabled: Arc<AtomicBool>,
     /// Milliseconds every content write waits before it is stored (tests: a slow platform).
     write_delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Milliseconds each live event waits before it goes out (tests: a stream slower than the
+    /// answers to the writes it reports).
+    stream_delay_ms: Arc<std::sync::atomic::AtomicU64>,
     /// Turns true when the platform stops: open event streams end with it.
     stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -92,6 +95,7 @@ pub struct RunningPlatform {
     pub account: Account,
     stream_enabled: Arc<AtomicBool>,
     write_delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    stream_delay_ms: Arc<std::sync::atomic::AtomicU64>,
     shutdown: Option<oneshot::Sender<()>>,
     stopping: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -111,6 +115,12 @@ impl RunningPlatform {
     /// Makes every content write wait `delay` before it is stored (a slow platform).
     pub fn set_write_delay(&self, delay: Duration) {
         self.write_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Makes every live event wait `delay` before it is sent (a slow event stream).
+    pub fn set_stream_delay(&self, delay: Duration) {
+        self.stream_delay_ms
             .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
@@ -150,6 +160,7 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
     let stream_enabled = Arc::new(AtomicBool::new(config.stream_enabled));
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let write_delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stream_delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let platform = Arc::new(Platform {
         store,
         tokens: auth::Tokens::new(&secret, config.token_ttl),
@@ -159,6 +170,7 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
         ping_interval: config.ping_interval,
         stream_enabled: stream_enabled.clone(),
         write_delay_ms: write_delay_ms.clone(),
+        stream_delay_ms: stream_delay_ms.clone(),
         stopping,
     });
     let listener = TcpListener::bind(config.listen)
@@ -182,6 +194,7 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
         account,
         stream_enabled,
         write_delay_ms,
+        stream_delay_ms,
         shutdown: Some(tx),
         stopping: stopping_tx,
         task,

@@ -48,6 +48,7 @@ pub async fn stream(
         None => Vec::new(),
     };
     let plain = platform.plain;
+    let delay_ms = platform.stream_delay_ms.clone();
     let mut stopping = platform.stopping.clone();
     let (tx, rx) = mpsc::channel::<Result<SseEvent, Infallible>>(256);
     tokio::spawn(async move {
@@ -76,6 +77,10 @@ pub async fn stream(
                             continue;
                         }
                         last_sent = seq;
+                    }
+                    let delay = delay_ms.load(std::sync::atomic::Ordering::SeqCst);
+                    if delay > 0 {
+                        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
                     }
                     if tx.send(Ok(frame(&f.json, f.seq, plain))).await.is_err() {
                         return;

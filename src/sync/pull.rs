@@ -192,7 +192,17 @@ impl Engine {
             self.is_own_echo(r.id, c) || self.is_own_echo(Self::create_key(e.ino), c)
         }) {
             // Our own push coming back: the platform holds what we sent, which is the base now;
-            // a newer local save still differs from it and goes up.
+            // a newer local save still differs from it and goes up. Unless a later push of ours
+            // was answered already (the stream lags behind the answers): then this echo is older
+            // than what the platform holds, and the base stays.
+            let echoed = r.checksum.as_deref().unwrap_or_default();
+            let newer_recorded = e
+                .base
+                .as_deref()
+                .is_some_and(|b| b != echoed && self.index.sent_after(r.id, b, echoed));
+            if newer_recorded {
+                return Ok(applied);
+            }
             if self
                 .modify_holder(e.ino, r.id, |x| {
                     x.remote = r.checksum.clone();

@@ -294,6 +294,13 @@ impl Engine {
         theirs: &str,
         modified_at: &str,
     ) -> Result<()> {
+        if theirs == sum {
+            // The platform holds exactly this content already (an earlier push of ours whose
+            // answer crossed a stale base): the decision table's "equal: record the new base".
+            self.record_pushed(node, sum)?;
+            tracing::debug!(path = %rel, "the platform holds this content already");
+            return Ok(());
+        }
         if self.is_own_echo(node, theirs) {
             // The platform holds an earlier push of ours (its answer was lost, e.g. in a crash):
             // that is the base; the newer content goes on top of it.
