@@ -433,9 +433,12 @@ async fn a_hundred_files_saved_at_once_all_arrive() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pushes_while_the_platform_is_down_retry_then_stay_marked() {
-    let (p, m, _) = start_with_site(b"v0").await;
-    p.running.stop().await;
+async fn pushes_that_fail_retry_then_stay_marked() {
+    // The platform is up (its stream too) but its writes fail with a 5xx: the mount does not
+    // know it is offline, so the push itself retries. (A platform that can't be reached at all
+    // is noticed as offline, and nothing is tried until it is back: tests/sync_engine.rs.)
+    let (p, m, site) = start_with_site(b"v0").await;
+    p.running.set_fail_writes(true);
     std::fs::write(m.path("post.html"), b"offline edit").unwrap();
     assert_eq!(
         std::fs::read(m.path("post.html")).unwrap(),
@@ -458,6 +461,12 @@ async fn pushes_while_the_platform_is_down_retry_then_stay_marked() {
         "1+2+3+4+5 s of retries, not a storm"
     );
     assert_eq!(std::fs::read(m.path("post.html")).unwrap(), b"offline edit");
+    assert_eq!(m.status_json()["mounts"][0]["waiting"], 1, "still marked");
+    assert_eq!(p.client().content(site).await.unwrap().1, b"v0");
+    // Marked, it goes up with the next change.
+    p.running.set_fail_writes(false);
+    std::fs::write(m.path("post.html"), b"offline edit, then more").unwrap();
+    platform_holds(&p, &files(&[("post.html", b"offline edit, then more")])).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

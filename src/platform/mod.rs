@@ -83,6 +83,8 @@ pub struct Platform {
     /// Milliseconds each live event waits before it goes out (tests: a stream slower than the
     /// answers to the writes it reports).
     stream_delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Content writes answer 500 (tests: a platform that is up but failing).
+    fail_writes: Arc<AtomicBool>,
     /// Turns true when the platform stops: open event streams end with it.
     stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -96,6 +98,7 @@ pub struct RunningPlatform {
     stream_enabled: Arc<AtomicBool>,
     write_delay_ms: Arc<std::sync::atomic::AtomicU64>,
     stream_delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    fail_writes: Arc<AtomicBool>,
     shutdown: Option<oneshot::Sender<()>>,
     stopping: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -116,6 +119,11 @@ impl RunningPlatform {
     pub fn set_write_delay(&self, delay: Duration) {
         self.write_delay_ms
             .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Makes content writes answer 500 (a platform up but failing), or work again.
+    pub fn set_fail_writes(&self, fail: bool) {
+        self.fail_writes.store(fail, Ordering::SeqCst);
     }
 
     /// Makes every live event wait `delay` before it is sent (a slow event stream).
@@ -161,6 +169,7 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let write_delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let stream_delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let fail_writes = Arc::new(AtomicBool::new(false));
     let platform = Arc::new(Platform {
         store,
         tokens: auth::Tokens::new(&secret, config.token_ttl),
@@ -171,6 +180,7 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
         stream_enabled: stream_enabled.clone(),
         write_delay_ms: write_delay_ms.clone(),
         stream_delay_ms: stream_delay_ms.clone(),
+        fail_writes: fail_writes.clone(),
         stopping,
     });
     let listener = TcpListener::bind(config.listen)
@@ -195,6 +205,7 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
         stream_enabled,
         write_delay_ms,
         stream_delay_ms,
+        fail_writes,
         shutdown: Some(tx),
         stopping: stopping_tx,
         task,

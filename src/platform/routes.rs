@@ -219,6 +219,12 @@ pub async fn put_content(
     if delay > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
     }
+    if platform
+        .fail_writes
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return Err(PlatformError::Internal("writes are failing (test)".into()));
+    }
     let (checksum, size) = blocking(&platform, move |s| {
         s.put_content(&account, id, bytes, base.as_deref(), modified_at)
     })

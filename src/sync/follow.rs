@@ -189,22 +189,10 @@ async fn connect(
         tokio::select! {
             _ = tokio::time::sleep(wait) => wait = (wait * 2).min(MAX_OFFLINE_WAIT),
             _ = super::netwatch::changed(network) => {
-                // A new route or address often comes before DNS and DHCP are done: let it
-                // settle, and never check more often than NETWORK_CHECK_GAP for a flapping link.
-                let now = tokio::time::Instant::now();
-                let at = last_network_check
-                    .map_or(now, |t| t + NETWORK_CHECK_GAP)
-                    .max(now + NETWORK_SETTLE);
                 tracing::debug!("the network changed; checking for the platform");
-                engine.client.reset_connections();
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at) => {}
-                    _ = stop.changed() => return false,
+                if !after_network_change(engine, network, &mut last_network_check, stop).await {
+                    return false;
                 }
-                if let Some(n) = network {
-                    n.borrow_and_update();
-                }
-                last_network_check = Some(tokio::time::Instant::now());
                 wait = Duration::from_secs(1);
             }
             _ = stop.changed() => return false,
@@ -292,20 +280,10 @@ async fn stay_online(
                 // The stream's connection may have died with the old network (a new Wi-Fi, a
                 // wake from sleep) without a word: replace it now rather than after the silence
                 // limit. It replays from the cursor, so nothing is missed.
-                let now = tokio::time::Instant::now();
-                let at = last_network_change
-                    .map_or(now, |t| t + NETWORK_CHECK_GAP)
-                    .max(now + NETWORK_SETTLE);
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at) => {}
-                    _ = stop.changed() => return Leave::Stop,
+                if !after_network_change(engine, network, &mut last_network_change, stop).await {
+                    return Leave::Stop;
                 }
-                if let Some(n) = network {
-                    n.borrow_and_update();
-                }
-                last_network_change = Some(tokio::time::Instant::now());
                 tracing::info!("the network changed; reconnecting the event stream");
-                engine.client.reset_connections();
                 stream = subscribe_from_cursor(engine).await;
                 stream_up = false;
                 first_connect = false;
@@ -322,6 +300,32 @@ async fn stay_online(
             return Leave::Offline;
         }
     }
+}
+
+/// After a network change: lets it settle (a new route or address often comes before DNS and
+/// DHCP are done), never acting more often than NETWORK_CHECK_GAP on a flapping link, then drops
+/// the pooled connections (made on the old network, maybe dead without a word) and takes in the
+/// changes reported meanwhile. False: stopped while waiting.
+async fn after_network_change(
+    engine: &Arc<Engine>,
+    network: &mut Option<watch::Receiver<u64>>,
+    last: &mut Option<tokio::time::Instant>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let now = tokio::time::Instant::now();
+    let at = last
+        .map_or(now, |t| t + NETWORK_CHECK_GAP)
+        .max(now + NETWORK_SETTLE);
+    tokio::select! {
+        _ = tokio::time::sleep_until(at) => {}
+        _ = stop.changed() => return false,
+    }
+    if let Some(n) = network {
+        n.borrow_and_update();
+    }
+    *last = Some(tokio::time::Instant::now());
+    engine.client.reset_connections();
+    true
 }
 
 /// The event stream, replaying from the index's cursor where the platform keeps a change log.
