@@ -318,7 +318,14 @@ async fn a_new_site_named_like_one_elsewhere_updates_it_in_its_place() {
         .await
         .unwrap();
     let m = MountProcess::start(&p.url());
-    assert!(common::wait_until(WAIT, || m.path("blog/post.html").exists()).is_some());
+    // Its copy is in the mirror (a file only listed yet has no local copy to keep).
+    assert!(common::wait_until(WAIT, || {
+        std::fs::read(m.mirror.join("blog/post.html"))
+            .ok()
+            .as_deref()
+            == Some(b"old")
+    })
+    .is_some());
     std::fs::write(m.path("post.html"), b"new from the root").unwrap();
     platform_holds(&p, &files(&[("blog/post.html", b"new from the root")])).await;
     assert_eq!(node_at(&c, "blog/post.html").await, Some(post.id));
@@ -330,7 +337,8 @@ async fn a_new_site_named_like_one_elsewhere_updates_it_in_its_place() {
         std::fs::read(m.path("blog/post.html")).unwrap(),
         b"new from the root"
     );
-    // The replaced local copy was kept.
+    // The replaced local copy was kept, and the platform kept its own.
+    assert_eq!(versions(&p, post.id).await, 1);
     assert!(hyperclay::cache::versions::contains(
         &m.mirror.join("sites-versions"),
         "blog/post.html",
