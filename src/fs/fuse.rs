@@ -460,10 +460,13 @@ impl Filesystem for FuseAdapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        let closer = process::of_thread(req.pid());
-        guard("flush", || match self.fs.flush(fh.0, closer) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e, "flush")),
+        // Which process closes is looked up only for a file open for writing by a known opener.
+        let tid = req.pid();
+        guard("flush", || {
+            match self.fs.flush(fh.0, || process::of_thread(tid)) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e, "flush")),
+            }
         });
     }
 

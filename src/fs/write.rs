@@ -312,7 +312,7 @@ impl MountFs {
     /// another process than the opener: a child forked while the file was open closing its
     /// inherited copy (at exec, or as `{ a; b; } > file` runs each command) would save whatever
     /// the writer had written so far; the opener's close, or the last one, saves.
-    pub fn flush(&self, fh: u64, closer: Option<u32>) -> Result<()> {
+    pub fn flush(&self, fh: u64, closer: impl FnOnce() -> Option<u32>) -> Result<()> {
         let (ino, opener) = {
             let handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
             match handles.get(&fh) {
@@ -320,7 +320,11 @@ impl MountFs {
                 _ => return Ok(()),
             }
         };
-        if let (Some(opener), Some(closer)) = (opener, closer) {
+        let written = self.sessions().get(&ino).is_some_and(|s| s.written);
+        if !written {
+            return Ok(());
+        }
+        if let Some((opener, closer)) = opener.and_then(|o| closer().map(|c| (o, c))) {
             if opener != closer {
                 tracing::debug!(
                     ino,
@@ -331,11 +335,7 @@ impl MountFs {
                 return Ok(());
             }
         }
-        let written = self.sessions().get(&ino).is_some_and(|s| s.written);
-        if written {
-            self.save(ino)?;
-        }
-        Ok(())
+        self.save(ino)
     }
 
     /// fsync(2): whatever changed is saved now.
