@@ -33,6 +33,28 @@ pub struct Session {
     writers: usize,
 }
 
+/// A held write gate; the map forgets it once nobody holds or waits for it.
+pub(super) struct Gate<'a> {
+    gates: &'a Mutex<HashMap<u64, Arc<parking_lot::Mutex<()>>>>,
+    ino: u64,
+    held: Option<parking_lot::ArcMutexGuard<parking_lot::RawMutex, ()>>,
+}
+
+impl Drop for Gate<'_> {
+    fn drop(&mut self) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        let gate = parking_lot::ArcMutexGuard::mutex(&held).clone();
+        drop(held);
+        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        // Ours and the map's only (clones are made under the map's lock): nobody else wants it.
+        if Arc::strong_count(&gate) == 2 {
+            gates.remove(&self.ino);
+        }
+    }
+}
+
 /// Local-only symlinks (emacs lock files `.#name`): in the mirror and in memory, never synced.
 #[derive(Default)]
 pub struct Links {
@@ -110,24 +132,21 @@ impl MountFs {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The write gate of `ino` (see `MountFs::write_gates`). Without it a write arriving while a
-    /// save moves the working copy into place started a fresh working copy from the old mirror
-    /// copy, and what was written before the save was lost from the next one.
-    fn gate(&self, ino: u64) -> Arc<Mutex<()>> {
-        self.write_gates
+    /// Holds the write gate of `ino` (see `MountFs::write_gates`) until dropped. Without it a
+    /// write arriving while a save moves the working copy into place started a fresh working copy
+    /// from the old mirror copy, and what was written before the save was lost from the next one.
+    fn gate(&self, ino: u64) -> Gate<'_> {
+        let gate = self
+            .write_gates
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(ino)
             .or_default()
-            .clone()
-    }
-
-    /// Forgets the gate of `ino` once nobody holds or waits for it.
-    fn drop_gate(&self, ino: u64, gate: Arc<Mutex<()>>) {
-        let mut gates = self.write_gates.lock().unwrap_or_else(|p| p.into_inner());
-        // Ours and the map's: nobody else has it.
-        if Arc::strong_count(&gate) == 2 {
-            gates.remove(&ino);
+            .clone();
+        Gate {
+            gates: &self.write_gates,
+            ino,
+            held: Some(gate.lock_arc()),
         }
     }
 
@@ -140,8 +159,7 @@ impl MountFs {
 
     /// The file to read for a writable handle: the working copy, else the mirror copy.
     pub(super) fn current_copy(&self, ino: u64) -> Result<Arc<File>> {
-        let gate = self.gate(ino);
-        let _gate = gate.lock().unwrap_or_else(|p| p.into_inner());
+        let _gate = self.gate(ino);
         if let Some((_, f)) = self.sessions().get(&ino).and_then(|s| s.work.clone()) {
             return Ok(f);
         }
@@ -151,8 +169,7 @@ impl MountFs {
 
     /// Starts (or joins) the write session of `ino`.
     fn join_session(&self, ino: u64, truncate: bool, new_file: bool) -> Result<()> {
-        let gate = self.gate(ino);
-        let _gate = gate.lock().unwrap_or_else(|p| p.into_inner());
+        let _gate = self.gate(ino);
         let mut sessions = self.sessions();
         let s = sessions.entry(ino).or_insert(Session {
             work: None,
@@ -258,8 +275,7 @@ impl MountFs {
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
         let ino = self.writable_ino(fh)?;
-        let gate = self.gate(ino);
-        let _gate = gate.lock().unwrap_or_else(|p| p.into_inner());
+        let _gate = self.gate(ino);
         let file = {
             let mut sessions = self.sessions();
             let s = sessions.get_mut(&ino).ok_or(FsError::BadHandle)?;
@@ -347,8 +363,7 @@ impl MountFs {
     }
 
     fn save(&self, ino: u64) -> Result<()> {
-        let gate = self.gate(ino);
-        let _gate = gate.lock().unwrap_or_else(|p| p.into_inner());
+        let _gate = self.gate(ino);
         let work = {
             let mut sessions = self.sessions();
             let Some(s) = sessions.get_mut(&ino) else {
@@ -411,22 +426,17 @@ impl MountFs {
         if !h.writable {
             return Ok(());
         }
-        let gate = self.gate(h.ino);
-        let result = {
-            let _gate = gate.lock().unwrap_or_else(|p| p.into_inner());
-            match self.leave_session(h.ino) {
-                Some(s) if s.dirty && s.failed.is_none() => self.commit(h.ino, s.work),
-                Some(s) => {
-                    if let Some((path, _)) = s.work {
-                        let _ = std::fs::remove_file(path);
-                    }
-                    Ok(())
+        let _gate = self.gate(h.ino);
+        match self.leave_session(h.ino) {
+            Some(s) if s.dirty && s.failed.is_none() => self.commit(h.ino, s.work),
+            Some(s) => {
+                if let Some((path, _)) = s.work {
+                    let _ = std::fs::remove_file(path);
                 }
-                None => Ok(()),
+                Ok(())
             }
-        };
-        self.drop_gate(h.ino, gate);
-        result
+            None => Ok(()),
+        }
     }
 
     /// One writer leaves the session of `ino`; the last one takes it out of the table in the same
@@ -457,8 +467,7 @@ impl MountFs {
                 self.join_session(ino, false, false)?;
             }
             {
-                let gate = self.gate(ino);
-                let _gate = gate.lock().unwrap_or_else(|p| p.into_inner());
+                let _gate = self.gate(ino);
                 let mut sessions = self.sessions();
                 if let Some(s) = sessions.get_mut(&ino) {
                     Self::ensure_work(&self.engine, ino, s, Some(size))?;
