@@ -424,10 +424,7 @@ async fn hostile_names_through_the_mount_get_clean_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_fails_saves_cleanly_and_damages_nothing() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test mounts a small tmpfs for the mirror: run the tests as root (CI does)"
-    );
+    common::assert_root("mounts a small tmpfs for the mirror");
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
     let mut m = MountProcess::prepare(&p.url(), &[]);
@@ -501,10 +498,7 @@ async fn a_full_disk_fails_saves_cleanly_and_damages_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_network_change_replaces_a_stream_that_died_with_the_old_network() {
     let _network = NETWORK.lock().await;
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test adds a route: run the tests as root (CI does)"
-    );
+    common::assert_root("adds a route");
     let NotesBehindAProxy {
         p: _p,
         c,

@@ -513,10 +513,7 @@ async fn status_says_the_most_important_problem_and_sync_switches() {
 /// mount look for the platform at once, and the edit made meanwhile goes up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_network_change_ends_the_offline_wait_at_once() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test adds a route: run the tests as root (CI does)"
-    );
+    common::assert_root("adds a route");
     let mut p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
     let a = c

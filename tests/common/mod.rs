@@ -404,3 +404,11 @@ impl Drop for TestRoute {
             .output();
     }
 }
+
+/// Fails at once, saying why, when the tests do not run as root (CI does): `doing` needs it.
+pub fn assert_root(doing: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test {doing}: run the tests as root (CI does)"
+    );
+}
