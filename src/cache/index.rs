@@ -12,6 +12,7 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::relpath::{check_child, PathRefused, RelPath, MAX_DEPTH};
 use crate::protocol::NodeKind;
 
 pub const ROOT_INO: u64 = 1;
@@ -22,6 +23,10 @@ pub enum IndexError {
     Db(#[from] rusqlite::Error),
     #[error("no such entry (inode {0})")]
     Missing(u64),
+    /// Every name the index keeps is a valid file name here ([`check_segment`]): paths built
+    /// from the index can't leave the mirror.
+    #[error("refused {0}")]
+    BadName(#[from] PathRefused),
 }
 
 type Result<T> = std::result::Result<T, IndexError>;
@@ -173,7 +178,13 @@ impl Index {
         {
             let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM entries"))?;
             for e in stmt.query_map([], row_to_entry)? {
-                tree.put(e?);
+                let e = e?;
+                // A damaged (or hand-edited) index must not name a file outside the mirror.
+                if let Err(refused) = check_child(e.parent == ROOT_INO, &e.name) {
+                    tracing::warn!(ino = e.ino, %refused, "skipping an index entry with a name that can't be a file here");
+                    continue;
+                }
+                tree.put(e);
             }
         }
         Ok(Index {
@@ -286,8 +297,9 @@ impl Index {
             .cloned()
     }
 
-    /// The relative path of an entry (`blog/post.html`); `""` for the root.
-    pub fn path(&self, ino: u64) -> Option<String> {
+    /// The relative path of an entry (`blog/post.html`); the root's is empty. None for an entry
+    /// that is gone or not under the root (a cycle in a damaged index).
+    pub fn path(&self, ino: u64) -> Option<RelPath> {
         let tree = self.read();
         let mut parts = Vec::new();
         let mut current = ino;
@@ -295,12 +307,17 @@ impl Index {
             let e = tree.entries.get(&current)?;
             parts.push(e.name.as_str());
             current = e.parent;
-            if parts.len() > 256 {
+            if parts.len() > MAX_DEPTH {
                 return None;
             }
         }
-        parts.reverse();
-        Some(parts.join("/"))
+        // Every stored name passed `check_child` on its way in.
+        Some(
+            parts
+                .iter()
+                .rev()
+                .fold(RelPath::root(), |p, name| p.join_checked(name)),
+        )
     }
 
     /// Every entry, for start-up comparison and hydration.
@@ -319,6 +336,7 @@ impl Index {
     }
 
     fn insert_as(&self, new: NewEntry, tombstone: bool) -> Result<Entry> {
+        check_child(new.parent == ROOT_INO, &new.name)?;
         let db = self.db();
         db.execute(
             "INSERT INTO entries(parent, name, kind, node_id, size, mtime_ms, base, remote, remote_modified, local, tombstone)
@@ -350,6 +368,7 @@ impl Index {
     }
 
     fn update_locked(&self, db: &Connection, e: &Entry) -> Result<()> {
+        check_child(e.parent == ROOT_INO, &e.name)?;
         let changed = db.execute(
             "UPDATE entries SET parent = ?2, name = ?3, kind = ?4, node_id = ?5, size = ?6, mtime_ms = ?7,
              base = ?8, remote = ?9, remote_modified = ?10, local = ?11, tombstone = ?12 WHERE ino = ?1",

@@ -6,6 +6,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use super::RelPath;
 use crate::protocol::Checksummer;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,18 +67,30 @@ pub struct Mirror {
 }
 
 pub const VERSIONS_DIR: &str = "sites-versions";
-const INDEX_DIR: &str = ".hyperclay";
-const TEMP_PREFIX: &str = ".hyperclay-tmp-";
+/// The program's own files inside the mirror (the index, temp files). The mount never shows or
+/// accepts this name at its top (fs/), and the platform may not send it (relpath.rs).
+pub const INDEX_DIR: &str = ".hyperclay";
+/// Temp files live here, never beside user files: a user file can't be mistaken for one and
+/// swept at start, and a half-written temp never shows in the mount. Same file system as the
+/// mirror, so a rename into place stays atomic.
+const TEMP_DIR: &str = ".hyperclay/tmp";
 
 impl Mirror {
-    /// Opens (creating if needed) a mirror rooted at `root`.
+    /// Opens (creating if needed) a mirror rooted at `root`. The mirror is the user's alone:
+    /// its top folder is made owner-only (another local user can't read the account's files).
     pub fn open(root: &Path) -> Result<Mirror> {
         for dir in [
             root.to_path_buf(),
             root.join(INDEX_DIR),
+            root.join(TEMP_DIR),
             root.join(VERSIONS_DIR),
         ] {
             fs::create_dir_all(&dir).map_err(|e| MirrorError::io("creating", &dir, e))?;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        for dir in [root.to_path_buf(), root.join(INDEX_DIR)] {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                .map_err(|e| MirrorError::io("making owner-only", &dir, e))?;
         }
         let root = root
             .canonicalize()
@@ -97,22 +110,28 @@ impl Mirror {
         self.root.join(VERSIONS_DIR)
     }
 
-    /// The mirror path of a node's relative path (`blog/post.html`).
-    pub fn path(&self, rel: &str) -> PathBuf {
-        self.root.join(rel)
+    /// The mirror path of a validated relative path (`blog/post.html`). Reading through it is
+    /// safe as is; anything that writes there first calls [`Mirror::ensure_parent`], which
+    /// refuses a symlinked folder on the way.
+    pub fn path(&self, rel: &RelPath) -> PathBuf {
+        if rel.is_root() {
+            self.root.clone()
+        } else {
+            self.root.join(rel.as_str())
+        }
     }
 
-    /// A fresh temp file name beside `target`, hidden and local-only.
-    pub fn temp_beside(target: &Path) -> PathBuf {
-        let dir = target.parent().unwrap_or(Path::new("."));
-        dir.join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()))
+    /// A fresh temp file name in the mirror's own temp folder.
+    pub fn temp(&self) -> PathBuf {
+        self.root
+            .join(TEMP_DIR)
+            .join(format!("{:016x}", rand::random::<u64>()))
     }
 
     /// Writes `bytes` to `rel` atomically.
-    pub fn write_atomic(&self, rel: &str, bytes: &[u8]) -> Result<()> {
-        let target = self.path(rel);
-        self.ensure_parent(&target)?;
-        let temp = Self::temp_beside(&target);
+    pub fn write_atomic(&self, rel: &RelPath, bytes: &[u8]) -> Result<()> {
+        let target = self.ensure_parent(rel)?;
+        let temp = self.temp();
         let written = (|| {
             let mut f = File::create(&temp)?;
             f.write_all(bytes)?;
@@ -134,24 +153,76 @@ impl Mirror {
         sync_parent(target)
     }
 
-    pub fn ensure_parent(&self, target: &Path) -> Result<()> {
-        match target.parent() {
-            Some(dir) => fs::create_dir_all(dir).map_err(|e| MirrorError::io("creating", dir, e)),
-            None => Ok(()),
+    /// Makes the folders above `rel` (never through a symlink: one there was not made by this
+    /// program, and following it could write outside the mirror) and answers `rel`'s path.
+    pub fn ensure_parent(&self, rel: &RelPath) -> Result<PathBuf> {
+        if let Some(dir) = rel.parent() {
+            self.ensure_dir(&dir)?;
         }
+        Ok(self.path(rel))
     }
 
-    pub fn create_dir(&self, rel: &str) -> Result<()> {
-        let dir = self.path(rel);
-        fs::create_dir_all(&dir).map_err(|e| MirrorError::io("creating", &dir, e))
+    /// Makes the folder `rel` and those above it, refusing any symlink on the way.
+    fn ensure_dir(&self, rel: &RelPath) -> Result<()> {
+        let mut path = self.root.clone();
+        for segment in rel.split('/').filter(|s| !s.is_empty()) {
+            path.push(segment);
+            match fs::symlink_metadata(&path) {
+                Ok(m) if m.file_type().is_symlink() => return Err(MirrorError::Symlink(path)),
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(MirrorError::io(
+                        "creating a folder where a file is",
+                        &path,
+                        io::Error::from_raw_os_error(libc::ENOTDIR),
+                    ))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(MirrorError::io("creating", &path, e)),
+                },
+                Err(e) => return Err(MirrorError::io("reading", &path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn create_dir(&self, rel: &RelPath) -> Result<()> {
+        self.ensure_dir(rel)
     }
 
     /// Renames within the mirror (a platform rename or move coming down).
-    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
-        let (from, to) = (self.path(from), self.path(to));
-        self.ensure_parent(&to)?;
+    pub fn rename(&self, from: &RelPath, to: &RelPath) -> Result<()> {
+        let from = self.path(from);
+        let to = self.ensure_parent(to)?;
         fs::rename(&from, &to).map_err(|e| MirrorError::io("renaming", &from, e))?;
         sync_parent(&to)
+    }
+
+    /// Removes a mirror file (never a folder, never through a symlinked folder).
+    pub fn remove_file(&self, rel: &RelPath) -> Result<()> {
+        let path = self.path(rel);
+        if let Some(dir) = rel.parent() {
+            self.refuse_symlinks(&dir)?;
+        }
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(MirrorError::io("removing", &path, e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn refuse_symlinks(&self, rel: &RelPath) -> Result<()> {
+        let mut path = self.root.clone();
+        for segment in rel.split('/').filter(|s| !s.is_empty()) {
+            path.push(segment);
+            if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(MirrorError::Symlink(path));
+            }
+        }
+        Ok(())
     }
 
     /// The checksum of a mirror file, read in chunks.
@@ -173,30 +244,18 @@ impl Mirror {
         Ok((sum.finish(), total))
     }
 
-    /// Removes temp files a crash left behind (they are never the only copy of anything).
+    /// Removes temp files a crash left behind (they are never the only copy of anything). Only
+    /// the program's own temp folder is swept: no user file is ever taken for a temp file.
     pub fn sweep_temps(&self) {
-        fn walk(dir: &Path) {
-            let Ok(entries) = fs::read_dir(dir) else {
-                return;
+        for dir in [self.root.join(TEMP_DIR), self.root.join(INDEX_DIR)] {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
             };
             for entry in entries.flatten() {
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
-                let Ok(kind) = entry.file_type() else {
-                    continue;
-                };
-                if kind.is_dir() && name != INDEX_DIR {
-                    walk(&entry.path());
-                } else if kind.is_file() && name.starts_with(TEMP_PREFIX) {
-                    let _ = fs::remove_file(entry.path());
-                }
-            }
-        }
-        walk(&self.root);
-        // Writes to files deleted while open.
-        if let Ok(entries) = fs::read_dir(self.root.join(INDEX_DIR)) {
-            for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().starts_with("orphan-") {
+                let ours = dir.ends_with(TEMP_DIR) || name.starts_with("orphan-");
+                if ours && entry.file_type().is_ok_and(|t| t.is_file()) {
                     let _ = fs::remove_file(entry.path());
                 }
             }
@@ -254,10 +313,11 @@ mod tests {
     fn atomic_write_replaces_whole_and_leaves_no_temp() {
         let dir = tempfile::tempdir().unwrap();
         let m = Mirror::open(dir.path()).unwrap();
-        m.write_atomic("a/b.html", b"one").unwrap();
-        m.write_atomic("a/b.html", b"two").unwrap();
-        assert_eq!(fs::read(m.path("a/b.html")).unwrap(), b"two");
-        let names: Vec<_> = fs::read_dir(m.path("a"))
+        let rel = RelPath::parse("a/b.html").unwrap();
+        m.write_atomic(&rel, b"one").unwrap();
+        m.write_atomic(&rel, b"two").unwrap();
+        assert_eq!(fs::read(m.path(&rel)).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(m.path(&rel.parent().unwrap()))
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();

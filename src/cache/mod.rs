@@ -4,10 +4,14 @@
 
 mod index;
 mod mirror;
+mod relpath;
 pub mod save;
 pub mod versions;
 
 pub use index::{Entry, Index, IndexError, NewEntry, ROOT_INO};
 pub use mirror::{
     is_local_only, sync_parent as mirror_sync_parent, Mirror, MirrorError, VERSIONS_DIR,
+};
+pub use relpath::{
+    check_child, check_platform_name, check_segment, PathRefused, RelPath, MAX_DEPTH,
 };

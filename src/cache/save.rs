@@ -8,6 +8,7 @@ use std::path::Path;
 
 use super::mirror::{Mirror, MirrorError};
 use super::versions;
+use super::RelPath;
 use crate::protocol::NodeKind;
 
 /// The outcome of [`replace`].
@@ -24,7 +25,7 @@ pub struct Replaced {
 /// then logged and the save goes on; otherwise a failed backup stops the save.
 pub fn replace(
     mirror: &Mirror,
-    rel: &str,
+    rel: &RelPath,
     kind: NodeKind,
     work: &Path,
     previous_elsewhere: bool,
@@ -54,7 +55,7 @@ pub fn replace(
             tracing::warn!(path = %rel, error = %e, "could not back up the copy being replaced; the platform keeps it");
         }
     }
-    mirror.ensure_parent(&target)?;
+    mirror.ensure_parent(rel)?;
     mirror.commit(work, &target)?;
     if kind == NodeKind::Site && keep_versions {
         if let Err(e) = std::fs::read(&target)
@@ -74,7 +75,7 @@ pub fn replace(
 /// Keeps `bytes` as a version of `rel` unless the newest version already holds them.
 pub fn back_up(
     mirror: &Mirror,
-    rel: &str,
+    rel: &RelPath,
     kind: NodeKind,
     bytes: &[u8],
 ) -> Result<(), MirrorError> {
@@ -90,11 +91,14 @@ pub fn back_up(
     Ok(())
 }
 
-/// Writes `bytes` to a finished, fsync'ed temp file beside `rel`'s mirror copy.
-pub fn stage(mirror: &Mirror, rel: &str, bytes: &[u8]) -> Result<std::path::PathBuf, MirrorError> {
-    let target = mirror.path(rel);
-    mirror.ensure_parent(&target)?;
-    let work = Mirror::temp_beside(&target);
+/// Writes `bytes` to a finished, fsync'ed temp file, ready to replace `rel`'s mirror copy.
+pub fn stage(
+    mirror: &Mirror,
+    rel: &RelPath,
+    bytes: &[u8],
+) -> Result<std::path::PathBuf, MirrorError> {
+    mirror.ensure_parent(rel)?;
+    let work = mirror.temp();
     std::fs::write(&work, bytes)
         .and_then(|_| std::fs::File::open(&work)?.sync_all())
         .map_err(|e| {

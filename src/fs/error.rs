@@ -44,6 +44,11 @@ impl FsError {
             FsError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
             FsError::Sync(SyncError::Refused(errno, _)) => *errno,
             FsError::Sync(SyncError::Mirror(e)) => e.raw_os_error().unwrap_or(libc::EIO),
+            FsError::Sync(SyncError::Gone) => libc::ENOENT,
+            FsError::Index(IndexError::BadName(e)) | FsError::Sync(SyncError::BadPath(e)) => {
+                name_errno(e)
+            }
+            FsError::Sync(SyncError::Index(IndexError::BadName(e))) => name_errno(e),
             FsError::Index(_) | FsError::Sync(_) => libc::EIO,
         }
     }
@@ -58,6 +63,17 @@ impl FsError {
                 | FsError::IsDir
                 | FsError::NotSupported
         )
+    }
+}
+
+/// A name that can't be a file here: too long is ENAMETOOLONG, anything else EINVAL.
+fn name_errno(e: &crate::cache::PathRefused) -> i32 {
+    if e.is_too_long() {
+        libc::ENAMETOOLONG
+    } else if e.is_reserved() {
+        libc::EPERM
+    } else {
+        libc::EINVAL
     }
 }
 

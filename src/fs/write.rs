@@ -17,7 +17,7 @@ use std::time::SystemTime;
 use super::backups;
 use super::error::{FsError, Result};
 use super::ops::{Attr, Kind, MountFs, Opened};
-use crate::cache::is_local_only;
+use crate::cache::{is_local_only, RelPath};
 
 /// The write state of one inode.
 pub struct Session {
@@ -206,13 +206,7 @@ impl MountFs {
         if s.work.is_none() {
             // A file renamed over or deleted while open still takes writes (as POSIX has it);
             // they go to a working copy that is dropped at close.
-            let orphan = || {
-                engine
-                    .mirror
-                    .root()
-                    .join(format!(".hyperclay/orphan-{:016x}", rand::random::<u64>()))
-            };
-            let temp = engine.temp_for(ino).unwrap_or_else(orphan);
+            let temp = engine.temp_file();
             let mirror = engine.mirror_path(ino);
             if truncate_to != Some(0) {
                 match mirror.map(|m| std::fs::copy(&m, &temp)) {
@@ -508,7 +502,7 @@ impl MountFs {
         let name = name_str(name)?;
         if self.links.remove(parent, name) {
             let rel = self.child_rel(parent, name)?;
-            let _ = std::fs::remove_file(self.engine.mirror.path(&rel));
+            let _ = self.engine.mirror.remove_file(&rel);
             return Ok(());
         }
         Ok(self.engine.remove_file(parent, name)?)
@@ -546,12 +540,9 @@ impl MountFs {
         let (name, new_name) = (name_str(name)?, name_str(new_name)?);
         if let Some((_, target)) = self.links.map().get(&(parent, name.to_string())).cloned() {
             // A lock symlink moving: local only.
-            let from = self.engine.mirror.path(&self.child_rel(parent, name)?);
-            let to = self
-                .engine
-                .mirror
-                .path(&self.child_rel(new_parent, new_name)?);
-            std::fs::rename(from, to)?;
+            let from = self.child_rel(parent, name)?;
+            let to = self.child_rel(new_parent, new_name)?;
+            self.engine.mirror.rename(&from, &to)?;
             self.links.remove(parent, name);
             self.links.insert(new_parent, new_name, &target);
             return Ok(());
@@ -592,7 +583,7 @@ impl MountFs {
             return Err(FsError::Refused("exists".into(), libc::EEXIST));
         }
         let target_text = target.to_string_lossy().into_owned();
-        std::os::unix::fs::symlink(target, self.engine.mirror.path(&rel))?;
+        std::os::unix::fs::symlink(target, self.engine.mirror.ensure_parent(&rel)?)?;
         let ino = self.links.insert(parent, name, &target_text);
         Ok(Attr {
             ino,
@@ -603,13 +594,10 @@ impl MountFs {
         })
     }
 
-    fn child_rel(&self, parent: u64, name: &str) -> Result<String> {
+    fn child_rel(&self, parent: u64, name: &str) -> Result<RelPath> {
         let dir = self.engine.index.path(parent).ok_or(FsError::NotFound)?;
-        Ok(if dir.is_empty() {
-            name.to_string()
-        } else {
-            format!("{dir}/{name}")
-        })
+        dir.join(name)
+            .map_err(|e| FsError::Refused(e.to_string(), libc::EINVAL))
     }
 
     /// Saves every open session (unmount): nothing written is left unsaved.

@@ -18,3 +18,17 @@ pub const MAX_FOLDER_DEPTH: usize = 5;
 
 /// The exact text the platform answers when the plan's site quota is used up.
 pub const OUT_OF_SITES_MSG: &str = "You've run out of sites. We can't sync any more sites.";
+
+/// Text from the platform made safe to print on a terminal or in the log: control characters
+/// (terminal escapes among them) become `?`, and at most `max_chars` characters are kept.
+pub fn printable(text: &str, max_chars: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .take(max_chars)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if text.chars().count() > max_chars {
+        out.push('…');
+    }
+    out
+}

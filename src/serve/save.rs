@@ -151,7 +151,11 @@ async fn save_to(state: ServeState, rel: &str, headers: &HeaderMap, body: Body) 
                 locks.entry(rel.to_string()).or_default().clone()
             };
             let _one_at_a_time = lock.lock().await;
-            let (mirror, rel) = (state.0.mirror.clone(), rel.to_string());
+            let mirror = state.0.mirror.clone();
+            let rel = match crate::cache::RelPath::parse(rel) {
+                Ok(rel) => rel,
+                Err(e) => return answer(StatusCode::BAD_REQUEST, false, &e.to_string()),
+            };
             tokio::task::spawn_blocking(move || {
                 let work = save::stage(&mirror, &rel, &bytes)?;
                 save::replace(&mirror, &rel, NodeKind::Site, &work, false)

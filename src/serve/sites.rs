@@ -29,6 +29,7 @@ pub fn in_index(engine: &Engine, stem: &str) -> Option<String> {
         .filter_map(|n| engine.index.site_named(n))
         .find(|e| !engine.index.is_hidden(e.ino))
         .and_then(|e| engine.index.path(e.ino))
+        .map(|rel| rel.to_string())
 }
 
 /// The server alone: remembered places, checked, and a walk when they fail.

@@ -11,7 +11,7 @@ use futures::StreamExt;
 
 use super::pull::time_ms;
 use super::{Engine, Notice, Result, SyncError};
-use crate::cache::{Mirror, MirrorError};
+use crate::cache::{Mirror, MirrorError, RelPath};
 use crate::remote::RemoteError;
 
 /// How many fetches run at once in the background.
@@ -70,17 +70,13 @@ impl Engine {
     }
 
     async fn fetch_to_mirror(self: &Arc<Self>, ino: u64) -> Result<()> {
-        let e = self
-            .index
-            .get(ino)
-            .ok_or(SyncError::Conflict("gone".into()))?;
+        let e = self.index.get(ino).ok_or(SyncError::Gone)?;
         let Some(node_id) = e.node_id else {
             return Ok(());
         };
-        let rel = self.index.path(ino).unwrap_or_default();
-        let target = self.mirror.path(&rel);
-        self.mirror.ensure_parent(&target)?;
-        let temp = Mirror::temp_beside(&target);
+        let rel = self.rel(ino)?;
+        self.mirror.ensure_parent(&rel)?;
+        let temp = self.mirror.temp();
         let downloaded = async {
             let mut file = tokio::fs::File::create(&temp)
                 .await
@@ -123,10 +119,9 @@ impl Engine {
         bytes: &[u8],
         checksum: Option<&str>,
     ) -> Result<()> {
-        let rel = self.index.path(ino).unwrap_or_default();
-        let target = self.mirror.path(&rel);
-        self.mirror.ensure_parent(&target)?;
-        let temp = Mirror::temp_beside(&target);
+        let rel = self.rel(ino)?;
+        self.mirror.ensure_parent(&rel)?;
+        let temp = self.mirror.temp();
         std::fs::write(&temp, bytes)
             .and_then(|_| std::fs::File::open(&temp)?.sync_all())
             .map_err(|e| MirrorError::io("writing", &temp, e))?;
@@ -167,8 +162,8 @@ impl Engine {
             let _ = std::fs::remove_file(temp);
             return Ok(());
         }
-        let rel = self.index.path(ino).unwrap_or_default();
-        let target = self.mirror.path(&rel);
+        let rel = self.rel(ino)?;
+        let target = self.mirror.ensure_parent(&rel)?;
         if e.local.as_deref() != Some(sum) {
             self.back_up(&rel, &e, &target)?;
         }
@@ -199,7 +194,12 @@ impl Engine {
     /// Keeps the local copy in `sites-versions/` before it is replaced. When the backup fails and
     /// the copy exists nowhere else (it is not what the platform last held), the replacement is
     /// refused.
-    pub(super) fn back_up(&self, rel: &str, e: &crate::cache::Entry, target: &Path) -> Result<()> {
+    pub(super) fn back_up(
+        &self,
+        rel: &RelPath,
+        e: &crate::cache::Entry,
+        target: &Path,
+    ) -> Result<()> {
         let Ok(bytes) = std::fs::read(target) else {
             return Ok(());
         };

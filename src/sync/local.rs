@@ -9,7 +9,7 @@ use std::io;
 use std::sync::Arc;
 
 use super::{Engine, Notice, Result, SyncError};
-use crate::cache::{versions, Entry, Mirror, MirrorError, NewEntry};
+use crate::cache::{versions, Entry, MirrorError, NewEntry, RelPath};
 use crate::protocol::{NodeKind, EMPTY_CHECKSUM};
 
 fn refused(errno: i32, what: &str) -> SyncError {
@@ -44,16 +44,12 @@ impl Identity {
 }
 
 impl Engine {
-    fn child_rel(&self, parent: u64, name: &str) -> Result<String> {
+    fn child_rel(&self, parent: u64, name: &str) -> Result<RelPath> {
         let dir = self
             .index
             .path(parent)
             .ok_or_else(|| refused(libc::ENOENT, "no such folder"))?;
-        Ok(if dir.is_empty() {
-            name.to_string()
-        } else {
-            format!("{dir}/{name}")
-        })
+        Ok(dir.join(name)?)
     }
 
     fn live_dir(&self, ino: u64) -> Result<()> {
@@ -111,7 +107,7 @@ impl Engine {
                 &bytes,
             )?;
         }
-        self.mirror.ensure_parent(&path)?;
+        self.mirror.ensure_parent(&rel)?;
         std::fs::File::create(&path)
             .and_then(|f| f.sync_all())
             .map_err(|e| MirrorError::io("creating", &path, e))?;
@@ -142,8 +138,7 @@ impl Engine {
             return Err(refused(libc::EEXIST, "exists"));
         }
         let rel = self.child_rel(parent, name)?;
-        std::fs::create_dir_all(self.mirror.path(&rel))
-            .map_err(|e| MirrorError::io("creating", &self.mirror.path(&rel), e))?;
+        self.mirror.create_dir(&rel)?;
         let e = self.index.insert(NewEntry {
             parent,
             name: name.to_string(),
@@ -210,7 +205,7 @@ impl Engine {
     /// Removes a mirror file or folder; one already gone is fine.
     fn remove_from_mirror(
         &self,
-        rel: &str,
+        rel: &RelPath,
         remove: impl Fn(&std::path::Path) -> io::Result<()>,
     ) -> Result<()> {
         let path = self.mirror.path(rel);
@@ -351,17 +346,16 @@ impl Engine {
         }
         let from = self.child_rel(parent, name)?;
         let to = self.child_rel(new_parent, new_name)?;
-        let (from_path, to_path) = (self.mirror.path(&from), self.mirror.path(&to));
+        let (from_path, to_path) = (self.mirror.path(&from), self.mirror.ensure_parent(&to)?);
         if source.is_hydrated() {
             std::fs::rename(&from_path, &to_path)
                 .map_err(|e| MirrorError::io("renaming", &from_path, e))?;
             crate::cache::mirror_sync_parent(&to_path)?;
         } else if let Some(t) = &target {
             // The source is not on disk (its copy was never fetched): the target's copy goes.
-            let _ = std::fs::remove_file(
-                self.mirror
-                    .path(&self.index.path(t.ino).unwrap_or_default()),
-            );
+            if let Some(rel) = self.index.path(t.ino) {
+                let _ = self.mirror.remove_file(&rel);
+            }
         }
         // The disk changed: now the index. The old node stays on the platform, hidden here.
         self.leave_tombstone(&source)?;
@@ -461,9 +455,9 @@ impl Engine {
         Some(self.mirror.path(&self.index.path(ino)?))
     }
 
-    /// A temp file beside an inode's mirror copy (for a working copy).
-    pub fn temp_for(&self, ino: u64) -> Option<std::path::PathBuf> {
-        Some(Mirror::temp_beside(&self.mirror_path(ino)?))
+    /// A fresh temp file in the mirror's temp folder (for a working copy).
+    pub fn temp_file(&self) -> std::path::PathBuf {
+        self.mirror.temp()
     }
 
     /// Tells the kernel a name changed (used by the mount for its own bookkeeping).

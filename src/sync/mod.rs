@@ -13,16 +13,18 @@ mod push;
 mod reconcile;
 mod save;
 pub mod status;
+mod vet;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::cache::{Index, IndexError, Mirror, MirrorError};
+use crate::cache::{Index, IndexError, Mirror, MirrorError, PathRefused, RelPath};
 use crate::remote::{Client, RemoteError};
 
 pub use decide::{decide, Action};
 pub use follow::follow;
 pub use pull::RemoteNode;
+pub use vet::{vet_listing, Refusal};
 
 /// What the kernel must be told after the engine changed the mirror.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +47,12 @@ pub enum SyncError {
     Mirror(#[from] MirrorError),
     #[error("{0}")]
     Conflict(String),
+    /// The file left the index (deleted, or forgotten) while this was under way.
+    #[error("the file is gone")]
+    Gone,
+    /// A name (from the platform, or typed here) that can't be a file in the mirror.
+    #[error(transparent)]
+    BadPath(#[from] PathRefused),
     /// The mirror holds another account's files: never synced into this one.
     #[error("this mirror belongs to {mirror}, and you are signed in as {signed_in}: mount another --mirror to sync {signed_in}")]
     WrongAccount { mirror: String, signed_in: String },
@@ -229,6 +237,11 @@ impl Engine {
 
     fn prefetching(&self) -> bool {
         self.prefetch.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The mirror path of an inode that must still be in the index.
+    pub fn rel(&self, ino: u64) -> Result<RelPath> {
+        self.index.path(ino).ok_or(SyncError::Gone)
     }
 
     fn notify(&self, notice: Notice) {

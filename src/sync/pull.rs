@@ -6,8 +6,9 @@
 
 use std::collections::HashSet;
 
+use super::vet::{vet_listing, Refusal};
 use super::{decide, Action, Engine, Notice, Result, SyncError};
-use crate::cache::{Entry, NewEntry, ROOT_INO};
+use crate::cache::{check_platform_name, Entry, NewEntry, ROOT_INO};
 use crate::protocol::{parse_time, Event, Node, NodeKind};
 
 /// What the platform holds for one node.
@@ -93,6 +94,32 @@ impl Engine {
         Some(ino)
     }
 
+    /// A node the platform sent is skipped: logged once, shown in status.
+    pub(super) fn refuse_node(&self, r: &Refusal) {
+        if self
+            .status
+            .refuse_platform_node(r.node_id, &r.name, &r.reason)
+        {
+            tracing::warn!(node = r.node_id, name = %r.name, reason = %r.reason, "the platform sent a name that can't be a file here: skipped");
+        }
+    }
+
+    /// Whether a name the platform sent for a node may name a file in `parent`; refuses it
+    /// (logged, in status) when not.
+    fn platform_name_ok(&self, node_id: u64, name: &str, parent: u64) -> bool {
+        match check_platform_name(name, parent == ROOT_INO) {
+            Ok(()) => true,
+            Err(e) => {
+                self.refuse_node(&Refusal {
+                    node_id,
+                    name: e.name.clone(),
+                    reason: e.reason.to_string(),
+                });
+                false
+            }
+        }
+    }
+
     /// Applies what the platform holds for one node.
     pub fn apply_node(&self, r: &RemoteNode) -> Result<Applied> {
         let _namespace = self.namespace_lock();
@@ -106,14 +133,15 @@ impl Engine {
                 ..Applied::default()
             });
         };
+        if !self.platform_name_ok(r.id, &r.name, parent) {
+            return Ok(Applied::default());
+        }
         let entry = match self.index.by_node(r.id) {
             Some(e) => {
                 if (e.parent != parent || e.name != r.name) && self.may_follow_platform_place(&e) {
                     self.relocate(&e, parent, &r.name)?;
                 }
-                self.index
-                    .get(e.ino)
-                    .ok_or(SyncError::Conflict("entry vanished".into()))?
+                self.index.get(e.ino).ok_or(SyncError::Gone)?
             }
             None if self.is_creating(parent, &r.name) => return Ok(Applied::default()),
             None => match self.index.lookup(parent, &r.name) {
@@ -168,8 +196,7 @@ impl Engine {
         })?;
         let mut applied = Applied::default();
         if r.kind == NodeKind::Folder {
-            let rel = self.index.path(entry.ino).unwrap_or_default();
-            self.mirror.create_dir(&rel)?;
+            self.mirror.create_dir(&self.rel(entry.ino)?)?;
         } else if let Some(content) = &r.content {
             self.write_content(entry.ino, content, r.checksum.as_deref())?;
         } else {
@@ -330,11 +357,8 @@ impl Engine {
         if let Some(occupant) = occupant {
             self.evict(&occupant)?;
         }
-        let from = self.index.path(e.ino).unwrap_or_default();
-        let to = match self.index.path(new_parent) {
-            Some(dir) if !dir.is_empty() => format!("{dir}/{new_name}"),
-            _ => new_name.to_string(),
-        };
+        let from = self.rel(e.ino)?;
+        let to = self.rel(new_parent)?.join(new_name)?;
         if e.is_hydrated() && !e.tombstone && self.mirror.path(&from).exists() {
             self.mirror.rename(&from, &to)?;
         }
@@ -357,7 +381,7 @@ impl Engine {
 
     /// Moves a local entry out of the way of a platform node, keeping its content as a version.
     fn evict(&self, occupant: &Entry) -> Result<()> {
-        let rel = self.index.path(occupant.ino).unwrap_or_default();
+        let rel = self.rel(occupant.ino)?;
         if occupant.is_dir() {
             return Err(SyncError::Conflict(format!(
                 "{rel} is in the way of a platform node"
@@ -372,7 +396,7 @@ impl Engine {
                     &bytes,
                 )?;
             }
-            let _ = std::fs::remove_file(self.mirror.path(&rel));
+            self.mirror.remove_file(&rel)?;
         }
         self.index.remove(occupant.ino)?;
         self.notify(Notice::Entry {
@@ -411,7 +435,10 @@ impl Engine {
 
     /// A whole listing: every node applied (parents first), nodes gone from it detached.
     pub fn apply_listing(&self, nodes: &[Node], cursor: Option<u64>) -> Result<Applied> {
-        let mut sorted: Vec<&Node> = nodes.iter().collect();
+        let (mut sorted, refused) = vet_listing(nodes);
+        for r in &refused {
+            self.refuse_node(r);
+        }
         sorted.sort_by_key(|n| {
             (
                 n.path.split('/').filter(|s| !s.is_empty()).count(),
@@ -471,6 +498,9 @@ impl Engine {
                 })?
             }
             Event::NodeRenamed(r) => match self.index.by_node(r.node_id) {
+                Some(e) if !self.platform_name_ok(r.node_id, &r.new_name, e.parent) => {
+                    Applied::default()
+                }
                 Some(e) if e.name != r.new_name => {
                     let _namespace = self.namespace_lock();
                     self.relocate(&e, e.parent, &r.new_name)?;
@@ -485,6 +515,9 @@ impl Engine {
             Event::NodeMoved(m) => {
                 let parent = self.parent_ino(m.new_parent_id.unwrap_or(0));
                 match (self.index.by_node(m.node_id), parent) {
+                    (Some(_), Some(p)) if !self.platform_name_ok(m.node_id, &m.new_name, p) => {
+                        Applied::default()
+                    }
                     (Some(e), Some(p)) if e.parent != p || e.name != m.new_name => {
                         let _namespace = self.namespace_lock();
                         self.relocate(&e, p, &m.new_name)?;

@@ -14,14 +14,14 @@ use bytes::Bytes;
 
 use super::status::ProblemKind;
 use super::{decide, Action, Engine, Result, SyncError};
-use crate::cache::{is_local_only, Entry, ROOT_INO};
+use crate::cache::{is_local_only, Entry, RelPath, ROOT_INO};
 use crate::protocol::{checksum, names, NodeKind, MAX_CONTENT_BYTES, MAX_FOLDER_DEPTH};
 use crate::remote::RemoteError;
 
 /// What one push sends, read in one piece.
 struct Snapshot {
     e: Entry,
-    rel: String,
+    rel: RelPath,
     bytes: Bytes,
 }
 
@@ -192,7 +192,9 @@ impl Engine {
             let Some(e) = self.index.get(ino) else {
                 return Ok(None);
             };
-            let rel = self.index.path(ino).unwrap_or_default();
+            let Some(rel) = self.index.path(ino) else {
+                return Ok(None);
+            };
             if e.tombstone
                 || e.is_dir()
                 || self.index.is_hidden(ino)
@@ -632,11 +634,8 @@ impl Engine {
     }
 
     fn merge_locked(&self, ino: u64, other: &Entry) -> Result<()> {
-        let old = self
-            .index
-            .get(ino)
-            .ok_or(SyncError::Conflict("the file is gone".into()))?;
-        let from = self.index.path(ino).unwrap_or_default();
+        let old = self.index.get(ino).ok_or(SyncError::Gone)?;
+        let from = self.rel(ino)?;
         let visible_place = match self.index.path(other.ino) {
             Some(p) if !other.tombstone && !self.index.is_hidden(other.ino) => Some(p),
             _ => None,
@@ -683,11 +682,8 @@ impl Engine {
     /// Gives up the local change in favour of the platform's: the local copy is kept in
     /// `sites-versions/`, then the entry counts as unchanged so the platform's copy comes down.
     pub(super) fn accept_remote(&self, ino: u64) -> Result<()> {
-        let e = self
-            .index
-            .get(ino)
-            .ok_or(SyncError::Conflict("gone".into()))?;
-        let rel = self.index.path(ino).unwrap_or_default();
+        let e = self.index.get(ino).ok_or(SyncError::Gone)?;
+        let rel = self.rel(ino)?;
         let target = self.mirror.path(&rel);
         if let Ok(bytes) = std::fs::read(&target) {
             crate::cache::versions::save(&self.mirror.versions_root(), &rel, e.kind, &bytes)?;

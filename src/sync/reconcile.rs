@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{Engine, Notice, Result, SyncError};
-use crate::cache::{is_local_only, Mirror, NewEntry, ROOT_INO, VERSIONS_DIR};
+use crate::cache::{is_local_only, Mirror, NewEntry, RelPath, ROOT_INO, VERSIONS_DIR};
 use crate::protocol::{parse_time, NodeKind};
 
 /// A file's modification time in milliseconds.
@@ -68,15 +68,15 @@ impl Engine {
     pub fn scan_local(&self) -> Result<()> {
         // Live files, and every live folder (one inside a deleted folder too: what is in it is
         // not adopted as new).
-        let entries: Vec<(crate::cache::Entry, String)> = self
+        let entries: Vec<(crate::cache::Entry, RelPath)> = self
             .index
             .all()
             .into_iter()
             .filter(|e| !e.tombstone && (e.is_dir() || !self.index.is_hidden(e.ino)))
             .filter_map(|e| self.index.path(e.ino).map(|rel| (e, rel)))
             .collect();
-        let seen: HashSet<String> = entries.iter().map(|(_, rel)| rel.clone()).collect();
-        let files: Vec<&(crate::cache::Entry, String)> =
+        let seen: HashSet<String> = entries.iter().map(|(_, rel)| rel.to_string()).collect();
+        let files: Vec<&(crate::cache::Entry, RelPath)> =
             entries.iter().filter(|(e, _)| !e.is_dir()).collect();
         // One stat per file, then a walk for files the index does not know: both only read
         // until they find a change, so they run side by side, the stats split over the cores
@@ -104,7 +104,7 @@ impl Engine {
     }
 
     /// Compares one indexed file with its mirror copy: edited or deleted while no mount ran.
-    fn check_local_copy(&self, e: &crate::cache::Entry, rel: &str) -> Result<()> {
+    fn check_local_copy(&self, e: &crate::cache::Entry, rel: &RelPath) -> Result<()> {
         let Some(local) = e.local.clone() else {
             return Ok(());
         };

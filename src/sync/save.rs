@@ -19,7 +19,10 @@ impl Engine {
             let _ = std::fs::remove_file(work);
             return Err(SyncError::Refused(libc::ENOENT, "the file is gone".into()));
         };
-        let rel = self.index.path(ino).unwrap_or_default();
+        let Some(rel) = self.index.path(ino) else {
+            let _ = std::fs::remove_file(work);
+            return Err(SyncError::Refused(libc::ENOENT, "the file is gone".into()));
+        };
         // The copy being replaced is on the platform too when it is what both sides last held.
         let previous_elsewhere = e.local.is_some() && e.local == e.base;
         let replaced = save::replace(&self.mirror, &rel, e.kind, work, previous_elsewhere)?;
@@ -39,7 +42,7 @@ impl Engine {
     /// Saves `bytes` as the new content of `ino` from outside the mount (the local server): the
     /// kernel is told, so open editors see it.
     pub fn save_bytes(self: &Arc<Self>, ino: u64, bytes: &[u8]) -> Result<()> {
-        let rel = self.index.path(ino).unwrap_or_default();
+        let rel = self.rel(ino)?;
         let work = save::stage(&self.mirror, &rel, bytes)?;
         self.save_file(ino, &work)?;
         self.notify(super::Notice::Content { ino });

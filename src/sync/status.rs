@@ -15,6 +15,8 @@ pub enum ProblemKind {
     PaymentRequired,
     OutOfSites,
     RefusedName,
+    /// The platform sent a node whose name or place can't be a file here.
+    PlatformName,
     TooLarge,
     Unreachable,
     Other,
@@ -49,6 +51,31 @@ impl Status {
                 message,
             },
         );
+    }
+
+    /// Records a node the platform sent that is skipped; answers whether this is news (so the
+    /// log gets one line per refusal, not one per listing).
+    pub fn refuse_platform_node(&self, node_id: u64, name: &str, reason: &str) -> bool {
+        let key = (
+            ProblemKind::PlatformName,
+            format!("platform node {node_id}"),
+        );
+        let message = format!(
+            "the platform sent a name that can't be a file here: {name:?} ({reason}); it is skipped, everything else syncs"
+        );
+        let mut problems = self.lock();
+        if problems.get(&key).is_some_and(|p| p.message == message) {
+            return false;
+        }
+        problems.insert(
+            key,
+            Problem {
+                kind: ProblemKind::PlatformName,
+                path: None,
+                message,
+            },
+        );
+        true
     }
 
     /// The file went up (or was removed): its problems are over.
