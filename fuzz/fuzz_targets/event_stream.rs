@@ -11,13 +11,11 @@ fuzz_target!(|data: &[u8]| {
     let a = whole.feed(bytes);
     let cut = (split as usize).min(bytes.len());
     let mut parts = SseParser::default();
-    let b1 = parts.feed(&bytes[..cut]);
-    let b2 = parts.feed(&bytes[cut..]);
-    if let (Ok(a), Ok(mut b1), Ok(b2)) = (a, b1, b2) {
-        b1.extend(b2);
-        assert_eq!(a, b1);
-        for frame in a {
-            let _ = serde_json::from_str::<Event>(&frame.data);
-        }
+    let mut b = parts.feed(&bytes[..cut]);
+    b.extend(parts.feed(&bytes[cut..]));
+    assert_eq!(a, b);
+    assert_eq!(whole.take_dropped(), parts.take_dropped());
+    for frame in a {
+        let _ = serde_json::from_str::<Event>(&frame.data);
     }
 });

@@ -17,6 +17,31 @@ use super::error::RemoteError;
 
 /// How long a request may take before the platform counts as unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the platform may send, at most: a hostile or broken platform (or anything between us
+/// and it) must not grow memory or disk without end. Over a limit, the transfer is dropped and
+/// the reason logged.
+pub mod limits {
+    use crate::protocol::MAX_CONTENT_BYTES;
+    use std::time::Duration;
+
+    /// An answer that is only metadata (status, a create's, put's or rename's answer): a few
+    /// hundred bytes in practice; 1 MiB is thousands of times that.
+    pub const SMALL_ANSWER: u64 = 1024 * 1024;
+    /// An error body: only its first 200 characters are ever shown.
+    pub const ERROR_BODY: u64 = 64 * 1024;
+    /// A content answer in JSON: 20 MiB of content as base64 (4/3 of it) or as a JSON string
+    /// (escaping quotes and newlines at most doubles real HTML), plus the other fields.
+    pub const CONTENT_ANSWER: u64 = 2 * MAX_CONTENT_BYTES + 1024 * 1024;
+    /// A raw download: the content itself, which the platform never stores over 20 MiB.
+    pub const RAW_CONTENT: u64 = MAX_CONTENT_BYTES;
+    /// A listing (or a page of changes, or a list of versions): under 600 bytes a node, so room
+    /// for 100,000 nodes. A page of changes over it is replaced by a listing.
+    pub const LISTING: u64 = 64 * 1024 * 1024;
+    /// Bytes may stop flowing for this long before a transfer is abandoned (beside the total
+    /// time limits): a platform that trickles a byte every 20 s can't hold a fetch forever.
+    pub const PROGRESS_TIMEOUT: Duration = Duration::from_secs(30);
+}
 /// Content transfers get longer, as if over a 400 kbit/s line: a whole 20 MB file then has
 /// about 7 minutes more.
 const SLOWEST_LINE_BYTES_PER_SEC: u64 = 50_000;
@@ -91,6 +116,8 @@ pub struct Client {
     url: String,
     credential: RwLock<Credential>,
     features: RwLock<Option<Features>>,
+    /// `limits::PROGRESS_TIMEOUT`, shortened by tests (`set_progress_timeout`).
+    progress_timeout: RwLock<Duration>,
 }
 
 fn http_client() -> Result<reqwest::Client> {
@@ -111,7 +138,62 @@ impl Client {
             url: url.trim_end_matches('/').to_string(),
             credential: RwLock::new(credential),
             features: RwLock::new(None),
+            progress_timeout: RwLock::new(limits::PROGRESS_TIMEOUT),
         })
+    }
+
+    /// How long a transfer may go without a byte before it is abandoned.
+    pub fn set_progress_timeout(&self, limit: Duration) {
+        *self
+            .progress_timeout
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = limit;
+    }
+
+    fn progress_timeout(&self) -> Duration {
+        *self
+            .progress_timeout
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads a whole answer body of at most `limit` bytes, each chunk within the progress limit.
+    async fn read_limited(
+        &self,
+        response: Response,
+        limit: u64,
+        what: &'static str,
+    ) -> Result<Vec<u8>> {
+        if response.content_length().is_some_and(|n| n > limit) {
+            return Err(RemoteError::Oversized { what, limit });
+        }
+        let mut body = response.bytes_stream();
+        let mut out = Vec::new();
+        loop {
+            let Some(chunk) = self.next_chunk(&mut body, what).await? else {
+                return Ok(out);
+            };
+            if out.len() as u64 + chunk.len() as u64 > limit {
+                return Err(RemoteError::Oversized { what, limit });
+            }
+            out.extend_from_slice(&chunk);
+        }
+    }
+
+    /// The next chunk of a body, or a stalled-transfer error after the progress limit.
+    async fn next_chunk(
+        &self,
+        body: &mut (impl futures::Stream<Item = reqwest::Result<Bytes>> + Unpin),
+        what: &'static str,
+    ) -> Result<Option<Bytes>> {
+        match tokio::time::timeout(self.progress_timeout(), body.next()).await {
+            Err(_) => Err(RemoteError::Unreachable(format!(
+                "the platform stopped sending {what} for {} s",
+                self.progress_timeout().as_secs()
+            ))),
+            Ok(None) => Ok(None),
+            Ok(Some(chunk)) => Ok(Some(chunk?)),
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -173,7 +255,11 @@ impl Client {
             return Ok(response);
         }
         let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
+        let text = self
+            .read_limited(response, limits::ERROR_BODY, "an error answer")
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
         let body: ErrorBody = serde_json::from_str(&text).unwrap_or_else(|_| ErrorBody {
             msg: Some(text.chars().take(200).collect()),
             ..ErrorBody::default()
@@ -181,9 +267,20 @@ impl Client {
         Err(RemoteError::from_answer(status, &body))
     }
 
+    /// An answer of at most `SMALL_ANSWER` bytes, as JSON.
     async fn json<T: DeserializeOwned>(&self, builder: RequestBuilder) -> Result<T> {
+        self.json_limited(builder, limits::SMALL_ANSWER, "an answer")
+            .await
+    }
+
+    async fn json_limited<T: DeserializeOwned>(
+        &self,
+        builder: RequestBuilder,
+        limit: u64,
+        what: &'static str,
+    ) -> Result<T> {
         let response = self.send(builder).await?;
-        let bytes = response.bytes().await?;
+        let bytes = self.read_limited(response, limit, what).await?;
         serde_json::from_slice(&bytes).map_err(|e| RemoteError::Protocol(e.to_string()))
     }
 
@@ -231,7 +328,12 @@ impl Client {
 
     /// `GET nodes`: every live node (and the cursor it reflects, where offered).
     pub async fn nodes(&self) -> Result<NodesResponse> {
-        self.json(self.request(Method::GET, "nodes")).await
+        self.json_limited(
+            self.request(Method::GET, "nodes"),
+            limits::LISTING,
+            "the listing",
+        )
+        .await
     }
 
     /// `POST nodes`: creates a node (with its content, for files). The name is checked first.
@@ -283,16 +385,25 @@ impl Client {
                 ))
                 .await?;
             let meta = raw_meta(response.headers())?;
+            let oversized = RemoteError::Oversized {
+                what: "content",
+                limit: limits::RAW_CONTENT,
+            };
+            if response
+                .content_length()
+                .is_some_and(|n| n > limits::RAW_CONTENT)
+            {
+                return Err(oversized);
+            }
             let mut body = response.bytes_stream();
             let mut written = 0u64;
-            loop {
-                // A body that stops flowing is a dead connection, long before the whole limit.
-                let next = tokio::time::timeout(REQUEST_TIMEOUT, body.next())
-                    .await
-                    .map_err(|_| RemoteError::Unreachable("the download stalled".into()))?;
-                let Some(chunk) = next else { break };
-                let chunk = chunk?;
+            // A body that stops flowing is a dead connection, long before the whole limit.
+            while let Some(chunk) = self.next_chunk(&mut body, "content").await? {
                 written += chunk.len() as u64;
+                if written > limits::RAW_CONTENT {
+                    // The caller discards what was written (a temp file).
+                    return Err(oversized);
+                }
                 out.write_all(&chunk)
                     .await
                     .map_err(|e| RemoteError::Protocol(format!("writing: {e}")))?;
@@ -306,11 +417,15 @@ impl Client {
             });
         }
         let answer: ContentResponse = self
-            .json(self.transfer(
-                Method::GET,
-                &format!("nodes/{id}/content"),
-                protocol::MAX_CONTENT_BYTES,
-            ))
+            .json_limited(
+                self.transfer(
+                    Method::GET,
+                    &format!("nodes/{id}/content"),
+                    protocol::MAX_CONTENT_BYTES,
+                ),
+                limits::CONTENT_ANSWER,
+                "content",
+            )
             .await?;
         let bytes = decode_content(answer.node_type, &answer.content)
             .map_err(|e| RemoteError::Protocol(format!("content is not base64: {e}")))?;
@@ -411,8 +526,12 @@ impl Client {
         if !self.features().await?.changes {
             return Err(RemoteError::Unsupported("a change cursor"));
         }
-        self.json(self.request(Method::GET, &format!("changes?since={since}&limit={limit}")))
-            .await
+        self.json_limited(
+            self.request(Method::GET, &format!("changes?since={since}&limit={limit}")),
+            limits::LISTING,
+            "a page of changes",
+        )
+        .await
     }
 
     /// `GET nodes/:id/versions` (Part 2): newest first.
@@ -421,7 +540,11 @@ impl Client {
             return Err(RemoteError::Unsupported("versions"));
         }
         let answer: VersionsResponse = self
-            .json(self.request(Method::GET, &format!("nodes/{id}/versions")))
+            .json_limited(
+                self.request(Method::GET, &format!("nodes/{id}/versions")),
+                limits::LISTING,
+                "the versions",
+            )
             .await?;
         Ok(answer.versions)
     }
@@ -432,7 +555,11 @@ impl Client {
             return Err(RemoteError::Unsupported("versions"));
         }
         let answer: VersionContentResponse = self
-            .json(self.request(Method::GET, &format!("nodes/{id}/versions/{version_id}")))
+            .json_limited(
+                self.request(Method::GET, &format!("nodes/{id}/versions/{version_id}")),
+                limits::CONTENT_ANSWER,
+                "a version",
+            )
             .await?;
         let bytes = decode_content(answer.node_type, &answer.content)
             .map_err(|e| RemoteError::Protocol(format!("content is not base64: {e}")))?;

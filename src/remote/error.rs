@@ -37,6 +37,9 @@ pub enum RemoteError {
     Unreachable(String),
     #[error("the platform answered something unexpected: {0}")]
     Protocol(String),
+    /// An answer over its limit (client.rs, `limits`): dropped unread.
+    #[error("the platform sent {what} larger than {limit} bytes, the limit: it was dropped")]
+    Oversized { what: &'static str, limit: u64 },
 }
 
 impl RemoteError {

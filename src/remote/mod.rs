@@ -7,6 +7,6 @@ mod error;
 pub mod sse;
 mod stream;
 
-pub use client::{Client, ContentMeta, Credential, Features};
+pub use client::{limits, Client, ContentMeta, Credential, Features};
 pub use error::RemoteError;
 pub use stream::{subscribe, StreamItem, SILENCE_LIMIT};

@@ -1,4 +1,4 @@
-//! The event stream as a channel of typed items. It reconnects by itself (backoff up to 30 s),
+//! The event stream as a channel of typed items. It reconnects by itself (backing off 1, 2, 4 ... 30 s),
 //! sends `Last-Event-ID` so a Part 2 platform replays what was missed, and says on each connect
 //! whether that replay happened: when it did not (first connect, or a Part 1 platform), the
 //! consumer must compare a fresh listing instead.
@@ -22,6 +22,8 @@ pub enum StreamItem {
     Connected { replayed: bool },
     /// A change. `seq` is its place in the change log (Part 2 only).
     Event { seq: Option<u64>, event: Event },
+    /// Frames were dropped for their size: what they said must come from a listing.
+    Dropped,
     /// The connection ended; the stream reconnects by itself.
     Disconnected { error: RemoteError },
 }
@@ -30,7 +32,13 @@ pub enum StreamItem {
 /// half-open connection, a NAT that forgot it), and the stream reconnects, replaying from its
 /// last id.
 pub const SILENCE_LIMIT: Duration = Duration::from_secs(45);
+/// Reconnects wait 1, 2, 4 ... 30 s (each ±20 %, so that many clients dropped at once by a
+/// restarting platform do not all come back in the same instant).
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A connection that lasted this long was healthy: the next reconnect starts from the first wait
+/// again. (A platform that accepts and drops at once keeps backing off.)
+const HEALTHY_CONNECTION: Duration = Duration::from_secs(30);
 /// How long the platform may take to answer a stream request (its headers).
 const STREAM_ANSWER_LIMIT: Duration = Duration::from_secs(20);
 
@@ -44,17 +52,22 @@ pub fn subscribe(
     let (tx, rx) = mpsc::channel(1024);
     tokio::spawn(async move {
         let mut last_id = last_id;
-        let mut backoff = Duration::from_millis(250);
+        let mut backoff = FIRST_BACKOFF;
         loop {
+            let started = tokio::time::Instant::now();
             let error = tokio::select! {
-                e = follow(&client, &mut last_id, &tx, &mut backoff, silence_limit) => e,
+                e = follow(&client, &mut last_id, &tx, silence_limit) => e,
                 _ = tx.closed() => return,
             };
+            if started.elapsed() >= HEALTHY_CONNECTION {
+                backoff = FIRST_BACKOFF;
+            }
             if tx.send(StreamItem::Disconnected { error }).await.is_err() {
                 return;
             }
+            let jitter = rand::random::<f64>() * 0.4 + 0.8;
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(backoff.mul_f64(jitter)) => {}
                 _ = tx.closed() => return,
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -68,7 +81,6 @@ async fn follow(
     client: &Client,
     last_id: &mut Option<u64>,
     tx: &mpsc::Sender<StreamItem>,
-    backoff: &mut Duration,
     silence_limit: Duration,
 ) -> RemoteError {
     let features = match client.features().await {
@@ -91,7 +103,6 @@ async fn follow(
             return RemoteError::Unreachable("the event stream was not answered in time".into())
         }
     };
-    *backoff = Duration::from_millis(250);
     if tx
         .send(StreamItem::Connected { replayed: resuming })
         .await
@@ -118,10 +129,16 @@ async fn follow(
             Some(Err(e)) => return e.into(),
             None => return RemoteError::Unreachable("the platform closed the event stream".into()),
         };
-        let frames = match parser.feed(&chunk) {
-            Ok(f) => f,
-            Err(e) => return RemoteError::Protocol(e.to_string()),
-        };
+        let frames = parser.feed(&chunk);
+        if parser.take_dropped() > 0 {
+            tracing::warn!(
+                limit = super::sse::MAX_FRAME,
+                "the platform sent an event larger than the limit: dropped; comparing a listing instead"
+            );
+            if tx.send(StreamItem::Dropped).await.is_err() {
+                return RemoteError::Protocol("the receiver is gone".into());
+            }
+        }
         for frame in frames {
             let seq = frame
                 .id

@@ -93,6 +93,13 @@ impl Engine {
             Err(err) => {
                 let _ = std::fs::remove_file(&temp);
                 tracing::warn!(path = %rel, error = %err, "could not fetch the platform's copy");
+                if let SyncError::Remote(RemoteError::Oversized { .. }) = &err {
+                    self.status.report(
+                        super::status::ProblemKind::BadAnswer,
+                        Some(&rel),
+                        format!("{rel}: {err}; the mirror keeps what it had"),
+                    );
+                }
                 return Err(err);
             }
         };

@@ -27,7 +27,13 @@ impl Engine {
         let features = self.client.features().await?;
         if let (true, Some(mut cursor)) = (features.changes, self.index.cursor()) {
             loop {
-                let page = self.client.changes(cursor, 1000).await?;
+                let page = match self.client.changes(cursor, 1000).await {
+                    // Too large to take as one page: the listing says the same in less.
+                    Err(crate::remote::RemoteError::Oversized { .. }) => {
+                        return self.resync_listing().await
+                    }
+                    page => page?,
+                };
                 let mut needs_listing = false;
                 for change in &page.changes {
                     let applied = self
@@ -48,7 +54,7 @@ impl Engine {
         self.resync_listing().await
     }
 
-    async fn resync_listing(self: &Arc<Self>) -> Result<()> {
+    pub(super) async fn resync_listing(self: &Arc<Self>) -> Result<()> {
         let listing = self.client.nodes().await?;
         let engine = self.clone();
         let applied = tokio::task::spawn_blocking(move || {
@@ -253,6 +259,9 @@ async fn stay_online(
                         if report(outcome).is_ok() {
                             engine.mark_synced();
                         }
+                    }
+                    StreamItem::Dropped => {
+                        let _ = report(engine.resync_listing().await);
                     }
                     StreamItem::Disconnected { error } => {
                         if stream_up {

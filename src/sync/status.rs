@@ -17,6 +17,8 @@ pub enum ProblemKind {
     RefusedName,
     /// The platform sent a node whose name or place can't be a file here.
     PlatformName,
+    /// The platform sent an answer over its limit (or otherwise refused): dropped.
+    BadAnswer,
     TooLarge,
     Unreachable,
     Other,
