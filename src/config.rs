@@ -68,29 +68,89 @@ pub fn default_mirror() -> PathBuf {
     data_dir().join("mirror")
 }
 
-/// The platform address: `HYPERCLAY_URL` from the environment, else from `./.env`, else from
-/// `<config dir>/.env`, else hyperclay.com. A trailing `/` is dropped.
-pub fn platform_url() -> String {
-    platform_url_and_source().0
+/// Where the platform address came from. It decides what may be sent there (README,
+/// "Credentials"): a `.env` in the current folder may come with a cloned repository, so an
+/// address from it is taken only when it is on this machine, and `HYPERCLAY_API_KEY` is never
+/// sent to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlSource {
+    Environment,
+    /// `./.env`, the current folder's: anybody's repository may carry one.
+    ProjectDotenv,
+    /// `<config dir>/.env`: the user's own.
+    ConfigDotenv(PathBuf),
+    Default,
 }
 
-/// The platform address and where it came from, for messages ("the environment", a `.env`
-/// file's path, "the default").
-pub fn platform_url_and_source() -> (String, String) {
+impl std::fmt::Display for UrlSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UrlSource::Environment => f.write_str("HYPERCLAY_URL in the environment"),
+            UrlSource::ProjectDotenv => f.write_str("HYPERCLAY_URL in ./.env"),
+            UrlSource::ConfigDotenv(p) => write!(f, "HYPERCLAY_URL in {}", p.display()),
+            UrlSource::Default => f.write_str("the default"),
+        }
+    }
+}
+
+/// The platform address and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformAddress {
+    pub url: String,
+    pub source: UrlSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("{url} ({from}) is not a web address: use https://...")]
+    NotAnAddress { url: String, from: UrlSource },
+    #[error("{url} ({from}) is plain http to another machine: credentials would cross the network unencrypted; use https://")]
+    PlainHttp { url: String, from: UrlSource },
+}
+
+/// The platform address: `HYPERCLAY_URL` from the environment, else from `./.env` (only an
+/// address on this machine: loopback), else from `<config dir>/.env`, else hyperclay.com. A
+/// trailing `/` is dropped. Plain `http://` is refused for any host but loopback.
+pub fn platform_address() -> Result<PlatformAddress, AddressError> {
     let config_env = config_dir().join(".env");
+    let from_project = dotenv_value(Path::new(".env"), "HYPERCLAY_URL");
     let (url, source) = if let Some(v) = std::env::var("HYPERCLAY_URL")
         .ok()
         .filter(|v| !v.is_empty())
     {
-        (v, "HYPERCLAY_URL in the environment".to_string())
-    } else if let Some(v) = dotenv_value(Path::new(".env"), "HYPERCLAY_URL") {
-        (v, "HYPERCLAY_URL in ./.env".to_string())
-    } else if let Some(v) = dotenv_value(&config_env, "HYPERCLAY_URL") {
-        (v, format!("HYPERCLAY_URL in {}", config_env.display()))
+        (v, UrlSource::Environment)
+    } else if let Some(v) = from_project.clone().filter(|v| is_loopback_url(v)) {
+        (v, UrlSource::ProjectDotenv)
     } else {
-        (DEFAULT_URL.to_string(), "the default".to_string())
+        if let Some(v) = &from_project {
+            tracing::warn!(url = %crate::protocol::printable(v, 200), "ignoring HYPERCLAY_URL in ./.env: a project's .env may only name a platform on this machine (loopback); set HYPERCLAY_URL in the environment or in the config folder's .env to use it");
+        }
+        match dotenv_value(&config_env, "HYPERCLAY_URL") {
+            Some(v) => (v, UrlSource::ConfigDotenv(config_env)),
+            None => (DEFAULT_URL.to_string(), UrlSource::Default),
+        }
     };
-    (url.trim_end_matches('/').to_string(), source)
+    let url = url.trim_end_matches('/').to_string();
+    match url::Url::parse(&url).ok().map(|u| u.scheme().to_string()) {
+        Some(s) if s == "https" => {}
+        Some(s) if s == "http" && is_loopback_url(&url) => {}
+        Some(s) if s == "http" => return Err(AddressError::PlainHttp { url, from: source }),
+        _ => return Err(AddressError::NotAnAddress { url, from: source }),
+    }
+    Ok(PlatformAddress { url, source })
+}
+
+/// Whether `url` names this machine: 127.0.0.0/8, ::1 or `localhost`.
+pub fn is_loopback_url(url: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
+    };
+    match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
 }
 
 /// The value of `key` in a `.env` file (dotenvy's syntax: quotes, `export`, comments), without
@@ -106,6 +166,27 @@ pub fn dotenv_value(file: &Path, key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_is_only_this_machine() {
+        for url in [
+            "http://127.0.0.1:8787",
+            "http://127.9.0.1",
+            "http://[::1]:80",
+            "http://localhost:1",
+        ] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "http://10.0.0.1",
+            "https://hyperclay.com",
+            "http://localhost.evil.com",
+            "http://127.0.0.1.evil.com",
+            "not a url",
+        ] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
+    }
 
     #[test]
     fn dotenv_values_are_read_with_quotes_comments_and_export() {

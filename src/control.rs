@@ -27,6 +27,9 @@ pub enum Request {
 pub struct StatusReport {
     pub account: Option<String>,
     pub platform: String,
+    /// Where the platform address came from.
+    #[serde(default)]
+    pub platform_source: String,
     pub mountpoint: String,
     pub mirror: String,
     pub sync_on: bool,
@@ -108,6 +111,7 @@ pub fn report(engine: &Engine, mountpoint: &Path) -> StatusReport {
     StatusReport {
         account: engine.account(),
         platform: engine.client.url().to_string(),
+        platform_source: engine.client.url_source(),
         mountpoint: mountpoint.display().to_string(),
         mirror: engine.mirror.root().display().to_string(),
         sync_on: engine.sync_on(),

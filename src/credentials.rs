@@ -22,6 +22,16 @@ pub enum CredentialsError {
     },
     #[error("{0} is damaged; run `hyperclay login` again")]
     Damaged(String),
+    /// Stored credentials go only to the platform they were issued by.
+    #[error("signed in to {issued}, but the platform address is {url} ({from}): run `hyperclay login` to sign in there")]
+    OtherPlatform {
+        issued: String,
+        url: String,
+        from: crate::config::UrlSource,
+    },
+    /// `HYPERCLAY_API_KEY` is never sent to an address a project's `.env` chose.
+    #[error("HYPERCLAY_API_KEY is not sent to {url}, which comes from ./.env (a project's .env could steal it): set HYPERCLAY_URL in the environment or the config folder's .env, or sign in with `hyperclay login`")]
+    KeyToProjectAddress { url: String },
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -124,14 +134,29 @@ pub fn remove() -> Result<bool, CredentialsError> {
     }
 }
 
-/// What to sign in with: `HYPERCLAY_API_KEY` from the environment, else the stored credentials.
-pub fn resolve() -> Result<(Credential, Option<Stored>), CredentialsError> {
+/// What to sign in with at `address`: `HYPERCLAY_API_KEY` from the environment (never for an
+/// address from `./.env`), else the stored credentials (only for the platform that issued them).
+pub fn resolve(
+    address: &crate::config::PlatformAddress,
+) -> Result<(Credential, Option<Stored>), CredentialsError> {
     if let Ok(key) = std::env::var("HYPERCLAY_API_KEY") {
         if !key.trim().is_empty() {
+            if address.source == crate::config::UrlSource::ProjectDotenv {
+                return Err(CredentialsError::KeyToProjectAddress {
+                    url: address.url.clone(),
+                });
+            }
             return Ok((Credential::ApiKey(key.trim().to_string()), None));
         }
     }
     match load()? {
+        Some(stored) if stored.platform.trim_end_matches('/') != address.url => {
+            Err(CredentialsError::OtherPlatform {
+                issued: stored.platform,
+                url: address.url.clone(),
+                from: address.source.clone(),
+            })
+        }
         Some(stored) => Ok((stored.credential(), Some(stored))),
         None => Err(CredentialsError::SignedOut),
     }

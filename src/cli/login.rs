@@ -114,7 +114,10 @@ fn confirm(question: &str) -> bool {
 }
 
 pub async fn login(api_key: bool, force: bool) -> anyhow::Result<()> {
-    let (platform, source) = config::platform_url_and_source();
+    let config::PlatformAddress {
+        url: platform,
+        source,
+    } = config::platform_address()?;
     let existing = credentials::load()?;
     let (credential, kind) = if api_key {
         let mut key = String::new();

@@ -29,7 +29,17 @@ async fn ask_all(mountpoint: Option<&Path>, request: Request) -> Vec<StatusRepor
 }
 
 pub fn render(r: &StatusReport) -> String {
-    let account = r.account.as_deref().unwrap_or("(account not known yet)");
+    use hyperclay::protocol::printable;
+    // The account's name and the problem's text may come from the platform: no terminal escapes.
+    let account = r
+        .account
+        .as_deref()
+        .map(|a| printable(a, 100))
+        .unwrap_or_else(|| "(account not known yet)".into());
+    let platform = match r.platform_source.is_empty() {
+        true => r.platform.clone(),
+        false => format!("{} ({})", r.platform, r.platform_source),
+    };
     let state = match (r.sync_on, r.online, r.syncing) {
         (false, _, _) => {
             "off (the mount works on the mirror; `hyperclay sync on` resumes)".to_string()
@@ -42,7 +52,7 @@ pub fn render(r: &StatusReport) -> String {
     };
     let mut out = format!(
         "hyperclay: {account} at {}\n  mount:    {} (mirror {})\n  sync:     {state}\n  last sync: {}\n  waiting to go up: {} file{}\n",
-        r.platform,
+        platform,
         r.mountpoint,
         r.mirror,
         r.last_sync.as_deref().unwrap_or("not yet"),
@@ -50,7 +60,7 @@ pub fn render(r: &StatusReport) -> String {
         if r.waiting == 1 { "" } else { "s" }
     );
     match &r.problem {
-        Some(p) => out.push_str(&format!("  problem:  {}\n", p.message)),
+        Some(p) => out.push_str(&format!("  problem:  {}\n", printable(&p.message, 400))),
         None => out.push_str("  problem:  none\n"),
     }
     out.push_str(&format!("  log:      {}\n", r.log));

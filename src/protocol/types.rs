@@ -224,12 +224,15 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     /// The human text, whichever field the platform used.
+    /// The error's words, made printable (they reach the terminal and the log).
     pub fn text(&self) -> String {
-        self.msg
-            .clone()
-            .or_else(|| self.message.clone())
-            .or_else(|| self.error.clone())
-            .unwrap_or_default()
+        let text = self
+            .msg
+            .as_deref()
+            .or(self.message.as_deref())
+            .or(self.error.as_deref())
+            .unwrap_or_default();
+        super::printable(text, 300)
     }
 }
 

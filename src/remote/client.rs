@@ -116,6 +116,8 @@ pub struct Client {
     url: String,
     credential: RwLock<Credential>,
     features: RwLock<Option<Features>>,
+    /// Where the address came from (for status: "HYPERCLAY_URL in the environment").
+    url_source: RwLock<String>,
     /// `limits::PROGRESS_TIMEOUT`, shortened by tests (`set_progress_timeout`).
     progress_timeout: RwLock<Duration>,
 }
@@ -139,7 +141,19 @@ impl Client {
             credential: RwLock::new(credential),
             features: RwLock::new(None),
             progress_timeout: RwLock::new(limits::PROGRESS_TIMEOUT),
+            url_source: RwLock::new(String::new()),
         })
+    }
+
+    pub fn set_url_source(&self, source: String) {
+        *self.url_source.write().unwrap_or_else(|p| p.into_inner()) = source;
+    }
+
+    pub fn url_source(&self) -> String {
+        self.url_source
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// How long a transfer may go without a byte before it is abandoned.

@@ -43,6 +43,9 @@ impl Engine {
             self.clock_offset
                 .store(offset, std::sync::atomic::Ordering::Relaxed);
         }
+        // The name is shown in status and the log: no terminal escapes from the platform.
+        let mut status = status;
+        status.username = crate::protocol::printable(&status.username, 100);
         // A mirror belongs to the account that first synced it.
         match self.index.meta("account")? {
             Some(owner) if owner != status.username => {
