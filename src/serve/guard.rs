@@ -1,7 +1,8 @@
 //! Any web page the user visits can send requests to localhost, so every request must name a
 //! loopback host (against DNS rebinding), and a request that changes anything must come from a
 //! page this server served: a cross-site `Origin`, `Origin: null` or `Sec-Fetch-Site: cross-site`
-//! is refused with 403 before anything is read or written.
+//! is refused with 403 before anything is read or written. And only the user who runs the server
+//! is served (`peer`): another local user's connection gets 403 too.
 
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
@@ -29,6 +30,26 @@ fn split_host(value: &str) -> (&str, Option<&str>) {
 }
 
 pub async fn guard(State(state): State<ServeState>, request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<super::peer::PeerOwner>>()
+        .map(|c| c.0);
+    if !peer.is_some_and(|p| p.is_us()) {
+        tracing::warn!(peer_uid = ?peer.and_then(|p| p.0), "refused a local-server request from another user");
+        return answer(
+            StatusCode::FORBIDDEN,
+            false,
+            "this server serves only the user who runs it",
+        );
+    }
+    // Waits its turn when MAX_REQUESTS are in flight; the permit lives as long as the request.
+    let Ok(_permit) = state.0.requests.clone().acquire_owned().await else {
+        return answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            false,
+            "the server is stopping",
+        );
+    };
     let host = request
         .headers()
         .get(header::HOST)

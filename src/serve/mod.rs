@@ -6,6 +6,7 @@
 
 mod guard;
 mod listing;
+mod peer;
 pub mod resolve;
 mod save;
 mod sites;
@@ -45,7 +46,18 @@ struct Inner {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Where sites were found by name.
     sites: sites::RememberedSites,
+    /// Requests answered at once; more wait their turn (as tokio's mini-redis limits its
+    /// connections): a flood of requests can't take memory without end.
+    requests: Arc<tokio::sync::Semaphore>,
+    /// Saves at once: each holds up to 20 MiB of body, so 40 parallel saves hold at most
+    /// `MAX_SAVES` x 20 MiB, not a gigabyte.
+    saves: Arc<tokio::sync::Semaphore>,
 }
+
+/// Requests in flight at once (each streams a file or holds a site's HTML).
+const MAX_REQUESTS: usize = 32;
+/// Saves in flight at once (each holds its whole body, up to 20 MiB).
+const MAX_SAVES: usize = 4;
 
 #[derive(Clone)]
 pub struct ServeState(Arc<Inner>);
@@ -106,6 +118,8 @@ pub async fn start(
         port: std::sync::atomic::AtomicU16::new(addr.port()),
         locks: Mutex::new(HashMap::new()),
         sites: sites::RememberedSites::default(),
+        requests: Arc::new(tokio::sync::Semaphore::new(MAX_REQUESTS)),
+        saves: Arc::new(tokio::sync::Semaphore::new(MAX_SAVES)),
     }));
     let app = Router::new()
         .route("/save/{name}", post(save::by_name))
@@ -117,6 +131,7 @@ pub async fn start(
         ))
         .with_state(state);
     let task = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<peer::PeerOwner>();
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the local server stopped");
         }

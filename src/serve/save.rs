@@ -117,6 +117,14 @@ async fn save_to(state: ServeState, rel: &str, headers: &HeaderMap, body: Body) 
             "send the page's HTML as the body, not JSON",
         );
     }
+    // At most MAX_SAVES bodies in memory at once; the others wait here, unread.
+    let Ok(_permit) = state.0.saves.clone().acquire_owned().await else {
+        return answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            false,
+            "the server is stopping",
+        );
+    };
     let bytes = match read_body(headers, body).await {
         Ok(b) => b,
         Err(response) => return response,
