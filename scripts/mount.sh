@@ -27,7 +27,8 @@ if [ -z "${HYPERCLAY_URL:-}" ]; then
   port="${HYPERCLAY_DEV_PORT:-8787}"
   export HYPERCLAY_URL="http://127.0.0.1:$port"
   export HYPERCLAY_API_KEY="hcsk_local_dev"
-  "$bin" dev-platform --data "$data" --listen "127.0.0.1:$port" --api-key "$HYPERCLAY_API_KEY" --samples &
+  # The key goes by the environment, not the command line (which any local user sees in ps).
+  HYPERCLAY_DEV_API_KEY="$HYPERCLAY_API_KEY" "$bin" dev-platform --data "$data" --listen "127.0.0.1:$port" --samples &
   platform_pid=$!
   for _ in $(seq 50); do
     curl -fs -H "X-API-Key: $HYPERCLAY_API_KEY" "$HYPERCLAY_URL/_/sync/status" >/dev/null 2>&1 && break

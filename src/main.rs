@@ -82,8 +82,12 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8787")]
         listen: SocketAddr,
         /// The account's API key (hcsk_...); a random one is made on first start otherwise.
-        #[arg(long)]
+        /// Better from HYPERCLAY_DEV_API_KEY or --api-key-file: a command line shows in `ps`.
+        #[arg(long, env = "HYPERCLAY_DEV_API_KEY", hide_env_values = true)]
         api_key: Option<String>,
+        /// Reads the account's API key from this file (its first line).
+        #[arg(long, conflicts_with = "api_key")]
+        api_key_file: Option<PathBuf>,
         /// The account the platform's browser session is signed in as.
         #[arg(long, default_value = "dev")]
         username: String,
@@ -162,6 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             data,
             listen,
             api_key,
+            api_key_file,
             username,
             free,
             max_sites,
@@ -175,7 +180,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 data.unwrap_or_else(|| hyperclay::config::data_dir().join("dev-platform")),
             );
             config.listen = listen;
-            config.api_key = api_key;
+            config.api_key = match api_key_file {
+                Some(file) => Some(
+                    std::fs::read_to_string(&file)
+                        .with_context(|| format!("reading the API key from {}", file.display()))?
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                ),
+                None => api_key,
+            };
             config.username = username;
             config.paid = !free;
             config.max_sites = max_sites;

@@ -32,6 +32,9 @@ pub enum PlatformError {
     },
     #[error("{0}")]
     BadRequest(String),
+    /// The sign-in page's approval without its one-time code or from another site.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -49,6 +52,7 @@ impl PlatformError {
             }
             PlatformError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             PlatformError::NotFound => StatusCode::NOT_FOUND,
+            PlatformError::Forbidden(_) => StatusCode::FORBIDDEN,
             PlatformError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -65,6 +69,7 @@ impl PlatformError {
             PlatformError::NotFound => "not_found",
             PlatformError::ChangedRemotely { .. } => "changed_remotely",
             PlatformError::BadRequest(_) => "bad_request",
+            PlatformError::Forbidden(_) => "forbidden",
             PlatformError::Internal(_) => "internal",
         }
     }

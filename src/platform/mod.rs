@@ -87,6 +87,8 @@ pub struct Platform {
     fail_writes: Arc<AtomicBool>,
     /// Turns true when the platform stops: open event streams end with it.
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// Device approvals the `/local-auth` page offered, not yet used.
+    approvals: local_auth::Approvals,
 }
 
 pub type AppState = Arc<Platform>;
@@ -182,6 +184,7 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
         stream_delay_ms: stream_delay_ms.clone(),
         fail_writes: fail_writes.clone(),
         stopping,
+        approvals: local_auth::Approvals::default(),
     });
     let listener = TcpListener::bind(config.listen)
         .await
@@ -241,11 +244,44 @@ fn router(platform: AppState) -> Router {
             get(local_auth::page).post(local_auth::approve),
         )
         .fallback(routes::not_found)
-        .with_state(platform);
+        .with_state(platform)
+        .layer(axum::middleware::map_response(errors_as_json));
     match plain {
         true => app.layer(axum::middleware::map_response(without_error_codes)),
         false => app,
     }
+}
+
+/// Every error is JSON `{msg, code}`, also the ones axum's extractors answer by themselves (an
+/// unparseable id, a malformed JSON body: plain text otherwise).
+async fn errors_as_json(response: Response<Body>) -> Response<Body> {
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = match axum::body::to_bytes(response.into_body(), 64 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    };
+    let code = match status.as_u16() {
+        400 | 405 | 415 | 422 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        413 => "too_large",
+        _ => "internal",
+    };
+    let msg = match text.trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_string(),
+        t => t.to_string(),
+    };
+    let body = serde_json::json!({ "msg": msg, "code": code });
+    axum::response::IntoResponse::into_response((status, axum::Json(body)))
 }
 
 /// Part 1 error bodies carry no `code`: strip it, so the client's fallbacks are really tested.

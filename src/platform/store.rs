@@ -269,7 +269,7 @@ impl Store {
         content: Option<Vec<u8>>,
         client_modified_at: Option<String>,
     ) -> Result<CreatedNode> {
-        names::check(kind, name)?;
+        check_place(kind, name, parent_id as i64)?;
         let parent_id = parent_id as i64;
         let mut conn = self.lock();
         let tx = conn.transaction()?;
@@ -427,7 +427,7 @@ impl Store {
         let tx = conn.transaction()?;
         let node = live_node(&tx, account, id as i64)?;
         check_same_kind(node.kind, new_name)?;
-        names::check(node.kind, new_name)?;
+        check_place(node.kind, new_name, node.parent_id)?;
         ensure_name_free(&tx, account, node.kind, new_name, node.parent_id, node.id)?;
         tx.execute(
             "UPDATE nodes SET name = ?2 WHERE id = ?1",
@@ -474,7 +474,7 @@ impl Store {
         }
         let name = new_name.unwrap_or(&node.name).to_string();
         check_same_kind(node.kind, &name)?;
-        names::check(node.kind, &name)?;
+        check_place(node.kind, &name, target)?;
         if node.kind == NodeKind::Folder
             && depth_of(&tx, account, target)? + 1 + subtree_height(&tx, node.id)?
                 > MAX_FOLDER_DEPTH
@@ -829,6 +829,18 @@ fn ensure_name_free(
         )?;
     if in_folder || site_elsewhere {
         return Err(PlatformError::NameTaken(format!("the name {name:?}")));
+    }
+    Ok(())
+}
+
+/// The name rules, and at the top of the account no `sites-versions`: that is where a mirror
+/// keeps its local backups (a client would refuse the node; better to refuse it here, clearly).
+fn check_place(kind: NodeKind, name: &str, parent_id: i64) -> Result<()> {
+    names::check(kind, name)?;
+    if parent_id == 0 && name == crate::cache::VERSIONS_DIR {
+        return Err(PlatformError::InvalidName(format!(
+            "{name:?} at the top is reserved: it is where hyperclay keeps local backups; choose another name"
+        )));
     }
     Ok(())
 }
