@@ -142,11 +142,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             hyperclay::log::init_with_file(&log)
                 .with_context(|| format!("opening the log {}", log.display()))?;
             let serve_port = (!no_serve).then_some(serve_port);
-            runtime()?.block_on(cli::mount::run(cli::mount::MountArgs {
+            let runtime = runtime()?;
+            let result = runtime.block_on(cli::mount::run(cli::mount::MountArgs {
                 mountpoint,
                 mirror,
                 serve_port,
-            }))
+            }));
+            // Everything that had to finish did (the pushes drained, the mount is gone): a
+            // transfer a slow platform still trickles must not keep the process alive, as
+            // dropping the runtime would (it waits for blocking work without end).
+            runtime.shutdown_timeout(Duration::from_secs(2));
+            result
         }
         Command::Serve { mirror, port } => {
             hyperclay::log::init_stderr();

@@ -11,12 +11,26 @@ use nix::unistd::Pid;
 
 use super::pidfile;
 
+/// The process exists and has not exited: a zombie (exited, not yet reaped by its parent)
+/// answers `kill(pid, 0)` too, but its mount is done.
+fn is_running(pid: i32) -> bool {
+    if kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the command name, which is in parentheses and may hold spaces.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, Some("Z") | Some("X"))
+}
+
 pub fn run(mountpoint: &Path) -> anyhow::Result<()> {
     let mountpoint = absolute(mountpoint);
     if let Some(pid) = pidfile::live_pid(&mountpoint) {
         kill(Pid::from_raw(pid), Signal::SIGTERM).context("signalling the mount's process")?;
         let deadline = Instant::now() + Duration::from_secs(60);
-        while kill(Pid::from_raw(pid), None).is_ok() {
+        while is_running(pid) {
             if Instant::now() > deadline {
                 bail!("the mount's process (pid {pid}) did not stop within 60 s; its pushes may still be running");
             }

@@ -77,6 +77,26 @@ fn answer_open(reply: ReplyOpen, result: Result<super::ops::Opened, FsError>) {
     }
 }
 
+/// Fetches `ino` for the request of thread `tid`, answering EINTR as soon as that thread is being
+/// killed: the kernel waits for our answer without end once a request is ours, so a reader
+/// killed while a slow platform trickles would hang unkillably otherwise. The fetch runs in its
+/// own task and goes on (the next reader finds it done or joins it).
+async fn fetch_unless_killed(fs: &Arc<MountFs>, ino: u64, tid: u32) -> Result<(), FsError> {
+    let fetching = {
+        let fs = fs.clone();
+        tokio::spawn(async move { fs.fetch(ino).await })
+    };
+    tokio::select! {
+        done = fetching => done.unwrap_or_else(|e| {
+            Err(FsError::Refused(format!("the fetch failed: {e}"), libc::EIO))
+        }),
+        () = process::killed(tid) => {
+            tracing::debug!(ino, tid, "the reader was killed while its file was fetched; answered EINTR, the fetch goes on");
+            Err(FsError::Refused("interrupted".into(), libc::EINTR))
+        }
+    }
+}
+
 /// Runs one kernel request. A panic (a bug) must not take the mount down with it: it is logged,
 /// the request's reply, dropped unsent, answers EIO (fuser does that on drop), and the mount
 /// goes on serving.
@@ -221,10 +241,12 @@ impl Filesystem for FuseAdapter {
                 }
             };
             if self.fs.needs_fetch(ino.0) && !(write && truncate) {
-                // The one network wait: off the FUSE threads.
+                // The one network wait: off the FUSE threads, and never longer than the caller
+                // lives (a killed reader ends at once; the fetch goes on for the next one).
                 let fs = self.fs.clone();
+                let tid = req.pid();
                 self.runtime.spawn(async move {
-                    let result = match fs.fetch(ino.0).await {
+                    let result = match fetch_unless_killed(&fs, ino.0, tid).await {
                         Ok(()) => open(&fs),
                         Err(e) => Err(e),
                     };
@@ -325,7 +347,7 @@ impl Filesystem for FuseAdapter {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -343,8 +365,9 @@ impl Filesystem for FuseAdapter {
                 // The file goes up under its new name: its bytes must be here first.
                 let fs = self.fs.clone();
                 let (name, newname) = (name.to_os_string(), newname.to_os_string());
+                let tid = req.pid();
                 self.runtime.spawn(async move {
-                    let result = match fs.fetch(ino).await {
+                    let result = match fetch_unless_killed(&fs, ino, tid).await {
                         Ok(()) => fs.rename(parent.0, &name, newparent.0, &newname, flags),
                         Err(e) => Err(e),
                     };

@@ -16,6 +16,42 @@ pub fn of_thread(tid: u32) -> Option<u32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Whether thread `tid` is being killed (or is gone): a fatal signal is pending for it. The
+/// kernel marks SIGKILL pending on every thread of a group that a fatal signal ends (SIGKILL
+/// itself, or a SIGINT/SIGTERM left to its default action), so this sees `kill -9` and Ctrl-C
+/// alike. fuser 0.18 answers the kernel's FUSE_INTERRUPT with ENOSYS itself (the kernel then
+/// stops sending them), so a request waiting on the network watches this instead.
+pub fn is_dying(tid: u32) -> bool {
+    if tid == 0 {
+        return false;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {
+        return true;
+    };
+    const SIGKILL_BIT: u64 = 1 << (libc::SIGKILL - 1);
+    status.lines().any(|l| {
+        let pending = l
+            .strip_prefix("SigPnd:")
+            .or_else(|| l.strip_prefix("ShdPnd:"));
+        pending
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .is_some_and(|mask| mask & SIGKILL_BIT != 0)
+    })
+}
+
+/// How often a request waiting on the network looks whether its caller is being killed.
+pub const DYING_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Resolves once thread `tid` is being killed (never for tid 0, which names no thread).
+pub async fn killed(tid: u32) {
+    loop {
+        tokio::time::sleep(DYING_CHECK).await;
+        if tid != 0 && is_dying(tid) {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +79,22 @@ mod tests {
         });
         assert_eq!(live, Some(me), "a live thread of this process");
         assert_eq!(of_thread(0), None);
+    }
+
+    #[test]
+    fn a_killed_process_is_seen_dying() {
+        let me = std::process::id();
+        assert!(!is_dying(me));
+        // A stopped child killed with SIGKILL: the signal stays pending while it is stopped.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+        assert!(!is_dying(child.id()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(is_dying(child.id()), "gone counts as dying");
     }
 }

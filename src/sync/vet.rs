@@ -86,8 +86,12 @@ fn full_path(
                 Some(f) if f.kind != NodeKind::Folder => {
                     return Err(format!("its folder (node {p}) is not a folder"))
                 }
-                Some(_) => full_path(p, by_id, verdicts, depth + 1)
-                    .map_err(|e| format!("its folder is refused ({e})"))?,
+                Some(_) => match full_path(p, by_id, verdicts, depth + 1) {
+                    Ok(path) => path,
+                    // A cycle's reason stays as it is; anything else names the folder.
+                    Err(e) if e.ends_with("cycle") => return Err(e),
+                    Err(_) => return Err(format!("it is inside a refused folder (node {p})")),
+                },
             },
         };
         if node.path.trim_matches('/') != parent_path {

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use hyperclay::platform::{self, PlatformConfig, RunningPlatform};
 use hyperclay::remote::{Client, Credential};
 
+pub mod hostile;
+
 pub const KEY: &str = "hcsk_test_key";
 
 /// Which API the platform serves.
