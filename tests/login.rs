@@ -366,3 +366,127 @@ async fn the_platform_address_comes_from_the_environment_then_dot_env_files() {
         String::from_utf8_lossy(&from_env.stderr)
     );
 }
+
+/// A server on loopback that records every byte it is sent (a thief's server that a cloned
+/// repository's `.env` points at) and answers 500.
+struct Capture {
+    addr: std::net::SocketAddr,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Capture {
+    fn start() -> Capture {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+                let mut buf = [0u8; 16 * 1024];
+                use std::io::Read;
+                if let Ok(n) = stream.read(&mut buf) {
+                    keep.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        Capture { addr, seen }
+    }
+
+    fn seen(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
+    }
+}
+
+/// A `.env` in the current folder (a cloned repository's) naming another platform never gets
+/// the user's credentials: not HYPERCLAY_API_KEY, not the stored sign-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projects_env_file_never_receives_the_credentials() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let thief = Capture::start();
+    let m = MountProcess::prepare(&p.url(), &[("HYPERCLAY_URL", "")]);
+    let project = m.home.path().join("cloned-repo");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join(".env"),
+        format!("HYPERCLAY_URL=http://{}\n", thief.addr),
+    )
+    .unwrap();
+    let mount_from_project = |env_key: bool| {
+        let mut cmd = m.command();
+        cmd.arg("mount")
+            .arg(&m.mountpoint)
+            .arg("--no-serve")
+            .current_dir(&project);
+        if !env_key {
+            cmd.env_remove("HYPERCLAY_API_KEY");
+        }
+        cmd.output().unwrap()
+    };
+    // With HYPERCLAY_API_KEY in the environment.
+    let with_key = mount_from_project(true);
+    assert!(!with_key.status.success());
+    let stderr = String::from_utf8_lossy(&with_key.stderr);
+    assert!(
+        stderr.contains("HYPERCLAY_API_KEY is not sent to") && stderr.contains("./.env"),
+        "says why: {stderr}"
+    );
+    // With the stored sign-in, issued by the real platform.
+    let mut login = m.command();
+    login
+        .args(["login", "--api-key"])
+        .env("HYPERCLAY_URL", p.url())
+        .env_remove("HYPERCLAY_API_KEY");
+    assert!(run_with_key(login, common::KEY).status.success());
+    let with_stored = mount_from_project(false);
+    assert!(!with_stored.status.success());
+    let stderr = String::from_utf8_lossy(&with_stored.stderr);
+    assert!(
+        stderr.contains(&format!("signed in to {}", p.url())) && stderr.contains("./.env"),
+        "says why: {stderr}"
+    );
+    assert!(!hyperclay::fs::is_mounted(&m.mountpoint));
+    let seen = thief.seen();
+    assert!(!seen.contains(common::KEY), "the key never reached the thief: {seen}");
+    assert!(!seen.to_ascii_lowercase().contains("x-api-key"), "{seen}");
+    assert!(!seen.to_ascii_lowercase().contains("authorization"), "{seen}");
+}
+
+/// An address of another machine from `./.env` is not taken at all; plain http to another
+/// machine is refused from anywhere (checked before any connection is made).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_loopback_comes_from_a_projects_env_and_plain_http_stays_on_loopback() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::prepare(&p.url(), &[("HYPERCLAY_URL", ""), ("HYPERCLAY_API_KEY", "")]);
+    let config = m.home.path().join("home/config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(config.join(".env"), format!("HYPERCLAY_URL={}\n", p.url())).unwrap();
+    let project = m.home.path().join("cloned-repo");
+    std::fs::create_dir_all(&project).unwrap();
+    // An address no test may reach (TEST-NET-1): it must never be tried.
+    std::fs::write(project.join(".env"), "HYPERCLAY_URL=https://192.0.2.1\n").unwrap();
+    let mut login = m.command();
+    login.args(["login", "--api-key", "--force"]).current_dir(&project);
+    let out = run_with_key(login, common::KEY);
+    assert!(
+        out.status.success(),
+        "the config folder's address is used: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&p.url()));
+    let mut plain = m.command();
+    plain
+        .args(["login", "--api-key"])
+        .env("HYPERCLAY_URL", "http://192.0.2.1:8787");
+    let out = run_with_key(plain, common::KEY);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("plain http to another machine"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
