@@ -451,9 +451,15 @@ async fn a_projects_env_file_never_receives_the_credentials() {
     );
     assert!(!hyperclay::fs::is_mounted(&m.mountpoint));
     let seen = thief.seen();
-    assert!(!seen.contains(common::KEY), "the key never reached the thief: {seen}");
+    assert!(
+        !seen.contains(common::KEY),
+        "the key never reached the thief: {seen}"
+    );
     assert!(!seen.to_ascii_lowercase().contains("x-api-key"), "{seen}");
-    assert!(!seen.to_ascii_lowercase().contains("authorization"), "{seen}");
+    assert!(
+        !seen.to_ascii_lowercase().contains("authorization"),
+        "{seen}"
+    );
 }
 
 /// An address of another machine from `./.env` is not taken at all; plain http to another
@@ -461,7 +467,10 @@ async fn a_projects_env_file_never_receives_the_credentials() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_loopback_comes_from_a_projects_env_and_plain_http_stays_on_loopback() {
     let p = TestPlatform::start(Mode::Full).await;
-    let m = MountProcess::prepare(&p.url(), &[("HYPERCLAY_URL", ""), ("HYPERCLAY_API_KEY", "")]);
+    let m = MountProcess::prepare(
+        &p.url(),
+        &[("HYPERCLAY_URL", ""), ("HYPERCLAY_API_KEY", "")],
+    );
     let config = m.home.path().join("home/config");
     std::fs::create_dir_all(&config).unwrap();
     std::fs::write(config.join(".env"), format!("HYPERCLAY_URL={}\n", p.url())).unwrap();
@@ -470,7 +479,9 @@ async fn only_loopback_comes_from_a_projects_env_and_plain_http_stays_on_loopbac
     // An address no test may reach (TEST-NET-1): it must never be tried.
     std::fs::write(project.join(".env"), "HYPERCLAY_URL=https://192.0.2.1\n").unwrap();
     let mut login = m.command();
-    login.args(["login", "--api-key", "--force"]).current_dir(&project);
+    login
+        .args(["login", "--api-key", "--force"])
+        .current_dir(&project);
     let out = run_with_key(login, common::KEY);
     assert!(
         out.status.success(),

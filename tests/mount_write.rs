@@ -778,3 +778,73 @@ async fn a_late_echo_of_an_older_push_sends_nothing_again() {
     );
     assert_eq!(std::fs::read(m.path("post.html")).unwrap(), b"v2");
 }
+
+/// The program's own folder can't be reached through the mount: `.hyperclay` at the top can't be
+/// made, so nothing written there can replace the live index; syncing goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_cannot_be_written_through_the_mount() {
+    let (p, m, _) = start_with_site(b"<p>v1</p>").await;
+    let index = m.mirror.join(".hyperclay/index.db");
+    let before = std::fs::read(&index).unwrap();
+    let mkdir = std::fs::create_dir(m.path(".hyperclay"));
+    assert_eq!(
+        mkdir.unwrap_err().raw_os_error(),
+        Some(libc::EPERM),
+        "mkdir of the program's folder is refused"
+    );
+    let write = std::fs::write(m.path(".hyperclay/index.db"), b"garbage");
+    assert!(write.is_err(), "nothing can be written inside it");
+    assert!(
+        std::fs::write(m.path(".hyperclay"), b"garbage").is_err(),
+        "nor a file of that name"
+    );
+    std::fs::write(m.path("other.txt"), b"x").unwrap();
+    assert!(
+        std::fs::rename(m.path("other.txt"), m.path(".hyperclay")).is_err(),
+        "nor a rename onto it"
+    );
+    let now = std::fs::read(&index).unwrap();
+    assert!(now.starts_with(b"SQLite format 3") && !now.starts_with(b"garbage"));
+    assert!(before.starts_with(b"SQLite format 3"));
+    // The index still works: a save goes up, and a local-only dot folder elsewhere is fine.
+    std::fs::write(m.path("post.html"), b"<p>v2</p>").unwrap();
+    std::fs::create_dir(m.path("blog")).unwrap();
+    std::fs::create_dir(m.path("blog/.hyperclay")).unwrap();
+    std::fs::write(m.path("blog/.hyperclay/notes"), b"mine").unwrap();
+    platform_holds(
+        &p,
+        &files(&[("post.html", b"<p>v2</p>"), ("other.txt", b"x")]),
+    )
+    .await;
+    assert_eq!(
+        std::fs::read(m.path("blog/.hyperclay/notes")).unwrap(),
+        b"mine"
+    );
+}
+
+/// A user's file whose name looks like one of the program's temp files is never swept away at
+/// start: the program's temp files live only in its own folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_named_like_a_temp_file_survives_a_restart() {
+    let (_p, mut m, _) = start_with_site(b"<p>v1</p>").await;
+    for name in [
+        ".hyperclay-tmp-0123456789abcdef",
+        ".version-tmp-0123456789abcdef",
+        "orphan-1",
+    ] {
+        std::fs::write(m.path(name), b"mine").unwrap();
+    }
+    m.stop();
+    m.spawn();
+    for name in [
+        ".hyperclay-tmp-0123456789abcdef",
+        ".version-tmp-0123456789abcdef",
+        "orphan-1",
+    ] {
+        assert_eq!(std::fs::read(m.path(name)).unwrap(), b"mine", "{name}");
+    }
+    let temps = std::fs::read_dir(m.mirror.join(".hyperclay/tmp"))
+        .unwrap()
+        .count();
+    assert_eq!(temps, 0, "no temp file left behind");
+}

@@ -609,3 +609,50 @@ async fn changes_page_through_the_log_with_a_cursor() {
         .unwrap();
     assert_eq!(route.status(), 404, "--plain has no changes endpoint");
 }
+
+/// Names a mirror keeps for itself are refused by the dev platform with a clear 400: a
+/// `.`-name anywhere, `sites-versions` at the top (create, rename and move alike). Below the
+/// top, `sites-versions` is an ordinary folder name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_a_mirror_keeps_for_itself_are_refused() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let http = reqwest::Client::new();
+    let post = |body: serde_json::Value| {
+        let (http, url) = (http.clone(), p.url());
+        async move {
+            http.post(format!("{url}/_/sync/nodes"))
+                .header("X-API-Key", KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for (kind, name) in [
+        ("folder", "sites-versions"),
+        ("upload", "sites-versions"),
+        ("folder", ".hyperclay"),
+        ("upload", ".bashrc"),
+        ("upload", ".hyperclay"),
+    ] {
+        let answer = post(serde_json::json!({"type": kind, "name": name, "parentId": 0})).await;
+        assert_eq!(answer.status(), 400, "{kind} {name}");
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(body["code"], "invalid_name", "{kind} {name}");
+    }
+    let c = p.client();
+    let blog = c.create(NodeKind::Folder, "blog", 0, None).await.unwrap();
+    let inner = c
+        .create(NodeKind::Folder, "sites-versions", blog.id, None)
+        .await
+        .expect("below the top it is an ordinary name");
+    let top = c.create(NodeKind::Folder, "other", 0, None).await.unwrap();
+    assert!(matches!(
+        c.rename(top.id, NodeKind::Folder, "sites-versions").await,
+        Err(RemoteError::InvalidName(_))
+    ));
+    assert!(matches!(
+        c.move_node(inner.id, NodeKind::Folder, 0, None).await,
+        Err(RemoteError::InvalidName(_))
+    ));
+}

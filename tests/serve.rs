@@ -524,11 +524,25 @@ async fn only_the_user_who_runs_the_server_is_served() {
         ("GET", vec![page.as_str()]),
         (
             "POST /save/NAME",
-            vec!["-X", "POST", "-H", "Content-Type: text/html", "--data-binary", body],
+            vec![
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: text/html",
+                "--data-binary",
+                body,
+            ],
         ),
         (
             "POST /_/save",
-            vec!["-X", "POST", "-H", "Content-Type: text/html", "--data-binary", body],
+            vec![
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: text/html",
+                "--data-binary",
+                body,
+            ],
         ),
     ];
     let save_by_name = format!("{url}/save/post");
@@ -609,7 +623,10 @@ async fn parallel_large_saves_are_held_a_few_at_a_time() {
         .unwrap();
     let _ = serve.kill();
     let _ = serve.wait();
-    eprintln!("the server's peak RSS over 40 parallel 8 MiB saves: {} MB", peak_kb / 1000);
+    eprintln!(
+        "the server's peak RSS over 40 parallel 8 MiB saves: {} MB",
+        peak_kb / 1000
+    );
     // Uncapped, the 40 bodies (and the copies each save reads to compare and back up) took
     // 394 MB; four at a time, about 150 MB.
     assert!(peak_kb < 250 * 1024, "peak {peak_kb} kB");
