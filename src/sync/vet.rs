@@ -35,13 +35,16 @@ pub fn vet_listing(nodes: &[Node]) -> (Vec<&Node>, Vec<Refusal>) {
     for node in nodes {
         if node.id == 0 {
             refused.push(Refusal::new(node, "node id 0 is the root's"));
-        } else if by_id.contains_key(&node.id) {
-            refused.push(Refusal::new(
+            continue;
+        }
+        match by_id.entry(node.id) {
+            std::collections::hash_map::Entry::Occupied(_) => refused.push(Refusal::new(
                 node,
                 format!("node {} is listed twice", node.id),
-            ));
-        } else {
-            by_id.insert(node.id, node);
+            )),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(node);
+            }
         }
     }
     // Whether each node is placeable, worked out once per node (parents first, by recursion
