@@ -184,6 +184,10 @@ async fn names_from_the_platform_never_leave_the_mirror() {
         !status.contains('\u{1b}') && !status.contains('\u{7}'),
         "no terminal escapes: {status:?}"
     );
+    assert!(
+        status.contains(&format!("{} (HYPERCLAY_URL in the environment)", platform.url())),
+        "status names the address and where it came from: {status}"
+    );
     let log = m.log();
     assert!(
         log.contains("a name longer than 255 bytes"),
@@ -387,4 +391,35 @@ async fn a_stalled_transfer_is_abandoned() {
         "after the progress limit, not minutes: {took:?}"
     );
     assert!(m.log().contains("the platform stopped sending content"));
+}
+
+/// A platform that answers the event stream and drops it at once is not hammered: reconnects
+/// back off 1, 2, 4 ... s (they came 2.5 times a second before, each with a warning).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_dropped_at_once_is_retried_with_backoff() {
+    let platform = HostilePlatform::start(Script {
+        username: "mallory".into(),
+        drop_streams: true,
+        ..Script::default()
+    })
+    .await;
+    let m = mount(&platform, &[]);
+    let streams = || {
+        platform
+            .requests()
+            .iter()
+            .filter(|r| r.ends_with("/stream"))
+            .count()
+    };
+    assert!(wait_until(WAIT, || streams() >= 1).is_some());
+    let first = Instant::now();
+    std::thread::sleep(Duration::from_secs(6));
+    let tries = streams();
+    // 0, ~1, ~3 and ~7 s (each ±20 %): at most 3 in the first 6 s; a fixed 250 ms retry is 24.
+    assert!(
+        (2..=3).contains(&tries),
+        "{tries} stream requests in {:?}",
+        first.elapsed()
+    );
+    assert!(m.path("").exists());
 }

@@ -41,6 +41,8 @@ pub struct Script {
     pub events_delay: Duration,
     /// After the events, a frame whose data never ends.
     pub endless_frame: bool,
+    /// The stream is answered and closed at once (a platform that drops every stream).
+    pub drop_streams: bool,
 }
 
 /// What the hostile platform saw.
@@ -226,6 +228,9 @@ async fn content(
 
 async fn stream(State(s): State<Shared>) -> Response {
     let script = s.script.lock().unwrap().clone();
+    if script.drop_streams {
+        return ([("content-type", "text/event-stream")], ": bye\n\n").into_response();
+    }
     let mut frames: Vec<Bytes> = vec![Bytes::from_static(b": hello\n\n")];
     for e in &script.events {
         frames.push(Bytes::from(format!("data: {e}\n\n")));
