@@ -185,7 +185,10 @@ async fn names_from_the_platform_never_leave_the_mirror() {
         "no terminal escapes: {status:?}"
     );
     assert!(
-        status.contains(&format!("{} (HYPERCLAY_URL in the environment)", platform.url())),
+        status.contains(&format!(
+            "{} (HYPERCLAY_URL in the environment)",
+            platform.url()
+        )),
         "status names the address and where it came from: {status}"
     );
     let log = m.log();

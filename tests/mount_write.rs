@@ -848,3 +848,36 @@ async fn a_file_named_like_a_temp_file_survives_a_restart() {
         .count();
     assert_eq!(temps, 0, "no temp file left behind");
 }
+
+/// Every content a temp-file-then-rename save replaces is kept, exactly as for a plain save:
+/// with sync off (nothing reaches the platform), three `sed -i` saves leave every earlier
+/// content in `sites-versions/` (before, v2 and v3 existed nowhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_over_a_file_keeps_what_it_replaces() {
+    let (_p, m, _) = start_with_site(b"<p>v1</p>").await;
+    let off = m
+        .command()
+        .args(["sync", "off"])
+        .arg(&m.mountpoint)
+        .output()
+        .unwrap();
+    assert!(off.status.success());
+    for (from, to) in [("v1", "v2"), ("v2", "v3"), ("v3", "v4")] {
+        sh(&format!(
+            "sed -i 's/{from}/{to}/' {}",
+            m.path("post.html").display()
+        ));
+    }
+    assert_eq!(std::fs::read(m.path("post.html")).unwrap(), b"<p>v4</p>");
+    let kept: std::collections::BTreeSet<Vec<u8>> =
+        hyperclay::cache::versions::list(&m.mirror.join("sites-versions/post"))
+            .into_iter()
+            .map(|(_, p)| std::fs::read(p).unwrap())
+            .collect();
+    for v in ["v1", "v2", "v3", "v4"] {
+        assert!(
+            kept.contains(format!("<p>{v}</p>").as_bytes()),
+            "{v} is in sites-versions: {kept:?}"
+        );
+    }
+}

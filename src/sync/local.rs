@@ -9,7 +9,7 @@ use std::io;
 use std::sync::Arc;
 
 use super::{Engine, Notice, Result, SyncError};
-use crate::cache::{versions, Entry, MirrorError, NewEntry, RelPath};
+use crate::cache::{is_local_only, versions, Entry, MirrorError, NewEntry, RelPath};
 use crate::protocol::{NodeKind, EMPTY_CHECKSUM};
 
 fn refused(errno: i32, what: &str) -> SyncError {
@@ -347,6 +347,11 @@ impl Engine {
         let from = self.child_rel(parent, name)?;
         let to = self.child_rel(new_parent, new_name)?;
         let (from_path, to_path) = (self.mirror.path(&from), self.mirror.ensure_parent(&to)?);
+        if let Some(t) = target.as_ref().filter(|t| !t.is_dir()) {
+            // A rename over a file replaces it, as a save does (the way most editors save):
+            // what it replaces is kept first, exactly like a plain save.
+            self.keep_replaced(t, &to)?;
+        }
         if source.is_hydrated() {
             std::fs::rename(&from_path, &to_path)
                 .map_err(|e| MirrorError::io("renaming", &from_path, e))?;
@@ -393,8 +398,41 @@ impl Engine {
         if moved.is_dir() {
             self.renew_subtree(moved.ino)?;
         }
+        if target.is_some() && moved.kind == NodeKind::Site && !is_local_only(&to) {
+            // Every saved content of a site is a version, as for a plain save.
+            if let Ok(bytes) = std::fs::read(&to_path) {
+                if let Err(e) =
+                    versions::save(&self.mirror.versions_root(), &to, moved.kind, &bytes)
+                {
+                    tracing::warn!(path = %to, error = %e, "could not record the saved version in sites-versions");
+                }
+            }
+        }
         tracing::debug!(%from, %to, ino = moved.ino, node = ?moved.node_id, "renamed locally");
         Ok(moved.ino)
+    }
+
+    /// Keeps the content a rename is about to replace in `sites-versions/` (unless it is the
+    /// newest version already). When that fails and the content exists nowhere else (it is not
+    /// what the platform last held), the rename does not happen.
+    fn keep_replaced(&self, target: &Entry, rel: &RelPath) -> Result<()> {
+        if is_local_only(rel) || !target.is_hydrated() {
+            return Ok(());
+        }
+        let Ok(bytes) = std::fs::read(self.mirror.path(rel)) else {
+            return Ok(());
+        };
+        match crate::cache::save::back_up(&self.mirror, rel, target.kind, &bytes) {
+            Ok(()) => Ok(()),
+            Err(e) if target.local.is_some() && target.local == target.base => {
+                tracing::warn!(path = %rel, error = %e, "could not back up the copy a rename replaces; the platform keeps it");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(path = %rel, error = %e, "could not back up the copy a rename replaces: not replacing it");
+                Err(e.into())
+            }
+        }
     }
 
     /// Whether `ino` lies inside folder `dir`.
