@@ -381,9 +381,16 @@ impl MountFs {
                     errno,
                 ));
             }
-            s.work.take()
+            s.work.clone()
         };
-        self.commit(ino, work)
+        // The working copy stays in the session (its size is what getattr answers) until the
+        // index holds the saved size: an answer from the old size in between would make the
+        // kernel put the next O_APPEND write of another process over this one's data.
+        let saved = self.commit(ino, work);
+        if let Some(s) = self.sessions().get_mut(&ino) {
+            s.work = None;
+        }
+        saved
     }
 
     /// Hands a finished working copy to the engine's save (or, with none, pushes the file as it is).
@@ -420,32 +427,34 @@ impl MountFs {
         if !h.writable {
             return Ok(());
         }
+        // Held to the end: no writer joins while the last one's copy is saved.
         let _gate = self.gate(h.ino);
-        match self.leave_session(h.ino) {
-            Some(s) if s.dirty && s.failed.is_none() => self.commit(h.ino, s.work),
-            Some(s) => {
-                if let Some((path, _)) = s.work {
+        let Some((dirty, failed, work)) = self.leave_session(h.ino) else {
+            return Ok(());
+        };
+        let result = match (dirty, failed) {
+            (true, None) => self.commit(h.ino, work),
+            _ => {
+                if let Some((path, _)) = work {
                     let _ = std::fs::remove_file(path);
                 }
                 Ok(())
             }
-            None => Ok(()),
-        }
+        };
+        // Out of the table only now: until the index has the saved size, the working copy's
+        // size is what getattr answers (see `save`).
+        self.sessions().remove(&h.ino);
+        result
     }
 
-    /// One writer leaves the session of `ino`; the last one takes it out of the table in the same
-    /// step, so a writer opening meanwhile starts a fresh session instead of losing its own.
-    fn leave_session(&self, ino: u64) -> Option<Session> {
+    /// One writer leaves the session of `ino`; for the last one, what the session holds (whether
+    /// it is dirty, failed, and its working copy). The caller holds the gate, so nobody joins
+    /// before it removes the session.
+    fn leave_session(&self, ino: u64) -> Option<(bool, Option<i32>, Option<(PathBuf, Arc<File>)>)> {
         let mut sessions = self.sessions();
-        let last = sessions.get_mut(&ino).is_some_and(|s| {
-            s.writers = s.writers.saturating_sub(1);
-            s.writers == 0
-        });
-        if last {
-            sessions.remove(&ino)
-        } else {
-            None
-        }
+        let s = sessions.get_mut(&ino)?;
+        s.writers = s.writers.saturating_sub(1);
+        (s.writers == 0).then(|| (s.dirty, s.failed, s.work.clone()))
     }
 
     /// setattr: a size change truncates (through the session if the file is open, else as a save
@@ -472,9 +481,12 @@ impl MountFs {
             if !open {
                 // A truncate(2) of a file nobody has open is a save of its own.
                 let saved = self.save(ino);
-                let finished = self.leave_session(ino);
-                if let Some((path, _)) = finished.and_then(|s| s.work) {
-                    let _ = std::fs::remove_file(path);
+                let _gate = self.gate(ino);
+                if let Some((_, _, work)) = self.leave_session(ino) {
+                    if let Some((path, _)) = work {
+                        let _ = std::fs::remove_file(path);
+                    }
+                    self.sessions().remove(&ino);
                 }
                 saved?;
             }
