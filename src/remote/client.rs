@@ -17,6 +17,10 @@ use super::error::RemoteError;
 
 /// How long a request may take before the platform counts as unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the head of an answer may take once the request is sent (plus the upload's time at
+/// the slowest line): a request that went out on a connection that died without a word is
+/// abandoned as offline long before the whole-request limit.
+const ANSWER_HEAD_LIMIT: Duration = Duration::from_secs(15);
 
 /// What the platform may send, at most: a hostile or broken platform (or anything between us
 /// and it) must not grow memory or disk without end. Over a limit, the transfer is dropped and
@@ -119,6 +123,9 @@ pub struct Client {
     features: RwLock<Option<Features>>,
     /// Where the address came from (for status: "HYPERCLAY_URL in the environment").
     url_source: RwLock<String>,
+    /// Bumped when the platform comes back after being away: requests sent before are
+    /// abandoned and sent again (one may hang on a connection of the old network).
+    generation: tokio::sync::watch::Sender<u64>,
     /// `limits::PROGRESS_TIMEOUT`, shortened by tests (`set_progress_timeout`).
     progress_timeout: RwLock<Duration>,
 }
@@ -143,7 +150,14 @@ impl Client {
             features: RwLock::new(None),
             progress_timeout: RwLock::new(limits::PROGRESS_TIMEOUT),
             url_source: RwLock::new(String::new()),
+            generation: tokio::sync::watch::channel(0).0,
         })
+    }
+
+    /// Abandons every request under way: each answers `RemoteError::Abandoned` at once, and its
+    /// caller sends it again. Called when the platform answers again after being away.
+    pub fn abandon_requests(&self) {
+        self.generation.send_modify(|g| *g += 1);
     }
 
     pub fn set_url_source(&self, source: String) {
@@ -269,7 +283,28 @@ impl Client {
 
     /// Sends and turns any non-2xx answer into a typed error.
     pub(super) async fn send(&self, builder: RequestBuilder) -> Result<Response> {
-        let response = builder.send().await?;
+        self.send_sized(builder, 0).await
+    }
+
+    /// `send` for a request carrying `upload_bytes`: its answer's head may take the upload's time
+    /// at the slowest line longer.
+    async fn send_sized(&self, builder: RequestBuilder, upload_bytes: u64) -> Result<Response> {
+        let head_limit =
+            ANSWER_HEAD_LIMIT + Duration::from_secs(upload_bytes / SLOWEST_LINE_BYTES_PER_SEC);
+        let mut generation = self.generation.subscribe();
+        generation.borrow_and_update();
+        let response = tokio::select! {
+            answer = tokio::time::timeout(head_limit, builder.send()) => match answer {
+                Ok(answer) => answer?,
+                Err(_) => {
+                    return Err(RemoteError::Unreachable(format!(
+                        "no answer within {} s",
+                        head_limit.as_secs()
+                    )))
+                }
+            },
+            _ = generation.changed() => return Err(RemoteError::Abandoned),
+        };
         if response.status().is_success() {
             return Ok(response);
         }
@@ -298,7 +333,17 @@ impl Client {
         limit: u64,
         what: &'static str,
     ) -> Result<T> {
-        let response = self.send(builder).await?;
+        self.json_sized(builder, 0, limit, what).await
+    }
+
+    async fn json_sized<T: DeserializeOwned>(
+        &self,
+        builder: RequestBuilder,
+        upload_bytes: u64,
+        limit: u64,
+        what: &'static str,
+    ) -> Result<T> {
+        let response = self.send_sized(builder, upload_bytes).await?;
         let bytes = self.read_limited(response, limit, what).await?;
         serde_json::from_slice(&bytes).map_err(|e| RemoteError::Protocol(e.to_string()))
     }
@@ -320,8 +365,13 @@ impl Client {
         body: &B,
         bytes: u64,
     ) -> Result<T> {
-        self.json(self.transfer(method, path, bytes).json(body))
-            .await
+        self.json_sized(
+            self.transfer(method, path, bytes).json(body),
+            bytes,
+            limits::SMALL_ANSWER,
+            "an answer",
+        )
+        .await
     }
 
     /// `GET status`; also learns the platform's features.
@@ -474,6 +524,7 @@ impl Client {
         if content.len() as u64 > protocol::MAX_CONTENT_BYTES {
             return Err(RemoteError::TooLarge);
         }
+        let size = content.len() as u64;
         if self.features().await?.raw {
             let mut request = self
                 .transfer(
@@ -486,7 +537,9 @@ impl Client {
             if let Some(base) = base {
                 request = request.header("X-Base-Checksum", base);
             }
-            return self.json(request).await;
+            return self
+                .json_sized(request, size, limits::SMALL_ANSWER, "an answer")
+                .await;
         }
         let request = PutContentRequest {
             content: encode_content(kind, &content),

@@ -37,6 +37,10 @@ pub enum RemoteError {
     Unreachable(String),
     #[error("the platform answered something unexpected: {0}")]
     Protocol(String),
+    /// The request was abandoned under way: the platform came back after being away, and a
+    /// request sent before may hang on a dead connection. Sent again at once.
+    #[error("the request was abandoned (the platform came back); it is sent again")]
+    Abandoned,
     /// An answer over its limit (client.rs, `limits`): dropped unread.
     #[error("the platform sent {what} larger than {limit} bytes, the limit: it was dropped")]
     Oversized { what: &'static str, limit: u64 },
@@ -88,7 +92,7 @@ impl RemoteError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            RemoteError::Server { .. } | RemoteError::Unreachable(_)
+            RemoteError::Server { .. } | RemoteError::Unreachable(_) | RemoteError::Abandoned
         )
     }
 

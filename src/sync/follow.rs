@@ -111,6 +111,9 @@ impl Engine {
     pub(super) fn came_online(&self) {
         if !self.online.swap(true, Ordering::SeqCst) {
             tracing::info!("online: the platform answers again; comparing both sides");
+            // A push sent while the platform was away may hang on a dead connection until its
+            // time limit: abandoned, it is sent again at once.
+            self.client.abandon_requests();
         }
         self.status.clear_kind(ProblemKind::Unreachable);
     }
