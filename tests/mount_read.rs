@@ -457,3 +457,34 @@ async fn a_panic_in_one_request_does_not_take_the_mount_down() {
         m.log()
     );
 }
+
+/// After `kill -9` of the mount, a save can't succeed somewhere nothing syncs: the dead mount
+/// stays and answers "not connected" until the next `hyperclay mount` cleans it up (with
+/// auto-unmount, saves went into the bare folder underneath, and the next mount refused it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_saves_fail_until_the_next_mount() {
+    let p = TestPlatform::start(Mode::Full).await;
+    seed(&p.client()).await;
+    let mut m = MountProcess::start(&p.url());
+    wait_until(Duration::from_secs(5), || m.path("index.html").exists()).expect("listing");
+    m.kill9();
+    // Auto-unmount (fusermount's helper) would have removed the mount by now.
+    std::thread::sleep(Duration::from_secs(1));
+    let save = std::fs::write(m.path("after-the-kill.html"), b"<p>where does this go?</p>");
+    assert_eq!(
+        save.unwrap_err().raw_os_error(),
+        Some(libc::ENOTCONN),
+        "the save fails loudly"
+    );
+    assert!(
+        hyperclay::fs::is_mounted(&m.mountpoint),
+        "the dead mount stays"
+    );
+    m.spawn();
+    assert!(
+        m.path("index.html").exists(),
+        "the next mount cleans up and comes up"
+    );
+    assert!(!m.path("after-the-kill.html").exists());
+    assert!(!m.mirror.join("after-the-kill.html").exists());
+}

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use fuser::{Config, MountOption, SessionACL};
+use fuser::{Config, MountOption};
 
 pub use error::FsError;
 pub use notify::channel as notice_channel;
@@ -132,14 +132,6 @@ pub struct Mounted {
     pub mountpoint: PathBuf,
 }
 
-/// Whether the kernel may auto-unmount for us if this process dies (fusermount3 needs
-/// allow_root or allow_other for that, which non-root users only get with `user_allow_other`).
-fn auto_unmount_allowed() -> bool {
-    nix::unistd::getuid().is_root()
-        || std::fs::read_to_string("/etc/fuse.conf")
-            .is_ok_and(|t| t.lines().any(|l| l.trim() == "user_allow_other"))
-}
-
 /// Mounts `fs` at `mountpoint`; kernel notices from the engine are forwarded from `notices`.
 pub fn mount(
     fs: Arc<MountFs>,
@@ -158,11 +150,10 @@ pub fn mount(
     ];
     config.n_threads = Some(4);
     config.clone_fd = true;
-    if auto_unmount_allowed() {
-        // Even a kill -9 of this process leaves no stale mount behind.
-        config.mount_options.push(MountOption::AutoUnmount);
-        config.acl = SessionACL::RootAndOwner;
-    }
+    // No AutoUnmount, decided: after a kill -9 of this process the dead mount stays ("Transport
+    // endpoint is not connected"), so every save fails loudly until `hyperclay mount` or
+    // `hyperclay unmount` cleans it up. With auto-unmount, saves went on succeeding into the bare
+    // folder underneath, where nothing syncs them, and the next mount refused the folder.
     let adapter = fuse::FuseAdapter::new(fs, runtime);
     let session =
         fuser::Session::new(adapter, mountpoint, &config).map_err(|source| MountError::Mount {

@@ -127,6 +127,13 @@ fn refuse_backups(ino: u64) -> Result<()> {
     Ok(())
 }
 
+/// What the last writer leaving a session finds in it.
+struct LastWriter {
+    dirty: bool,
+    failed: Option<i32>,
+    work: Option<(PathBuf, Arc<File>)>,
+}
+
 impl MountFs {
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Session>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
@@ -429,7 +436,12 @@ impl MountFs {
         }
         // Held to the end: no writer joins while the last one's copy is saved.
         let _gate = self.gate(h.ino);
-        let Some((dirty, failed, work)) = self.leave_session(h.ino) else {
+        let Some(LastWriter {
+            dirty,
+            failed,
+            work,
+        }) = self.leave_session(h.ino)
+        else {
             return Ok(());
         };
         let result = match (dirty, failed) {
@@ -450,11 +462,15 @@ impl MountFs {
     /// One writer leaves the session of `ino`; for the last one, what the session holds (whether
     /// it is dirty, failed, and its working copy). The caller holds the gate, so nobody joins
     /// before it removes the session.
-    fn leave_session(&self, ino: u64) -> Option<(bool, Option<i32>, Option<(PathBuf, Arc<File>)>)> {
+    fn leave_session(&self, ino: u64) -> Option<LastWriter> {
         let mut sessions = self.sessions();
         let s = sessions.get_mut(&ino)?;
         s.writers = s.writers.saturating_sub(1);
-        (s.writers == 0).then(|| (s.dirty, s.failed, s.work.clone()))
+        (s.writers == 0).then(|| LastWriter {
+            dirty: s.dirty,
+            failed: s.failed,
+            work: s.work.clone(),
+        })
     }
 
     /// setattr: a size change truncates (through the session if the file is open, else as a save
@@ -482,8 +498,8 @@ impl MountFs {
                 // A truncate(2) of a file nobody has open is a save of its own.
                 let saved = self.save(ino);
                 let _gate = self.gate(ino);
-                if let Some((_, _, work)) = self.leave_session(ino) {
-                    if let Some((path, _)) = work {
+                if let Some(last) = self.leave_session(ino) {
+                    if let Some((path, _)) = last.work {
                         let _ = std::fs::remove_file(path);
                     }
                     self.sessions().remove(&ino);
