@@ -79,6 +79,10 @@ pub fn back_up(
     kind: NodeKind,
     bytes: &[u8],
 ) -> Result<(), MirrorError> {
+    if bytes.is_empty() {
+        // Nothing to keep (a file just created, about to get its first content).
+        return Ok(());
+    }
     let root = mirror.versions_root();
     let newest_same = versions::list(&versions::dir_for(&root, rel))
         .last()

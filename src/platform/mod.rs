@@ -117,7 +117,7 @@ impl RunningPlatform {
         self.stream_enabled.store(enabled, Ordering::SeqCst);
     }
 
-    /// Makes every content write wait `delay` before it is stored (a slow platform).
+    /// Makes every content write and create wait `delay` before it is stored (a slow platform).
     pub fn set_write_delay(&self, delay: Duration) {
         self.write_delay_ms
             .store(delay.as_millis() as u64, Ordering::SeqCst);

@@ -106,6 +106,13 @@ pub async fn create(
     body: Body,
 ) -> Result<Json<CreateNodeResponse>> {
     let request: CreateNodeRequest = read_json(&headers, body).await?;
+    // A slow platform (tests): creates wait like content writes.
+    let delay = platform
+        .write_delay_ms
+        .load(std::sync::atomic::Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     let content = match &request.content {
         Some(text) if request.kind.is_file() => Some(decode(request.kind, text)?),
         _ => None,

@@ -431,6 +431,15 @@ impl Engine {
         if !unchanged_place(self) {
             return Ok(());
         }
+        // The folder may be renamed while the create is on its way: its platform node then stays
+        // with the old folder's tombstone (rename creates), and so does the new node.
+        let folder_unchanged = |engine: &Self| match parent_node {
+            0 => e.parent == ROOT_INO,
+            node => engine
+                .index
+                .get(e.parent)
+                .is_some_and(|f| f.node_id == Some(node) && !f.tombstone),
+        };
         self.remember_sent(Self::create_key(ino), sum);
         tracing::debug!(ino, %sum, "creating");
         let answer = self
@@ -441,6 +450,14 @@ impl Engine {
             )
             .await;
         match answer {
+            Ok(created) if !folder_unchanged(self) => {
+                // Created inside the platform folder the local folder had before its rename: the
+                // node stays there, hidden with that folder; the file goes up again in its
+                // folder's new place (the rename requested that push).
+                self.hide_node_in_folder_of(parent_node, e, created.id, sum)?;
+                tracing::info!(path = %rel, "its folder was renamed while it was being created: it goes up again in the new folder");
+                Ok(())
+            }
             Ok(created) if !unchanged_place(self) => {
                 // Renamed while the request was on its way: the node stays on the platform under
                 // the old name (rename creates), hidden here; the new name goes up on its own.
@@ -605,6 +622,26 @@ impl Engine {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&place);
         answer
+    }
+
+    /// Records a platform node created under folder node `folder_node` as a tombstone there (in
+    /// the local entry that holds that folder node now, the old folder's tombstone).
+    fn hide_node_in_folder_of(
+        &self,
+        folder_node: u64,
+        e: &Entry,
+        node: u64,
+        sum: &str,
+    ) -> Result<()> {
+        let lock = self.file_lock(e.ino);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(folder) = self.index.by_node(folder_node) else {
+            // The folder is known nowhere here any more: the next listing places the node.
+            return Ok(());
+        };
+        let mut place = e.clone();
+        place.parent = folder.ino;
+        self.hide_node_at(&place, node, sum)
     }
 
     /// Records a platform node as a tombstone at `e`'s old place.
