@@ -656,3 +656,81 @@ async fn names_a_mirror_keeps_for_itself_are_refused() {
         Err(RemoteError::InvalidName(_))
     ));
 }
+
+/// Part 2 `editedAt`: the edit time a client sends with a write is kept (never later than the
+/// platform's own clock) and answered in the listing, the content (JSON and raw) and a 409;
+/// a Part 1 platform neither keeps nor answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edit_time_is_kept_and_answered() {
+    for mode in MODES {
+        let p = TestPlatform::start(mode).await;
+        let c = p.client();
+        let earlier = "2026-01-02T03:04:05.678Z";
+        let created = c
+            .create_edited(
+                NodeKind::Site,
+                "edited.html",
+                0,
+                Some(b"<p>1</p>"),
+                Some(earlier),
+            )
+            .await
+            .unwrap();
+        let listed = c.nodes().await.unwrap().nodes;
+        let node = listed.iter().find(|n| n.id == created.id).unwrap();
+        let (meta, _) = c.content(created.id).await.unwrap();
+        match mode {
+            Mode::Full => {
+                assert_eq!(node.edited_at.as_deref(), Some(earlier), "in the listing");
+                assert_eq!(meta.modified_at, earlier, "with the content (raw header)");
+            }
+            Mode::Plain => {
+                assert_eq!(node.edited_at, None, "Part 1 has no edit times");
+                assert_ne!(meta.modified_at, earlier);
+            }
+        }
+        // A claim from the future is held to the platform's clock.
+        let future = "2099-01-01T00:00:00.000Z";
+        c.put_content_edited(
+            created.id,
+            NodeKind::Site,
+            "<p>2</p>".into(),
+            None,
+            Some(future),
+        )
+        .await
+        .unwrap();
+        let node = c
+            .nodes()
+            .await
+            .unwrap()
+            .nodes
+            .into_iter()
+            .find(|n| n.id == created.id)
+            .unwrap();
+        if mode == Mode::Full {
+            let kept = hyperclay::protocol::parse_time(node.edited_at.as_deref().unwrap()).unwrap();
+            assert!(kept <= chrono::Utc::now(), "not later than now: {kept}");
+            // A stale base: the 409 says when the current content was edited.
+            match c
+                .put_content_edited(
+                    created.id,
+                    NodeKind::Site,
+                    "<p>3</p>".into(),
+                    Some("0000000000000000"),
+                    None,
+                )
+                .await
+            {
+                Err(RemoteError::ChangedRemotely { modified_at, .. }) => {
+                    assert_eq!(
+                        Some(modified_at),
+                        node.edited_at,
+                        "the 409 carries editedAt"
+                    )
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}

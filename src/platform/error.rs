@@ -29,6 +29,7 @@ pub enum PlatformError {
     ChangedRemotely {
         checksum: String,
         modified_at: String,
+        edited_at: Option<String>,
     },
     #[error("{0}")]
     BadRequest(String),
@@ -100,10 +101,12 @@ impl IntoResponse for PlatformError {
         if let PlatformError::ChangedRemotely {
             checksum,
             modified_at,
+            edited_at,
         } = &self
         {
             body.checksum = Some(checksum.clone());
             body.modified_at = Some(modified_at.clone());
+            body.edited_at = edited_at.clone();
         }
         (self.status(), Json(body)).into_response()
     }

@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub use error::PlatformError;
-pub use store::{Account, Store};
+pub use store::{Account, Store, StoredContent};
 
 /// How the dev platform is started.
 #[derive(Debug, Clone)]

@@ -117,6 +117,7 @@ pub async fn create(
         Some(text) if request.kind.is_file() => Some(decode(request.kind, text)?),
         _ => None,
     };
+    let plain = platform.plain;
     let node = blocking(&platform, move |s| {
         s.create(
             &account,
@@ -125,6 +126,8 @@ pub async fn create(
             request.parent_id.unwrap_or(0),
             content,
             request.modified_at,
+            // Part 2 only: a Part 1 platform has no edit times.
+            request.edited_at.filter(|_| !plain),
         )
     })
     .await?;
@@ -154,12 +157,7 @@ pub async fn get_content(
 ) -> Result<Response> {
     let stored = blocking(&platform, move |s| s.content(&account, id)).await?;
     if query.raw(&platform) {
-        return Ok(raw_response(
-            stored.bytes,
-            &stored.checksum,
-            &stored.modified_at,
-            stored.kind,
-        ));
+        return Ok(raw_response(&stored));
     }
     Ok(Json(ContentResponse {
         content: encode_content(stored.kind, &stored.bytes),
@@ -167,22 +165,30 @@ pub async fn get_content(
         modified_at: stored.modified_at,
         size: stored.bytes.len() as u64,
         checksum: stored.checksum,
+        edited_at: stored.edited_at,
     })
     .into_response())
 }
 
-fn raw_response(bytes: Vec<u8>, sum: &str, modified_at: &str, kind: NodeKind) -> Response {
-    let mut response = Response::new(Body::from(bytes));
+fn raw_response(stored: &super::StoredContent) -> Response {
+    let mut response = Response::new(Body::from(stored.bytes.clone()));
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
     for (name, value) in [
-        ("x-checksum", sum),
-        ("x-modified-at", modified_at),
-        ("x-node-type", kind.as_str()),
+        ("x-checksum", stored.checksum.as_str()),
+        ("x-modified-at", stored.modified_at.as_str()),
+        ("x-node-type", stored.kind.as_str()),
+        (
+            "x-edited-at",
+            stored.edited_at.as_deref().unwrap_or_default(),
+        ),
     ] {
+        if value.is_empty() {
+            continue;
+        }
         if let Ok(v) = HeaderValue::from_str(value) {
             h.insert(name, v);
         }
@@ -198,7 +204,7 @@ pub async fn put_content(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<PutContentResponse>> {
-    let (bytes, base, modified_at) = if query.raw(&platform) {
+    let (bytes, base, modified_at, edited_at) = if query.raw(&platform) {
         let bytes = read_limited(&headers, body, MAX_CONTENT_BYTES as usize)
             .await?
             .to_vec();
@@ -212,13 +218,24 @@ pub async fn put_content(
             .base_checksum
             .clone()
             .or_else(|| header_text("x-base-checksum"));
-        (bytes, base, header_text("x-modified-at"))
+        (
+            bytes,
+            base,
+            header_text("x-modified-at"),
+            header_text("x-edited-at"),
+        )
     } else {
         let request: PutContentRequest = read_json(&headers, body).await?;
         let a = account.clone();
         let kind = blocking(&platform, move |s| s.node_kind(&a, id)).await?;
         let base = request.base_checksum.filter(|_| !platform.plain);
-        (decode(kind, &request.content)?, base, request.modified_at)
+        let edited_at = request.edited_at.filter(|_| !platform.plain);
+        (
+            decode(kind, &request.content)?,
+            base,
+            request.modified_at,
+            edited_at,
+        )
     };
     let delay = platform
         .write_delay_ms
@@ -233,7 +250,7 @@ pub async fn put_content(
         return Err(PlatformError::Internal("writes are failing (test)".into()));
     }
     let (checksum, size) = blocking(&platform, move |s| {
-        s.put_content(&account, id, bytes, base.as_deref(), modified_at)
+        s.put_content(&account, id, bytes, base.as_deref(), modified_at, edited_at)
     })
     .await?;
     Ok(Json(PutContentResponse {
@@ -367,12 +384,13 @@ pub async fn version(
     let stored = blocking(&platform, move |s| s.version(&account, id, version_id)).await?;
     let v = stored.version;
     if query.raw(&platform) {
-        return Ok(raw_response(
-            stored.bytes,
-            &v.checksum,
-            &v.created_at,
-            stored.kind,
-        ));
+        return Ok(raw_response(&super::StoredContent {
+            kind: stored.kind,
+            bytes: stored.bytes,
+            modified_at: v.created_at.clone(),
+            checksum: v.checksum.clone(),
+            edited_at: None,
+        }));
     }
     Ok(Json(VersionContentResponse {
         version_id: v.version_id,

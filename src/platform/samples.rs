@@ -22,8 +22,9 @@ pub fn seed(store: &Store, account: &Account) -> Result<(), PlatformError> {
         0,
         Some(site("Home")),
         None,
+        None,
     )?;
-    let blog = store.create(account, NodeKind::Folder, "blog", 0, None, None)?;
+    let blog = store.create(account, NodeKind::Folder, "blog", 0, None, None, None)?;
     store.create(
         account,
         NodeKind::Site,
@@ -31,8 +32,9 @@ pub fn seed(store: &Store, account: &Account) -> Result<(), PlatformError> {
         blog.id,
         Some(site("First post")),
         None,
+        None,
     )?;
-    let img = store.create(account, NodeKind::Folder, "img", 0, None, None)?;
+    let img = store.create(account, NodeKind::Folder, "img", 0, None, None, None)?;
     // A 1x1 transparent PNG.
     let png: Vec<u8> = vec![
         0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, 0x49, 0x48, 0x44, 0x52, 0,
@@ -47,6 +49,7 @@ pub fn seed(store: &Store, account: &Account) -> Result<(), PlatformError> {
         img.id,
         Some(png),
         None,
+        None,
     )?;
     store.create(
         account,
@@ -54,6 +57,7 @@ pub fn seed(store: &Store, account: &Account) -> Result<(), PlatformError> {
         "notes.txt",
         0,
         Some(b"Uploads are any other file.\n".to_vec()),
+        None,
         None,
     )?;
     Ok(())

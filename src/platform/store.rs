@@ -48,6 +48,7 @@ pub struct StoredContent {
     pub bytes: Vec<u8>,
     pub modified_at: String,
     pub checksum: String,
+    pub edited_at: Option<String>,
 }
 
 /// A version's stored content.
@@ -72,6 +73,7 @@ struct NodeRow {
     size: Option<u64>,
     checksum: Option<String>,
     modified_at: Option<String>,
+    edited_at: Option<String>,
 }
 
 const SCHEMA: &str = "
@@ -111,13 +113,28 @@ fn row_to_node(r: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRow> {
         size: r.get(4)?,
         checksum: r.get(5)?,
         modified_at: r.get(6)?,
+        edited_at: r.get(7)?,
     })
 }
 
-/// kind, content, modified_at, checksum
-type ContentRow = (String, Option<Vec<u8>>, Option<String>, Option<String>);
+/// kind, content, modified_at, checksum, edited_at
+type ContentRow = (
+    String,
+    Option<Vec<u8>>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
-const NODE_COLUMNS: &str = "id, kind, name, parent_id, size, checksum, modified_at";
+const NODE_COLUMNS: &str = "id, kind, name, parent_id, size, checksum, modified_at, edited_at";
+
+/// The edit time a client claims, kept when it is a time and not later than `now` (a client
+/// can't claim the future to win every comparison).
+fn edit_time(claimed: Option<String>, now: &str) -> Option<String> {
+    let claimed = protocol::parse_time(claimed.as_deref()?)?;
+    let now = protocol::parse_time(now)?;
+    Some(format_time(claimed.min(now)))
+}
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
@@ -126,6 +143,13 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // Data made before `editedAt` existed gets the column (NULL: the platform's time stands).
+        let has_edited_at = conn
+            .prepare("SELECT 1 FROM pragma_table_info('nodes') WHERE name = 'edited_at'")?
+            .exists([])?;
+        if !has_edited_at {
+            conn.execute_batch("ALTER TABLE nodes ADD COLUMN edited_at TEXT;")?;
+        }
         let (frames, _) = broadcast::channel(16_384);
         Ok(Store {
             conn: Mutex::new(conn),
@@ -268,6 +292,7 @@ impl Store {
         parent_id: u64,
         content: Option<Vec<u8>>,
         client_modified_at: Option<String>,
+        edited_at: Option<String>,
     ) -> Result<CreatedNode> {
         check_place(kind, name, parent_id as i64)?;
         let parent_id = parent_id as i64;
@@ -313,10 +338,11 @@ impl Store {
                 (Some(bytes), Some(sum), Some(size))
             }
         };
+        let edited_at = edit_time(edited_at, &modified_at).filter(|_| kind.is_file());
         tx.execute(
-            "INSERT INTO nodes(account_id, kind, name, parent_id, content, size, checksum, modified_at, client_modified_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![account.id, kind.as_str(), name, parent_id, bytes, size, sum, modified_at, client_modified_at],
+            "INSERT INTO nodes(account_id, kind, name, parent_id, content, size, checksum, modified_at, client_modified_at, edited_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![account.id, kind.as_str(), name, parent_id, bytes, size, sum, modified_at, client_modified_at, edited_at],
         )?;
         let id = tx.last_insert_rowid();
         let event = Event::NodeSaved(NodeSaved {
@@ -329,6 +355,7 @@ impl Store {
             content: site_text(kind, bytes.as_deref()),
             size,
             parent_id: Some(parent_id as u64),
+            edited_at,
         });
         self.commit_change(tx, account, event)?;
         Ok(CreatedNode {
@@ -349,13 +376,13 @@ impl Store {
         let conn = self.lock();
         let row: Option<ContentRow> = conn
             .query_row(
-                "SELECT kind, content, modified_at, checksum FROM nodes
+                "SELECT kind, content, modified_at, checksum, edited_at FROM nodes
                  WHERE id = ?1 AND account_id = ?2 AND deleted_at IS NULL",
                 params![id as i64, account.id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
-        let (kind, bytes, modified_at, sum) = row.ok_or(PlatformError::NotFound)?;
+        let (kind, bytes, modified_at, sum, edited_at) = row.ok_or(PlatformError::NotFound)?;
         let kind = NodeKind::parse(&kind).ok_or(PlatformError::NotFound)?;
         if kind == NodeKind::Folder {
             return Err(PlatformError::BadRequest("a folder has no content".into()));
@@ -365,6 +392,7 @@ impl Store {
             bytes: bytes.unwrap_or_default(),
             modified_at: modified_at.unwrap_or_default(),
             checksum: sum.unwrap_or_else(|| protocol::EMPTY_CHECKSUM.to_string()),
+            edited_at,
         })
     }
 
@@ -377,6 +405,7 @@ impl Store {
         bytes: Vec<u8>,
         base: Option<&str>,
         client_modified_at: Option<String>,
+        edited_at: Option<String>,
     ) -> Result<(String, u64)> {
         check_size(bytes.len())?;
         let mut conn = self.lock();
@@ -391,6 +420,7 @@ impl Store {
                 return Err(PlatformError::ChangedRemotely {
                     checksum: old_sum,
                     modified_at: node.modified_at.clone().unwrap_or_default(),
+                    edited_at: node.edited_at.clone(),
                 });
             }
         }
@@ -403,9 +433,10 @@ impl Store {
         let sum = checksum(&bytes);
         let size = bytes.len() as u64;
         tx.execute(
-            "UPDATE nodes SET content = ?2, size = ?3, checksum = ?4, modified_at = ?5, client_modified_at = ?6 WHERE id = ?1",
-            params![node.id, bytes, size, sum, modified_at, client_modified_at],
+            "UPDATE nodes SET content = ?2, size = ?3, checksum = ?4, modified_at = ?5, client_modified_at = ?6, edited_at = ?7 WHERE id = ?1",
+            params![node.id, bytes, size, sum, modified_at, client_modified_at, edit_time(edited_at.clone(), &modified_at)],
         )?;
+        let edited_at = edit_time(edited_at, &modified_at);
         let path = join_path(&folder_path(&tx, account, node.parent_id)?, &node.name);
         let event = Event::NodeSaved(NodeSaved {
             node_id: id,
@@ -417,6 +448,7 @@ impl Store {
             content: site_text(node.kind, Some(&bytes)),
             size: Some(size),
             parent_id: Some(node.parent_id as u64),
+            edited_at,
         });
         self.commit_change(tx, account, event)?;
         Ok((sum, size))
@@ -729,6 +761,7 @@ fn to_node(r: &NodeRow, path: String) -> Node {
         size: r.size,
         modified_at: r.modified_at.clone(),
         checksum: r.checksum.clone(),
+        edited_at: r.edited_at.clone(),
     }
 }
 

@@ -22,6 +22,10 @@ pub struct Node {
     pub modified_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
+    /// Part 2: when the content was edited, on the platform's clock, as the writing client said
+    /// (never later than the platform's own time of storing it). Decides "the later edit wins".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
 }
 
 impl Node {
@@ -76,6 +80,10 @@ pub struct CreateNodeRequest {
     pub content: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified_at: Option<String>,
+    /// Part 2: when the content was edited, on the platform's clock, as the writing client said
+    /// (never later than the platform's own time of storing it). Decides "the later edit wins".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +111,10 @@ pub struct ContentResponse {
     pub modified_at: String,
     pub checksum: String,
     pub size: u64,
+    /// Part 2: when the content was edited, on the platform's clock, as the writing client said
+    /// (never later than the platform's own time of storing it). Decides "the later edit wins".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,6 +125,10 @@ pub struct PutContentRequest {
     pub modified_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_checksum: Option<String>,
+    /// Part 2: when the content was edited, on the platform's clock, as the writing client said
+    /// (never later than the platform's own time of storing it). Decides "the later edit wins".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,6 +236,10 @@ pub struct ErrorBody {
     pub checksum: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified_at: Option<String>,
+    /// Part 2: when the content was edited, on the platform's clock, as the writing client said
+    /// (never later than the platform's own time of storing it). Decides "the later edit wins".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
 }
 
 impl ErrorBody {
@@ -281,6 +301,10 @@ pub struct NodeSaved {
     pub size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<u64>,
+    /// Part 2: when the content was edited, on the platform's clock, as the writing client said
+    /// (never later than the platform's own time of storing it). Decides "the later edit wins".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -413,6 +413,19 @@ impl Client {
         parent_id: u64,
         content: Option<&[u8]>,
     ) -> Result<CreatedNode> {
+        self.create_edited(kind, name, parent_id, content, None)
+            .await
+    }
+
+    /// `create`, saying when the content was edited (the platform's clock; Part 2 `editedAt`).
+    pub async fn create_edited(
+        &self,
+        kind: NodeKind,
+        name: &str,
+        parent_id: u64,
+        content: Option<&[u8]>,
+        edited_at: Option<&str>,
+    ) -> Result<CreatedNode> {
         check_name(kind, name)?;
         if content.is_some_and(|c| c.len() as u64 > protocol::MAX_CONTENT_BYTES) {
             return Err(RemoteError::TooLarge);
@@ -423,6 +436,7 @@ impl Client {
             parent_id: Some(parent_id),
             content: content.map(|c| encode_content(kind, c)),
             modified_at: None,
+            edited_at: edited_at.map(str::to_string),
         };
         let size = content.map_or(0, |c| c.len() as u64);
         let created: CreateNodeResponse = self
@@ -507,7 +521,7 @@ impl Client {
         Ok(ContentMeta {
             kind: answer.node_type,
             checksum: answer.checksum,
-            modified_at: answer.modified_at,
+            modified_at: answer.edited_at.unwrap_or(answer.modified_at),
             size: bytes.len() as u64,
         })
     }
@@ -520,6 +534,19 @@ impl Client {
         kind: NodeKind,
         content: Bytes,
         base: Option<&str>,
+    ) -> Result<PutContentResponse> {
+        self.put_content_edited(id, kind, content, base, None).await
+    }
+
+    /// `put_content`, saying when the content was edited (the platform's clock; Part 2
+    /// `editedAt`, which decides "the later edit wins" on the other devices).
+    pub async fn put_content_edited(
+        &self,
+        id: u64,
+        kind: NodeKind,
+        content: Bytes,
+        base: Option<&str>,
+        edited_at: Option<&str>,
     ) -> Result<PutContentResponse> {
         if content.len() as u64 > protocol::MAX_CONTENT_BYTES {
             return Err(RemoteError::TooLarge);
@@ -537,6 +564,9 @@ impl Client {
             if let Some(base) = base {
                 request = request.header("X-Base-Checksum", base);
             }
+            if let Some(edited_at) = edited_at {
+                request = request.header("X-Edited-At", edited_at);
+            }
             return self
                 .json_sized(request, size, limits::SMALL_ANSWER, "an answer")
                 .await;
@@ -545,6 +575,7 @@ impl Client {
             content: encode_content(kind, &content),
             modified_at: None,
             base_checksum: base.map(str::to_string),
+            edited_at: edited_at.map(str::to_string),
         };
         self.call_sized(
             Method::PUT,
@@ -681,7 +712,8 @@ fn raw_meta(headers: &HeaderMap) -> Result<ContentMeta> {
     Ok(ContentMeta {
         kind,
         checksum: text("x-checksum")?,
-        modified_at: text("x-modified-at")?,
+        // The edit's time where the platform keeps one (Part 2), else when it stored it.
+        modified_at: text("x-edited-at").or_else(|_| text("x-modified-at"))?,
         size: 0,
     })
 }

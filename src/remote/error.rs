@@ -81,7 +81,12 @@ impl RemoteError {
             "not_found" => RemoteError::NotFound,
             "changed_remotely" => RemoteError::ChangedRemotely {
                 checksum: body.checksum.clone().unwrap_or_default(),
-                modified_at: body.modified_at.clone().unwrap_or_default(),
+                // The edit's time where the platform keeps one (Part 2), else its store time.
+                modified_at: body
+                    .edited_at
+                    .clone()
+                    .or_else(|| body.modified_at.clone())
+                    .unwrap_or_default(),
             },
             "bad_request" => RemoteError::BadRequest(text.to_string()),
             _ => return None,

@@ -33,7 +33,9 @@ impl From<&Node> for RemoteNode {
             name: n.name.clone(),
             parent_id: n.parent(),
             checksum: n.checksum.clone(),
-            modified_at: n.modified_at.clone(),
+            // The edit's time where the platform keeps one (Part 2 `editedAt`): the later edit
+            // wins, not the device that reconnected first.
+            modified_at: n.edited_at.clone().or_else(|| n.modified_at.clone()),
             size: n.size,
             content: None,
         }
@@ -492,7 +494,7 @@ impl Engine {
                     name: s.name.clone(),
                     parent_id,
                     checksum: s.checksum.clone(),
-                    modified_at: s.modified_at.clone(),
+                    modified_at: s.edited_at.clone().or_else(|| s.modified_at.clone()),
                     size: s.size,
                     content: s.content.as_ref().map(|c| c.clone().into_bytes()),
                 })?

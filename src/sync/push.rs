@@ -255,7 +255,13 @@ impl Engine {
         let base = holder.base.clone().filter(|_| optimistic);
         match self
             .client
-            .put_content(node, holder.kind, bytes.clone(), base.as_deref())
+            .put_content_edited(
+                node,
+                holder.kind,
+                bytes.clone(),
+                base.as_deref(),
+                self.edit_time(holder.ino).as_deref(),
+            )
             .await
         {
             Ok(put) => {
@@ -320,7 +326,13 @@ impl Engine {
             self.remember_sent(node, sum);
             let put = self
                 .client
-                .put_content(node, kind, bytes, Some(theirs))
+                .put_content_edited(
+                    node,
+                    kind,
+                    bytes,
+                    Some(theirs),
+                    self.edit_time(ino).as_deref(),
+                )
                 .await?;
             self.record_pushed(node, &put.checksum)?;
             tracing::info!(path = %rel, "pushed (over an earlier push of ours)");
@@ -355,7 +367,11 @@ impl Engine {
             Action::Nothing => Ok(()),
             Action::Push | Action::LocalWins => {
                 self.remember_sent(node, sum);
-                let put = self.client.put_content(node, e.kind, bytes, None).await?;
+                let edited = self.edit_time(ino);
+                let put = self
+                    .client
+                    .put_content_edited(node, e.kind, bytes, None, edited.as_deref())
+                    .await?;
                 self.record_pushed(node, &put.checksum)?;
                 tracing::info!(path = %rel, "changed on both sides; the local change is later and wins, the platform keeps its copy as a version");
                 Ok(())
@@ -442,11 +458,17 @@ impl Engine {
         };
         self.remember_sent(Self::create_key(ino), sum);
         tracing::debug!(ino, %sum, "creating");
+        let edited = self.edit_time(ino);
         let answer = self
             .while_creating(
                 e,
-                self.client
-                    .create(e.kind, &e.name, parent_node, Some(&bytes)),
+                self.client.create_edited(
+                    e.kind,
+                    &e.name,
+                    parent_node,
+                    Some(&bytes),
+                    edited.as_deref(),
+                ),
             )
             .await;
         match answer {
@@ -732,6 +754,15 @@ impl Engine {
         }
         self.index.modify(ino, |e| e.base = e.local.clone())?;
         Ok(())
+    }
+
+    /// When the file's content was edited, on the platform's clock (its local modification time
+    /// plus the calibrated offset): sent with each write, it decides "the later edit wins" on
+    /// the other devices (Part 2 `editedAt`).
+    fn edit_time(&self, ino: u64) -> Option<String> {
+        let e = self.index.get(ino)?;
+        let at = chrono::DateTime::from_timestamp_millis(e.mtime_ms + self.clock_offset_ms())?;
+        Some(crate::protocol::format_time(at))
     }
 
     /// Local time plus this offset is the platform's clock (calibrated from `GET status`).

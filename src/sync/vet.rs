@@ -124,6 +124,7 @@ mod tests {
             size: None,
             modified_at: None,
             checksum: None,
+            edited_at: None,
         }
     }
 
