@@ -37,8 +37,11 @@ pub struct StatusReport {
     /// Transfers are running right now.
     pub syncing: bool,
     pub last_sync: Option<String>,
-    /// Files that wait to go up.
+    /// Files that wait to go up (and will).
     pub waiting: usize,
+    /// Files that stay local as they are, counted by reason (too large, a refused name...).
+    #[serde(default)]
+    pub stays_local: std::collections::BTreeMap<String, usize>,
     /// The most important problem, with what to do about it.
     pub problem: Option<Problem>,
     pub log: String,
@@ -108,6 +111,7 @@ pub fn serve(
 }
 
 pub fn report(engine: &Engine, mountpoint: &Path) -> StatusReport {
+    let pending = engine.pending_uploads();
     StatusReport {
         account: engine.account(),
         platform: engine.client.url().to_string(),
@@ -122,7 +126,8 @@ pub fn report(engine: &Engine, mountpoint: &Path) -> StatusReport {
                 .format("%Y-%m-%d %H:%M:%S")
                 .to_string()
         }),
-        waiting: engine.waiting_to_go_up(),
+        waiting: pending.waiting,
+        stays_local: pending.held,
         problem: engine.status.top(),
         log: crate::config::log_path().display().to_string(),
     }

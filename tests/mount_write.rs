@@ -374,6 +374,18 @@ async fn too_large_files_and_refused_names_stay_local_with_a_log_line() {
     for needle in ["big.bin", "20 MB", "Bad.html", "My Folder", "5 levels"] {
         assert!(log.contains(needle), "the log names {needle}: {log}");
     }
+    // Status counts them apart from what will go up, each with its reason.
+    let status = m.status_json();
+    let mount = &status["mounts"][0];
+    assert_eq!(mount["waiting"], 0, "{status}");
+    for (reason, n) in [
+        ("larger than 20 MB", 1),
+        ("a name the platform refuses", 1),
+        ("a folder name the platform refuses", 1),
+        ("folders deeper than 5", 1),
+    ] {
+        assert_eq!(mount["stays_local"][reason], n, "{reason}: {status}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,7 +481,18 @@ async fn pushes_that_fail_retry_then_stay_marked() {
         "1+2+3+4+5 s of retries, not a storm"
     );
     assert_eq!(std::fs::read(m.path("post.html")).unwrap(), b"offline edit");
-    assert_eq!(m.status_json()["mounts"][0]["waiting"], 1, "still marked");
+    let status = m.status_json();
+    assert_eq!(status["mounts"][0]["waiting"], 1, "still marked");
+    // A platform that answers 500 was reached: status says it faults, not "can't be reached".
+    let problem = status["mounts"][0]["problem"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        problem.contains("fault") || problem.contains("answers with errors"),
+        "{problem}"
+    );
+    assert!(!problem.contains("can't be reached"), "{problem}");
     assert_eq!(p.client().content(site).await.unwrap().1, b"v0");
     // Marked, it goes up with the next change.
     p.running.set_fail_writes(false);

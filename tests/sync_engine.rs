@@ -455,7 +455,9 @@ async fn status_says_the_most_important_problem_and_sync_switches() {
         "hyperclay: dev at",
         "mount:",
         "sync:     on",
-        "waiting to go up: 2 files",
+        // The two can't go up as they are: counted apart, with their reasons (issue 14, 7).
+        "waiting to go up: 0 files",
+        "stays local: 2 files (1 a name the platform refuses, 1 larger than 20 MB; see the log)",
         "log:",
     ];
     let complete = wait_until(WAIT, || {
@@ -483,7 +485,9 @@ async fn status_says_the_most_important_problem_and_sync_switches() {
     );
     let text = status(&m, false);
     assert!(
-        text.contains("sync:     off") && text.contains("waiting to go up: 3 files"),
+        text.contains("sync:     off")
+            && text.contains("waiting to go up: 1 file\n")
+            && text.contains("stays local: 2 files"),
         "{text}"
     );
     // Off stays off across a restart of the mount.

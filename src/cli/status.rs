@@ -48,6 +48,7 @@ pub fn render(r: &StatusReport) -> String {
             "on, offline (changes are kept and go up when the platform is back)".to_string()
         }
         (true, true, true) => "on, syncing".to_string(),
+        (true, true, false) if r.waiting > 0 => "on, files wait to go up".to_string(),
         (true, true, false) => "on, up to date".to_string(),
     };
     let mut out = format!(
@@ -59,6 +60,19 @@ pub fn render(r: &StatusReport) -> String {
         r.waiting,
         if r.waiting == 1 { "" } else { "s" }
     );
+    if !r.stays_local.is_empty() {
+        let total: usize = r.stays_local.values().sum();
+        let reasons: Vec<String> = r
+            .stays_local
+            .iter()
+            .map(|(reason, n)| format!("{n} {reason}"))
+            .collect();
+        out.push_str(&format!(
+            "  stays local: {total} file{} ({}; see the log)\n",
+            if total == 1 { "" } else { "s" },
+            reasons.join(", ")
+        ));
+    }
     match &r.problem {
         Some(p) => out.push_str(&format!("  problem:  {}\n", printable(&p.message, 400))),
         None => out.push_str("  problem:  none\n"),

@@ -98,14 +98,26 @@ impl Engine {
 
     /// Notes a failure to reach the platform: once, quietly.
     pub(super) fn went_offline(&self, error: &SyncError) {
+        // A platform that answers with faults (5xx) was reached: say so, not "can't be reached".
+        let faulting = matches!(
+            error,
+            SyncError::Remote(crate::remote::RemoteError::Server { .. })
+        );
         if self.online.swap(false, Ordering::SeqCst) {
-            tracing::warn!(%error, "offline: the platform can't be reached; working from the mirror, checking quietly for it to come back");
-            self.status.report(
-                ProblemKind::Unreachable,
-                None,
-                format!("The platform can't be reached ({}); changes are kept and go up when it is back.", self.client.url()),
-            );
+            match faulting {
+                true => {
+                    tracing::warn!(%error, "the platform answers with faults; working from the mirror, checking quietly for it to recover")
+                }
+                false => {
+                    tracing::warn!(%error, "offline: the platform can't be reached; working from the mirror, checking quietly for it to come back")
+                }
+            }
         }
+        let message = match faulting {
+            true => format!("The platform at {} answers with errors ({error}); changes are kept and go up when it works again.", self.client.url()),
+            false => format!("The platform can't be reached ({}); changes are kept and go up when it is back.", self.client.url()),
+        };
+        self.status.report(ProblemKind::Unreachable, None, message);
     }
 
     pub(super) fn came_online(&self) {

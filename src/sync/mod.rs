@@ -24,6 +24,7 @@ use crate::remote::{Client, RemoteError};
 pub use decide::{decide, Action};
 pub use follow::follow;
 pub use pull::RemoteNode;
+pub use reconcile::Pending;
 pub use vet::{vet_listing, Refusal};
 
 /// What the kernel must be told after the engine changed the mirror.

@@ -274,14 +274,65 @@ impl Engine {
     }
 
     /// Files that wait to go up (status).
-    pub fn waiting_to_go_up(&self) -> usize {
-        self.index
-            .all()
-            .iter()
-            .filter(|e| !e.is_dir() && !e.tombstone && e.local.is_some())
-            .filter(|e| e.node_id.is_none() || e.local != e.base)
-            .filter(|e| !self.index.is_hidden(e.ino))
-            .filter(|e| self.index.path(e.ino).is_some_and(|p| !is_local_only(&p)))
-            .count()
+    /// Files that will go up (`waiting`), and those that never will, counted by reason
+    /// (`held`): a script can wait for "nothing waiting", and "up to date" never shows beside a
+    /// count of files that can't go up.
+    pub fn pending_uploads(&self) -> Pending {
+        let mut pending = Pending::default();
+        for e in self.index.all() {
+            if e.is_dir() || e.tombstone || e.local.is_none() {
+                continue;
+            }
+            if e.node_id.is_some() && e.local == e.base {
+                continue;
+            }
+            if self.index.is_hidden(e.ino) {
+                continue;
+            }
+            let Some(rel) = self.index.path(e.ino) else {
+                continue;
+            };
+            if is_local_only(&rel) {
+                continue;
+            }
+            match never_goes_up(&e, &rel) {
+                Some(reason) => *pending.held.entry(reason.to_string()).or_default() += 1,
+                None => pending.waiting += 1,
+            }
+        }
+        pending
     }
+
+    /// Files that will go up.
+    pub fn waiting_to_go_up(&self) -> usize {
+        self.pending_uploads().waiting
+    }
+}
+
+/// What is left to go up.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub waiting: usize,
+    /// Files that stay local, by reason.
+    pub held: std::collections::BTreeMap<String, usize>,
+}
+
+/// Why a file will never go up as it is, if so (the platform's rules, checked before sending).
+fn never_goes_up(e: &crate::cache::Entry, rel: &RelPath) -> Option<&'static str> {
+    use crate::protocol::{names, MAX_CONTENT_BYTES, MAX_FOLDER_DEPTH};
+    if e.size > MAX_CONTENT_BYTES {
+        return Some("larger than 20 MB");
+    }
+    if names::check(e.kind, &e.name).is_err() {
+        return Some("a name the platform refuses");
+    }
+    let folders: Vec<&str> = rel.split('/').collect();
+    let folders = &folders[..folders.len() - 1];
+    if folders.len() > MAX_FOLDER_DEPTH {
+        return Some("folders deeper than 5");
+    }
+    if folders.iter().any(|f| names::check_folder(f).is_err()) {
+        return Some("a folder name the platform refuses");
+    }
+    None
 }
