@@ -380,6 +380,15 @@ async fn a_deleted_or_damaged_index_is_rebuilt_without_losing_local_edits() {
             "{damage}: no duplicate nodes"
         );
         assert_eq!(std::fs::read(m.path("data.json")).unwrap(), b"{}");
+        // Status says so: local deletions were forgotten with the index.
+        let problem = m.status_json()["mounts"][0]["problem"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            problem.contains("The index was lost or damaged"),
+            "{damage}: {problem}"
+        );
     }
     assert!(m.log().contains("the index is damaged"));
 }

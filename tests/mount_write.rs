@@ -904,3 +904,38 @@ async fn a_rename_over_a_file_keeps_what_it_replaces() {
         );
     }
 }
+
+/// Saves acknowledged after the stop signal (the mount still serves while it drains) are
+/// finished like the ones before: when the process has exited, the platform holds each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_after_the_stop_signal_are_finished_before_exit() {
+    let (p, mut m, _) = start_with_site(b"v0").await;
+    // A push is under way (slowly) when the signal comes, so the mount lingers a moment.
+    p.running.set_write_delay(Duration::from_millis(700));
+    std::fs::write(m.path("before.txt"), b"before the signal").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut child = m.child.take().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::SIGTERM,
+    )
+    .unwrap();
+    let mut acknowledged = Vec::new();
+    for i in 0..200 {
+        let name = format!("after-{i}.txt");
+        if std::fs::write(m.path(&name), format!("saved after the signal ({i})")).is_err() {
+            break;
+        }
+        acknowledged.push(name);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(!acknowledged.is_empty(), "some saves came after the signal");
+    let on_platform = platform_files(&p.client()).await;
+    for name in acknowledged
+        .iter()
+        .chain(std::iter::once(&"before.txt".to_string()))
+    {
+        assert!(on_platform.contains_key(name), "{name} is on the platform");
+    }
+}

@@ -27,6 +27,19 @@ pub struct MountArgs {
     pub serve_port: Option<u16>,
 }
 
+/// Whether the mirror holds any of the user's files (anything but the program's own folder and
+/// the backups).
+fn mirror_has_files(root: &std::path::Path) -> bool {
+    std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            let name = e.file_name();
+            name != ".hyperclay" && name != hyperclay::cache::VERSIONS_DIR
+        })
+}
+
 /// Opens the index; a damaged one is set aside and rebuilt from the mirror and the platform
 /// (nothing is lost: the mirror files are adopted as local copies and compared with the platform).
 fn open_index(path: &std::path::Path) -> anyhow::Result<Index> {
@@ -114,6 +127,8 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     mirror.sweep_temps();
     let index_path = mirror.index_path();
     let index = Arc::new(open_index(&index_path)?);
+    // An empty index over a mirror that holds files: it was lost (or damaged and set aside).
+    let index_lost = index.is_empty() && mirror_has_files(mirror.root());
     let client = Arc::new(Client::new(&url, credential)?);
     client.set_url_source(address.source.to_string());
     if let Ok(secs) = std::env::var("HYPERCLAY_PROGRESS_TIMEOUT_SECS") {
@@ -139,6 +154,15 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
         Ok(()) => {}
         // Nothing is lost by going on: the files stay in the mirror, and the next start looks again.
         Err(e) => tracing::warn!(error = %e, "could not compare the mirror with the index"),
+    }
+    if index_lost {
+        let message = "The index was lost or damaged and is rebuilt from the mirror and the platform: files deleted here before may come back from the platform (nothing is lost).";
+        tracing::warn!("{message}");
+        engine.status.report(
+            hyperclay::sync::status::ProblemKind::Other,
+            None,
+            message.to_string(),
+        );
     }
     // HYPERCLAY_STREAM_SILENCE_SECS: how long a silent event stream is trusted (tests shorten it).
     engine.stream_silence_secs.store(
@@ -200,7 +224,12 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
         server.stop();
     }
     mount_fs.save_all();
-    if engine.drain(Duration::from_secs(60)).await {
+    let drained = engine.drain(Duration::from_secs(60)).await;
+    // The kernel side goes next: from then on no request comes in. Whatever was saved in the
+    // meantime (a save acknowledged after the stop signal) is finished like the ones before.
+    let unmounted = tokio::task::spawn_blocking(move || mounted.unmount()).await?;
+    mount_fs.save_all();
+    if drained && engine.drain(Duration::from_secs(60)).await {
         engine.mark_clean_exit();
     } else {
         tracing::warn!("some pushes did not finish before unmount; they go up at the next mount");
@@ -210,7 +239,6 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     if let Some(r) = refresher {
         r.abort();
     }
-    let unmounted = tokio::task::spawn_blocking(move || mounted.unmount()).await?;
     pidfile::remove(&mountpoint);
     control.abort();
     let _ = std::fs::remove_file(hyperclay::control::socket_for(&mountpoint));
