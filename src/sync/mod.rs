@@ -2,6 +2,30 @@
 //! (content onto disk: on first read, and for the whole account in the background), and the loop
 //! that follows the platform (event stream, with polling while it is down). It tells the kernel
 //! about what it changed through [`Notice`]s, which the mount forwards; it never touches FUSE.
+//!
+//! # Lock order (the whole crate)
+//!
+//! Locks are taken only in this order, top to bottom; a lock never waits for one above it.
+//! "Leaf" locks are held for a few lines and nothing is taken while holding them.
+//!
+//! 1. `fs::MountFs::write_gates`: one gate per inode (`fs/write.rs`, `gate`), held by a write,
+//!    truncate, save, close or new session of that file, across the whole save.
+//! 2. `Engine::node_locks`: one async lock per platform node (`push.rs`, `put`), held across the
+//!    network request so that one push per node is in flight. Never taken while 3-5 are held.
+//! 3. `Engine::namespace` (`namespace_lock`): changes that pass a platform node between local
+//!    entries (rename, a file made where one was deleted) and the pull placing a node.
+//! 4. `Engine::file_locks` (`with_files_locked`, `file_lock`): one per inode, several taken in
+//!    inode order; changes to one mirror file and its entry (saves, fetched copies, renames).
+//! 5. `cache::Index::db` then `cache::Index::tree` (`index.rs`): inside every index call only.
+//!
+//! Leaf locks: `Engine::{pushes, creating, account, last_sync}`, `status::Status::problems`,
+//! `remote::Client`'s `RwLock`s (connection pool, credential, features, url source, progress
+//! limit), `fs::MountFs::{handles, sessions, seen}`, `fs::write::Links`, `fs::backups::Backups`,
+//! `serve::sites::RememberedSites`, `serve`'s per-file save locks and its two semaphores (which
+//! only wait for capacity), `platform/approvals`, and the log file's lock.
+//!
+//! No std lock is held across an `.await` (only the async node locks are), and no lock at all
+//! is held while the kernel is told something (`Notice`s go through the notifier thread).
 
 mod decide;
 mod fetch;
