@@ -157,8 +157,15 @@ impl MountFs {
         }
     }
 
-    /// Size and time of the working copy, while one exists.
+    /// Size and time of the working copy, while one exists. For a file open for writing, this
+    /// waits for the write, truncate or save under way (its gate): an answer taken in the middle
+    /// gave the size before the write, and the kernel put another process's O_APPEND write over
+    /// it. No session: nothing to wait for.
     pub(super) fn working_metadata(&self, ino: u64) -> Option<Metadata> {
+        if !self.sessions().contains_key(&ino) {
+            return None;
+        }
+        let _gate = self.gate(ino);
         let sessions = self.sessions();
         let (_, file) = sessions.get(&ino)?.work.as_ref()?;
         file.metadata().ok()
@@ -277,6 +284,7 @@ impl MountFs {
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
         let ino = self.writable_ino(fh)?;
         let _gate = self.gate(ino);
+        tracing::trace!(ino, fh, offset, len = data.len(), "write");
         let file = {
             let mut sessions = self.sessions();
             let s = sessions.get_mut(&ino).ok_or(FsError::BadHandle)?;
