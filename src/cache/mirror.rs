@@ -164,28 +164,7 @@ impl Mirror {
 
     /// Makes the folder `rel` and those above it, refusing any symlink on the way.
     fn ensure_dir(&self, rel: &RelPath) -> Result<()> {
-        let mut path = self.root.clone();
-        for segment in rel.split('/').filter(|s| !s.is_empty()) {
-            path.push(segment);
-            match fs::symlink_metadata(&path) {
-                Ok(m) if m.file_type().is_symlink() => return Err(MirrorError::Symlink(path)),
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    return Err(MirrorError::io(
-                        "creating a folder where a file is",
-                        &path,
-                        io::Error::from_raw_os_error(libc::ENOTDIR),
-                    ))
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(MirrorError::io("creating", &path, e)),
-                },
-                Err(e) => return Err(MirrorError::io("reading", &path, e)),
-            }
-        }
-        Ok(())
+        super::versions::ensure_dir_no_symlinks(&self.root, &self.path(rel))
     }
 
     pub fn create_dir(&self, rel: &RelPath) -> Result<()> {

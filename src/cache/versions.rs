@@ -133,7 +133,7 @@ pub fn list(dir: &Path) -> Vec<(Stamp, PathBuf)> {
 }
 
 /// Creates `dir` and its parents under `root`, refusing any component that is a symlink.
-fn ensure_dir_no_symlinks(root: &Path, dir: &Path) -> Result<()> {
+pub(super) fn ensure_dir_no_symlinks(root: &Path, dir: &Path) -> Result<()> {
     let rel = dir.strip_prefix(root).unwrap_or(dir);
     let mut current = root.to_path_buf();
     for part in rel.components() {

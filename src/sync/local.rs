@@ -412,27 +412,14 @@ impl Engine {
         Ok(moved.ino)
     }
 
-    /// Keeps the content a rename is about to replace in `sites-versions/` (unless it is the
-    /// newest version already). When that fails and the content exists nowhere else (it is not
-    /// what the platform last held), the rename does not happen.
+    /// Keeps the content a rename is about to replace in `sites-versions/`, under the same
+    /// policy as any replacement (`back_up`): when that fails and the content exists nowhere
+    /// else, the rename does not happen.
     fn keep_replaced(&self, target: &Entry, rel: &RelPath) -> Result<()> {
         if is_local_only(rel) || !target.is_hydrated() {
             return Ok(());
         }
-        let Ok(bytes) = std::fs::read(self.mirror.path(rel)) else {
-            return Ok(());
-        };
-        match crate::cache::save::back_up(&self.mirror, rel, target.kind, &bytes) {
-            Ok(()) => Ok(()),
-            Err(e) if target.local.is_some() && target.local == target.base => {
-                tracing::warn!(path = %rel, error = %e, "could not back up the copy a rename replaces; the platform keeps it");
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!(path = %rel, error = %e, "could not back up the copy a rename replaces: not replacing it");
-                Err(e.into())
-            }
-        }
+        self.back_up(rel, target, &self.mirror.path(rel))
     }
 
     /// Whether `ino` lies inside folder `dir`.
