@@ -74,7 +74,11 @@ impl<'a> MakeWriter<'a> for RotatingLog {
 }
 
 fn filter() -> EnvFilter {
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("hyperclay=info,warn"))
+    // fuser's session drop tries to unmount again after our `fusermount3 -u` and warns that it
+    // failed; its own comment says that is expected when someone else unmounted. Not worth a
+    // line in every log.
+    EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("hyperclay=info,warn,fuser::mnt=error"))
 }
 
 /// Logs to standard error only (the dev platform, short commands).
