@@ -116,7 +116,18 @@ async fn names_from_the_platform_never_leave_the_mirror() {
         ..Script::default()
     })
     .await;
-    let bashrc = std::fs::read(format!("{}/.bashrc", std::env::var("HOME").unwrap())).ok();
+    let home = std::path::PathBuf::from(std::env::var("HOME").unwrap());
+    let bashrc = std::fs::read(home.join(".bashrc")).ok();
+    let home_entries = |dir: &Path| -> BTreeSet<String> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let home_before = home_entries(&home);
     let m = mount(&platform, &[]);
     let mirror = m.mirror.clone();
     // What is fine still syncs.
@@ -152,6 +163,20 @@ async fn names_from_the_platform_never_leave_the_mirror() {
         std::fs::read(format!("{}/.bashrc", std::env::var("HOME").unwrap())).ok(),
         bashrc,
         "the user's .bashrc is untouched"
+    );
+    let new_in_home: Vec<String> = home_entries(&home)
+        .difference(&home_before)
+        .filter(|n| {
+            n.contains("renamed")
+                || n.contains("moved")
+                || n.contains("saved")
+                || n.contains("hyperclay")
+        })
+        .cloned()
+        .collect();
+    assert!(
+        new_in_home.is_empty(),
+        "nothing new in $HOME: {new_in_home:?}"
     );
     // Ours stay ours: the index is the index, no .git planted, no backups folder taken over.
     assert!(!mirror.join(".git").exists());
