@@ -5,6 +5,8 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, node_at, platform_files, wait_until, Mode, MountProcess, TestPlatform};
@@ -292,9 +294,14 @@ async fn kill_9_under_a_save_load_loses_no_acknowledged_save() {
     let mut saves = 0;
     for round in 0..5u64 {
         let dir = m.mountpoint.clone();
+        // Saves made this round: the kill comes only once there is a save load to interrupt
+        // (a fixed delay gave too few saves on a loaded machine).
+        let made = Arc::new(AtomicUsize::new(0));
+        let counted = made.clone();
         let writer = std::thread::spawn(move || {
             let mut acked: BTreeMap<String, (String, Option<String>)> = BTreeMap::new();
             for i in 0.. {
+                counted.store(i, Ordering::SeqCst);
                 let name = format!("f{}.txt", i % 7);
                 let content = format!("round {round} save {i} {}", "x".repeat((i % 5) * 3000));
                 match save_and_close(&dir.join(&name), content.as_bytes()) {
@@ -313,7 +320,11 @@ async fn kill_9_under_a_save_load_loses_no_acknowledged_save() {
             }
             unreachable!()
         });
-        std::thread::sleep(Duration::from_millis(60 + round * 37));
+        let loaded = wait_until(Duration::from_secs(30), || {
+            made.load(Ordering::SeqCst) >= 20
+        });
+        assert!(loaded.is_some(), "the writer makes saves");
+        std::thread::sleep(Duration::from_millis(round * 13));
         m.kill9();
         let (acked, n) = writer.join().unwrap();
         saves += n;
