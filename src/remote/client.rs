@@ -291,19 +291,27 @@ impl Client {
     async fn send_sized(&self, builder: RequestBuilder, upload_bytes: u64) -> Result<Response> {
         let head_limit =
             ANSWER_HEAD_LIMIT + Duration::from_secs(upload_bytes / SLOWEST_LINE_BYTES_PER_SEC);
-        let mut generation = self.generation.subscribe();
-        generation.borrow_and_update();
-        let response = tokio::select! {
-            answer = tokio::time::timeout(head_limit, builder.send()) => match answer {
-                Ok(answer) => answer?,
-                Err(_) => {
-                    return Err(RemoteError::Unreachable(format!(
-                        "no answer within {} s",
-                        head_limit.as_secs()
-                    )))
-                }
-            },
-            _ = generation.changed() => return Err(RemoteError::Abandoned),
+        // Abandoned once (the platform came back): sent again at once, here, for every caller.
+        let mut builder = builder;
+        let mut again = builder.try_clone();
+        let response = loop {
+            let mut generation = self.generation.subscribe();
+            generation.borrow_and_update();
+            tokio::select! {
+                answer = tokio::time::timeout(head_limit, builder.send()) => match answer {
+                    Ok(answer) => break answer?,
+                    Err(_) => {
+                        return Err(RemoteError::Unreachable(format!(
+                            "no answer within {} s",
+                            head_limit.as_secs()
+                        )))
+                    }
+                },
+                _ = generation.changed() => match again.take() {
+                    Some(retry) => builder = retry,
+                    None => return Err(RemoteError::Abandoned),
+                },
+            }
         };
         if response.status().is_success() {
             return Ok(response);

@@ -37,9 +37,10 @@ pub enum RemoteError {
     Unreachable(String),
     #[error("the platform answered something unexpected: {0}")]
     Protocol(String),
-    /// The request was abandoned under way: the platform came back after being away, and a
-    /// request sent before may hang on a dead connection. Sent again at once.
-    #[error("the request was abandoned (the platform came back); it is sent again")]
+    /// The request was abandoned under way (the platform came back after being away, and a
+    /// request sent before may hang on a dead connection) and could not be sent again itself
+    /// (a streamed body, or abandoned twice): its caller retries as for any transient fault.
+    #[error("the request was abandoned (the platform came back); it is retried")]
     Abandoned,
     /// An answer over its limit (client.rs, `limits`): dropped unread.
     #[error("the platform sent {what} larger than {limit} bytes, the limit: it was dropped")]

@@ -63,14 +63,7 @@ impl Engine {
     async fn fetch_once(self: &Arc<Self>, ino: u64) -> Result<()> {
         self.fetching
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut result = self.fetch_to_mirror(ino).await;
-        for _ in 0..2 {
-            // Abandoned because the platform came back: fetched again at once.
-            if !matches!(result, Err(SyncError::Remote(RemoteError::Abandoned))) {
-                break;
-            }
-            result = self.fetch_to_mirror(ino).await;
-        }
+        let result = self.fetch_to_mirror(ino).await;
         self.fetching
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         result

@@ -98,18 +98,13 @@ impl Engine {
 
     async fn push_with_retries(self: &Arc<Self>, ino: u64) {
         let path = || self.index.path(ino).unwrap_or_default();
-        let mut resend_now = false;
         for (attempt, delay) in std::iter::once(0).chain(RETRY_DELAYS).enumerate() {
-            if delay > 0 && !std::mem::take(&mut resend_now) {
+            if delay > 0 {
                 tracing::info!(path = %path(), attempt, "retrying the push in {delay} s");
                 tokio::time::sleep(Duration::from_secs(delay)).await;
             }
             match self.push_once(ino).await {
                 Ok(()) => return,
-                Err(SyncError::Remote(RemoteError::Abandoned)) => {
-                    tracing::info!(path = %path(), "the platform is back: sending the push again now");
-                    resend_now = true;
-                }
                 Err(e) if is_transient(&e) => {
                     tracing::warn!(path = %path(), error = %e, "push failed");
                     if e.is_offline() {
