@@ -218,6 +218,11 @@ impl Index {
         self.read().entries.get(&ino).cloned()
     }
 
+    /// An entry's size and modification time, without copying the entry.
+    pub fn size_and_mtime(&self, ino: u64) -> Option<(u64, i64)> {
+        self.read().entries.get(&ino).map(|e| (e.size, e.mtime_ms))
+    }
+
     /// A live (not tombstoned) child by name.
     pub fn lookup(&self, parent: u64, name: &str) -> Option<Entry> {
         let tree = self.read();

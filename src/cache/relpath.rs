@@ -163,18 +163,6 @@ impl RelPath {
             None => RelPath::root(),
         })
     }
-
-    /// The last segment (empty for the root).
-    pub fn name(&self) -> &str {
-        self.0.rsplit('/').next().unwrap_or_default()
-    }
-
-    pub fn depth(&self) -> usize {
-        match self.0.is_empty() {
-            true => 0,
-            false => self.0.split('/').count(),
-        }
-    }
 }
 
 impl Deref for RelPath {
@@ -246,10 +234,8 @@ mod tests {
             .join("p.html")
             .unwrap();
         assert_eq!(p, "blog/p.html");
-        assert_eq!(p.name(), "p.html");
         assert_eq!(p.parent().unwrap(), "blog");
         assert_eq!(p.parent().unwrap().parent().unwrap(), RelPath::root());
-        assert_eq!(p.depth(), 2);
         assert!(p.join("../x").is_err());
         assert!(p.join("").is_err());
     }

@@ -112,12 +112,14 @@ impl MountFs {
         if let Some(m) = self.working_metadata(e.ino) {
             attr.size = m.len();
             attr.mtime = m.modified().unwrap_or(attr.mtime);
-        } else if let Some(now) = self.engine.index.get(e.ino).filter(|n| !n.is_dir()) {
+        } else if !e.is_dir() {
             // Read again after the session: a save that ended since `e` was read took the
             // working copy away and left the new size in the index (the stale size made the
             // kernel put another process's O_APPEND write over this one's).
-            attr.size = now.size;
-            attr.mtime = time_of(now.mtime_ms);
+            if let Some((size, mtime_ms)) = self.engine.index.size_and_mtime(e.ino) {
+                attr.size = size;
+                attr.mtime = time_of(mtime_ms);
+            }
         }
         attr
     }

@@ -284,7 +284,6 @@ impl MountFs {
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
         let ino = self.writable_ino(fh)?;
         let _gate = self.gate(ino);
-        tracing::trace!(ino, fh, offset, len = data.len(), "write");
         let file = {
             let mut sessions = self.sessions();
             let s = sessions.get_mut(&ino).ok_or(FsError::BadHandle)?;

@@ -302,11 +302,6 @@ impl Engine {
         }
         pending
     }
-
-    /// Files that will go up.
-    pub fn waiting_to_go_up(&self) -> usize {
-        self.pending_uploads().waiting
-    }
 }
 
 /// What is left to go up.
