@@ -57,19 +57,28 @@ pub fn replace(
     }
     mirror.ensure_parent(rel)?;
     mirror.commit(work, &target)?;
-    if kind == NodeKind::Site && keep_versions {
-        if let Err(e) = std::fs::read(&target)
-            .map_err(|e| MirrorError::io("reading", &target, e))
-            .and_then(|bytes| versions::save(&mirror.versions_root(), rel, kind, &bytes))
-        {
-            tracing::warn!(path = %rel, error = %e, "could not record the saved version in sites-versions");
-        }
-    }
+    record_site_version(mirror, rel, kind);
     Ok(Replaced {
         checksum,
         size,
         unchanged: false,
     })
+}
+
+/// Records a site's saved content (now the mirror copy of `rel`) as a version, as Hyperclay
+/// Local does for every save; nothing for uploads and local-only names. A failure is logged:
+/// the save itself stands.
+pub fn record_site_version(mirror: &Mirror, rel: &RelPath, kind: NodeKind) {
+    if kind != NodeKind::Site || super::is_local_only(rel) {
+        return;
+    }
+    let target = mirror.path(rel);
+    if let Err(e) = std::fs::read(&target)
+        .map_err(|e| MirrorError::io("reading", &target, e))
+        .and_then(|bytes| versions::save(&mirror.versions_root(), rel, kind, &bytes))
+    {
+        tracing::warn!(path = %rel, error = %e, "could not record the saved version in sites-versions");
+    }
 }
 
 /// Keeps `bytes` as a version of `rel` unless the newest version already holds them.

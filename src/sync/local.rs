@@ -398,15 +398,9 @@ impl Engine {
         if moved.is_dir() {
             self.renew_subtree(moved.ino)?;
         }
-        if target.is_some() && moved.kind == NodeKind::Site && !is_local_only(&to) {
-            // Every saved content of a site is a version, as for a plain save.
-            if let Ok(bytes) = std::fs::read(&to_path) {
-                if let Err(e) =
-                    versions::save(&self.mirror.versions_root(), &to, moved.kind, &bytes)
-                {
-                    tracing::warn!(path = %to, error = %e, "could not record the saved version in sites-versions");
-                }
-            }
+        if target.is_some() {
+            // A rename over a file is a save: its content is a version, as for a plain save.
+            crate::cache::save::record_site_version(&self.mirror, &to, moved.kind);
         }
         tracing::debug!(%from, %to, ino = moved.ino, node = ?moved.node_id, "renamed locally");
         Ok(moved.ino)
