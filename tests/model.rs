@@ -553,3 +553,47 @@ async fn two_devices_offline_the_later_edit_wins() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A listing answers the kernel with no index lock held: the kernel's buffer callback (and the
+/// attributes, which may wait for a file's save) run while other threads change the index.
+/// Before, the listing held the tree's read lock across them and read it again per entry: with
+/// a writer queued in between (a first mount's hydration of 2,000 sites), `ls` hung for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_holds_no_index_lock_while_it_answers() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Device::start(&p.url(), dir.path()).await;
+    for i in 0..300 {
+        d.save(&format!("s{i:03}.html"), b"<p>x</p>").await.unwrap();
+    }
+    d.quiet().await;
+    let (engine, fs) = (d.engine.clone(), d.fs.clone());
+    let (done, finished) = std::sync::mpsc::channel();
+    // Its own thread, so that a deadlock fails the test instead of hanging it.
+    std::thread::spawn(move || {
+        let mut names = Vec::new();
+        let result = fs.readdir(ROOT_INO, 0, |_, name, attr| {
+            // What another thread does meanwhile: a change to the index. With the tree's lock
+            // held here, this waits for ever.
+            if let Some(mut e) = engine.index.get(attr.ino) {
+                e.mtime_ms += 1;
+                engine.index.update(&e).unwrap();
+            }
+            names.push(name.to_string());
+            true
+        });
+        let _ = done.send(result.map(|()| names));
+    });
+    let listed =
+        tokio::task::spawn_blocking(move || finished.recv_timeout(Duration::from_secs(20)))
+            .await
+            .unwrap()
+            .expect("the listing finished (no lock held while answering)")
+            .unwrap();
+    assert_eq!(names_of_sites(&listed), 300);
+    d.stop().await;
+}
+
+fn names_of_sites(names: &[String]) -> usize {
+    names.iter().filter(|n| n.ends_with(".html")).count()
+}

@@ -247,7 +247,8 @@ impl Index {
         self.read().children.get(&parent).map_or(0, |c| c.len())
     }
 
-    /// Calls `f` on each live child from position `skip`, until it answers false.
+    /// Calls `f` on each live child from position `skip`, until it answers false. `f` runs under
+    /// the tree's read lock: it must not call the index or wait for anything (copy out, then act).
     pub fn for_children(&self, parent: u64, skip: usize, mut f: impl FnMut(usize, &Entry) -> bool) {
         let tree = self.read();
         let Some(children) = tree.children.get(&parent) else {

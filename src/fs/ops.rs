@@ -223,16 +223,33 @@ impl MountFs {
         if backups::is_backup_ino(ino) {
             return self.readdir_backups(ino, pos, add);
         }
-        let skip = (pos - 2) as usize;
+        let mut skip = (pos - 2) as usize;
         let mut full = false;
-        self.engine.index.for_children(ino, skip, |i, e| {
-            // A platform folder of that name is shadowed by the backups.
-            if ino == ROOT_INO && e.name == VERSIONS_NAME {
-                return true;
+        // Taken a page at a time and answered with no index lock held: an attribute may wait
+        // for a file's write gate (a lock above the index's), and the tree's read lock must
+        // never be taken twice by one thread (a writer waiting between the two deadlocks both).
+        const PAGE: usize = 256;
+        loop {
+            let mut page = Vec::with_capacity(PAGE);
+            self.engine.index.for_children(ino, skip, |i, e| {
+                page.push((i, e.clone()));
+                page.len() < PAGE
+            });
+            for (i, e) in &page {
+                // A platform folder of that name is shadowed by the backups.
+                if ino == ROOT_INO && e.name == VERSIONS_NAME {
+                    continue;
+                }
+                if !add(*i as u64 + 3, &e.name, self.entry_attr(e)) {
+                    full = true;
+                    break;
+                }
             }
-            full = !add(i as u64 + 3, &e.name, self.entry_attr(e));
-            !full
-        });
+            match page.last() {
+                Some((last, _)) if !full && page.len() == PAGE => skip = last + 1,
+                _ => break,
+            }
+        }
         if full || ino != ROOT_INO {
             return Ok(());
         }
