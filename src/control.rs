@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+use crate::sync::listed::Listing;
 use crate::sync::status::Problem;
 use crate::sync::Engine;
 
@@ -42,6 +43,10 @@ pub struct StatusReport {
     /// Files that stay local as they are, counted by reason (too large, a refused name...).
     #[serde(default)]
     pub stays_local: std::collections::BTreeMap<String, usize>,
+    /// Set while the account was never listed into the index: why (or that it is being listed).
+    /// The mount then shows only what the mirror holds, never as the whole account.
+    #[serde(default)]
+    pub not_listed: Option<String>,
     /// The most important problem, with what to do about it.
     pub problem: Option<Problem>,
     pub log: String,
@@ -128,6 +133,11 @@ pub fn report(engine: &Engine, mountpoint: &Path) -> StatusReport {
         }),
         waiting: pending.waiting,
         stays_local: pending.held,
+        not_listed: match engine.first_listing.now() {
+            Listing::Listed => None,
+            Listing::Waiting => Some("the account is being listed".into()),
+            Listing::NotListed(why) => Some(why),
+        },
         problem: engine.status.top(),
         log: crate::config::log_path().display().to_string(),
     }

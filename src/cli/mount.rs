@@ -13,6 +13,7 @@ use hyperclay::config;
 use hyperclay::credentials::{self, CredentialsError, Stored};
 use hyperclay::fs::{self, MountFs};
 use hyperclay::remote::{Client, Credential};
+use hyperclay::sync::listed::Listing;
 use hyperclay::sync::{self, Engine};
 
 use super::pidfile;
@@ -183,13 +184,8 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     pidfile::write(&mountpoint).context("writing the pid file")?;
     let control = hyperclay::control::serve(engine.clone(), mountpoint.clone())
         .context("opening the control socket")?;
-    tracing::info!(mountpoint = %mountpoint.display(), platform = %url, mirror = %mirror.root().display(), "mounted");
-    println!("hyperclay: {url} mounted at {}", mountpoint.display());
-    println!(
-        "  mirror: {}  log: {}",
-        mirror.root().display(),
-        config::log_path().display()
-    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let follower = tokio::spawn(sync::follow(engine.clone(), stopped));
     let server = match args.serve_port {
         Some(port) => match hyperclay::serve::start(
             mirror.clone(),
@@ -199,7 +195,6 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
         .await
         {
             Ok(server) => {
-                println!("  apps: {}", server.url());
                 tracing::info!(url = %server.url(), "serving the apps");
                 Some(server)
             }
@@ -211,14 +206,40 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
         },
         None => None,
     };
-    announce_ready();
-
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let follower = tokio::spawn(sync::follow(engine.clone(), stopped));
-    tokio::select! {
-        _ = super::signal() => {}
-        _ = ended(&mounted) => tracing::info!("the mount was removed from outside"),
+    // Registered before the wait: a stop asked for while the account is listed is a clean stop.
+    let mut stop_signal = Box::pin(super::signal());
+    let stopped_early = tokio::select! {
+        _ = &mut stop_signal => true,
+        listing = first_listing(&engine) => {
+            tracing::info!(mountpoint = %mountpoint.display(), platform = %url, mirror = %mirror.root().display(), "mounted");
+            println!("hyperclay: {url} mounted at {}", mountpoint.display());
+            if let Listing::NotListed(why) = listing {
+                tracing::warn!("not listed yet: {why}; the mount shows what the mirror holds");
+                println!("  not listed yet: {why}; showing what the mirror holds");
+            }
+            println!(
+                "  mirror: {}  log: {}",
+                mirror.root().display(),
+                config::log_path().display()
+            );
+            if let Some(server) = &server {
+                println!("  apps: {}", server.url());
+            }
+            false
+        }
+    };
+    if !stopped_early {
+        announce_ready();
+        tell_systemd(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&format!("mounted at {}", mountpoint.display())),
+        ]);
+        tokio::select! {
+            _ = &mut stop_signal => {}
+            _ = ended(&mounted) => tracing::info!("the mount was removed from outside"),
+        }
     }
+    tell_systemd(&[sd_notify::NotifyState::Stopping]);
     // Finish what was saved before the mount goes away.
     if let Some(server) = server {
         server.stop();
@@ -229,13 +250,24 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     // meantime (a save acknowledged after the stop signal) is finished like the ones before.
     let unmounted = tokio::task::spawn_blocking(move || mounted.unmount()).await?;
     mount_fs.save_all();
-    if drained && engine.drain(Duration::from_secs(60)).await {
+    // Following stops between two requests; one stuck on a platform that does not answer (a
+    // first listing that never comes) is dropped after a few seconds rather than holding the
+    // stop for its time limit. Dropped mid-way, the run does not count as a clean end.
+    let _ = stop.send(true);
+    let mut follower = follower;
+    let follower_done = tokio::time::timeout(Duration::from_secs(5), &mut follower)
+        .await
+        .is_ok();
+    if !follower_done {
+        follower.abort();
+    }
+    if drained && engine.drain(Duration::from_secs(60)).await && follower_done {
         engine.mark_clean_exit();
+    } else if !follower_done {
+        tracing::info!("stopped while a platform request was running: the next mount compares every mirror file");
     } else {
         tracing::warn!("some pushes did not finish before unmount; they go up at the next mount");
     }
-    let _ = stop.send(true);
-    let _ = follower.await;
     if let Some(r) = refresher {
         r.abort();
     }
@@ -247,9 +279,40 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits for the account's first listing (at once on a remount), at most FIRST_LISTING_LIMIT
+/// (HYPERCLAY_FIRST_LISTING_SECS in tests).
+async fn first_listing(engine: &Engine) -> Listing {
+    let limit = seconds_from_env(
+        "HYPERCLAY_FIRST_LISTING_SECS",
+        sync::listed::FIRST_LISTING_LIMIT.as_secs(),
+    );
+    match tokio::time::timeout(limit, engine.first_listing.settled()).await {
+        Ok(listing) => listing,
+        Err(_) => {
+            let why = format!(
+                "the platform did not list the account within {} s",
+                limit.as_secs()
+            );
+            engine.first_listing.not_listed(&why);
+            engine.first_listing.now()
+        }
+    }
+}
+
 async fn ended(mounted: &fs::Mounted) {
     while !mounted.has_ended() {
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Under systemd (`Type=notify`, NOTIFY_SOCKET set): READY=1 once the account is listed, the
+/// moment `--daemon` returns. Elsewhere nothing is sent.
+fn tell_systemd(states: &[sd_notify::NotifyState]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "could not tell systemd the mount's state");
     }
 }
 

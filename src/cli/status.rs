@@ -41,6 +41,7 @@ pub fn render(r: &StatusReport) -> String {
         false => format!("{} ({})", r.platform, r.platform_source),
     };
     let state = match (r.sync_on, r.online, r.syncing) {
+        (true, true, _) if r.not_listed.is_some() => "on, listing the account".to_string(),
         (false, _, _) => {
             "off (the mount works on the mirror; `hyperclay sync on` resumes)".to_string()
         }
@@ -60,6 +61,12 @@ pub fn render(r: &StatusReport) -> String {
         r.waiting,
         if r.waiting == 1 { "" } else { "s" }
     );
+    if let Some(why) = &r.not_listed {
+        out.push_str(&format!(
+            "  not listed yet: {}; the mount shows what the mirror holds\n",
+            printable(why, 400)
+        ));
+    }
     if !r.stays_local.is_empty() {
         let total: usize = r.stays_local.values().sum();
         let reasons: Vec<String> = r

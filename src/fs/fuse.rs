@@ -21,6 +21,7 @@ use super::process;
 /// listings quadratic).
 const TTL: Duration = Duration::from_secs(60);
 
+#[derive(Clone)]
 pub struct FuseAdapter {
     fs: Arc<MountFs>,
     runtime: tokio::runtime::Handle,
@@ -60,6 +61,32 @@ impl FuseAdapter {
             blksize: 4096,
             flags: 0,
         }
+    }
+}
+
+impl FuseAdapter {
+    /// Runs `answer` once the account's first listing is in the index (or known not to come for
+    /// now), so that a first mount never answers "empty" for an account it has not listed yet.
+    /// After that it runs at once. `answer` gets EINTR instead if the caller is killed while it
+    /// waits.
+    fn after_first_listing(
+        &self,
+        req: &Request,
+        what: &'static str,
+        answer: impl FnOnce(&FuseAdapter, Option<fuser::Errno>) + Send + 'static,
+    ) {
+        if self.fs.engine.first_listing.is_settled() {
+            return guard(what, || answer(self, None));
+        }
+        let me = self.clone();
+        let tid = req.pid();
+        self.runtime.spawn(async move {
+            let killed = tokio::select! {
+                _ = me.fs.engine.first_listing.settled() => None,
+                () = process::killed(tid) => Some(fuser::Errno::from_i32(libc::EINTR)),
+            };
+            guard(what, || answer(&me, killed));
+        });
     }
 }
 
@@ -132,15 +159,19 @@ impl Filesystem for FuseAdapter {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        guard("lookup", || {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let name = name.to_owned();
+        self.after_first_listing(req, "lookup", move |me, killed| {
             // A deliberate bug, in debug builds only (the tests'): proves that a panic costs one
             // request, not the mount.
             if cfg!(debug_assertions) && name == ".hyperclay-test-panic" {
                 panic!("the test panic");
             }
-            match self.fs.lookup(parent.0, name) {
-                Ok(a) => reply.entry(&TTL, &self.attr(&a), Generation(0)),
+            if let Some(e) = killed {
+                return reply.error(e);
+            }
+            match me.fs.lookup(parent.0, &name) {
+                Ok(a) => reply.entry(&TTL, &me.attr(&a), Generation(0)),
                 Err(e) => reply.error(errno(&e, "lookup")),
             }
         });
@@ -177,14 +208,17 @@ impl Filesystem for FuseAdapter {
 
     fn readdir(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        guard("readdir", || {
-            let result = self.fs.readdir(ino.0, offset, |ino, name, a| {
+        self.after_first_listing(req, "readdir", move |me, killed| {
+            if let Some(e) = killed {
+                return reply.error(e);
+            }
+            let result = me.fs.readdir(ino.0, offset, |ino, name, a| {
                 let kind = if a.kind == Kind::Dir {
                     FileType::Directory
                 } else {
@@ -201,21 +235,24 @@ impl Filesystem for FuseAdapter {
 
     fn readdirplus(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        guard("readdirplus", || {
-            let result = self.fs.readdir(ino.0, offset, |next, name, a| {
+        self.after_first_listing(req, "readdirplus", move |me, killed| {
+            if let Some(e) = killed {
+                return reply.error(e);
+            }
+            let result = me.fs.readdir(ino.0, offset, |next, name, a| {
                 // `.` and `..` carry no attributes the kernel may cache under their own inode.
                 !reply.add(
                     INodeNo(a.ino),
                     next,
                     name,
                     &TTL,
-                    &self.attr(&a),
+                    &me.attr(&a),
                     Generation(0),
                 )
             });

@@ -113,10 +113,14 @@ impl Engine {
                 }
             }
         }
-        let message = match faulting {
+        let mut message = match faulting {
             true => format!("The platform at {} answers with errors ({error}); changes are kept and go up when it works again.", self.client.url()),
             false => format!("The platform can't be reached ({}); changes are kept and go up when it is back.", self.client.url()),
         };
+        if !self.first_listing.is_listed() && !faulting {
+            // Never an empty account presented as the truth.
+            message = format!("Not listed yet: the platform can't be reached ({}); the mount shows what the mirror holds, and the account appears once it answers.", self.client.url());
+        }
         self.status.report(ProblemKind::Unreachable, None, message);
     }
 
@@ -166,6 +170,9 @@ pub async fn follow(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     loop {
         // Paused: nothing moves until sync is on again.
         while !engine.sync_on() {
+            engine
+                .first_listing
+                .not_listed("sync is off (`hyperclay sync on` turns it on)");
             tokio::select! {
                 _ = sync_switch.changed() => {}
                 _ = stop.changed() => return,
@@ -200,11 +207,16 @@ async fn connect(
                 return true;
             }
             Err(e) if e.is_offline() || matches!(&e, SyncError::Remote(r) if r.is_transient()) => {
-                engine.went_offline(&e)
+                engine.went_offline(&e);
+                engine
+                    .first_listing
+                    .not_listed("the platform can't be reached");
             }
             Err(e) => {
                 // Signed out, unpaid...: the problem status shows; try again later.
                 engine.account_problem(&e);
+                let why = engine.status.top().map(|p| p.message).unwrap_or_default();
+                engine.first_listing.not_listed(&why);
             }
         }
         tokio::select! {

@@ -30,6 +30,7 @@
 mod decide;
 mod fetch;
 mod follow;
+pub mod listed;
 mod local;
 mod netwatch;
 mod pull;
@@ -143,6 +144,8 @@ pub struct Engine {
     fetch_queue: tokio::sync::mpsc::UnboundedSender<u64>,
     /// When both sides were last known to agree.
     last_sync: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
+    /// Whether the account was ever listed into the index (a first mount waits for it).
+    pub first_listing: listed::FirstListing,
 }
 
 impl Engine {
@@ -156,6 +159,7 @@ impl Engine {
         let trust_file_times = index.meta("clean_exit").ok().flatten().as_deref() == Some("yes");
         let _ = index.set_meta("clean_exit", "no");
         let (fetch_queue, queued) = tokio::sync::mpsc::unbounded_channel();
+        let first_listing = listed::FirstListing::new(&index);
         let engine = Arc::new(Engine {
             client,
             index,
@@ -182,6 +186,7 @@ impl Engine {
             last_sync: Mutex::new(None),
             fetching: std::sync::atomic::AtomicUsize::new(0),
             fetch_queue,
+            first_listing,
         });
         engine
             .runtime

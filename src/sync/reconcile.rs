@@ -26,6 +26,7 @@ impl Engine {
         // The platform answers: pushes may go from here on.
         self.came_online();
         self.resync().await?;
+        self.first_listing.listed(&self.index);
         self.adopt_sites_by_name()?;
         self.push_all_changed();
         self.mark_synced();

@@ -35,6 +35,8 @@ pub struct Script {
     pub nodes: Vec<Value>,
     /// The listing is a body without end.
     pub endless_listing: bool,
+    /// The listing is answered after this long.
+    pub listing_delay: Duration,
     pub content: HashMap<u64, Content>,
     /// Frames sent (as `data:` lines) to every stream that connects, after `delay`.
     pub events: Vec<Value>,
@@ -158,6 +160,7 @@ fn endless(prefix: &'static [u8]) -> Body {
 
 async fn nodes(State(s): State<Shared>) -> Response {
     let script = s.script.lock().unwrap().clone();
+    tokio::time::sleep(script.listing_delay).await;
     if script.endless_listing {
         return (
             [("content-type", "application/json")],
