@@ -7,13 +7,21 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use hyperclay::platform::{self, PlatformConfig};
+
+/// `hyperclay --version`: the version and the commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("HYPERCLAY_BUILD_COMMIT"),
+    ")"
+);
 
 #[derive(Parser)]
 #[command(
     name = "hyperclay",
-    version,
+    version = VERSION,
     about = "The hyperclay.com platform mounted as a local folder"
 )]
 struct Cli {
@@ -74,6 +82,15 @@ enum Command {
     },
     /// Sign out: running mounts stop syncing; the mirror and its backups stay.
     Logout,
+    /// Run the mount as a systemd user service: mounted at every login, restarted on failure.
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+    },
+    /// Print the shell completion script (bash, zsh, fish, elvish or powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Write the manual pages (hyperclay.1 and one per command) into DIR.
+    Man { dir: PathBuf },
     /// Serve the platform's sync API locally (SQLite), for development and tests.
     DevPlatform {
         /// Where the platform keeps its database.
@@ -110,6 +127,23 @@ enum Command {
         #[arg(long)]
         samples: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ServiceAction {
+    /// Write ~/.config/systemd/user/hyperclay.service for MOUNTPOINT (~/Hyperclay by default),
+    /// enable and start it.
+    Install {
+        mountpoint: Option<PathBuf>,
+        /// The local mirror (offline copy and backups).
+        #[arg(long)]
+        mirror: Option<PathBuf>,
+        /// Only write the unit; do not enable or start it.
+        #[arg(long)]
+        no_start: bool,
+    },
+    /// Stop the service (it unmounts cleanly), disable it and remove its unit.
+    Uninstall,
 }
 
 fn main() {
@@ -159,6 +193,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(cli::serve::run(mirror, port))
         }
         Command::Unmount { mountpoint } => cli::unmount::run(&mountpoint),
+        Command::Service { action } => match action {
+            ServiceAction::Install {
+                mountpoint,
+                mirror,
+                no_start,
+            } => cli::service::install(mountpoint, mirror, !no_start),
+            ServiceAction::Uninstall => cli::service::uninstall(),
+        },
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "hyperclay", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { dir } => cli::man::write_pages(Cli::command(), &dir),
         Command::Login { api_key, force } => runtime()?.block_on(cli::login::login(api_key, force)),
         Command::Logout => runtime()?.block_on(cli::login::logout()),
         Command::Status { mountpoint, json } => {

@@ -2,9 +2,11 @@
 //! actionable messages (anyhow with context).
 
 pub mod login;
+pub mod man;
 pub mod mount;
 pub mod pidfile;
 pub mod serve;
+pub mod service;
 pub mod status;
 pub mod unmount;
 

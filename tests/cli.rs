@@ -1,0 +1,271 @@
+//! The command line as a user's shell and systemd see it (issue 16): the service unit (checked
+//! by `systemd-analyze verify`), readiness told to systemd over a real NOTIFY_SOCKET, shell
+//! completions, manual pages and `--version`.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::{Mode, MountProcess, TestPlatform};
+
+fn hyperclay(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hyperclay"));
+    c.env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("HYPERCLAY_HOME", home.join("hc"))
+        // No systemd user instance reachable, whatever the machine running the tests has: a
+        // test must never enable a service on the developer's own session.
+        .env("XDG_RUNTIME_DIR", home.join("run"))
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+        .env_remove("HYPERCLAY_URL")
+        .env_remove("HYPERCLAY_API_KEY");
+    c
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_service_unit_carries_the_mount_and_no_secret_and_systemd_accepts_it() {
+    let home = tempfile::tempdir().unwrap();
+    let mnt = home.path().join("My Hyperclay");
+    let stdout = ok(hyperclay(home.path())
+        .args(["service", "install", "--no-start"])
+        .arg(&mnt)
+        .env("HYPERCLAY_URL", "http://127.0.0.1:8787")
+        .env("HYPERCLAY_API_KEY", "hcsk_secret_never_in_a_unit")
+        .output()
+        .unwrap());
+    let unit_path = home.path().join("config/systemd/user/hyperclay.service");
+    assert!(
+        stdout.contains(&unit_path.display().to_string()),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("HYPERCLAY_API_KEY is not copied"),
+        "the user is told how the service signs in: {stdout}"
+    );
+    assert!(mnt.is_dir(), "the mount point is made");
+    let unit = std::fs::read_to_string(&unit_path).unwrap();
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_hyperclay")).unwrap();
+    let exe = exe.display();
+    let mnt = mnt.display();
+    for line in [
+        "Type=notify".to_string(),
+        format!("ExecStart=\"{exe}\" \"mount\" \"{mnt}\""),
+        format!("ExecStop=\"{exe}\" \"unmount\" \"{mnt}\""),
+        format!("ExecStartPre=-\"{exe}\" \"unmount\" \"{mnt}\""),
+        "Restart=on-failure".to_string(),
+        "Environment=\"HYPERCLAY_URL=http://127.0.0.1:8787\"".to_string(),
+        format!(
+            "Environment=\"HYPERCLAY_HOME={}\"",
+            home.path().join("hc").display()
+        ),
+        "WantedBy=default.target".to_string(),
+    ] {
+        assert!(
+            unit.lines().any(|l| l == line),
+            "no line {line:?} in\n{unit}"
+        );
+    }
+    assert!(!unit.contains("hcsk_"), "a secret in the unit:\n{unit}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&unit_path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "the unit is the user's own");
+
+    // systemd's own checker reads it as systemd would (unknown keys, bad quoting, a missing
+    // program all fail it).
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&unit_path)
+        .env("SYSTEMD_LOG_LEVEL", "warning")
+        .output()
+        .expect("systemd-analyze (Debian's systemd package; .ci/run installs it)");
+    let said = String::from_utf8_lossy(&verify.stderr);
+    // Only findings about our unit count: a machine without a running systemd also warns
+    // about itself.
+    let ours: Vec<&str> = said
+        .lines()
+        .filter(|l| l.contains("hyperclay.service"))
+        .collect();
+    assert!(
+        verify.status.success() && ours.is_empty(),
+        "systemd-analyze verify: {:?}\n{said}",
+        verify.status
+    );
+}
+
+#[test]
+fn without_systemd_install_says_so_prints_the_unit_and_uninstall_removes_it() {
+    let home = tempfile::tempdir().unwrap();
+    let stdout = ok(hyperclay(home.path())
+        .args(["service", "install"])
+        .output()
+        .unwrap());
+    let first = stdout
+        .lines()
+        .find(|l| l.contains("no systemd user instance"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        first.contains("systemctl --user enable --now hyperclay"),
+        "{first}"
+    );
+    assert!(
+        stdout.contains("[Service]") && stdout.contains("Type=notify"),
+        "{stdout}"
+    );
+    // The default mount point.
+    assert!(home.path().join("Hyperclay").is_dir());
+    let unit_path = home.path().join("config/systemd/user/hyperclay.service");
+    assert!(unit_path.exists());
+    let stdout = ok(hyperclay(home.path())
+        .args(["service", "uninstall"])
+        .output()
+        .unwrap());
+    assert!(stdout.contains("removed"), "{stdout}");
+    assert!(!unit_path.exists());
+}
+
+/// `Type=notify` as systemd does it: a datagram socket in NOTIFY_SOCKET. READY=1 comes once the
+/// account is listed (the files are there when systemd calls the service started), STOPPING=1
+/// when it stops.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mount_tells_systemd_it_is_ready_once_listed() {
+    let platform = TestPlatform::start(Mode::Full).await;
+    platform
+        .client()
+        .create(
+            hyperclay::protocol::NodeKind::Site,
+            "listed.html",
+            0,
+            Some(b"x"),
+        )
+        .await
+        .unwrap();
+    let sockets = tempfile::tempdir().unwrap();
+    let socket_path = sockets.path().join("notify");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let notify = socket_path.display().to_string();
+    let mut m = MountProcess::prepare(&platform.url(), &[("NOTIFY_SOCKET", notify.as_str())]);
+    m.spawn();
+    let mut buf = [0u8; 4096];
+    let n = socket.recv(&mut buf).expect("READY=1 within 20 s");
+    let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(message.lines().any(|l| l == "READY=1"), "{message}");
+    assert!(
+        std::fs::read_dir(&m.mountpoint)
+            .unwrap()
+            .any(|e| e.unwrap().file_name() == "listed.html"),
+        "ready means listed"
+    );
+    m.stop();
+    let n = socket.recv(&mut buf).expect("STOPPING=1");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
+}
+
+#[test]
+fn bash_completion_registers_every_command() {
+    let home = tempfile::tempdir().unwrap();
+    let script = ok(hyperclay(home.path())
+        .args(["completions", "bash"])
+        .output()
+        .unwrap());
+    let file = home.path().join("hyperclay.bash");
+    std::fs::write(&file, &script).unwrap();
+    // Loaded by a real bash, and asked what it completes after `hyperclay `.
+    let out = ok(Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && COMP_WORDS=(hyperclay '') COMP_CWORD=1 COMP_LINE='hyperclay ' COMP_POINT=10 && _hyperclay hyperclay '' hyperclay && printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            file.display()
+        ))
+        .output()
+        .unwrap());
+    for command in [
+        "mount",
+        "unmount",
+        "status",
+        "sync",
+        "login",
+        "logout",
+        "serve",
+        "service",
+        "completions",
+        "man",
+    ] {
+        assert!(
+            out.lines().any(|l| l == command),
+            "{command} missing: {out}"
+        );
+    }
+    for shell in ["zsh", "fish"] {
+        let script = ok(hyperclay(home.path())
+            .args(["completions", shell])
+            .output()
+            .unwrap());
+        assert!(
+            script.contains("unmount") && script.contains("service"),
+            "{shell}"
+        );
+    }
+}
+
+#[test]
+fn man_pages_cover_the_program_and_each_command() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("man1");
+    ok(hyperclay(home.path())
+        .arg("man")
+        .arg(&dir)
+        .output()
+        .unwrap());
+    let top = std::fs::read_to_string(dir.join("hyperclay.1")).unwrap();
+    assert!(top.contains(".TH hyperclay 1"), "{top}");
+    assert!(top.contains("mount") && top.contains("service"));
+    let mount = std::fs::read_to_string(dir.join("hyperclay-mount.1")).unwrap();
+    assert!(mount.contains(".TH hyperclay-mount 1"));
+    assert!(mount.contains("daemon"), "the options are documented");
+    assert!(dir.join("hyperclay-service.1").exists());
+    // groff (man's renderer) reads every page without a warning.
+    for page in std::fs::read_dir(&dir).unwrap() {
+        let out = Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .arg(page.unwrap().path())
+            .output()
+            .expect("groff (Debian's groff-base; .ci/run installs it)");
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let home = tempfile::tempdir().unwrap();
+    let out = ok(hyperclay(home.path()).arg("--version").output().unwrap());
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let head = String::from_utf8(head.stdout).unwrap();
+    // Built where git can't read the checkout (or from a tarball): said so, not made up.
+    let head = match head.trim() {
+        "" => "unknown commit".to_string(),
+        h => h.to_string(),
+    };
+    assert_eq!(
+        out.trim(),
+        format!("hyperclay {} ({})", env!("CARGO_PKG_VERSION"), head.trim())
+    );
+}
