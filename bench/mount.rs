@@ -254,7 +254,11 @@ async fn main() {
         "ms",
         true,
     );
-    let ready = fig("mount ready", "ms", true);
+    let ready = fig(
+        "mount ready (hyperclay: with the whole tree listed)",
+        "ms",
+        true,
+    );
     let find_first = fig(
         &format!("first `find -type f` after mount ({files} files)"),
         "ms",

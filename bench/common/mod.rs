@@ -38,13 +38,26 @@ pub fn mount_command(home: &Path, url: &str) -> Command {
 }
 
 /// Starts `hyperclay mount` without its local server; answers once the mount is there.
+/// Ready means what the mount prints "mounted" for: the kernel shows it and the whole tree is
+/// listed in the index (a first mount waits for the listing).
 pub fn hyperclay_mount(home: &Path, url: &str) -> (Child, PathBuf, Duration) {
+    use std::io::BufRead;
     let mnt = home.join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let t = Instant::now();
-    let child = mount_command(home, url).arg("--no-serve").spawn().unwrap();
+    let mut child = mount_command(home, url)
+        .arg("--no-serve")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let said_mounted = lines.any(|l| l.is_ok_and(|l| l.contains("mounted at")));
+    let ready = t.elapsed();
+    assert!(said_mounted, "the mount ended before it was ready");
+    // The rest is drained, so the mount never writes into a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     wait_mounted(&mnt);
-    (child, mnt, t.elapsed())
+    (child, mnt, ready)
 }
 
 pub fn wait_mounted(path: &Path) {
