@@ -83,6 +83,15 @@ struct Tree {
     by_node: HashMap<u64, u64>,
     /// Tombstones by place, so a new file at a deleted file's name can take its identity back.
     tombs: HashMap<(u64, String), u64>,
+    /// Sites with a platform node, by name (site names are unique per account; locally a name
+    /// may be held twice for a moment, so a set).
+    sites: HashMap<String, std::collections::BTreeSet<u64>>,
+}
+
+impl Entry {
+    fn is_platform_site(&self) -> bool {
+        self.kind == NodeKind::Site && self.node_id.is_some()
+    }
 }
 
 impl Tree {
@@ -97,6 +106,9 @@ impl Tree {
         }
         if let Some(id) = e.node_id {
             self.by_node.insert(id, e.ino);
+        }
+        if e.is_platform_site() {
+            self.sites.entry(e.name.clone()).or_default().insert(e.ino);
         }
     }
 
@@ -113,6 +125,14 @@ impl Tree {
         if let Some(id) = e.node_id {
             if self.by_node.get(&id) == Some(&e.ino) {
                 self.by_node.remove(&id);
+            }
+        }
+        if e.is_platform_site() {
+            if let Some(set) = self.sites.get_mut(&e.name) {
+                set.remove(&e.ino);
+                if set.is_empty() {
+                    self.sites.remove(&e.name);
+                }
             }
         }
     }
@@ -272,11 +292,9 @@ impl Index {
 
     /// The site of that name with a platform node, wherever it is (site names are unique per account).
     pub fn site_named(&self, name: &str) -> Option<Entry> {
-        self.read()
-            .entries
-            .values()
-            .find(|e| e.kind == NodeKind::Site && e.node_id.is_some() && e.name == name)
-            .cloned()
+        let tree = self.read();
+        let ino = tree.sites.get(name)?.first()?;
+        tree.entries.get(ino).cloned()
     }
 
     /// Whether the entry or one of its folders is deleted locally.
@@ -521,6 +539,42 @@ mod tests {
             remote_modified: None,
             local: None,
         }
+    }
+
+    #[test]
+    fn sites_are_found_by_name_as_they_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("index.db")).unwrap();
+        let folder = index
+            .insert(new(ROOT_INO, "blog", NodeKind::Folder, Some(1)))
+            .unwrap();
+        let local = index
+            .insert(new(ROOT_INO, "post.html", NodeKind::Site, None))
+            .unwrap();
+        assert!(
+            index.site_named("post.html").is_none(),
+            "not on the platform yet"
+        );
+        index.modify(local.ino, |e| e.node_id = Some(7)).unwrap();
+        assert_eq!(index.site_named("post.html").unwrap().ino, local.ino);
+        index
+            .modify(local.ino, |e| {
+                e.parent = folder.ino;
+                e.name = "moved.html".into();
+            })
+            .unwrap();
+        assert!(index.site_named("post.html").is_none());
+        assert_eq!(index.site_named("moved.html").unwrap().ino, local.ino);
+        assert!(index.site_named("blog").is_none(), "folders are not sites");
+        index.remove(local.ino).unwrap();
+        assert!(index.site_named("moved.html").is_none());
+        // Rebuilt on open from the database.
+        let other = index
+            .insert(new(ROOT_INO, "kept.html", NodeKind::Site, Some(8)))
+            .unwrap();
+        drop(index);
+        let index = Index::open(&dir.path().join("index.db")).unwrap();
+        assert_eq!(index.site_named("kept.html").unwrap().ino, other.ino);
     }
 
     #[test]

@@ -379,7 +379,7 @@ impl MountFs {
         if let Err(e) = self.engine.fetch(ino).await {
             let path = self.engine.index.path(ino).unwrap_or_default();
             tracing::warn!(%path, error = %e, "the file is not in the mirror and could not be fetched");
-            return Err(FsError::Refused(e.to_string(), libc::EIO));
+            return Err(FsError::Sync(e));
         }
         Ok(())
     }

@@ -49,12 +49,12 @@ impl Engine {
             let outcome = self
                 .fetches
                 .get_with(key.clone(), async move {
-                    Arc::new(engine.fetch_once(ino).await.map_err(|e| e.to_string()))
+                    Arc::new(engine.fetch_once(ino).await.map_err(Arc::new))
                 })
                 .await;
             self.fetches.invalidate(&key).await;
             if let Err(e) = outcome.as_ref() {
-                return Err(SyncError::Remote(RemoteError::Unreachable(e.clone())));
+                return Err(SyncError::Shared(e.clone()));
             }
         }
         Ok(())
@@ -116,7 +116,7 @@ impl Engine {
             engine.commit_temp(ino, &temp, &sum, size, Some(&meta.modified_at))
         })
         .await
-        .map_err(|e| SyncError::Conflict(e.to_string()))?
+        .map_err(|e| SyncError::Bug(e.to_string()))?
     }
 
     /// Writes content the platform sent inline (a site's HTML) as the mirror copy.

@@ -61,7 +61,7 @@ impl Engine {
             engine.apply_listing(&listing.nodes, listing.cursor)
         })
         .await
-        .map_err(|e| SyncError::Conflict(e.to_string()))??;
+        .map_err(|e| SyncError::Bug(e.to_string()))??;
         self.act_in_background(applied);
         Ok(())
     }
@@ -74,7 +74,7 @@ impl Engine {
         let engine = self.clone();
         let applied = tokio::task::spawn_blocking(move || engine.apply_event(&event, seq))
             .await
-            .map_err(|e| SyncError::Conflict(e.to_string()))??;
+            .map_err(|e| SyncError::Bug(e.to_string()))??;
         let resync = applied.resync;
         self.act_in_background(applied);
         Ok(Applied {
@@ -100,7 +100,7 @@ impl Engine {
     pub(super) fn went_offline(&self, error: &SyncError) {
         // A platform that answers with faults (5xx) was reached: say so, not "can't be reached".
         let faulting = matches!(
-            error,
+            error.cause(),
             SyncError::Remote(crate::remote::RemoteError::Server { .. })
         );
         if self.online.swap(false, Ordering::SeqCst) {
@@ -206,7 +206,7 @@ async fn connect(
                 engine.came_online();
                 return true;
             }
-            Err(e) if e.is_offline() || matches!(&e, SyncError::Remote(r) if r.is_transient()) => {
+            Err(e) if e.is_offline() || e.is_transient() => {
                 engine.went_offline(&e);
                 engine
                     .first_listing
@@ -306,7 +306,7 @@ async fn stay_online(
             }
             _ = poll.tick(), if !stream_up => match engine.resync().await {
                 Ok(()) => engine.mark_synced(),
-                Err(e) if e.is_offline() || matches!(&e, SyncError::Remote(r) if r.is_transient()) => {
+                Err(e) if e.is_offline() || e.is_transient() => {
                     engine.went_offline(&e);
                     return Leave::Offline;
                 }

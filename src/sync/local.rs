@@ -8,12 +8,12 @@
 use std::io;
 use std::sync::Arc;
 
-use super::{Engine, Notice, Result, SyncError};
+use super::{Engine, Notice, Refusal, Result, SyncError};
 use crate::cache::{is_local_only, versions, Entry, MirrorError, NewEntry, RelPath};
 use crate::protocol::{NodeKind, EMPTY_CHECKSUM};
 
-fn refused(errno: i32, what: &str) -> SyncError {
-    SyncError::Refused(errno, what.to_string())
+fn refused(why: Refusal) -> SyncError {
+    SyncError::Refused(why)
 }
 
 /// The platform identity an entry carries.
@@ -48,7 +48,7 @@ impl Engine {
         let dir = self
             .index
             .path(parent)
-            .ok_or_else(|| refused(libc::ENOENT, "no such folder"))?;
+            .ok_or_else(|| refused(Refusal::NoSuchFolder))?;
         Ok(dir.join(name)?)
     }
 
@@ -58,8 +58,8 @@ impl Engine {
         }
         match self.index.get(ino) {
             Some(e) if e.is_dir() && !e.tombstone => Ok(()),
-            Some(_) => Err(refused(libc::ENOTDIR, "not a folder")),
-            None => Err(refused(libc::ENOENT, "no such folder")),
+            Some(_) => Err(refused(Refusal::NotAFolder)),
+            None => Err(refused(Refusal::NoSuchFolder)),
         }
     }
 
@@ -94,7 +94,7 @@ impl Engine {
         let _namespace = self.namespace_lock();
         self.live_dir(parent)?;
         if self.index.lookup(parent, name).is_some() {
-            return Err(refused(libc::EEXIST, "exists"));
+            return Err(refused(Refusal::Exists));
         }
         let rel = self.child_rel(parent, name)?;
         let path = self.mirror.path(&rel);
@@ -135,7 +135,7 @@ impl Engine {
         let namespace = self.namespace_lock();
         self.live_dir(parent)?;
         if self.index.lookup(parent, name).is_some() {
-            return Err(refused(libc::EEXIST, "exists"));
+            return Err(refused(Refusal::Exists));
         }
         let rel = self.child_rel(parent, name)?;
         self.mirror.create_dir(&rel)?;
@@ -163,9 +163,9 @@ impl Engine {
         let e = self
             .index
             .lookup(parent, name)
-            .ok_or_else(|| refused(libc::ENOENT, "no such file"))?;
+            .ok_or_else(|| refused(Refusal::NoSuchFile))?;
         if e.is_dir() {
-            return Err(refused(libc::EISDIR, "is a folder"));
+            return Err(refused(Refusal::IsAFolder));
         }
         let rel = self.child_rel(parent, name)?;
         // Under the file's lock: a push reading it meanwhile finds it gone from the index, not
@@ -176,7 +176,7 @@ impl Engine {
                 .get(e.ino)
                 .filter(|now| now.parent == parent && now.name == name && !now.tombstone)
             else {
-                return Err(refused(libc::ENOENT, "no such file"));
+                return Err(refused(Refusal::NoSuchFile));
             };
             self.remove_from_mirror(&rel, |p| std::fs::remove_file(p))?;
             self.bury(&e)
@@ -190,12 +190,12 @@ impl Engine {
         let e = self
             .index
             .lookup(parent, name)
-            .ok_or_else(|| refused(libc::ENOENT, "no such folder"))?;
+            .ok_or_else(|| refused(Refusal::NoSuchFolder))?;
         if !e.is_dir() {
-            return Err(refused(libc::ENOTDIR, "not a folder"));
+            return Err(refused(Refusal::NotAFolder));
         }
         if self.index.child_count(e.ino) > 0 {
-            return Err(refused(libc::ENOTEMPTY, "the folder is not empty"));
+            return Err(refused(Refusal::NotEmpty));
         }
         let rel = self.child_rel(parent, name)?;
         self.remove_from_mirror(&rel, |p| std::fs::remove_dir(p))?;
@@ -284,7 +284,7 @@ impl Engine {
                 .index
                 .lookup(parent, name)
                 .map(|_| ())
-                .ok_or_else(|| refused(libc::ENOENT, "no such file"));
+                .ok_or_else(|| refused(Refusal::NoSuchFile));
         }
         // Source and target are locked while they change places, so that a save, a fetch or a
         // create's answer never lands on a name the file has just left.
@@ -293,7 +293,7 @@ impl Engine {
             let source = self
                 .index
                 .lookup(parent, name)
-                .ok_or_else(|| refused(libc::ENOENT, "no such file"))?;
+                .ok_or_else(|| refused(Refusal::NoSuchFile))?;
             let target = self.index.lookup(new_parent, new_name);
             let inos: Vec<u64> = std::iter::once(source.ino)
                 .chain(target.as_ref().map(|t| t.ino))
@@ -329,17 +329,17 @@ impl Engine {
     ) -> Result<u64> {
         let (parent, name) = (source.parent, source.name.as_str());
         if source.is_dir() && (new_parent == source.ino || self.is_inside(new_parent, source.ino)) {
-            return Err(refused(libc::EINVAL, "a folder cannot move into itself"));
+            return Err(refused(Refusal::IntoItself));
         }
         if let Some(t) = &target {
             if no_replace {
-                return Err(refused(libc::EEXIST, "exists"));
+                return Err(refused(Refusal::Exists));
             }
             match (source.is_dir(), t.is_dir()) {
-                (true, false) => return Err(refused(libc::ENOTDIR, "not a folder")),
-                (false, true) => return Err(refused(libc::EISDIR, "is a folder")),
+                (true, false) => return Err(refused(Refusal::NotAFolder)),
+                (false, true) => return Err(refused(Refusal::IsAFolder)),
                 (true, true) if self.index.child_count(t.ino) > 0 => {
-                    return Err(refused(libc::ENOTEMPTY, "not empty"))
+                    return Err(refused(Refusal::NotEmpty))
                 }
                 _ => {}
             }

@@ -50,7 +50,7 @@ pub use decide::{decide, Action};
 pub use follow::follow;
 pub use pull::RemoteNode;
 pub use reconcile::Pending;
-pub use vet::{vet_listing, Refusal};
+pub use vet::{vet_listing, Refusal as ListingRefusal};
 
 /// What the kernel must be told after the engine changed the mirror.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,25 +71,71 @@ pub enum SyncError {
     Index(#[from] IndexError),
     #[error(transparent)]
     Mirror(#[from] MirrorError),
+    /// A bug: a step panicked or its task was lost. Logged; the step is retried where it can be.
+    #[error("a bug stopped this step: {0}")]
+    Bug(String),
+    /// The index and the mirror disagree in a way this step can't settle (a folder where a
+    /// platform file must go, a node known twice); nothing was changed.
     #[error("{0}")]
-    Conflict(String),
+    Inconsistent(String),
     /// The file left the index (deleted, or forgotten) while this was under way.
     #[error("the file is gone")]
     Gone,
+    /// A fetch shared by several readers failed: its error, as the one that ran it got it (a
+    /// full disk stays a full disk, not "the platform can't be reached").
+    #[error(transparent)]
+    Shared(Arc<SyncError>),
     /// A name (from the platform, or typed here) that can't be a file in the mirror.
     #[error(transparent)]
     BadPath(#[from] PathRefused),
     /// The mirror holds another account's files: never synced into this one.
     #[error("this mirror belongs to {mirror}, and you are signed in as {signed_in}: mount another --mirror to sync {signed_in}")]
     WrongAccount { mirror: String, signed_in: String },
-    /// A local operation the kernel must refuse, with its errno.
-    #[error("{1}")]
-    Refused(i32, String),
+    /// A local operation refused for what the namespace holds; `fs/` picks the errno.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
+/// Why a change to the namespace through the mount was refused (the kernel's errno for each is
+/// chosen in `fs/error.rs`, the only place that speaks errnos).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("no such file")]
+    NoSuchFile,
+    #[error("no such folder")]
+    NoSuchFolder,
+    #[error("not a folder")]
+    NotAFolder,
+    #[error("is a folder")]
+    IsAFolder,
+    #[error("exists")]
+    Exists,
+    #[error("the folder is not empty")]
+    NotEmpty,
+    #[error("a folder cannot move into itself")]
+    IntoItself,
 }
 
 impl SyncError {
     pub fn is_offline(&self) -> bool {
-        matches!(self, SyncError::Remote(e) if e.is_offline())
+        match self {
+            SyncError::Remote(e) => e.is_offline(),
+            SyncError::Shared(e) => e.is_offline(),
+            _ => false,
+        }
+    }
+
+    /// Worth trying again later (the platform unreachable, slow, or faulting for a while).
+    pub fn is_transient(&self) -> bool {
+        matches!(self.cause(), SyncError::Remote(r) if r.is_transient())
+    }
+
+    /// The error itself, through a shared fetch's.
+    pub fn cause(&self) -> &SyncError {
+        match self {
+            SyncError::Shared(e) => e.cause(),
+            e => e,
+        }
     }
 }
 
@@ -102,7 +148,7 @@ pub struct Engine {
     pub mirror: Arc<Mirror>,
     notices: NoticeSink,
     /// One fetch per (inode, platform checksum) at a time; concurrent readers share it.
-    fetches: moka::future::Cache<(u64, String), Arc<std::result::Result<(), String>>>,
+    fetches: moka::future::Cache<(u64, String), Arc<std::result::Result<(), Arc<SyncError>>>>,
     /// Serializes writes to one mirror file (a fetch committing against a pull).
     file_locks: Mutex<HashMap<u64, Arc<Mutex<()>>>>,
     /// Held by the changes that pass a platform node from one local entry to another (a rename,

@@ -385,7 +385,7 @@ impl Engine {
     fn evict(&self, occupant: &Entry) -> Result<()> {
         let rel = self.rel(occupant.ino)?;
         if occupant.is_dir() {
-            return Err(SyncError::Conflict(format!(
+            return Err(SyncError::Inconsistent(format!(
                 "{rel} is in the way of a platform node"
             )));
         }

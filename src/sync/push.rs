@@ -105,7 +105,7 @@ impl Engine {
             }
             match self.push_once(ino).await {
                 Ok(()) => return,
-                Err(e) if is_transient(&e) => {
+                Err(e) if e.is_transient() => {
                     tracing::warn!(path = %path(), error = %e, "push failed");
                     if e.is_offline() {
                         // Status says so now, and the follower turns to its quiet checks.
@@ -129,7 +129,7 @@ impl Engine {
     }
 
     fn refused(&self, path: &str, e: &SyncError) {
-        let kind = match e {
+        let kind = match e.cause() {
             SyncError::Remote(RemoteError::Unauthorized | RemoteError::Expired) => {
                 ProblemKind::SignedOut
             }
@@ -169,7 +169,7 @@ impl Engine {
         let engine = self.clone();
         let snapshot = tokio::task::spawn_blocking(move || engine.snapshot(ino))
             .await
-            .map_err(|err| SyncError::Conflict(err.to_string()))??;
+            .map_err(|err| SyncError::Bug(err.to_string()))??;
         let Some(Snapshot { e, rel, bytes }) = snapshot else {
             tracing::debug!(ino, "nothing to push");
             return Ok(());
@@ -540,10 +540,7 @@ impl Engine {
             if ino == ROOT_INO {
                 return Ok(0);
             }
-            let e = self.index.get(ino).ok_or(SyncError::Refused(
-                libc::ENOENT,
-                "the folder is gone".into(),
-            ))?;
+            let e = self.index.get(ino).ok_or(SyncError::Gone)?;
             if let Some(node) = e.node_id {
                 return Ok(node);
             }
@@ -595,10 +592,8 @@ impl Engine {
                 }
                 _ => {
                     self.hide_node_at(&e, id, "")?;
-                    return Err(SyncError::Refused(
-                        libc::ENOENT,
-                        "the folder was removed meanwhile".into(),
-                    ));
+                    // The folder was removed meanwhile.
+                    return Err(SyncError::Gone);
                 }
             }
             match self.index.by_node(id) {
@@ -612,7 +607,12 @@ impl Engine {
                     }
                     self.index.remove(t.ino)?;
                 }
-                Some(_) => return Err(SyncError::Conflict(format!("{:?} is known twice", e.name))),
+                Some(_) => {
+                    return Err(SyncError::Inconsistent(format!(
+                        "{:?} is known twice",
+                        e.name
+                    )))
+                }
                 None => {}
             }
             self.index.modify(ino, |e| e.node_id = Some(id))?;
@@ -763,13 +763,5 @@ impl Engine {
     /// Local time plus this offset is the platform's clock (calibrated from `GET status`).
     pub fn clock_offset_ms(&self) -> i64 {
         self.clock_offset.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-fn is_transient(e: &SyncError) -> bool {
-    match e {
-        SyncError::Remote(r) => r.is_transient(),
-        SyncError::Mirror(_) | SyncError::Index(_) => false,
-        _ => false,
     }
 }

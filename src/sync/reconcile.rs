@@ -100,10 +100,10 @@ impl Engine {
                 .collect();
             for c in checks {
                 c.join()
-                    .map_err(|_| SyncError::Conflict("the mirror scan panicked".into()))??;
+                    .map_err(|_| SyncError::Bug("the mirror scan panicked".into()))??;
             }
             walk.join()
-                .map_err(|_| SyncError::Conflict("the mirror walk panicked".into()))?
+                .map_err(|_| SyncError::Bug("the mirror walk panicked".into()))?
         })
     }
 

@@ -17,11 +17,11 @@ impl Engine {
         let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let Some(e) = self.index.get(ino) else {
             let _ = std::fs::remove_file(work);
-            return Err(SyncError::Refused(libc::ENOENT, "the file is gone".into()));
+            return Err(SyncError::Gone);
         };
         let Some(rel) = self.index.path(ino) else {
             let _ = std::fs::remove_file(work);
-            return Err(SyncError::Refused(libc::ENOENT, "the file is gone".into()));
+            return Err(SyncError::Gone);
         };
         // The copy being replaced is on the platform too when it is what both sides last held.
         let previous_elsewhere = e.local.is_some() && e.local == e.base;
