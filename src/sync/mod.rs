@@ -141,6 +141,9 @@ impl SyncError {
 
 pub type Result<T> = std::result::Result<T, SyncError>;
 
+/// What the readers of one shared fetch all get.
+type FetchOutcome = Arc<std::result::Result<(), Arc<SyncError>>>;
+
 /// The engine's shared state. Cheap to clone behind an `Arc`.
 pub struct Engine {
     pub client: Arc<Client>,
@@ -148,7 +151,7 @@ pub struct Engine {
     pub mirror: Arc<Mirror>,
     notices: NoticeSink,
     /// One fetch per (inode, platform checksum) at a time; concurrent readers share it.
-    fetches: moka::future::Cache<(u64, String), Arc<std::result::Result<(), Arc<SyncError>>>>,
+    fetches: moka::future::Cache<(u64, String), FetchOutcome>,
     /// Serializes writes to one mirror file (a fetch committing against a pull).
     file_locks: Mutex<HashMap<u64, Arc<Mutex<()>>>>,
     /// Held by the changes that pass a platform node from one local entry to another (a rename,
