@@ -7,13 +7,16 @@
 //! (what both sides held at the last sync), the platform's checksum and `modifiedAt`, the mirror
 //! copy's checksum (none while the copy is not on disk yet) and the tombstone flag.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::relpath::{check_child, PathRefused, RelPath, MAX_DEPTH};
+use super::tree::Tree;
+
+mod change;
 use crate::protocol::NodeKind;
+pub use change::Change;
 
 pub const ROOT_INO: u64 = 1;
 
@@ -75,75 +78,37 @@ pub struct NewEntry {
     pub local: Option<String>,
 }
 
-#[derive(Default)]
-struct Tree {
-    entries: HashMap<u64, Entry>,
-    /// Live (not tombstoned) children by name, sorted for stable listings.
-    children: HashMap<u64, BTreeMap<String, u64>>,
-    by_node: HashMap<u64, u64>,
-    /// Tombstones by place, so a new file at a deleted file's name can take its identity back.
-    tombs: HashMap<(u64, String), u64>,
-    /// Sites with a platform node, by name (site names are unique per account; locally a name
-    /// may be held twice for a moment, so a set).
-    sites: HashMap<String, std::collections::BTreeSet<u64>>,
+impl NewEntry {
+    fn into_entry(self, ino: u64, tombstone: bool) -> Entry {
+        Entry {
+            ino,
+            parent: self.parent,
+            name: self.name,
+            kind: self.kind,
+            node_id: self.node_id,
+            size: self.size,
+            mtime_ms: self.mtime_ms,
+            base: self.base,
+            remote: self.remote,
+            remote_modified: self.remote_modified,
+            local: self.local,
+            tombstone,
+        }
+    }
 }
 
-impl Entry {
-    fn is_platform_site(&self) -> bool {
-        self.kind == NodeKind::Site && self.node_id.is_some()
+/// Writes a whole entry's row (matched by inode); the name is checked first.
+fn write_row(db: &Connection, e: &Entry) -> Result<()> {
+    check_child(e.parent == ROOT_INO, &e.name)?;
+    let changed = db.execute(
+        "UPDATE entries SET parent = ?2, name = ?3, kind = ?4, node_id = ?5, size = ?6, mtime_ms = ?7,
+         base = ?8, remote = ?9, remote_modified = ?10, local = ?11, tombstone = ?12 WHERE ino = ?1",
+        params![e.ino, e.parent, e.name, e.kind.as_str(), e.node_id, e.size, e.mtime_ms, e.base, e.remote, e.remote_modified, e.local, e.tombstone],
+    )?;
+    if changed == 0 {
+        return Err(IndexError::Missing(e.ino));
     }
-}
-
-impl Tree {
-    fn link(&mut self, e: &Entry) {
-        if e.tombstone {
-            self.tombs.insert((e.parent, e.name.clone()), e.ino);
-        } else {
-            self.children
-                .entry(e.parent)
-                .or_default()
-                .insert(e.name.clone(), e.ino);
-        }
-        if let Some(id) = e.node_id {
-            self.by_node.insert(id, e.ino);
-        }
-        if e.is_platform_site() {
-            self.sites.entry(e.name.clone()).or_default().insert(e.ino);
-        }
-    }
-
-    fn unlink(&mut self, e: &Entry) {
-        let place = (e.parent, e.name.clone());
-        if self.tombs.get(&place) == Some(&e.ino) {
-            self.tombs.remove(&place);
-        }
-        if let Some(c) = self.children.get_mut(&e.parent) {
-            if c.get(&e.name) == Some(&e.ino) {
-                c.remove(&e.name);
-            }
-        }
-        if let Some(id) = e.node_id {
-            if self.by_node.get(&id) == Some(&e.ino) {
-                self.by_node.remove(&id);
-            }
-        }
-        if e.is_platform_site() {
-            if let Some(set) = self.sites.get_mut(&e.name) {
-                set.remove(&e.ino);
-                if set.is_empty() {
-                    self.sites.remove(&e.name);
-                }
-            }
-        }
-    }
-
-    fn put(&mut self, e: Entry) {
-        if let Some(old) = self.entries.remove(&e.ino) {
-            self.unlink(&old);
-        }
-        self.link(&e);
-        self.entries.insert(e.ino, e);
-    }
+    Ok(())
 }
 
 pub struct Index {
@@ -367,20 +332,7 @@ impl Index {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![new.parent, new.name, new.kind.as_str(), new.node_id, new.size, new.mtime_ms, new.base, new.remote, new.remote_modified, new.local, tombstone],
         )?;
-        let entry = Entry {
-            ino: db.last_insert_rowid() as u64,
-            parent: new.parent,
-            name: new.name,
-            kind: new.kind,
-            node_id: new.node_id,
-            size: new.size,
-            mtime_ms: new.mtime_ms,
-            base: new.base,
-            remote: new.remote,
-            remote_modified: new.remote_modified,
-            local: new.local,
-            tombstone,
-        };
+        let entry = new.into_entry(db.last_insert_rowid() as u64, tombstone);
         // The tree changes under the database lock, so memory and disk change in the same order.
         self.write().put(entry.clone());
         Ok(entry)
@@ -392,15 +344,7 @@ impl Index {
     }
 
     fn update_locked(&self, db: &Connection, e: &Entry) -> Result<()> {
-        check_child(e.parent == ROOT_INO, &e.name)?;
-        let changed = db.execute(
-            "UPDATE entries SET parent = ?2, name = ?3, kind = ?4, node_id = ?5, size = ?6, mtime_ms = ?7,
-             base = ?8, remote = ?9, remote_modified = ?10, local = ?11, tombstone = ?12 WHERE ino = ?1",
-            params![e.ino, e.parent, e.name, e.kind.as_str(), e.node_id, e.size, e.mtime_ms, e.base, e.remote, e.remote_modified, e.local, e.tombstone],
-        )?;
-        if changed == 0 {
-            return Err(IndexError::Missing(e.ino));
-        }
+        write_row(db, e)?;
         self.write().put(e.clone());
         Ok(())
     }
@@ -415,19 +359,9 @@ impl Index {
         Ok(e)
     }
 
-    /// Forgets an entry (and its subtree) entirely.
+    /// Forgets an entry (and its live subtree) entirely.
     pub fn remove(&self, ino: u64) -> Result<()> {
-        let mut doomed = vec![ino];
-        {
-            let tree = self.read();
-            let mut i = 0;
-            while i < doomed.len() {
-                if let Some(c) = tree.children.get(&doomed[i]) {
-                    doomed.extend(c.values());
-                }
-                i += 1;
-            }
-        }
+        let doomed = self.read().subtree(ino);
         let mut db = self.db();
         let tx = db.transaction()?;
         for ino in &doomed {
@@ -436,9 +370,7 @@ impl Index {
         tx.commit()?;
         let mut tree = self.write();
         for ino in doomed {
-            if let Some(e) = tree.entries.remove(&ino) {
-                tree.unlink(&e);
-            }
+            tree.take(ino);
             tree.children.remove(&ino);
         }
         Ok(())

@@ -6,9 +6,10 @@ mod index;
 mod mirror;
 mod relpath;
 pub mod save;
+mod tree;
 pub mod versions;
 
-pub use index::{Entry, Index, IndexError, NewEntry, ROOT_INO};
+pub use index::{Change, Entry, Index, IndexError, NewEntry, ROOT_INO};
 pub use mirror::{
     is_local_only, sync_parent as mirror_sync_parent, Mirror, MirrorError, VERSIONS_DIR,
 };

@@ -9,7 +9,7 @@ use std::io;
 use std::sync::Arc;
 
 use super::{Engine, Notice, Refusal, Result, SyncError};
-use crate::cache::{is_local_only, versions, Entry, MirrorError, NewEntry, RelPath};
+use crate::cache::{is_local_only, versions, Change, Entry, MirrorError, NewEntry, RelPath};
 use crate::protocol::{NodeKind, EMPTY_CHECKSUM};
 
 fn refused(why: Refusal) -> SyncError {
@@ -65,10 +65,10 @@ impl Engine {
 
     /// The identity a new entry at a place inherits: a tombstone there gives its node back (vim
     /// renames the original away and writes a new file of the same name).
-    fn reclaim_tombstone(&self, parent: u64, name: &str) -> Result<Identity> {
-        match self.index.tombstone_at(parent, name) {
+    fn reclaim_tombstone(c: &mut Change<'_>, parent: u64, name: &str) -> Result<Identity> {
+        match c.tombstone_at(parent, name) {
             Some(t) => {
-                self.index.remove(t.ino)?;
+                c.remove(t.ino)?;
                 Ok(Identity::of(&t))
             }
             None => Ok(Identity::default()),
@@ -77,15 +77,20 @@ impl Engine {
 
     /// A folder made where a deleted one was takes its place on the platform; what was deleted
     /// inside it stays deleted (its tombstones move into the new folder).
-    fn reclaim_folder_tombstone(&self, parent: u64, name: &str, new_ino: u64) -> Result<()> {
-        let Some(t) = self.index.tombstone_at(parent, name).filter(|t| t.is_dir()) else {
+    fn reclaim_folder_tombstone(
+        c: &mut Change<'_>,
+        parent: u64,
+        name: &str,
+        new_ino: u64,
+    ) -> Result<()> {
+        let Some(t) = c.tombstone_at(parent, name).filter(|t| t.is_dir()) else {
             return Ok(());
         };
-        for child in self.index.all().into_iter().filter(|c| c.parent == t.ino) {
-            self.index.modify(child.ino, |c| c.parent = new_ino)?;
+        for child in c.entries_under(t.ino) {
+            c.modify(child.ino, |c| c.parent = new_ino)?;
         }
-        self.index.remove(t.ino)?;
-        self.index.modify(new_ino, |e| e.node_id = t.node_id)?;
+        c.remove(t.ino)?;
+        c.modify(new_ino, |e| e.node_id = t.node_id)?;
         Ok(())
     }
 
@@ -111,23 +116,26 @@ impl Engine {
         std::fs::File::create(&path)
             .and_then(|f| f.sync_all())
             .map_err(|e| MirrorError::io("creating", &path, e))?;
-        let identity = self.reclaim_tombstone(parent, name)?;
-        let mut e = self.index.insert(NewEntry {
-            parent,
-            name: name.to_string(),
-            kind: NodeKind::of_file_name(name),
-            node_id: None,
-            size: 0,
-            mtime_ms: chrono::Utc::now().timestamp_millis(),
-            base: None,
-            remote: None,
-            remote_modified: None,
-            local: Some(EMPTY_CHECKSUM.to_string()),
-        })?;
-        if identity.node_id.is_some() {
-            e = self.index.modify(e.ino, |e| identity.apply(e))?;
-        }
-        Ok(e)
+        // One change: the tombstone's node is never held by both, nor by neither.
+        self.index.change(|c| {
+            let identity = Self::reclaim_tombstone(c, parent, name)?;
+            let mut e = c.insert(NewEntry {
+                parent,
+                name: name.to_string(),
+                kind: NodeKind::of_file_name(name),
+                node_id: None,
+                size: 0,
+                mtime_ms: chrono::Utc::now().timestamp_millis(),
+                base: None,
+                remote: None,
+                remote_modified: None,
+                local: Some(EMPTY_CHECKSUM.to_string()),
+            })?;
+            if identity.node_id.is_some() {
+                e = c.modify(e.ino, |e| identity.apply(e))?;
+            }
+            Ok(e)
+        })
     }
 
     /// A new folder: created on the platform at once (if its name is one the platform takes).
@@ -139,20 +147,22 @@ impl Engine {
         }
         let rel = self.child_rel(parent, name)?;
         self.mirror.create_dir(&rel)?;
-        let e = self.index.insert(NewEntry {
-            parent,
-            name: name.to_string(),
-            kind: NodeKind::Folder,
-            node_id: None,
-            size: 0,
-            mtime_ms: chrono::Utc::now().timestamp_millis(),
-            base: None,
-            remote: None,
-            remote_modified: None,
-            local: None,
+        let e = self.index.change(|c| {
+            let e = c.insert(NewEntry {
+                parent,
+                name: name.to_string(),
+                kind: NodeKind::Folder,
+                node_id: None,
+                size: 0,
+                mtime_ms: chrono::Utc::now().timestamp_millis(),
+                base: None,
+                remote: None,
+                remote_modified: None,
+                local: None,
+            })?;
+            Self::reclaim_folder_tombstone(c, parent, name, e.ino)?;
+            Ok::<_, SyncError>(c.get(e.ino).unwrap_or(e))
         })?;
-        self.reclaim_folder_tombstone(parent, name, e.ino)?;
-        let e = self.index.get(e.ino).unwrap_or(e);
         drop(namespace);
         self.request_push(e.ino);
         Ok(e)
@@ -223,38 +233,40 @@ impl Engine {
         if e.node_id.is_none() {
             return Ok(self.index.remove(e.ino)?);
         }
-        if let Some(old) = self.index.tombstone_at(e.parent, &e.name) {
-            self.index.remove(old.ino)?;
-        }
-        self.index.modify(e.ino, |e| {
-            e.tombstone = true;
-            e.local = None;
-        })?;
-        Ok(())
+        self.index.change(|c| {
+            if let Some(old) = c.tombstone_at(e.parent, &e.name) {
+                c.remove(old.ino)?;
+            }
+            c.modify(e.ino, |e| {
+                e.tombstone = true;
+                e.local = None;
+            })?;
+            Ok(())
+        })
     }
 
     /// Leaves a tombstone holding `e`'s platform node at `e`'s current place (rename creates: the
     /// old node stays on the platform, hidden here).
-    fn leave_tombstone(&self, e: &Entry) -> Result<()> {
+    fn leave_tombstone(c: &mut Change<'_>, e: &Entry) -> Result<()> {
         let Some(node) = e.node_id else { return Ok(()) };
         // The node moves from the live entry to the tombstone.
-        self.index.modify(e.ino, |e| e.node_id = None)?;
-        self.insert_tombstone(e, node, e.base.clone(), e.remote.clone())
+        c.modify(e.ino, |e| e.node_id = None)?;
+        Self::insert_tombstone(c, e, node, e.base.clone(), e.remote.clone())
     }
 
     /// Records platform node `node` as deleted here, at `like`'s place (replacing an older
     /// tombstone there).
     pub(super) fn insert_tombstone(
-        &self,
+        c: &mut Change<'_>,
         like: &Entry,
         node: u64,
         base: Option<String>,
         remote: Option<String>,
     ) -> Result<()> {
-        if let Some(old) = self.index.tombstone_at(like.parent, &like.name) {
-            self.index.remove(old.ino)?;
+        if let Some(old) = c.tombstone_at(like.parent, &like.name) {
+            c.remove(old.ino)?;
         }
-        self.index.insert_tombstone(NewEntry {
+        c.insert_tombstone(NewEntry {
             parent: like.parent,
             name: like.name.clone(),
             kind: like.kind,
@@ -362,42 +374,46 @@ impl Engine {
                 let _ = self.mirror.remove_file(&rel);
             }
         }
-        // The disk changed: now the index. The old node stays on the platform, hidden here.
-        self.leave_tombstone(&source)?;
-        let identity = match &target {
-            Some(t) => {
-                self.index.remove(t.ino)?;
-                if t.is_dir() {
-                    Identity::default()
-                } else {
-                    Identity::of(t)
+        // The disk changed: now the index, in one change (a crash or a reader in between never
+        // sees the node held twice or by nobody). The old node stays on the platform, hidden here.
+        let moved = self.index.change(|c| {
+            Self::leave_tombstone(c, &source)?;
+            let identity = match &target {
+                Some(t) => {
+                    c.remove(t.ino)?;
+                    if t.is_dir() {
+                        Identity::default()
+                    } else {
+                        Identity::of(t)
+                    }
                 }
+                None => Self::reclaim_tombstone(c, new_parent, new_name)?,
+            };
+            let identity = if source.is_dir() {
+                Identity::default()
+            } else {
+                identity
+            };
+            tracing::debug!(
+                ino = source.ino,
+                target = ?target.as_ref().map(|t| (t.ino, t.node_id)),
+                takes = ?identity.node_id,
+                "renaming"
+            );
+            let moved = c.modify(source.ino, |e| {
+                e.parent = new_parent;
+                e.name = new_name.to_string();
+                if !e.is_dir() {
+                    // The name decides the kind: a temp file renamed to `post.html` is a site.
+                    e.kind = NodeKind::of_file_name(new_name);
+                }
+                identity.apply(e);
+            })?;
+            if moved.is_dir() {
+                Self::renew_subtree(c, moved.ino)?;
             }
-            None => self.reclaim_tombstone(new_parent, new_name)?,
-        };
-        let identity = if source.is_dir() {
-            Identity::default()
-        } else {
-            identity
-        };
-        tracing::debug!(
-            ino = source.ino,
-            target = ?target.as_ref().map(|t| (t.ino, t.node_id)),
-            takes = ?identity.node_id,
-            "renaming"
-        );
-        let moved = self.index.modify(source.ino, |e| {
-            e.parent = new_parent;
-            e.name = new_name.to_string();
-            if !e.is_dir() {
-                // The name decides the kind: a temp file renamed to `post.html` is a site.
-                e.kind = NodeKind::of_file_name(new_name);
-            }
-            identity.apply(e);
+            Ok::<_, SyncError>(moved)
         })?;
-        if moved.is_dir() {
-            self.renew_subtree(moved.ino)?;
-        }
         if target.is_some() {
             // A rename over a file is a save: its content is a version, as for a plain save.
             crate::cache::save::record_site_version(&self.mirror, &to, moved.kind);
@@ -433,22 +449,22 @@ impl Engine {
 
     /// A moved folder goes up as new nodes: its contents' old nodes stay on the platform, each
     /// under the old folder's tombstone.
-    fn renew_subtree(&self, dir: u64) -> Result<()> {
-        for child in self.index.children(dir) {
+    fn renew_subtree(c: &mut Change<'_>, dir: u64) -> Result<()> {
+        for child in c.entries_under(dir).into_iter().filter(|e| !e.tombstone) {
             if child.node_id.is_some() {
-                self.leave_tombstone_under_old_parent(&child)?;
+                Self::leave_tombstone_under_old_parent(c, &child)?;
             }
             if child.is_dir() {
-                self.renew_subtree(child.ino)?;
+                Self::renew_subtree(c, child.ino)?;
             }
         }
         Ok(())
     }
 
-    fn leave_tombstone_under_old_parent(&self, child: &Entry) -> Result<()> {
+    fn leave_tombstone_under_old_parent(c: &mut Change<'_>, child: &Entry) -> Result<()> {
         // The platform node is forgotten locally; the next listing finds it under the old
         // folder's tombstone and keeps it hidden there.
-        self.index.modify(child.ino, |e| {
+        c.modify(child.ino, |e| {
             e.node_id = None;
             e.base = None;
             e.remote = None;

@@ -596,26 +596,32 @@ impl Engine {
                     return Err(SyncError::Gone);
                 }
             }
-            match self.index.by_node(id) {
+            let holder = self.index.by_node(id);
+            if holder.as_ref().is_some_and(|same| same.ino == ino) {
                 // Another push of this same folder got there first.
-                Some(same) if same.ino == ino => return Ok(id),
-                // A tombstone of this very folder (deleted here, made again): this one replaces
-                // it, keeping what was deleted inside it deleted.
-                Some(t) if t.tombstone => {
-                    for child in self.index.all().into_iter().filter(|c| c.parent == t.ino) {
-                        self.index.modify(child.ino, |c| c.parent = ino)?;
-                    }
-                    self.index.remove(t.ino)?;
-                }
-                Some(_) => {
-                    return Err(SyncError::Inconsistent(format!(
-                        "{:?} is known twice",
-                        e.name
-                    )))
-                }
-                None => {}
+                return Ok(id);
             }
-            self.index.modify(ino, |e| e.node_id = Some(id))?;
+            self.index.change(|c| {
+                match holder {
+                    // A tombstone of this very folder (deleted here, made again): this one
+                    // replaces it, keeping what was deleted inside it deleted.
+                    Some(t) if t.tombstone => {
+                        for child in c.entries_under(t.ino) {
+                            c.modify(child.ino, |c| c.parent = ino)?;
+                        }
+                        c.remove(t.ino)?;
+                    }
+                    Some(_) => {
+                        return Err(SyncError::Inconsistent(format!(
+                            "{:?} is known twice",
+                            e.name
+                        )))
+                    }
+                    None => {}
+                }
+                c.modify(ino, |e| e.node_id = Some(id))?;
+                Ok(())
+            })?;
             tracing::info!(path = %self.index.path(ino).unwrap_or_default(), "created the folder on the platform");
             Ok(id)
         })
@@ -668,7 +674,8 @@ impl Engine {
             return Ok(());
         }
         let sum = (!sum.is_empty()).then(|| sum.to_string());
-        self.insert_tombstone(e, node, sum.clone(), sum)
+        self.index
+            .change(|c| Self::insert_tombstone(c, e, node, sum.clone(), sum))
     }
 
     /// The local file `e` (not yet on the platform) is the platform's node held by `other`: it
@@ -702,14 +709,16 @@ impl Engine {
         let Some(to) = visible_place else {
             // The node's local entry is hidden (deleted here) or orphaned: this file takes its
             // identity where it is; a later listing moves it if the platform's place differs.
-            self.index.remove(other.ino)?;
-            self.index.modify(ino, |e| {
-                e.node_id = other.node_id;
-                e.base = other.base.clone();
-                e.remote = other.remote.clone();
-                e.remote_modified = other.remote_modified.clone();
-            })?;
-            return Ok(());
+            return self.index.change(|c| {
+                c.remove(other.ino)?;
+                c.modify(ino, |e| {
+                    e.node_id = other.node_id;
+                    e.base = other.base.clone();
+                    e.remote = other.remote.clone();
+                    e.remote_modified = other.remote_modified.clone();
+                })?;
+                Ok(())
+            });
         };
         if to != from {
             let target = self.mirror.path(&to);
@@ -718,14 +727,16 @@ impl Engine {
             }
             self.mirror.rename(&from, &to)?;
         }
-        self.index.remove(other.ino)?;
-        self.index.modify(ino, |e| {
-            e.parent = other.parent;
-            e.name = other.name.clone();
-            e.node_id = other.node_id;
-            e.base = other.base.clone();
-            e.remote = other.remote.clone();
-            e.remote_modified = other.remote_modified.clone();
+        self.index.change(|c| {
+            c.remove(other.ino)?;
+            c.modify(ino, |e| {
+                e.parent = other.parent;
+                e.name = other.name.clone();
+                e.node_id = other.node_id;
+                e.base = other.base.clone();
+                e.remote = other.remote.clone();
+                e.remote_modified = other.remote_modified.clone();
+            })
         })?;
         self.notify(super::Notice::Entry {
             parent: old.parent,
