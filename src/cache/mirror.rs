@@ -121,6 +121,84 @@ impl Mirror {
         }
     }
 
+    /// A temp file in the mirror's own temp folder that removes itself unless committed: an
+    /// early return (a refused checksum, a copy that changed meanwhile) leaves nothing behind.
+    pub fn stage(&self) -> Staged {
+        Staged {
+            path: Some(self.temp()),
+        }
+    }
+
+    /// `bytes` staged durably (written and fsync'ed), ready to commit.
+    pub fn stage_bytes(&self, bytes: &[u8]) -> Result<Staged> {
+        let staged = self.stage();
+        let written = (|| {
+            let mut f = File::create(staged.path())?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })();
+        written.map_err(|e| MirrorError::io("writing", staged.path(), e))?;
+        Ok(staged)
+    }
+
+    /// Puts a staged file in place of `rel` (made durable), with `mtime_ms` as its time when
+    /// given (a fetched copy carries the platform's, so a later start sees it unchanged).
+    pub fn commit_staged(
+        &self,
+        staged: Staged,
+        rel: &RelPath,
+        mtime_ms: Option<i64>,
+    ) -> Result<()> {
+        let target = self.ensure_parent(rel)?;
+        if let Some(ms) = mtime_ms {
+            if let Ok(f) = File::options().write(true).open(staged.path()) {
+                let _ = f.set_modified(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
+                );
+            }
+        }
+        let temp = staged.into_path();
+        self.commit(&temp, &target)
+    }
+
+    /// A mirror file's bytes (`None`: there is none, or it can't be read).
+    pub fn read(&self, rel: &RelPath) -> Option<Vec<u8>> {
+        fs::read(self.path(rel)).ok()
+    }
+
+    /// A mirror file's bytes if it holds at most `max` of them (`Ok(None)`: larger). Read with
+    /// a cap, so a file growing meanwhile never makes the read unbounded.
+    pub fn read_at_most(&self, rel: &RelPath, max: u64) -> Result<Option<Vec<u8>>> {
+        let path = self.path(rel);
+        let io = |e| MirrorError::io("reading", &path, e);
+        let file = File::open(&path).map_err(io)?;
+        let mut bytes = Vec::new();
+        file.take(max + 1).read_to_end(&mut bytes).map_err(io)?;
+        Ok((bytes.len() as u64 <= max).then_some(bytes))
+    }
+
+    /// A new empty file at `rel`, durable (an existing one is emptied).
+    pub fn create_empty(&self, rel: &RelPath) -> Result<()> {
+        let path = self.ensure_parent(rel)?;
+        File::create(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| MirrorError::io("creating", &path, e))
+    }
+
+    /// Removes an empty mirror folder; one already gone is fine.
+    pub fn remove_dir(&self, rel: &RelPath) -> Result<()> {
+        if let Some(dir) = rel.parent() {
+            self.refuse_symlinks(&dir)?;
+        }
+        let path = self.path(rel);
+        match fs::remove_dir(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(MirrorError::io("removing", &path, e))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// A fresh temp file name in the mirror's own temp folder.
     pub fn temp(&self) -> PathBuf {
         self.root
@@ -242,6 +320,33 @@ impl Mirror {
     }
 }
 
+/// A temp file of the mirror's, removed on drop unless committed ([`Mirror::commit_staged`]).
+pub struct Staged {
+    path: Option<PathBuf>,
+}
+
+impl Staged {
+    pub fn path(&self) -> &Path {
+        self.path
+            .as_deref()
+            .expect("a staged file has its path until committed")
+    }
+
+    fn into_path(mut self) -> PathBuf {
+        self.path
+            .take()
+            .expect("a staged file has its path until committed")
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
 /// fsync of the directory holding `path`, so that a rename survives a crash.
 pub fn sync_parent(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {
@@ -301,5 +406,34 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("b.html")]);
+    }
+
+    fn temps(m: &Mirror) -> usize {
+        fs::read_dir(m.root().join(TEMP_DIR)).map_or(0, |d| d.count())
+    }
+
+    /// A staged file nobody commits (a checksum refused, a copy changed meanwhile) is gone with
+    /// it; a committed one is in place with the time it was given, and no temp is left.
+    #[test]
+    fn staged_files_clean_up_after_themselves() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Mirror::open(dir.path()).unwrap();
+        let abandoned = m.stage_bytes(b"refused").unwrap();
+        assert!(abandoned.path().exists());
+        drop(abandoned);
+        assert_eq!(temps(&m), 0);
+        let rel = RelPath::parse("d/e.html").unwrap();
+        let staged = m.stage_bytes(b"kept").unwrap();
+        m.commit_staged(staged, &rel, Some(1_700_000_000_000))
+            .unwrap();
+        assert_eq!(m.read(&rel).unwrap(), b"kept");
+        let mtime = fs::metadata(m.path(&rel)).unwrap().modified().unwrap();
+        assert_eq!(
+            mtime,
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_000)
+        );
+        assert_eq!(temps(&m), 0);
+        assert_eq!(m.read_at_most(&rel, 4).unwrap().unwrap(), b"kept");
+        assert!(m.read_at_most(&rel, 3).unwrap().is_none(), "over the cap");
     }
 }

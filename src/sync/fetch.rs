@@ -4,14 +4,13 @@
 //! committed: the local copy it replaces is backed up to `sites-versions/` first, the rename is
 //! atomic, and only then does the index say the copy is there.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use futures::StreamExt;
 
 use super::pull::time_ms;
 use super::{Engine, Notice, Result, SyncError};
-use crate::cache::{Mirror, MirrorError, RelPath};
+use crate::cache::{Mirror, MirrorError, RelPath, Staged};
 use crate::remote::RemoteError;
 
 /// How many fetches run at once in the background.
@@ -76,7 +75,8 @@ impl Engine {
         };
         let rel = self.rel(ino)?;
         self.mirror.ensure_parent(&rel)?;
-        let temp = self.mirror.temp();
+        let staged = self.mirror.stage();
+        let temp = staged.path().to_path_buf();
         let downloaded = async {
             let mut file = tokio::fs::File::create(&temp)
                 .await
@@ -91,7 +91,6 @@ impl Engine {
         let meta = match downloaded {
             Ok(m) => m,
             Err(err) => {
-                let _ = std::fs::remove_file(&temp);
                 tracing::warn!(path = %rel, error = %err, "could not fetch the platform's copy");
                 if let SyncError::Remote(RemoteError::Oversized { .. }) = &err {
                     self.status.report(
@@ -105,15 +104,14 @@ impl Engine {
         };
         let engine = self.clone();
         tokio::task::spawn_blocking(move || {
-            let (sum, size) = Mirror::checksum_of(&temp)?;
+            let (sum, size) = Mirror::checksum_of(staged.path())?;
             if sum != meta.checksum {
-                let _ = std::fs::remove_file(&temp);
                 return Err(SyncError::Remote(RemoteError::Protocol(format!(
                     "{rel}: received content with checksum {sum}, the platform said {}",
                     meta.checksum
                 ))));
             }
-            engine.commit_temp(ino, &temp, &sum, size, Some(&meta.modified_at))
+            engine.commit_staged(ino, staged, &sum, size, Some(&meta.modified_at))
         })
         .await
         .map_err(|e| SyncError::Bug(e.to_string()))?
@@ -127,28 +125,23 @@ impl Engine {
         checksum: Option<&str>,
     ) -> Result<()> {
         let rel = self.rel(ino)?;
-        self.mirror.ensure_parent(&rel)?;
-        let temp = self.mirror.temp();
-        std::fs::write(&temp, bytes)
-            .and_then(|_| std::fs::File::open(&temp)?.sync_all())
-            .map_err(|e| MirrorError::io("writing", &temp, e))?;
         let sum = crate::protocol::checksum(bytes);
         if checksum.is_some_and(|c| c != sum) {
-            let _ = std::fs::remove_file(&temp);
             return Err(SyncError::Remote(RemoteError::Protocol(format!(
                 "{rel}: inline content does not match its checksum"
             ))));
         }
+        let staged = self.mirror.stage_bytes(bytes)?;
         let modified = self.index.get(ino).and_then(|e| e.remote_modified);
-        self.commit_temp(ino, &temp, &sum, bytes.len() as u64, modified.as_deref())
+        self.commit_staged(ino, staged, &sum, bytes.len() as u64, modified.as_deref())
     }
 
-    /// Puts a finished temp file in place of the mirror copy of `ino`, if the local copy may
-    /// still be replaced; backs the replaced copy up first.
-    fn commit_temp(
+    /// Puts a finished staged file in place of the mirror copy of `ino`, if the local copy may
+    /// still be replaced; backs the replaced copy up first. Not committed, it is removed.
+    fn commit_staged(
         &self,
         ino: u64,
-        temp: &Path,
+        staged: Staged,
         sum: &str,
         size: u64,
         modified_at: Option<&str>,
@@ -156,7 +149,6 @@ impl Engine {
         let lock = self.file_lock(ino);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let Some(e) = self.index.get(ino) else {
-            let _ = std::fs::remove_file(temp);
             return Ok(());
         };
         let locally_changed = e.local.is_some() && e.local != e.base;
@@ -166,22 +158,15 @@ impl Engine {
         let stale = e.local.is_some() && e.remote.is_some() && e.remote.as_deref() != Some(sum);
         if e.tombstone || locally_changed || stale {
             // The local copy changed meanwhile: the decision, not a fetch, settles it.
-            let _ = std::fs::remove_file(temp);
             return Ok(());
         }
         let rel = self.rel(ino)?;
-        let target = self.mirror.ensure_parent(&rel)?;
         if e.local.as_deref() != Some(sum) {
-            self.back_up(&rel, &e, &target)?;
+            self.back_up(&rel, &e)?;
         }
-        self.mirror.commit(temp, &target)?;
         // The file's time is the platform's: a later start sees it unchanged without re-reading it.
-        let modified_ms = time_ms(modified_at).max(0);
-        if let Ok(f) = std::fs::File::options().write(true).open(&target) {
-            let _ = f.set_modified(
-                std::time::UNIX_EPOCH + std::time::Duration::from_millis(modified_ms as u64),
-            );
-        }
+        self.mirror
+            .commit_staged(staged, &rel, Some(time_ms(modified_at).max(0)))?;
         let was_hydrated = e.local.is_some();
         self.index.modify(ino, |e| {
             e.local = Some(sum.to_string());
@@ -201,13 +186,8 @@ impl Engine {
     /// Keeps the local copy in `sites-versions/` before it is replaced. When the backup fails and
     /// the copy exists nowhere else (it is not what the platform last held), the replacement is
     /// refused.
-    pub(super) fn back_up(
-        &self,
-        rel: &RelPath,
-        e: &crate::cache::Entry,
-        target: &Path,
-    ) -> Result<()> {
-        let Ok(bytes) = std::fs::read(target) else {
+    pub(super) fn back_up(&self, rel: &RelPath, e: &crate::cache::Entry) -> Result<()> {
+        let Some(bytes) = self.mirror.read(rel) else {
             return Ok(());
         };
         match crate::cache::save::back_up(&self.mirror, rel, e.kind, &bytes) {

@@ -5,11 +5,10 @@
 //! editor's "temp file, then rename" is one update of the original. The mirror changes first; the
 //! index follows only once the disk did.
 
-use std::io;
 use std::sync::Arc;
 
 use super::{Engine, Notice, Refusal, Result, SyncError};
-use crate::cache::{is_local_only, versions, Change, Entry, MirrorError, NewEntry, RelPath};
+use crate::cache::{is_local_only, versions, Change, Entry, NewEntry, RelPath};
 use crate::protocol::{NodeKind, EMPTY_CHECKSUM};
 
 fn refused(why: Refusal) -> SyncError {
@@ -102,8 +101,7 @@ impl Engine {
             return Err(refused(Refusal::Exists));
         }
         let rel = self.child_rel(parent, name)?;
-        let path = self.mirror.path(&rel);
-        if let Ok(bytes) = std::fs::read(&path) {
+        if let Some(bytes) = self.mirror.read(&rel) {
             // A file the index did not know: keep it before it is replaced.
             versions::save(
                 &self.mirror.versions_root(),
@@ -112,10 +110,7 @@ impl Engine {
                 &bytes,
             )?;
         }
-        self.mirror.ensure_parent(&rel)?;
-        std::fs::File::create(&path)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| MirrorError::io("creating", &path, e))?;
+        self.mirror.create_empty(&rel)?;
         // One change: the tombstone's node is never held by both, nor by neither.
         self.index.change(|c| {
             let identity = Self::reclaim_tombstone(c, parent, name)?;
@@ -188,7 +183,7 @@ impl Engine {
             else {
                 return Err(refused(Refusal::NoSuchFile));
             };
-            self.remove_from_mirror(&rel, |p| std::fs::remove_file(p))?;
+            self.mirror.remove_file(&rel)?;
             self.bury(&e)
         })?;
         self.status.clear_path(&rel);
@@ -208,23 +203,8 @@ impl Engine {
             return Err(refused(Refusal::NotEmpty));
         }
         let rel = self.child_rel(parent, name)?;
-        self.remove_from_mirror(&rel, |p| std::fs::remove_dir(p))?;
+        self.mirror.remove_dir(&rel)?;
         self.bury(&e)
-    }
-
-    /// Removes a mirror file or folder; one already gone is fine.
-    fn remove_from_mirror(
-        &self,
-        rel: &RelPath,
-        remove: impl Fn(&std::path::Path) -> io::Result<()>,
-    ) -> Result<()> {
-        let path = self.mirror.path(rel);
-        match remove(&path) {
-            Err(err) if err.kind() != io::ErrorKind::NotFound => {
-                Err(MirrorError::io("removing", &path, err).into())
-            }
-            _ => Ok(()),
-        }
     }
 
     /// A node the platform has stays known as a tombstone (so it does not come back unless the
@@ -358,16 +338,13 @@ impl Engine {
         }
         let from = self.child_rel(parent, name)?;
         let to = self.child_rel(new_parent, new_name)?;
-        let (from_path, to_path) = (self.mirror.path(&from), self.mirror.ensure_parent(&to)?);
         if let Some(t) = target.as_ref().filter(|t| !t.is_dir()) {
             // A rename over a file replaces it, as a save does (the way most editors save):
             // what it replaces is kept first, exactly like a plain save.
             self.keep_replaced(t, &to)?;
         }
         if source.is_hydrated() {
-            std::fs::rename(&from_path, &to_path)
-                .map_err(|e| MirrorError::io("renaming", &from_path, e))?;
-            crate::cache::mirror_sync_parent(&to_path)?;
+            self.mirror.rename(&from, &to)?;
         } else if let Some(t) = &target {
             // The source is not on disk (its copy was never fetched): the target's copy goes.
             if let Some(rel) = self.index.path(t.ino) {
@@ -429,7 +406,7 @@ impl Engine {
         if is_local_only(rel) || !target.is_hydrated() {
             return Ok(());
         }
-        self.back_up(rel, target, &self.mirror.path(rel))
+        self.back_up(rel, target)
     }
 
     /// Whether `ino` lies inside folder `dir`.

@@ -390,7 +390,7 @@ impl Engine {
             )));
         }
         if occupant.is_hydrated() {
-            if let Ok(bytes) = std::fs::read(self.mirror.path(&rel)) {
+            if let Some(bytes) = self.mirror.read(&rel) {
                 crate::cache::versions::save(
                     &self.mirror.versions_root(),
                     &rel,

@@ -210,12 +210,10 @@ impl Engine {
                     e.name, err.rule
                 )))
             })?;
-            let target = self.mirror.path(&rel);
-            let io = |err| crate::cache::MirrorError::io("reading", &target, err);
-            if std::fs::metadata(&target).map_err(io)?.len() > MAX_CONTENT_BYTES {
+            let Some(bytes) = self.mirror.read_at_most(&rel, MAX_CONTENT_BYTES)? else {
                 return Err(SyncError::Remote(RemoteError::TooLarge));
-            }
-            let bytes = Bytes::from(std::fs::read(&target).map_err(io)?);
+            };
+            let bytes = Bytes::from(bytes);
             Ok(Some(Snapshot { e, rel, bytes }))
         })
     }
@@ -723,7 +721,7 @@ impl Engine {
         if to != from {
             let target = self.mirror.path(&to);
             if other.is_hydrated() && target.exists() {
-                self.back_up(&to, other, &target)?;
+                self.back_up(&to, other)?;
             }
             self.mirror.rename(&from, &to)?;
         }
@@ -754,8 +752,7 @@ impl Engine {
     pub(super) fn accept_remote(&self, ino: u64) -> Result<()> {
         let e = self.index.get(ino).ok_or(SyncError::Gone)?;
         let rel = self.rel(ino)?;
-        let target = self.mirror.path(&rel);
-        if let Ok(bytes) = std::fs::read(&target) {
+        if let Some(bytes) = self.mirror.read(&rel) {
             crate::cache::versions::save(&self.mirror.versions_root(), &rel, e.kind, &bytes)?;
         }
         self.index.modify(ino, |e| e.base = e.local.clone())?;
