@@ -488,3 +488,42 @@ async fn after_kill_9_saves_fail_until_the_next_mount() {
     assert!(!m.path("after-the-kill.html").exists());
     assert!(!m.mirror.join("after-the-kill.html").exists());
 }
+
+/// What programs ask of every file answers as on a local disk: a name over 255 bytes is
+/// ENAMETOOLONG (not "no such file"), and the terminal check Python's `open()` makes (an ioctl)
+/// is ENOTTY, with no log line (fuser's default logged a warning per `open()`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_names_and_ioctls_answer_as_a_local_disk_does() {
+    use std::os::fd::AsRawFd;
+    let p = TestPlatform::start(Mode::Full).await;
+    p.client()
+        .create(NodeKind::Site, "a.html", 0, Some(b"<p>a</p>"))
+        .await
+        .unwrap();
+    let m = MountProcess::start(&p.url());
+    let long = "x".repeat(256);
+    let err = std::fs::metadata(m.path(&long)).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENAMETOOLONG), "{err}");
+    let err = std::fs::metadata(m.path(&format!("{long}/deeper"))).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENAMETOOLONG), "{err}");
+
+    let file = std::fs::File::open(m.path("a.html")).unwrap();
+    let mut termios = std::mem::MaybeUninit::<libc::termios>::uninit();
+    // SAFETY: TCGETS writes at most one termios into the buffer given.
+    let answer = unsafe { libc::ioctl(file.as_raw_fd(), libc::TCGETS, termios.as_mut_ptr()) };
+    let errno = std::io::Error::last_os_error().raw_os_error();
+    assert_eq!((answer, errno), (-1, Some(libc::ENOTTY)));
+    // Python reads the file as it would anywhere.
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import sys; print(open(sys.argv[1]).read())")
+        .arg(m.path("a.html"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "<p>a</p>");
+    assert!(
+        !m.log().contains("Not Implemented"),
+        "no log line per ioctl:\n{}",
+        m.log()
+    );
+}

@@ -15,4 +15,5 @@ pub use mirror::{
 };
 pub use relpath::{
     check_child, check_platform_name, check_segment, PathRefused, RelPath, MAX_DEPTH,
+    MAX_SEGMENT_BYTES,
 };

@@ -8,6 +8,8 @@ use crate::sync::{Refusal, SyncError};
 pub enum FsError {
     #[error("no such file or folder")]
     NotFound,
+    #[error("a name over 255 bytes")]
+    NameTooLong,
     #[error("read-only: {0}")]
     ReadOnly(&'static str),
     #[error("not a folder")]
@@ -34,6 +36,7 @@ impl FsError {
     pub fn errno(&self) -> i32 {
         match self {
             FsError::NotFound => libc::ENOENT,
+            FsError::NameTooLong => libc::ENAMETOOLONG,
             FsError::ReadOnly(_) => libc::EROFS,
             FsError::NotDir => libc::ENOTDIR,
             FsError::IsDir => libc::EISDIR,
@@ -53,6 +56,7 @@ impl FsError {
         matches!(
             self,
             FsError::NotFound
+                | FsError::NameTooLong
                 | FsError::ReadOnly(_)
                 | FsError::NotDir
                 | FsError::IsDir

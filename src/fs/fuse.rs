@@ -177,6 +177,22 @@ impl Filesystem for FuseAdapter {
         });
     }
 
+    /// No ioctl is supported: ENOTTY, as for a plain file on most file systems, and quietly
+    /// (fuser's default logs a warning for each, and Python's `open()` asks on every file).
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        reply.error(fuser::Errno::from_i32(libc::ENOTTY));
+    }
+
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         guard("getattr", || match self.fs.getattr(ino.0) {
             Ok(a) => reply.attr(&TTL, &self.attr(&a)),

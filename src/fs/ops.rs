@@ -174,6 +174,10 @@ impl MountFs {
     }
 
     pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr> {
+        // A name no file here can have is told as such, as ext4 does, not as a missing file.
+        if name.len() > crate::cache::MAX_SEGMENT_BYTES {
+            return Err(FsError::NameTooLong);
+        }
         let name = name_str(name)?;
         if backups::is_backup_ino(parent) {
             let parent_rel = self.backups.rel(parent).ok_or(FsError::NotFound)?;
