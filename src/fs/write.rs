@@ -20,6 +20,7 @@ use super::ops::{Attr, Kind, MountFs, Opened};
 use crate::cache::{is_local_only, RelPath};
 
 /// The write state of one inode.
+#[derive(Default)]
 pub struct Session {
     /// The working copy and its open file, once anything was written.
     work: Option<(PathBuf, Arc<File>)>,
@@ -185,18 +186,27 @@ impl MountFs {
     fn join_session(&self, ino: u64, truncate: bool, new_file: bool) -> Result<()> {
         let _gate = self.gate(ino);
         let mut sessions = self.sessions();
-        let s = sessions.entry(ino).or_insert(Session {
-            work: None,
-            dirty: false,
-            written: false,
-            failed: None,
-            writers: 0,
-        });
+        let s = sessions.entry(ino).or_default();
         s.writers += 1;
         s.dirty |= new_file;
         if truncate {
             Self::ensure_work(&self.engine, ino, s, Some(0))?;
             s.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// The creator joins its new file's session: the working copy starts empty if it is the
+    /// first writer, and is left as it is if another got there first.
+    fn join_created(&self, ino: u64) -> Result<()> {
+        let _gate = self.gate(ino);
+        let mut sessions = self.sessions();
+        let s = sessions.entry(ino).or_default();
+        let first = s.writers == 0 && s.work.is_none();
+        s.writers += 1;
+        s.dirty = true;
+        if first {
+            Self::ensure_work(&self.engine, ino, s, Some(0))?;
         }
         Ok(())
     }
@@ -270,7 +280,9 @@ impl MountFs {
         // A created file starts empty, now: its working copy must not start from a mirror copy
         // that a pull may write meanwhile (a name deleted and made again takes the platform's
         // node back, and a platform edit of that node would have become its first content).
-        self.join_session(e.ino, true, true)?;
+        // Unless another writer opened it between its creation and here (`echo A >> f` racing
+        // `echo B >> f`): what that one wrote is in the working copy and must stay.
+        self.join_created(e.ino)?;
         let fh = self.add_handle(e.ino, None, true);
         Ok((
             self.entry_attr(&e),
