@@ -37,16 +37,6 @@ fn mount_daemon(m: &MountProcess) -> Output {
         .unwrap()
 }
 
-fn unmount(m: &MountProcess) {
-    let out = m
-        .command()
-        .arg("unmount")
-        .arg(&m.mountpoint)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn daemon_returns_with_the_whole_account_listed() {
     let platform = TestPlatform::start(Mode::Full).await;
@@ -79,7 +69,7 @@ async fn daemon_returns_with_the_whole_account_listed() {
     println!("daemon ready with 2,000 sites listed in {took:?}");
     let status = m.status_json();
     assert!(status["mounts"][0]["not_listed"].is_null(), "{status}");
-    unmount(&m);
+    m.unmount();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -97,7 +87,8 @@ async fn lookups_wait_for_a_slow_first_listing() {
     })
     .await;
     // The foreground mount: the kernel shows the mount before the listing is in.
-    let m = MountProcess::start(&platform.url());
+    let mut m = MountProcess::prepare(&platform.url(), &[]);
+    m.spawn_unready();
     let asked = Instant::now();
     assert_eq!(
         names(&m.mountpoint),
@@ -122,7 +113,8 @@ async fn a_lookup_by_path_on_a_fresh_mount_waits_for_the_listing() {
         ..Script::default()
     })
     .await;
-    let m = MountProcess::start(&platform.url());
+    let mut m = MountProcess::prepare(&platform.url(), &[]);
+    m.spawn_unready();
     // No listing first: `stat` of a path is a lookup, which must not answer "no such file".
     let meta = std::fs::metadata(m.path("only.html"))
         .unwrap_or_else(|e| panic!("the lookup did not wait for the listing: {e}\n{}", m.log()));
@@ -169,7 +161,7 @@ async fn an_unreachable_platform_mounts_the_mirror_and_says_not_listed() {
         text.contains("not listed yet: the platform can't be reached"),
         "{text}"
     );
-    unmount(&m);
+    m.unmount();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -197,7 +189,7 @@ async fn a_platform_that_never_lists_holds_the_mount_only_up_to_the_limit() {
     );
     // Lookups answer from what is there once the limit passed.
     assert!(names(&m.mountpoint).is_empty());
-    unmount(&m);
+    m.unmount();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -220,7 +212,7 @@ async fn a_remount_is_ready_at_once_from_its_index() {
             let stdout = String::from_utf8_lossy(&out.stdout);
             assert!(!stdout.contains("not listed"), "{stdout}");
             assert_eq!(names(&m.mountpoint), BTreeSet::from(["kept.html".into()]));
-            unmount(&m);
+            m.unmount();
         })
         .await;
 }

@@ -79,7 +79,34 @@ pub struct NewEntry {
 }
 
 impl NewEntry {
-    fn into_entry(self, ino: u64, tombstone: bool) -> Entry {
+    /// A new entry made here: not on the platform yet, made now, holding `local` (an empty
+    /// file's checksum, or nothing for a folder).
+    pub fn made_here(parent: u64, name: &str, kind: NodeKind, local: Option<String>) -> NewEntry {
+        NewEntry {
+            parent,
+            name: name.to_string(),
+            kind,
+            node_id: None,
+            size: 0,
+            mtime_ms: chrono::Utc::now().timestamp_millis(),
+            base: None,
+            remote: None,
+            remote_modified: None,
+            local,
+        }
+    }
+
+    /// A bare entry for the index's tests.
+    #[cfg(test)]
+    pub(super) fn sample(parent: u64, name: &str, kind: NodeKind, node: Option<u64>) -> NewEntry {
+        NewEntry {
+            node_id: node,
+            mtime_ms: 0,
+            ..NewEntry::made_here(parent, name, kind, None)
+        }
+    }
+
+    pub(super) fn into_entry(self, ino: u64, tombstone: bool) -> Entry {
         Entry {
             ino,
             parent: self.parent,
@@ -459,18 +486,7 @@ mod tests {
     use super::*;
 
     fn new(parent: u64, name: &str, kind: NodeKind, node: Option<u64>) -> NewEntry {
-        NewEntry {
-            parent,
-            name: name.into(),
-            kind,
-            node_id: node,
-            size: 0,
-            mtime_ms: 0,
-            base: None,
-            remote: None,
-            remote_modified: None,
-            local: None,
-        }
+        NewEntry::sample(parent, name, kind, node)
     }
 
     #[test]

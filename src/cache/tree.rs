@@ -107,20 +107,7 @@ mod tests {
     use super::*;
 
     fn entry(ino: u64, parent: u64, name: &str, kind: NodeKind, node: Option<u64>) -> Entry {
-        Entry {
-            ino,
-            parent,
-            name: name.into(),
-            kind,
-            node_id: node,
-            size: 0,
-            mtime_ms: 0,
-            base: None,
-            remote: None,
-            remote_modified: None,
-            local: None,
-            tombstone: false,
-        }
+        crate::cache::NewEntry::sample(parent, name, kind, node).into_entry(ino, false)
     }
 
     /// Every lookup agrees with the entries, whatever was put and taken.

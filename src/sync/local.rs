@@ -114,18 +114,12 @@ impl Engine {
         // One change: the tombstone's node is never held by both, nor by neither.
         self.index.change(|c| {
             let identity = Self::reclaim_tombstone(c, parent, name)?;
-            let mut e = c.insert(NewEntry {
+            let mut e = c.insert(NewEntry::made_here(
                 parent,
-                name: name.to_string(),
-                kind: NodeKind::of_file_name(name),
-                node_id: None,
-                size: 0,
-                mtime_ms: chrono::Utc::now().timestamp_millis(),
-                base: None,
-                remote: None,
-                remote_modified: None,
-                local: Some(EMPTY_CHECKSUM.to_string()),
-            })?;
+                name,
+                NodeKind::of_file_name(name),
+                Some(EMPTY_CHECKSUM.to_string()),
+            ))?;
             if identity.node_id.is_some() {
                 e = c.modify(e.ino, |e| identity.apply(e))?;
             }
@@ -143,18 +137,7 @@ impl Engine {
         let rel = self.child_rel(parent, name)?;
         self.mirror.create_dir(&rel)?;
         let e = self.index.change(|c| {
-            let e = c.insert(NewEntry {
-                parent,
-                name: name.to_string(),
-                kind: NodeKind::Folder,
-                node_id: None,
-                size: 0,
-                mtime_ms: chrono::Utc::now().timestamp_millis(),
-                base: None,
-                remote: None,
-                remote_modified: None,
-                local: None,
-            })?;
+            let e = c.insert(NewEntry::made_here(parent, name, NodeKind::Folder, None))?;
             Self::reclaim_folder_tombstone(c, parent, name, e.ino)?;
             Ok::<_, SyncError>(c.get(e.ino).unwrap_or(e))
         })?;

@@ -226,19 +226,31 @@ impl MountProcess {
         serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
     }
 
-    /// Starts (or restarts) the mount and waits until the kernel shows it.
+    /// Starts (or restarts) the mount and waits until it is ready: until it says "mounted"
+    /// (the account listed, or known not to be listable now). Waiting for the kernel alone is
+    /// wrong after a `kill -9`: the dead mount is still there and the new one not yet.
     pub fn spawn(&mut self) {
-        let child = self
-            .command()
-            .arg("mount")
-            .arg(&self.mountpoint)
-            .arg("--mirror")
-            .arg(&self.mirror)
-            .args(self.serve_args())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let mut child = self.mount_command().stdout(Stdio::piped()).spawn().unwrap();
+        let (said, ready) = std::sync::mpsc::channel();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        std::thread::spawn(move || {
+            if lines.any(|l| l.is_ok_and(|l| l.contains(" mounted at "))) {
+                let _ = said.send(());
+            }
+            // The rest is drained, so the mount never writes into a full pipe.
+            lines.for_each(drop);
+        });
+        self.child = Some(child);
+        ready
+            .recv_timeout(std::time::Duration::from_secs(45))
+            .expect("the mount did not say it was mounted");
+        assert!(hyperclay::fs::is_mounted(&self.mountpoint));
+    }
+
+    /// Starts the mount and returns as soon as the kernel shows it, before it is ready (to see
+    /// what a program looking at once gets).
+    pub fn spawn_unready(&mut self) {
+        let child = self.mount_command().stdout(Stdio::null()).spawn().unwrap();
         self.child = Some(child);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while !hyperclay::fs::is_mounted(&self.mountpoint) {
@@ -248,6 +260,32 @@ impl MountProcess {
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+    }
+
+    /// `hyperclay unmount MOUNTPOINT`, as a user types it; it must succeed.
+    pub fn unmount(&self) {
+        let out = self
+            .command()
+            .arg("unmount")
+            .arg(&self.mountpoint)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "unmount: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn mount_command(&self) -> Command {
+        let mut c = self.command();
+        c.arg("mount")
+            .arg(&self.mountpoint)
+            .arg("--mirror")
+            .arg(&self.mirror)
+            .args(self.serve_args())
+            .stderr(Stdio::inherit());
+        c
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {

@@ -170,18 +170,7 @@ mod tests {
     use crate::protocol::NodeKind;
 
     fn new(parent: u64, name: &str, node: Option<u64>) -> NewEntry {
-        NewEntry {
-            parent,
-            name: name.into(),
-            kind: NodeKind::of_file_name(name),
-            node_id: node,
-            size: 0,
-            mtime_ms: 0,
-            base: None,
-            remote: None,
-            remote_modified: None,
-            local: None,
-        }
+        NewEntry::sample(parent, name, NodeKind::of_file_name(name), node)
     }
 
     /// A node passed from a tombstone to a new file: one step, or (failing half-way) none.
