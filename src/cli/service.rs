@@ -116,7 +116,7 @@ pub fn unit_text(spec: &UnitSpec) -> String {
          \n\
          [Install]\n\
          WantedBy=default.target\n",
-        mnt_plain = mnt.replace('%', "%%"),
+        mnt_plain = mnt.replace('%', "%%").replace(['\n', '\r'], " "),
         mount = command_line(&mount),
     )
 }
