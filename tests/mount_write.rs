@@ -939,3 +939,60 @@ async fn saves_after_the_stop_signal_are_finished_before_exit() {
         assert!(on_platform.contains_key(name), "{name} is on the platform");
     }
 }
+
+/// `fallocate` as programs use it (databases and downloaders reserve space first): plain mode
+/// grows the file with zeros, which go up like any save; FALLOC_FL_KEEP_SIZE reserves without
+/// changing the content; punching a hole is refused with EOPNOTSUPP, and the file is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallocate_reserves_and_refuses_what_the_platform_cannot_hold() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::start(&p.url());
+    let run = |args: &[&str]| {
+        std::process::Command::new("fallocate")
+            .args(args)
+            .output()
+            .expect("fallocate (util-linux)")
+    };
+    let reserved = m.path("reserved.bin");
+    let out = run(&["-l", "1048576", reserved.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::metadata(&reserved).unwrap().len(), 1 << 20);
+
+    std::fs::write(m.path("a.txt"), b"hello").unwrap();
+    let a = m.path("a.txt");
+    let out = run(&["-n", "-o", "0", "-l", "65536", a.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read(&a).unwrap(),
+        b"hello",
+        "keep-size changes nothing"
+    );
+    {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::OpenOptions::new().write(true).open(&a).unwrap();
+        let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        // SAFETY: fallocate on a descriptor this test owns.
+        let answer = unsafe { libc::fallocate(f.as_raw_fd(), punch, 0, 2) };
+        let errno = std::io::Error::last_os_error().raw_os_error();
+        assert_eq!((answer, errno), (-1, Some(libc::EOPNOTSUPP)));
+    }
+    assert_eq!(
+        std::fs::read(&a).unwrap(),
+        b"hello",
+        "a refused hole changes nothing"
+    );
+
+    let c = p.client();
+    let up = eventually(Duration::from_secs(20), || {
+        let c = c.clone();
+        async move {
+            let files = platform_files(&c).await;
+            files
+                .get("reserved.bin")
+                .is_some_and(|b| b.len() == 1 << 20 && b.iter().all(|&x| x == 0))
+                && files.get("a.txt").is_some_and(|b| b == b"hello")
+        }
+    })
+    .await;
+    assert!(up, "the reserved file went up as zeros, a.txt unchanged");
+}

@@ -177,6 +177,24 @@ impl Filesystem for FuseAdapter {
         });
     }
 
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        guard("fallocate", || {
+            match self.fs.fallocate(fh.0, offset, length, mode) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e, "fallocate")),
+            }
+        });
+    }
+
     /// No ioctl is supported: ENOTTY, as for a plain file on most file systems, and quietly
     /// (fuser's default logs a warning for each, and Python's `open()` asks on every file).
     fn ioctl(

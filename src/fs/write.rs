@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{File, Metadata, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -296,6 +297,47 @@ impl MountFs {
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
         let ino = self.writable_ino(fh)?;
         let _gate = self.gate(ino);
+        let file = self.working_file(ino)?;
+        if let Err(e) = file.write_all_at(data, offset) {
+            // The working copy is now incomplete: the saved copy must stay as it was.
+            if let Some(s) = self.sessions().get_mut(&ino) {
+                s.failed = Some(e.raw_os_error().unwrap_or(libc::EIO));
+            }
+            return Err(e.into());
+        }
+        Ok(data.len() as u32)
+    }
+
+    /// fallocate(2) on the working copy: mode 0 (reserve, growing the file) and
+    /// FALLOC_FL_KEEP_SIZE (reserve only). The others (punching or collapsing holes) are
+    /// EOPNOTSUPP: they have no meaning on the platform's side, which stores whole files.
+    pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> Result<()> {
+        if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {
+            // EOPNOTSUPP (ENOTSUP on Linux), quietly: programs try it and fall back.
+            return Err(FsError::NotSupported);
+        }
+        let ino = self.writable_ino(fh)?;
+        let _gate = self.gate(ino);
+        let file = self.working_file(ino)?;
+        let (offset, length) = (
+            i64::try_from(offset).map_err(|_| FsError::Refused("offset".into(), libc::EFBIG))?,
+            i64::try_from(length).map_err(|_| FsError::Refused("length".into(), libc::EFBIG))?,
+        );
+        // SAFETY: fallocate on a file descriptor this process owns for the call's duration.
+        let answer = unsafe { libc::fallocate(file.as_raw_fd(), mode, offset, length) };
+        if answer != 0 {
+            let e = std::io::Error::last_os_error();
+            if let Some(s) = self.sessions().get_mut(&ino) {
+                s.failed = Some(e.raw_os_error().unwrap_or(libc::EIO));
+            }
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// The session's working copy, made if need be; the session counts as written (under the
+    /// caller's gate).
+    fn working_file(&self, ino: u64) -> Result<Arc<File>> {
         let file = {
             let mut sessions = self.sessions();
             let s = sessions.get_mut(&ino).ok_or(FsError::BadHandle)?;
@@ -310,14 +352,7 @@ impl MountFs {
                 .map(|(_, f)| f.clone())
                 .ok_or(FsError::BadHandle)?
         };
-        if let Err(e) = file.write_all_at(data, offset) {
-            // The working copy is now incomplete: the saved copy must stay as it was.
-            if let Some(s) = self.sessions().get_mut(&ino) {
-                s.failed = Some(e.raw_os_error().unwrap_or(libc::EIO));
-            }
-            return Err(e.into());
-        }
-        Ok(data.len() as u32)
+        Ok(file)
     }
 
     fn writable_ino(&self, fh: u64) -> Result<u64> {
