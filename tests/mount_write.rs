@@ -996,3 +996,35 @@ async fn fallocate_reserves_and_refuses_what_the_platform_cannot_hold() {
     .await;
     assert!(up, "the reserved file went up as zeros, a.txt unchanged");
 }
+
+/// Times set by the programs that restore them are kept: `tar x` (which sets the time on the
+/// open file before closing it) and `cp -p`; the save time does not replace them, the mirror
+/// copy carries them too, and a remount still shows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn times_set_by_tar_and_cp_p_are_kept() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let mut m = MountProcess::start(&p.url());
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir(src.path().join("t")).unwrap();
+    std::fs::write(src.path().join("t/old.html"), b"<p>2001</p>").unwrap();
+    std::fs::write(src.path().join("copied.txt"), b"copied").unwrap();
+    sh(&format!(
+        "touch -d '2001-02-03 04:05:06 UTC' {0}/t/old.html {0}/copied.txt && tar cf {0}/a.tar -C {0} t && tar xf {0}/a.tar -C {1} && cp -p {0}/copied.txt {1}/",
+        src.path().display(),
+        m.mountpoint.display()
+    ));
+    let want = std::time::UNIX_EPOCH + Duration::from_secs(981_173_106);
+    let mtime = |path: &std::path::Path| std::fs::metadata(path).unwrap().modified().unwrap();
+    assert_eq!(mtime(&m.path("t/old.html")), want, "tar x keeps the time");
+    assert_eq!(mtime(&m.path("copied.txt")), want, "cp -p keeps the time");
+    assert_eq!(std::fs::read(m.path("t/old.html")).unwrap(), b"<p>2001</p>");
+    assert_eq!(
+        mtime(&m.mirror.join("t/old.html")),
+        want,
+        "the mirror copy too"
+    );
+    m.stop();
+    m.spawn();
+    assert_eq!(mtime(&m.path("t/old.html")), want, "and after a remount");
+    assert_eq!(mtime(&m.path("copied.txt")), want);
+}

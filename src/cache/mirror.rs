@@ -177,6 +177,15 @@ impl Mirror {
         Ok((bytes.len() as u64 <= max).then_some(bytes))
     }
 
+    /// Sets a mirror file's modification time (best effort: the index holds the time too).
+    pub fn set_modified(&self, rel: &RelPath, ms: i64) {
+        if let Ok(f) = File::options().write(true).open(self.path(rel)) {
+            let _ = f.set_modified(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
+            );
+        }
+    }
+
     /// A new empty file at `rel`, durable (an existing one is emptied).
     pub fn create_empty(&self, rel: &RelPath) -> Result<()> {
         let path = self.ensure_parent(rel)?;

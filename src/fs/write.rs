@@ -33,6 +33,9 @@ pub struct Session {
     /// more writes are taken until every writer has closed.
     failed: Option<i32>,
     writers: usize,
+    /// A time set on the file while it is open (`tar x`, `cp -p` set it before close): the
+    /// save keeps it instead of the save time. A later write clears it, as on a local disk.
+    mtime_set: Option<i64>,
 }
 
 /// A held write gate; the map forgets it once nobody holds or waits for it.
@@ -347,6 +350,7 @@ impl MountFs {
             }
             s.dirty = true;
             s.written = true;
+            s.mtime_set = None;
             s.work
                 .as_ref()
                 .map(|(_, f)| f.clone())
@@ -419,6 +423,7 @@ impl MountFs {
 
     fn save(&self, ino: u64) -> Result<()> {
         let _gate = self.gate(ino);
+        let kept_mtime;
         let work = {
             let mut sessions = self.sessions();
             let Some(s) = sessions.get_mut(&ino) else {
@@ -429,6 +434,7 @@ impl MountFs {
             }
             s.dirty = false;
             s.written = false;
+            kept_mtime = s.mtime_set.take();
             if let Some(errno) = s.failed {
                 // A write failed: drop the incomplete working copy, keep the saved copy, and say so.
                 // The session stays failed until its last writer closes.
@@ -451,7 +457,11 @@ impl MountFs {
         if let Some(s) = self.sessions().get_mut(&ino) {
             s.work = None;
         }
-        saved
+        saved?;
+        if let Some(ms) = kept_mtime {
+            self.engine.keep_mtime(ino, ms)?;
+        }
+        Ok(())
     }
 
     /// Hands a finished working copy to the engine's save (or, with none, pushes the file as it is).
@@ -567,7 +577,17 @@ impl MountFs {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_millis() as i64)
                     .unwrap_or(0);
-                self.engine.set_mtime(ino, ms)?;
+                // Open for writing: the working copy shows the time now, and the save keeps it.
+                if self.sessions().contains_key(&ino) {
+                    let _gate = self.gate(ino);
+                    if let Some(s) = self.sessions().get_mut(&ino) {
+                        if let Some((_, f)) = &s.work {
+                            let _ = f.set_modified(t);
+                        }
+                        s.mtime_set = Some(ms);
+                    }
+                }
+                self.engine.keep_mtime(ino, ms)?;
             }
         }
         self.getattr(ino)
