@@ -336,6 +336,11 @@ impl Index {
         )
     }
 
+    /// Whether any entry holds a platform node (the index has seen the platform).
+    pub fn has_platform_nodes(&self) -> bool {
+        !self.read().by_node.is_empty()
+    }
+
     /// Every entry, for start-up comparison and hydration.
     pub fn all(&self) -> Vec<Entry> {
         self.read().entries.values().cloned().collect()

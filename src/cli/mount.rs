@@ -214,6 +214,8 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
             tracing::info!(mountpoint = %mountpoint.display(), platform = %url, mirror = %mirror.root().display(), "mounted");
             println!("hyperclay: {url} mounted at {}", mountpoint.display());
             if let Listing::NotListed(why) = listing {
+                // The reason may quote the platform's answer: no terminal escapes.
+                let why = hyperclay::protocol::printable(&why, 300);
                 tracing::warn!("not listed yet: {why}; the mount shows what the mirror holds");
                 println!("  not listed yet: {why}; showing what the mirror holds");
             }

@@ -4,6 +4,7 @@
 //! mount command waits before it says "mounted". An index that has seen a listing is trusted at
 //! once, as before.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -28,6 +29,8 @@ pub enum Listing {
 
 pub struct FirstListing {
     state: watch::Sender<Listing>,
+    /// `state` is not `Waiting`: read on every lookup and listing, so an atomic, not the lock.
+    settled: AtomicBool,
 }
 
 impl FirstListing {
@@ -36,13 +39,14 @@ impl FirstListing {
     pub fn new(index: &crate::cache::Index) -> FirstListing {
         let listed = index.meta(LISTED_KEY).ok().flatten().is_some()
             || index.cursor().is_some()
-            || index.all().iter().any(|e| e.node_id.is_some());
+            || index.has_platform_nodes();
         let state = if listed {
             Listing::Listed
         } else {
             Listing::Waiting
         };
         FirstListing {
+            settled: AtomicBool::new(state != Listing::Waiting),
             state: watch::channel(state).0,
         }
     }
@@ -53,7 +57,7 @@ impl FirstListing {
 
     /// Lookups and listings may answer (listed, or known not to be listed for now).
     pub fn is_settled(&self) -> bool {
-        *self.state.borrow() != Listing::Waiting
+        self.settled.load(Ordering::Acquire)
     }
 
     pub fn is_listed(&self) -> bool {
@@ -69,6 +73,7 @@ impl FirstListing {
             tracing::warn!(error = %e, "could not note the first listing in the index");
         }
         self.state.send_replace(Listing::Listed);
+        self.settled.store(true, Ordering::Release);
     }
 
     /// The listing can't come now (offline, signed out, sync off, too slow): waiters go on with
@@ -82,6 +87,7 @@ impl FirstListing {
                 true
             }
         });
+        self.settled.store(true, Ordering::Release);
     }
 
     /// Waits until settled.
