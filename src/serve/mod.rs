@@ -4,12 +4,18 @@
 //! the mirror; standalone, the same disk save without the push (the next mount sends it up).
 //! Bound to loopback only; see `guard` for what a hostile web page cannot do.
 
+mod address;
 mod guard;
 mod listing;
+mod live;
+mod meta;
 mod peer;
 pub mod resolve;
 mod save;
 mod sites;
+pub mod tailwind;
+mod upload;
+mod write;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,7 +26,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use tower::ServiceExt;
 
@@ -52,6 +58,10 @@ struct Inner {
     /// Saves at once: each holds up to 20 MiB of body, so 40 parallel saves hold at most
     /// `MAX_SAVES` x 20 MiB, not a gigabyte.
     saves: Arc<tokio::sync::Semaphore>,
+    /// The open tabs of each file, for live sync.
+    live: live::Hub,
+    /// Tailwind stylesheets compiled for pages.
+    sheets: tailwind::Sheets,
 }
 
 /// Requests in flight at once (each streams a file or holds a site's HTML).
@@ -120,11 +130,27 @@ pub async fn start(
         sites: sites::RememberedSites::default(),
         requests: Arc::new(tokio::sync::Semaphore::new(MAX_REQUESTS)),
         saves: Arc::new(tokio::sync::Semaphore::new(MAX_SAVES)),
+        live: live::Hub::default(),
+        sheets: tailwind::sheets(),
     }));
+    if let SaveTo::Engine(engine) = &state.0.save_to {
+        tokio::spawn(live::follow_engine(state.clone(), engine.clone()));
+    }
+    // A path the page's own routes share with a site's name (`/save/...`) still serves GETs.
     let app = Router::new()
-        .route("/save/{name}", post(save::by_name))
+        .route("/save/{name}", post(save::by_name).fallback(serve_path))
+        .route("/save", post(save::by_page_url).fallback(serve_path))
         .route("/_/save", post(save::by_page_url))
+        .route("/_/meta", get(meta::meta))
+        .route("/_/upload", post(upload::upload))
+        .route("/_/sync", get(live::stream).post(live::relay))
+        .route("/_/live-sync/stream", get(live::stream))
+        .route("/_/live-sync/save", post(live::relay))
+        .route("/_", any(reserved))
+        .route("/_/", any(reserved))
+        .route("/_/{*rest}", any(reserved))
         .fallback(serve_path)
+        .layer(axum::middleware::map_response(owner_cookies))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::guard,
@@ -146,6 +172,27 @@ pub fn answer(status: StatusCode, success: bool, msg: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// `/_/` belongs to the host: nothing under it is ever a file.
+async fn reserved() -> Response {
+    answer(
+        StatusCode::NOT_FOUND,
+        false,
+        "no such host route (paths under /_/ are the local server's own)",
+    )
+}
+
+/// Every answer says the visitor owns the page: on a local host the user owns every file, and
+/// hyperclayjs turns on editing only with `isAdminOfCurrentResource` set.
+async fn owner_cookies(mut response: Response) -> Response {
+    for cookie in ["isAdminOfCurrentResource=true", "isLoggedIn=true"] {
+        let value = HeaderValue::from_str(&format!("{cookie}; Path=/; SameSite=Lax"));
+        if let Ok(v) = value {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    response
+}
+
 fn resolve_error(e: ResolveError) -> Response {
     let status = match e {
         ResolveError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -164,6 +211,11 @@ async fn serve_path(State(state): State<ServeState>, request: Request) -> Respon
         );
     }
     let path = request.uri().path().to_string();
+    if path.starts_with("/tailwindcss/") {
+        if let Some(response) = tailwind::serve(&state, &path).await {
+            return response;
+        }
+    }
     let resolving = state.clone();
     let resolved = match tokio::task::spawn_blocking(move || resolving.resolve(&path)).await {
         Ok(Ok(r)) => r,
@@ -184,8 +236,8 @@ async fn serve_path(State(state): State<ServeState>, request: Request) -> Respon
     }
 }
 
-/// A site: its HTML, with the cookies the Hyperclay client library reads to allow editing and
-/// to know where to save.
+/// A site: its HTML, with the cookie older Hyperclay client libraries read to know where to save
+/// (`owner_cookies` adds the ones that allow editing).
 fn serve_site(path: &std::path::Path, rel: &str, method: &Method) -> Response {
     let Ok(html) = std::fs::read(path) else {
         return answer(StatusCode::NOT_FOUND, false, "not found");
@@ -207,30 +259,40 @@ fn serve_site(path: &std::path::Path, rel: &str, method: &Method) -> Response {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    for cookie in [
-        "isAdminOfCurrentResource=true".to_string(),
-        "isLoggedIn=true".to_string(),
-        format!(
-            "currentResource={}",
-            percent_encoding::utf8_percent_encode(stem, percent_encoding::NON_ALPHANUMERIC)
-        ),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&format!("{cookie}; Path=/; SameSite=Lax")) {
-            h.append(header::SET_COOKIE, v);
-        }
+    let cookie = format!(
+        "currentResource={}; Path=/; SameSite=Lax",
+        percent_encoding::utf8_percent_encode(stem, percent_encoding::NON_ALPHANUMERIC)
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        h.append(header::SET_COOKIE, v);
     }
     response
 }
 
-/// Any other file: its content type, range requests and `Last-Modified` validation.
+/// Any other file: its content type, range requests and `Last-Modified` validation. An SVG is
+/// served inert (a download, never sniffed): an uploaded drawing must not run script on this
+/// origin, where every page may save.
 async fn serve_upload(path: &std::path::Path, request: Request) -> Response {
     let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let active = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "svg" | "svgz"));
     let service = tower_http::services::ServeFile::new_with_mime(path, &mime);
     match service.oneshot(request).await {
         Ok(mut response) => {
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            let h = response.headers_mut();
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            h.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            if active {
+                h.insert(
+                    header::CONTENT_DISPOSITION,
+                    HeaderValue::from_static("attachment"),
+                );
+            }
             response.map(Body::new).into_response()
         }
         Err(_) => answer(

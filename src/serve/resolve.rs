@@ -3,7 +3,9 @@
 //! index folder or `sites-versions/` (404), and no symlink that leads out of the mirror (403).
 //! `GET /whatever` finds, in order: the exact path, the path with `.html` or `.htmlclay`, then
 //! the one site of that name anywhere in the mirror (site names are unique in an account; see
-//! `sites` for how it is found).
+//! `sites` for how it is found). What follows the first segment ending in `.html` or
+//! `.htmlclay` is the page's own (client-side routes): `/app.html/settings` is `app.html`. And
+//! `/assets-NAME/...` is also looked for beside the site NAME (its uploads).
 
 use std::path::{Path, PathBuf};
 
@@ -72,6 +74,18 @@ pub fn segments(raw_path: &str) -> Result<Vec<String>, ResolveError> {
     Ok(out)
 }
 
+/// The segments up to the first one naming a page (ending in `.html` or `.htmlclay`): the rest
+/// of the path is the page's, as Hyperclay Local serves it.
+pub fn document_segments(mut segs: Vec<String>) -> Vec<String> {
+    if let Some(i) = segs
+        .iter()
+        .position(|s| s.ends_with(".html") || s.ends_with(".htmlclay"))
+    {
+        segs.truncate(i + 1);
+    }
+    segs
+}
+
 /// Checks that `path` (which exists) stays inside `root` once symlinks are followed.
 fn inside(root: &Path, path: &Path) -> Result<PathBuf, ResolveError> {
     let real = path.canonicalize().map_err(|_| ResolveError::NotFound)?;
@@ -101,9 +115,9 @@ fn rel_of(root: &Path, real: &Path) -> String {
 pub fn resolve(
     root: &Path,
     raw_path: &str,
-    find_site: impl FnOnce(&str) -> Option<String>,
+    find_site: impl Fn(&str) -> Option<String>,
 ) -> Result<Resolved, ResolveError> {
-    let segs = segments(raw_path)?;
+    let segs = document_segments(segments(raw_path)?);
     let joined: PathBuf = segs.iter().collect();
     let exact = root.join(&joined);
     if std::fs::symlink_metadata(&exact).is_ok() {
@@ -118,6 +132,23 @@ pub fn resolve(
     let Some(last) = segs.last() else {
         return Err(ResolveError::NotFound);
     };
+    // A page found by name links its uploads relative to where it is served (`/post` links
+    // `assets-post/x.png`): they are in the assets folder beside the page, wherever it is.
+    if let Some(stem) = segs.first().and_then(|s| s.strip_prefix("assets-")) {
+        if segs.len() > 1 {
+            if let Some(site) = find_site(stem) {
+                let folder = Path::new(&site).parent().unwrap_or(Path::new(""));
+                let candidate = root.join(folder).join(&joined);
+                if candidate.is_file() {
+                    let real = inside(root, &candidate)?;
+                    return Ok(Resolved::File {
+                        rel: rel_of(root, &real),
+                        path: real,
+                    });
+                }
+            }
+        }
+    }
     for ext in ["html", "htmlclay"] {
         let candidate = exact.with_file_name(format!("{last}.{ext}"));
         if std::fs::symlink_metadata(&candidate).is_ok() {
@@ -180,6 +211,10 @@ mod tests {
         assert_eq!(
             segments("/blog/my%20post.html").unwrap(),
             vec!["blog", "my post.html"]
+        );
+        assert_eq!(
+            document_segments(segments("/blog/app.html/settings/1").unwrap()),
+            vec!["blog", "app.html"]
         );
     }
 }

@@ -1,18 +1,19 @@
-//! Saves from apps: `POST /save/NAME` (what the Hyperclay client library sends: NAME is the
-//! `currentResource` cookie, the site found by name wherever it is) and `POST /_/save` with the
-//! page's address in `Page-URL` (newer clients). The body is the whole document. Refusals, all
-//! before anything is written: over 20 MiB 413 (without reading it all), a JSON body 415, a body
-//! that is not an HTML document 422, a name that is not a site 400.
+//! Saves from apps: `POST /_/save` (and bare `/save`) with the page's address in `Document-URL`
+//! or `Page-URL` (what hyperclayjs sends), resolved as GET resolves it, a new address making a new
+//! site; and `POST /save/NAME` (older clients: NAME is the `currentResource` cookie, the site found
+//! by name wherever it is). The body is the whole document. Refusals, all before anything is
+//! written: over 20 MiB 413 (without reading it all), a JSON body 415, a body that is not an HTML
+//! document 422, an address that names no site 400. After the write, the file's view-mode tabs
+//! get the stored bytes (live sync).
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::resolve::Resolved;
-use super::{answer, resolve_error, SaveTo, ServeState};
-use crate::cache::save;
-use crate::protocol::{names, NodeKind, MAX_CONTENT_BYTES};
+use super::{answer, resolve_error, ServeState};
+use crate::cache::RelPath;
+use crate::protocol::{names, MAX_CONTENT_BYTES};
 
 pub async fn by_name(
     State(state): State<ServeState>,
@@ -44,7 +45,10 @@ pub async fn by_name(
             &format!("no site named {name:?} in the mirror"),
         );
     };
-    save_to(state, &rel, &headers, body).await
+    match RelPath::parse(&rel) {
+        Ok(rel) => save_to(state, &rel, &headers, body).await,
+        Err(e) => answer(StatusCode::BAD_REQUEST, false, &e.to_string()),
+    }
 }
 
 pub async fn by_page_url(
@@ -52,31 +56,20 @@ pub async fn by_page_url(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(page) = headers.get("page-url").and_then(|v| v.to_str().ok()) else {
+    let Some(address) = super::address::from_headers(&headers) else {
         return answer(
             StatusCode::BAD_REQUEST,
             false,
-            "the Page-URL header is missing",
+            "the Document-URL (or Page-URL) header is missing",
         );
     };
-    let Ok(url) = url::Url::parse(page)
-        .or_else(|_| url::Url::parse("http://localhost").and_then(|b| b.join(page)))
-    else {
-        return answer(StatusCode::BAD_REQUEST, false, "Page-URL is not a URL");
-    };
-    let path = url.path().to_string();
     let resolving = state.clone();
-    let resolved = match tokio::task::spawn_blocking(move || resolving.resolve(&path)).await {
-        Ok(Ok(r)) => r,
+    let page = match tokio::task::spawn_blocking(move || resolving.page(&address)).await {
+        Ok(Ok(page)) => page,
         Ok(Err(e)) => return resolve_error(e),
         Err(_) => return answer(StatusCode::INTERNAL_SERVER_ERROR, false, "internal error"),
     };
-    match resolved {
-        Resolved::File { rel, .. } if NodeKind::of_file_name(&rel) == NodeKind::Site => {
-            save_to(state, &rel, &headers, body).await
-        }
-        _ => answer(StatusCode::BAD_REQUEST, false, "Page-URL is not a site"),
-    }
+    save_to(state, &page.rel, &headers, body).await
 }
 
 async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
@@ -105,12 +98,16 @@ fn is_html_document(bytes: &[u8]) -> bool {
     start.starts_with("<!doctype html") || start.starts_with("<html") || start.starts_with("<!--")
 }
 
-async fn save_to(state: ServeState, rel: &str, headers: &HeaderMap, body: Body) -> Response {
-    let json = headers
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/json"));
-    if json {
+        .map(|t| t.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .is_some_and(|t| t == "application/json" || t.ends_with("+json"))
+}
+
+async fn save_to(state: ServeState, rel: &RelPath, headers: &HeaderMap, body: Body) -> Response {
+    if is_json(headers) {
         return answer(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             false,
@@ -136,46 +133,19 @@ async fn save_to(state: ServeState, rel: &str, headers: &HeaderMap, body: Body) 
             "the body is not an HTML document",
         );
     }
+    // `user` (a gesture came with the change) or `auto`: logged; the platform's API has no field
+    // for it yet.
+    let trigger = headers
+        .get("save-trigger")
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| matches!(*t, "user" | "auto"))
+        .unwrap_or("unknown");
     let name = rel.rsplit('/').next().unwrap_or(rel).to_string();
-    let saved = match state.0.save_to.clone() {
-        SaveTo::Engine(engine) => {
-            let rel = rel.to_string();
-            // The copy being replaced must be on disk to be kept in sites-versions; when it cannot
-            // be fetched (offline), the platform still keeps it as a version.
-            if let Some(ino) = engine.ino_of_path(&rel) {
-                let _ = engine.fetch(ino).await;
-            }
-            tokio::task::spawn_blocking(move || match engine.ino_of_path(&rel) {
-                Some(ino) => engine.save_bytes(ino, &bytes).map_err(|e| e.to_string()),
-                None => Err(format!("{rel} is not known to the mount")),
-            })
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r)
-        }
-        SaveTo::Mirror => {
-            let lock = {
-                let mut locks = state.0.locks.lock().unwrap_or_else(|p| p.into_inner());
-                locks.entry(rel.to_string()).or_default().clone()
-            };
-            let _one_at_a_time = lock.lock().await;
-            let mirror = state.0.mirror.clone();
-            let rel = match crate::cache::RelPath::parse(rel) {
-                Ok(rel) => rel,
-                Err(e) => return answer(StatusCode::BAD_REQUEST, false, &e.to_string()),
-            };
-            tokio::task::spawn_blocking(move || {
-                let work = save::stage(&mirror, &rel, &bytes)?;
-                save::replace(&mirror, &rel, NodeKind::Site, &work, false)
-            })
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()))
-        }
-    };
-    match saved {
+    match state.write_file(rel, bytes.clone()).await {
         Ok(()) => {
-            tracing::info!(path = %rel, "saved from the browser");
+            tracing::info!(path = %rel, trigger, "saved from the browser");
+            let html = String::from_utf8_lossy(&bytes);
+            state.0.live.stored(rel, &html);
             answer(StatusCode::OK, true, &format!("Saved {name}"))
         }
         Err(e) => {

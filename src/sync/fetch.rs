@@ -178,6 +178,7 @@ impl Engine {
         })?;
         if was_hydrated {
             tracing::info!(path = %rel, "pulled the platform's newer copy");
+            self.announce_change(&rel, super::ChangedBy::Platform);
         }
         self.notify(Notice::Content { ino });
         Ok(())

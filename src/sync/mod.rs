@@ -63,6 +63,27 @@ pub enum Notice {
 
 pub type NoticeSink = Arc<dyn Fn(Notice) + Send + Sync>;
 
+/// A file's content changed in the mirror (the local server tells the file's open tabs).
+#[derive(Debug, Clone)]
+pub struct FileChanged {
+    pub rel: RelPath,
+    pub by: ChangedBy,
+}
+
+/// Who changed a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangedBy {
+    /// A program saving through the mount.
+    Mount,
+    /// The local server (a page's save, an upload).
+    Server,
+    /// The platform's newer copy, pulled down.
+    Platform,
+}
+
+/// File changes kept for a slow listener before it misses some (it then rereads what it needs).
+const CHANGES_KEPT: usize = 64;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error(transparent)]
@@ -195,6 +216,8 @@ pub struct Engine {
     last_sync: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     /// Whether the account was ever listed into the index (a first mount waits for it).
     pub first_listing: listed::FirstListing,
+    /// Files whose content changed, as they change.
+    changes: tokio::sync::broadcast::Sender<FileChanged>,
 }
 
 impl Engine {
@@ -236,6 +259,7 @@ impl Engine {
             fetching: std::sync::atomic::AtomicUsize::new(0),
             fetch_queue,
             first_listing,
+            changes: tokio::sync::broadcast::channel(CHANGES_KEPT).0,
         });
         engine
             .runtime
@@ -325,6 +349,19 @@ impl Engine {
 
     fn notify(&self, notice: Notice) {
         (self.notices)(notice);
+    }
+
+    /// Every file change from now on.
+    pub fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<FileChanged> {
+        self.changes.subscribe()
+    }
+
+    fn announce_change(&self, rel: &RelPath, by: ChangedBy) {
+        // No listener (no local server) is not an error.
+        let _ = self.changes.send(FileChanged {
+            rel: rel.clone(),
+            by,
+        });
     }
 
     /// The lock that serializes changes to one inode's mirror file and place: saves, fetched

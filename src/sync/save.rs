@@ -13,6 +13,12 @@ use crate::cache::save;
 impl Engine {
     /// Makes the finished, fsync'ed file `work` the mirror copy of `ino` (renaming it into place).
     pub fn save_file(self: &Arc<Self>, ino: u64, work: &Path) -> Result<()> {
+        let rel = self.save_in_place(ino, work)?;
+        self.announce_change(&rel, super::ChangedBy::Mount);
+        Ok(())
+    }
+
+    fn save_in_place(self: &Arc<Self>, ino: u64, work: &Path) -> Result<crate::cache::RelPath> {
         let lock = self.file_lock(ino);
         let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let Some(e) = self.index.get(ino) else {
@@ -36,7 +42,7 @@ impl Engine {
         }
         drop(guard);
         self.request_push(ino);
-        Ok(())
+        Ok(rel)
     }
 
     /// Saves `bytes` as the new content of `ino` from outside the mount (the local server): the
@@ -44,8 +50,9 @@ impl Engine {
     pub fn save_bytes(self: &Arc<Self>, ino: u64, bytes: &[u8]) -> Result<()> {
         let rel = self.rel(ino)?;
         let work = save::stage(&self.mirror, &rel, bytes)?;
-        self.save_file(ino, &work)?;
+        let rel = self.save_in_place(ino, &work)?;
         self.notify(super::Notice::Content { ino });
+        self.announce_change(&rel, super::ChangedBy::Server);
         Ok(())
     }
 }

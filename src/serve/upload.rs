@@ -1,0 +1,276 @@
+//! `POST /_/upload`: a file the page uploads, stored beside it as Hyperclay Local stores it
+//! (local-host.md §2.4): `<page's folder>/assets-<page stem>/<name stem>-<hash><ext>`, the hash
+//! the first 6 hex digits of the bytes' SHA-256, two more each time other bytes already hold that
+//! name (past 32: 409), so equal bytes share one file. It is written by the same save as
+//! everything else, so with a mount it goes up to the platform at once.
+//!
+//! Both bodies are taken: the JSON hyperclayjs sends (`{fileName, fileBody}`, base64) and
+//! Hyperclay Local's multipart form (the first file part named `file`). The answer carries both
+//! shapes the library reads: `urls` (`uploadFile`) and `uploads[0].url` (hypercms).
+
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use sha2::Digest;
+
+use super::ServeState;
+use crate::cache::RelPath;
+use crate::protocol::{names, MAX_CONTENT_BYTES};
+
+/// An upload's bytes: the platform's limit for any file, since it must go up.
+pub const MAX_UPLOAD_BYTES: usize = MAX_CONTENT_BYTES as usize;
+/// The JSON body holds the bytes in base64 (4/3 of them) plus the name and extra fields.
+const MAX_JSON_BODY: usize = MAX_UPLOAD_BYTES / 3 * 4 + 64 * 1024;
+/// Names that would run as code served from this origin (SVG is taken and served inert).
+const REFUSED_EXTENSIONS: &[&str] = &[
+    "html", "htm", "xhtml", "htmlclay", "js", "mjs", "cjs", "xml", "xht", "xsl", "xslt",
+];
+
+fn refuse(status: StatusCode, code: &str, msg: &str) -> Response {
+    (
+        status,
+        Json(serde_json::json!({"msg": msg, "msgType": "error", "code": code})),
+    )
+        .into_response()
+}
+
+/// What was uploaded: a name and its bytes.
+struct Upload {
+    name: String,
+    bytes: Vec<u8>,
+}
+
+pub async fn upload(State(state): State<ServeState>, request: Request) -> Response {
+    let Some(address) = super::address::from_headers(request.headers()) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "the Page-URL header is missing",
+        );
+    };
+    let resolving = state.clone();
+    let page = match tokio::task::spawn_blocking(move || resolving.page(&address)).await {
+        Ok(Ok(page)) if page.exists => page,
+        Ok(Ok(_)) | Ok(Err(super::resolve::ResolveError::NotFound)) => {
+            return refuse(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "the page to upload beside is not in the mirror",
+            )
+        }
+        Ok(Err(e)) => return refuse(StatusCode::BAD_REQUEST, "bad-request", &e.to_string()),
+        Err(_) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, "error", "internal error"),
+    };
+    // Each upload holds its bytes in memory: at most MAX_SAVES at once.
+    let Ok(_permit) = state.0.saves.clone().acquire_owned().await else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the server is stopping",
+        );
+    };
+    let upload = match read_upload(request).await {
+        Ok(u) => u,
+        Err(response) => return response,
+    };
+    let name = match clean_name(&upload.name) {
+        Ok(n) => n,
+        Err(response) => return response,
+    };
+    match store(&state, &page.rel, &name, upload.bytes).await {
+        Ok((rel_url, stored_name, size)) => {
+            tracing::info!(page = %page.rel, file = %stored_name, "uploaded from the browser");
+            Json(serde_json::json!({
+                "msg": "Uploaded",
+                "msgType": "success",
+                "uploads": [{"name": stored_name, "url": rel_url, "bytes": size}],
+                "urls": [rel_url],
+            }))
+            .into_response()
+        }
+        Err(response) => response,
+    }
+}
+
+async fn read_upload(request: Request) -> Result<Upload, Response> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let too_large = || {
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            "the file is larger than 20 MiB, the platform's limit",
+        )
+    };
+    if content_type.starts_with("multipart/form-data") {
+        return read_multipart(request, too_large).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = crate::body::read_capped(&parts.headers, body, MAX_JSON_BODY)
+        .await
+        .map_err(|e| match e {
+            crate::body::BodyError::TooLarge => too_large(),
+            _ => refuse(StatusCode::BAD_REQUEST, "bad-request", "could not read the body"),
+        })?;
+    #[derive(serde::Deserialize)]
+    struct JsonUpload {
+        #[serde(rename = "fileName")]
+        file_name: String,
+        #[serde(rename = "fileBody")]
+        file_body: String,
+    }
+    let json: JsonUpload = serde_json::from_slice(&bytes).map_err(|_| {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "expected {fileName, fileBody} with the file in base64, or a multipart form",
+        )
+    })?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(json.file_body.trim())
+        .map_err(|_| refuse(StatusCode::BAD_REQUEST, "bad-request", "fileBody is not base64"))?;
+    if decoded.len() > MAX_UPLOAD_BYTES {
+        return Err(too_large());
+    }
+    Ok(Upload {
+        name: json.file_name,
+        bytes: decoded,
+    })
+}
+
+async fn read_multipart(
+    request: Request,
+    too_large: impl Fn() -> Response,
+) -> Result<Upload, Response> {
+    let bad = || refuse(StatusCode::BAD_REQUEST, "bad-request", "a malformed multipart form");
+    let mut form = Multipart::from_request(request, &()).await.map_err(|_| bad())?;
+    while let Some(mut field) = form.next_field().await.map_err(|_| bad())? {
+        if field.name() != Some("file") || field.file_name().is_none() {
+            continue;
+        }
+        let name = field.file_name().unwrap_or_default().to_string();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(|_| bad())? {
+            if bytes.len() + chunk.len() > MAX_UPLOAD_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        return Ok(Upload { name, bytes });
+    }
+    Err(refuse(
+        StatusCode::BAD_REQUEST,
+        "bad-request",
+        "the form has no file part named \"file\"",
+    ))
+}
+
+/// The upload's name without folder parts or leading dots, refused if it could run here or the
+/// platform would not take it.
+fn clean_name(raw: &str) -> Result<String, Response> {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
+    let name = base.trim_start_matches('.').to_string();
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    if REFUSED_EXTENSIONS.contains(&ext.as_str()) {
+        return Err(refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-type",
+            &format!("a .{ext} file can't be uploaded: it would run as code on this page's origin"),
+        ));
+    }
+    names::check_upload(&name)
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, "bad-request", &e.to_string()))?;
+    Ok(name)
+}
+
+/// Stores the bytes beside the page; answers the URL relative to the page, the stored name and
+/// the size.
+async fn store(
+    state: &ServeState,
+    page: &RelPath,
+    name: &str,
+    bytes: Vec<u8>,
+) -> Result<(String, String, usize), Response> {
+    let page_name = page.rsplit('/').next().unwrap_or(page);
+    let stem = page_name.split('.').next().unwrap_or(page_name);
+    let folder_name = format!("assets-{stem}");
+    let folder = page
+        .parent()
+        .unwrap_or_else(RelPath::root)
+        .join(&folder_name)
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, "bad-request", &e.to_string()))?;
+    let (name_stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s, format!(".{e}")),
+        _ => (name, String::new()),
+    };
+    let hash = hex(&sha2::Sha256::digest(&bytes));
+    let size = bytes.len();
+    for digits in (6..=32).step_by(2) {
+        let stored = format!("{name_stem}-{}{ext}", &hash[..digits]);
+        let rel = folder
+            .join(&stored)
+            .map_err(|e| refuse(StatusCode::BAD_REQUEST, "bad-request", &e.to_string()))?;
+        let write = match state.0.mirror.read_at_most(&rel, MAX_UPLOAD_BYTES as u64) {
+            // The same bytes are already there: shared.
+            Ok(Some(existing)) if existing == bytes => false,
+            // Other bytes hold this name: a longer hash.
+            Ok(_) => continue,
+            Err(_) => true,
+        };
+        if write {
+            state
+                .write_file(&rel, bytes::Bytes::from(bytes))
+                .await
+                .map_err(|e| {
+                    refuse(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "error",
+                        &format!("could not store the upload: {e}"),
+                    )
+                })?;
+        }
+        let url = format!("{}/{}", encode(&folder_name), encode(&stored));
+        return Ok((url, stored, size));
+    }
+    Err(refuse(
+        StatusCode::CONFLICT,
+        "conflict",
+        "too many different files share this name",
+    ))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn encode(segment: &str) -> String {
+    percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC)
+        .to_string()
+        .replace("%2D", "-")
+        .replace("%2E", ".")
+        .replace("%5F", "_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_lose_folders_and_leading_dots_and_code_is_refused() {
+        assert_eq!(clean_name("../../x/.photo.png").unwrap(), "photo.png");
+        assert_eq!(clean_name("C:\\a\\b.jpg").unwrap(), "b.jpg");
+        assert!(clean_name("evil.html").is_err());
+        assert!(clean_name("app.MJS").is_err());
+        assert!(clean_name("drawing.svg").is_ok());
+        assert_eq!(encode("my photo-1.png"), "my%20photo-1.png");
+    }
+}

@@ -1,0 +1,96 @@
+//! Every write the local server makes (a page's save, an upload, a restored page) goes through
+//! here, so it is the same save as the mount's: with a mount, the engine's (the replaced copy kept
+//! in `sites-versions/`, an atomic replace, the kernel told, the push started at once), a new file
+//! and its folders made as the mount makes them; standalone, the same disk save without the push
+//! (the next mount sends it up).
+
+use std::sync::Arc;
+
+use super::{SaveTo, ServeState};
+use crate::cache::{save, RelPath, ROOT_INO};
+use crate::protocol::NodeKind;
+use crate::sync::{Engine, Refusal, SyncError};
+
+impl ServeState {
+    /// Writes `bytes` as the content of `rel`, creating it (and its folders) if it is new.
+    pub async fn write_file(&self, rel: &RelPath, bytes: bytes::Bytes) -> Result<(), String> {
+        match self.0.save_to.clone() {
+            SaveTo::Engine(engine) => {
+                // The copy being replaced must be on disk to be kept in sites-versions; when it
+                // cannot be fetched (offline), the platform still keeps it as a version.
+                if let Some(ino) = engine.ino_of_path(rel) {
+                    let _ = engine.fetch(ino).await;
+                }
+                let rel = rel.clone();
+                tokio::task::spawn_blocking(move || engine_write(&engine, &rel, &bytes))
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+            SaveTo::Mirror => {
+                let lock = {
+                    let mut locks = self.0.locks.lock().unwrap_or_else(|p| p.into_inner());
+                    locks.entry(rel.to_string()).or_default().clone()
+                };
+                let _one_at_a_time = lock.lock().await;
+                let mirror = self.0.mirror.clone();
+                let rel = rel.clone();
+                tokio::task::spawn_blocking(move || {
+                    let work = save::stage(&mirror, &rel, &bytes)?;
+                    save::replace(&mirror, &rel, NodeKind::of_file_name(&rel), &work, false)
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// The engine's save of `rel`, creating the file and its folders first when they are new.
+fn engine_write(engine: &Arc<Engine>, rel: &RelPath, bytes: &[u8]) -> Result<(), String> {
+    let ino = match engine.ino_of_path(rel) {
+        Some(ino) => ino,
+        None => create(engine, rel).map_err(|e| e.to_string())?,
+    };
+    engine.save_bytes(ino, bytes).map_err(|e| e.to_string())
+}
+
+/// Makes `rel` as an empty file, as `mkdir -p` and a create through the mount would.
+fn create(engine: &Arc<Engine>, rel: &RelPath) -> Result<u64, SyncError> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    let Some((name, folders)) = parts.split_last() else {
+        return Err(SyncError::Refused(Refusal::IsAFolder));
+    };
+    let mut parent = ROOT_INO;
+    for folder in folders {
+        parent = match engine.index.lookup(parent, folder) {
+            Some(e) => e.ino,
+            None => match engine.make_dir(parent, folder) {
+                Ok(e) => {
+                    engine.notify_entry(parent, folder);
+                    e.ino
+                }
+                // Made by another request meanwhile.
+                Err(SyncError::Refused(Refusal::Exists)) => engine
+                    .index
+                    .lookup(parent, folder)
+                    .ok_or(SyncError::Refused(Refusal::NoSuchFolder))?
+                    .ino,
+                Err(e) => return Err(e),
+            },
+        };
+    }
+    match engine.create_file(parent, name) {
+        Ok(e) => {
+            engine.notify_entry(parent, name);
+            Ok(e.ino)
+        }
+        Err(SyncError::Refused(Refusal::Exists)) => engine
+            .index
+            .lookup(parent, name)
+            .map(|e| e.ino)
+            .ok_or(SyncError::Refused(Refusal::NoSuchFile)),
+        Err(e) => Err(e),
+    }
+}
