@@ -74,9 +74,7 @@ fn new_page(segs: &[String]) -> Result<Page, ResolveError> {
         format!("{last}.html")
     };
     names::check_site(&name).map_err(|_| {
-        ResolveError::BadRequest(
-            "a new page needs a site name: a-z, 0-9, _ and -, ending in .html",
-        )
+        ResolveError::BadRequest("a new page needs a site name: a-z, 0-9, _ and -, ending in .html")
     })?;
     let mut rel = RelPath::root();
     for seg in folders.iter().chain(std::iter::once(&name)) {

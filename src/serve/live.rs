@@ -139,7 +139,8 @@ impl Hub {
 
     /// A notification for the edit tabs (a toast, and `hyperclay:notification` in the page).
     pub fn notify(&self, rel: &RelPath, msg_type: &str, msg: &str, action: Option<&str>) {
-        let mut frame = serde_json::json!({"type": "notification", "msgType": msg_type, "msg": msg});
+        let mut frame =
+            serde_json::json!({"type": "notification", "msgType": msg_type, "msg": msg});
         if let Some(action) = action {
             frame["action"] = action.into();
         }
@@ -148,13 +149,16 @@ impl Hub {
 
     /// After the server stored a page: view-mode tabs get the stored bytes.
     pub fn stored(&self, rel: &RelPath, html: &str) {
-        self.content(rel, Lane::Saved, html, "server-save", None);
+        // As the tabs were served it: with the local library's links.
+        let html = super::library::localize_links(html);
+        self.content(rel, Lane::Saved, &html, "server-save", None);
     }
 
     /// A write made under the server: every tab gets the new content, edit tabs a notice too.
     pub fn changed_outside(&self, rel: &RelPath, html: &str, sender: &str) {
-        self.content(rel, Lane::Saved, html, sender, None);
-        self.content(rel, Lane::Live, html, sender, None);
+        let html = super::library::localize_links(html);
+        self.content(rel, Lane::Saved, &html, sender, None);
+        self.content(rel, Lane::Live, &html, sender, None);
         let msg = match sender {
             "sync-engine" => "This page changed on the platform; showing the new version.",
             _ => "This page was changed by another program; showing the new version.",
@@ -223,7 +227,10 @@ impl SseHeaders for Response {
             axum::http::header::CACHE_CONTROL,
             axum::http::HeaderValue::from_static("no-cache"),
         );
-        h.insert("x-accel-buffering", axum::http::HeaderValue::from_static("no"));
+        h.insert(
+            "x-accel-buffering",
+            axum::http::HeaderValue::from_static("no"),
+        );
         self
     }
 }
@@ -236,9 +243,8 @@ fn frames(
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     use futures::StreamExt;
     let connected = futures::stream::once(async { Ok(Event::default().comment("connected")) });
-    let frames = tokio_stream::wrappers::BroadcastStream::new(receiver).filter_map(|frame| async move {
-        frame.ok().map(|f| Ok(Event::default().data(&*f)))
-    });
+    let frames = tokio_stream::wrappers::BroadcastStream::new(receiver)
+        .filter_map(|frame| async move { frame.ok().map(|f| Ok(Event::default().data(&*f))) });
     connected.chain(frames).map(move |event| {
         let _held = &permit;
         event

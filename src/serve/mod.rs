@@ -6,6 +6,7 @@
 
 mod address;
 mod guard;
+mod library;
 mod listing;
 mod live;
 mod meta;
@@ -146,6 +147,7 @@ pub async fn start(
         .route("/_/sync", get(live::stream).post(live::relay))
         .route("/_/live-sync/stream", get(live::stream))
         .route("/_/live-sync/save", post(live::relay))
+        .route("/_/cdn/{*path}", get(library::serve))
         .route("/_", any(reserved))
         .route("/_/", any(reserved))
         .route("/_/{*rest}", any(reserved))
@@ -250,7 +252,10 @@ fn serve_site(path: &std::path::Path, rel: &str, method: &Method) -> Response {
     let body = if method == Method::HEAD {
         Vec::new()
     } else {
-        html
+        match library::localize_links(&String::from_utf8_lossy(&html)) {
+            std::borrow::Cow::Owned(served) => served.into_bytes(),
+            std::borrow::Cow::Borrowed(_) => html,
+        }
     };
     let mut response = Response::new(Body::from(body));
     let h = response.headers_mut();

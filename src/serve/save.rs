@@ -102,7 +102,13 @@ fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|t| t.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .is_some_and(|t| t == "application/json" || t.ends_with("+json"))
 }
 
@@ -140,6 +146,11 @@ async fn save_to(state: ServeState, rel: &RelPath, headers: &HeaderMap, body: Bo
         .and_then(|v| v.to_str().ok())
         .filter(|t| matches!(*t, "user" | "auto"))
         .unwrap_or("unknown");
+    // The page was served with the local library's links; the file keeps the CDN's.
+    let bytes = match super::library::restore_links(&bytes) {
+        std::borrow::Cow::Owned(restored) => bytes::Bytes::from(restored),
+        std::borrow::Cow::Borrowed(_) => bytes,
+    };
     let name = rel.rsplit('/').next().unwrap_or(rel).to_string();
     match state.write_file(rel, bytes.clone()).await {
         Ok(()) => {

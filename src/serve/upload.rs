@@ -28,12 +28,27 @@ const REFUSED_EXTENSIONS: &[&str] = &[
     "html", "htm", "xhtml", "htmlclay", "js", "mjs", "cjs", "xml", "xht", "xsl", "xslt",
 ];
 
-fn refuse(status: StatusCode, code: &str, msg: &str) -> Response {
-    (
+/// A refused upload: its status, Hyperclay Local's `code`, and a message for the toast.
+#[derive(Debug)]
+struct Refused {
+    status: StatusCode,
+    code: &'static str,
+    msg: String,
+}
+
+fn refuse(status: StatusCode, code: &'static str, msg: &str) -> Refused {
+    Refused {
         status,
-        Json(serde_json::json!({"msg": msg, "msgType": "error", "code": code})),
-    )
-        .into_response()
+        code,
+        msg: msg.to_string(),
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"msg": self.msg, "msgType": "error", "code": self.code});
+        (self.status, Json(body)).into_response()
+    }
 }
 
 /// What was uploaded: a name and its bytes.
@@ -43,58 +58,57 @@ struct Upload {
 }
 
 pub async fn upload(State(state): State<ServeState>, request: Request) -> Response {
-    let Some(address) = super::address::from_headers(request.headers()) else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "bad-request",
-            "the Page-URL header is missing",
-        );
-    };
+    match stored(state, request).await {
+        Ok(response) => response,
+        Err(refused) => refused.into_response(),
+    }
+}
+
+async fn stored(state: ServeState, request: Request) -> Result<Response, Refused> {
+    let bad = |msg: &str| refuse(StatusCode::BAD_REQUEST, "bad-request", msg);
+    let address = super::address::from_headers(request.headers())
+        .ok_or_else(|| bad("the Page-URL header is missing"))?;
     let resolving = state.clone();
     let page = match tokio::task::spawn_blocking(move || resolving.page(&address)).await {
         Ok(Ok(page)) if page.exists => page,
         Ok(Ok(_)) | Ok(Err(super::resolve::ResolveError::NotFound)) => {
-            return refuse(
+            return Err(refuse(
                 StatusCode::NOT_FOUND,
                 "not-found",
                 "the page to upload beside is not in the mirror",
-            )
+            ))
         }
-        Ok(Err(e)) => return refuse(StatusCode::BAD_REQUEST, "bad-request", &e.to_string()),
-        Err(_) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, "error", "internal error"),
+        Ok(Err(e)) => return Err(bad(&e.to_string())),
+        Err(_) => {
+            return Err(refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "error",
+                "internal error",
+            ))
+        }
     };
     // Each upload holds its bytes in memory: at most MAX_SAVES at once.
-    let Ok(_permit) = state.0.saves.clone().acquire_owned().await else {
-        return refuse(
+    let _permit = state.0.saves.clone().acquire_owned().await.map_err(|_| {
+        refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "the server is stopping",
-        );
-    };
-    let upload = match read_upload(request).await {
-        Ok(u) => u,
-        Err(response) => return response,
-    };
-    let name = match clean_name(&upload.name) {
-        Ok(n) => n,
-        Err(response) => return response,
-    };
-    match store(&state, &page.rel, &name, upload.bytes).await {
-        Ok((rel_url, stored_name, size)) => {
-            tracing::info!(page = %page.rel, file = %stored_name, "uploaded from the browser");
-            Json(serde_json::json!({
-                "msg": "Uploaded",
-                "msgType": "success",
-                "uploads": [{"name": stored_name, "url": rel_url, "bytes": size}],
-                "urls": [rel_url],
-            }))
-            .into_response()
-        }
-        Err(response) => response,
-    }
+        )
+    })?;
+    let upload = read_upload(request).await?;
+    let name = clean_name(&upload.name)?;
+    let (url, stored_name, size) = store(&state, &page.rel, &name, upload.bytes).await?;
+    tracing::info!(page = %page.rel, file = %stored_name, "uploaded from the browser");
+    Ok(Json(serde_json::json!({
+        "msg": "Uploaded",
+        "msgType": "success",
+        "uploads": [{"name": stored_name, "url": url, "bytes": size}],
+        "urls": [url],
+    }))
+    .into_response())
 }
 
-async fn read_upload(request: Request) -> Result<Upload, Response> {
+async fn read_upload(request: Request) -> Result<Upload, Refused> {
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -116,7 +130,11 @@ async fn read_upload(request: Request) -> Result<Upload, Response> {
         .await
         .map_err(|e| match e {
             crate::body::BodyError::TooLarge => too_large(),
-            _ => refuse(StatusCode::BAD_REQUEST, "bad-request", "could not read the body"),
+            _ => refuse(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "could not read the body",
+            ),
         })?;
     #[derive(serde::Deserialize)]
     struct JsonUpload {
@@ -134,7 +152,13 @@ async fn read_upload(request: Request) -> Result<Upload, Response> {
     })?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(json.file_body.trim())
-        .map_err(|_| refuse(StatusCode::BAD_REQUEST, "bad-request", "fileBody is not base64"))?;
+        .map_err(|_| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "fileBody is not base64",
+            )
+        })?;
     if decoded.len() > MAX_UPLOAD_BYTES {
         return Err(too_large());
     }
@@ -146,10 +170,18 @@ async fn read_upload(request: Request) -> Result<Upload, Response> {
 
 async fn read_multipart(
     request: Request,
-    too_large: impl Fn() -> Response,
-) -> Result<Upload, Response> {
-    let bad = || refuse(StatusCode::BAD_REQUEST, "bad-request", "a malformed multipart form");
-    let mut form = Multipart::from_request(request, &()).await.map_err(|_| bad())?;
+    too_large: impl Fn() -> Refused,
+) -> Result<Upload, Refused> {
+    let bad = || {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "a malformed multipart form",
+        )
+    };
+    let mut form = Multipart::from_request(request, &())
+        .await
+        .map_err(|_| bad())?;
     while let Some(mut field) = form.next_field().await.map_err(|_| bad())? {
         if field.name() != Some("file") || field.file_name().is_none() {
             continue;
@@ -173,7 +205,7 @@ async fn read_multipart(
 
 /// The upload's name without folder parts or leading dots, refused if it could run here or the
 /// platform would not take it.
-fn clean_name(raw: &str) -> Result<String, Response> {
+fn clean_name(raw: &str) -> Result<String, Refused> {
     let base = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
     let name = base.trim_start_matches('.').to_string();
     let ext = name
@@ -199,7 +231,7 @@ async fn store(
     page: &RelPath,
     name: &str,
     bytes: Vec<u8>,
-) -> Result<(String, String, usize), Response> {
+) -> Result<(String, String, usize), Refused> {
     let page_name = page.rsplit('/').next().unwrap_or(page);
     let stem = page_name.split('.').next().unwrap_or(page_name);
     let folder_name = format!("assets-{stem}");

@@ -72,11 +72,13 @@ fn create(engine: &Arc<Engine>, rel: &RelPath) -> Result<u64, SyncError> {
                     e.ino
                 }
                 // Made by another request meanwhile.
-                Err(SyncError::Refused(Refusal::Exists)) => engine
-                    .index
-                    .lookup(parent, folder)
-                    .ok_or(SyncError::Refused(Refusal::NoSuchFolder))?
-                    .ino,
+                Err(SyncError::Refused(Refusal::Exists)) => {
+                    engine
+                        .index
+                        .lookup(parent, folder)
+                        .ok_or(SyncError::Refused(Refusal::NoSuchFolder))?
+                        .ino
+                }
                 Err(e) => return Err(e),
             },
         };

@@ -1,0 +1,227 @@
+//! The local server as a Hyperclay host, end to end: real Chromium (Debian's, driven by
+//! playwright-core from `tests/browser/`), the real hyperclayjs from npm (the server's own copy,
+//! unmodified: the pages link the CDN and the network is closed), a real mount on a real dev
+//! platform. Each test is one scenario of `tests/browser/drive.mjs`.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{eventually, node_at, Mode, MountProcess, TestPlatform};
+use hyperclay::protocol::NodeKind;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// The library as apps load it: from the CDN, with the modules these tests use.
+const LIBRARY: &str = "https://cdn.jsdelivr.net/npm/hyperclayjs@1/src/hyperclay.js?features=save-core,snapshot,save-system,edit-mode-helpers,toast,save-toast,live-sync,file-upload,export-to-window";
+
+fn app(note: &str) -> String {
+    format!(
+        r#"<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>notes</title>
+<script src="{LIBRARY}" type="module"></script>
+</head><body><h1>Notes</h1><p id="note">{note}</p></body></html>
+"#
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A platform holding `sites` (path, content) and a mount serving it on a port of its own.
+async fn mounted(sites: &[(&str, String)]) -> (TestPlatform, MountProcess, u16) {
+    let p = TestPlatform::start(Mode::Full).await;
+    let c = p.client();
+    for (name, content) in sites {
+        c.create(
+            NodeKind::of_file_name(name),
+            name,
+            0,
+            Some(content.as_bytes()),
+        )
+        .await
+        .unwrap();
+    }
+    let port = free_port();
+    let m = MountProcess::start_with(&p.url(), &[("TEST_SERVE_PORT", &port.to_string())]);
+    for (name, _) in sites {
+        assert!(
+            common::wait_until(Duration::from_secs(10), || m.path(name).exists()).is_some(),
+            "{name} is in the mount"
+        );
+    }
+    (p, m, port)
+}
+
+/// A running scenario: its output lines, and its input for the steps where it waits.
+struct Drive {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Drive {
+    fn start(scenario: &str, port: u16, args: &[&str]) -> Drive {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+        assert!(
+            dir.join("node_modules/playwright-core").exists(),
+            "playwright-core is installed (scripts/test.sh runs `npm ci --prefix tests/browser`)"
+        );
+        let mut child = tokio::process::Command::new("node")
+            .arg(dir.join("drive.mjs"))
+            .arg(scenario)
+            .arg(format!("http://localhost:{port}"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs (Node.js 20+)");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Drive { child, lines }
+    }
+
+    /// The next event the scenario prints.
+    async fn event(&mut self) -> serde_json::Value {
+        let line = tokio::time::timeout(Duration::from_secs(90), self.lines.next_line())
+            .await
+            .expect("the browser scenario answers")
+            .unwrap()
+            .expect("the browser scenario printed an event");
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("not an event: {line}"))
+    }
+
+    async fn send(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    /// The final result, which must carry no error and show that nothing left loopback.
+    async fn done(&mut self) -> serde_json::Value {
+        let result = self.event().await;
+        assert_eq!(result["event"], "done", "{result:#}");
+        assert!(
+            result.get("error").is_none(),
+            "the scenario failed: {result:#}"
+        );
+        assert_eq!(
+            result["blocked"],
+            serde_json::json!([]),
+            "nothing was asked of the network (the library came from the local server): {result:#}"
+        );
+        result
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_saved_in_one_tab_appears_in_the_other_at_once() {
+    let (p, m, port) = mounted(&[("notes.html", app("first"))]).await;
+    let mut drive = Drive::start("two_tabs", port, &["/notes"]);
+    let result = drive.done().await;
+    assert_eq!(result["saved"], true, "{result:#}");
+    let shown = result["shown_after_ms"].as_u64();
+    eprintln!("tab B showed tab A's saved edit after {shown:?} ms");
+    assert!(
+        shown.is_some_and(|ms| ms < 1000),
+        "tab B showed tab A's edit within 1 s: {result:#}"
+    );
+    let requested = result["requested"].to_string();
+    assert!(
+        requested.contains("/_/meta") && requested.contains("/_/sync?document-url="),
+        "the library read /_/meta and took the spec wire it announces: {requested}"
+    );
+    assert!(!requested.contains("/_/live-sync/stream"), "{requested}");
+    let wanted = result["wanted"].as_str().unwrap().to_string();
+    let saved = std::fs::read_to_string(m.path("notes.html")).unwrap();
+    assert!(saved.contains(&wanted), "the save is in the file: {saved}");
+    assert!(
+        saved.contains(LIBRARY),
+        "the file keeps the CDN's address, not the local copy's: {saved}"
+    );
+    let c = p.client();
+    let id = node_at(&c, "notes.html").await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let c = c.clone();
+            let wanted = wanted.clone();
+            async move { String::from_utf8_lossy(&c.content(id).await.unwrap().1).contains(&wanted) }
+        })
+        .await,
+        "the save reached the platform"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_through_the_mount_appears_in_an_open_tab() {
+    let (_p, m, port) = mounted(&[("notes.html", app("before"))]).await;
+    let mut drive = Drive::start("outside_edit", port, &["/notes.html"]);
+    assert_eq!(drive.event().await["event"], "ready");
+    let wanted = format!("changed in an editor {}", std::process::id());
+    std::fs::write(m.path("notes.html"), app(&wanted)).unwrap();
+    drive.send(&wanted).await;
+    let result = drive.done().await;
+    eprintln!(
+        "the tab showed the mount's edit after {} ms",
+        result["shown_after_ms"]
+    );
+    assert!(
+        result["shown_after_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms < 2000),
+        "the open tab shows the mount's edit: {result:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_lands_beside_the_page_goes_up_and_is_served_back() {
+    let (p, m, port) = mounted(&[("gallery.html", app("pictures"))]).await;
+    let mut drive = Drive::start("upload", port, &["/gallery"]);
+    let result = drive.done().await;
+    assert_eq!(result["status"], 200, "{result:#}");
+    assert_eq!(
+        result["same"], true,
+        "the served file is the uploaded bytes: {result:#}"
+    );
+    let url = result["answer"]["urls"][0].as_str().unwrap().to_string();
+    assert!(
+        url.starts_with("assets-gallery/photo-") && url.ends_with(".png"),
+        "{result:#}"
+    );
+    assert_eq!(result["answer"]["uploads"][0]["url"], url.as_str());
+    let stored = std::fs::read(m.path(&url)).unwrap();
+    assert_eq!(stored.len(), 3000);
+    let c = p.client();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let c = c.clone();
+            let url = url.clone();
+            async move { node_at(&c, &url).await.is_some() }
+        })
+        .await,
+        "the upload reached the platform"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_linking_the_tailwind_sheet_gets_styles() {
+    let page = format!(
+        r#"<!DOCTYPE html>
+<html><head><script src="{LIBRARY}" type="module"></script>
+<link rel="stylesheet" href="/tailwindcss/styled.css"></head>
+<body><div id="box" class="p-4 flex">styled</div></body></html>
+"#
+    );
+    let (_p, _m, port) = mounted(&[("styled.html", page)]).await;
+    let mut drive = Drive::start("tailwind", port, &["/styled"]);
+    let result = drive.done().await;
+    assert_eq!(result["padding"], "16px", "{result:#}");
+    assert_eq!(result["display"], "flex", "{result:#}");
+}

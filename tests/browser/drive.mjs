@@ -1,0 +1,145 @@
+// Drives Debian's Chromium (headless, through playwright-core) against the local server, for the
+// end-to-end tests in tests/browser.rs. The pages load the real hyperclayjs from its CDN address;
+// the network is closed to everything but the local server, so the library must come from the
+// server's own copy (every other request is aborted and reported).
+//
+//   node drive.mjs SCENARIO BASE_URL [ARGS...]
+//
+// Prints one JSON object per line: {"event": "ready"} when it waits for the test to act, and
+// {"event": "done", ...results} at the end. Reads a line on stdin where a scenario waits.
+
+import { chromium } from "playwright-core";
+import readline from "node:readline";
+
+const [scenario, base, ...args] = process.argv.slice(2);
+const say = (event, fields = {}) => console.log(JSON.stringify({ event, ...fields }));
+const input = readline.createInterface({ input: process.stdin });
+const lines = input[Symbol.asyncIterator]();
+const nextLine = async () => (await lines.next()).value;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+const context = await browser.newContext();
+const blocked = [];
+const requested = [];
+await context.route(
+  (url) => url.hostname !== "localhost" && url.hostname !== "127.0.0.1",
+  (route) => {
+    blocked.push(route.request().url());
+    route.abort();
+  },
+);
+context.on("request", (r) => requested.push(r.method() + " " + r.url()));
+const consoleLines = [];
+
+// Opens the page and waits until hyperclayjs has loaded and live sync has its stream open.
+async function open(path, { stream = true } = {}) {
+  const page = await context.newPage();
+  page.on("console", (m) => consoleLines.push(m.text()));
+  page.on("pageerror", (e) => consoleLines.push("pageerror: " + e.message));
+  const streamOpen = stream
+    ? page.waitForResponse((r) => /\/_\/(sync\?|live-sync\/stream)/.test(r.url()), {
+        timeout: 15000,
+      })
+    : null;
+  await page.goto(base + path);
+  await page.waitForFunction(() => window.hyperclay && window.hyperclay.savePage, null, {
+    timeout: 15000,
+  });
+  if (streamOpen) await streamOpen;
+  return page;
+}
+
+const text = (page, selector) =>
+  page.evaluate((s) => document.querySelector(s)?.textContent ?? null, selector);
+
+// Waits until `selector` reads `wanted`; answers the milliseconds it took, or null.
+async function until(page, selector, wanted, timeout) {
+  const start = Date.now();
+  try {
+    await page.waitForFunction(
+      ([s, w]) => document.querySelector(s)?.textContent === w,
+      [selector, wanted],
+      { timeout, polling: 10 },
+    );
+    return Date.now() - start;
+  } catch {
+    return null;
+  }
+}
+
+const scenarios = {
+  // Two tabs of one app: an edit saved in one appears in the other.
+  async two_tabs() {
+    const a = await open(args[0]);
+    const b = await open(args[0]);
+    const wanted = "typed in tab A " + Date.now();
+    const start = Date.now();
+    const saved = await a.evaluate(async (w) => {
+      document.querySelector("#note").textContent = w;
+      const done = new Promise((ok) =>
+        document.addEventListener("hyperclay:save-saved", () => ok(true), { once: true }),
+      );
+      window.hyperclay.savePage();
+      return Promise.race([done, new Promise((ok) => setTimeout(() => ok(false), 10000))]);
+    }, wanted);
+    const shown = await until(b, "#note", wanted, 5000);
+    return { saved, wanted, shown_after_ms: shown === null ? null : Date.now() - start };
+  },
+
+  // A tab stays open while the test changes the file through the mount.
+  async outside_edit() {
+    const page = await open(args[0]);
+    say("ready");
+    const wanted = await nextLine();
+    const start = Date.now();
+    const shown = await until(page, "#note", wanted, 10000);
+    return { shown_after_ms: shown === null ? null : Date.now() - start, now: await text(page, "#note") };
+  },
+
+  // The library's own upload call, then the stored file read back from the address it answered.
+  async upload() {
+    const page = await open(args[0]);
+    return page.evaluate(async () => {
+      const bytes = new Uint8Array(3000).map((_, i) => (i * 7) % 251);
+      const file = new File([bytes], "photo.png", { type: "image/png" });
+      const answer = await window.hyperclay.uploadFile(file);
+      const served = await fetch(answer.urls[0]);
+      const back = new Uint8Array(await served.arrayBuffer());
+      return {
+        answer,
+        status: served.status,
+        same: back.length === bytes.length && back.every((b, i) => b === bytes[i]),
+      };
+    });
+  },
+
+  // A page linking the host's Tailwind stylesheet gets its classes styled.
+  async tailwind() {
+    const page = await open(args[0], { stream: false });
+    return page.evaluate(() => {
+      const style = getComputedStyle(document.querySelector("#box"));
+      return { padding: style.paddingTop, display: style.display };
+    });
+  },
+};
+
+try {
+  const result = await scenarios[scenario]();
+  say("done", { ...result, blocked, requested, console: consoleLines.slice(-40) });
+} catch (e) {
+  say("done", { error: String(e && e.stack ? e.stack : e), blocked, requested, console: consoleLines.slice(-40) });
+} finally {
+  input.close();
+  await browser.close();
+}
