@@ -4,6 +4,8 @@
 //! the owner cookies and the local copy of the library. The browser tests (tests/browser.rs) drive
 //! the same routes through the real library.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -495,4 +497,75 @@ async fn live_sync_relays_to_the_files_tabs_on_both_wires() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_on_one_device_is_relayed_to_the_tabs_of_another() {
+    use common::{Mode, MountProcess, TestPlatform};
+    let p = TestPlatform::start(Mode::Full).await;
+    p.client()
+        .create(
+            hyperclay::protocol::NodeKind::Site,
+            "shared.html",
+            0,
+            Some(b"<!DOCTYPE html><html>v1</html>"),
+        )
+        .await
+        .unwrap();
+    let (port_a, port_b) = (free_port(), free_port());
+    let a = MountProcess::start_with(&p.url(), &[("TEST_SERVE_PORT", &port_a.to_string())]);
+    let b = MountProcess::start_with(&p.url(), &[("TEST_SERVE_PORT", &port_b.to_string())]);
+    for m in [&a, &b] {
+        assert!(
+            common::wait_until(Duration::from_secs(10), || m.path("shared.html").exists())
+                .is_some()
+        );
+    }
+    let (url_a, url_b) = (
+        format!("http://localhost:{port_a}"),
+        format!("http://localhost:{port_b}"),
+    );
+    let stream = |url: &str| format!("{url}/_/sync?document-url={url}%2Fshared&lane=live");
+    let mut tab_a = Stream::open(stream(&url_a)).await;
+    let mut tab_b = Stream::open(stream(&url_b)).await;
+    let r = reqwest::Client::new()
+        .post(format!("{url_a}/_/sync"))
+        .header("Document-URL", format!("{url_a}/shared.html"))
+        .json(&serde_json::json!({"snapshot": "<html>typed on device A</html>", "sender": "tab-on-a"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let local = tab_a
+        .frame()
+        .await
+        .expect("device A's own tab got it from its server");
+    assert_eq!(local["sender"], "tab-on-a");
+    let mut relayed = None;
+    for _ in 0..10 {
+        if let Some(f) = tab_b.frame().await {
+            relayed = Some(f);
+            break;
+        }
+    }
+    let relayed = relayed.expect("device B's tab got device A's snapshot through the platform");
+    assert_eq!(relayed["html"], "<html>typed on device A</html>");
+    let sender = relayed["sender"].as_str().unwrap();
+    assert!(
+        sender != "tab-on-a" && !sender.is_empty(),
+        "the sender is device A: {relayed}"
+    );
+    assert!(
+        tab_a.frame().await.is_none(),
+        "device A drops its own frame coming back from the platform"
+    );
+    drop((a, b));
 }

@@ -576,7 +576,7 @@ async fn changes_page_through_the_log_with_a_cursor() {
             Event::NodeRenamed(_) => "renamed",
             Event::NodeMoved(_) => "moved",
             Event::NodeDeleted(_) => "deleted",
-            Event::Other => "other",
+            Event::LiveSync(_) | Event::Other => "other",
         })
         .collect();
     assert_eq!(
@@ -697,6 +697,7 @@ async fn the_edit_time_is_kept_and_answered() {
             "<p>2</p>".into(),
             None,
             Some(future),
+            None,
         )
         .await
         .unwrap();
@@ -718,6 +719,7 @@ async fn the_edit_time_is_kept_and_answered() {
                     NodeKind::Site,
                     "<p>3</p>".into(),
                     Some("0000000000000000"),
+                    None,
                     None,
                 )
                 .await

@@ -121,10 +121,10 @@ async fn every_subscriber_gets_every_change_including_its_own() {
             matches!(e, Event::NodeDeleted(ref d) if d.path == "f" && d.node_type == NodeKind::Folder)
         );
         let (seq, e) = next_event(rx).await;
-        assert_eq!(
-            (seq, e),
-            (None, Event::Other),
-            "browser traffic has no seq and is ignored"
+        assert_eq!(seq, None, "browser traffic has no seq");
+        assert!(
+            matches!(e, Event::LiveSync(_)),
+            "a live-sync frame is read as one: {e:?}"
         );
     }
 }
@@ -221,5 +221,64 @@ async fn the_client_reconnects_by_itself_and_resumes_after_a_platform_restart() 
     }
     for expected in 3..=201u64 {
         assert_eq!(next_event(&mut rx).await.0, Some(expected));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_snapshot_is_relayed_as_a_live_sync_frame_after_the_save() {
+    for mode in [Mode::Full, Mode::Plain] {
+        let p = TestPlatform::start(mode).await;
+        let c = p.client();
+        let folder = c.create(NodeKind::Folder, "blog", 0, None).await.unwrap();
+        let site = c
+            .create(NodeKind::Site, "post.html", folder.id, Some(b"v1"))
+            .await
+            .unwrap();
+        let mut rx = subscribe(p.client(), None, SILENCE_LIMIT);
+        connected(&mut rx).await;
+        let snapshot = hyperclay::protocol::LiveSnapshot {
+            html: "<html>as the tab shows it</html>".into(),
+            sender: "device-a".into(),
+        };
+        c.put_content_edited(
+            site.id,
+            NodeKind::Site,
+            "v2".into(),
+            None,
+            None,
+            Some(snapshot.clone()),
+        )
+        .await
+        .unwrap();
+        let (_, saved) = next_event(&mut rx).await;
+        assert!(
+            matches!(saved, Event::NodeSaved(ref s) if s.content.as_deref() == Some("v2")),
+            "{mode:?}: the save comes first: {saved:?}"
+        );
+        let (seq, frame) = next_event(&mut rx).await;
+        assert_eq!(seq, None, "browser traffic has no place in the change log");
+        assert_eq!(
+            frame,
+            Event::LiveSync(hyperclay::protocol::LiveSyncFrame {
+                file: "blog/post.html".into(),
+                html: snapshot.html.clone(),
+                sender: "device-a".into(),
+            }),
+            "{mode:?}"
+        );
+        // A push without a snapshot relays nothing.
+        c.put_content(site.id, NodeKind::Site, "v3".into(), None)
+            .await
+            .unwrap();
+        let (_, saved) = next_event(&mut rx).await;
+        assert!(matches!(saved, Event::NodeSaved(_)));
+        c.put_content(site.id, NodeKind::Site, "v4".into(), None)
+            .await
+            .unwrap();
+        let (_, next) = next_event(&mut rx).await;
+        assert!(
+            matches!(next, Event::NodeSaved(ref s) if s.content.as_deref() == Some("v4")),
+            "{mode:?}: no frame between two plain saves: {next:?}"
+        );
     }
 }

@@ -11,12 +11,12 @@ use serde::Deserialize;
 
 use super::auth::{Authed, Paid};
 use super::error::PlatformError;
-use super::store::Store;
+use super::store::{ContentWrite, Store};
 use super::AppState;
 use crate::protocol::{
     decode_content, encode_content, format_time, ChangesResponse, ContentResponse,
-    CreateNodeRequest, CreateNodeResponse, DeleteResponse, MoveRequest, MoveResponse, NodeKind,
-    NodesResponse, PutContentRequest, PutContentResponse, RenameRequest, RenameResponse,
+    CreateNodeRequest, CreateNodeResponse, DeleteResponse, LiveSnapshot, MoveRequest, MoveResponse,
+    NodeKind, NodesResponse, PutContentRequest, PutContentResponse, RenameRequest, RenameResponse,
     StatusResponse, TokenResponse, VersionContentResponse, VersionsResponse, MAX_CONTENT_BYTES,
 };
 
@@ -204,7 +204,7 @@ pub async fn put_content(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<PutContentResponse>> {
-    let (bytes, base, modified_at, edited_at) = if query.raw(&platform) {
+    let (bytes, base, modified_at, edited_at, live) = if query.raw(&platform) {
         let bytes = read_limited(&headers, body, MAX_CONTENT_BYTES as usize)
             .await?
             .to_vec();
@@ -223,6 +223,7 @@ pub async fn put_content(
             base,
             header_text("x-modified-at"),
             header_text("x-edited-at"),
+            None,
         )
     } else {
         let request: PutContentRequest = read_json(&headers, body).await?;
@@ -230,11 +231,18 @@ pub async fn put_content(
         let kind = blocking(&platform, move |s| s.node_kind(&a, id)).await?;
         let base = request.base_checksum.filter(|_| !platform.plain);
         let edited_at = request.edited_at.filter(|_| !platform.plain);
+        // Relayed by hyperclay.com too (inferred from its client and livesync-hyperclay): kept
+        // in `--plain`.
+        let live = match (request.snapshot_html, request.sender_id) {
+            (Some(html), Some(sender)) => Some(LiveSnapshot { html, sender }),
+            _ => None,
+        };
         (
             decode(kind, &request.content)?,
             base,
             request.modified_at,
             edited_at,
+            live,
         )
     };
     let delay = platform
@@ -250,7 +258,13 @@ pub async fn put_content(
         return Err(PlatformError::Internal("writes are failing (test)".into()));
     }
     let (checksum, size) = blocking(&platform, move |s| {
-        s.put_content(&account, id, bytes, base.as_deref(), modified_at, edited_at)
+        let write = ContentWrite {
+            base,
+            client_modified_at: modified_at,
+            edited_at,
+            live,
+        };
+        s.put_content(&account, id, bytes, write)
     })
     .await?;
     Ok(Json(PutContentResponse {

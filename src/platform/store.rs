@@ -17,8 +17,9 @@ use tokio::sync::broadcast;
 
 use super::error::PlatformError;
 use crate::protocol::{
-    self, checksum, format_time, join_path, names, Change, CreatedNode, Event, Node, NodeDeleted,
-    NodeKind, NodeMoved, NodeRenamed, NodeSaved, Version, MAX_CONTENT_BYTES, MAX_FOLDER_DEPTH,
+    self, checksum, format_time, join_path, names, Change, CreatedNode, Event, LiveSnapshot,
+    LiveSyncFrame, Node, NodeDeleted, NodeKind, NodeMoved, NodeRenamed, NodeSaved, Version,
+    MAX_CONTENT_BYTES, MAX_FOLDER_DEPTH,
 };
 
 type Result<T> = std::result::Result<T, PlatformError>;
@@ -39,6 +40,19 @@ pub struct Frame {
     pub account_id: i64,
     pub seq: Option<u64>,
     pub json: Arc<str>,
+}
+
+/// What comes with new content besides the bytes.
+#[derive(Debug, Default)]
+pub struct ContentWrite {
+    /// The checksum the writer based its change on (refused if the node moved on).
+    pub base: Option<String>,
+    /// The writer's clock, recorded, never trusted.
+    pub client_modified_at: Option<String>,
+    /// When the content was edited, on the platform's clock (Part 2).
+    pub edited_at: Option<String>,
+    /// The writer's open tab's snapshot, relayed as a live-sync frame.
+    pub live: Option<LiveSnapshot>,
 }
 
 /// A node's stored content.
@@ -403,10 +417,15 @@ impl Store {
         account: &Account,
         id: u64,
         bytes: Vec<u8>,
-        base: Option<&str>,
-        client_modified_at: Option<String>,
-        edited_at: Option<String>,
+        write: ContentWrite,
     ) -> Result<(String, u64)> {
+        let ContentWrite {
+            base,
+            client_modified_at,
+            edited_at,
+            live,
+        } = write;
+        let base = base.as_deref();
         check_size(bytes.len())?;
         let mut conn = self.lock();
         let tx = conn.transaction()?;
@@ -438,6 +457,7 @@ impl Store {
         )?;
         let edited_at = edit_time(edited_at, &modified_at);
         let path = join_path(&folder_path(&tx, account, node.parent_id)?, &node.name);
+        let file = path.clone();
         let event = Event::NodeSaved(NodeSaved {
             node_id: id,
             node_type: node.kind,
@@ -451,6 +471,18 @@ impl Store {
             edited_at,
         });
         self.commit_change(tx, account, event)?;
+        // The writer's open tab showed this: the account's other streams get it as a live-sync
+        // frame, after the save itself (as hyperclay.com relays Hyperclay Local's snapshots).
+        if let Some(live) = live.filter(|_| node.kind == NodeKind::Site) {
+            let frame = Event::LiveSync(LiveSyncFrame {
+                file,
+                html: live.html,
+                sender: live.sender,
+            });
+            if let Ok(json) = serde_json::to_string(&frame) {
+                self.publish_control(account, json);
+            }
+        }
         Ok((sum, size))
     }
 

@@ -129,6 +129,34 @@ pub struct PutContentRequest {
     /// (never later than the platform's own time of storing it). Decides "the later edit wins".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edited_at: Option<String>,
+    /// The page as an open tab showed it (live sync), relayed to the account's other streams as
+    /// a `live-sync` frame; sent with `sender_id` (Hyperclay Local's engine sends both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_html: Option<String>,
+    /// The writing device, so it can drop its own relayed frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_id: Option<String>,
+    /// Whether a user's gesture came with the change (a page's `Save-Trigger: user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_driven: Option<bool>,
+}
+
+/// A page's live-sync snapshot from one device, for the open tabs of the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveSnapshot {
+    pub html: String,
+    pub sender: String,
+}
+
+/// A `live-sync` stream frame: `file` (the page's full path), its snapshot, and who sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LiveSyncFrame {
+    #[serde(default)]
+    pub file: String,
+    #[serde(default)]
+    pub html: String,
+    #[serde(default)]
+    pub sender: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,7 +292,9 @@ pub enum Event {
     NodeRenamed(NodeRenamed),
     NodeMoved(NodeMoved),
     NodeDeleted(NodeDeleted),
-    /// `live-sync`, `control` and anything newer: a mount ignores them.
+    /// Another device's open tab changed a page (handed to this mount's local server).
+    LiveSync(LiveSyncFrame),
+    /// `control` and anything newer: a mount ignores them.
     #[serde(other)]
     Other,
 }
@@ -276,7 +306,7 @@ impl Event {
             Event::NodeRenamed(e) => Some(e.node_id),
             Event::NodeMoved(e) => Some(e.node_id),
             Event::NodeDeleted(e) => Some(e.node_id),
-            Event::Other => None,
+            Event::LiveSync(_) | Event::Other => None,
         }
     }
 }
@@ -396,7 +426,25 @@ mod tests {
 
     #[test]
     fn unknown_event_types_are_other() {
-        let e: Event = serde_json::from_str(r#"{"type":"live-sync","x":1}"#).unwrap();
+        let e: Event = serde_json::from_str(r#"{"type":"control","x":1}"#).unwrap();
         assert_eq!(e, Event::Other);
+        let e: Event = serde_json::from_str(r#"{"type":"live-sync","x":1}"#).unwrap();
+        assert_eq!(
+            e,
+            Event::LiveSync(LiveSyncFrame::default()),
+            "missing fields are empty"
+        );
+        let e: Event = serde_json::from_str(
+            r#"{"type":"live-sync","file":"a.html","html":"<p>","sender":"d"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            e,
+            Event::LiveSync(LiveSyncFrame {
+                file: "a.html".into(),
+                html: "<p>".into(),
+                sender: "d".into()
+            })
+        );
     }
 }

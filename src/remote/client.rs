@@ -52,9 +52,9 @@ pub mod limits {
 const SLOWEST_LINE_BYTES_PER_SEC: u64 = 50_000;
 use crate::protocol::{
     self, decode_content, encode_content, names, ChangesResponse, ContentResponse,
-    CreateNodeRequest, CreateNodeResponse, CreatedNode, DeleteResponse, ErrorBody, MoveRequest,
-    MoveResponse, NodeKind, NodesResponse, PutContentRequest, PutContentResponse, RenameRequest,
-    RenameResponse, StatusResponse, TokenResponse, Version, VersionContentResponse,
+    CreateNodeRequest, CreateNodeResponse, CreatedNode, DeleteResponse, ErrorBody, LiveSnapshot,
+    MoveRequest, MoveResponse, NodeKind, NodesResponse, PutContentRequest, PutContentResponse,
+    RenameRequest, RenameResponse, StatusResponse, TokenResponse, Version, VersionContentResponse,
     VersionsResponse,
 };
 
@@ -543,11 +543,14 @@ impl Client {
         content: Bytes,
         base: Option<&str>,
     ) -> Result<PutContentResponse> {
-        self.put_content_edited(id, kind, content, base, None).await
+        self.put_content_edited(id, kind, content, base, None, None)
+            .await
     }
 
     /// `put_content`, saying when the content was edited (the platform's clock; Part 2
-    /// `editedAt`, which decides "the later edit wins" on the other devices).
+    /// `editedAt`, which decides "the later edit wins" on the other devices), and with the
+    /// page's live-sync snapshot when an open tab relayed one (sent as JSON: a snapshot has no
+    /// place in the raw body's headers).
     pub async fn put_content_edited(
         &self,
         id: u64,
@@ -555,12 +558,13 @@ impl Client {
         content: Bytes,
         base: Option<&str>,
         edited_at: Option<&str>,
+        live: Option<LiveSnapshot>,
     ) -> Result<PutContentResponse> {
         if content.len() as u64 > protocol::MAX_CONTENT_BYTES {
             return Err(RemoteError::TooLarge);
         }
         let size = content.len() as u64;
-        if self.features().await?.raw {
+        if live.is_none() && self.features().await?.raw {
             let mut request = self
                 .transfer(
                     Method::PUT,
@@ -579,11 +583,18 @@ impl Client {
                 .json_sized(request, size, limits::SMALL_ANSWER, "an answer")
                 .await;
         }
+        let (snapshot_html, sender_id) = match live {
+            Some(l) => (Some(l.html), Some(l.sender)),
+            None => (None, None),
+        };
         let request = PutContentRequest {
             content: encode_content(kind, &content),
             modified_at: None,
             base_checksum: base.map(str::to_string),
             edited_at: edited_at.map(str::to_string),
+            snapshot_html,
+            sender_id,
+            user_driven: None,
         };
         self.call_sized(
             Method::PUT,

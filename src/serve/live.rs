@@ -300,15 +300,38 @@ pub async fn relay(
         .0
         .live
         .content(&page.rel, Lane::Live, &html, &sender, message.identity_map);
+    // And to the account's other devices, with the CDN links the file has.
+    if let super::SaveTo::Engine(engine) = &state.0.save_to {
+        let engine = engine.clone();
+        let html =
+            String::from_utf8_lossy(&super::library::restore_links(html.as_bytes())).into_owned();
+        tokio::spawn(async move { engine.relay_snapshot(&page.rel, html).await });
+    }
     Json(serde_json::json!({"success": true})).into_response()
 }
 
-/// Tells open tabs about writes made under the server (a mount's saves, pulled platform changes).
+/// Tells open tabs about writes made under the server (a mount's saves, pulled platform changes)
+/// and hands them other devices' live-sync frames.
 pub async fn follow_engine(state: ServeState, engine: Arc<crate::sync::Engine>) {
     use crate::sync::ChangedBy;
     let mut changes = engine.subscribe_changes();
+    let mut frames = engine.subscribe_live();
     loop {
-        let change = match changes.recv().await {
+        let change = tokio::select! {
+            change = changes.recv() => change,
+            frame = frames.recv() => {
+                match frame {
+                    Ok(f) => {
+                        let html = super::library::localize_links(&f.html);
+                        state.0.live.content(&f.rel, Lane::Live, &html, &f.sender, None);
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        };
+        let change = match change {
             Ok(c) => c,
             Err(broadcast::error::RecvError::Lagged(_)) => continue,
             Err(broadcast::error::RecvError::Closed) => return,

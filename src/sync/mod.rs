@@ -31,6 +31,7 @@ mod decide;
 mod fetch;
 mod follow;
 pub mod listed;
+pub mod live;
 mod local;
 mod netwatch;
 mod pull;
@@ -218,6 +219,12 @@ pub struct Engine {
     pub first_listing: listed::FirstListing,
     /// Files whose content changed, as they change.
     changes: tokio::sync::broadcast::Sender<FileChanged>,
+    /// This mirror's id as a live-sync sender (its own frames come back and are dropped).
+    device_id: String,
+    /// Open tabs' snapshots that could not be relayed yet (see `live`).
+    snapshots: live::Waiting,
+    /// Other devices' live-sync frames, for the local server.
+    live_frames: tokio::sync::broadcast::Sender<live::LiveFrame>,
 }
 
 impl Engine {
@@ -232,6 +239,7 @@ impl Engine {
         let _ = index.set_meta("clean_exit", "no");
         let (fetch_queue, queued) = tokio::sync::mpsc::unbounded_channel();
         let first_listing = listed::FirstListing::new(&index);
+        let index_for_id = index.clone();
         let engine = Arc::new(Engine {
             client,
             index,
@@ -260,6 +268,9 @@ impl Engine {
             fetch_queue,
             first_listing,
             changes: tokio::sync::broadcast::channel(CHANGES_KEPT).0,
+            device_id: live::device_id(&index_for_id),
+            snapshots: live::Waiting::default(),
+            live_frames: tokio::sync::broadcast::channel(live::FRAMES_KEPT).0,
         });
         engine
             .runtime

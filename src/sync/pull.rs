@@ -538,6 +538,10 @@ impl Engine {
                 }
                 Applied::default()
             }
+            Event::LiveSync(frame) => {
+                self.live_frame_arrived(frame);
+                Applied::default()
+            }
             Event::Other => Applied::default(),
         };
         if let Some(seq) = seq {

@@ -254,6 +254,7 @@ impl Engine {
                 bytes.clone(),
                 base.as_deref(),
                 self.edit_time(holder.ino).as_deref(),
+                self.take_snapshot(holder.ino),
             )
             .await
         {
@@ -325,6 +326,7 @@ impl Engine {
                     bytes,
                     Some(theirs),
                     self.edit_time(ino).as_deref(),
+                    self.take_snapshot(ino),
                 )
                 .await?;
             self.record_pushed(node, &put.checksum)?;
@@ -363,7 +365,14 @@ impl Engine {
                 let edited = self.edit_time(ino);
                 let put = self
                     .client
-                    .put_content_edited(node, e.kind, bytes, None, edited.as_deref())
+                    .put_content_edited(
+                        node,
+                        e.kind,
+                        bytes,
+                        None,
+                        edited.as_deref(),
+                        self.take_snapshot(ino),
+                    )
                     .await?;
                 self.record_pushed(node, &put.checksum)?;
                 tracing::info!(path = %rel, "changed on both sides; the local change is later and wins, the platform keeps its copy as a version");
