@@ -301,11 +301,15 @@ impl Filesystem for FuseAdapter {
         guard("open", || {
             let write = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
             let truncate = flags.0 & libc::O_TRUNC != 0;
+            let append = flags.0 & libc::O_APPEND != 0;
             let opener = write.then(|| process::of_thread(req.pid())).flatten();
             let open = move |fs: &MountFs| {
                 if write {
                     let opened = fs.open_write(ino.0, truncate)?;
                     fs.note_opener(opened.fh, opener);
+                    if append {
+                        fs.note_append(opened.fh);
+                    }
                     Ok(opened)
                 } else {
                     fs.open_read(ino.0)
@@ -336,12 +340,15 @@ impl Filesystem for FuseAdapter {
         name: &OsStr,
         _mode: u32,
         _umask: u32,
-        _flags: i32,
+        flags: i32,
         reply: ReplyCreate,
     ) {
         guard("create", || match self.fs.create(parent.0, name) {
             Ok((a, o)) => {
                 self.fs.note_opener(o.fh, process::of_thread(req.pid()));
+                if flags & libc::O_APPEND != 0 {
+                    self.fs.note_append(o.fh);
+                }
                 reply.created(
                     &TTL,
                     &self.attr(&a),

@@ -48,6 +48,8 @@ pub(super) struct Handle {
     pub(super) copy: Option<String>,
     /// The process that opened it for writing, when known: its close saves (see `flush`).
     pub(super) opener: Option<u32>,
+    /// Opened with O_APPEND: every write goes to the end of the working copy.
+    pub(super) append: bool,
 }
 
 /// What `open` answers.
@@ -350,6 +352,7 @@ impl MountFs {
                 writable: false,
                 copy: None,
                 opener: None,
+                append: false,
             };
             self.handles
                 .lock()
@@ -396,6 +399,7 @@ impl MountFs {
             writable,
             copy: None,
             opener: None,
+            append: false,
         };
         self.handles
             .lock()

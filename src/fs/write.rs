@@ -297,10 +297,33 @@ impl MountFs {
         ))
     }
 
+    /// A write. On an O_APPEND descriptor it goes to the end of the working copy, whatever
+    /// offset the kernel sent: the kernel computes that offset from the size it has cached, and
+    /// its cache can be behind the working copy when several processes append to a new file at
+    /// once (seen under load: two inode objects for one new file, one holding the size before
+    /// another process's append, so that append was written over; issue 14). A local disk
+    /// appends atomically at the end, and so does this. When the place differs, the kernel is
+    /// told to drop its cached size and pages.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
-        let ino = self.writable_ino(fh)?;
+        let (ino, append) = self.writable_handle(fh)?;
         let _gate = self.gate(ino);
         let file = self.working_file(ino)?;
+        let offset = match append {
+            true => {
+                let end = file.metadata()?.len();
+                if end != offset {
+                    tracing::debug!(
+                        ino,
+                        kernel = offset,
+                        end,
+                        "an append placed at the end of the file"
+                    );
+                    self.engine.notify_content(ino);
+                }
+                end
+            }
+            false => offset,
+        };
         if let Err(e) = file.write_all_at(data, offset) {
             // The working copy is now incomplete: the saved copy must stay as it was.
             if let Some(s) = self.sessions().get_mut(&ino) {
@@ -360,11 +383,28 @@ impl MountFs {
     }
 
     fn writable_ino(&self, fh: u64) -> Result<u64> {
+        self.writable_handle(fh).map(|(ino, _)| ino)
+    }
+
+    /// The inode of a handle open for writing, and whether it appends.
+    fn writable_handle(&self, fh: u64) -> Result<(u64, bool)> {
         let handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
         match handles.get(&fh) {
-            Some(h) if h.writable => Ok(h.ino),
+            Some(h) if h.writable => Ok((h.ino, h.append)),
             Some(_) => Err(FsError::Refused("not open for writing".into(), libc::EBADF)),
             None => Err(FsError::BadHandle),
+        }
+    }
+
+    /// Notes that `fh` was opened with O_APPEND.
+    pub fn note_append(&self, fh: u64) {
+        if let Some(h) = self
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&fh)
+        {
+            h.append = true;
         }
     }
 

@@ -465,6 +465,11 @@ impl Engine {
     }
 
     /// Tells the kernel a name changed (used by the mount for its own bookkeeping).
+    /// Tells the kernel that a file's content or size changed under its cache.
+    pub fn notify_content(&self, ino: u64) {
+        self.notify(Notice::Content { ino });
+    }
+
     pub fn notify_entry(&self, parent: u64, name: &str) {
         self.notify(Notice::Entry {
             parent,
