@@ -225,3 +225,37 @@ async fn a_page_linking_the_tailwind_sheet_gets_styles() {
     assert_eq!(result["padding"], "16px", "{result:#}");
     assert_eq!(result["display"], "flex", "{result:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_that_wipes_the_data_shows_the_panel_and_reverting_brings_it_back() {
+    let library = LIBRARY.replace("file-upload", "data-loss-panel");
+    let page = format!(
+        r##"<!DOCTYPE html>
+<html><head><meta charset="utf-8"><script src="{library}" type="module"></script>
+<script type="application/json" data-rules-name="api" data-rules-version="1">{{"todos": ["#todos li", {{"id": "@data-id", "text": "."}}]}}</script>
+</head><body><ul id="todos"><li data-id="1">buy milk</li><li data-id="2">call mom</li><li data-id="3">fix the bike</li></ul></body></html>
+"##
+    );
+    let (_p, m, port) = mounted(&[("todos.html", page)]).await;
+    let mut drive = Drive::start("data_loss", port, &["/todos"]);
+    let result = drive.done().await;
+    assert_eq!(result["before"], 3, "{result:#}");
+    assert_eq!(
+        result["title"], "Saved data overwritten",
+        "the panel showed: {result:#}"
+    );
+    assert_eq!(
+        result["after"],
+        serde_json::json!(["buy milk", "call mom", "fix the bike"]),
+        "reverting brought the data back: {result:#}"
+    );
+    assert_eq!(result["chipAfter"], 0, "the incident is closed: {result:#}");
+    let on_disk = std::fs::read_to_string(m.path("todos.html")).unwrap();
+    assert!(on_disk.contains("fix the bike"), "{on_disk}");
+    let versions = m.mirror.join("sites-versions/todos");
+    let wiped = std::fs::read_dir(&versions)
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+        .any(|v| v.contains("<ul id=\"todos\"></ul>"));
+    assert!(wiped, "the wiping save is kept as a version too");
+}

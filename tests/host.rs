@@ -569,3 +569,90 @@ async fn a_tab_on_one_device_is_relayed_to_the_tabs_of_another() {
     );
     drop((a, b));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_guard_keeps_what_a_save_wiped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url) = server(dir.path()).await;
+    let page = |items: &str| {
+        format!(
+            r#"<!DOCTYPE html><html><head><script type="application/json" data-rules-name="api" data-rules-version="1">{{"notes": ["li", {{"id": "@data-id", "text": "."}}]}}</script></head><body><ul>{items}</ul></body></html>"#
+        )
+    };
+    let full =
+        page(r#"<li data-id="1">one</li><li data-id="2">two</li><li data-id="3">three</li>"#);
+    write(dir.path(), "notes.html", full.as_bytes());
+    let http = reqwest::Client::new();
+    let ask = || {
+        http.get(format!("{url}/_/data-loss?file={url}/notes"))
+            .send()
+    };
+    let save = |body: String, trigger: &'static str| {
+        http.post(format!("{url}/_/save"))
+            .header("Page-URL", format!("{url}/notes"))
+            .header("Save-Trigger", trigger)
+            .body(body)
+            .send()
+    };
+    let (_, first) = json(ask().await.unwrap()).await;
+    assert_eq!(
+        first,
+        serde_json::json!({"event": null}),
+        "seeds the baseline"
+    );
+    // A deliberate delete of one item is an edit, not a loss.
+    let two = page(r#"<li data-id="1">one</li><li data-id="3">three</li>"#);
+    assert_eq!(save(two.clone(), "user").await.unwrap().status(), 200);
+    let event = || async {
+        for _ in 0..50 {
+            let (_, answer) = json(ask().await.unwrap()).await;
+            if !answer["event"].is_null() {
+                return answer["event"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        serde_json::Value::Null
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, none) = json(ask().await.unwrap()).await;
+    assert!(none["event"].is_null(), "{none}");
+    // A background save that empties the list is.
+    assert_eq!(save(page(""), "auto").await.unwrap().status(), 200);
+    let incident = event().await;
+    assert_eq!(incident["canRevert"], true, "{incident}");
+    assert_eq!(incident["restorable"], false);
+    assert_eq!(incident["lossSummary"]["removedItems"], 2, "{incident}");
+    assert_eq!(incident["lossSummary"]["provenance"], "ui-background");
+    let id = incident["id"].as_str().unwrap().to_string();
+    let choose = |id: String, choice: &str| {
+        http.post(format!("{url}/_/data-loss/{id}"))
+            .header("Page-URL", format!("{url}/notes"))
+            .json(&serde_json::json!({"choice": choice}))
+            .send()
+    };
+    assert_eq!(
+        choose("other".into(), "dismiss").await.unwrap().status(),
+        409
+    );
+    assert_eq!(choose(id.clone(), "shred").await.unwrap().status(), 400);
+    assert_eq!(choose(id.clone(), "restore").await.unwrap().status(), 422);
+    let (status, answer) = json(choose(id.clone(), "revert").await.unwrap()).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("reverted")),
+        "{answer}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("notes.html")).unwrap(),
+        two,
+        "the page before the wiping save is back"
+    );
+    assert_eq!(choose(id, "dismiss").await.unwrap().status(), 404, "closed");
+    // A loss undone by hand closes itself.
+    assert_eq!(save(page(""), "auto").await.unwrap().status(), 200);
+    assert!(!event().await.is_null());
+    assert_eq!(save(two.clone(), "auto").await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, healed) = json(ask().await.unwrap()).await;
+    assert!(healed["event"].is_null(), "{healed}");
+}

@@ -231,6 +231,47 @@ impl Mirror {
         self.commit(&temp, &target)
     }
 
+    /// Where the program keeps its own state about a file: `.hyperclay/<area>/<rel>.<ext>`
+    /// (inside the owner-only index folder; `rel` is validated, so it can't lead out).
+    fn state_path(&self, area: &str, rel: &RelPath, ext: &str) -> PathBuf {
+        self.root
+            .join(INDEX_DIR)
+            .join(area)
+            .join(format!("{}.{ext}", rel.as_str()))
+    }
+
+    /// Writes the program's state about `rel` atomically.
+    pub fn write_state(&self, area: &str, rel: &RelPath, ext: &str, bytes: &[u8]) -> Result<()> {
+        let target = self.state_path(area, rel, ext);
+        if let Some(dir) = target.parent() {
+            fs::create_dir_all(dir).map_err(|e| MirrorError::io("creating", dir, e))?;
+        }
+        let temp = self.temp();
+        let written = (|| {
+            let mut f = File::create(&temp)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&temp);
+            return Err(MirrorError::io("writing", &temp, e));
+        }
+        self.commit(&temp, &target)
+    }
+
+    /// The program's state about `rel`, if it holds at most `max` bytes.
+    pub fn read_state(&self, area: &str, rel: &RelPath, ext: &str, max: u64) -> Option<Vec<u8>> {
+        let file = File::open(self.state_path(area, rel, ext)).ok()?;
+        let mut bytes = Vec::new();
+        file.take(max + 1).read_to_end(&mut bytes).ok()?;
+        (bytes.len() as u64 <= max).then_some(bytes)
+    }
+
+    /// Whether the program keeps state about `rel`.
+    pub fn has_state(&self, area: &str, rel: &RelPath, ext: &str) -> bool {
+        self.state_path(area, rel, ext).is_file()
+    }
+
     /// Moves a finished temp file into place and makes the rename durable.
     pub fn commit(&self, temp: &Path, target: &Path) -> Result<()> {
         if let Err(e) = fs::rename(temp, target) {

@@ -147,6 +147,16 @@ impl Hub {
         self.send(rel, Lane::Live, frame);
     }
 
+    /// A data-guard notification for the edit tabs (`raised` with the incident, `resolved`).
+    pub fn notify_data(&self, rel: &RelPath, action: &str, data: serde_json::Value) {
+        let msg = match action {
+            "raised" => "A save overwrote this page's data; it can be brought back.",
+            _ => "The page's data is back.",
+        };
+        let frame = serde_json::json!({"type": "notification", "msgType": "data-loss", "msg": msg, "action": action, "data": data});
+        self.send(rel, Lane::Live, frame);
+    }
+
     /// After the server stored a page: view-mode tabs get the stored bytes.
     pub fn stored(&self, rel: &RelPath, html: &str) {
         // As the tabs were served it: with the local library's links.
@@ -342,8 +352,10 @@ pub async fn follow_engine(state: ServeState, engine: Arc<crate::sync::Engine>) 
             ChangedBy::Mount => "file-watcher",
             ChangedBy::Platform => "sync-engine",
         };
+        // Read only for a page with open tabs or one the data guard watches.
+        let tabs = state.0.live.has_tabs(&change.rel);
         if crate::protocol::NodeKind::of_file_name(&change.rel) != crate::protocol::NodeKind::Site
-            || !state.0.live.has_tabs(&change.rel)
+            || !(tabs || super::dataloss::guarded(&state, &change.rel))
         {
             continue;
         }
@@ -354,7 +366,19 @@ pub async fn follow_engine(state: ServeState, engine: Arc<crate::sync::Engine>) 
         else {
             continue;
         };
-        let html = String::from_utf8_lossy(&bytes);
-        state.0.live.changed_outside(&change.rel, &html, sender);
+        if tabs {
+            let html = String::from_utf8_lossy(&bytes);
+            state.0.live.changed_outside(&change.rel, &html, sender);
+        }
+        if super::dataloss::guarded(&state, &change.rel) {
+            super::dataloss::check(
+                &state,
+                &change.rel,
+                None,
+                bytes::Bytes::from(bytes),
+                super::dataloss::Provenance::External,
+            )
+            .await;
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! Bound to loopback only; see `guard` for what a hostile web page cannot do.
 
 mod address;
+mod dataloss;
 mod guard;
 mod library;
 mod listing;
@@ -63,6 +64,8 @@ struct Inner {
     live: live::Hub,
     /// Tailwind stylesheets compiled for pages.
     sheets: tailwind::Sheets,
+    /// The data guard's state changes one at a time (each is a read, a compare and a write).
+    guard_lock: Arc<Mutex<()>>,
 }
 
 /// Requests in flight at once (each streams a file or holds a site's HTML).
@@ -133,6 +136,7 @@ pub async fn start(
         saves: Arc::new(tokio::sync::Semaphore::new(MAX_SAVES)),
         live: live::Hub::default(),
         sheets: tailwind::sheets(),
+        guard_lock: Arc::new(Mutex::new(())),
     }));
     if let SaveTo::Engine(engine) = &state.0.save_to {
         tokio::spawn(live::follow_engine(state.clone(), engine.clone()));
@@ -148,6 +152,11 @@ pub async fn start(
         .route("/_/live-sync/stream", get(live::stream))
         .route("/_/live-sync/save", post(live::relay))
         .route("/_/cdn/{*path}", get(library::serve))
+        .route(
+            "/_/data-loss",
+            get(dataloss::incident).post(dataloss::choose),
+        )
+        .route("/_/data-loss/{id}", post(dataloss::choose))
         .route("/_", any(reserved))
         .route("/_/", any(reserved))
         .route("/_/{*rest}", any(reserved))

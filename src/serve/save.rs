@@ -152,11 +152,31 @@ async fn save_to(state: ServeState, rel: &RelPath, headers: &HeaderMap, body: Bo
         std::borrow::Cow::Borrowed(_) => bytes,
     };
     let name = rel.rsplit('/').next().unwrap_or(rel).to_string();
+    // The data guard compares the page before and after (read only for pages it watches).
+    let guarded = super::dataloss::watches(&state, rel, &bytes);
+    let before = guarded
+        .then(|| {
+            state
+                .0
+                .mirror
+                .read_at_most(rel, MAX_CONTENT_BYTES)
+                .ok()
+                .flatten()
+        })
+        .flatten();
     match state.write_file(rel, bytes.clone()).await {
         Ok(()) => {
             tracing::info!(path = %rel, trigger, "saved from the browser");
             let html = String::from_utf8_lossy(&bytes);
             state.0.live.stored(rel, &html);
+            if guarded {
+                let (state, rel, bytes) = (state.clone(), rel.clone(), bytes.clone());
+                let by = super::dataloss::Provenance::of_trigger(Some(trigger));
+                // The answer does not wait for the guard, which never fails the save.
+                tokio::spawn(async move {
+                    super::dataloss::check(&state, &rel, before, bytes, by).await
+                });
+            }
             answer(StatusCode::OK, true, &format!("Saved {name}"))
         }
         Err(e) => {

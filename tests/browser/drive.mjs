@@ -43,8 +43,9 @@ context.on("request", (r) => requested.push(r.method() + " " + r.url()));
 const consoleLines = [];
 
 // Opens the page and waits until hyperclayjs has loaded and live sync has its stream open.
-async function open(path, { stream = true } = {}) {
+async function open(path, { stream = true, also = null } = {}) {
   const page = await context.newPage();
+  const alsoSeen = also ? page.waitForResponse((r) => also.test(r.url()), { timeout: 15000 }) : null;
   page.on("console", (m) => consoleLines.push(m.text()));
   page.on("pageerror", (e) => consoleLines.push("pageerror: " + e.message));
   const streamOpen = stream
@@ -57,6 +58,7 @@ async function open(path, { stream = true } = {}) {
     timeout: 15000,
   });
   if (streamOpen) await streamOpen;
+  if (alsoSeen) await alsoSeen;
   return page;
 }
 
@@ -122,6 +124,29 @@ const scenarios = {
         same: back.length === bytes.length && back.every((b, i) => b === bytes[i]),
       };
     });
+  },
+
+  // A save that wipes the page's data: the data-loss panel shows, and reverting brings it back.
+  async data_loss() {
+    const page = await open(args[0], { also: /\/_\/data-loss\?/ });
+    const before = await page.locator("#todos li").count();
+    await page.evaluate(() => {
+      document.querySelectorAll("#todos li").forEach((li) => li.remove());
+      window.hyperclay.savePage();
+    });
+    const revert = page.locator('.hcdl [data-dg="revert"]');
+    await revert.waitFor({ state: "attached", timeout: 10000 });
+    const title = await page.locator(".hcdl .dg-title").textContent();
+    await page.locator(".hcdl .dg-chip").click();
+    const reloaded = page.waitForEvent("load", { timeout: 10000 });
+    await revert.click();
+    await reloaded;
+    await page.waitForFunction(() => document.querySelectorAll("#todos li").length > 0, null, {
+      timeout: 10000,
+    });
+    const after = await page.locator("#todos li").allTextContents();
+    const chipAfter = await page.locator(".hcdl").count();
+    return { before, title, after, chipAfter };
   },
 
   // A page linking the host's Tailwind stylesheet gets its classes styled.
