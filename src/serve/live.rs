@@ -29,8 +29,10 @@ use super::ServeState;
 use crate::cache::RelPath;
 
 /// Frames kept for a slow tab; it then misses the oldest, which is harmless: only the newest
-/// state of a page matters, and the next frame carries all of it.
-const FRAMES_KEPT: usize = 8;
+/// state of a page matters, and the next frame carries all of it. A frame is held once for all
+/// of a file's tabs and freed when the last has read it, so a stalled tab holds at most this
+/// many pages.
+const FRAMES_KEPT: usize = 4;
 /// Open streams at once, all files together (each holds a connection and a queue of frames of
 /// up to a page each): a page that opens streams in a loop can't take memory without end.
 pub const MAX_STREAMS: usize = 64;

@@ -147,7 +147,12 @@ pub async fn start(
         .route("/save", post(save::by_page_url).fallback(serve_path))
         .route("/_/save", post(save::by_page_url))
         .route("/_/meta", get(meta::meta))
-        .route("/_/upload", post(upload::upload))
+        // The upload reads its body itself, with its own limit (axum's default of 2 MB would
+        // refuse a multipart form before it).
+        .route(
+            "/_/upload",
+            post(upload::upload).layer(axum::extract::DefaultBodyLimit::max(upload::MAX_BODY)),
+        )
         .route("/_/sync", get(live::stream).post(live::relay))
         .route("/_/live-sync/stream", get(live::stream))
         .route("/_/live-sync/save", post(live::relay))

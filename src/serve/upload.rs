@@ -23,6 +23,8 @@ use crate::protocol::{names, MAX_CONTENT_BYTES};
 pub const MAX_UPLOAD_BYTES: usize = MAX_CONTENT_BYTES as usize;
 /// The JSON body holds the bytes in base64 (4/3 of them) plus the name and extra fields.
 const MAX_JSON_BODY: usize = MAX_UPLOAD_BYTES / 3 * 4 + 64 * 1024;
+/// The largest body of either kind (a multipart form holds the bytes as they are, plus parts).
+pub const MAX_BODY: usize = MAX_JSON_BODY;
 /// Names that would run as code served from this origin (SVG is taken and served inert).
 const REFUSED_EXTENSIONS: &[&str] = &[
     "html", "htm", "xhtml", "htmlclay", "js", "mjs", "cjs", "xml", "xht", "xsl", "xslt",

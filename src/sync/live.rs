@@ -24,7 +24,7 @@ const SNAPSHOT_FRESH_FOR: Duration = Duration::from_secs(5 * 60);
 /// Snapshot bytes kept waiting, all files together; the oldest go first.
 const WAITING_BYTES: usize = 32 * 1024 * 1024;
 /// Frames from other devices kept for a slow local server before it misses some.
-pub(super) const FRAMES_KEPT: usize = 16;
+pub(super) const FRAMES_KEPT: usize = 4;
 
 /// Another device's snapshot of one of this mirror's pages.
 #[derive(Debug, Clone)]
