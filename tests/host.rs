@@ -658,3 +658,100 @@ async fn the_data_guard_keeps_what_a_save_wiped() {
     let (_, healed) = json(ask().await.unwrap()).await;
     assert!(healed["event"].is_null(), "{healed}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_change_pulled_down_reaches_the_open_tabs() {
+    use common::{node_at, Mode, MountProcess, TestPlatform};
+    let p = TestPlatform::start(Mode::Full).await;
+    let c = p.client();
+    c.create(
+        hyperclay::protocol::NodeKind::Site,
+        "board.html",
+        0,
+        Some(b"<!DOCTYPE html><html>v1</html>"),
+    )
+    .await
+    .unwrap();
+    let port = free_port();
+    let m = MountProcess::start_with(&p.url(), &[("TEST_SERVE_PORT", &port.to_string())]);
+    assert!(
+        common::wait_until(Duration::from_secs(10), || m.path("board.html").exists()).is_some()
+    );
+    let url = format!("http://localhost:{port}");
+    let mut editing =
+        Stream::open(format!("{url}/_/sync?document-url={url}%2Fboard&lane=live")).await;
+    let mut viewing = Stream::open(format!(
+        "{url}/_/sync?document-url={url}%2Fboard&lane=saved"
+    ))
+    .await;
+    let id = node_at(&c, "board.html").await.unwrap();
+    c.put_content(
+        id,
+        hyperclay::protocol::NodeKind::Site,
+        "<!DOCTYPE html><html>edited on the platform</html>".into(),
+        None,
+    )
+    .await
+    .unwrap();
+    let mut frames = Vec::new();
+    for _ in 0..10 {
+        if let Some(f) = viewing.frame().await {
+            frames.push(f);
+            break;
+        }
+    }
+    let seen = frames
+        .pop()
+        .expect("the view-mode tab got the platform's change");
+    assert_eq!(
+        seen["html"],
+        "<!DOCTYPE html><html>edited on the platform</html>"
+    );
+    assert_eq!(seen["sender"], "sync-engine");
+    let content = editing.frame().await.expect("the edit tab got it too");
+    assert_eq!(content["sender"], "sync-engine");
+    let notice = editing.frame().await.expect("and a notice");
+    assert_eq!(notice["type"], "notification", "{notice}");
+    drop(m);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_new_routes_refuse_other_sites() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url) = server(dir.path()).await;
+    let http = reqwest::Client::new();
+    for path in [
+        "/_/upload",
+        "/_/sync",
+        "/_/live-sync/save",
+        "/_/data-loss/x",
+        "/_/save",
+    ] {
+        for (header, value) in [
+            ("Origin", "https://evil.example"),
+            ("Origin", "null"),
+            ("Sec-Fetch-Site", "cross-site"),
+        ] {
+            let r = http
+                .post(format!("{url}{path}"))
+                .header(header, value)
+                .header("Page-URL", format!("{url}/post"))
+                .json(&serde_json::json!({"fileName": "a.png", "fileBody": "AA==", "snapshot": "x", "choice": "dismiss"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 403, "{path} with {header}: {value}");
+        }
+    }
+    let r = http
+        .get(format!("{url}/_/meta"))
+        .header("Host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a foreign Host (DNS rebinding)");
+    assert!(
+        !dir.path().join("blog/assets-post").exists(),
+        "nothing was stored"
+    );
+}
