@@ -1028,3 +1028,70 @@ async fn times_set_by_tar_and_cp_p_are_kept() {
     assert_eq!(mtime(&m.path("t/old.html")), want, "and after a remount");
     assert_eq!(mtime(&m.path("copied.txt")), want);
 }
+
+/// A file unlinked (or renamed over) while open lives on for its descriptors until the last
+/// close, as on ext4, and is never pushed: `fstat`, `read` and `write` on the descriptor work,
+/// and Python's `tempfile.TemporaryFile` (create, unlink at once, then use) works in the mount.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_file_outlives_its_name_until_the_last_close() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::start(&p.url());
+    let script = r#"
+import os, sys, tempfile, json
+d = sys.argv[1]
+out = {}
+f = open(os.path.join(d, "gone.txt"), "w+b")
+f.write(b"hello"); f.flush()
+os.unlink(os.path.join(d, "gone.txt"))
+out["fstat"] = os.fstat(f.fileno()).st_size
+f.write(b" world"); f.flush(); f.seek(0)
+out["read"] = f.read().decode()
+f.close()
+t = tempfile.TemporaryFile(dir=d)
+t.write(b"x" * 100000); t.seek(0)
+out["tempfile"] = len(t.read())
+out["tempfile_fstat"] = os.fstat(t.fileno()).st_size
+t.close()
+with open(os.path.join(d, "target.txt"), "wb") as w: w.write(b"first")
+g = open(os.path.join(d, "target.txt"), "r+b")
+with open(os.path.join(d, "new.txt"), "wb") as w: w.write(b"replacement")
+os.rename(os.path.join(d, "new.txt"), os.path.join(d, "target.txt"))
+g.seek(0, 2); g.write(b" and more"); g.flush(); g.seek(0)
+out["replaced_fd"] = g.read().decode()
+g.close()
+try:
+    fd = os.open(d, os.O_TMPFILE | os.O_RDWR, 0o600); os.close(fd); out["o_tmpfile"] = "ok"
+except OSError as e:
+    out["o_tmpfile"] = e.errno
+out["listing"] = sorted(n for n in os.listdir(d) if n != "sites-versions")
+print(json.dumps(out))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&m.mountpoint)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(r["fstat"], 5, "{r}");
+    assert_eq!(r["read"], "hello world", "{r}");
+    assert_eq!(r["tempfile"], 100000, "{r}");
+    assert_eq!(r["tempfile_fstat"], 100000, "{r}");
+    assert_eq!(
+        r["replaced_fd"], "first and more",
+        "the replaced file's descriptor keeps its own file: {r}"
+    );
+    assert_eq!(
+        r["o_tmpfile"],
+        libc::EOPNOTSUPP,
+        "fuser 0.18 has no O_TMPFILE: {r}"
+    );
+    assert_eq!(r["listing"], serde_json::json!(["target.txt"]), "{r}");
+    assert_eq!(std::fs::read(m.path("target.txt")).unwrap(), b"replacement");
+    platform_holds(&p, &files(&[("target.txt", b"replacement")])).await;
+}

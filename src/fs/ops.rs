@@ -166,12 +166,10 @@ impl MountFs {
             let rel = self.backups.rel(ino).ok_or(FsError::NotFound)?;
             return self.backup_attr(ino, &rel);
         }
-        let e = self
-            .engine
-            .index
-            .get(ino)
-            .filter(|e| !e.tombstone)
-            .ok_or(FsError::NotFound)?;
+        let Some(e) = self.engine.index.get(ino).filter(|e| !e.tombstone) else {
+            // Unlinked while open: `fstat` on its descriptor still answers.
+            return self.open_orphan_attr(ino).ok_or(FsError::NotFound);
+        };
         Ok(self.entry_attr(&e))
     }
 

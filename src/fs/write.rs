@@ -463,6 +463,11 @@ impl MountFs {
 
     fn save(&self, ino: u64) -> Result<()> {
         let _gate = self.gate(ino);
+        if self.engine.index.get(ino).is_none_or(|e| e.tombstone) {
+            // Unlinked (or replaced) while open: its descriptors keep using the working copy
+            // until the last close drops it; nothing is saved.
+            return Ok(());
+        }
         let kept_mtime;
         let work = {
             let mut sessions = self.sessions();
@@ -647,7 +652,48 @@ impl MountFs {
             let _ = self.engine.mirror.remove_file(&rel);
             return Ok(());
         }
+        if let Some(e) = self.engine.index.lookup(parent, name) {
+            self.keep_open_copy(e.ino)?;
+        }
         Ok(self.engine.remove_file(parent, name)?)
+    }
+
+    /// A file still open for writing is about to lose its name (unlink, or a rename over it):
+    /// its content moves into the write session's working copy, which its descriptors read and
+    /// write until the last close, as an unlinked file on ext4 lives until then. It is never
+    /// saved or pushed (`save` skips a file without a live entry; the last close drops it).
+    /// Read-only descriptors hold the mirror copy open already.
+    pub(super) fn keep_open_copy(&self, ino: u64) -> Result<()> {
+        let _gate = self.gate(ino);
+        let mut sessions = self.sessions();
+        if let Some(s) = sessions.get_mut(&ino) {
+            if s.writers > 0 {
+                Self::ensure_work(&self.engine, ino, s, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Attributes of a file that lost its name but is still open (`fstat` on the descriptor).
+    pub(super) fn open_orphan_attr(&self, ino: u64) -> Option<Attr> {
+        let file = match self.working_copy(ino) {
+            Some(f) => f,
+            None => self
+                .handles
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .find(|h| h.ino == ino)
+                .and_then(|h| h.file.clone())?,
+        };
+        let m = file.metadata().ok()?;
+        Some(Attr {
+            ino,
+            kind: super::ops::Kind::File,
+            size: m.len(),
+            mtime: m.modified().unwrap_or(std::time::SystemTime::now()),
+            perm: 0o644,
+        })
     }
 
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
@@ -693,6 +739,13 @@ impl MountFs {
         // name first, so the rename carries it.
         if let Some(e) = self.engine.index.lookup(parent, name) {
             self.save(e.ino)?;
+        }
+        // A file open for writing that this rename replaces keeps its content for its
+        // descriptors (see `keep_open_copy`).
+        if let Some(target) = self.engine.index.lookup(new_parent, new_name) {
+            if !target.is_dir() {
+                self.keep_open_copy(target.ino)?;
+            }
         }
         Ok(self.engine.rename(
             parent,
