@@ -1095,3 +1095,75 @@ print(json.dumps(out))
     assert_eq!(std::fs::read(m.path("target.txt")).unwrap(), b"replacement");
     platform_holds(&p, &files(&[("target.txt", b"replacement")])).await;
 }
+
+/// Named pipes and unix sockets work under local-only names (editors', agents' and git's
+/// sockets), are refused elsewhere, and `mknod` of a regular file is a create that goes up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipes_and_sockets_live_under_local_only_names() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::start(&p.url());
+    let script = r#"
+import os, sys, socket, json, threading, errno
+d = sys.argv[1]
+out = {}
+os.mkfifo(os.path.join(d, ".pipe"))
+def writer():
+    with open(os.path.join(d, ".pipe"), "w") as w: w.write("through the pipe")
+threading.Thread(target=writer).start()
+with open(os.path.join(d, ".pipe")) as r: out["pipe"] = r.read()
+os.makedirs(os.path.join(d, ".git"), exist_ok=True)
+path = os.path.join(d, ".git", "fsmonitor.ipc")
+srv = socket.socket(socket.AF_UNIX); srv.bind(path); srv.listen(1)
+cli = socket.socket(socket.AF_UNIX); cli.connect(path)
+conn, _ = srv.accept(); cli.sendall(b"ping"); out["socket"] = conn.recv(4).decode()
+out["socket_is_socket"] = __import__("stat").S_ISSOCK(os.stat(path).st_mode)
+for name in ["visible-pipe"]:
+    try:
+        os.mkfifo(os.path.join(d, name)); out[name] = "made"
+    except OSError as e:
+        out[name] = e.errno
+os.mknod(os.path.join(d, "made-by-mknod.txt"))
+out["regular"] = os.path.getsize(os.path.join(d, "made-by-mknod.txt"))
+os.unlink(os.path.join(d, ".pipe"))
+out["pipe_gone"] = not os.path.exists(os.path.join(d, ".pipe"))
+print(json.dumps(out))
+"#;
+    let out = std::process::Command::new("timeout")
+        .args(["20", "python3", "-c", script])
+        .arg(&m.mountpoint)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(r["pipe"], "through the pipe", "{r}");
+    assert_eq!(r["socket"], "ping", "{r}");
+    assert_eq!(r["socket_is_socket"], true, "{r}");
+    assert_eq!(
+        r["visible-pipe"],
+        libc::EPERM,
+        "a synced name can't be a pipe: {r}"
+    );
+    assert_eq!(r["regular"], 0, "{r}");
+    assert_eq!(r["pipe_gone"], true, "{r}");
+    assert!(
+        eventually(WAIT, || {
+            let p = p.client();
+            async move { node_at(&p, "made-by-mknod.txt").await.is_some() }
+        })
+        .await,
+        "mknod of a regular file goes up like touch"
+    );
+    let on_platform = platform_files(&p.client()).await;
+    assert!(
+        on_platform
+            .keys()
+            .all(|k| !k.contains("pipe") && !k.contains("fsmonitor")),
+        "{on_platform:?}"
+    );
+    assert!(m.log().contains("a named pipe or socket can't be synced"));
+}

@@ -52,6 +52,8 @@ impl FuseAdapter {
                 Kind::Dir => FileType::Directory,
                 Kind::File => FileType::RegularFile,
                 Kind::Symlink => FileType::Symlink,
+                Kind::Fifo => FileType::NamedPipe,
+                Kind::Socket => FileType::Socket,
             },
             perm: a.perm,
             nlink: if a.kind == Kind::Dir { 2 } else { 1 },
@@ -330,6 +332,22 @@ impl Filesystem for FuseAdapter {
                 return;
             }
             answer_open(reply, open(&self.fs));
+        });
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        guard("mknod", || match self.fs.mknod(parent.0, name, mode) {
+            Ok(a) => reply.entry(&TTL, &self.attr(&a), Generation(0)),
+            Err(e) => reply.error(errno(&e, "mknod")),
         });
     }
 

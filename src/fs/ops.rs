@@ -23,6 +23,10 @@ pub enum Kind {
     Dir,
     File,
     Symlink,
+    /// A named pipe (local-only names): the kernel carries its data.
+    Fifo,
+    /// A unix socket's name (local-only names): the kernel carries its traffic.
+    Socket,
 }
 
 /// Attributes of one inode.

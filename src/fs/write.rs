@@ -60,56 +60,77 @@ impl Drop for Gate<'_> {
     }
 }
 
-/// Local-only symlinks (emacs lock files `.#name`): in the mirror and in memory, never synced.
-#[derive(Default)]
-pub struct Links {
-    by_place: Mutex<HashMap<(u64, String), (u64, String)>>,
+/// What a local-only special name is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Special {
+    /// A symlink (emacs lock files `.#name`), with its target; also made in the mirror.
+    Link(String),
+    /// A named pipe (`mkfifo`).
+    Fifo,
+    /// A unix socket's name (`bind`: editors', agents' and git fsmonitor's sockets).
+    Socket,
 }
 
-/// Symlink inodes live in their own range.
+/// Local-only special names: symlinks, named pipes and sockets. In memory (symlinks in the
+/// mirror too), never synced; pipes and sockets carry nothing through this program (the
+/// kernel moves their data), so they last as long as the mount, as on a tmpfs.
+#[derive(Default)]
+pub struct Links {
+    by_place: Mutex<HashMap<(u64, String), (u64, Special)>>,
+}
+
+/// Special inodes live in their own range.
 const LINK_INO_BASE: u64 = 1 << 61;
 
 impl Links {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(u64, String), (u64, String)>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(u64, String), (u64, Special)>> {
         self.by_place.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn link_attr(ino: u64, target: &str) -> Attr {
+    fn special_attr(ino: u64, special: &Special) -> Attr {
+        let (kind, size, perm) = match special {
+            Special::Link(target) => (Kind::Symlink, target.len() as u64, 0o777),
+            Special::Fifo => (Kind::Fifo, 0, 0o644),
+            Special::Socket => (Kind::Socket, 0, 0o755),
+        };
         Attr {
             ino,
-            kind: Kind::Symlink,
-            size: target.len() as u64,
+            kind,
+            size,
             mtime: SystemTime::now(),
-            perm: 0o777,
+            perm,
         }
     }
 
     pub fn lookup(&self, parent: u64, name: &str) -> Option<Attr> {
         self.map()
             .get(&(parent, name.to_string()))
-            .map(|(ino, t)| Self::link_attr(*ino, t))
+            .map(|(ino, s)| Self::special_attr(*ino, s))
     }
 
     pub fn attr(&self, ino: u64) -> Option<Attr> {
         self.map()
             .values()
             .find(|(i, _)| *i == ino)
-            .map(|(i, t)| Self::link_attr(*i, t))
+            .map(|(i, s)| Self::special_attr(*i, s))
     }
 
     pub fn target(&self, ino: u64) -> Option<String> {
         self.map()
             .values()
             .find(|(i, _)| *i == ino)
-            .map(|(_, t)| t.clone())
+            .and_then(|(_, s)| match s {
+                Special::Link(t) => Some(t.clone()),
+                _ => None,
+            })
     }
 
-    fn insert(&self, parent: u64, name: &str, target: &str) -> u64 {
+    fn insert(&self, parent: u64, name: &str, special: Special) -> u64 {
         static NEXT: std::sync::atomic::AtomicU64 =
             std::sync::atomic::AtomicU64::new(LINK_INO_BASE);
         let ino = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.map()
-            .insert((parent, name.to_string()), (ino, target.to_string()));
+            .insert((parent, name.to_string()), (ino, special));
         ino
     }
 
@@ -726,13 +747,15 @@ impl MountFs {
             ));
         }
         let (name, new_name) = (name_str(name)?, name_str(new_name)?);
-        if let Some((_, target)) = self.links.map().get(&(parent, name.to_string())).cloned() {
-            // A lock symlink moving: local only.
-            let from = self.child_rel(parent, name)?;
-            let to = self.child_rel(new_parent, new_name)?;
-            self.engine.mirror.rename(&from, &to)?;
+        if let Some((_, special)) = self.links.map().get(&(parent, name.to_string())).cloned() {
+            // A lock symlink, pipe or socket moving: local only.
+            if let Special::Link(_) = special {
+                let from = self.child_rel(parent, name)?;
+                let to = self.child_rel(new_parent, new_name)?;
+                self.engine.mirror.rename(&from, &to)?;
+            }
             self.links.remove(parent, name);
-            self.links.insert(new_parent, new_name, &target);
+            self.links.insert(new_parent, new_name, special);
             return Ok(());
         }
         // A change not saved yet (its last close is still on the way) is saved under the old
@@ -779,7 +802,9 @@ impl MountFs {
         }
         let target_text = target.to_string_lossy().into_owned();
         std::os::unix::fs::symlink(target, self.engine.mirror.ensure_parent(&rel)?)?;
-        let ino = self.links.insert(parent, name, &target_text);
+        let ino = self
+            .links
+            .insert(parent, name, Special::Link(target_text.clone()));
         Ok(Attr {
             ino,
             kind: Kind::Symlink,
@@ -787,6 +812,43 @@ impl MountFs {
             mtime: SystemTime::now(),
             perm: 0o777,
         })
+    }
+
+    /// mknod(2): a regular file is a create (as `touch` makes it); a named pipe or a unix
+    /// socket's name only where the name is local-only (a segment starting with `.`, and the
+    /// other local-only names of docs/semantics.md), since the platform holds neither; devices
+    /// never.
+    pub fn mknod(&self, parent: u64, name: &OsStr, mode: u32) -> Result<Attr> {
+        let special = match mode & libc::S_IFMT {
+            libc::S_IFREG | 0 => {
+                let (attr, opened) = self.create(parent, name)?;
+                self.release(opened.fh)?;
+                return Ok(attr);
+            }
+            libc::S_IFIFO => Special::Fifo,
+            libc::S_IFSOCK => Special::Socket,
+            _ => {
+                return Err(FsError::Refused(
+                    "device files cannot be made here".into(),
+                    libc::EPERM,
+                ))
+            }
+        };
+        refuse_backups(parent)?;
+        let name = name_str(name)?;
+        let rel = self.child_rel(parent, name)?;
+        if !is_local_only(&rel) {
+            tracing::warn!(path = %rel, "a named pipe or socket can't be synced: only local-only names (starting with .) may be one");
+            return Err(FsError::Refused(
+                "pipes and sockets cannot be synced; only local-only names may be one".into(),
+                libc::EPERM,
+            ));
+        }
+        if self.lookup(parent, OsStr::new(name)).is_ok() {
+            return Err(FsError::Refused("exists".into(), libc::EEXIST));
+        }
+        let ino = self.links.insert(parent, name, special.clone());
+        Ok(Links::special_attr(ino, &special))
     }
 
     fn child_rel(&self, parent: u64, name: &str) -> Result<RelPath> {
