@@ -1167,3 +1167,107 @@ print(json.dumps(out))
     );
     assert!(m.log().contains("a named pipe or socket can't be synced"));
 }
+
+/// Temp files of common programs and libraries, saved and renamed over their target later than
+/// the 200 ms a new file waits: only the target reaches the platform, never a temp name (a node
+/// there would stay forever: never delete across). Python and Node run for real; the others'
+/// names as the programs make them (docs/semantics.md, "Local-only names").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temp_files_of_common_programs_never_reach_the_platform() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::start(&p.url());
+    let dir = &m.mountpoint;
+    // Python: NamedTemporaryFile beside the target, renamed over it after 400 ms.
+    let python = r#"
+import os, sys, tempfile, time
+d = sys.argv[1]
+for suffix in ["", ".html"]:
+    with tempfile.NamedTemporaryFile(dir=d, delete=False, suffix=suffix) as t:
+        t.write(b"saved by python"); name = t.name
+    time.sleep(0.4)
+    os.replace(name, os.path.join(d, "python" + (suffix or ".txt")))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", python])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Node: write-file-atomic, as npm and many Node tools save.
+    let modules =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/node_modules");
+    let node = format!(
+        "const w = require('{}'); w.sync(process.argv[1] + '/package.json', '{{\"saved\": \"by node\"}}');",
+        modules.join("write-file-atomic").display()
+    );
+    let out = std::process::Command::new("node")
+        .args(["-e", &node])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The others, by the names they make (each written, then renamed over its target later).
+    for (temp, target) in [
+        ("4231987765", "go.txt"),               // Go os.CreateTemp(dir, "")
+        ("notes.txt___jb_tmp___", "notes.txt"), // JetBrains safe write
+        (".notes.md.kate-swp", "kate.md"),      // Kate's swap file
+        (".~lock.report.odt#", "report.odt"),   // LibreOffice lock file
+        ("lu98765xyz.tmp", "calc.ods"),         // LibreOffice's save temp
+        (".page.html.Xa12Bc", "page.html"),     // rsync's temp name
+    ] {
+        std::fs::write(dir.join(temp), b"temp content").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        std::fs::rename(dir.join(temp), dir.join(target)).unwrap();
+    }
+    std::fs::write(
+        dir.join("notes.txt___jb_old___"),
+        b"jetbrains keeps the old copy",
+    )
+    .unwrap();
+    let want = [
+        "calc.ods",
+        "go.txt",
+        "kate.md",
+        "notes.txt",
+        "package.json",
+        "page.html",
+        "python.html",
+        "python.txt",
+        "report.odt",
+    ];
+    let settled = eventually(Duration::from_secs(10), || {
+        let c = p.client();
+        async move {
+            let on = platform_files(&c).await;
+            want.iter().all(|n| on.contains_key(*n))
+        }
+    })
+    .await;
+    let on = platform_files(&p.client()).await;
+    assert!(settled, "every target went up: {:?}", on.keys());
+    // Past the 200 ms wait and a bit more: no temp name went up meanwhile.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let on = platform_files(&p.client()).await;
+    let names: Vec<&String> = on.keys().collect();
+    assert_eq!(
+        names,
+        want.iter()
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .iter()
+            .collect::<Vec<_>>(),
+        "only the targets, no temp name"
+    );
+    assert_eq!(on["python.html"], b"saved by python");
+    assert_eq!(on["package.json"], b"{\"saved\": \"by node\"}");
+}

@@ -43,7 +43,8 @@ impl MirrorError {
 type Result<T> = std::result::Result<T, MirrorError>;
 
 /// Names that stay in the mirror and never reach the platform (architecture.md, "Push" 6): any
-/// segment starting with `.`, editor and browser temp names, `sites-versions/`, `node_modules/`.
+/// segment starting with `.`, editors', browsers' and libraries' temp names (docs/semantics.md
+/// names the program each comes from), `sites-versions/`, `node_modules/`.
 pub fn is_local_only(rel_path: &str) -> bool {
     let mut segments = rel_path.split('/').filter(|s| !s.is_empty()).peekable();
     if segments.peek() == Some(&"sites-versions") {
@@ -53,13 +54,55 @@ pub fn is_local_only(rel_path: &str) -> bool {
         name.starts_with('.')
             || name == "node_modules"
             || name.ends_with('~')
-            || [".swp", ".swo", ".swx", ".tmp", ".part", ".crdownload"]
-                .iter()
-                .any(|ext| name.ends_with(ext))
+            || [
+                ".swp",
+                ".swo",
+                ".swx",
+                ".tmp",
+                ".part",
+                ".crdownload",
+                ".kate-swp",
+                "___jb_tmp___",
+                "___jb_old___",
+            ]
+            .iter()
+            .any(|ext| name.ends_with(ext))
             || (name.starts_with('#') && name.ends_with('#'))
             || name.starts_with("~$")
             || name == "4913"
+            || is_python_temp(name)
+            || is_numbered_temp(name)
     })
+}
+
+/// Python's `tempfile` (`mkstemp`, `NamedTemporaryFile`): `tmp` and 8 random characters of
+/// `a-z0-9_`, then the caller's suffix. One of them must be a digit or `_`, so that a name like
+/// `tmpsettings.html` stays a site (about 6 in 100 of Python's names have neither, and go up if
+/// they live past the 200 ms a new file waits).
+fn is_python_temp(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("tmp") else {
+        return false;
+    };
+    let random = rest.split('.').next().unwrap_or(rest);
+    random.len() == 8
+        && random
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && random.bytes().any(|b| b.is_ascii_digit() || b == b'_')
+}
+
+/// A random number for a name: Node's write-file-atomic (`name.ext.NNNNNNNNN`, a 32-bit hash
+/// in decimal after a name that has an extension) and Go's `os.CreateTemp` with no pattern (the
+/// number alone). Six to ten digits, so a dated name (`notes.2024`) stays a file.
+fn is_numbered_temp(name: &str) -> bool {
+    let numbered = |s: &str| (6..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    if numbered(name) {
+        return true;
+    }
+    match name.rsplit_once('.') {
+        Some((before, last)) => numbered(last) && before.contains('.'),
+        None => false,
+    }
 }
 
 pub struct Mirror {
@@ -485,5 +528,43 @@ mod tests {
         assert_eq!(temps(&m), 0);
         assert_eq!(m.read_at_most(&rel, 4).unwrap().unwrap(), b"kept");
         assert!(m.read_at_most(&rel, 3).unwrap().is_none(), "over the cap");
+    }
+}
+
+#[cfg(test)]
+mod local_only_tests {
+    use super::is_local_only;
+
+    #[test]
+    fn temp_names_of_common_programs_stay_local() {
+        for temp in [
+            "tmpab12cd_e",
+            "tmp3k_9xq0z.html",
+            "package.json.3812739123",
+            "index.html.12345678",
+            "1234567890",
+            "notes.txt___jb_tmp___",
+            "notes.txt___jb_old___",
+            ".notes.txt.kate-swp",
+            "notes.txt.kate-swp",
+            ".~lock.report.odt#",
+            ".notes.txt.Ab12Cd",
+            "lu12345abcd.tmp",
+            "#notes.txt#",
+            "~$report.docx",
+        ] {
+            assert!(is_local_only(temp), "{temp}");
+        }
+        for real in [
+            "tmpsettings.html",
+            "tmp.html",
+            "notes.2024",
+            "photo.20240101",
+            "20240",
+            "report-2024.html",
+            "tmpab12cd.html",
+        ] {
+            assert!(!is_local_only(real), "{real}");
+        }
     }
 }
