@@ -1256,18 +1256,8 @@ for suffix in ["", ".html"]:
     // Past the 200 ms wait and a bit more: no temp name went up meanwhile.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let on = platform_files(&p.client()).await;
-    let names: Vec<&String> = on.keys().collect();
-    assert_eq!(
-        names,
-        want.iter()
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()
-            .iter()
-            .collect::<Vec<_>>(),
-        "only the targets, no temp name"
-    );
+    let names: Vec<&str> = on.keys().map(String::as_str).collect();
+    assert_eq!(names, want, "only the targets, no temp name");
     assert_eq!(on["python.html"], b"saved by python");
     assert_eq!(on["package.json"], b"{\"saved\": \"by node\"}");
 }
