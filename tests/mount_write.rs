@@ -371,7 +371,7 @@ async fn too_large_files_and_refused_names_stay_local_with_a_log_line() {
         b"deep"
     );
     let log = m.log();
-    for needle in ["big.bin", "20 MB", "Bad.html", "My Folder", "5 levels"] {
+    for needle in ["big.bin", "20 MiB", "Bad.html", "My Folder", "5 levels"] {
         assert!(log.contains(needle), "the log names {needle}: {log}");
     }
     // Status counts them apart from what will go up, each with its reason.
@@ -379,7 +379,7 @@ async fn too_large_files_and_refused_names_stay_local_with_a_log_line() {
     let mount = &status["mounts"][0];
     assert_eq!(mount["waiting"], 0, "{status}");
     for (reason, n) in [
-        ("larger than 20 MB", 1),
+        ("larger than 20 MiB", 1),
         ("a name the platform refuses", 1),
         ("a folder name the platform refuses", 1),
         ("folders deeper than 5", 1),

@@ -441,7 +441,7 @@ async fn status_says_the_most_important_problem_and_sync_switches() {
     };
     std::fs::write(m.path("big.bin"), vec![1u8; 21 * 1024 * 1024]).unwrap();
     assert!(
-        wait_until(WAIT, || status(&m, false).contains("larger than 20 MB")).is_some(),
+        wait_until(WAIT, || status(&m, false).contains("larger than 20 MiB")).is_some(),
         "{}",
         status(&m, false)
     );
@@ -458,7 +458,7 @@ async fn status_says_the_most_important_problem_and_sync_switches() {
         "sync:     on",
         // The two can't go up as they are: counted apart, with their reasons (issue 14, 7).
         "waiting to go up: 0 files",
-        "stays local: 2 files (1 a name the platform refuses, 1 larger than 20 MB; see the log)",
+        "stays local: 2 files (1 a name the platform refuses, 1 larger than 20 MiB; see the log)",
         "log:",
     ];
     let complete = wait_until(WAIT, || {

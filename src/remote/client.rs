@@ -47,7 +47,7 @@ pub mod limits {
     /// time limits): a platform that trickles a byte every 20 s can't hold a fetch forever.
     pub const PROGRESS_TIMEOUT: Duration = Duration::from_secs(30);
 }
-/// Content transfers get longer, as if over a 400 kbit/s line: a whole 20 MB file then has
+/// Content transfers get longer, as if over a 400 kbit/s line: a whole 20 MiB file then has
 /// about 7 minutes more.
 const SLOWEST_LINE_BYTES_PER_SEC: u64 = 50_000;
 use crate::protocol::{
@@ -265,7 +265,7 @@ impl Client {
     }
 
     /// A request carrying or fetching up to `bytes`: the time limit grows with the size, so a
-    /// 20 MB upload on a slow line is not cut.
+    /// 20 MiB upload on a slow line is not cut.
     fn transfer(&self, method: Method, path: &str, bytes: u64) -> RequestBuilder {
         self.request_untimed(method, path)
             .timeout(REQUEST_TIMEOUT + Duration::from_secs(bytes / SLOWEST_LINE_BYTES_PER_SEC))

@@ -18,7 +18,9 @@ pub enum RemoteError {
     InvalidName(String),
     #[error("the name is already taken on the platform: {0}")]
     NameTaken(String),
-    #[error("larger than 20 MB, the platform's limit: the file stays local only")]
+    #[error(
+        "larger than 20 MiB (20,971,520 bytes), the platform's limit: the file stays local only"
+    )]
     TooLarge,
     #[error("not found on the platform")]
     NotFound,

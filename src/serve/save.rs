@@ -78,7 +78,7 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
         Err(crate::body::BodyError::TooLarge) => Err(answer(
             StatusCode::PAYLOAD_TOO_LARGE,
             false,
-            "the page is larger than 20 MB, the platform's limit",
+            "the page is larger than 20 MiB (20,971,520 bytes), the platform's limit",
         )),
         Err(_) => Err(answer(
             StatusCode::BAD_REQUEST,

@@ -317,7 +317,7 @@ pub struct Pending {
 fn never_goes_up(e: &crate::cache::Entry, rel: &RelPath) -> Option<&'static str> {
     use crate::protocol::{names, MAX_CONTENT_BYTES, MAX_FOLDER_DEPTH};
     if e.size > MAX_CONTENT_BYTES {
-        return Some("larger than 20 MB");
+        return Some("larger than 20 MiB");
     }
     if names::check(e.kind, &e.name).is_err() {
         return Some("a name the platform refuses");
