@@ -1261,3 +1261,55 @@ for suffix in ["", ".html"]:
     assert_eq!(on["python.html"], b"saved by python");
     assert_eq!(on["package.json"], b"{\"saved\": \"by node\"}");
 }
+
+/// Folder times and link counts as on a local disk: a folder's mtime and ctime move when a name
+/// is made, removed or renamed in it; a file's ctime (not its mtime) moves on chmod; a folder's
+/// link count is 2 plus its subfolders (`find` relies on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folder_times_ctimes_and_link_counts_follow_changes() {
+    use std::os::unix::fs::MetadataExt;
+    let p = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::start(&p.url());
+    let d = m.path("box");
+    std::fs::create_dir(&d).unwrap();
+    let times = |path: &std::path::Path| {
+        let md = std::fs::metadata(path).unwrap();
+        (
+            md.mtime_nsec() as i128 + md.mtime() as i128 * 1_000_000_000,
+            md.ctime_nsec() as i128 + md.ctime() as i128 * 1_000_000_000,
+        )
+    };
+    let pause = || std::thread::sleep(Duration::from_millis(30));
+    let mut last = times(&d);
+    for step in ["create", "mkdir", "rename", "unlink", "rmdir"] {
+        pause();
+        match step {
+            "create" => std::fs::write(d.join("a.txt"), b"a").unwrap(),
+            "mkdir" => std::fs::create_dir(d.join("sub")).unwrap(),
+            "rename" => std::fs::rename(d.join("a.txt"), d.join("b.txt")).unwrap(),
+            "unlink" => std::fs::remove_file(d.join("b.txt")).unwrap(),
+            _ => std::fs::remove_dir(d.join("sub")).unwrap(),
+        }
+        let now = times(&d);
+        assert!(
+            now.0 > last.0 && now.1 > last.1,
+            "{step} moves the folder's mtime and ctime: {last:?} -> {now:?}"
+        );
+        last = now;
+    }
+    std::fs::create_dir(d.join("one")).unwrap();
+    std::fs::create_dir(d.join("two")).unwrap();
+    std::fs::write(d.join("f.txt"), b"f").unwrap();
+    assert_eq!(
+        std::fs::metadata(&d).unwrap().nlink(),
+        4,
+        "2 + two subfolders"
+    );
+    assert_eq!(std::fs::metadata(d.join("f.txt")).unwrap().nlink(), 1);
+    let (mtime, ctime) = times(&d.join("f.txt"));
+    pause();
+    sh(&format!("chmod 600 {}", d.join("f.txt").display()));
+    let (mtime2, ctime2) = times(&d.join("f.txt"));
+    assert_eq!(mtime2, mtime, "chmod leaves the content's time");
+    assert!(ctime2 > ctime, "chmod moves ctime: {ctime} -> {ctime2}");
+}

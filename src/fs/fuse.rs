@@ -46,7 +46,7 @@ impl FuseAdapter {
             blocks: a.size.div_ceil(512),
             atime: a.mtime,
             mtime: a.mtime,
-            ctime: a.mtime,
+            ctime: self.fs.ctime(a.ino, a.mtime),
             crtime: a.mtime,
             kind: match a.kind {
                 Kind::Dir => FileType::Directory,
@@ -56,7 +56,11 @@ impl FuseAdapter {
                 Kind::Socket => FileType::Socket,
             },
             perm: a.perm,
-            nlink: if a.kind == Kind::Dir { 2 } else { 1 },
+            nlink: if a.kind == Kind::Dir {
+                self.fs.dir_links(a.ino)
+            } else {
+                1
+            },
             uid: self.uid,
             gid: self.gid,
             rdev: 0,

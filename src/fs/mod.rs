@@ -8,6 +8,7 @@ mod fuse;
 mod notify;
 mod ops;
 mod process;
+mod times;
 mod write;
 
 use std::io;

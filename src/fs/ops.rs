@@ -76,6 +76,8 @@ pub struct MountFs {
     /// The content (checksum) the kernel last saw of each file, for close-to-open caching.
     seen: Mutex<HashMap<u64, String>>,
     mounted_at: SystemTime,
+    /// Folder modification and status-change times made through the mount.
+    pub(super) changed: super::times::ChangeTimes,
 }
 
 fn time_of(ms: i64) -> SystemTime {
@@ -103,6 +105,7 @@ impl MountFs {
             next_fh: AtomicU64::new(1),
             seen: Mutex::new(HashMap::new()),
             mounted_at: SystemTime::now(),
+            changed: super::times::ChangeTimes::default(),
         }
     }
 
@@ -114,6 +117,13 @@ impl MountFs {
             mtime: time_of(e.mtime_ms),
             perm: if e.is_dir() { 0o755 } else { 0o644 },
         };
+        if e.is_dir() {
+            // A name made, removed or renamed in it through the mount.
+            if let Some(t) = self.changed.get(e.ino) {
+                attr.mtime = attr.mtime.max(t);
+            }
+            return attr;
+        }
         // A file being written: its working copy is the truth.
         if let Some(m) = self.working_metadata(e.ino) {
             attr.size = m.len();
@@ -135,9 +145,29 @@ impl MountFs {
             ino: ROOT_INO,
             kind: Kind::Dir,
             size: 0,
-            mtime: self.mounted_at,
+            mtime: self.changed.get(ROOT_INO).unwrap_or(self.mounted_at),
             perm: 0o755,
         }
+    }
+
+    /// The status-change time of `ino`: its last change through the mount, else `mtime`.
+    pub fn ctime(&self, ino: u64, mtime: SystemTime) -> SystemTime {
+        self.changed.get(ino).map_or(mtime, |t| t.max(mtime))
+    }
+
+    /// A folder's link count: 2 and one per subfolder (as ext4 counts them; `find` uses it).
+    pub fn dir_links(&self, ino: u64) -> u32 {
+        if backups::is_backup_ino(ino) {
+            return 2;
+        }
+        let mut subfolders = u32::from(ino == ROOT_INO);
+        self.engine.index.for_children(ino, 0, |_, e| {
+            if e.is_dir() {
+                subfolders += 1;
+            }
+            true
+        });
+        2 + subfolders
     }
 
     fn backup_attr(&self, ino: u64, rel: &str) -> Result<Attr> {

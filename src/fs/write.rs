@@ -302,6 +302,7 @@ impl MountFs {
         refuse_backups(parent)?;
         let name = name_str(name)?;
         let e = self.engine.create_file(parent, name)?;
+        self.changed.touch(parent);
         // A created file starts empty, now: its working copy must not start from a mirror copy
         // that a pull may write meanwhile (a name deleted and made again takes the platform's
         // node back, and a platform edit of that node would have become its first content).
@@ -609,6 +610,8 @@ impl MountFs {
         if backups::is_backup_ino(ino) && (size.is_some() || mtime.is_some()) {
             refuse_backups(ino)?;
         }
+        // chmod, chown, utimens, truncate: the status changed (the modes are not kept).
+        self.changed.touch(ino);
         if let Some(size) = size {
             self.live_file(ino)?;
             let open = self.sessions().contains_key(&ino);
@@ -662,6 +665,7 @@ impl MountFs {
     pub fn mkdir(&self, parent: u64, name: &OsStr) -> Result<Attr> {
         refuse_backups(parent)?;
         let e = self.engine.make_dir(parent, name_str(name)?)?;
+        self.changed.touch(parent);
         Ok(self.entry_attr(&e))
     }
 
@@ -671,12 +675,15 @@ impl MountFs {
         if self.links.remove(parent, name) {
             let rel = self.child_rel(parent, name)?;
             let _ = self.engine.mirror.remove_file(&rel);
+            self.changed.touch(parent);
             return Ok(());
         }
         if let Some(e) = self.engine.index.lookup(parent, name) {
             self.keep_open_copy(e.ino)?;
         }
-        Ok(self.engine.remove_file(parent, name)?)
+        self.engine.remove_file(parent, name)?;
+        self.changed.touch(parent);
+        Ok(())
     }
 
     /// A file still open for writing is about to lose its name (unlink, or a rename over it):
@@ -719,7 +726,9 @@ impl MountFs {
 
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
         refuse_backups(parent)?;
-        Ok(self.engine.remove_dir(parent, name_str(name)?)?)
+        self.engine.remove_dir(parent, name_str(name)?)?;
+        self.changed.touch(parent);
+        Ok(())
     }
 
     /// Whether a rename must first fetch the source's copy (it goes up under its new name).
@@ -756,6 +765,8 @@ impl MountFs {
             }
             self.links.remove(parent, name);
             self.links.insert(new_parent, new_name, special);
+            self.changed.touch(parent);
+            self.changed.touch(new_parent);
             return Ok(());
         }
         // A change not saved yet (its last close is still on the way) is saved under the old
@@ -770,13 +781,16 @@ impl MountFs {
                 self.keep_open_copy(target.ino)?;
             }
         }
-        Ok(self.engine.rename(
+        self.engine.rename(
             parent,
             name,
             new_parent,
             new_name,
             flags & RENAME_NOREPLACE != 0,
-        )?)
+        )?;
+        self.changed.touch(parent);
+        self.changed.touch(new_parent);
+        Ok(())
     }
 
     /// The unsaved working copy of `ino`, if any (readers see what writers closed).
@@ -805,6 +819,7 @@ impl MountFs {
         let ino = self
             .links
             .insert(parent, name, Special::Link(target_text.clone()));
+        self.changed.touch(parent);
         Ok(Attr {
             ino,
             kind: Kind::Symlink,
@@ -848,6 +863,7 @@ impl MountFs {
             return Err(FsError::Refused("exists".into(), libc::EEXIST));
         }
         let ino = self.links.insert(parent, name, special.clone());
+        self.changed.touch(parent);
         Ok(Links::special_attr(ino, &special))
     }
 
