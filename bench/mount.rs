@@ -8,37 +8,12 @@ mod common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{files_under, hyperclay_mount, proc_mb, start_platform, stop, wait_mounted};
+use common::{files_under, hyperclay_mount, proc_mb, rclone_mount, start_platform, stop};
 use hyperclay::protocol::{checksum, Event, NodeKind};
 use hyperclay::remote::{subscribe, StreamItem, SILENCE_LIMIT};
-
-fn rclone_mount(dir: &Path, webdav: &str) -> (Child, PathBuf, Duration) {
-    let mnt = dir.join("rclone-mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let t = Instant::now();
-    let child = Command::new("rclone")
-        .args(["mount", ":webdav:"])
-        .arg(&mnt)
-        .args([
-            "--webdav-url",
-            webdav,
-            "--vfs-cache-mode",
-            "full",
-            "--vfs-write-back",
-            "0s",
-        ])
-        .arg("--cache-dir")
-        .arg(dir.join("rclone-cache"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_mounted(&mnt);
-    (child, mnt, t.elapsed())
-}
 
 /// Writes dirty pages out and drops the page cache (root only). False: not allowed here.
 fn drop_page_cache() -> bool {

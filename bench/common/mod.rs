@@ -60,6 +60,51 @@ pub fn hyperclay_mount(home: &Path, url: &str) -> (Child, PathBuf, Duration) {
     (child, mnt, ready)
 }
 
+/// `rclone mount` (`--vfs-cache-mode full`, uploads at once) of the webdav server at `webdav`,
+/// at DIR/rclone-mnt with its cache in DIR/rclone-cache.
+pub fn rclone_mount(dir: &Path, webdav: &str) -> (Child, PathBuf, Duration) {
+    let mnt = dir.join("rclone-mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let t = Instant::now();
+    let child = Command::new("rclone")
+        .args(["mount", ":webdav:"])
+        .arg(&mnt)
+        .args([
+            "--webdav-url",
+            webdav,
+            "--vfs-cache-mode",
+            "full",
+            "--vfs-write-back",
+            "0s",
+        ])
+        .arg("--cache-dir")
+        .arg(dir.join("rclone-cache"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_mounted(&mnt);
+    (child, mnt, t.elapsed())
+}
+
+/// `rclone serve webdav` of `data` on a free loopback port; its URL.
+pub fn rclone_webdav(data: &Path) -> (Child, String) {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let child = Command::new("rclone")
+        .args(["serve", "webdav"])
+        .arg(data)
+        .args(["--addr", &addr.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    (child, format!("http://{addr}"))
+}
+
 pub fn wait_mounted(path: &Path) {
     let start = Instant::now();
     while !hyperclay::fs::is_mounted(path) {

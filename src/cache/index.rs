@@ -127,11 +127,8 @@ impl NewEntry {
 /// Writes a whole entry's row (matched by inode); the name is checked first.
 fn write_row(db: &Connection, e: &Entry) -> Result<()> {
     check_child(e.parent == ROOT_INO, &e.name)?;
-    let changed = db.execute(
-        "UPDATE entries SET parent = ?2, name = ?3, kind = ?4, node_id = ?5, size = ?6, mtime_ms = ?7,
-         base = ?8, remote = ?9, remote_modified = ?10, local = ?11, tombstone = ?12 WHERE ino = ?1",
-        params![e.ino, e.parent, e.name, e.kind.as_str(), e.node_id, e.size, e.mtime_ms, e.base, e.remote, e.remote_modified, e.local, e.tombstone],
-    )?;
+    let changed = db.prepare_cached("UPDATE entries SET parent = ?2, name = ?3, kind = ?4, node_id = ?5, size = ?6, mtime_ms = ?7,
+         base = ?8, remote = ?9, remote_modified = ?10, local = ?11, tombstone = ?12 WHERE ino = ?1")?.execute(params![e.ino, e.parent, e.name, e.kind.as_str(), e.node_id, e.size, e.mtime_ms, e.base, e.remote, e.remote_modified, e.local, e.tombstone])?;
     if changed == 0 {
         return Err(IndexError::Missing(e.ino));
     }
@@ -359,11 +356,8 @@ impl Index {
     fn insert_as(&self, new: NewEntry, tombstone: bool) -> Result<Entry> {
         check_child(new.parent == ROOT_INO, &new.name)?;
         let db = self.db();
-        db.execute(
-            "INSERT INTO entries(parent, name, kind, node_id, size, mtime_ms, base, remote, remote_modified, local, tombstone)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![new.parent, new.name, new.kind.as_str(), new.node_id, new.size, new.mtime_ms, new.base, new.remote, new.remote_modified, new.local, tombstone],
-        )?;
+        db.prepare_cached("INSERT INTO entries(parent, name, kind, node_id, size, mtime_ms, base, remote, remote_modified, local, tombstone)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?.execute(params![new.parent, new.name, new.kind.as_str(), new.node_id, new.size, new.mtime_ms, new.base, new.remote, new.remote_modified, new.local, tombstone])?;
         let entry = new.into_entry(db.last_insert_rowid() as u64, tombstone);
         // The tree changes under the database lock, so memory and disk change in the same order.
         self.write().put(entry.clone());
@@ -397,7 +391,8 @@ impl Index {
         let mut db = self.db();
         let tx = db.transaction()?;
         for ino in &doomed {
-            tx.execute("DELETE FROM entries WHERE ino = ?1", params![ino])?;
+            tx.prepare_cached("DELETE FROM entries WHERE ino = ?1")?
+                .execute(params![ino])?;
         }
         tx.commit()?;
         let mut tree = self.write();
@@ -418,10 +413,7 @@ impl Index {
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        self.db().execute(
-            "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
-            params![key, value],
-        )?;
+        self.db().prepare_cached("INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2")?.execute(params![key, value])?;
         Ok(())
     }
 
@@ -429,16 +421,18 @@ impl Index {
     /// holding it later is known as our own doing, even after a crash.
     pub fn record_sent(&self, node: u64, checksum: &str) -> Result<()> {
         let db = self.db();
-        db.execute(
-            "INSERT INTO sent(node_id, checksum, at_ms) VALUES (?1, ?2, ?3)",
-            params![node, checksum, chrono::Utc::now().timestamp_millis()],
-        )?;
+        db.prepare_cached("INSERT INTO sent(node_id, checksum, at_ms) VALUES (?1, ?2, ?3)")?
+            .execute(params![
+                node,
+                checksum,
+                chrono::Utc::now().timestamp_millis()
+            ])?;
         // The last few per node are enough.
-        db.execute(
+        db.prepare_cached(
             "DELETE FROM sent WHERE node_id = ?1 AND rowid NOT IN
                (SELECT rowid FROM sent WHERE node_id = ?1 ORDER BY rowid DESC LIMIT 16)",
-            params![node],
-        )?;
+        )?
+        .execute(params![node])?;
         Ok(())
     }
 

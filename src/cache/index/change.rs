@@ -93,11 +93,8 @@ impl Change<'_> {
 
     fn insert_as(&mut self, new: NewEntry, tombstone: bool) -> Result<Entry> {
         check_child(new.parent == ROOT_INO, &new.name)?;
-        self.tx.execute(
-            "INSERT INTO entries(parent, name, kind, node_id, size, mtime_ms, base, remote, remote_modified, local, tombstone)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![new.parent, new.name, new.kind.as_str(), new.node_id, new.size, new.mtime_ms, new.base, new.remote, new.remote_modified, new.local, tombstone],
-        )?;
+        self.tx.prepare_cached("INSERT INTO entries(parent, name, kind, node_id, size, mtime_ms, base, remote, remote_modified, local, tombstone)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?.execute(params![new.parent, new.name, new.kind.as_str(), new.node_id, new.size, new.mtime_ms, new.base, new.remote, new.remote_modified, new.local, tombstone])?;
         let entry = new.into_entry(self.tx.last_insert_rowid() as u64, tombstone);
         self.stage(Staged::Put(entry.clone()));
         Ok(entry)
@@ -119,7 +116,8 @@ impl Change<'_> {
     /// Forgets one entry. (A folder's children are moved or removed by the caller first.)
     pub fn remove(&mut self, ino: u64) -> Result<()> {
         self.tx
-            .execute("DELETE FROM entries WHERE ino = ?1", params![ino])?;
+            .prepare_cached("DELETE FROM entries WHERE ino = ?1")?
+            .execute(params![ino])?;
         self.stage(Staged::Remove(ino));
         Ok(())
     }

@@ -1,0 +1,225 @@
+//! Many small files, side by side in one run: a plain folder on the same disk, `hyperclay mount`
+//! over the dev platform, and `rclone mount` (`--vfs-cache-mode full`, uploads at once) over
+//! `rclone serve webdav`. Three workloads (issue 15): `git clone` of a repository of 4,650 files,
+//! `tar xf` of 3,478 files, and 2,000 small files written one after another by a program (open,
+//! write, close). Each figure: the time until the program finished (what the user waits for),
+//! and for the mounts the time until the backend holds every file (the platform, or rclone's
+//! webdav folder). `cargo bench --bench smallfiles -- [--quick]`; bench/run runs it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{hyperclay_mount, rclone_mount, rclone_webdav, start_platform, stop};
+
+/// A file's content: 200 bytes to 4 KB, text.
+fn content(i: usize) -> String {
+    let line = format!("line of file {i}\n");
+    line.repeat(1 + (i * 7919) % 256)
+}
+
+/// A source tree of `files` files in folders of 50, under `dir/name`.
+fn make_tree(dir: &Path, name: &str, files: usize) -> PathBuf {
+    let root = dir.join(name);
+    for i in 0..files {
+        let folder = root.join(format!("d{}", i / 50));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(format!("f{i}.txt")), content(i)).unwrap();
+    }
+    root
+}
+
+/// Runs a command; its error output's first line when it fails.
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    Err(err.lines().next().unwrap_or("failed").to_string())
+}
+
+/// Seconds `f` took, or why it failed.
+fn timed(f: impl FnOnce() -> Result<(), String>) -> Result<f64, String> {
+    let t = Instant::now();
+    f()?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Seconds until `count()` reaches `want` (up to 10 minutes), from `since`.
+fn until_held(since: Instant, want: usize, count: impl Fn() -> usize) -> Option<f64> {
+    while since.elapsed() < Duration::from_secs(600) {
+        if count() >= want {
+            return Some(since.elapsed().as_secs_f64());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// Regular files under `dir` (the `.git` folder and dot-names skipped).
+fn count_files(dir: &Path) -> usize {
+    common::files_under(dir).len()
+}
+
+struct Workload {
+    name: &'static str,
+    files: usize,
+    run: Box<dyn Fn(&Path) -> Result<(), String>>,
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let scale = if quick { 10 } else { 1 };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+
+    // The repository: 4,650 files, one commit.
+    let repo_files = 4650 / scale;
+    let repo = make_tree(&src, "repo", repo_files);
+    let git = |args: &[&str]| {
+        run(Command::new("git")
+            .args(["-c", "user.name=bench", "-c", "user.email=bench@localhost"])
+            .args(args)
+            .current_dir(&repo))
+        .unwrap()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "files"]);
+    // The archive: 3,478 files.
+    let tar_files = 3478 / scale;
+    let tree = make_tree(&src, "tree", tar_files);
+    let archive = src.join("tree.tar");
+    run(Command::new("tar")
+        .arg("cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&src)
+        .arg("tree"))
+    .unwrap();
+    std::fs::remove_dir_all(&tree).unwrap();
+    let loop_files = 2000 / scale;
+
+    let workloads = vec![
+        Workload {
+            name: "git clone",
+            files: repo_files,
+            run: Box::new({
+                let repo = repo.clone();
+                move |target: &Path| {
+                    run(Command::new("git")
+                        .args(["clone", "-q", "--no-hardlinks"])
+                        .arg(&repo)
+                        .arg(target.join("clone")))
+                }
+            }),
+        },
+        Workload {
+            name: "tar xf",
+            files: tar_files,
+            run: Box::new({
+                let archive = archive.clone();
+                move |target: &Path| {
+                    run(Command::new("tar")
+                        .arg("xf")
+                        .arg(&archive)
+                        .arg("-C")
+                        .arg(target))
+                }
+            }),
+        },
+        Workload {
+            name: "small files in a loop",
+            files: loop_files,
+            run: Box::new(move |target: &Path| {
+                let script = format!(
+                    "import sys\nfor i in range({loop_files}):\n    with open(f'{{sys.argv[1]}}/loop/f{{i}}.txt', 'w') as f: f.write('line of file ' + str(i) * 40)\n"
+                );
+                std::fs::create_dir_all(target.join("loop")).map_err(|e| e.to_string())?;
+                run(Command::new("python3").args(["-c", &script]).arg(target))
+            }),
+        },
+    ];
+
+    // The backends.
+    let (platform, client) = start_platform(&dir.path().join("platform")).await;
+    let url = platform.url();
+    let webdav_data = dir.path().join("webdav");
+    std::fs::create_dir_all(&webdav_data).unwrap();
+    let (mut webdav, webdav_url) = rclone_webdav(&webdav_data);
+    let plain = dir.path().join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+
+    println!("| workload (files) | plain folder | hyperclay mount | rclone mount | hyperclay / plain | hyperclay / rclone | all on the backend: hyperclay, rclone |");
+    println!("|---|---|---|---|---|---|---|");
+    for w in &workloads {
+        let target = |root: &Path| {
+            let t = root.join(w.name.replace(' ', "-"));
+            std::fs::create_dir_all(&t).unwrap();
+            t
+        };
+        let plain_s = timed(|| (w.run)(&target(&plain))).expect("the plain folder takes it");
+        let home = dir.path().join("hc");
+        let (hc, hc_mnt, _) = hyperclay_mount(&home, &url);
+        let started = Instant::now();
+        let hc_s = timed(|| (w.run)(&target(&hc_mnt)));
+        if let Err(e) = &hc_s {
+            eprintln!("hyperclay failed {}: {e}", w.name);
+        }
+        let on_platform = |c: &std::sync::Arc<hyperclay::remote::Client>| {
+            let c = c.clone();
+            let prefix = w.name.replace(' ', "-");
+            move || {
+                let rt = tokio::runtime::Handle::current();
+                let nodes =
+                    std::thread::scope(|s| s.spawn(|| rt.block_on(c.nodes())).join().unwrap());
+                nodes.map_or(0, |n| {
+                    n.nodes
+                        .iter()
+                        .filter(|n| n.kind.is_file() && n.path.starts_with(&prefix))
+                        .count()
+                })
+            }
+        };
+        let hc_held =
+            tokio::task::block_in_place(|| until_held(started, w.files, on_platform(&client)));
+        stop(hc, &hc_mnt);
+        let (rc, rc_mnt, _) = rclone_mount(dir.path(), &webdav_url);
+        let started = Instant::now();
+        let rc_s = timed(|| (w.run)(&target(&rc_mnt)));
+        let backend = webdav_data.join(w.name.replace(' ', "-"));
+        let rc_held = match rc_s {
+            Ok(_) => until_held(started, w.files, || count_files(&backend)),
+            Err(_) => None,
+        };
+        stop(rc, &rc_mnt);
+        let held = |h: Option<f64>| h.map_or("-".to_string(), |s| format!("{s:.1} s"));
+        let secs = |r: &Result<f64, String>| match r {
+            Ok(s) => format!("{s:.2} s"),
+            Err(e) => format!("fails: {e}"),
+        };
+        let ratio = |a: &Result<f64, String>, b: &Result<f64, String>| match (a, b) {
+            (Ok(a), Ok(b)) => format!("{:.2}x", a / b),
+            _ => "-".into(),
+        };
+        println!(
+            "| {} ({}) | {:.2} s | {} | {} | {} | {} | {}, {} |",
+            w.name,
+            w.files,
+            plain_s,
+            secs(&hc_s),
+            secs(&rc_s),
+            ratio(&hc_s, &Ok(plain_s)),
+            ratio(&hc_s, &rc_s),
+            held(hc_held),
+            held(rc_held)
+        );
+    }
+    let _ = webdav.kill();
+    drop(platform);
+}
