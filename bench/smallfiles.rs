@@ -64,10 +64,13 @@ fn count_files(dir: &Path) -> usize {
     common::files_under(dir).len()
 }
 
+/// Runs a workload into a folder.
+type Runner = Box<dyn Fn(&Path) -> Result<(), String>>;
+
 struct Workload {
     name: &'static str,
     files: usize,
-    run: Box<dyn Fn(&Path) -> Result<(), String>>,
+    run: Runner,
 }
 
 #[tokio::main]
