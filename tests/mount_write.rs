@@ -1313,3 +1313,39 @@ async fn folder_times_ctimes_and_link_counts_follow_changes() {
     assert_eq!(mtime2, mtime, "chmod leaves the content's time");
     assert!(ctime2 > ctime, "chmod moves ctime: {ctime} -> {ctime2}");
 }
+
+/// A path whose mirror path would pass PATH_MAX (4,096 bytes) answers ENAMETOOLONG, cleanly,
+/// where ext4 would go on with relative paths (docs/semantics.md says why); what is above it
+/// stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_too_long_for_the_mirror_is_refused_cleanly() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::start(&p.url());
+    let script = r#"
+import os, sys
+os.chdir(sys.argv[1])
+name, depth = "d" * 200, 0
+try:
+    for i in range(30):
+        os.mkdir(name); os.chdir(name); depth += 1
+    print("none", depth)
+except OSError as e:
+    with open("last.txt", "w") as f: f.write("still usable")
+    print(e.errno, depth, open("last.txt").read())
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&m.mountpoint)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let words: Vec<&str> = stdout.split_whitespace().collect();
+    assert_eq!(words.first().copied(), Some("36"), "ENAMETOOLONG: {stdout}");
+    let depth: usize = words[1].parse().unwrap();
+    assert!(
+        (18..=20).contains(&depth),
+        "refused only past 4,096 bytes of mirror path: {stdout}"
+    );
+    assert!(stdout.contains("still usable"), "{stdout}");
+    assert!(!m.log().contains("panic"));
+}
