@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{files_under, hyperclay_mount, proc_mb, rclone_mount, start_platform, stop};
+use common::{
+    files_under, hyperclay_mount, proc_mb, rclone_mount, rclone_webdav, start_platform, stop,
+};
 use hyperclay::protocol::{checksum, Event, NodeKind};
 use hyperclay::remote::{subscribe, StreamItem, SILENCE_LIMIT};
 
@@ -194,20 +196,7 @@ async fn main() {
     assert!(status.success());
     let _ = std::fs::remove_dir_all(data.join(".hyperclay"));
     let _ = std::fs::remove_dir_all(data.join("sites-versions"));
-    let webdav_addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut webdav = Command::new("rclone")
-        .args(["serve", "webdav"])
-        .arg(&data)
-        .args(["--addr", &webdav_addr.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let webdav_url = format!("http://{webdav_addr}");
+    let (mut webdav, webdav_url) = rclone_webdav(&data);
 
     let mut figs: Vec<Figure> = Vec::new();
     let mut fig = |name: &str, unit: &'static str, lower: bool| {

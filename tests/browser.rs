@@ -25,14 +25,6 @@ fn app(note: &str) -> String {
     )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A platform holding `sites` (path, content) and a mount serving it on a port of its own.
 async fn mounted(sites: &[(&str, String)]) -> (TestPlatform, MountProcess, u16) {
     let p = TestPlatform::start(Mode::Full).await;
@@ -47,7 +39,7 @@ async fn mounted(sites: &[(&str, String)]) -> (TestPlatform, MountProcess, u16) 
         .await
         .unwrap();
     }
-    let port = free_port();
+    let port = common::free_port();
     let m = MountProcess::start_with(&p.url(), &[("TEST_SERVE_PORT", &port.to_string())]);
     for (name, _) in sites {
         assert!(

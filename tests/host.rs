@@ -501,14 +501,6 @@ async fn live_sync_relays_to_the_files_tabs_on_both_wires() {
     assert_eq!(r.status(), 400);
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tab_on_one_device_is_relayed_to_the_tabs_of_another() {
     use common::{Mode, MountProcess, TestPlatform};
@@ -522,7 +514,7 @@ async fn a_tab_on_one_device_is_relayed_to_the_tabs_of_another() {
         )
         .await
         .unwrap();
-    let (port_a, port_b) = (free_port(), free_port());
+    let (port_a, port_b) = (common::free_port(), common::free_port());
     let a = MountProcess::start_with(&p.url(), &[("TEST_SERVE_PORT", &port_a.to_string())]);
     let b = MountProcess::start_with(&p.url(), &[("TEST_SERVE_PORT", &port_b.to_string())]);
     for m in [&a, &b] {
@@ -672,7 +664,7 @@ async fn a_platform_change_pulled_down_reaches_the_open_tabs() {
     )
     .await
     .unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let m = MountProcess::start_with(&p.url(), &[("TEST_SERVE_PORT", &port.to_string())]);
     assert!(
         common::wait_until(Duration::from_secs(10), || m.path("board.html").exists()).is_some()

@@ -1066,18 +1066,7 @@ except OSError as e:
 out["listing"] = sorted(n for n in os.listdir(d) if n != "sites-versions")
 print(json.dumps(out))
 "#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(&m.mountpoint)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let r = common::python_json(script, &m.mountpoint);
     assert_eq!(r["fstat"], 5, "{r}");
     assert_eq!(r["read"], "hello world", "{r}");
     assert_eq!(r["tempfile"], 100000, "{r}");
@@ -1128,18 +1117,7 @@ os.unlink(os.path.join(d, ".pipe"))
 out["pipe_gone"] = not os.path.exists(os.path.join(d, ".pipe"))
 print(json.dumps(out))
 "#;
-    let out = std::process::Command::new("timeout")
-        .args(["20", "python3", "-c", script])
-        .arg(&m.mountpoint)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let r = common::python_json(script, &m.mountpoint);
     assert_eq!(r["pipe"], "through the pipe", "{r}");
     assert_eq!(r["socket"], "ping", "{r}");
     assert_eq!(r["socket_is_socket"], true, "{r}");

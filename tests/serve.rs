@@ -322,14 +322,6 @@ async fn concurrent_saves_never_mix_and_keep_every_version() {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saves_in_a_mount_are_backed_up_and_pushed() {
     let p = TestPlatform::start(Mode::Full).await;
@@ -344,7 +336,7 @@ async fn saves_in_a_mount_are_backed_up_and_pushed() {
         )
         .await
         .unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let m = MountProcess::start_with(&p.url(), &[("TEST_SERVE_PORT", &port.to_string())]);
     assert!(
         common::wait_until(Duration::from_secs(5), || m.path("blog/post.html").exists()).is_some()
@@ -443,7 +435,7 @@ async fn a_real_browser_saves_an_app() {
         )
         .await
         .unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let m = MountProcess::start_with(&p.url(), &[("TEST_SERVE_PORT", &port.to_string())]);
     assert!(common::wait_until(Duration::from_secs(5), || m
         .path("apps/counter.html")
@@ -581,7 +573,7 @@ async fn parallel_large_saves_are_held_a_few_at_a_time() {
     for i in 0..40 {
         std::fs::write(dir.path().join(format!("s{i}.html")), b"<!doctype html>").unwrap();
     }
-    let port = free_port();
+    let port = common::free_port();
     let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_hyperclay"))
         .args(["serve", "--port", &port.to_string(), "--mirror"])
         .arg(dir.path())

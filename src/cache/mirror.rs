@@ -261,6 +261,12 @@ impl Mirror {
     /// Writes `bytes` to `rel` atomically.
     pub fn write_atomic(&self, rel: &RelPath, bytes: &[u8]) -> Result<()> {
         let target = self.ensure_parent(rel)?;
+        let temp = self.write_temp(bytes)?;
+        self.commit(&temp, &target)
+    }
+
+    /// A finished, fsync'ed temp file holding `bytes`, ready to be renamed into place.
+    fn write_temp(&self, bytes: &[u8]) -> Result<PathBuf> {
         let temp = self.temp();
         let written = (|| {
             let mut f = File::create(&temp)?;
@@ -271,7 +277,7 @@ impl Mirror {
             let _ = fs::remove_file(&temp);
             return Err(MirrorError::io("writing", &temp, e));
         }
-        self.commit(&temp, &target)
+        Ok(temp)
     }
 
     /// Where the program keeps its own state about a file: `.hyperclay/<area>/<rel>.<ext>`
@@ -289,16 +295,7 @@ impl Mirror {
         if let Some(dir) = target.parent() {
             fs::create_dir_all(dir).map_err(|e| MirrorError::io("creating", dir, e))?;
         }
-        let temp = self.temp();
-        let written = (|| {
-            let mut f = File::create(&temp)?;
-            f.write_all(bytes)?;
-            f.sync_all()
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&temp);
-            return Err(MirrorError::io("writing", &temp, e));
-        }
+        let temp = self.write_temp(bytes)?;
         self.commit(&temp, &target)
     }
 

@@ -453,3 +453,29 @@ pub fn assert_root(doing: &str) {
         "this test {doing}: run the tests as root (CI does)"
     );
 }
+
+/// A loopback port nobody listens on now (for a mount's local server).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs a Python script with `dir` as its argument; its last line of output, as JSON.
+pub fn python_json(script: &str, dir: &std::path::Path) -> serde_json::Value {
+    let out = std::process::Command::new("timeout")
+        .args(["60", "python3", "-c", script])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|_| panic!("not JSON: {stdout}"))
+}
