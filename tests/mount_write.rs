@@ -1113,8 +1113,12 @@ for name in ["visible-pipe"]:
         out[name] = e.errno
 os.mknod(os.path.join(d, "made-by-mknod.txt"))
 out["regular"] = os.path.getsize(os.path.join(d, "made-by-mknod.txt"))
-os.unlink(os.path.join(d, ".pipe"))
-out["pipe_gone"] = not os.path.exists(os.path.join(d, ".pipe"))
+os.rename(os.path.join(d, ".pipe"), os.path.join(d, ".pipe2"))
+os.symlink("target", os.path.join(d, ".#lock"))
+os.rename(os.path.join(d, ".#lock"), os.path.join(d, ".#lock2"))
+out["renamed"] = [os.path.exists(os.path.join(d, ".pipe2")), os.readlink(os.path.join(d, ".#lock2"))]
+os.unlink(os.path.join(d, ".pipe2"))
+out["pipe_gone"] = not os.path.exists(os.path.join(d, ".pipe2"))
 print(json.dumps(out))
 "#;
     let r = common::python_json(script, &m.mountpoint);
@@ -1127,6 +1131,11 @@ print(json.dumps(out))
         "a synced name can't be a pipe: {r}"
     );
     assert_eq!(r["regular"], 0, "{r}");
+    assert_eq!(
+        r["renamed"],
+        serde_json::json!([true, "target"]),
+        "a pipe and a lock symlink rename (this hung the mount): {r}"
+    );
     assert_eq!(r["pipe_gone"], true, "{r}");
     assert!(
         eventually(WAIT, || {

@@ -756,15 +756,21 @@ impl MountFs {
             ));
         }
         let (name, new_name) = (name_str(name)?, name_str(new_name)?);
-        if let Some((_, special)) = self.links.map().get(&(parent, name.to_string())).cloned() {
-            // A lock symlink, pipe or socket moving: local only.
+        // Bound first: the table's lock must be let go before the branch takes it again (a
+        // guard in the `if let` itself lives to its end, and renaming a lock symlink hung).
+        let moving = self.links.map().get(&(parent, name.to_string())).cloned();
+        if let Some((ino, special)) = moving {
+            // A lock symlink, pipe or socket moving: local only, and the same inode (the kernel
+            // keeps it under the new name).
             if let Special::Link(_) = special {
                 let from = self.child_rel(parent, name)?;
                 let to = self.child_rel(new_parent, new_name)?;
                 self.engine.mirror.rename(&from, &to)?;
             }
             self.links.remove(parent, name);
-            self.links.insert(new_parent, new_name, special);
+            self.links
+                .map()
+                .insert((new_parent, new_name.to_string()), (ino, special));
             self.changed.touch(parent);
             self.changed.touch(new_parent);
             return Ok(());
