@@ -123,6 +123,15 @@ impl Hub {
         channels.get(rel).is_some_and(|c| !c.is_unused())
     }
 
+    /// Whether a tab listens on that lane of the file (a frame is built only then: it copies
+    /// the whole page).
+    fn listened(&self, rel: &RelPath, lane: Lane) -> bool {
+        let channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        channels
+            .get(rel)
+            .is_some_and(|c| c.lane(lane).receiver_count() > 0)
+    }
+
     /// A content frame: `html` from `sender`.
     pub fn content(
         &self,
@@ -132,6 +141,9 @@ impl Hub {
         sender: &str,
         identity_map: Option<serde_json::Value>,
     ) {
+        if !self.listened(rel, lane) {
+            return;
+        }
         let mut frame = serde_json::json!({"html": html, "sender": sender, "seq": self.next_seq()});
         if let Some(map) = identity_map.filter(|m| m.is_object()) {
             frame["identityMap"] = map;
@@ -161,6 +173,9 @@ impl Hub {
 
     /// After the server stored a page: view-mode tabs get the stored bytes.
     pub fn stored(&self, rel: &RelPath, html: &str) {
+        if !self.listened(rel, Lane::Saved) {
+            return;
+        }
         // As the tabs were served it: with the local library's links.
         let html = super::library::localize_links(html);
         self.content(rel, Lane::Saved, &html, "server-save", None);

@@ -146,29 +146,40 @@ async fn save_to(state: ServeState, rel: &RelPath, headers: &HeaderMap, body: Bo
         .and_then(|v| v.to_str().ok())
         .filter(|t| matches!(*t, "user" | "auto"))
         .unwrap_or("unknown");
-    // The page was served with the local library's links; the file keeps the CDN's.
-    let bytes = match super::library::restore_links(&bytes) {
-        std::borrow::Cow::Owned(restored) => bytes::Bytes::from(restored),
-        std::borrow::Cow::Borrowed(_) => bytes,
-    };
+    // Off the async threads (a page may be 20 MiB): the page was served with the local
+    // library's links and the file keeps the CDN's; and the data guard compares the page before
+    // and after (read only for pages it watches).
     let name = rel.rsplit('/').next().unwrap_or(rel).to_string();
-    // The data guard compares the page before and after (read only for pages it watches).
-    let guarded = super::dataloss::watches(&state, rel, &bytes);
-    let before = guarded
-        .then(|| {
-            state
-                .0
-                .mirror
-                .read_at_most(rel, MAX_CONTENT_BYTES)
-                .ok()
-                .flatten()
-        })
-        .flatten();
+    let preparing = (state.clone(), rel.clone());
+    let prepared = tokio::task::spawn_blocking(move || {
+        let (state, rel) = preparing;
+        let bytes = match super::library::restore_links(&bytes) {
+            std::borrow::Cow::Owned(restored) => bytes::Bytes::from(restored),
+            std::borrow::Cow::Borrowed(_) => bytes,
+        };
+        let guarded = super::dataloss::watches(&state, &rel, &bytes);
+        let before = guarded
+            .then(|| {
+                state
+                    .0
+                    .mirror
+                    .read_at_most(&rel, MAX_CONTENT_BYTES)
+                    .ok()
+                    .flatten()
+            })
+            .flatten();
+        (bytes, guarded, before)
+    })
+    .await;
+    let Ok((bytes, guarded, before)) = prepared else {
+        return answer(StatusCode::INTERNAL_SERVER_ERROR, false, "internal error");
+    };
     match state.write_file(rel, bytes.clone()).await {
         Ok(()) => {
             tracing::info!(path = %rel, trigger, "saved from the browser");
-            let html = String::from_utf8_lossy(&bytes);
-            state.0.live.stored(rel, &html);
+            if state.0.live.has_tabs(rel) {
+                state.0.live.stored(rel, &String::from_utf8_lossy(&bytes));
+            }
             if guarded {
                 let (state, rel, bytes) = (state.clone(), rel.clone(), bytes.clone());
                 let by = super::dataloss::Provenance::of_trigger(Some(trigger));

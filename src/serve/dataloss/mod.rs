@@ -408,9 +408,7 @@ pub fn guarded(state: &ServeState, rel: &RelPath) -> bool {
 
 /// Whether the guard looks at a write of `new` to `rel`: the page has rules, or had them.
 pub fn watches(state: &ServeState, rel: &RelPath, new: &[u8]) -> bool {
-    new.windows(b"data-rules-name".len())
-        .any(|w| w == b"data-rules-name")
-        || guarded(state, rel)
+    memchr::memmem::find(new, b"data-rules-name").is_some() || guarded(state, rel)
 }
 
 /// Runs the guard after the server or something under it wrote `rel`, and tells the tabs.
