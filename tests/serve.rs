@@ -565,6 +565,16 @@ async fn only_the_user_who_runs_the_server_is_served() {
     server.stop();
 }
 
+/// A child process that is killed when this goes out of scope.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Saves wait their turn beyond a few at once: 40 parallel 8 MiB saves never hold 40 bodies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_large_saves_are_held_a_few_at_a_time() {
@@ -574,13 +584,16 @@ async fn parallel_large_saves_are_held_a_few_at_a_time() {
         std::fs::write(dir.path().join(format!("s{i}.html")), b"<!doctype html>").unwrap();
     }
     let port = common::free_port();
-    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_hyperclay"))
-        .args(["serve", "--port", &port.to_string(), "--mirror"])
-        .arg(dir.path())
-        .env("HYPERCLAY_HOME", dir.path().join(".home"))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed when the test ends, also when it fails.
+    let serve = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_hyperclay"))
+            .args(["serve", "--port", &port.to_string(), "--mirror"])
+            .arg(dir.path())
+            .env("HYPERCLAY_HOME", dir.path().join(".home"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let url = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     assert!(
@@ -607,14 +620,13 @@ async fn parallel_large_saves_are_held_a_few_at_a_time() {
     });
     let statuses = futures::future::join_all(saves).await;
     assert!(statuses.iter().all(|s| s.is_success()), "{statuses:?}");
-    let status = std::fs::read_to_string(format!("/proc/{}/status", serve.id())).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", serve.0.id())).unwrap();
     let peak_kb: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap();
-    let _ = serve.kill();
-    let _ = serve.wait();
+    drop(serve);
     eprintln!(
         "the server's peak RSS over 40 parallel 8 MiB saves: {} MB",
         peak_kb / 1000
