@@ -37,6 +37,16 @@ fn path_of(address: &str) -> Result<String, ResolveError> {
 }
 
 impl ServeState {
+    /// `page`, off the async threads (the resolver may walk the mirror).
+    pub async fn find_page(&self, address: String) -> Result<Page, ResolveError> {
+        let resolving = self.clone();
+        tokio::task::spawn_blocking(move || resolving.page(&address))
+            .await
+            .unwrap_or(Err(ResolveError::BadRequest(
+                "the page could not be resolved",
+            )))
+    }
+
     /// The page an address names: an existing site, or the site a save there would create.
     /// Blocking (the resolver may walk the mirror).
     pub fn page(&self, address: &str) -> Result<Page, ResolveError> {

@@ -229,11 +229,9 @@ pub async fn stream(State(state): State<ServeState>, Query(q): Query<StreamQuery
         )
             .into_response();
     };
-    let resolving = state.clone();
-    let page = match tokio::task::spawn_blocking(move || resolving.page(&address)).await {
-        Ok(Ok(page)) => page,
-        Ok(Err(e)) => return bad_request(&e.to_string()),
-        Err(_) => return bad_request("internal error"),
+    let page = match state.find_page(address).await {
+        Ok(page) => page,
+        Err(e) => return bad_request(&e.to_string()),
     };
     let receiver = state.0.live.subscribe(&page.rel, lane);
     Sse::new(frames(receiver, permit))
@@ -316,11 +314,9 @@ pub async fn relay(
     let Some(serde_json::Value::String(html)) = message.snapshot.or(message.html) else {
         return bad_request("the snapshot is missing");
     };
-    let resolving = state.clone();
-    let page = match tokio::task::spawn_blocking(move || resolving.page(&address)).await {
-        Ok(Ok(page)) => page,
-        Ok(Err(e)) => return bad_request(&e.to_string()),
-        Err(_) => return bad_request("internal error"),
+    let page = match state.find_page(address).await {
+        Ok(page) => page,
+        Err(e) => return bad_request(&e.to_string()),
     };
     let sender = message.sender.unwrap_or_default();
     state
@@ -376,11 +372,12 @@ pub async fn follow_engine(state: ServeState, engine: Arc<crate::sync::Engine>) 
         {
             continue;
         }
-        let Ok(Some(bytes)) = state
-            .0
-            .mirror
-            .read_at_most(&change.rel, crate::protocol::MAX_CONTENT_BYTES)
-        else {
+        let (mirror, rel) = (state.0.mirror.clone(), change.rel.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            mirror.read_at_most(&rel, crate::protocol::MAX_CONTENT_BYTES)
+        })
+        .await;
+        let Ok(Ok(Some(bytes))) = read else {
             continue;
         };
         if tabs {

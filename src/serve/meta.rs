@@ -13,9 +13,7 @@ use crate::protocol::MAX_CONTENT_BYTES;
 pub async fn meta(State(state): State<ServeState>, headers: HeaderMap) -> Response {
     let mut body = serde_json::json!({"spec": 1, "extensions": ["sync", "upload"]});
     if let Some(address) = super::address::from_headers(&headers) {
-        let resolving = state.clone();
-        let page = tokio::task::spawn_blocking(move || resolving.page(&address)).await;
-        if let Ok(Ok(page)) = page {
+        if let Ok(page) = state.find_page(address).await {
             if page.exists {
                 body["document"] = serde_json::json!({
                     "writable": true,

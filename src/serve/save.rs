@@ -63,11 +63,9 @@ pub async fn by_page_url(
             "the Document-URL (or Page-URL) header is missing",
         );
     };
-    let resolving = state.clone();
-    let page = match tokio::task::spawn_blocking(move || resolving.page(&address)).await {
-        Ok(Ok(page)) => page,
-        Ok(Err(e)) => return resolve_error(e),
-        Err(_) => return answer(StatusCode::INTERNAL_SERVER_ERROR, false, "internal error"),
+    let page = match state.find_page(address).await {
+        Ok(page) => page,
+        Err(e) => return resolve_error(e),
     };
     save_to(state, &page.rel, &headers, body).await
 }

@@ -58,7 +58,10 @@ pub async fn serve(state: &ServeState, path: &str) -> Option<Response> {
         return Some((StatusCode::NOT_FOUND, css("/* no page of that name */")).into_response());
     }
     let rel = RelPath::parse(&rel).ok()?;
-    let Ok(Some(html)) = state.0.mirror.read_at_most(&rel, MAX_CONTENT_BYTES) else {
+    let (mirror, reading) = (state.0.mirror.clone(), rel.clone());
+    let read =
+        tokio::task::spawn_blocking(move || mirror.read_at_most(&reading, MAX_CONTENT_BYTES)).await;
+    let Ok(Ok(Some(html))) = read else {
         // A page whose copy is not here: an empty sheet, as Hyperclay Local answers a failure.
         return Some(css(""));
     };

@@ -70,24 +70,16 @@ async fn stored(state: ServeState, request: Request) -> Result<Response, Refused
     let bad = |msg: &str| refuse(StatusCode::BAD_REQUEST, "bad-request", msg);
     let address = super::address::from_headers(request.headers())
         .ok_or_else(|| bad("the Page-URL header is missing"))?;
-    let resolving = state.clone();
-    let page = match tokio::task::spawn_blocking(move || resolving.page(&address)).await {
-        Ok(Ok(page)) if page.exists => page,
-        Ok(Ok(_)) | Ok(Err(super::resolve::ResolveError::NotFound)) => {
+    let page = match state.find_page(address).await {
+        Ok(page) if page.exists => page,
+        Ok(_) | Err(super::resolve::ResolveError::NotFound) => {
             return Err(refuse(
                 StatusCode::NOT_FOUND,
                 "not-found",
                 "the page to upload beside is not in the mirror",
             ))
         }
-        Ok(Err(e)) => return Err(bad(&e.to_string())),
-        Err(_) => {
-            return Err(refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "error",
-                "internal error",
-            ))
-        }
+        Err(e) => return Err(bad(&e.to_string())),
     };
     // Each upload holds its bytes in memory: at most MAX_SAVES at once.
     let _permit = state.0.saves.clone().acquire_owned().await.map_err(|_| {
@@ -152,15 +144,21 @@ async fn read_upload(request: Request) -> Result<Upload, Refused> {
             "expected {fileName, fileBody} with the file in base64, or a multipart form",
         )
     })?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(json.file_body.trim())
-        .map_err(|_| {
-            refuse(
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                "fileBody is not base64",
-            )
-        })?;
+    // Up to 27 MiB of base64: decoded off the async threads.
+    let body = json.file_body;
+    let decoded = tokio::task::spawn_blocking(move || {
+        base64::engine::general_purpose::STANDARD.decode(body.trim())
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .ok_or_else(|| {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "fileBody is not base64",
+        )
+    })?;
     if decoded.len() > MAX_UPLOAD_BYTES {
         return Err(too_large());
     }
@@ -246,34 +244,57 @@ async fn store(
         Some((s, e)) if !s.is_empty() => (s, format!(".{e}")),
         _ => (name, String::new()),
     };
-    let hash = hex(&sha2::Sha256::digest(&bytes));
+    let name_stem_owned = name_stem.to_string();
+    // Hashing and comparing with what holds a name (up to 20 MiB each) run off the async
+    // threads; the write is the mount's own save.
+    let choosing = (state.0.mirror.clone(), folder.clone(), bytes);
+    let (bytes, chosen) = tokio::task::spawn_blocking(move || {
+        let (mirror, folder, bytes) = choosing;
+        let chosen = choose_name(&mirror, &folder, name_stem_owned, &ext, &bytes);
+        (bytes, chosen)
+    })
+    .await
+    .map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "error", "internal error"))?;
+    let (rel, stored, write) = chosen?;
     let size = bytes.len();
+    if write {
+        state
+            .write_file(&rel, bytes::Bytes::from(bytes))
+            .await
+            .map_err(|e| {
+                refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "error",
+                    &format!("could not store the upload: {e}"),
+                )
+            })?;
+    }
+    let url = format!("{}/{}", encode(&folder_name), encode(&stored));
+    Ok((url, stored, size))
+}
+
+/// The stored name for `bytes` in `folder`, and whether it must be written: the shortest hash
+/// prefix (6, 8, ... 32 digits) whose name is free or already holds the same bytes.
+fn choose_name(
+    mirror: &crate::cache::Mirror,
+    folder: &RelPath,
+    name_stem: String,
+    ext: &str,
+    bytes: &[u8],
+) -> Result<(RelPath, String, bool), Refused> {
+    let hash = hex(&sha2::Sha256::digest(bytes));
     for digits in (6..=32).step_by(2) {
         let stored = format!("{name_stem}-{}{ext}", &hash[..digits]);
         let rel = folder
             .join(&stored)
             .map_err(|e| refuse(StatusCode::BAD_REQUEST, "bad-request", &e.to_string()))?;
-        let write = match state.0.mirror.read_at_most(&rel, MAX_UPLOAD_BYTES as u64) {
+        match mirror.read_at_most(&rel, MAX_UPLOAD_BYTES as u64) {
             // The same bytes are already there: shared.
-            Ok(Some(existing)) if existing == bytes => false,
+            Ok(Some(existing)) if existing == bytes => return Ok((rel, stored, false)),
             // Other bytes hold this name: a longer hash.
             Ok(_) => continue,
-            Err(_) => true,
-        };
-        if write {
-            state
-                .write_file(&rel, bytes::Bytes::from(bytes))
-                .await
-                .map_err(|e| {
-                    refuse(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "error",
-                        &format!("could not store the upload: {e}"),
-                    )
-                })?;
+            Err(_) => return Ok((rel, stored, true)),
         }
-        let url = format!("{}/{}", encode(&folder_name), encode(&stored));
-        return Ok((url, stored, size));
     }
     Err(refuse(
         StatusCode::CONFLICT,

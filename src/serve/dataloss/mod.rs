@@ -253,11 +253,12 @@ fn error(status: StatusCode, msg: &str) -> Response {
 /// The page a guard request is about: `file` (query or body), else `Page-URL`/`Document-URL`.
 async fn page_of(state: &ServeState, file: Option<String>, headers: &HeaderMap) -> Option<RelPath> {
     let address = file.or_else(|| super::address::from_headers(headers))?;
-    let resolving = state.clone();
-    match tokio::task::spawn_blocking(move || resolving.page(&address)).await {
-        Ok(Ok(page)) if page.exists => Some(page.rel),
-        _ => None,
-    }
+    state
+        .find_page(address)
+        .await
+        .ok()
+        .filter(|page| page.exists)
+        .map(|page| page.rel)
 }
 
 /// `GET /_/data-loss?file=HREF`: the page's open incident, or `{event: null}`. Seeds a missing
