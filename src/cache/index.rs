@@ -61,6 +61,57 @@ impl Entry {
     pub fn is_hydrated(&self) -> bool {
         self.is_dir() || self.local.is_some()
     }
+
+    /// The mirror copy differs from what both sides held at the last sync (or there never was
+    /// one): a change made here.
+    pub fn changed_here(&self) -> bool {
+        self.local.is_some() && self.local != self.base
+    }
+
+    /// What the fields say about this entry, in one place (callers match on it instead of
+    /// retyping the predicates).
+    pub fn state(&self) -> FileState {
+        if self.tombstone {
+            FileState::Tombstone
+        } else if self.is_dir() {
+            FileState::Folder
+        } else if self.local.is_none() {
+            FileState::NotOnDisk
+        } else if self.node_id.is_none() {
+            FileState::New
+        } else if self.changed_here() {
+            FileState::Changed
+        } else if self.remote.is_some() && self.remote != self.local {
+            FileState::Behind
+        } else {
+            FileState::Clean
+        }
+    }
+
+    /// Its content must go up (new to the platform, or changed here since the base).
+    pub fn goes_up(&self) -> bool {
+        matches!(self.state(), FileState::New | FileState::Changed)
+    }
+}
+
+/// An entry's sync state, from its fields (see [`Entry::state`]). A push's own progress (queued,
+/// sending, a follow-up wanted) is the engine's push queue, `sync::push::Phase`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    /// Deleted (or renamed away) here: the entry keeps the platform node's place, hidden, so the
+    /// node is never deleted across nor brought back.
+    Tombstone,
+    Folder,
+    /// Known from the platform; the content is not on disk yet (fetched on first read).
+    NotOnDisk,
+    /// Made here, not on the platform yet.
+    New,
+    /// Changed here since the last sync: it goes up.
+    Changed,
+    /// Unchanged here, and the platform holds newer content: it comes down.
+    Behind,
+    /// Both sides hold the base.
+    Clean,
 }
 
 /// What a new entry starts with.

@@ -163,6 +163,11 @@ impl Mirror {
         }
     }
 
+    /// Whether something (a file, a folder; a symlink is not followed) is at `rel`.
+    pub fn exists(&self, rel: &RelPath) -> bool {
+        self.path(rel).symlink_metadata().is_ok()
+    }
+
     /// A temp file in the mirror's own temp folder that removes itself unless committed: an
     /// early return (a refused checksum, a copy that changed meanwhile) leaves nothing behind.
     pub fn stage(&self) -> Staged {

@@ -9,7 +9,7 @@ pub mod save;
 mod tree;
 pub mod versions;
 
-pub use index::{Change, Entry, Index, IndexError, NewEntry, ROOT_INO};
+pub use index::{Change, Entry, FileState, Index, IndexError, NewEntry, ROOT_INO};
 pub use mirror::{
     is_local_only, sync_parent as mirror_sync_parent, Mirror, MirrorError, Staged, VERSIONS_DIR,
 };

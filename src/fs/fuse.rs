@@ -321,7 +321,7 @@ impl Filesystem for FuseAdapter {
                     fs.open_read(ino.0)
                 }
             };
-            if self.fs.needs_fetch(ino.0) && !(write && truncate) {
+            if self.fs.must_fetch_before_open(ino.0) && !(write && truncate) {
                 // The one network wait: off the FUSE threads, and never longer than the caller
                 // lives (a killed reader ends at once; the fetch goes on for the next one).
                 let fs = self.fs.clone();

@@ -349,14 +349,15 @@ impl MountFs {
         Ok(e)
     }
 
-    /// Whether opening `ino` must first wait for its content to be fetched.
-    pub fn needs_fetch(&self, ino: u64) -> bool {
+    /// Whether opening `ino` must first wait for its content to come down (it is not on disk;
+    /// a copy that is on disk but older is the engine's `needs_fetch`, and opens at once).
+    pub fn must_fetch_before_open(&self, ino: u64) -> bool {
         !backups::is_backup_ino(ino)
             && self
                 .engine
                 .index
                 .get(ino)
-                .is_some_and(|e| !e.is_dir() && e.local.is_none())
+                .is_some_and(|e| e.state() == crate::cache::FileState::NotOnDisk)
     }
 
     /// Opens a file for reading from its mirror copy (which must be on disk).

@@ -10,7 +10,7 @@ use futures::StreamExt;
 
 use super::pull::time_ms;
 use super::{Engine, Notice, Result, SyncError};
-use crate::cache::{Mirror, MirrorError, RelPath, Staged};
+use crate::cache::{FileState, Mirror, MirrorError, RelPath, Staged};
 use crate::remote::RemoteError;
 
 /// How many fetches run at once in the background.
@@ -21,13 +21,8 @@ impl Engine {
     /// replaced: the local copy is unchanged since the last sync, or absent).
     pub fn needs_fetch(&self, ino: u64) -> bool {
         match self.index.get(ino) {
-            Some(e)
-                if !e.is_dir()
-                    && !e.tombstone
-                    && e.node_id.is_some()
-                    && !self.index.is_hidden(ino) =>
-            {
-                e.local.is_none() || (e.remote != e.local && e.local == e.base)
+            Some(e) if e.node_id.is_some() && !self.index.is_hidden(ino) => {
+                matches!(e.state(), FileState::NotOnDisk | FileState::Behind)
             }
             _ => false,
         }
@@ -151,7 +146,7 @@ impl Engine {
         let Some(e) = self.index.get(ino) else {
             return Ok(());
         };
-        let locally_changed = e.local.is_some() && e.local != e.base;
+        let locally_changed = e.changed_here();
         // The platform moved on while this was downloading (another change, or a push of ours
         // that the local copy already holds): an older copy must not replace a newer one. A
         // missing copy takes whatever came; a newer change brings its own fetch.

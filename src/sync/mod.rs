@@ -10,15 +10,17 @@
 //!
 //! 1. `fs::MountFs::write_gates`: one gate per inode (`fs/write.rs`, `gate`), held by a write,
 //!    truncate, save, close or new session of that file, across the whole save.
-//! 2. `Engine::node_locks`: one async lock per platform node (`push.rs`, `put`), held across the
-//!    network request so that one push per node is in flight. Never taken while 3-5 are held.
+//! 2. `Engine::node_locks`: one async lock per platform node (`push/send.rs`, `push_to_node`),
+//!    held across the request and its settling so that one push per node is in flight. Never
+//!    taken while 3-5 are held.
 //! 3. `Engine::namespace` (`namespace_lock`): changes that pass a platform node between local
 //!    entries (rename, a file made where one was deleted) and the pull placing a node.
 //! 4. `Engine::file_locks` (`with_files_locked`, `file_lock`): one per inode, several taken in
 //!    inode order; changes to one mirror file and its entry (saves, fetched copies, renames).
 //! 5. `cache::Index::db` then `cache::Index::tree` (`index.rs`): inside every index call only.
 //!
-//! Leaf locks: `Engine::{pushes, creating, account, last_sync}`, `status::Status::problems`,
+//! Leaf locks: `Engine::queue` (`push::Queue`: each file's push `Phase` and the places being
+//! created), `Engine::{account, last_sync}`, `status::Status::problems`,
 //! `remote::Client`'s `RwLock`s (connection pool, credential, features, url source, progress
 //! limit), `fs::MountFs::{handles, sessions, seen}`, `fs::write::Links`, `fs::backups::Backups`,
 //! `serve::sites::RememberedSites`, `serve`'s per-file save locks and its two semaphores (which
@@ -34,6 +36,7 @@ pub mod listed;
 pub mod live;
 mod local;
 mod netwatch;
+mod place;
 mod pull;
 mod push;
 mod reconcile;
@@ -185,11 +188,8 @@ pub struct Engine {
     /// Seconds of event-stream silence taken for a dead connection (45; tests shorten it with
     /// HYPERCLAY_STREAM_SILENCE_SECS).
     pub stream_silence_secs: std::sync::atomic::AtomicU64,
-    /// Inodes with a push running, and whether a follow-up is wanted.
-    pushes: Mutex<HashMap<u64, bool>>,
-    /// Places (parent inode, name) whose node this mount is creating right now: their echo is
-    /// settled by the create's answer, not by the stream.
-    creating: Mutex<std::collections::HashSet<(u64, String)>>,
+    /// The push queue: each file's push phase, and the places being created (`push/mod.rs`).
+    queue: push::Queue,
     /// The last run ended cleanly: a mirror file whose size and time match the index is unchanged.
     /// After a crash every file is re-read (a save may have reached the disk but not the index).
     trust_file_times: bool,
@@ -252,9 +252,8 @@ impl Engine {
             stream_silence_secs: std::sync::atomic::AtomicU64::new(
                 crate::remote::SILENCE_LIMIT.as_secs(),
             ),
-            pushes: Mutex::new(HashMap::new()),
+            queue: push::Queue::default(),
             trust_file_times,
-            creating: Mutex::new(std::collections::HashSet::new()),
             node_locks: Mutex::new(HashMap::new()),
             status: status::Status::default(),
             clock_offset: std::sync::atomic::AtomicI64::new(0),

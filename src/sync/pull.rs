@@ -71,20 +71,13 @@ impl Engine {
     /// nothing local is in flight for it: a file with unsent changes or a running push is newer
     /// here than what the platform said (its own rename events always move it).
     fn may_follow_platform_place(&self, e: &Entry) -> bool {
-        let pushing = self
-            .pushes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&e.ino);
-        !pushing && (e.is_dir() || e.local == e.base) && !e.tombstone
+        let pushing = self.queue.is_pushing(e.ino);
+        !pushing && !e.tombstone && (e.is_dir() || !e.changed_here())
     }
 
     /// Whether this mount is creating the node at that place right now (its echo waits).
     fn is_creating(&self, parent: u64, name: &str) -> bool {
-        self.creating
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&(parent, name.to_string()))
+        self.queue.is_creating(parent, name)
     }
 
     /// The inode at a relative path, following live names.

@@ -266,9 +266,7 @@ impl Engine {
             if e.tombstone || self.index.is_hidden(e.ino) {
                 continue;
             }
-            let new_to_platform = e.node_id.is_none();
-            let changed = !e.is_dir() && e.local.is_some() && e.local != e.base;
-            if new_to_platform || changed {
+            if e.node_id.is_none() || e.goes_up() {
                 self.request_push(e.ino);
             }
         }
@@ -281,10 +279,7 @@ impl Engine {
     pub fn pending_uploads(&self) -> Pending {
         let mut pending = Pending::default();
         for e in self.index.all() {
-            if e.is_dir() || e.tombstone || e.local.is_none() {
-                continue;
-            }
-            if e.node_id.is_some() && e.local == e.base {
+            if !e.goes_up() {
                 continue;
             }
             if self.index.is_hidden(e.ino) {

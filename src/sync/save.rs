@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{Engine, Result, SyncError};
-use crate::cache::save;
+use crate::cache::{save, FileState};
 
 impl Engine {
     /// Makes the finished, fsync'ed file `work` the mirror copy of `ino` (renaming it into place).
@@ -30,7 +30,7 @@ impl Engine {
             return Err(SyncError::Gone);
         };
         // The copy being replaced is on the platform too when it is what both sides last held.
-        let previous_elsewhere = e.local.is_some() && e.local == e.base;
+        let previous_elsewhere = matches!(e.state(), FileState::Clean | FileState::Behind);
         let replaced = save::replace(&self.mirror, &rel, e.kind, work, previous_elsewhere)?;
         if !replaced.unchanged {
             let now = chrono::Utc::now().timestamp_millis();

@@ -1,0 +1,248 @@
+//! Push: a save goes up, in three steps.
+//!
+//! 1. **Queue** (this file): keyed by the inode, the name resolved when it sends (so `sed -i` and
+//!    temp-file-then-rename saves update the original, and temp names never leave). One push in
+//!    flight per inode, with at most one follow-up carrying the latest content ([`Phase`]).
+//!    Existing nodes go up at once; a file new to the platform waits [`SETTLE`] first, the time
+//!    an editor takes to rename its temp file over the original. Transient failures are retried
+//!    after 1, 2, 3, 4 and 5 s, then the file stays marked as changed (local differs from base)
+//!    for the next change or reconnect; refusals are reported once and never retried.
+//! 2. **Send** (`send.rs`): reads what the index and the mirror hold now, makes one request, and
+//!    returns what the platform answered as an `Outcome`; it changes nothing locally.
+//! 3. **Settle** (`settle.rs`): the one place an outcome changes local state: a new base, the
+//!    three-way decision on a conflict (`decide`), a node attached or hidden. Where a file goes
+//!    locally (a merge, a hidden node, a tombstone taken over) is `sync/place.rs`.
+
+mod send;
+mod settle;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::status::ProblemKind;
+use super::{Engine, SyncError};
+use crate::remote::RemoteError;
+
+/// How long a brand-new file waits before it is created on the platform.
+pub const SETTLE: Duration = Duration::from_millis(200);
+const RETRY_DELAYS: [u64; 5] = [1, 2, 3, 4, 5];
+
+/// Where a file's push stands; a file with no phase has no push running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// A push is running (waiting out [`SETTLE`], sending, or between retries); `follow_up`: a
+    /// newer save asked for another one after it.
+    Pushing { follow_up: bool },
+}
+
+/// The push queue's state, behind one leaf lock: the files with a push running, and the places
+/// whose node this mount is creating right now (their echo from the stream is settled by the
+/// create's answer, not by the pull).
+#[derive(Default)]
+pub(super) struct Queue {
+    state: Mutex<QueueState>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    files: HashMap<u64, Phase>,
+    creating: HashSet<(u64, String)>,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes `ino` in: true when a new push must start, false when one runs (it gets a
+    /// follow-up).
+    fn enqueue(&self, ino: u64) -> bool {
+        let mut state = self.lock();
+        match state.files.get_mut(&ino) {
+            Some(Phase::Pushing { follow_up }) => {
+                *follow_up = true;
+                false
+            }
+            None => {
+                state.files.insert(ino, Phase::Pushing { follow_up: false });
+                true
+            }
+        }
+    }
+
+    /// A push of `ino` ended: true when its follow-up must run now, false when it left the queue.
+    fn finished(&self, ino: u64) -> bool {
+        let mut state = self.lock();
+        match state.files.get_mut(&ino) {
+            Some(Phase::Pushing { follow_up }) if *follow_up => {
+                *follow_up = false;
+                true
+            }
+            _ => {
+                state.files.remove(&ino);
+                false
+            }
+        }
+    }
+
+    pub(super) fn is_pushing(&self, ino: u64) -> bool {
+        self.lock().files.contains_key(&ino)
+    }
+
+    fn len(&self) -> usize {
+        self.lock().files.len()
+    }
+
+    pub(super) fn is_creating(&self, parent: u64, name: &str) -> bool {
+        self.lock().creating.contains(&(parent, name.to_string()))
+    }
+
+    fn set_creating(&self, place: &(u64, String), on: bool) {
+        let mut state = self.lock();
+        if on {
+            state.creating.insert(place.clone());
+        } else {
+            state.creating.remove(place);
+        }
+    }
+}
+
+impl Engine {
+    /// Asks for `ino` to go up. Returns at once; a push already running gets one follow-up.
+    pub fn request_push(self: &Arc<Self>, ino: u64) {
+        // Paused, offline, or not yet sure this mirror is the signed-in account's: the change
+        // stays marked in the index, and reconciliation sends it.
+        if !self.sync_on()
+            || !self.is_online()
+            || !self.verified.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        if !self.queue.enqueue(ino) {
+            return;
+        }
+        let engine = self.clone();
+        self.runtime
+            .spawn(async move { engine.push_loop(ino).await });
+    }
+
+    /// How many pushes are running.
+    pub fn pushes_running(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Transfers running now, either way (the "syncing" indicator).
+    pub fn transfers_running(&self) -> usize {
+        self.pushes_running() + self.fetching.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until no push runs (unmount finishes the pushes under way first), at most `limit`.
+    pub async fn drain(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.pushes_running() > 0 {
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    async fn push_loop(self: Arc<Self>, ino: u64) {
+        if self
+            .index
+            .get(ino)
+            .is_some_and(|e| e.node_id.is_none() && !e.is_dir())
+        {
+            tokio::time::sleep(SETTLE).await;
+        }
+        loop {
+            self.push_with_retries(ino).await;
+            if !self.queue.finished(ino) {
+                return;
+            }
+        }
+    }
+
+    async fn push_with_retries(self: &Arc<Self>, ino: u64) {
+        let path = || self.index.path(ino).unwrap_or_default();
+        for (attempt, delay) in std::iter::once(0).chain(RETRY_DELAYS).enumerate() {
+            if delay > 0 {
+                tracing::info!(path = %path(), attempt, "retrying the push in {delay} s");
+                tokio::time::sleep(Duration::from_secs(delay)).await;
+            }
+            match self.push_once(ino).await {
+                Ok(()) => return,
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(path = %path(), error = %e, "push failed");
+                    if e.is_offline() {
+                        // Status says so now, and the follower turns to its quiet checks.
+                        self.went_offline(&e);
+                    }
+                    if attempt == RETRY_DELAYS.len() {
+                        tracing::warn!(path = %path(), "gave up pushing after 5 retries; it goes up on the next change or reconnect");
+                        self.status.report(
+                            ProblemKind::Unreachable,
+                            Some(&path()),
+                            format!("{}: {e}", path()),
+                        );
+                    }
+                }
+                Err(e) => {
+                    self.refused(&path(), &e);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn refused(&self, path: &str, e: &SyncError) {
+        let kind = match e.cause() {
+            SyncError::Remote(RemoteError::Unauthorized | RemoteError::Expired) => {
+                ProblemKind::SignedOut
+            }
+            SyncError::Remote(RemoteError::PaymentRequired) => ProblemKind::PaymentRequired,
+            SyncError::Remote(RemoteError::OutOfSites) => ProblemKind::OutOfSites,
+            SyncError::Remote(RemoteError::InvalidName(_)) => ProblemKind::RefusedName,
+            SyncError::Remote(RemoteError::TooLarge) => ProblemKind::TooLarge,
+            _ => ProblemKind::Other,
+        };
+        tracing::warn!(%path, error = %e, "not uploaded: the file stays local");
+        self.status.report(kind, Some(path), format!("{path}: {e}"));
+    }
+
+    fn node_lock(&self, node: u64) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.node_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(node).or_default().clone()
+    }
+
+    /// Runs a create of the node at (`parent`, `name`) while the stream's echoes for that place
+    /// wait (the create's answer settles them).
+    async fn while_creating<T>(
+        &self,
+        parent: u64,
+        name: &str,
+        create: impl std::future::Future<Output = T>,
+    ) -> T {
+        let place = (parent, name.to_string());
+        self.queue.set_creating(&place, true);
+        let answer = create.await;
+        self.queue.set_creating(&place, false);
+        answer
+    }
+
+    /// When the file's content was edited, on the platform's clock (its local modification time
+    /// plus the calibrated offset): sent with each write, it decides "the later edit wins" on
+    /// the other devices (Part 2 `editedAt`).
+    fn edit_time(&self, ino: u64) -> Option<String> {
+        let e = self.index.get(ino)?;
+        let at = chrono::DateTime::from_timestamp_millis(e.mtime_ms + self.clock_offset_ms())?;
+        Some(crate::protocol::format_time(at))
+    }
+
+    /// Local time plus this offset is the platform's clock (calibrated from `GET status`).
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.clock_offset.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
