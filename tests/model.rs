@@ -130,6 +130,40 @@ impl Device {
         self.rename(&temp, rel).await
     }
 
+    /// Appends: `parts` written through as many handles opened with O_APPEND (each write goes to
+    /// the end), then all closed. Ok: acknowledged.
+    async fn append(&self, rel: &str, parts: Vec<Vec<u8>>) -> Result<(), String> {
+        let ino = self.ino_of(rel).await.ok_or("no such file")?;
+        self.on_fs(move |fs| {
+            let mut fhs = Vec::new();
+            for _ in &parts {
+                let fh = fs.open_write(ino, false).map_err(|e| e.to_string())?.fh;
+                fs.note_append(fh);
+                fhs.push(fh);
+            }
+            let mut result = Ok(());
+            for (fh, part) in fhs.iter().zip(&parts) {
+                result = result.and(fs.write(*fh, 0, part).map(|_| ()));
+            }
+            for fh in fhs {
+                result = result.and(fs.flush(fh, || None)).and(fs.release(fh));
+            }
+            result.map_err(|e| e.to_string())
+        })
+        .await
+    }
+
+    /// `truncate(path, len)`.
+    async fn truncate(&self, rel: &str, len: u64) -> Result<(), String> {
+        let ino = self.ino_of(rel).await.ok_or("no such file")?;
+        self.on_fs(move |fs| {
+            fs.setattr(ino, Some(len), None)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await
+    }
+
     async fn rename(&self, from: &str, to: &str) -> Result<(), String> {
         let (from_parent, from_name) = self.place(from).await;
         let (to_parent, to_name) = self.place(to).await;
@@ -176,6 +210,38 @@ impl Device {
             bytes
         })
         .await
+    }
+
+    /// Waits until nothing is waiting to go up and no transfer runs.
+    async fn settled(&self) {
+        for _ in 0..3000 {
+            self.quiet().await;
+            if self.engine.pending_uploads().waiting == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "files still waiting to go up: {:?}",
+            self.engine.pending_uploads()
+        );
+    }
+
+    /// Waits (5 s at most) until the mount shows `want` at `rel`.
+    async fn comes_down(&self, rel: &str, want: &[u8]) -> Result<(), String> {
+        for _ in 0..250 {
+            if self.read(rel).await.as_deref() == Some(want) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(format!(
+            "{rel}: {:?} never came down (the mount has {:?})",
+            String::from_utf8_lossy(want),
+            self.read(rel)
+                .await
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        ))
     }
 
     /// Waits until no push or fetch runs, three times in a row 20 ms apart.
@@ -304,10 +370,27 @@ enum Step {
     Unlink {
         f: usize,
     },
+    /// Two more lines appended to file `f` through two O_APPEND handles.
+    Append {
+        f: usize,
+    },
+    /// File `f` cut to half its length.
+    Truncate {
+        f: usize,
+    },
     /// The platform's copy of file `f` changed (the browser), if the platform has it.
     PlatformEdit {
         f: usize,
     },
+    /// A second device (its own engine and mirror, on the same account) saves file `f`.
+    OtherDevice {
+        f: usize,
+    },
+    /// Sync turned off (offline): what follows stays local until it is turned on again.
+    SyncOff,
+    /// The platform answers every content write with a 500 for the next three steps, or until a
+    /// step waits (pushes retry, and succeed).
+    FaultyWrites,
     /// The engine dropped and built again on the same mirror and index.
     Restart,
     /// Wait until every transfer is over.
@@ -330,10 +413,37 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0..FILES).prop_map(|f| Step::SaveByRename { f }),
         1 => (0..FILES, 0..FILES).prop_map(|(f, g)| Step::Rename { f, g }),
         1 => (0..FILES).prop_map(|f| Step::Unlink { f }),
+        1 => (0..FILES).prop_map(|f| Step::Append { f }),
+        1 => (0..FILES).prop_map(|f| Step::Truncate { f }),
         2 => (0..FILES).prop_map(|f| Step::PlatformEdit { f }),
+        1 => (0..FILES).prop_map(|f| Step::OtherDevice { f }),
+        1 => Just(Step::SyncOff),
+        1 => Just(Step::FaultyWrites),
         1 => Just(Step::Restart),
         1 => Just(Step::Quiet),
     ]
+}
+
+/// The run's conditions that later steps depend on.
+#[derive(Default)]
+struct Conditions {
+    sync_off: bool,
+    /// Steps left until the platform's writes stop failing.
+    faulty_for: usize,
+}
+
+impl Conditions {
+    /// Back to normal (sync on, writes succeeding), then every change has gone up: what a step
+    /// that makes a later change elsewhere needs first.
+    async fn back_to_normal(&mut self, p: &TestPlatform, d: &Device) {
+        self.faulty_for = 0;
+        p.running.set_fail_writes(false);
+        if self.sync_off {
+            self.sync_off = false;
+            d.engine.set_sync(true).unwrap();
+        }
+        d.settled().await;
+    }
 }
 
 /// Runs `steps` against a device and checks the model; Err names what broke.
@@ -341,15 +451,29 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
     let dir = tempfile::tempdir().unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
     let mut d = Some(Device::start(&p.url(), dir.path()).await);
+    // The second device, started at its first step.
+    let mut other: Option<Device> = None;
+    let mut cond = Conditions::default();
     // The model: the files the mount must show, and every content that was acknowledged.
     let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut acknowledged: Vec<(String, Vec<u8>)> = Vec::new();
     d.as_ref().unwrap().mkdir("blog").await?;
     d.as_ref().unwrap().mkdir("img").await?;
     for (n, s) in steps.iter().enumerate() {
+        if cond.faulty_for > 0 {
+            cond.faulty_for -= 1;
+            if cond.faulty_for == 0 {
+                p.running.set_fail_writes(false);
+            }
+        }
+        if std::env::var_os("MODEL_TRACE").is_some() {
+            eprintln!("{:?} step {n}: {s:?}", std::time::Instant::now());
+        }
         let device = d.as_ref().unwrap();
         let content = format!("<p>step {n}: {s:?}</p>").into_bytes();
+        let failed = |e: String| format!("step {n} {s:?}: {e}");
         match s {
             Step::Save { f } | Step::SaveByRename { f } => {
                 let path = file_name(*f);
@@ -357,24 +481,36 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
                     Step::Save { .. } => device.save(&path, &content).await,
                     _ => device.save_by_rename(&path, &content).await,
                 };
-                saved.map_err(|e| format!("step {n} {s:?}: {e}"))?;
+                saved.map_err(failed)?;
                 model.insert(path.clone(), content.clone());
                 acknowledged.push((path, content));
             }
+            Step::Append { f } if model.contains_key(&file_name(*f)) => {
+                let path = file_name(*f);
+                let parts = vec![format!("+a{n}").into_bytes(), format!("+b{n}").into_bytes()];
+                device.append(&path, parts.clone()).await.map_err(failed)?;
+                let now = model.get_mut(&path).unwrap();
+                now.extend(parts.concat());
+                acknowledged.push((path, now.clone()));
+            }
+            Step::Truncate { f } if model.get(&file_name(*f)).is_some_and(|b| b.len() > 1) => {
+                let path = file_name(*f);
+                let now = model.get_mut(&path).unwrap();
+                now.truncate(now.len() / 2);
+                device
+                    .truncate(&path, now.len() as u64)
+                    .await
+                    .map_err(failed)?;
+                acknowledged.push((path, now.clone()));
+            }
             Step::Rename { f, g } if f != g && model.contains_key(&file_name(*f)) => {
                 let (from, to) = (file_name(*f), file_name(*g));
-                device
-                    .rename(&from, &to)
-                    .await
-                    .map_err(|e| format!("step {n} {s:?}: {e}"))?;
+                device.rename(&from, &to).await.map_err(failed)?;
                 let moved = model.remove(&from).unwrap();
                 model.insert(to, moved);
             }
             Step::Unlink { f } if model.contains_key(&file_name(*f)) => {
-                device
-                    .unlink(&file_name(*f))
-                    .await
-                    .map_err(|e| format!("step {n} {s:?}: {e}"))?;
+                device.unlink(&file_name(*f)).await.map_err(failed)?;
                 // Deleted by the user: its current content may be gone (it stays on the platform
                 // if it got there); what it replaced before must still exist.
                 let gone = model.remove(&file_name(*f));
@@ -382,44 +518,67 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
             }
             Step::PlatformEdit { f } => {
                 // Everything before has gone up: this edit is the latest change, and wins.
-                device.quiet().await;
+                cond.back_to_normal(&p, device).await;
                 let path = file_name(*f);
                 if let Some(id) = common::node_at(&c, &path).await {
                     let kind = hyperclay::protocol::NodeKind::of_file_name(&path);
                     c.put_content(id, kind, content.clone().into(), None)
                         .await
-                        .map_err(|e| format!("step {n} {s:?}: {e}"))?;
+                        .map_err(|e| failed(e.to_string()))?;
                     acknowledged.push((path.clone(), content.clone()));
                     // It comes down, also over a file deleted or renamed away here (it comes
                     // back: the platform changed it since).
-                    let mut seen = false;
-                    for _ in 0..250 {
-                        if device.read(&path).await.as_deref() == Some(content.as_slice()) {
-                            seen = true;
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    if !seen {
-                        return Err(format!(
-                            "step {n} {s:?}: the platform's edit never came down (the mount has {:?})",
-                            device.read(&path).await.map(|b| String::from_utf8_lossy(&b).into_owned())
-                        ));
-                    }
+                    device.comes_down(&path, &content).await.map_err(failed)?;
                     model.insert(path, content.clone());
                 }
             }
+            Step::OtherDevice { f } => {
+                // Everything before has gone up and reached the other device: its save is the
+                // latest change, and wins everywhere.
+                cond.back_to_normal(&p, device).await;
+                if other.is_none() {
+                    other = Some(Device::start(&p.url(), other_dir.path()).await);
+                }
+                let o = other.as_ref().unwrap();
+                o.settled().await;
+                let path = file_name(*f);
+                o.save(&path, &content).await.map_err(failed)?;
+                acknowledged.push((path.clone(), content.clone()));
+                o.settled().await;
+                device.comes_down(&path, &content).await.map_err(failed)?;
+                model.insert(path, content.clone());
+            }
+            Step::SyncOff if !cond.sync_off => {
+                device
+                    .engine
+                    .set_sync(false)
+                    .map_err(|e| failed(e.to_string()))?;
+                cond.sync_off = true;
+            }
+            Step::FaultyWrites => {
+                p.running.set_fail_writes(true);
+                cond.faulty_for = 3;
+            }
             Step::Restart => {
+                // Faults end first: a stop waits for the pushes under way.
+                cond.faulty_for = 0;
+                p.running.set_fail_writes(false);
                 d.take().unwrap().stop().await;
                 d = Some(Device::start(&p.url(), dir.path()).await);
             }
-            Step::Quiet => device.quiet().await,
+            Step::Quiet => {
+                // A fault lasts less than the pushes' retry schedule (15 s): a step that waits
+                // ends it first, so every push succeeds on a retry.
+                cond.faulty_for = 0;
+                p.running.set_fail_writes(false);
+                device.quiet().await
+            }
             _ => {}
         }
     }
     let device = d.as_ref().unwrap();
-    device.quiet().await;
-    // Both sides hold the model's files.
+    cond.back_to_normal(&p, device).await;
+    // Both sides hold the model's files, and so does the other device.
     for (path, want) in &model {
         let local = device.read(path).await;
         if local.as_deref() != Some(want.as_slice()) {
@@ -442,8 +601,16 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
             ));
         }
     }
+    if let Some(o) = &other {
+        for (path, want) in &model {
+            o.comes_down(path, want)
+                .await
+                .map_err(|e| format!("the other device: {e}"))?;
+        }
+    }
     // Every acknowledged content exists somewhere.
     let mut somewhere: BTreeSet<Vec<u8>> = files_under(dir.path()).into_values().collect();
+    somewhere.extend(files_under(other_dir.path()).into_values());
     somewhere.extend(platform_contents(&c).await);
     for (path, content) in &acknowledged {
         if !somewhere.contains(content) {
@@ -454,6 +621,9 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
         }
     }
     d.take().unwrap().stop().await;
+    if let Some(o) = other {
+        o.stop().await;
+    }
     Ok(())
 }
 

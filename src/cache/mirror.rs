@@ -163,6 +163,11 @@ impl Mirror {
         }
     }
 
+    /// Opens the mirror copy at `rel` for reading (a symlink there is refused, not followed).
+    pub fn open_read(&self, rel: &RelPath) -> io::Result<File> {
+        super::versions::open_nofollow(&self.path(rel))
+    }
+
     /// Whether something (a file, a folder; a symlink is not followed) is at `rel`.
     pub fn exists(&self, rel: &RelPath) -> bool {
         self.path(rel).symlink_metadata().is_ok()
@@ -376,6 +381,40 @@ impl Mirror {
         Ok(())
     }
 
+    /// Size and modification time of the file at `rel`, if one is there (the start-up scan's
+    /// check for changes made while no mount ran).
+    pub fn stat(&self, rel: &RelPath) -> Option<Stat> {
+        fs::metadata(self.path(rel)).ok().map(|m| Stat::of(&m))
+    }
+
+    /// What the folder at `rel` holds: names that are UTF-8, each with what it is (symlinks
+    /// not followed). Empty when it is not a readable folder.
+    pub fn list(&self, rel: &RelPath) -> Vec<Listed> {
+        let Ok(entries) = fs::read_dir(self.path(rel)) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|item| {
+                let name = item.file_name().into_string().ok()?;
+                let kind = item.file_type().ok()?;
+                let what = if kind.is_dir() {
+                    ListedKind::Folder
+                } else if kind.is_file() {
+                    ListedKind::File(Stat::of(&item.metadata().ok()?))
+                } else {
+                    ListedKind::Other
+                };
+                Some(Listed { name, what })
+            })
+            .collect()
+    }
+
+    /// The checksum and size of the mirror file at `rel`.
+    pub fn checksum_at(&self, rel: &RelPath) -> Result<(String, u64)> {
+        Self::checksum_of(&self.path(rel))
+    }
+
     /// The checksum of a mirror file, read in chunks.
     pub fn checksum_of(path: &Path) -> Result<(String, u64)> {
         let mut file = File::open(path).map_err(|e| MirrorError::io("reading", path, e))?;
@@ -415,6 +454,39 @@ impl Mirror {
 }
 
 /// A temp file of the mirror's, removed on drop unless committed ([`Mirror::commit_staged`]).
+/// A file's size and modification time, as the disk has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub size: u64,
+    /// Milliseconds since the epoch.
+    pub mtime_ms: i64,
+}
+
+impl Stat {
+    fn of(meta: &fs::Metadata) -> Stat {
+        use std::os::unix::fs::MetadataExt;
+        Stat {
+            size: meta.len(),
+            mtime_ms: meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000,
+        }
+    }
+}
+
+/// One name in a mirror folder ([`Mirror::list`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub what: ListedKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListedKind {
+    Folder,
+    File(Stat),
+    /// A symlink, a device, a socket: never adopted.
+    Other,
+}
+
 pub struct Staged {
     path: Option<PathBuf>,
 }
@@ -424,6 +496,14 @@ impl Staged {
         self.path
             .as_deref()
             .expect("a staged file has its path until committed")
+    }
+
+    /// Opens the staged file for writing (a download streams into it).
+    pub async fn create(&self) -> Result<tokio::fs::File> {
+        let path = self.path();
+        tokio::fs::File::create(path)
+            .await
+            .map_err(|e| MirrorError::io("creating", path, e))
     }
 
     fn into_path(mut self) -> PathBuf {

@@ -104,6 +104,13 @@ pub fn back_up(
     Ok(())
 }
 
+/// Removes a finished working copy that will not be saved (its file left the index meanwhile).
+pub fn discard(work: &std::path::Path) {
+    if let Err(e) = std::fs::remove_file(work) {
+        tracing::debug!(path = %work.display(), error = %e, "could not remove a discarded copy");
+    }
+}
+
 /// Writes `bytes` to a finished, fsync'ed temp file, ready to replace `rel`'s mirror copy.
 pub fn stage(
     mirror: &Mirror,

@@ -250,6 +250,59 @@ pub fn contains(versions_root: &Path, rel: &str, bytes: &[u8]) -> bool {
         .any(|(_, p)| fs::read(p).map(|b| b == bytes).unwrap_or(false))
 }
 
+/// Read-only access to the backup folder, for the mount's `sites-versions/` view: paths are
+/// relative to it, and symlinks are shown, never followed.
+pub struct Browse {
+    root: std::path::PathBuf,
+}
+
+impl Browse {
+    pub fn new(root: std::path::PathBuf) -> Browse {
+        Browse { root }
+    }
+
+    fn path(&self, rel: &str) -> std::path::PathBuf {
+        if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        }
+    }
+
+    pub fn metadata(&self, rel: &str) -> std::io::Result<std::fs::Metadata> {
+        std::fs::symlink_metadata(self.path(rel))
+    }
+
+    /// The names in the folder `rel`, sorted (UTF-8 names only; dot-names are the program's).
+    pub fn names(&self, rel: &str) -> std::io::Result<Vec<String>> {
+        let mut names: Vec<String> = std::fs::read_dir(self.path(rel))?
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    pub fn read_link(&self, rel: &str) -> std::io::Result<std::path::PathBuf> {
+        std::fs::read_link(self.path(rel))
+    }
+
+    /// Opens a backup for reading; a symlink is refused (ELOOP), never followed.
+    pub fn open(&self, rel: &str) -> std::io::Result<std::fs::File> {
+        open_nofollow(&self.path(rel))
+    }
+}
+
+/// Opens `path` for reading without following a symlink at its last component.
+pub(super) fn open_nofollow(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use crate::cache::versions::Browse;
+
 /// The inode of `sites-versions/` itself; its contents follow.
 pub const VERSIONS_INO: u64 = 1 << 62;
 
@@ -23,7 +25,7 @@ struct Table {
 }
 
 pub struct Backups {
-    root: PathBuf,
+    storage: Browse,
     table: Mutex<Table>,
 }
 
@@ -36,7 +38,7 @@ impl Backups {
         table.by_ino.insert(VERSIONS_INO, String::new());
         table.by_path.insert(String::new(), VERSIONS_INO);
         Backups {
-            root,
+            storage: Browse::new(root),
             table: Mutex::new(table),
         }
     }
@@ -48,14 +50,6 @@ impl Backups {
     /// The path under `sites-versions/` of a backup inode.
     pub fn rel(&self, ino: u64) -> Option<String> {
         self.table().by_ino.get(&ino).cloned()
-    }
-
-    pub fn real_path(&self, rel: &str) -> PathBuf {
-        if rel.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(rel)
-        }
     }
 
     /// The inode for a path, handed out on first sight.
@@ -81,7 +75,12 @@ impl Backups {
 
     /// Metadata without following a symlink.
     pub fn metadata(&self, rel: &str) -> std::io::Result<Metadata> {
-        std::fs::symlink_metadata(self.real_path(rel))
+        self.storage.metadata(rel)
+    }
+
+    /// The storage under the view (names, links, reads).
+    pub fn storage(&self) -> &Browse {
+        &self.storage
     }
 }
 

@@ -307,12 +307,7 @@ impl MountFs {
         mut add: impl FnMut(u64, &str, Attr) -> bool,
     ) -> Result<()> {
         let rel = self.backups.rel(ino).ok_or(FsError::NotFound)?;
-        let mut names: Vec<String> = std::fs::read_dir(self.backups.real_path(&rel))?
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| !n.starts_with('.'))
-            .collect();
-        names.sort();
+        let names = self.backups.storage().names(&rel)?;
         for (i, name) in names.iter().enumerate().skip((pos - 2) as usize) {
             let child = Backups::child(&rel, name);
             let child_ino = self.backups.ino_for(&child);
@@ -331,7 +326,7 @@ impl MountFs {
             return Ok(target.into_bytes());
         }
         let rel = self.backups.rel(ino).ok_or(FsError::NotFound)?;
-        let target = std::fs::read_link(self.backups.real_path(&rel))?;
+        let target = self.backups.storage().read_link(&rel)?;
         Ok(target.into_os_string().into_encoded_bytes())
     }
 
@@ -364,7 +359,7 @@ impl MountFs {
     pub fn open_read(&self, ino: u64) -> Result<Opened> {
         if backups::is_backup_ino(ino) {
             let rel = self.backups.rel(ino).ok_or(FsError::NotFound)?;
-            let file = open_nofollow(&self.backups.real_path(&rel))?;
+            let file = self.backups.storage().open(&rel)?;
             return Ok(Opened {
                 fh: self.add_handle(ino, Some(file), false),
                 keep_cache: true,
@@ -397,7 +392,7 @@ impl MountFs {
             });
         }
         let rel = self.engine.index.path(ino).ok_or(FsError::NotFound)?;
-        let file = File::open(self.engine.mirror.path(&rel))?;
+        let file = self.engine.mirror.open_read(&rel)?;
         let keep_cache = {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
             seen.insert(ino, local.clone()).as_deref() == Some(local.as_str())
@@ -467,12 +462,4 @@ impl MountFs {
         buf.truncate(filled);
         Ok(buf)
     }
-}
-
-fn open_nofollow(path: &std::path::Path) -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    Ok(std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?)
 }

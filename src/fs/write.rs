@@ -2,7 +2,9 @@
 //! has one session with a working copy (a temp file beside the mirror copy, shared by all its
 //! writable handles); a close (flush) or fsync hands the finished working copy to the engine's
 //! save, which backs up, renames it into place atomically and pushes. A crash therefore never
-//! leaves a half-written mirror copy, and nothing leaves before close or fsync.
+//! leaves a half-written mirror copy, and nothing leaves before close or fsync. The working
+//! copies are the one local storage outside `cache/`: this module creates, writes and removes
+//! them itself (they are temp files in the mirror's temp folder, never a mirror copy).
 //! Also here: namespace changes (create, mkdir, unlink, rmdir, rename) and the local-only
 //! symlinks editors use as lock files.
 

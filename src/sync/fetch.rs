@@ -73,9 +73,7 @@ impl Engine {
         let staged = self.mirror.stage();
         let temp = staged.path().to_path_buf();
         let downloaded = async {
-            let mut file = tokio::fs::File::create(&temp)
-                .await
-                .map_err(|e| MirrorError::io("creating", &temp, e))?;
+            let mut file = staged.create().await?;
             let meta = self.client.download(node_id, &mut file).await?;
             file.sync_all()
                 .await

@@ -5,18 +5,11 @@
 //! still different from its base goes up. Nothing is deleted on either side.
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::Arc;
 
 use super::{Engine, Notice, Result, SyncError};
-use crate::cache::{is_local_only, Mirror, NewEntry, RelPath, ROOT_INO, VERSIONS_DIR};
+use crate::cache::{is_local_only, ListedKind, NewEntry, RelPath, ROOT_INO, VERSIONS_DIR};
 use crate::protocol::{parse_time, NodeKind};
-
-/// A file's modification time in milliseconds.
-fn mtime_ms(meta: &std::fs::Metadata) -> i64 {
-    use std::os::unix::fs::MetadataExt;
-    meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000
-}
 
 impl Engine {
     /// The platform side of the full comparison (the local side, `scan_local`, ran once before
@@ -88,7 +81,7 @@ impl Engine {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
         let chunk = files.len().div_ceil(workers).max(1);
         std::thread::scope(|scope| {
-            let walk = scope.spawn(|| self.adopt_unknown(self.mirror.root(), "", ROOT_INO, &seen));
+            let walk = scope.spawn(|| self.adopt_unknown(&RelPath::root(), ROOT_INO, &seen));
             let checks: Vec<_> = files
                 .chunks(chunk)
                 .map(|part| {
@@ -112,29 +105,28 @@ impl Engine {
         let Some(local) = e.local.clone() else {
             return Ok(());
         };
-        let path = self.mirror.path(rel);
-        match std::fs::metadata(&path) {
-            Ok(meta) => {
+        match self.mirror.stat(rel) {
+            Some(stat) => {
                 // Unchanged size and time: unchanged content (a changed time is re-hashed).
                 if self.trust_file_times
-                    && meta.len() == e.size
-                    && mtime_ms(&meta) <= e.mtime_ms.max(0)
+                    && stat.size == e.size
+                    && stat.mtime_ms <= e.mtime_ms.max(0)
                 {
                     return Ok(());
                 }
-                let (sum, size) = Mirror::checksum_of(&path)?;
+                let (sum, size) = self.mirror.checksum_at(rel)?;
                 if sum != local {
                     tracing::info!(path = %rel, "changed in the mirror while no mount ran");
                     self.index.modify(e.ino, |e| {
                         e.local = Some(sum);
                         e.size = size;
-                        e.mtime_ms = mtime_ms(&meta);
+                        e.mtime_ms = stat.mtime_ms;
                     })?;
                 } else {
-                    self.index.modify(e.ino, |e| e.mtime_ms = mtime_ms(&meta))?;
+                    self.index.modify(e.ino, |e| e.mtime_ms = stat.mtime_ms)?;
                 }
             }
-            Err(_) => {
+            None => {
                 // Deleted from the mirror while no mount ran: a local delete (never across).
                 tracing::info!(path = %rel, "deleted from the mirror while no mount ran: kept on the platform");
                 if e.node_id.is_some() {
@@ -152,30 +144,17 @@ impl Engine {
 
     /// Files and folders in the mirror the index does not know (a Hyperclay Local folder copied
     /// in, or files added while no mount ran) join the index as local changes.
-    fn adopt_unknown(
-        &self,
-        dir: &Path,
-        rel_dir: &str,
-        parent: u64,
-        seen: &HashSet<String>,
-    ) -> Result<()> {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Ok(());
-        };
-        for item in entries.flatten() {
-            let Ok(name) = item.file_name().into_string() else {
-                continue;
-            };
-            let rel = if rel_dir.is_empty() {
-                name.clone()
-            } else {
-                format!("{rel_dir}/{name}")
-            };
-            if name.starts_with('.') || (rel_dir.is_empty() && name == VERSIONS_DIR) {
+    fn adopt_unknown(&self, dir: &RelPath, parent: u64, seen: &HashSet<String>) -> Result<()> {
+        for item in self.mirror.list(dir) {
+            let name = item.name;
+            if name.starts_with('.') || (dir.is_root() && name == VERSIONS_DIR) {
                 continue;
             }
-            let Ok(kind) = item.file_type() else { continue };
-            if kind.is_dir() {
+            let Ok(rel) = dir.join(&name) else {
+                // Not a name the mirror can hold (the index would refuse it too).
+                continue;
+            };
+            if item.what == ListedKind::Folder {
                 let ino = match self.index.lookup(parent, &name) {
                     Some(e) if e.is_dir() => e.ino,
                     Some(_) => continue,
@@ -198,32 +177,24 @@ impl Engine {
                             .ino
                     }
                 };
-                self.adopt_unknown(&item.path(), &rel, ino, seen)?;
-            } else if kind.is_file()
-                && !seen.contains(&rel)
-                && self.index.lookup(parent, &name).is_none()
-            {
-                if self.index.tombstone_at(parent, &name).is_some() {
-                    // A file deleted through the mount whose copy came back: the user wants it.
-                    self.index.remove(
-                        self.index
-                            .tombstone_at(parent, &name)
-                            .map(|t| t.ino)
-                            .unwrap_or(0),
-                    )?;
+                self.adopt_unknown(&rel, ino, seen)?;
+            } else if let ListedKind::File(stat) = item.what {
+                if seen.contains(rel.as_str()) || self.index.lookup(parent, &name).is_some() {
+                    continue;
                 }
-                let meta = item
-                    .metadata()
-                    .map_err(|e| crate::cache::MirrorError::io("reading", &item.path(), e))?;
-                let (sum, size) = Mirror::checksum_of(&item.path())?;
+                if let Some(t) = self.index.tombstone_at(parent, &name) {
+                    // A file deleted through the mount whose copy came back: the user wants it.
+                    self.index.remove(t.ino)?;
+                }
+                let (sum, size) = self.mirror.checksum_at(&rel)?;
                 tracing::info!(path = %rel, "a file in the mirror the index did not know: adopted");
                 self.index.insert(NewEntry {
                     parent,
                     name,
-                    kind: NodeKind::of_file_name(&rel),
+                    kind: NodeKind::of_file_name(rel.as_str()),
                     node_id: None,
                     size,
-                    mtime_ms: mtime_ms(&meta),
+                    mtime_ms: stat.mtime_ms,
                     base: None,
                     remote: None,
                     remote_modified: None,

@@ -22,11 +22,11 @@ impl Engine {
         let lock = self.file_lock(ino);
         let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let Some(e) = self.index.get(ino) else {
-            let _ = std::fs::remove_file(work);
+            save::discard(work);
             return Err(SyncError::Gone);
         };
         let Some(rel) = self.index.path(ino) else {
-            let _ = std::fs::remove_file(work);
+            save::discard(work);
             return Err(SyncError::Gone);
         };
         // The copy being replaced is on the platform too when it is what both sides last held.
