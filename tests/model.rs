@@ -391,6 +391,9 @@ enum Step {
     /// The platform answers every content write with a 500 for the next three steps, or until a
     /// step waits (pushes retry, and succeed).
     FaultyWrites,
+    /// The platform goes away (connections refused) until a step needs it: what is saved
+    /// meanwhile goes up when the mount finds it back.
+    PlatformDown,
     /// The engine dropped and built again on the same mirror and index.
     Restart,
     /// Wait until every transfer is over.
@@ -419,6 +422,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..FILES).prop_map(|f| Step::OtherDevice { f }),
         1 => Just(Step::SyncOff),
         1 => Just(Step::FaultyWrites),
+        1 => Just(Step::PlatformDown),
         1 => Just(Step::Restart),
         1 => Just(Step::Quiet),
     ]
@@ -428,6 +432,7 @@ fn step() -> impl Strategy<Value = Step> {
 #[derive(Default)]
 struct Conditions {
     sync_off: bool,
+    platform_down: bool,
     /// Steps left until the platform's writes stop failing.
     faulty_for: usize,
 }
@@ -435,7 +440,8 @@ struct Conditions {
 impl Conditions {
     /// Back to normal (sync on, writes succeeding), then every change has gone up: what a step
     /// that makes a later change elsewhere needs first.
-    async fn back_to_normal(&mut self, p: &TestPlatform, d: &Device) {
+    async fn back_to_normal(&mut self, p: &mut TestPlatform, d: &Device) {
+        self.platform_up(p).await;
         self.faulty_for = 0;
         p.running.set_fail_writes(false);
         if self.sync_off {
@@ -444,11 +450,18 @@ impl Conditions {
         }
         d.settled().await;
     }
+
+    async fn platform_up(&mut self, p: &mut TestPlatform) {
+        if self.platform_down {
+            self.platform_down = false;
+            p.come_back().await;
+        }
+    }
 }
 
 /// Runs `steps` against a device and checks the model; Err names what broke.
 async fn run(steps: Vec<Step>) -> Result<(), String> {
-    let p = TestPlatform::start(Mode::Full).await;
+    let mut p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
     let dir = tempfile::tempdir().unwrap();
     let other_dir = tempfile::tempdir().unwrap();
@@ -518,7 +531,7 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
             }
             Step::PlatformEdit { f } => {
                 // Everything before has gone up: this edit is the latest change, and wins.
-                cond.back_to_normal(&p, device).await;
+                cond.back_to_normal(&mut p, device).await;
                 let path = file_name(*f);
                 if let Some(id) = common::node_at(&c, &path).await {
                     let kind = hyperclay::protocol::NodeKind::of_file_name(&path);
@@ -535,7 +548,7 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
             Step::OtherDevice { f } => {
                 // Everything before has gone up and reached the other device: its save is the
                 // latest change, and wins everywhere.
-                cond.back_to_normal(&p, device).await;
+                cond.back_to_normal(&mut p, device).await;
                 if other.is_none() {
                     other = Some(Device::start(&p.url(), other_dir.path()).await);
                 }
@@ -559,8 +572,13 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
                 p.running.set_fail_writes(true);
                 cond.faulty_for = 3;
             }
+            Step::PlatformDown if !cond.platform_down => {
+                p.go_down().await;
+                cond.platform_down = true;
+            }
             Step::Restart => {
                 // Faults end first: a stop waits for the pushes under way.
+                cond.platform_up(&mut p).await;
                 cond.faulty_for = 0;
                 p.running.set_fail_writes(false);
                 d.take().unwrap().stop().await;
@@ -569,6 +587,7 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
             Step::Quiet => {
                 // A fault lasts less than the pushes' retry schedule (15 s): a step that waits
                 // ends it first, so every push succeeds on a retry.
+                cond.platform_up(&mut p).await;
                 cond.faulty_for = 0;
                 p.running.set_fail_writes(false);
                 device.quiet().await
@@ -577,7 +596,7 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
         }
     }
     let device = d.as_ref().unwrap();
-    cond.back_to_normal(&p, device).await;
+    cond.back_to_normal(&mut p, device).await;
     // Both sides hold the model's files, and so does the other device.
     for (path, want) in &model {
         let local = device.read(path).await;

@@ -53,9 +53,17 @@ impl TestPlatform {
     /// Stops the platform (unreachable, as if its machine went away) for `down`, then starts it
     /// again on the same address with the same data.
     pub async fn restart_after(&mut self, down: std::time::Duration, during: impl FnOnce()) {
-        let config = self.config.clone();
+        self.go_down().await;
+        during();
+        tokio::time::sleep(down).await;
+        self.come_back().await;
+    }
+
+    /// Stops the platform: its address refuses connections until [`TestPlatform::come_back`].
+    /// (A placeholder on another address keeps `running` valid meanwhile.)
+    pub async fn go_down(&mut self) {
         let placeholder = platform::start({
-            let mut c = config.clone();
+            let mut c = self.config.clone();
             c.data_dir = self.dir.path().join("placeholder");
             c.listen = "127.0.0.1:0".parse().unwrap();
             c
@@ -64,8 +72,11 @@ impl TestPlatform {
         .unwrap();
         let running = std::mem::replace(&mut self.running, placeholder);
         running.stop().await;
-        during();
-        tokio::time::sleep(down).await;
+    }
+
+    /// Starts the platform again on its address, with its data.
+    pub async fn come_back(&mut self) {
+        let config = self.config.clone();
         let placeholder =
             std::mem::replace(&mut self.running, platform::start(config).await.unwrap());
         placeholder.stop().await;
