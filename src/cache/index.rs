@@ -417,10 +417,10 @@ impl Index {
 
     /// Writes the whole entry (matched by inode).
     pub fn update(&self, e: &Entry) -> Result<()> {
-        self.update_locked(&self.db(), e)
+        self.write_entry(&self.db(), e)
     }
 
-    fn update_locked(&self, db: &Connection, e: &Entry) -> Result<()> {
+    fn write_entry(&self, db: &Connection, e: &Entry) -> Result<()> {
         write_row(db, e)?;
         self.write().put(e.clone());
         Ok(())
@@ -432,7 +432,7 @@ impl Index {
         let db = self.db();
         let mut e = self.get(ino).ok_or(IndexError::Missing(ino))?;
         f(&mut e);
-        self.update_locked(&db, &e)?;
+        self.write_entry(&db, &e)?;
         Ok(e)
     }
 

@@ -26,6 +26,9 @@
 //! `serve::sites::RememberedSites`, `serve`'s per-file save locks and its two semaphores (which
 //! only wait for capacity), `platform/approvals`, and the log file's lock.
 //!
+//! A function named `*_locked` runs with the file locks (4) of the inodes it changes already
+//! held by its caller; the suffix means nothing else in the crate.
+//!
 //! No std lock is held across an `.await` (only the async node locks are), and no lock at all
 //! is held while the kernel is told something (`Notice`s go through the notifier thread).
 

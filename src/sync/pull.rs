@@ -118,10 +118,10 @@ impl Engine {
     /// Applies what the platform holds for one node.
     pub fn apply_node(&self, r: &RemoteNode) -> Result<Applied> {
         let _namespace = self.namespace_lock();
-        self.apply_node_locked(r)
+        self.apply_node_in_namespace(r)
     }
 
-    fn apply_node_locked(&self, r: &RemoteNode) -> Result<Applied> {
+    fn apply_node_in_namespace(&self, r: &RemoteNode) -> Result<Applied> {
         let Some(parent) = self.parent_ino(r.parent_id) else {
             return Ok(Applied {
                 resync: true,
