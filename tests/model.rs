@@ -351,6 +351,60 @@ async fn a_folder_renamed_during_its_first_pushes_keeps_every_file() {
     d.stop().await;
 }
 
+/// An editor's saves (a temp file renamed over the original, as `sed -i` and vim do) keep what
+/// each replaces, exactly like a plain save, also when nothing reached the platform yet: three
+/// offline `sed -i` saves of a site left v1 and v2 nowhere before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_by_rename_while_offline_keep_every_replaced_content() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let c = p.client();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Device::start(&p.url(), dir.path()).await;
+    // A site (whose every saved version is recorded anyway) and an upload (kept only because
+    // the rename backs up what it replaces).
+    for name in ["post.html", "notes.txt"] {
+        d.save(name, format!("{name} v0").as_bytes()).await.unwrap();
+    }
+    d.settled().await;
+    d.engine.set_sync(false).unwrap();
+    for name in ["post.html", "notes.txt"] {
+        for v in 1..=3 {
+            let content = format!("{name} v{v}");
+            d.save_by_rename(name, content.as_bytes()).await.unwrap();
+        }
+    }
+    let kept: BTreeSet<Vec<u8>> = files_under(dir.path()).into_values().collect();
+    for name in ["post.html", "notes.txt"] {
+        for v in 1..=2 {
+            let content = format!("{name} v{v}");
+            assert!(
+                kept.contains(content.as_bytes()),
+                "{content:?} is kept in the mirror while offline"
+            );
+        }
+    }
+    d.engine.set_sync(true).unwrap();
+    d.settled().await;
+    let platform = platform_files(&c).await;
+    let mut somewhere: BTreeSet<Vec<u8>> = files_under(dir.path()).into_values().collect();
+    somewhere.extend(platform_contents(&c).await);
+    for name in ["post.html", "notes.txt"] {
+        assert_eq!(
+            platform.get(name).map(Vec::as_slice),
+            Some(format!("{name} v3").as_bytes()),
+            "the last save goes up"
+        );
+        for v in 0..=3 {
+            let content = format!("{name} v{v}");
+            assert!(
+                somewhere.contains(content.as_bytes()),
+                "{content:?} exists somewhere"
+            );
+        }
+    }
+    d.stop().await;
+}
+
 /// What a sequence step does.
 #[derive(Debug, Clone)]
 enum Step {
