@@ -481,6 +481,28 @@ async fn a_full_disk_fails_saves_cleanly_and_damages_nothing() {
         holds(&p, &kept, Duration::from_secs(1)).await,
         "nothing partial reached the platform"
     );
+    // The new file whose only save failed holds nothing saved: it stays local, counted apart
+    // with what to do, so "nothing waiting" is true; and it does not go up empty after a
+    // restart either (before, it waited for ever and went up empty at the next mount).
+    let held = |m: &MountProcess| {
+        let status = m.status_json();
+        let mount = &status["mounts"][0];
+        (mount["waiting"].clone(), mount["stays_local"].clone())
+    };
+    let (waiting, stays_local) = held(&m);
+    assert_eq!(waiting, 0, "{stays_local}");
+    assert_eq!(
+        stays_local["its only save failed (disk full?): save it again, or delete it"], 1,
+        "{stays_local}"
+    );
+    m.stop();
+    m.spawn();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(held(&m).0, 0, "still held after a restart");
+    assert!(
+        !platform_files(&c).await.contains_key("big.bin"),
+        "and it did not go up empty"
+    );
 
     // Space is back (the failed working copies are gone): saves work again.
     let _ = std::fs::remove_file(m.path("big.bin"));

@@ -512,6 +512,7 @@ impl MountFs {
                 }
                 let path = self.engine.index.path(ino).unwrap_or_default();
                 tracing::warn!(%path, errno, "a write failed (disk full?): the file keeps its last saved content");
+                self.engine.save_failed(ino);
                 return Err(FsError::Refused(
                     "a write failed; the last saved content is kept".into(),
                     errno,
@@ -552,7 +553,10 @@ impl MountFs {
                 }
             }
             // Created and closed with nothing written: an empty file goes up as it is.
-            None => self.engine.request_push(ino),
+            None => {
+                self.engine.save_succeeded(ino);
+                self.engine.request_push(ino);
+            }
         }
         Ok(())
     }
@@ -579,6 +583,13 @@ impl MountFs {
         };
         let result = match (dirty, failed) {
             (true, None) => self.commit(h.ino, work),
+            (_, Some(_)) => {
+                if let Some((path, _)) = work {
+                    let _ = std::fs::remove_file(path);
+                }
+                self.engine.save_failed(h.ino);
+                Ok(())
+            }
             _ => {
                 if let Some((path, _)) = work {
                     let _ = std::fs::remove_file(path);

@@ -20,7 +20,7 @@
 //! 5. `cache::Index::db` then `cache::Index::tree` (`index.rs`): inside every index call only.
 //!
 //! Leaf locks: `Engine::queue` (`push::Queue`: each file's push `Phase` and the places being
-//! created), `Engine::{account, last_sync}`, `status::Status::problems`,
+//! created), `Engine::failed_saves` (`failed.rs`), `Engine::{account, last_sync}`, `status::Status::problems`,
 //! `remote::Client`'s `RwLock`s (connection pool, credential, features, url source, progress
 //! limit), `fs::MountFs::{handles, sessions, seen}`, `fs::write::Links`, `fs::backups::Backups`,
 //! `serve::sites::RememberedSites`, `serve`'s per-file save locks and its two semaphores (which
@@ -33,6 +33,7 @@
 //! is held while the kernel is told something (`Notice`s go through the notifier thread).
 
 mod decide;
+mod failed;
 mod fetch;
 mod follow;
 pub mod listed;
@@ -193,6 +194,8 @@ pub struct Engine {
     pub stream_silence_secs: std::sync::atomic::AtomicU64,
     /// The push queue: each file's push phase, and the places being created (`push/mod.rs`).
     queue: push::Queue,
+    /// New files whose only save failed: held locally (`failed.rs`).
+    failed_saves: failed::FailedSaves,
     /// The last run ended cleanly: a mirror file whose size and time match the index is unchanged.
     /// After a crash every file is re-read (a save may have reached the disk but not the index).
     trust_file_times: bool,
@@ -256,6 +259,7 @@ impl Engine {
                 crate::remote::SILENCE_LIMIT.as_secs(),
             ),
             queue: push::Queue::default(),
+            failed_saves: failed::FailedSaves::load(&index_for_id),
             trust_file_times,
             node_locks: Mutex::new(HashMap::new()),
             status: status::Status::default(),

@@ -262,6 +262,13 @@ impl Engine {
             if is_local_only(&rel) {
                 continue;
             }
+            if self.held_after_failed_save(e.ino) {
+                *pending
+                    .held
+                    .entry(super::failed::HELD_REASON.to_string())
+                    .or_default() += 1;
+                continue;
+            }
             match never_goes_up(&e, &rel) {
                 Some(reason) => *pending.held.entry(reason.to_string()).or_default() += 1,
                 None => pending.waiting += 1,

@@ -41,6 +41,7 @@ impl Engine {
             })?;
         }
         drop(guard);
+        self.save_succeeded(ino);
         self.request_push(ino);
         Ok(rel)
     }

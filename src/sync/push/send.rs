@@ -101,7 +101,11 @@ impl Engine {
             let Some(rel) = self.index.path(ino) else {
                 return Ok(None);
             };
-            if !e.goes_up() || self.index.is_hidden(ino) || is_local_only(&rel) {
+            if !e.goes_up()
+                || self.index.is_hidden(ino)
+                || is_local_only(&rel)
+                || self.held_after_failed_save(ino)
+            {
                 return Ok(None);
             }
             names::check(e.kind, &e.name).map_err(|err| {
