@@ -244,6 +244,23 @@ impl Device {
         ))
     }
 
+    /// Waits (5 s at most) until the file at `rel` is detached from its platform node.
+    async fn detaches(&self, rel: &str) -> Result<(), String> {
+        for _ in 0..250 {
+            let ino = self.ino_of(rel).await.ok_or("the file is gone")?;
+            if self
+                .engine
+                .index
+                .get(ino)
+                .is_some_and(|e| e.node_id.is_none())
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(format!("{rel}: never detached from its deleted node"))
+    }
+
     /// Waits until no push or fetch runs, three times in a row 20 ms apart.
     async fn quiet(&self) {
         let mut calm = 0;
@@ -436,6 +453,11 @@ enum Step {
     PlatformEdit {
         f: usize,
     },
+    /// The platform deletes file `f` (through the API), if it has it: the mount keeps its copy,
+    /// detached, which goes up again only once it is edited here.
+    PlatformDelete {
+        f: usize,
+    },
     /// A second device (its own engine and mirror, on the same account) saves file `f`.
     OtherDevice {
         f: usize,
@@ -474,6 +496,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..FILES).prop_map(|f| Step::Truncate { f }),
         2 => (0..FILES).prop_map(|f| Step::PlatformEdit { f }),
         1 => (0..FILES).prop_map(|f| Step::OtherDevice { f }),
+        1 => (0..FILES).prop_map(|f| Step::PlatformDelete { f }),
         1 => Just(Step::SyncOff),
         1 => Just(Step::FaultyWrites),
         1 => Just(Step::PlatformDown),
@@ -526,6 +549,9 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
     // The model: the files the mount must show, and every content that was acknowledged.
     let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut acknowledged: Vec<(String, Vec<u8>)> = Vec::new();
+    // Files the platform deleted and the mount kept, not edited since: the platform must not
+    // have them back.
+    let mut detached: BTreeSet<String> = BTreeSet::new();
     d.as_ref().unwrap().mkdir("blog").await?;
     d.as_ref().unwrap().mkdir("img").await?;
     for (n, s) in steps.iter().enumerate() {
@@ -549,6 +575,7 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
                     _ => device.save_by_rename(&path, &content).await,
                 };
                 saved.map_err(failed)?;
+                detached.remove(&path);
                 model.insert(path.clone(), content.clone());
                 acknowledged.push((path, content));
             }
@@ -556,6 +583,7 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
                 let path = file_name(*f);
                 let parts = vec![format!("+a{n}").into_bytes(), format!("+b{n}").into_bytes()];
                 device.append(&path, parts.clone()).await.map_err(failed)?;
+                detached.remove(&path);
                 let now = model.get_mut(&path).unwrap();
                 now.extend(parts.concat());
                 acknowledged.push((path, now.clone()));
@@ -568,16 +596,21 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
                     .truncate(&path, now.len() as u64)
                     .await
                     .map_err(failed)?;
+                detached.remove(&path);
                 acknowledged.push((path, now.clone()));
             }
             Step::Rename { f, g } if f != g && model.contains_key(&file_name(*f)) => {
                 let (from, to) = (file_name(*f), file_name(*g));
                 device.rename(&from, &to).await.map_err(failed)?;
+                // Rename creates: the new name goes up, whatever the old one was.
+                detached.remove(&from);
+                detached.remove(&to);
                 let moved = model.remove(&from).unwrap();
                 model.insert(to, moved);
             }
             Step::Unlink { f } if model.contains_key(&file_name(*f)) => {
                 device.unlink(&file_name(*f)).await.map_err(failed)?;
+                detached.remove(&file_name(*f));
                 // Deleted by the user: its current content may be gone (it stays on the platform
                 // if it got there); what it replaced before must still exist.
                 let gone = model.remove(&file_name(*f));
@@ -610,10 +643,24 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
                 o.settled().await;
                 let path = file_name(*f);
                 o.save(&path, &content).await.map_err(failed)?;
+                detached.remove(&path);
                 acknowledged.push((path.clone(), content.clone()));
                 o.settled().await;
                 device.comes_down(&path, &content).await.map_err(failed)?;
                 model.insert(path, content.clone());
+            }
+            Step::PlatformDelete { f } => {
+                cond.back_to_normal(&mut p, device).await;
+                let path = file_name(*f);
+                if let Some(id) = common::node_at(&c, &path).await {
+                    c.delete(id, false)
+                        .await
+                        .map_err(|e| failed(e.to_string()))?;
+                    if model.contains_key(&path) {
+                        device.detaches(&path).await.map_err(failed)?;
+                        detached.insert(path);
+                    }
+                }
             }
             Step::SyncOff if !cond.sync_off => {
                 device
@@ -663,7 +710,14 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
         }
     }
     let platform = platform_files(&c).await;
-    for (path, want) in &model {
+    for path in &detached {
+        if platform.contains_key(path) {
+            return Err(format!(
+                "{path}: deleted on the platform and not edited since, it went up again"
+            ));
+        }
+    }
+    for (path, want) in model.iter().filter(|(p, _)| !detached.contains(*p)) {
         if platform.get(path) != Some(want) {
             return Err(format!(
                 "{path}: the platform has {:?}, the model {:?}",
@@ -675,7 +729,7 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
         }
     }
     if let Some(o) = &other {
-        for (path, want) in &model {
+        for (path, want) in model.iter().filter(|(p, _)| !detached.contains(*p)) {
             o.comes_down(path, want)
                 .await
                 .map_err(|e| format!("the other device: {e}"))?;

@@ -78,7 +78,11 @@ impl Entry {
         } else if self.local.is_none() {
             FileState::NotOnDisk
         } else if self.node_id.is_none() {
-            FileState::New
+            if self.changed_here() {
+                FileState::New
+            } else {
+                FileState::Detached
+            }
         } else if self.changed_here() {
             FileState::Changed
         } else if self.remote.is_some() && self.remote != self.local {
@@ -106,6 +110,9 @@ pub enum FileState {
     NotOnDisk,
     /// Made here, not on the platform yet.
     New,
+    /// Deleted on the platform, the local copy kept (never delete across): it goes up again
+    /// only once it is edited here.
+    Detached,
     /// Changed here since the last sync: it goes up.
     Changed,
     /// Unchanged here, and the platform holds newer content: it comes down.

@@ -237,7 +237,7 @@ impl Engine {
             if e.tombstone || self.index.is_hidden(e.ino) {
                 continue;
             }
-            if e.node_id.is_none() || e.goes_up() {
+            if (e.is_dir() && e.node_id.is_none()) || e.goes_up() {
                 self.request_push(e.ino);
             }
         }
