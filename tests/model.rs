@@ -23,6 +23,7 @@ use std::time::Duration;
 use common::{platform_files, Mode, TestPlatform, KEY};
 use hyperclay::cache::{Index, Mirror, ROOT_INO};
 use hyperclay::fs::MountFs;
+use hyperclay::protocol::NodeKind;
 use hyperclay::remote::{Client, Credential};
 use hyperclay::sync::Engine;
 use proptest::prelude::*;
@@ -458,6 +459,12 @@ enum Step {
     PlatformDelete {
         f: usize,
     },
+    /// The platform renames (or moves, across folders) file `f` to `g`'s name, through the
+    /// API, when it has `f`, `g` is free everywhere and both are of one kind: the mount follows.
+    PlatformRename {
+        f: usize,
+        g: usize,
+    },
     /// A second device (its own engine and mirror, on the same account) saves file `f`.
     OtherDevice {
         f: usize,
@@ -497,6 +504,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0..FILES).prop_map(|f| Step::PlatformEdit { f }),
         1 => (0..FILES).prop_map(|f| Step::OtherDevice { f }),
         1 => (0..FILES).prop_map(|f| Step::PlatformDelete { f }),
+        1 => (0..FILES, 0..FILES).prop_map(|(f, g)| Step::PlatformRename { f, g }),
         1 => Just(Step::SyncOff),
         1 => Just(Step::FaultyWrites),
         1 => Just(Step::PlatformDown),
@@ -621,7 +629,7 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
                 cond.back_to_normal(&mut p, device).await;
                 let path = file_name(*f);
                 if let Some(id) = common::node_at(&c, &path).await {
-                    let kind = hyperclay::protocol::NodeKind::of_file_name(&path);
+                    let kind = NodeKind::of_file_name(&path);
                     c.put_content(id, kind, content.clone().into(), None)
                         .await
                         .map_err(|e| failed(e.to_string()))?;
@@ -661,6 +669,45 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
                         detached.insert(path);
                     }
                 }
+            }
+            Step::PlatformRename { f, g }
+                if f != g
+                    && model.contains_key(&file_name(*f))
+                    && !model.contains_key(&file_name(*g))
+                    && !detached.contains(&file_name(*g))
+                    && NodeKind::of_file_name(&file_name(*f))
+                        == NodeKind::of_file_name(&file_name(*g)) =>
+            {
+                cond.back_to_normal(&mut p, device).await;
+                let (from, to) = (file_name(*f), file_name(*g));
+                let kind = NodeKind::of_file_name(&from);
+                let (Some(id), None) = (
+                    common::node_at(&c, &from).await,
+                    common::node_at(&c, &to).await,
+                ) else {
+                    continue;
+                };
+                let folder =
+                    |path: &str| path.rsplit_once('/').map_or("", |(dir, _)| dir).to_string();
+                let to_name = to.rsplit('/').next().unwrap().to_string();
+                let renamed = if folder(&from) == folder(&to) {
+                    c.rename(id, kind, &to_name).await.map(|_| ())
+                } else {
+                    let parent = match folder(&to).as_str() {
+                        "" => 0,
+                        dir => common::node_at(&c, dir).await.expect("the folder"),
+                    };
+                    c.move_node(id, kind, parent, Some(&to_name))
+                        .await
+                        .map(|_| ())
+                };
+                renamed.map_err(|e| failed(e.to_string()))?;
+                let content = model.remove(&from).unwrap();
+                device.comes_down(&to, &content).await.map_err(failed)?;
+                if device.ino_of(&from).await.is_some() {
+                    return Err(failed(format!("{from} is still in the mount")));
+                }
+                model.insert(to, content);
             }
             Step::SyncOff if !cond.sync_off => {
                 device

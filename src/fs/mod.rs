@@ -155,7 +155,7 @@ pub fn mount(
     // endpoint is not connected"), so every save fails loudly until `hyperclay mount` or
     // `hyperclay unmount` cleans it up. With auto-unmount, saves went on succeeding into the bare
     // folder underneath, where nothing syncs them, and the next mount refused the folder.
-    let adapter = fuse::FuseAdapter::new(fs, runtime);
+    let adapter = fuse::FuseAdapter::new(fs.clone(), runtime);
     let session =
         fuser::Session::new(adapter, mountpoint, &config).map_err(|source| MountError::Mount {
             path: shown.clone(),
@@ -166,7 +166,7 @@ pub fn mount(
         path: shown,
         source,
     })?;
-    let notices = notify::run(notifier, notices);
+    let notices = notify::run(notifier, notices, fs);
     Ok(Mounted {
         session: Some(session),
         notices: Some(notices),

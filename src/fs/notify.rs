@@ -18,8 +18,15 @@ pub fn channel() -> (NoticeSink, mpsc::Receiver<Notice>) {
     (sink, rx)
 }
 
-/// Forwards notices to the kernel until every sender is gone.
-pub fn run(notifier: Notifier, notices: mpsc::Receiver<Notice>) -> std::thread::JoinHandle<()> {
+/// Forwards notices to the kernel until every sender is gone. A folder whose names changed gets
+/// a new modification time first, as on a local disk: the kernel keeps a folder's listing cached
+/// (FOPEN_CACHE_DIR) and checks it against that time when a listing starts; dropping its pages
+/// alone loses to a listing already under way, which fills the cache again with the old names.
+pub fn run(
+    notifier: Notifier,
+    notices: mpsc::Receiver<Notice>,
+    fs: std::sync::Arc<super::MountFs>,
+) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("kernel-notices".into())
         .spawn(move || {
@@ -29,6 +36,7 @@ pub fn run(notifier: Notifier, notices: mpsc::Receiver<Notice>) -> std::thread::
                     Notice::Content { ino } => notifier.inval_inode(INodeNo(*ino), 0, 0),
                     Notice::Entry { parent, name } => {
                         // The name, and the folder's cached listing.
+                        fs.folder_changed(*parent);
                         let _ = notifier.inval_inode(INodeNo(*parent), 0, 0);
                         notifier.inval_entry(INodeNo(*parent), name.as_ref())
                     }

@@ -344,6 +344,12 @@ impl MountFs {
         Ok(e)
     }
 
+    /// The engine changed the names in folder `ino` (a platform change): its modification time
+    /// moves, as for a change made through the mount.
+    pub fn folder_changed(&self, ino: u64) {
+        self.changed.touch(ino);
+    }
+
     /// Whether opening `ino` must first wait for its content to come down (it is not on disk;
     /// a copy that is on disk but older is the engine's `needs_fetch`, and opens at once).
     pub fn must_fetch_before_open(&self, ino: u64) -> bool {
