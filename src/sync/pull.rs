@@ -312,8 +312,8 @@ impl Engine {
         })
     }
 
-    /// A platform rename or move: the local file follows, unless it changed (a local rename or
-    /// save) since the caller decided; then the next listing decides again.
+    /// A platform rename or move: the local file follows, unless it moved (a local rename)
+    /// since the caller decided; then the next listing decides again.
     fn relocate(&self, e: &Entry, new_parent: u64, new_name: &str) -> Result<()> {
         let occupant = self
             .index
@@ -323,22 +323,22 @@ impl Engine {
             .chain(occupant.as_ref().map(|o| o.ino))
             .collect();
         self.with_files_locked(&inos, || {
-            let unchanged = self.index.get(e.ino).is_some_and(|now| {
-                now.node_id == e.node_id
-                    && now.parent == e.parent
-                    && now.name == e.name
-                    && now.local == e.local
-            });
+            // Only a change of place or node stops it (a local rename: the next listing
+            // decides). Its content may have changed meanwhile (a fetch landed, a save): the
+            // entry as it is now moves, its mirror copy with it.
+            let Some(now) = self.index.get(e.ino).filter(|now| {
+                now.node_id == e.node_id && now.parent == e.parent && now.name == e.name
+            }) else {
+                return Ok(());
+            };
             let occupant_now = self
                 .index
                 .lookup(new_parent, new_name)
                 .filter(|o| o.ino != e.ino);
-            if !unchanged
-                || occupant_now.as_ref().map(|o| o.ino) != occupant.as_ref().map(|o| o.ino)
-            {
+            if occupant_now.as_ref().map(|o| o.ino) != occupant.as_ref().map(|o| o.ino) {
                 return Ok(());
             }
-            self.relocate_locked(e, occupant_now, new_parent, new_name)
+            self.relocate_locked(&now, occupant_now, new_parent, new_name)
         })
     }
 
