@@ -213,8 +213,15 @@ impl Device {
         .await
     }
 
-    /// Waits until nothing is waiting to go up and no transfer runs.
+    /// Waits until the account was listed (a device just started has its folders), nothing is
+    /// waiting to go up and no transfer runs.
     async fn settled(&self) {
+        for _ in 0..3000 {
+            if self.engine.first_listing.is_listed() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         for _ in 0..3000 {
             self.quiet().await;
             if self.engine.pending_uploads().waiting == 0 {
