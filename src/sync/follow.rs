@@ -325,9 +325,10 @@ async fn stay_online(
                 first_connect = false;
             }
             _ = sync_switch.changed() => {
-                if !engine.sync_on() {
-                    return Leave::Paused;
-                }
+                // Off, or off and on again before this loop looked (the watch keeps only the
+                // last value): either way what was saved meanwhile never went up, so the outer
+                // loop reconnects, and its reconciliation sends it.
+                return Leave::Paused;
             }
             _ = stop.changed() => return Leave::Stop,
         }
