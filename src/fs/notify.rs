@@ -19,9 +19,9 @@ pub fn channel() -> (NoticeSink, mpsc::Receiver<Notice>) {
 }
 
 /// Forwards notices to the kernel until every sender is gone. A folder whose names changed gets
-/// a new modification time first, as on a local disk: the kernel keeps a folder's listing cached
-/// (FOPEN_CACHE_DIR) and checks it against that time when a listing starts; dropping its pages
-/// alone loses to a listing already under way, which fills the cache again with the old names.
+/// a new modification time first, as on a local disk (tools that watch a folder's mtime see the
+/// change); the kernel also checks its cached listing (FOPEN_CACHE_DIR) against that time when a
+/// listing starts, so a listing cached by a readdir that raced the change is dropped too.
 pub fn run(
     notifier: Notifier,
     notices: mpsc::Receiver<Notice>,
