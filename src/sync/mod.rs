@@ -12,15 +12,17 @@
 //!    truncate, save, close or new session of that file, across the whole save.
 //! 2. `Engine::node_locks`: one async lock per platform node (`push/send.rs`, `push_to_node`),
 //!    held across the request and its settling so that one push per node is in flight. Never
-//!    taken while 3-5 are held.
+//!    taken while 3-6 are held.
 //! 3. `Engine::namespace` (`namespace_lock`): changes that pass a platform node between local
 //!    entries (rename, a file made where one was deleted) and the pull placing a node.
 //! 4. `Engine::file_locks` (`with_files_locked`, `file_lock`): one per inode, several taken in
 //!    inode order; changes to one mirror file and its entry (saves, fetched copies, renames).
-//! 5. `cache::Index::db` then `cache::Index::tree` (`index.rs`): inside every index call only.
+//! 5. `Engine::failed_saves` (`failed.rs`): held while the set is written to the index's meta,
+//!    so the index keeps the last set; taken under no other sync lock.
+//! 6. `cache::Index::db` then `cache::Index::tree` (`index.rs`): inside every index call only.
 //!
 //! Leaf locks: `Engine::queue` (`push::Queue`: each file's push `Phase` and the places being
-//! created), `Engine::failed_saves` (`failed.rs`), `Engine::{account, last_sync}`, `status::Status::problems`,
+//! created), `Engine::{account, last_sync}`, `status::Status::problems`,
 //! `remote::Client`'s `RwLock`s (connection pool, credential, features, url source, progress
 //! limit), `fs::MountFs::{handles, sessions, seen}`, `fs::write::Links`, `fs::backups::Backups`,
 //! `serve::sites::RememberedSites`, `serve`'s per-file save locks and its two semaphores (which
