@@ -1,4 +1,5 @@
-//! Many small files, side by side in one run: a plain folder on the same disk, `hyperclay mount`
+//! Many small files, side by side in one run: a plain folder on the same disk, `bindfs` over it
+//! (a C FUSE passthrough: the floor any FUSE mount pays on this machine), `hyperclay mount`
 //! over the dev platform, and `rclone mount` (`--vfs-cache-mode full`, uploads at once) over
 //! `rclone serve webdav`. Three workloads (issue 15): `git clone` of a repository of 4,650 files,
 //! `tar xf` of 3,478 files, and 2,000 small files written one after another by a program (open,
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{hyperclay_mount, rclone_mount, rclone_webdav, start_platform, stop};
+use common::{bindfs_mount, hyperclay_mount, rclone_mount, rclone_webdav, start_platform, stop};
 
 /// A file's content: 200 bytes to 4 KB, text.
 fn content(i: usize) -> String {
@@ -158,8 +159,16 @@ async fn main() {
     let plain = dir.path().join("plain");
     std::fs::create_dir_all(&plain).unwrap();
 
-    println!("| workload (files) | plain folder | hyperclay mount | rclone mount | hyperclay / plain | hyperclay / rclone | all on the backend: hyperclay, rclone |");
-    println!("|---|---|---|---|---|---|---|");
+    let bind_src = dir.path().join("bind-src");
+    std::fs::create_dir_all(&bind_src).unwrap();
+    let bind_mnt = dir.path().join("bind-mnt");
+    let bindfs = bindfs_mount(&bind_src, &bind_mnt);
+    if bindfs.is_none() {
+        eprintln!("bindfs is not installed (apt-get install bindfs): no FUSE floor column");
+    }
+
+    println!("| workload (files) | plain folder | bindfs (FUSE floor) | hyperclay mount | rclone mount | hyperclay / plain | hyperclay / bindfs | hyperclay / rclone | all on the backend: hyperclay, rclone |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for w in &workloads {
         let target = |root: &Path| {
             let t = root.join(w.name.replace(' ', "-"));
@@ -167,6 +176,10 @@ async fn main() {
             t
         };
         let plain_s = timed(|| (w.run)(&target(&plain))).expect("the plain folder takes it");
+        let bind_s = match bindfs {
+            Some(_) => timed(|| (w.run)(&target(&bind_mnt))),
+            None => Err("not installed".into()),
+        };
         let home = dir.path().join("hc");
         let (hc, hc_mnt, _) = hyperclay_mount(&home, &url);
         let started = Instant::now();
@@ -211,17 +224,22 @@ async fn main() {
             _ => "-".into(),
         };
         println!(
-            "| {} ({}) | {:.2} s | {} | {} | {} | {} | {}, {} |",
+            "| {} ({}) | {:.2} s | {} | {} | {} | {} | {} | {} | {}, {} |",
             w.name,
             w.files,
             plain_s,
+            secs(&bind_s),
             secs(&hc_s),
             secs(&rc_s),
             ratio(&hc_s, &Ok(plain_s)),
+            ratio(&hc_s, &bind_s),
             ratio(&hc_s, &rc_s),
             held(hc_held),
             held(rc_held)
         );
+    }
+    if let Some(b) = bindfs {
+        stop(b, &bind_mnt);
     }
     let _ = webdav.kill();
     drop(platform);

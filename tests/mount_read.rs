@@ -211,7 +211,13 @@ async fn platform_renames_moves_and_deletes_follow_locally() {
     .expect("move seen");
     assert!(!m.path("data.json").exists());
 
-    // A platform delete keeps the local copy.
+    // A platform delete keeps the local copy. Read first: a copy not fetched yet (hydration
+    // runs in the background and, on a loaded machine, may not have reached it) was never on
+    // this disk, and a platform delete forgets it (docs/semantics.md).
+    assert_eq!(
+        std::fs::read(m.path("img/photo.jpg")).unwrap().len(),
+        300_000
+    );
     c.delete(id("img"), true).await.unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let photo = std::fs::read(m.path("img/photo.jpg")).expect("the local copy stays");

@@ -87,6 +87,23 @@ pub fn rclone_mount(dir: &Path, webdav: &str) -> (Child, PathBuf, Duration) {
     (child, mnt, t.elapsed())
 }
 
+/// `bindfs` (a C FUSE passthrough, no network, no cache of its own) of `source` at `mnt`, in
+/// the foreground: the floor any FUSE mount pays (kernel round trips, context switches) over the
+/// same disk. None when bindfs is not installed (`apt-get install bindfs`).
+pub fn bindfs_mount(source: &Path, mnt: &Path) -> Option<Child> {
+    std::fs::create_dir_all(mnt).unwrap();
+    let child = Command::new("bindfs")
+        .arg("-f")
+        .arg(source)
+        .arg(mnt)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    wait_mounted(mnt);
+    Some(child)
+}
+
 /// `rclone serve webdav` of `data` on a free loopback port; its URL.
 pub fn rclone_webdav(data: &Path) -> (Child, String) {
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
