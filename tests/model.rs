@@ -376,6 +376,55 @@ async fn a_folder_renamed_during_its_first_pushes_keeps_every_file() {
     d.stop().await;
 }
 
+/// A new file renamed out of its folder while its create is on the way: the node the create
+/// made stays on the platform under the old name (rename creates), hidden here, and the folder
+/// is empty. The stream's echo of that node used to land between the create's answer and its
+/// settle, and came back as a file in the folder (the exerciser's `rmdir y` refused, seed 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_renamed_away_during_its_create_does_not_come_back() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "off".into()))
+        .with_test_writer()
+        .try_init();
+    let p = TestPlatform::start(Mode::Full).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Device::start(&p.url(), dir.path()).await;
+    d.mkdir("y").await.unwrap();
+    d.settled().await;
+    // The create is slow; its echo comes 300 ms after the platform stored the node, and the
+    // answer waits 800 ms before it is settled: the echo lands in between.
+    p.running.set_write_delay(Duration::from_millis(600));
+    p.running.set_stream_delay(Duration::from_millis(300));
+    d.engine
+        .settle_delay_ms
+        .store(800, std::sync::atomic::Ordering::Relaxed);
+    d.save("y/g.bin", b"first").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    d.rename("y/g.bin", "b.txt").await.unwrap();
+    p.running.set_write_delay(Duration::ZERO);
+    d.settled().await;
+    p.running.set_stream_delay(Duration::ZERO);
+    d.engine
+        .settle_delay_ms
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        d.ino_of("y/g.bin").await,
+        None,
+        "the renamed file does not come back"
+    );
+    let y = d.ino_of("y").await.unwrap();
+    d.on_fs(move |fs| fs.rmdir(ROOT_INO, OsStr::new("y")))
+        .await
+        .expect("the folder is empty");
+    assert!(d.engine.index.get(y).is_none_or(|e| e.tombstone));
+    let platform = platform_files(&p.client()).await;
+    assert_eq!(
+        platform.get("b.txt").map(Vec::as_slice),
+        Some(&b"first"[..])
+    );
+    d.stop().await;
+}
+
 /// An editor's saves (a temp file renamed over the original, as `sed -i` and vim do) keep what
 /// each replaces, exactly like a plain save, also when nothing reached the platform yet: three
 /// offline `sed -i` saves of a site left v1 and v2 nowhere before.

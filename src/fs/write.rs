@@ -160,6 +160,7 @@ struct LastWriter {
     dirty: bool,
     failed: Option<i32>,
     work: Option<(PathBuf, Arc<File>)>,
+    mtime_set: Option<i64>,
 }
 
 impl MountFs {
@@ -577,12 +578,20 @@ impl MountFs {
             dirty,
             failed,
             work,
+            mtime_set,
         }) = self.leave_session(h.ino)
         else {
             return Ok(());
         };
         let result = match (dirty, failed) {
-            (true, None) => self.commit(h.ino, work),
+            (true, None) => self.commit(h.ino, work).and_then(|()| match mtime_set {
+                Some(ms) => self
+                    .engine
+                    .keep_mtime(h.ino, ms)
+                    .map(drop)
+                    .map_err(Into::into),
+                None => Ok(()),
+            }),
             (_, Some(_)) => {
                 if let Some((path, _)) = work {
                     let _ = std::fs::remove_file(path);
@@ -614,6 +623,7 @@ impl MountFs {
             dirty: s.dirty,
             failed: s.failed,
             work: s.work.clone(),
+            mtime_set: s.mtime_set,
         })
     }
 
@@ -660,16 +670,23 @@ impl MountFs {
                     .map(|d| d.as_millis() as i64)
                     .unwrap_or(0);
                 // Open for writing: the working copy shows the time now, and the save keeps it.
+                // When a save is coming (something was written), it records the time with the
+                // content, and the index is not written twice (`tar x` sets the time of every
+                // file it writes, before close).
+                let mut save_keeps_it = false;
                 if self.sessions().contains_key(&ino) {
                     let _gate = self.gate(ino);
                     if let Some(s) = self.sessions().get_mut(&ino) {
                         if let Some((_, f)) = &s.work {
                             let _ = f.set_modified(t);
+                            save_keeps_it = s.dirty && s.failed.is_none();
                         }
                         s.mtime_set = Some(ms);
                     }
                 }
-                self.engine.keep_mtime(ino, ms)?;
+                if !save_keeps_it {
+                    self.engine.keep_mtime(ino, ms)?;
+                }
             }
         }
         self.getattr(ino)

@@ -194,6 +194,9 @@ pub struct Engine {
     /// Seconds of event-stream silence taken for a dead connection (45; tests shorten it with
     /// HYPERCLAY_STREAM_SILENCE_SECS).
     pub stream_silence_secs: std::sync::atomic::AtomicU64,
+    /// Milliseconds a create's answer waits before it is settled: always 0, except in tests,
+    /// which widen the window where the stream's echo of the new node lands (`tests/model.rs`).
+    pub settle_delay_ms: std::sync::atomic::AtomicU64,
     /// The push queue: each file's push phase, and the places being created (`push/mod.rs`).
     queue: push::Queue,
     /// New files whose only save failed: held locally (`failed.rs`).
@@ -266,6 +269,7 @@ impl Engine {
             node_locks: Mutex::new(HashMap::new()),
             status: status::Status::default(),
             clock_offset: std::sync::atomic::AtomicI64::new(0),
+            settle_delay_ms: std::sync::atomic::AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
             online: std::sync::atomic::AtomicBool::new(true),
             verified: std::sync::atomic::AtomicBool::new(false),

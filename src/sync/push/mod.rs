@@ -16,7 +16,7 @@
 mod send;
 mod settle;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -47,7 +47,9 @@ pub(super) struct Queue {
 #[derive(Default)]
 struct QueueState {
     files: HashMap<u64, Phase>,
-    creating: HashSet<(u64, String)>,
+    /// Counted: two creates of one place (a file renamed away and a new one made there) may
+    /// overlap, and the first to finish must not clear the other's.
+    creating: HashMap<(u64, String), usize>,
 }
 
 impl Queue {
@@ -95,15 +97,36 @@ impl Queue {
     }
 
     pub(super) fn is_creating(&self, parent: u64, name: &str) -> bool {
-        self.lock().creating.contains(&(parent, name.to_string()))
+        self.lock()
+            .creating
+            .contains_key(&(parent, name.to_string()))
     }
 
-    fn set_creating(&self, place: &(u64, String), on: bool) {
-        let mut state = self.lock();
-        if on {
-            state.creating.insert(place.clone());
-        } else {
-            state.creating.remove(place);
+    /// Marks (`parent`, `name`) as being created until the answer is settled (the guard drops).
+    pub(super) fn creating_at(&self, parent: u64, name: &str) -> CreatingPlace<'_> {
+        let place = (parent, name.to_string());
+        *self.lock().creating.entry(place.clone()).or_default() += 1;
+        CreatingPlace { queue: self, place }
+    }
+}
+
+/// A place whose node this mount is creating: the pull leaves the stream's echoes for it to the
+/// create's settle. Held until the answer is settled, not only until it arrives: in between, an
+/// echo of a node whose file was renamed away meanwhile would have made it a new local file
+/// (the exerciser saw `rmdir` refused by the platform's copy of a file renamed out of the folder).
+pub(super) struct CreatingPlace<'a> {
+    queue: &'a Queue,
+    place: (u64, String),
+}
+
+impl Drop for CreatingPlace<'_> {
+    fn drop(&mut self) {
+        let mut state = self.queue.lock();
+        if let Some(n) = state.creating.get_mut(&self.place) {
+            *n -= 1;
+            if *n == 0 {
+                state.creating.remove(&self.place);
+            }
         }
     }
 }
@@ -215,21 +238,6 @@ impl Engine {
     fn node_lock(&self, node: u64) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.node_locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(node).or_default().clone()
-    }
-
-    /// Runs a create of the node at (`parent`, `name`) while the stream's echoes for that place
-    /// wait (the create's answer settles them).
-    async fn while_creating<T>(
-        &self,
-        parent: u64,
-        name: &str,
-        create: impl std::future::Future<Output = T>,
-    ) -> T {
-        let place = (parent, name.to_string());
-        self.queue.set_creating(&place, true);
-        let answer = create.await;
-        self.queue.set_creating(&place, false);
-        answer
     }
 
     /// When the file's content was edited, on the platform's clock (its local modification time

@@ -250,17 +250,15 @@ impl Engine {
         self.remember_sent(Self::create_key(ino), &snap.sum);
         tracing::debug!(ino, sum = %snap.sum, "creating");
         let edited = self.edit_time(ino);
+        let creating = self.queue.creating_at(e.parent, &e.name);
         let answer = self
-            .while_creating(
-                e.parent,
+            .client
+            .create_edited(
+                e.kind,
                 &e.name,
-                self.client.create_edited(
-                    e.kind,
-                    &e.name,
-                    folder_node,
-                    Some(&snap.bytes),
-                    edited.as_deref(),
-                ),
+                folder_node,
+                Some(&snap.bytes),
+                edited.as_deref(),
             )
             .await;
         let outcome = match answer {
@@ -271,7 +269,15 @@ impl Engine {
             Err(RemoteError::NameTaken(_)) => Outcome::NameTaken { folder_node },
             Err(err) => err.into(),
         };
-        self.settle(ino, snap, outcome).await
+        let delay = self
+            .settle_delay_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
+        let settled = self.settle(ino, snap, outcome).await;
+        drop(creating);
+        settled
     }
 
     /// Whether `ino` is still where `e` saw it, with no node yet (a create's answer attaches
@@ -309,12 +315,10 @@ impl Engine {
                 ))));
             }
             let parent = self.ensure_folder(e.parent).await?;
+            let _creating = self.queue.creating_at(e.parent, &e.name);
             let answer = self
-                .while_creating(
-                    e.parent,
-                    &e.name,
-                    self.client.create(NodeKind::Folder, &e.name, parent, None),
-                )
+                .client
+                .create(NodeKind::Folder, &e.name, parent, None)
                 .await;
             let id = match answer {
                 Ok(created) => created.id,
