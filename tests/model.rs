@@ -287,6 +287,14 @@ impl Device {
     }
 }
 
+/// The engine's log in the test's output, at `RUST_LOG` (off unless set).
+fn log_to_test_output() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "off".into()))
+        .with_test_writer()
+        .try_init();
+}
+
 /// Every file under `dir` (not the program's own folder), relative path -> content.
 fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -330,10 +338,7 @@ async fn platform_contents(c: &Client) -> BTreeSet<Vec<u8>> {
 /// entries.node_id`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_folder_renamed_during_its_first_pushes_keeps_every_file() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "off".into()))
-        .with_test_writer()
-        .try_init();
+    log_to_test_output();
     let p = TestPlatform::start(Mode::Full).await;
     let dir = tempfile::tempdir().unwrap();
     let d = Device::start(&p.url(), dir.path()).await;
@@ -382,10 +387,7 @@ async fn a_folder_renamed_during_its_first_pushes_keeps_every_file() {
 /// settle, and came back as a file in the folder (the exerciser's `rmdir y` refused, seed 2).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_renamed_away_during_its_create_does_not_come_back() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "off".into()))
-        .with_test_writer()
-        .try_init();
+    log_to_test_output();
     let p = TestPlatform::start(Mode::Full).await;
     let dir = tempfile::tempdir().unwrap();
     let d = Device::start(&p.url(), dir.path()).await;

@@ -524,19 +524,21 @@ impl MountFs {
         // The working copy stays in the session (its size is what getattr answers) until the
         // index holds the saved size: an answer from the old size in between would make the
         // kernel put the next O_APPEND write of another process over this one's data.
-        let saved = self.commit(ino, work);
+        let saved = self.commit(ino, work, kept_mtime);
         if let Some(s) = self.sessions().get_mut(&ino) {
             s.work = None;
         }
-        saved?;
-        if let Some(ms) = kept_mtime {
-            self.engine.keep_mtime(ino, ms)?;
-        }
-        Ok(())
+        saved
     }
 
-    /// Hands a finished working copy to the engine's save (or, with none, pushes the file as it is).
-    fn commit(&self, ino: u64, work: Option<(PathBuf, Arc<File>)>) -> Result<()> {
+    /// Hands a finished working copy to the engine's save (or, with none, pushes the file as it
+    /// is); then keeps `mtime_set`, a time set on the open file, instead of the save's time.
+    fn commit(
+        &self,
+        ino: u64,
+        work: Option<(PathBuf, Arc<File>)>,
+        mtime_set: Option<i64>,
+    ) -> Result<()> {
         if self.engine.index.get(ino).is_none_or(|e| e.tombstone) {
             // Deleted or replaced while open: what was written to it goes with it.
             if let Some((path, _)) = work {
@@ -558,6 +560,9 @@ impl MountFs {
                 self.engine.save_succeeded(ino);
                 self.engine.request_push(ino);
             }
+        }
+        if let Some(ms) = mtime_set {
+            self.engine.keep_mtime(ino, ms)?;
         }
         Ok(())
     }
@@ -584,14 +589,7 @@ impl MountFs {
             return Ok(());
         };
         let result = match (dirty, failed) {
-            (true, None) => self.commit(h.ino, work).and_then(|()| match mtime_set {
-                Some(ms) => self
-                    .engine
-                    .keep_mtime(h.ino, ms)
-                    .map(drop)
-                    .map_err(Into::into),
-                None => Ok(()),
-            }),
+            (true, None) => self.commit(h.ino, work, mtime_set),
             (_, Some(_)) => {
                 if let Some((path, _)) = work {
                     let _ = std::fs::remove_file(path);

@@ -250,7 +250,7 @@ impl Engine {
         self.remember_sent(Self::create_key(ino), &snap.sum);
         tracing::debug!(ino, sum = %snap.sum, "creating");
         let edited = self.edit_time(ino);
-        let creating = self.queue.creating_at(e.parent, &e.name);
+        let mut creating = Some(self.queue.creating_at(e.parent, &e.name));
         let answer = self
             .client
             .create_edited(
@@ -269,11 +269,17 @@ impl Engine {
             Err(RemoteError::NameTaken(_)) => Outcome::NameTaken { folder_node },
             Err(err) => err.into(),
         };
-        let delay = self
-            .settle_delay_ms
-            .load(std::sync::atomic::Ordering::Relaxed);
-        if delay > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        if matches!(outcome, Outcome::Created { .. }) {
+            let delay = self
+                .settle_delay_ms
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
+        } else {
+            // No node was made: the place's echoes are the pull's again while the outcome is
+            // settled (a taken name's settle lists the account and pushes, which takes a while).
+            creating = None;
         }
         let settled = self.settle(ino, snap, outcome).await;
         drop(creating);
