@@ -5,7 +5,8 @@
 //! `tar xf` of 3,478 files, and 2,000 small files written one after another by a program (open,
 //! write, close). Each figure: the time until the program finished (what the user waits for),
 //! and for the mounts the time until the backend holds every file (the platform, or rclone's
-//! webdav folder). `cargo bench --bench smallfiles -- [--quick]`; bench/run runs it.
+//! webdav folder). `cargo bench --bench smallfiles -- [--quick] [--runs N]` (each figure the median of N
+//! runs, 3 by default, 1 with --quick); bench/run runs it.
 
 mod common;
 
@@ -60,6 +61,51 @@ fn until_held(since: Instant, want: usize, count: impl Fn() -> usize) -> Option<
     None
 }
 
+/// Seconds until the backend held every file, as a result (a timeout is a failure).
+fn held(h: Option<f64>) -> Result<f64, String> {
+    h.ok_or_else(|| "not all there after 10 minutes".to_string())
+}
+
+/// The median of the runs that succeeded, or the first failure when none did.
+fn median(runs: &[Result<f64, String>]) -> Result<f64, String> {
+    let mut ok: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
+    if ok.is_empty() {
+        return Err(runs
+            .iter()
+            .find_map(|r| r.clone().err())
+            .unwrap_or_default());
+    }
+    ok.sort_by(f64::total_cmp);
+    Ok(ok[ok.len() / 2])
+}
+
+/// One figure: the median, and the range when there were several runs.
+fn shown(runs: &[Result<f64, String>]) -> String {
+    let m = median(runs);
+    let ok: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
+    match (&m, ok.len()) {
+        (Ok(m), n) if n > 1 => {
+            let lo = ok.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = ok.iter().copied().fold(0.0, f64::max);
+            format!("{m:.2} s ({lo:.2}-{hi:.2})")
+        }
+        _ => shown_one(&m),
+    }
+}
+
+fn shown_one(r: &Result<f64, String>) -> String {
+    match r {
+        Ok(s) => format!("{s:.2} s"),
+        Err(e) => format!("fails: {e}"),
+    }
+}
+
 /// Regular files under `dir` (the `.git` folder and dot-names skipped).
 fn count_files(dir: &Path) -> usize {
     common::files_under(dir).len()
@@ -78,6 +124,12 @@ struct Workload {
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
+    // Runs of each workload: the disk of this VM varies by a third from run to run, so a figure
+    // is the median of three (one with --quick); `--runs N` sets it.
+    let runs: usize = std::env::args()
+        .skip_while(|a| a != "--runs")
+        .nth(1)
+        .map_or(if quick { 1 } else { 3 }, |n| n.parse().expect("--runs N"));
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
@@ -170,72 +222,78 @@ async fn main() {
     println!("| workload (files) | plain folder | bindfs (FUSE floor) | hyperclay mount | rclone mount | hyperclay / plain | hyperclay / bindfs | hyperclay / rclone | all on the backend: hyperclay, rclone |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for w in &workloads {
-        let target = |root: &Path| {
-            let t = root.join(w.name.replace(' ', "-"));
-            std::fs::create_dir_all(&t).unwrap();
-            t
-        };
-        let plain_s = timed(|| (w.run)(&target(&plain))).expect("the plain folder takes it");
-        let bind_s = match bindfs {
-            Some(_) => timed(|| (w.run)(&target(&bind_mnt))),
-            None => Err("not installed".into()),
-        };
-        let home = dir.path().join("hc");
-        let (hc, hc_mnt, _) = hyperclay_mount(&home, &url);
-        let started = Instant::now();
-        let hc_s = timed(|| (w.run)(&target(&hc_mnt)));
-        if let Err(e) = &hc_s {
-            eprintln!("hyperclay failed {}: {e}", w.name);
-        }
-        let on_platform = |c: &std::sync::Arc<hyperclay::remote::Client>| {
-            let c = c.clone();
-            let prefix = w.name.replace(' ', "-");
-            move || {
-                let rt = tokio::runtime::Handle::current();
-                let nodes =
-                    std::thread::scope(|s| s.spawn(|| rt.block_on(c.nodes())).join().unwrap());
-                nodes.map_or(0, |n| {
-                    n.nodes
-                        .iter()
-                        .filter(|n| n.kind.is_file() && n.path.starts_with(&prefix))
-                        .count()
-                })
+        let mut rows = Vec::new();
+        for run in 1..=runs {
+            // Each run in folders of its own (a clone needs an empty one), and counted apart on
+            // the backends.
+            let folder = format!("{}-{run}", w.name.replace(' ', "-"));
+            let target = |root: &Path| {
+                let t = root.join(&folder);
+                std::fs::create_dir_all(&t).unwrap();
+                t
+            };
+            let plain_s = timed(|| (w.run)(&target(&plain)));
+            let bind_s = match bindfs {
+                Some(_) => timed(|| (w.run)(&target(&bind_mnt))),
+                None => Err("not installed".into()),
+            };
+            let home = dir.path().join("hc");
+            let (hc, hc_mnt, _) = hyperclay_mount(&home, &url);
+            let started = Instant::now();
+            let hc_s = timed(|| (w.run)(&target(&hc_mnt)));
+            if let Err(e) = &hc_s {
+                eprintln!("hyperclay failed {}: {e}", w.name);
             }
-        };
-        let hc_held =
-            tokio::task::block_in_place(|| until_held(started, w.files, on_platform(&client)));
-        stop(hc, &hc_mnt);
-        let (rc, rc_mnt, _) = rclone_mount(dir.path(), &webdav_url);
-        let started = Instant::now();
-        let rc_s = timed(|| (w.run)(&target(&rc_mnt)));
-        let backend = webdav_data.join(w.name.replace(' ', "-"));
-        let rc_held = match rc_s {
-            Ok(_) => until_held(started, w.files, || count_files(&backend)),
-            Err(_) => None,
-        };
-        stop(rc, &rc_mnt);
-        let held = |h: Option<f64>| h.map_or("-".to_string(), |s| format!("{s:.1} s"));
-        let secs = |r: &Result<f64, String>| match r {
-            Ok(s) => format!("{s:.2} s"),
-            Err(e) => format!("fails: {e}"),
-        };
+            let on_platform = |c: &std::sync::Arc<hyperclay::remote::Client>| {
+                let c = c.clone();
+                let prefix = format!("{folder}/");
+                move || {
+                    let rt = tokio::runtime::Handle::current();
+                    let nodes =
+                        std::thread::scope(|s| s.spawn(|| rt.block_on(c.nodes())).join().unwrap());
+                    nodes.map_or(0, |n| {
+                        n.nodes
+                            .iter()
+                            .filter(|n| n.kind.is_file() && n.path.starts_with(&prefix))
+                            .count()
+                    })
+                }
+            };
+            let hc_held =
+                tokio::task::block_in_place(|| until_held(started, w.files, on_platform(&client)));
+            stop(hc, &hc_mnt);
+            let (rc, rc_mnt, _) = rclone_mount(dir.path(), &webdav_url);
+            let started = Instant::now();
+            let rc_s = timed(|| (w.run)(&target(&rc_mnt)));
+            let backend = webdav_data.join(&folder);
+            let rc_held = match rc_s {
+                Ok(_) => until_held(started, w.files, || count_files(&backend)),
+                Err(_) => None,
+            };
+            stop(rc, &rc_mnt);
+            rows.push([plain_s, bind_s, hc_s, rc_s, held(hc_held), held(rc_held)]);
+        }
+        let column =
+            |i: usize| -> Vec<Result<f64, String>> { rows.iter().map(|r| r[i].clone()).collect() };
+        let [plain_s, bind_s, hc_s, rc_s, hc_held, rc_held] =
+            [0, 1, 2, 3, 4, 5].map(|i| median(&column(i)));
         let ratio = |a: &Result<f64, String>, b: &Result<f64, String>| match (a, b) {
             (Ok(a), Ok(b)) => format!("{:.2}x", a / b),
             _ => "-".into(),
         };
         println!(
-            "| {} ({}) | {:.2} s | {} | {} | {} | {} | {} | {} | {}, {} |",
+            "| {} ({}) | {} | {} | {} | {} | {} | {} | {} | {}, {} |",
             w.name,
             w.files,
-            plain_s,
-            secs(&bind_s),
-            secs(&hc_s),
-            secs(&rc_s),
-            ratio(&hc_s, &Ok(plain_s)),
+            shown(&column(0)),
+            shown(&column(1)),
+            shown(&column(2)),
+            shown(&column(3)),
+            ratio(&hc_s, &plain_s),
             ratio(&hc_s, &bind_s),
             ratio(&hc_s, &rc_s),
-            held(hc_held),
-            held(rc_held)
+            shown_one(&hc_held),
+            shown_one(&rc_held)
         );
     }
     if let Some(b) = bindfs {
