@@ -61,9 +61,14 @@ fn until_held(since: Instant, want: usize, count: impl Fn() -> usize) -> Option<
     None
 }
 
-/// Seconds until the backend held every file, as a result (a timeout is a failure).
-fn held(h: Option<f64>) -> Result<f64, String> {
-    h.ok_or_else(|| "not all there after 10 minutes".to_string())
+/// Seconds until the backend held every file, as a result: "-" when the workload itself failed,
+/// a timeout otherwise.
+fn held(run: &Result<f64, String>, h: Option<f64>) -> Result<f64, String> {
+    match (run, h) {
+        (_, Some(s)) => Ok(s),
+        (Err(_), None) => Err("-".into()),
+        (Ok(_), None) => Err("not all there after 10 minutes".into()),
+    }
 }
 
 /// The median of the runs that succeeded, or the first failure when none did.
@@ -102,6 +107,7 @@ fn shown(runs: &[Result<f64, String>]) -> String {
 fn shown_one(r: &Result<f64, String>) -> String {
     match r {
         Ok(s) => format!("{s:.2} s"),
+        Err(e) if e == "-" => e.clone(),
         Err(e) => format!("fails: {e}"),
     }
 }
@@ -271,7 +277,8 @@ async fn main() {
                 Err(_) => None,
             };
             stop(rc, &rc_mnt);
-            rows.push([plain_s, bind_s, hc_s, rc_s, held(hc_held), held(rc_held)]);
+            let (hc_held, rc_held) = (held(&hc_s, hc_held), held(&rc_s, rc_held));
+            rows.push([plain_s, bind_s, hc_s, rc_s, hc_held, rc_held]);
         }
         let column =
             |i: usize| -> Vec<Result<f64, String>> { rows.iter().map(|r| r[i].clone()).collect() };
