@@ -71,35 +71,33 @@ fn held(run: &Result<f64, String>, h: Option<f64>) -> Result<f64, String> {
     }
 }
 
-/// The median of the runs that succeeded, or the first failure when none did.
-fn median(runs: &[Result<f64, String>]) -> Result<f64, String> {
+/// The seconds of the runs that succeeded, in order.
+fn successes(runs: &[Result<f64, String>]) -> Vec<f64> {
     let mut ok: Vec<f64> = runs
         .iter()
         .filter_map(|r| r.as_ref().ok().copied())
         .collect();
+    ok.sort_by(f64::total_cmp);
+    ok
+}
+
+/// The median of the runs that succeeded, or the first failure when none did.
+fn median(runs: &[Result<f64, String>]) -> Result<f64, String> {
+    let ok = successes(runs);
     if ok.is_empty() {
         return Err(runs
             .iter()
             .find_map(|r| r.clone().err())
             .unwrap_or_default());
     }
-    ok.sort_by(f64::total_cmp);
     Ok(ok[ok.len() / 2])
 }
 
 /// One figure: the median, and the range when there were several runs.
 fn shown(runs: &[Result<f64, String>]) -> String {
     let m = median(runs);
-    let ok: Vec<f64> = runs
-        .iter()
-        .filter_map(|r| r.as_ref().ok().copied())
-        .collect();
-    match (&m, ok.len()) {
-        (Ok(m), n) if n > 1 => {
-            let lo = ok.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = ok.iter().copied().fold(0.0, f64::max);
-            format!("{m:.2} s ({lo:.2}-{hi:.2})")
-        }
+    match (&m, successes(runs).as_slice()) {
+        (Ok(m), [lo, .., hi]) => format!("{m:.2} s ({lo:.2}-{hi:.2})"),
         _ => shown_one(&m),
     }
 }
