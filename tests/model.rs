@@ -191,6 +191,32 @@ impl Device {
         .await
     }
 
+    /// A save and an unlink of the same file at once: the file is opened for writing first,
+    /// then its write and close race the unlink on two threads (issue 24's race). Both must
+    /// succeed, as on a local disk, and the file ends deleted.
+    async fn save_racing_unlink(&self, rel: &str, bytes: &[u8]) -> Result<(), String> {
+        let ino = self.ino_of(rel).await.ok_or("no such file")?;
+        let (parent, name) = self.place(rel).await;
+        let fh = self
+            .on_fs(move |fs| fs.open_write(ino, true).map(|o| o.fh))
+            .await
+            .map_err(|e| e.to_string())?;
+        let bytes = bytes.to_vec();
+        let saving = self.on_fs(move |fs| {
+            let wrote = fs.write(fh, 0, &bytes).map(|_| ());
+            let closed = fs.flush(fh, || None);
+            let released = fs.release(fh);
+            wrote.and(closed).and(released).map_err(|e| e.to_string())
+        });
+        let unlinking = self.on_fs(move |fs| {
+            fs.unlink(parent, OsStr::new(&name))
+                .map_err(|e| e.to_string())
+        });
+        let (saved, unlinked) = tokio::join!(saving, unlinking);
+        saved.map_err(|e| format!("the save: {e}"))?;
+        unlinked.map_err(|e| format!("the unlink: {e}"))
+    }
+
     async fn unlink(&self, rel: &str) -> Result<(), String> {
         let (parent, name) = self.place(rel).await;
         self.on_fs(move |fs| {
@@ -500,6 +526,10 @@ enum Step {
     Unlink {
         f: usize,
     },
+    /// File `f` saved and unlinked at once (two threads).
+    SaveRacingUnlink {
+        f: usize,
+    },
     /// Two more lines appended to file `f` through two O_APPEND handles.
     Append {
         f: usize,
@@ -557,6 +587,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0..FILES).prop_map(|f| Step::SaveByRename { f }),
         1 => (0..FILES, 0..FILES).prop_map(|(f, g)| Step::Rename { f, g }),
         1 => (0..FILES).prop_map(|f| Step::Unlink { f }),
+        1 => (0..FILES).prop_map(|f| Step::SaveRacingUnlink { f }),
         1 => (0..FILES).prop_map(|f| Step::Append { f }),
         1 => (0..FILES).prop_map(|f| Step::Truncate { f }),
         2 => (0..FILES).prop_map(|f| Step::PlatformEdit { f }),
@@ -680,6 +711,18 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
                 // Deleted by the user: its current content may be gone (it stays on the platform
                 // if it got there); what it replaced before must still exist.
                 let gone = model.remove(&file_name(*f));
+                acknowledged.retain(|(_, c)| Some(c) != gone.as_ref());
+            }
+            Step::SaveRacingUnlink { f } if model.contains_key(&file_name(*f)) => {
+                let path = file_name(*f);
+                device
+                    .save_racing_unlink(&path, &content)
+                    .await
+                    .map_err(failed)?;
+                detached.remove(&path);
+                // As an unlink: the racing content went with the file (or up, if its close came
+                // first), and so may the content it replaced.
+                let gone = model.remove(&path);
                 acknowledged.retain(|(_, c)| Some(c) != gone.as_ref());
             }
             Step::PlatformEdit { f } => {
@@ -1016,4 +1059,54 @@ fn sync_off_during_the_first_connection_then_on_sends_the_save() {
         });
         assert!(matches!(outcome, Ok(Ok(()))), "{outcome:?}");
     }
+}
+
+/// The race issue 24 found by reading: a close's save passed its "not deleted" check, then an
+/// `unlink` landed, then the save put its working copy into the mirror under the tombstone: the
+/// deleted file came back in the mirror (and went up again after a restart). Here the save is
+/// made exactly in that window, deterministically: after the unlink, with the working copy the
+/// close had finished. The save must find the file deleted and drop what was written to it, as a
+/// local disk drops writes to an unlinked file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_landing_after_an_unlink_does_not_bring_the_file_back() {
+    log_to_test_output();
+    let p = TestPlatform::start(Mode::Full).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Device::start(&p.url(), dir.path()).await;
+    d.save("page.html", b"v1").await.unwrap();
+    d.settled().await;
+    let ino = d.ino_of("page.html").await.unwrap();
+    // The close's finished working copy, as `commit` hands it to the engine.
+    let work = d.engine.temp_file();
+    std::fs::write(&work, b"written by the closing program").unwrap();
+    d.unlink("page.html").await.unwrap();
+    let engine = d.engine.clone();
+    let saved = {
+        let work = work.clone();
+        tokio::task::spawn_blocking(move || engine.save_file(ino, &work))
+            .await
+            .unwrap()
+    };
+    assert!(saved.is_err(), "the save finds the file deleted: {saved:?}");
+    assert!(!work.exists(), "the working copy is dropped");
+    assert!(
+        !files_under(dir.path()).contains_key("page.html"),
+        "no mirror file under the tombstone"
+    );
+    assert!(d.engine.index.get(ino).is_none_or(|e| e.tombstone));
+    d.settled().await;
+    d.stop().await;
+    // A restart's scan finds nothing to bring back, and the platform keeps its last copy.
+    let d = Device::start(&p.url(), dir.path()).await;
+    d.settled().await;
+    assert_eq!(d.ino_of("page.html").await, None, "still deleted here");
+    assert_eq!(
+        platform_files(&p.client())
+            .await
+            .get("page.html")
+            .map(Vec::as_slice),
+        Some(&b"v1"[..]),
+        "never delete across, and the dropped write never went up"
+    );
+    d.stop().await;
 }

@@ -550,9 +550,14 @@ impl MountFs {
             Some((path, file)) => {
                 file.sync_all()?;
                 drop(file);
-                if let Err(e) = self.engine.save_file(ino, &path) {
-                    let _ = std::fs::remove_file(&path);
-                    return Err(e.into());
+                match self.engine.save_file(ino, &path) {
+                    Ok(()) => {}
+                    // Deleted or replaced after the check above: gone with the file, as above.
+                    Err(crate::sync::SyncError::Gone) => return Ok(()),
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&path);
+                        return Err(e.into());
+                    }
                 }
             }
             // Created and closed with nothing written: an empty file goes up as it is.

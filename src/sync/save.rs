@@ -21,7 +21,11 @@ impl Engine {
     fn save_in_place(self: &Arc<Self>, ino: u64, work: &Path) -> Result<crate::cache::RelPath> {
         let lock = self.file_lock(ino);
         let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(e) = self.index.get(ino) else {
+        // Checked under the file lock, which an unlink takes too: a file deleted (or replaced by
+        // a rename) after its writer's last check drops what was written to it, as a local disk
+        // drops writes to an unlinked file, instead of coming back in the mirror under its
+        // tombstone (issue 24's race; `tests/model.rs`).
+        let Some(e) = self.index.get(ino).filter(|e| !e.tombstone) else {
             save::discard(work);
             return Err(SyncError::Gone);
         };
