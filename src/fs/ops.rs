@@ -68,9 +68,6 @@ pub struct MountFs {
     pub(super) backups: Backups,
     pub(super) handles: Mutex<HashMap<u64, Handle>>,
     pub(super) sessions: Mutex<HashMap<u64, super::write::Session>>,
-    /// One change to a file's working copy at a time: a write, a truncate, a save (from taking
-    /// the working copy to the new mirror copy being in place), a close. Taken before `sessions`.
-    pub(super) write_gates: Mutex<HashMap<u64, Arc<parking_lot::Mutex<()>>>>,
     pub(super) links: super::write::Links,
     next_fh: AtomicU64,
     /// The content (checksum) the kernel last saw of each file, for close-to-open caching.
@@ -100,7 +97,6 @@ impl MountFs {
             backups,
             handles: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
-            write_gates: Mutex::new(HashMap::new()),
             links: super::write::Links::default(),
             next_fh: AtomicU64::new(1),
             seen: Mutex::new(HashMap::new()),

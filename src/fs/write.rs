@@ -21,6 +21,7 @@ use super::backups;
 use super::error::{FsError, Result};
 use super::ops::{Attr, Kind, MountFs, Opened};
 use crate::cache::{is_local_only, RelPath};
+use crate::sync::cell::{Claim, Claimed};
 
 /// The write state of one inode.
 #[derive(Default)]
@@ -38,28 +39,6 @@ pub struct Session {
     /// A time set on the file while it is open (`tar x`, `cp -p` set it before close): the
     /// save keeps it instead of the save time. A later write clears it, as on a local disk.
     mtime_set: Option<i64>,
-}
-
-/// A held write gate; the map forgets it once nobody holds or waits for it.
-pub(super) struct Gate<'a> {
-    gates: &'a Mutex<HashMap<u64, Arc<parking_lot::Mutex<()>>>>,
-    ino: u64,
-    held: Option<parking_lot::ArcMutexGuard<parking_lot::RawMutex, ()>>,
-}
-
-impl Drop for Gate<'_> {
-    fn drop(&mut self) {
-        let Some(held) = self.held.take() else {
-            return;
-        };
-        let gate = parking_lot::ArcMutexGuard::mutex(&held).clone();
-        drop(held);
-        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
-        // Ours and the map's only (clones are made under the map's lock): nobody else wants it.
-        if Arc::strong_count(&gate) == 2 {
-            gates.remove(&self.ino);
-        }
-    }
 }
 
 /// What a local-only special name is.
@@ -168,22 +147,13 @@ impl MountFs {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Holds the write gate of `ino` (see `MountFs::write_gates`) until dropped. Without it a
-    /// write arriving while a save moves the working copy into place started a fresh working copy
-    /// from the old mirror copy, and what was written before the save was lost from the next one.
-    fn gate(&self, ino: u64) -> Gate<'_> {
-        let gate = self
-            .write_gates
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(ino)
-            .or_default()
-            .clone();
-        Gate {
-            gates: &self.write_gates,
-            ino,
-            held: Some(gate.lock_arc()),
-        }
+    /// Holds the write gate of `ino` (its cell's `Claim::Gate`) until dropped: one change to a
+    /// file's working copy at a time (a write, a truncate, a save from taking the working copy
+    /// to the new mirror copy being in place, a close). Without it a write arriving while a save
+    /// moves the working copy into place started a fresh working copy from the old mirror copy,
+    /// and what was written before the save was lost from the next one.
+    fn gate(&self, ino: u64) -> Claimed<'_> {
+        self.engine.cells.claim(ino, Claim::Gate)
     }
 
     /// Size and time of the working copy, while one exists. For a file open for writing, this

@@ -139,8 +139,7 @@ impl Engine {
         size: u64,
         modified_at: Option<&str>,
     ) -> Result<()> {
-        let lock = self.file_lock(ino);
-        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _claimed = self.file_claim(ino);
         let Some(e) = self.index.get(ino) else {
             return Ok(());
         };

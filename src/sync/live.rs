@@ -11,9 +11,8 @@
 //! a save at once: a snapshot held for "the next push" would ride on the following save's push,
 //! one save late.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::Engine;
 use crate::cache::RelPath;
@@ -32,38 +31,6 @@ pub struct LiveFrame {
     pub rel: RelPath,
     pub html: Arc<str>,
     pub sender: String,
-}
-
-/// The newest snapshot of each file that could not be sent yet.
-#[derive(Default)]
-pub(super) struct Waiting {
-    snapshots: Mutex<HashMap<u64, (String, Instant)>>,
-}
-
-impl Waiting {
-    fn keep(&self, ino: u64, html: String) {
-        let mut waiting = self.snapshots.lock().unwrap_or_else(|p| p.into_inner());
-        waiting.insert(ino, (html, Instant::now()));
-        waiting.retain(|_, (_, at)| at.elapsed() < SNAPSHOT_FRESH_FOR);
-        while waiting.values().map(|(h, _)| h.len()).sum::<usize>() > WAITING_BYTES {
-            let Some(oldest) = waiting
-                .iter()
-                .min_by_key(|(_, (_, at))| *at)
-                .map(|(i, _)| *i)
-            else {
-                break;
-            };
-            waiting.remove(&oldest);
-        }
-    }
-
-    fn take(&self, ino: u64) -> Option<String> {
-        let mut waiting = self.snapshots.lock().unwrap_or_else(|p| p.into_inner());
-        waiting
-            .remove(&ino)
-            .filter(|(_, at)| at.elapsed() < SNAPSHOT_FRESH_FOR)
-            .map(|(html, _)| html)
-    }
 }
 
 /// This mirror's device id: made once, kept in the index.
@@ -100,17 +67,26 @@ impl Engine {
         if let Err(e) = self.client.control(&envelope).await {
             tracing::debug!(path = %rel, error = %e, "could not relay a live-sync snapshot now; it goes with the next push");
             if let crate::protocol::Event::LiveSync(f) = frame {
-                self.snapshots.keep(ino, f.html);
+                self.keep_snapshot(ino, f.html);
             }
         }
     }
 
-    /// The snapshot waiting for `ino`'s next push, if a fresh one is.
+    /// Keeps `html` as the snapshot for `ino`'s next push (in its cell).
+    pub(super) fn keep_snapshot(&self, ino: u64, html: String) {
+        self.cells
+            .keep_snapshot(ino, html, SNAPSHOT_FRESH_FOR, WAITING_BYTES);
+    }
+
+    /// The snapshot waiting for `ino`'s next push, if a fresh one is. A push that fails gives
+    /// it back (`keep_snapshot`), so a failed PUT does not lose it.
     pub(super) fn take_snapshot(&self, ino: u64) -> Option<LiveSnapshot> {
-        self.snapshots.take(ino).map(|html| LiveSnapshot {
-            html,
-            sender: self.device_id.clone(),
-        })
+        self.cells
+            .take_snapshot(ino, SNAPSHOT_FRESH_FOR)
+            .map(|html| LiveSnapshot {
+                html,
+                sender: self.device_id.clone(),
+            })
     }
 
     /// Every frame from another device from now on.
@@ -143,11 +119,13 @@ mod tests {
 
     #[test]
     fn waiting_snapshots_are_bounded_and_taken_once() {
-        let w = Waiting::default();
-        w.keep(1, "a".repeat(20 * 1024 * 1024));
-        w.keep(2, "b".repeat(20 * 1024 * 1024));
-        assert!(w.take(1).is_none(), "the oldest went over the byte limit");
-        assert_eq!(w.take(2).map(|h| h.len()), Some(20 * 1024 * 1024));
-        assert!(w.take(2).is_none(), "taken once");
+        let w = crate::sync::cell::Cells::default();
+        let keep = |ino, html| w.keep_snapshot(ino, html, SNAPSHOT_FRESH_FOR, WAITING_BYTES);
+        keep(1, "a".repeat(20 * 1024 * 1024));
+        keep(2, "b".repeat(20 * 1024 * 1024));
+        let take = |ino| w.take_snapshot(ino, SNAPSHOT_FRESH_FOR);
+        assert!(take(1).is_none(), "the oldest went over the byte limit");
+        assert_eq!(take(2).map(|h| h.len()), Some(20 * 1024 * 1024));
+        assert!(take(2).is_none(), "taken once");
     }
 }

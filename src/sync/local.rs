@@ -444,8 +444,7 @@ impl Engine {
     /// A time the user set (`touch -d`, `tar x`, `cp -p`): the index and the mirror copy both
     /// carry it, so the next start sees the copy unchanged.
     pub fn keep_mtime(&self, ino: u64, ms: i64) -> Result<Entry> {
-        let lock = self.file_lock(ino);
-        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _claimed = self.file_claim(ino);
         let e = self.index.modify(ino, |e| e.mtime_ms = ms)?;
         if e.is_hydrated() {
             let rel = self.rel(ino)?;

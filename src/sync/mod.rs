@@ -8,21 +8,26 @@
 //! Locks are taken only in this order, top to bottom; a lock never waits for one above it.
 //! "Leaf" locks are held for a few lines and nothing is taken while holding them.
 //!
-//! 1. `fs::MountFs::write_gates`: one gate per inode (`fs/write.rs`, `gate`), held by a write,
-//!    truncate, save, close or new session of that file, across the whole save.
-//! 2. `Engine::node_locks`: one async lock per platform node (`push/send.rs`, `push_to_node`),
-//!    held across the request and its settling so that one push per node is in flight. Never
-//!    taken while 3-6 are held.
+//! Each file's runtime state is its `FileCell` (`cell.rs`): one short lock per file, never held
+//! across I/O; what must be serialized per file across I/O is a *claim* on the cell (a flag in
+//! its state, waited for on the cell's condition variable), listed here at its level.
+//!
+//! 1. `Claim::Gate` on a file's cell (`fs/write.rs`, `gate`), held by a write, truncate, save,
+//!    close or new session of that file, across the whole save.
+//! 2. `Cells::sending(node)`: one request per platform node in flight (`push/send.rs`,
+//!    `push_to_node`), held across the request and its settling, so an older push never lands
+//!    last. Never taken while 3-6 are held.
 //! 3. `Engine::namespace` (`namespace_lock`): changes that pass a platform node between local
 //!    entries (rename, a file made where one was deleted) and the pull placing a node.
-//! 4. `Engine::file_locks` (`with_files_locked`, `file_lock`): one per inode, several taken in
-//!    inode order; changes to one mirror file and its entry (saves, fetched copies, renames).
+//! 4. `Claim::Io` on a file's cell (`with_files_locked`, `file_claim`), several taken in inode
+//!    order; changes to one mirror file and its entry (saves, fetched copies, renames, unlinks).
 //! 5. `Engine::failed_saves` (`failed.rs`): held while the set is written to the index's meta,
 //!    so the index keeps the last set; taken under no other sync lock.
 //! 6. `cache::Index::db` then `cache::Index::tree` (`index.rs`): inside every index call only.
 //!
-//! Leaf locks: `Engine::queue` (`push::Queue`: each file's push `Phase` and the places being
-//! created), `Engine::{account, last_sync}`, `status::Status::problems`,
+//! Leaf locks: a cell's state lock (`FileCell::state`; the cells map is taken before it only to
+//! find or drop a cell), `Engine::queue` (the places being created), `Engine::{account,
+//! last_sync}`, `status::Status::problems`,
 //! `remote::Client`'s `RwLock`s (connection pool, credential, features, url source, progress
 //! limit), `fs::MountFs::{handles, sessions, seen}`, `fs::write::Links`, `fs::backups::Backups`,
 //! `serve::sites::RememberedSites`, `serve`'s per-file save locks and its two semaphores (which
@@ -34,6 +39,7 @@
 //! No std lock is held across an `.await` (only the async node locks are), and no lock at all
 //! is held while the kernel is told something (`Notice`s go through the notifier thread).
 
+pub mod cell;
 mod decide;
 mod failed;
 mod fetch;
@@ -50,7 +56,6 @@ mod save;
 pub mod status;
 mod vet;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::cache::{Index, IndexError, Mirror, MirrorError, PathRefused, RelPath};
@@ -183,8 +188,9 @@ pub struct Engine {
     notices: NoticeSink,
     /// One fetch per (inode, platform checksum) at a time; concurrent readers share it.
     fetches: moka::future::Cache<(u64, String), FetchOutcome>,
-    /// Serializes writes to one mirror file (a fetch committing against a pull).
-    file_locks: Mutex<HashMap<u64, Arc<Mutex<()>>>>,
+    /// Every file's runtime state: one `FileCell` per file (`cell.rs`), the only per-file
+    /// state outside the index.
+    pub(crate) cells: cell::Cells,
     /// Held by the changes that pass a platform node from one local entry to another (a rename,
     /// a file made where one was deleted) and by the pull while it places a platform node: the
     /// pull never sees a node between two holders and makes a third. Taken before file locks.
@@ -204,8 +210,6 @@ pub struct Engine {
     /// The last run ended cleanly: a mirror file whose size and time match the index is unchanged.
     /// After a crash every file is re-read (a save may have reached the disk but not the index).
     trust_file_times: bool,
-    /// One request to the platform at a time per node, so an older push never lands last.
-    node_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
     pub status: status::Status,
     /// Platform clock minus local clock, in milliseconds.
     clock_offset: std::sync::atomic::AtomicI64,
@@ -232,8 +236,6 @@ pub struct Engine {
     changes: tokio::sync::broadcast::Sender<FileChanged>,
     /// This mirror's id as a live-sync sender (its own frames come back and are dropped).
     device_id: String,
-    /// Open tabs' snapshots that could not be relayed yet (see `live`).
-    snapshots: live::Waiting,
     /// Other devices' live-sync frames, for the local server.
     live_frames: tokio::sync::broadcast::Sender<live::LiveFrame>,
 }
@@ -257,7 +259,7 @@ impl Engine {
             mirror,
             notices,
             fetches: moka::future::Cache::builder().max_capacity(100_000).build(),
-            file_locks: Mutex::new(HashMap::new()),
+            cells: cell::Cells::default(),
             namespace: Mutex::new(()),
             prefetch: std::sync::atomic::AtomicBool::new(true),
             stream_silence_secs: std::sync::atomic::AtomicU64::new(
@@ -266,7 +268,6 @@ impl Engine {
             queue: push::Queue::default(),
             failed_saves: failed::FailedSaves::load(&index_for_id),
             trust_file_times,
-            node_locks: Mutex::new(HashMap::new()),
             status: status::Status::default(),
             clock_offset: std::sync::atomic::AtomicI64::new(0),
             settle_delay_ms: std::sync::atomic::AtomicU64::new(0),
@@ -281,7 +282,6 @@ impl Engine {
             first_listing,
             changes: tokio::sync::broadcast::channel(CHANGES_KEPT).0,
             device_id: live::device_id(&index_for_id),
-            snapshots: live::Waiting::default(),
             live_frames: tokio::sync::broadcast::channel(live::FRAMES_KEPT).0,
         });
         engine
@@ -387,11 +387,11 @@ impl Engine {
         });
     }
 
-    /// The lock that serializes changes to one inode's mirror file and place: saves, fetched
-    /// copies, renames (local or the platform's) and a create attaching its node.
-    fn file_lock(&self, ino: u64) -> Arc<Mutex<()>> {
-        let mut locks = self.file_locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(ino).or_default().clone()
+    /// Claims one inode's mirror file and place (its cell's `Claim::Io`) until the guard
+    /// drops: saves, fetched copies, renames (local or the platform's) and a create attaching
+    /// its node.
+    fn file_claim(&self, ino: u64) -> cell::Claimed<'_> {
+        self.cells.claim(ino, cell::Claim::Io)
     }
 
     fn namespace_lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -401,14 +401,7 @@ impl Engine {
     /// Runs `f` holding the file locks of `inos`, taken in inode order so that two callers
     /// locking overlapping sets never deadlock.
     fn with_files_locked<T>(&self, inos: &[u64], f: impl FnOnce() -> T) -> T {
-        let mut inos = inos.to_vec();
-        inos.sort_unstable();
-        inos.dedup();
-        let locks: Vec<_> = inos.iter().map(|&ino| self.file_lock(ino)).collect();
-        let _guards: Vec<_> = locks
-            .iter()
-            .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()))
-            .collect();
+        let _claimed = self.cells.claim_all(inos, cell::Claim::Io);
         f()
     }
 }

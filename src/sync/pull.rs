@@ -71,7 +71,10 @@ impl Engine {
     /// nothing local is in flight for it: a file with unsent changes or a running push is newer
     /// here than what the platform said (its own rename events always move it).
     fn may_follow_platform_place(&self, e: &Entry) -> bool {
-        let pushing = self.queue.is_pushing(e.ino);
+        let pushing = self
+            .cells
+            .peek(e.ino, |c| c.push.is_running())
+            .unwrap_or(false);
         !pushing && !e.tombstone && (e.is_dir() || !e.changed_here())
     }
 

@@ -19,8 +19,7 @@ impl Engine {
     }
 
     fn save_in_place(self: &Arc<Self>, ino: u64, work: &Path) -> Result<crate::cache::RelPath> {
-        let lock = self.file_lock(ino);
-        let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let claimed = self.file_claim(ino);
         // Checked under the file lock, which an unlink takes too: a file deleted (or replaced by
         // a rename) after its writer's last check drops what was written to it, as a local disk
         // drops writes to an unlinked file, instead of coming back in the mirror under its
@@ -44,7 +43,7 @@ impl Engine {
                 e.mtime_ms = now;
             })?;
         }
-        drop(guard);
+        drop(claimed);
         self.save_succeeded(ino);
         self.request_push(ino);
         Ok(rel)

@@ -2,7 +2,8 @@
 //!
 //! 1. **Queue** (this file): keyed by the inode, the name resolved when it sends (so `sed -i` and
 //!    temp-file-then-rename saves update the original, and temp names never leave). One push in
-//!    flight per inode, with at most one follow-up carrying the latest content ([`Phase`]).
+//!    flight per inode, with at most one follow-up carrying the latest content (the file's
+//!    cell's [`PushState`]).
 //!    Existing nodes go up at once; a file new to the platform waits [`SETTLE`] first, the time
 //!    an editor takes to rename its temp file over the original. Transient failures are retried
 //!    after 1, 2, 3, 4 and 5 s, then the file stays marked as changed (local differs from base)
@@ -17,9 +18,12 @@ mod send;
 mod settle;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::cell::PushState;
 use super::status::ProblemKind;
 use super::{Engine, SyncError};
 use crate::remote::RemoteError;
@@ -28,84 +32,30 @@ use crate::remote::RemoteError;
 pub const SETTLE: Duration = Duration::from_millis(200);
 const RETRY_DELAYS: [u64; 5] = [1, 2, 3, 4, 5];
 
-/// Where a file's push stands; a file with no phase has no push running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Phase {
-    /// A push is running (waiting out [`SETTLE`], sending, or between retries); `follow_up`: a
-    /// newer save asked for another one after it.
-    Pushing { follow_up: bool },
-}
-
-/// The push queue's state, behind one leaf lock: the files with a push running, and the places
-/// whose node this mount is creating right now (their echo from the stream is settled by the
-/// create's answer, not by the pull).
+/// The places whose node this mount is creating right now, behind one leaf lock (their echo
+/// from the stream is settled by the create's answer, not by the pull). A place, not a file: a
+/// file renamed away and a new one made there may overlap. Each file's own push state is its
+/// cell's (`cell.rs`, `PushState`).
 #[derive(Default)]
 pub(super) struct Queue {
-    state: Mutex<QueueState>,
-}
-
-#[derive(Default)]
-struct QueueState {
-    files: HashMap<u64, Phase>,
-    /// Counted: two creates of one place (a file renamed away and a new one made there) may
-    /// overlap, and the first to finish must not clear the other's.
-    creating: HashMap<(u64, String), usize>,
+    /// Counted: two creates of one place may overlap, and the first to finish must not clear
+    /// the other's.
+    creating: Mutex<HashMap<(u64, String), usize>>,
 }
 
 impl Queue {
-    fn lock(&self) -> MutexGuard<'_, QueueState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Takes `ino` in: true when a new push must start, false when one runs (it gets a
-    /// follow-up).
-    fn enqueue(&self, ino: u64) -> bool {
-        let mut state = self.lock();
-        match state.files.get_mut(&ino) {
-            Some(Phase::Pushing { follow_up }) => {
-                *follow_up = true;
-                false
-            }
-            None => {
-                state.files.insert(ino, Phase::Pushing { follow_up: false });
-                true
-            }
-        }
-    }
-
-    /// A push of `ino` ended: true when its follow-up must run now, false when it left the queue.
-    fn finished(&self, ino: u64) -> bool {
-        let mut state = self.lock();
-        match state.files.get_mut(&ino) {
-            Some(Phase::Pushing { follow_up }) if *follow_up => {
-                *follow_up = false;
-                true
-            }
-            _ => {
-                state.files.remove(&ino);
-                false
-            }
-        }
-    }
-
-    pub(super) fn is_pushing(&self, ino: u64) -> bool {
-        self.lock().files.contains_key(&ino)
-    }
-
-    fn len(&self) -> usize {
-        self.lock().files.len()
+    fn lock(&self) -> MutexGuard<'_, HashMap<(u64, String), usize>> {
+        self.creating.lock()
     }
 
     pub(super) fn is_creating(&self, parent: u64, name: &str) -> bool {
-        self.lock()
-            .creating
-            .contains_key(&(parent, name.to_string()))
+        self.lock().contains_key(&(parent, name.to_string()))
     }
 
     /// Marks (`parent`, `name`) as being created until the answer is settled (the guard drops).
     pub(super) fn creating_at(&self, parent: u64, name: &str) -> CreatingPlace<'_> {
         let place = (parent, name.to_string());
-        *self.lock().creating.entry(place.clone()).or_default() += 1;
+        *self.lock().entry(place.clone()).or_default() += 1;
         CreatingPlace { queue: self, place }
     }
 }
@@ -121,11 +71,11 @@ pub(super) struct CreatingPlace<'a> {
 
 impl Drop for CreatingPlace<'_> {
     fn drop(&mut self) {
-        let mut state = self.queue.lock();
-        if let Some(n) = state.creating.get_mut(&self.place) {
+        let mut creating = self.queue.lock();
+        if let Some(n) = creating.get_mut(&self.place) {
             *n -= 1;
             if *n == 0 {
-                state.creating.remove(&self.place);
+                creating.remove(&self.place);
             }
         }
     }
@@ -142,7 +92,7 @@ impl Engine {
         {
             return;
         }
-        if !self.queue.enqueue(ino) {
+        if !self.cells.enqueue_push(ino) {
             return;
         }
         let engine = self.clone();
@@ -152,7 +102,7 @@ impl Engine {
 
     /// How many pushes are running.
     pub fn pushes_running(&self) -> usize {
-        self.queue.len()
+        self.cells.pushes_running()
     }
 
     /// Transfers running now, either way (the "syncing" indicator).
@@ -162,14 +112,7 @@ impl Engine {
 
     /// Waits until no push runs (unmount finishes the pushes under way first), at most `limit`.
     pub async fn drain(&self, limit: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + limit;
-        while self.pushes_running() > 0 {
-            if tokio::time::Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        true
+        self.cells.until_no_push(limit).await
     }
 
     async fn push_loop(self: Arc<Self>, ino: u64) {
@@ -178,25 +121,52 @@ impl Engine {
             .get(ino)
             .is_some_and(|e| e.node_id.is_none() && !e.is_dir())
         {
+            self.cells.with_push(ino, |push| {
+                *push = PushState::Settling {
+                    follow_up: matches!(
+                        push,
+                        PushState::Sending {
+                            follow_up: true,
+                            ..
+                        }
+                    ),
+                }
+            });
             tokio::time::sleep(SETTLE).await;
         }
         loop {
-            self.push_with_retries(ino).await;
-            if !self.queue.finished(ino) {
+            let failed = self.push_with_retries(ino).await;
+            if !self.cells.push_ended(ino, failed) {
                 return;
             }
         }
     }
 
-    async fn push_with_retries(self: &Arc<Self>, ino: u64) {
+    /// Sends `ino` until it is up, refused, or the retries ran out: None when it went up (or
+    /// had nothing to send), else why it gave up.
+    async fn push_with_retries(self: &Arc<Self>, ino: u64) -> Option<String> {
         let path = || self.index.path(ino).unwrap_or_default();
         for (attempt, delay) in std::iter::once(0).chain(RETRY_DELAYS).enumerate() {
             if delay > 0 {
                 tracing::info!(path = %path(), attempt, "retrying the push in {delay} s");
+                let until = std::time::Instant::now() + Duration::from_secs(delay);
+                self.cells.with_push(ino, |push| {
+                    *push = PushState::Backoff {
+                        until,
+                        attempt,
+                        follow_up: push.follow_up(),
+                    }
+                });
                 tokio::time::sleep(Duration::from_secs(delay)).await;
             }
+            self.cells.with_push(ino, |push| {
+                *push = PushState::Sending {
+                    attempt,
+                    follow_up: push.follow_up(),
+                }
+            });
             match self.push_once(ino).await {
-                Ok(()) => return,
+                Ok(()) => return None,
                 Err(e) if e.is_transient() => {
                     tracing::warn!(path = %path(), error = %e, "push failed");
                     if e.is_offline() {
@@ -210,14 +180,16 @@ impl Engine {
                             Some(&path()),
                             format!("{}: {e}", path()),
                         );
+                        return Some(e.to_string());
                     }
                 }
                 Err(e) => {
                     self.refused(&path(), &e);
-                    return;
+                    return Some(e.to_string());
                 }
             }
         }
+        None
     }
 
     fn refused(&self, path: &str, e: &SyncError) {
@@ -233,11 +205,6 @@ impl Engine {
         };
         tracing::warn!(%path, error = %e, "not uploaded: the file stays local");
         self.status.report(kind, Some(path), format!("{path}: {e}"));
-    }
-
-    fn node_lock(&self, node: u64) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.node_locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(node).or_default().clone()
     }
 
     /// When the file's content was edited, on the platform's clock (its local modification time

@@ -130,8 +130,7 @@ impl Engine {
         node: u64,
         snap: &Snapshot,
     ) -> Result<()> {
-        let lock = self.node_lock(node);
-        let _one_at_a_time = lock.lock().await;
+        let _one_at_a_time = self.cells.sending(node).await;
         let outcome = self.send_put(ino, node, snap).await;
         self.settle(ino, snap, outcome).await
     }
@@ -161,7 +160,9 @@ impl Engine {
         };
         self.remember_sent(node, sum);
         let base = holder.base.clone().filter(|_| optimistic);
-        match self
+        let snapshot = self.take_snapshot(holder.ino);
+        let waiting = snapshot.as_ref().map(|s| s.html.clone());
+        let answer = self
             .client
             .put_content_edited(
                 node,
@@ -169,10 +170,11 @@ impl Engine {
                 snap.bytes.clone(),
                 base.as_deref(),
                 self.edit_time(holder.ino).as_deref(),
-                self.take_snapshot(holder.ino),
+                snapshot,
             )
-            .await
-        {
+            .await;
+        self.keep_snapshot_unsent(holder.ino, waiting, &answer);
+        match answer {
             Ok(put) => Outcome::Sent {
                 node,
                 checksum: put.checksum,
@@ -201,7 +203,9 @@ impl Engine {
         base: Option<&str>,
     ) -> Outcome {
         self.remember_sent(node, &checksum(&bytes));
-        match self
+        let snapshot = self.take_snapshot(ino);
+        let waiting = snapshot.as_ref().map(|s| s.html.clone());
+        let answer = self
             .client
             .put_content_edited(
                 node,
@@ -209,15 +213,31 @@ impl Engine {
                 bytes,
                 base,
                 self.edit_time(ino).as_deref(),
-                self.take_snapshot(ino),
+                snapshot,
             )
-            .await
-        {
+            .await;
+        self.keep_snapshot_unsent(ino, waiting, &answer);
+        match answer {
             Ok(put) => Outcome::Sent {
                 node,
                 checksum: put.checksum,
             },
             Err(e) => e.into(),
+        }
+    }
+
+    /// A PUT that did not go through gives its snapshot back for the next one (taking it
+    /// before the PUT lost it when the PUT failed).
+    fn keep_snapshot_unsent<T>(
+        &self,
+        ino: u64,
+        waiting: Option<String>,
+        answer: &std::result::Result<T, RemoteError>,
+    ) {
+        if let (Some(html), Err(e)) = (waiting, answer) {
+            if e.is_transient() {
+                self.keep_snapshot(ino, html);
+            }
         }
     }
 

@@ -1,0 +1,492 @@
+//! `FileCell`: the runtime state of one file, in one place. What the index keeps (where a file
+//! is, its three content identities) is its record; what is happening to it right now lives
+//! here: who is changing its working copy or its mirror copy, where its push stands, the open
+//! tab's snapshot waiting for its next push. Both front doors (the mount and the local server)
+//! and the engine reach that state only through the file's cell, never through maps of their own.
+//!
+//! Read against mountpoint-s3's `InodeState` (one lock per inode, the order written on the
+//! field), rclone's vfscache `Item` (one per cached file, owning opens, dirtiness and write-back
+//! under one `mu`) and mini-redis's `db.rs` (one `Mutex<State>` and why).
+//!
+//! # One short lock per file
+//! A cell's `state` lock is held for a few lines and never across disk or network I/O. I/O that
+//! must be serialized per file *claims* the cell instead ([`Claim`]): the claim is a flag in the
+//! state, set while nobody holds it, waited for on the cell's condition variable, cleared when
+//! the [`Claimed`] guard drops. So reading a file's push state never waits for another thread's
+//! fsync (the reason the push phase and the file lock were two records before), and there is
+//! still one record.
+//!
+//! # Made and dropped in one place
+//! [`Cells::get`] finds or makes a cell; the [`CellRef`] it returns drops the cell from the map
+//! when it was the last reference and the state is at rest ([`CellState::at_rest`]). No other
+//! code inserts or removes cells, so no map of per-file state grows without bound.
+//!
+//! # Per node, not per file
+//! One request per *platform node* is in flight at a time (an older push must never land last).
+//! That is a property of the node, which a rename passes from one file to another (an editor's
+//! temp file renamed over the original takes its node), so it is kept as the set of nodes being
+//! sent ([`Cells::sending`]), not in a cell.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+
+/// Where a file's push stands.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PushState {
+    /// No push running.
+    #[default]
+    Idle,
+    /// A file new to the platform waits out `push::SETTLE` before its create (an editor's
+    /// temp-then-rename lands meanwhile). `follow_up`: a newer save asked for another push.
+    Settling { follow_up: bool },
+    /// A request is being made and its answer settled (`attempt` 0 is the first).
+    Sending { attempt: usize, follow_up: bool },
+    /// Waiting until `until` to try again after a transient failure.
+    Backoff {
+        until: Instant,
+        attempt: usize,
+        follow_up: bool,
+    },
+    /// The last push gave up (`why`); the file stays changed and goes up at its next save or
+    /// reconciliation. Status says why (`status.rs`).
+    Failed { why: String },
+}
+
+impl PushState {
+    /// A push task is running for the file.
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self,
+            PushState::Settling { .. } | PushState::Sending { .. } | PushState::Backoff { .. }
+        )
+    }
+
+    /// A newer save asked for another push after this one.
+    pub fn follow_up(&self) -> bool {
+        match self {
+            PushState::Settling { follow_up }
+            | PushState::Sending { follow_up, .. }
+            | PushState::Backoff { follow_up, .. } => *follow_up,
+            PushState::Idle | PushState::Failed { .. } => false,
+        }
+    }
+}
+
+/// What may be claimed on a cell: one holder at a time of each, in this order (see the lock
+/// order in `sync/mod.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Level 1: a front door changing the file's working copy (a write, a truncate, a save, a
+    /// close, a new write session), across the whole save.
+    Gate,
+    /// Level 4: the file's mirror copy and its index entry (a save, a fetched copy, a rename,
+    /// an unlink, a create attaching its node).
+    Io,
+}
+
+/// A file's runtime state. Lock order: taken after the cells map (only to prune), never with
+/// another cell's state lock held, and nothing is taken under it.
+#[derive(Debug, Default)]
+pub struct CellState {
+    gate: bool,
+    io: bool,
+    /// Where the file's push stands.
+    pub push: PushState,
+    /// An open tab's snapshot that could not be relayed yet, for the next push (`live.rs`).
+    pub snapshot: Option<(String, Instant)>,
+}
+
+impl CellState {
+    fn claimed(&mut self, claim: Claim) -> &mut bool {
+        match claim {
+            Claim::Gate => &mut self.gate,
+            Claim::Io => &mut self.io,
+        }
+    }
+
+    /// Nothing is happening to the file: its cell may be dropped.
+    pub fn at_rest(&self) -> bool {
+        !self.gate && !self.io && self.push == PushState::Idle && self.snapshot.is_none()
+    }
+}
+
+/// One file's cell.
+#[derive(Debug)]
+pub struct FileCell {
+    pub ino: u64,
+    state: Mutex<CellState>,
+    /// Signalled when a claim is released.
+    released: Condvar,
+}
+
+impl FileCell {
+    /// The state, for a few lines (no I/O, no other lock, no `.await` while held).
+    pub fn state(&self) -> MutexGuard<'_, CellState> {
+        self.state.lock()
+    }
+}
+
+/// Every file's cell that is not at rest, and the nodes being sent.
+#[derive(Default)]
+pub struct Cells {
+    /// Leaf but for the prune, which takes a cell's state lock under it.
+    map: Mutex<HashMap<u64, Arc<FileCell>>>,
+    /// Platform nodes with a request in flight (see the module's "Per node, not per file").
+    sending: Mutex<HashSet<u64>>,
+    node_free: tokio::sync::Notify,
+    /// Signalled whenever a push ends (unmount's drain waits on it instead of polling).
+    push_ended: tokio::sync::Notify,
+}
+
+/// A reference to one cell; the last one drops a cell at rest from the map.
+pub struct CellRef<'a> {
+    cells: &'a Cells,
+    cell: Option<Arc<FileCell>>,
+}
+
+impl std::ops::Deref for CellRef<'_> {
+    type Target = FileCell;
+    fn deref(&self) -> &FileCell {
+        self.cell.as_ref().expect("a cell is held until dropped")
+    }
+}
+
+impl Drop for CellRef<'_> {
+    fn drop(&mut self) {
+        let Some(cell) = self.cell.take() else {
+            return;
+        };
+        let mut map = self.cells.map.lock();
+        // The map's and ours: nobody else can reach it, and nobody can get it while we hold
+        // the map's lock.
+        if Arc::strong_count(&cell) == 2 && cell.state.lock().at_rest() {
+            map.remove(&cell.ino);
+        }
+    }
+}
+
+/// A claim on a cell, released when dropped.
+pub struct Claimed<'a> {
+    cell: CellRef<'a>,
+    claim: Claim,
+}
+
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        *self.cell.state.lock().claimed(self.claim) = false;
+        self.cell.released.notify_all();
+        // `self.cell` drops next, and with it the cell if it is at rest.
+    }
+}
+
+/// A node being sent, until dropped.
+pub struct NodeSending<'a> {
+    cells: &'a Cells,
+    node: u64,
+}
+
+impl Drop for NodeSending<'_> {
+    fn drop(&mut self) {
+        self.cells.sending.lock().remove(&self.node);
+        self.cells.node_free.notify_waiters();
+    }
+}
+
+impl Cells {
+    /// The cell of `ino`, made if it has none.
+    pub fn get(&self, ino: u64) -> CellRef<'_> {
+        let cell = self
+            .map
+            .lock()
+            .entry(ino)
+            .or_insert_with(|| {
+                Arc::new(FileCell {
+                    ino,
+                    state: Mutex::new(CellState::default()),
+                    released: Condvar::new(),
+                })
+            })
+            .clone();
+        CellRef {
+            cells: self,
+            cell: Some(cell),
+        }
+    }
+
+    /// Reads `ino`'s state without making a cell (None: it has none, so it is at rest).
+    pub fn peek<T>(&self, ino: u64, f: impl FnOnce(&CellState) -> T) -> Option<T> {
+        let cell = self.map.lock().get(&ino).cloned()?;
+        let state = cell.state.lock();
+        Some(f(&state))
+    }
+
+    /// Waits until `claim` on `ino` is free, then holds it until the guard drops.
+    pub fn claim(&self, ino: u64, claim: Claim) -> Claimed<'_> {
+        let cell = self.get(ino);
+        {
+            let mut state = cell.state.lock();
+            while *state.claimed(claim) {
+                cell.released.wait(&mut state);
+            }
+            *state.claimed(claim) = true;
+        }
+        Claimed { cell, claim }
+    }
+
+    /// Claims `claim` on every inode of `inos`, in inode order, so that two callers claiming
+    /// overlapping sets never deadlock.
+    pub fn claim_all(&self, inos: &[u64], claim: Claim) -> Vec<Claimed<'_>> {
+        let mut inos = inos.to_vec();
+        inos.sort_unstable();
+        inos.dedup();
+        inos.into_iter().map(|ino| self.claim(ino, claim)).collect()
+    }
+
+    /// How many cells satisfy `f`.
+    pub fn count(&self, f: impl Fn(&CellState) -> bool) -> usize {
+        let cells: Vec<_> = self.map.lock().values().cloned().collect();
+        cells.iter().filter(|c| f(&c.state.lock())).count()
+    }
+
+    /// How many cells there are (the files with runtime state now).
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Changes `ino`'s push state with `f`; returns what `f` returned.
+    pub fn with_push<T>(&self, ino: u64, f: impl FnOnce(&mut PushState) -> T) -> T {
+        let cell = self.get(ino);
+        let out = f(&mut cell.state.lock().push);
+        out
+    }
+
+    /// Takes `ino` in for a push: true when a new push must start, false when one runs (it
+    /// gets a follow-up).
+    pub fn enqueue_push(&self, ino: u64) -> bool {
+        self.with_push(ino, |push| {
+            if push.is_running() {
+                set_follow_up(push, true);
+                false
+            } else {
+                *push = PushState::Sending {
+                    attempt: 0,
+                    follow_up: false,
+                };
+                true
+            }
+        })
+    }
+
+    /// A push of `ino` ended (`failed`: why it gave up): true when its follow-up must run now,
+    /// false when the file's push is over.
+    pub fn push_ended(&self, ino: u64, failed: Option<String>) -> bool {
+        let again = self.with_push(ino, |push| {
+            if push.follow_up() {
+                *push = PushState::Sending {
+                    attempt: 0,
+                    follow_up: false,
+                };
+                true
+            } else {
+                *push = match failed {
+                    Some(why) => PushState::Failed { why },
+                    None => PushState::Idle,
+                };
+                false
+            }
+        });
+        if !again {
+            self.push_ended.notify_waiters();
+        }
+        again
+    }
+
+    /// How many files have a push running.
+    pub fn pushes_running(&self) -> usize {
+        self.count(|s| s.push.is_running())
+    }
+
+    /// Waits until no push runs, at most `limit`; false when some still ran then.
+    pub async fn until_no_push(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let ended = self.push_ended.notified();
+            tokio::pin!(ended);
+            // Registered before the check: a push ending in between still wakes us.
+            ended.as_mut().enable();
+            if self.pushes_running() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return self.pushes_running() == 0;
+            }
+        }
+    }
+
+    /// Waits until no request for `node` is in flight, then marks one until the guard drops.
+    pub async fn sending(&self, node: u64) -> NodeSending<'_> {
+        loop {
+            let free = self.node_free.notified();
+            tokio::pin!(free);
+            free.as_mut().enable();
+            if self.sending.lock().insert(node) {
+                return NodeSending { cells: self, node };
+            }
+            free.await;
+        }
+    }
+
+    /// Keeps `html` as `ino`'s snapshot for its next push, dropping stale ones and, past
+    /// `max_bytes` in all, the oldest.
+    pub fn keep_snapshot(&self, ino: u64, html: String, fresh_for: Duration, max_bytes: usize) {
+        self.get(ino).state.lock().snapshot = Some((html, Instant::now()));
+        let cells: Vec<_> = self.map.lock().values().cloned().collect();
+        let mut kept: Vec<(Instant, usize, &Arc<FileCell>)> = Vec::new();
+        for cell in &cells {
+            let mut state = cell.state.lock();
+            if state
+                .snapshot
+                .as_ref()
+                .is_some_and(|(_, at)| at.elapsed() >= fresh_for)
+            {
+                state.snapshot = None;
+            }
+            if let Some((html, at)) = &state.snapshot {
+                kept.push((*at, html.len(), cell));
+            }
+        }
+        kept.sort_by_key(|(at, _, _)| *at);
+        let mut total: usize = kept.iter().map(|(_, len, _)| len).sum();
+        for (_, len, cell) in kept {
+            if total <= max_bytes {
+                break;
+            }
+            cell.state.lock().snapshot = None;
+            total -= len;
+        }
+        drop(cells);
+        // Cells emptied here are dropped by the next reference's prune; prune them now.
+        self.prune_at_rest();
+    }
+
+    /// `ino`'s snapshot, if a fresh one waits.
+    pub fn take_snapshot(&self, ino: u64, fresh_for: Duration) -> Option<String> {
+        let cell = self.map.lock().get(&ino).cloned()?;
+        let taken = cell.state.lock().snapshot.take();
+        drop(CellRef {
+            cells: self,
+            cell: Some(cell),
+        });
+        taken
+            .filter(|(_, at)| at.elapsed() < fresh_for)
+            .map(|(html, _)| html)
+    }
+
+    /// Drops every cell at rest that nobody holds.
+    fn prune_at_rest(&self) {
+        self.map
+            .lock()
+            .retain(|_, cell| Arc::strong_count(cell) > 1 || !cell.state.lock().at_rest());
+    }
+}
+
+fn set_follow_up(push: &mut PushState, value: bool) {
+    match push {
+        PushState::Settling { follow_up }
+        | PushState::Sending { follow_up, .. }
+        | PushState::Backoff { follow_up, .. } => *follow_up = value,
+        PushState::Idle | PushState::Failed { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cell_at_rest_is_dropped_with_its_last_reference() {
+        let cells = Cells::default();
+        {
+            let _held = cells.claim(7, Claim::Io);
+            assert_eq!(cells.len(), 1);
+        }
+        assert!(cells.is_empty(), "released and at rest: dropped");
+        assert!(cells.enqueue_push(7));
+        assert_eq!(cells.len(), 1, "a running push keeps its cell");
+        assert!(!cells.enqueue_push(7), "a second save gets a follow-up");
+        assert!(cells.push_ended(7, None), "the follow-up runs");
+        assert!(!cells.push_ended(7, None));
+        assert_eq!(cells.peek(7, |s| s.push.clone()), None, "idle: dropped");
+        assert!(cells.is_empty());
+        assert!(cells.enqueue_push(8));
+        assert!(!cells.push_ended(8, Some("refused".into())));
+        assert_eq!(
+            cells.peek(8, |s| s.push.clone()),
+            Some(PushState::Failed {
+                why: "refused".into()
+            }),
+            "a failed push is remembered until the next save"
+        );
+        assert!(cells.enqueue_push(8), "the next save pushes again");
+    }
+
+    #[test]
+    fn a_claim_waits_for_the_holder_and_reading_the_state_does_not() {
+        let cells = Arc::new(Cells::default());
+        let held = cells.claim(1, Claim::Io);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let other = cells.clone();
+        let waiter = std::thread::spawn(move || {
+            let _claimed = other.claim(1, Claim::Io);
+            tx.send(()).unwrap();
+        });
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+        // The push state reads at once while the claim is held.
+        assert!(cells.enqueue_push(1));
+        assert!(cells.peek(1, |s| s.push.is_running()).unwrap());
+        // Another kind of claim is independent.
+        drop(cells.claim(1, Claim::Gate));
+        drop(held);
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        waiter.join().unwrap();
+    }
+
+    #[test]
+    fn snapshots_past_the_budget_drop_the_oldest() {
+        let cells = Cells::default();
+        let fresh = Duration::from_secs(60);
+        cells.keep_snapshot(1, "a".repeat(60), fresh, 100);
+        cells.keep_snapshot(2, "b".repeat(60), fresh, 100);
+        assert_eq!(cells.take_snapshot(1, fresh), None, "the oldest went");
+        assert_eq!(cells.take_snapshot(2, fresh).map(|s| s.len()), Some(60));
+        assert!(cells.is_empty());
+    }
+
+    #[tokio::test]
+    async fn one_request_per_node_and_drain_wakes_when_pushes_end() {
+        let cells = Arc::new(Cells::default());
+        let first = cells.sending(5).await;
+        let other = cells.clone();
+        let second = tokio::spawn(async move {
+            let _s = other.sending(5).await;
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!second.is_finished(), "waits for the first request");
+        drop(first);
+        second.await.unwrap();
+        assert!(cells.enqueue_push(9));
+        let draining = cells.clone();
+        let drain =
+            tokio::spawn(async move { draining.until_no_push(Duration::from_secs(10)).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!cells.push_ended(9, None));
+        assert!(drain.await.unwrap());
+    }
+}
