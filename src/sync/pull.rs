@@ -243,9 +243,17 @@ impl Engine {
             }
             return Ok(applied);
         }
-        let Some(mut e) = self.modify_holder(e.ino, r.id, |e| {
+        let mut revived = false;
+        let Some(e) = self.modify_holder(e.ino, r.id, |e| {
             e.remote = r.checksum.clone();
             e.remote_modified = r.modified_at.clone();
+            if e.tombstone {
+                // Deleted locally, changed on the platform since: it comes back, in the same
+                // index write as the change that brings it.
+                e.tombstone = false;
+                e.local = None;
+                revived = true;
+            }
             if e.local.is_none() {
                 e.size = r.size.unwrap_or(e.size);
                 e.mtime_ms = time_ms(r.modified_at.as_deref());
@@ -254,12 +262,7 @@ impl Engine {
         else {
             return Ok(applied);
         };
-        if e.tombstone {
-            // Deleted locally, changed on the platform since: it comes back.
-            e = self.index.modify(e.ino, |e| {
-                e.tombstone = false;
-                e.local = None;
-            })?;
+        if revived {
             self.notify(Notice::Entry {
                 parent: e.parent,
                 name: e.name.clone(),
@@ -345,6 +348,11 @@ impl Engine {
         })
     }
 
+    /// A platform rename or move of `e` to (`new_parent`, `new_name`), the entry there
+    /// (`occupant`) moved out of the way first. The mirror changes first (the occupant's copy
+    /// kept as a version, the copy renamed), then the index in one change: the occupant's
+    /// removal and the move are one transaction, so a crash never leaves the index with
+    /// neither or both at the place.
     fn relocate_locked(
         &self,
         e: &Entry,
@@ -352,8 +360,8 @@ impl Engine {
         new_parent: u64,
         new_name: &str,
     ) -> Result<()> {
-        if let Some(occupant) = occupant {
-            self.evict(&occupant)?;
+        if let Some(occupant) = &occupant {
+            self.evict_copy(occupant)?;
         }
         let from = self.rel(e.ino)?;
         let to = self.rel(new_parent)?.join(new_name)?;
@@ -361,11 +369,23 @@ impl Engine {
             self.mirror.rename(&from, &to)?;
         }
         let (old_parent, old_name) = (e.parent, e.name.clone());
-        self.index.modify(e.ino, |e| {
-            e.parent = new_parent;
-            e.name = new_name.to_string();
+        self.index.change(|c| {
+            if let Some(occupant) = &occupant {
+                c.remove(occupant.ino)?;
+            }
+            c.modify(e.ino, |e| {
+                e.parent = new_parent;
+                e.name = new_name.to_string();
+            })?;
+            Ok::<_, SyncError>(())
         })?;
         tracing::info!(%from, %to, "renamed on the platform: renamed locally");
+        if let Some(occupant) = occupant {
+            self.notify(Notice::Entry {
+                parent: occupant.parent,
+                name: occupant.name,
+            });
+        }
         self.notify(Notice::Entry {
             parent: old_parent,
             name: old_name,
@@ -377,8 +397,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Moves a local entry out of the way of a platform node, keeping its content as a version.
-    fn evict(&self, occupant: &Entry) -> Result<()> {
+    /// Moves a local entry's copy out of the way of a platform node, keeping its content as a
+    /// version; the caller removes its entry in the same index change as what takes its place.
+    fn evict_copy(&self, occupant: &Entry) -> Result<()> {
         let rel = self.rel(occupant.ino)?;
         if occupant.is_dir() {
             return Err(SyncError::Inconsistent(format!(
@@ -396,39 +417,57 @@ impl Engine {
             }
             self.mirror.remove_file(&rel)?;
         }
-        self.index.remove(occupant.ino)?;
-        self.notify(Notice::Entry {
-            parent: occupant.parent,
-            name: occupant.name.clone(),
-        });
         Ok(())
     }
 
     /// A platform delete: the local copy stays, detached from the node; it goes up again only
     /// if it is edited locally afterwards. What never reached the disk is simply forgotten.
+    /// The whole subtree is one index change.
     pub fn detach(&self, ino: u64) -> Result<()> {
-        let Some(e) = self.index.get(ino) else {
+        let mut subtree = Vec::new();
+        self.subtree_children_first(ino, &mut subtree);
+        if subtree.is_empty() {
             return Ok(());
-        };
-        for child in self.index.children(ino) {
-            self.detach(child.ino)?;
         }
-        if e.tombstone || (!e.is_dir() && e.local.is_none()) {
-            self.index.remove(ino)?;
+        let (forgotten, kept) = self.index.change(|c| {
+            let (mut forgotten, mut kept) = (Vec::new(), Vec::new());
+            for e in &subtree {
+                if e.tombstone || (!e.is_dir() && e.local.is_none()) {
+                    c.remove(e.ino)?;
+                    forgotten.push(e);
+                } else {
+                    c.modify(e.ino, |e| {
+                        e.node_id = None;
+                        e.remote = None;
+                        e.remote_modified = None;
+                        e.base = e.local.clone();
+                    })?;
+                    kept.push(e.ino);
+                }
+            }
+            Ok::<_, SyncError>((forgotten, kept))
+        })?;
+        for e in forgotten {
             self.notify(Notice::Entry {
                 parent: e.parent,
                 name: e.name.clone(),
             });
-            return Ok(());
         }
-        self.index.modify(ino, |e| {
-            e.node_id = None;
-            e.remote = None;
-            e.remote_modified = None;
-            e.base = e.local.clone();
-        })?;
-        tracing::info!(path = %self.index.path(ino).unwrap_or_default(), "deleted on the platform: the local copy is kept");
+        for ino in kept {
+            tracing::info!(path = %self.index.path(ino).unwrap_or_default(), "deleted on the platform: the local copy is kept");
+        }
         Ok(())
+    }
+
+    /// `ino`'s entry and every entry under it, children before their folder.
+    fn subtree_children_first(&self, ino: u64, out: &mut Vec<Entry>) {
+        let Some(e) = self.index.get(ino) else {
+            return;
+        };
+        for child in self.index.children(ino) {
+            self.subtree_children_first(child.ino, out);
+        }
+        out.push(e);
     }
 
     /// A whole listing: every node applied (parents first), nodes gone from it detached.

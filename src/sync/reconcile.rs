@@ -182,23 +182,27 @@ impl Engine {
                 if seen.contains(rel.as_str()) || self.index.lookup(parent, &name).is_some() {
                     continue;
                 }
-                if let Some(t) = self.index.tombstone_at(parent, &name) {
-                    // A file deleted through the mount whose copy came back: the user wants it.
-                    self.index.remove(t.ino)?;
-                }
                 let (sum, size) = self.mirror.checksum_at(&rel)?;
                 tracing::info!(path = %rel, "a file in the mirror the index did not know: adopted");
-                self.index.insert(NewEntry {
-                    parent,
-                    name,
-                    kind: NodeKind::of_file_name(rel.as_str()),
-                    node_id: None,
-                    size,
-                    mtime_ms: stat.mtime_ms,
-                    base: None,
-                    remote: None,
-                    remote_modified: None,
-                    local: Some(sum),
+                self.index.change(|c| {
+                    if let Some(t) = c.tombstone_at(parent, &name) {
+                        // A file deleted through the mount whose copy came back: the user wants
+                        // it (the tombstone goes in the same change as the file's new entry).
+                        c.remove(t.ino)?;
+                    }
+                    c.insert(NewEntry {
+                        parent,
+                        name,
+                        kind: NodeKind::of_file_name(rel.as_str()),
+                        node_id: None,
+                        size,
+                        mtime_ms: stat.mtime_ms,
+                        base: None,
+                        remote: None,
+                        remote_modified: None,
+                        local: Some(sum),
+                    })?;
+                    Ok::<_, SyncError>(())
                 })?;
             }
         }
