@@ -25,7 +25,7 @@ use hyperclay::cache::{Index, Mirror, ROOT_INO};
 use hyperclay::fs::MountFs;
 use hyperclay::protocol::NodeKind;
 use hyperclay::remote::{Client, Credential};
-use hyperclay::sync::Engine;
+use hyperclay::sync::{Engine, Settings};
 use proptest::prelude::*;
 
 /// One device: an engine and its file system over a mirror, following the platform.
@@ -38,11 +38,15 @@ struct Device {
 
 impl Device {
     async fn start(url: &str, mirror_dir: &Path) -> Device {
+        Device::start_with(url, mirror_dir, Settings::default()).await
+    }
+
+    async fn start_with(url: &str, mirror_dir: &Path, settings: Settings) -> Device {
         let mirror = Arc::new(Mirror::open(mirror_dir).unwrap());
         mirror.sweep_temps();
         let index = Arc::new(Index::open(&mirror.index_path()).unwrap());
         let client = Arc::new(Client::new(url, Credential::ApiKey(KEY.into())).unwrap());
-        let engine = Engine::new(client, index, mirror, Arc::new(|_| {}));
+        let engine = Engine::new(client, index, mirror, Arc::new(|_| {}), settings);
         let scanning = engine.clone();
         tokio::task::spawn_blocking(move || scanning.scan_local())
             .await
@@ -416,25 +420,24 @@ async fn a_file_renamed_away_during_its_create_does_not_come_back() {
     log_to_test_output();
     let p = TestPlatform::start(Mode::Full).await;
     let dir = tempfile::tempdir().unwrap();
-    let d = Device::start(&p.url(), dir.path()).await;
+    // Every create's answer waits 800 ms before it is settled.
+    let settings = Settings {
+        settle_delay: Duration::from_millis(800),
+        ..Settings::default()
+    };
+    let d = Device::start_with(&p.url(), dir.path(), settings).await;
     d.mkdir("y").await.unwrap();
     d.settled().await;
     // The create is slow; its echo comes 300 ms after the platform stored the node, and the
     // answer waits 800 ms before it is settled: the echo lands in between.
     p.running.set_write_delay(Duration::from_millis(600));
     p.running.set_stream_delay(Duration::from_millis(300));
-    d.engine
-        .settle_delay_ms
-        .store(800, std::sync::atomic::Ordering::Relaxed);
     d.save("y/g.bin", b"first").await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     d.rename("y/g.bin", "b.txt").await.unwrap();
     p.running.set_write_delay(Duration::ZERO);
     d.settled().await;
     p.running.set_stream_delay(Duration::ZERO);
-    d.engine
-        .settle_delay_ms
-        .store(0, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(
         d.ino_of("y/g.bin").await,
         None,

@@ -14,6 +14,7 @@ use hyperclay::credentials::{self, CredentialsError, Stored};
 use hyperclay::fs::{self, MountFs};
 use hyperclay::remote::{Client, Credential};
 use hyperclay::sync::listed::Listing;
+use hyperclay::sync::Settings;
 use hyperclay::sync::{self, Engine};
 
 use super::pidfile;
@@ -142,13 +143,7 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
         .filter(|s| s.kind == "token")
         .map(|s| tokio::spawn(refresh_tokens(client.clone(), s)));
     let (sink, notices) = fs::notice_channel();
-    let engine = Engine::new(client, index, mirror.clone(), sink);
-    // HYPERCLAY_PREFETCH=0: copies are fetched on first read only (a debugging aid).
-    if std::env::var("HYPERCLAY_PREFETCH").as_deref() == Ok("0") {
-        engine
-            .prefetch
-            .store(false, std::sync::atomic::Ordering::Relaxed);
-    }
+    let engine = Engine::new(client, index, mirror.clone(), sink, Settings::from_env());
     // What changed in the mirror while no mount ran is settled before the mount serves anyone.
     let scanning = engine.clone();
     match tokio::task::spawn_blocking(move || scanning.scan_local()).await? {
@@ -165,15 +160,6 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
             message.to_string(),
         );
     }
-    // HYPERCLAY_STREAM_SILENCE_SECS: how long a silent event stream is trusted (tests shorten it).
-    engine.stream_silence_secs.store(
-        seconds_from_env(
-            "HYPERCLAY_STREAM_SILENCE_SECS",
-            hyperclay::remote::SILENCE_LIMIT.as_secs(),
-        )
-        .as_secs(),
-        std::sync::atomic::Ordering::Relaxed,
-    );
     let mount_fs = Arc::new(MountFs::new(engine.clone()));
     let mounted = fs::mount(
         mount_fs.clone(),

@@ -87,9 +87,16 @@ pub enum Claim {
     Io,
 }
 
+/// A download of a file's platform content that several readers share; every reader gets its
+/// outcome (`fetch.rs`).
+pub type SharedFetch = futures::future::Shared<futures::future::BoxFuture<'static, FetchOutcome>>;
+
+/// What the readers of one shared fetch all get.
+pub type FetchOutcome = Arc<std::result::Result<(), Arc<super::SyncError>>>;
+
 /// A file's runtime state. Lock order: taken after the cells map (only to prune), never with
 /// another cell's state lock held, and nothing is taken under it.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct CellState {
     gate: bool,
     io: bool,
@@ -97,6 +104,9 @@ pub struct CellState {
     pub push: PushState,
     /// An open tab's snapshot that could not be relayed yet, for the next push (`live.rs`).
     pub snapshot: Option<(String, Instant)>,
+    /// The download under way, with the platform checksum it fetches: readers of that content
+    /// join it instead of starting their own.
+    pub fetch: Option<(String, SharedFetch)>,
 }
 
 impl CellState {
@@ -109,12 +119,15 @@ impl CellState {
 
     /// Nothing is happening to the file: its cell may be dropped.
     pub fn at_rest(&self) -> bool {
-        !self.gate && !self.io && self.push == PushState::Idle && self.snapshot.is_none()
+        !self.gate
+            && !self.io
+            && self.push == PushState::Idle
+            && self.snapshot.is_none()
+            && self.fetch.is_none()
     }
 }
 
 /// One file's cell.
-#[derive(Debug)]
 pub struct FileCell {
     pub ino: u64,
     state: Mutex<CellState>,
@@ -387,6 +400,35 @@ impl Cells {
         taken
             .filter(|(_, at)| at.elapsed() < fresh_for)
             .map(|(html, _)| html)
+    }
+
+    /// The fetch of `ino`'s content `checksum` that is under way, or the one `start` makes
+    /// (called under the cell's lock: it must only spawn, never wait).
+    pub fn join_fetch(
+        &self,
+        ino: u64,
+        checksum: &str,
+        start: impl FnOnce() -> SharedFetch,
+    ) -> SharedFetch {
+        let cell = self.get(ino);
+        let mut state = cell.state.lock();
+        match &state.fetch {
+            Some((fetching, shared)) if fetching == checksum => shared.clone(),
+            _ => {
+                let shared = start();
+                state.fetch = Some((checksum.to_string(), shared.clone()));
+                shared
+            }
+        }
+    }
+
+    /// The fetch of `ino`'s content `checksum` ended: later readers start anew.
+    pub fn fetch_ended(&self, ino: u64, checksum: &str) {
+        let cell = self.get(ino);
+        let mut state = cell.state.lock();
+        if state.fetch.as_ref().is_some_and(|(c, _)| c == checksum) {
+            state.fetch = None;
+        }
     }
 
     /// Drops every cell at rest that nobody holds.

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use super::pull::time_ms;
 use super::{Engine, Notice, Result, SyncError};
@@ -38,15 +38,32 @@ impl Engine {
             if !self.needs_fetch(ino) {
                 return Ok(());
             }
-            let key = (ino, e.remote.clone().unwrap_or_default());
-            let engine = self.clone();
-            let outcome = self
-                .fetches
-                .get_with(key.clone(), async move {
+            let checksum = e.remote.clone().unwrap_or_default();
+            // The download runs as its own task, owned by the file's cell until it ends: a
+            // reader that gives up (a killed process) does not stop it for the others.
+            let shared = self.cells.join_fetch(ino, &checksum, || {
+                let engine = self.clone();
+                let fetching = checksum.clone();
+                let task = self.runtime.spawn(async move {
+                    // Ended also if the download panics: later readers start anew.
+                    let _ended = FetchEnded {
+                        engine: engine.clone(),
+                        ino,
+                        checksum: fetching,
+                    };
                     Arc::new(engine.fetch_once(ino).await.map_err(Arc::new))
-                })
-                .await;
-            self.fetches.invalidate(&key).await;
+                });
+                async move {
+                    task.await.unwrap_or_else(|e| {
+                        Arc::new(Err(Arc::new(SyncError::Bug(format!(
+                            "a fetch was lost: {e}"
+                        )))))
+                    })
+                }
+                .boxed()
+                .shared()
+            });
+            let outcome = shared.await;
             if let Err(e) = outcome.as_ref() {
                 return Err(SyncError::Shared(e.clone()));
             }
@@ -216,6 +233,19 @@ impl Engine {
     /// bytes calls `fetch` directly and never queues behind the hydration.)
     pub(super) fn queue_fetch(&self, ino: u64) {
         let _ = self.fetch_queue.send(ino);
+    }
+}
+
+/// Clears a file's fetch from its cell when the download's task ends, however it ends.
+struct FetchEnded {
+    engine: Arc<Engine>,
+    ino: u64,
+    checksum: String,
+}
+
+impl Drop for FetchEnded {
+    fn drop(&mut self) {
+        self.engine.cells.fetch_ended(self.ino, &self.checksum);
     }
 }
 

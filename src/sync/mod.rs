@@ -53,6 +53,7 @@ mod pull;
 mod push;
 mod reconcile;
 mod save;
+mod settings;
 pub mod status;
 mod vet;
 
@@ -65,6 +66,7 @@ pub use decide::{decide, Action};
 pub use follow::follow;
 pub use pull::RemoteNode;
 pub use reconcile::Pending;
+pub use settings::Settings;
 pub use vet::{vet_listing, Refusal as ListingRefusal};
 
 /// What the kernel must be told after the engine changed the mirror.
@@ -177,17 +179,12 @@ impl SyncError {
 
 pub type Result<T> = std::result::Result<T, SyncError>;
 
-/// What the readers of one shared fetch all get.
-type FetchOutcome = Arc<std::result::Result<(), Arc<SyncError>>>;
-
 /// The engine's shared state. Cheap to clone behind an `Arc`.
 pub struct Engine {
     pub client: Arc<Client>,
     pub index: Arc<Index>,
     pub mirror: Arc<Mirror>,
     notices: NoticeSink,
-    /// One fetch per (inode, platform checksum) at a time; concurrent readers share it.
-    fetches: moka::future::Cache<(u64, String), FetchOutcome>,
     /// Every file's runtime state: one `FileCell` per file (`cell.rs`), the only per-file
     /// state outside the index.
     pub(crate) cells: cell::Cells,
@@ -195,14 +192,8 @@ pub struct Engine {
     /// a file made where one was deleted) and by the pull while it places a platform node: the
     /// pull never sees a node between two holders and makes a third. Taken before file locks.
     namespace: Mutex<()>,
-    /// Fetch platform content ahead of reads (off only as a debugging aid: HYPERCLAY_PREFETCH=0).
-    pub prefetch: std::sync::atomic::AtomicBool,
-    /// Seconds of event-stream silence taken for a dead connection (45; tests shorten it with
-    /// HYPERCLAY_STREAM_SILENCE_SECS).
-    pub stream_silence_secs: std::sync::atomic::AtomicU64,
-    /// Milliseconds a create's answer waits before it is settled: always 0, except in tests,
-    /// which widen the window where the stream's echo of the new node lands (`tests/model.rs`).
-    pub settle_delay_ms: std::sync::atomic::AtomicU64,
+    /// Chosen when the engine is built, fixed for its life.
+    settings: Settings,
     /// The push queue: each file's push phase, and the places being created (`push/mod.rs`).
     queue: push::Queue,
     /// New files whose only save failed: held locally (`failed.rs`).
@@ -246,6 +237,7 @@ impl Engine {
         index: Arc<Index>,
         mirror: Arc<Mirror>,
         notices: NoticeSink,
+        settings: Settings,
     ) -> Arc<Engine> {
         let sync_on = index.meta("sync").ok().flatten().as_deref() != Some("off");
         let trust_file_times = index.meta("clean_exit").ok().flatten().as_deref() == Some("yes");
@@ -258,19 +250,14 @@ impl Engine {
             index,
             mirror,
             notices,
-            fetches: moka::future::Cache::builder().max_capacity(100_000).build(),
             cells: cell::Cells::default(),
             namespace: Mutex::new(()),
-            prefetch: std::sync::atomic::AtomicBool::new(true),
-            stream_silence_secs: std::sync::atomic::AtomicU64::new(
-                crate::remote::SILENCE_LIMIT.as_secs(),
-            ),
+            settings,
             queue: push::Queue::default(),
             failed_saves: failed::FailedSaves::load(&index_for_id),
             trust_file_times,
             status: status::Status::default(),
             clock_offset: std::sync::atomic::AtomicI64::new(0),
-            settle_delay_ms: std::sync::atomic::AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
             online: std::sync::atomic::AtomicBool::new(true),
             verified: std::sync::atomic::AtomicBool::new(false),
@@ -354,15 +341,11 @@ impl Engine {
     }
 
     fn stream_silence_limit(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(
-            self.stream_silence_secs
-                .load(std::sync::atomic::Ordering::Relaxed)
-                .max(1),
-        )
+        self.settings.stream_silence
     }
 
     fn prefetching(&self) -> bool {
-        self.prefetch.load(std::sync::atomic::Ordering::Relaxed)
+        self.settings.prefetch
     }
 
     /// The mirror path of an inode that must still be in the index.

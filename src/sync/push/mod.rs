@@ -17,6 +17,9 @@
 mod send;
 mod settle;
 
+use send::{Outcome, Snapshot};
+use settle::Next;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -31,6 +34,9 @@ use crate::remote::RemoteError;
 /// How long a brand-new file waits before it is created on the platform.
 pub const SETTLE: Duration = Duration::from_millis(200);
 const RETRY_DELAYS: [u64; 5] = [1, 2, 3, 4, 5];
+/// Settlements one push may go through (a conflict, the write over it, and a few more if the
+/// platform keeps changing meanwhile) before it ends, reported.
+const MAX_SETTLE_ROUNDS: usize = 6;
 
 /// The places whose node this mount is creating right now, behind one leaf lock (their echo
 /// from the stream is settled by the create's answer, not by the pull). A place, not a file: a
@@ -190,6 +196,38 @@ impl Engine {
             }
         }
         None
+    }
+
+    /// Settles `outcome` and carries out what follows, until the push is over: each request a
+    /// settlement calls for is made here, and its answer settled in turn. A conflict can follow
+    /// a conflict only if the platform keeps changing under us: after `MAX_SETTLE_ROUNDS` the
+    /// push ends as a reported error, and the file (still changed here) goes up at its next
+    /// save or reconciliation.
+    pub(super) async fn carry_out(
+        self: &Arc<Self>,
+        ino: u64,
+        snap: &Snapshot,
+        outcome: Outcome,
+    ) -> Result<(), SyncError> {
+        let mut outcome = outcome;
+        for _ in 0..MAX_SETTLE_ROUNDS {
+            outcome = match self.settle(ino, snap, outcome)? {
+                Next::Done => return Ok(()),
+                Next::SendOver { node, over } => {
+                    self.send_over(ino, node, snap.e.kind, snap.bytes.clone(), over.as_deref())
+                        .await
+                }
+                Next::Find { folder_node } => self.send_find(&snap.e, folder_node).await,
+                Next::Create { ino, snap } => return Box::pin(self.push_new(ino, &snap)).await,
+                Next::WriteTo { node, snap } => {
+                    return Box::pin(self.push_to_node(ino, node, &snap)).await
+                }
+                Next::Fetch => return self.fetch(ino).await,
+            };
+        }
+        Err(SyncError::Remote(RemoteError::Protocol(
+            "the platform's copy kept changing while this push settled".into(),
+        )))
     }
 
     fn refused(&self, path: &str, e: &SyncError) {

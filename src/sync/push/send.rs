@@ -38,6 +38,9 @@ pub(in crate::sync) enum Outcome {
     Created { node: u64, folder_node: u64 },
     /// A create found the name taken in `folder_node` (a change not seen here yet).
     NameTaken { folder_node: u64 },
+    /// The node the platform holds under the file's name, looked up after `NameTaken` (None:
+    /// none of the file's kind).
+    Found { node: Option<u64> },
     /// The platform can't be reached, is slow, or faults for a while: retried.
     Offline(RemoteError),
     /// The platform refused it (a name, the size, the account): reported, never retried.
@@ -132,7 +135,7 @@ impl Engine {
     ) -> Result<()> {
         let _one_at_a_time = self.cells.sending(node).await;
         let outcome = self.send_put(ino, node, snap).await;
-        self.settle(ino, snap, outcome).await
+        self.carry_out(ino, snap, outcome).await
     }
 
     /// `PUT content` to a known node, optimistic where the platform offers it.
@@ -290,18 +293,16 @@ impl Engine {
             Err(err) => err.into(),
         };
         if matches!(outcome, Outcome::Created { .. }) {
-            let delay = self
-                .settle_delay_ms
-                .load(std::sync::atomic::Ordering::Relaxed);
-            if delay > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            let delay = self.settings.settle_delay;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
             }
         } else {
             // No node was made: the place's echoes are the pull's again while the outcome is
             // settled (a taken name's settle lists the account and pushes, which takes a while).
             creating = None;
         }
-        let settled = self.settle(ino, snap, outcome).await;
+        let settled = self.carry_out(ino, snap, outcome).await;
         drop(creating);
         settled
     }
@@ -356,6 +357,15 @@ impl Engine {
             };
             self.settle_folder(ino, &e, id).await
         })
+    }
+
+    /// Looks up the node holding the file's name in `folder_node`, as an outcome to settle.
+    pub(super) async fn send_find(&self, e: &Entry, folder_node: u64) -> Outcome {
+        match self.find_node(e.kind, &e.name, folder_node).await {
+            Ok(node) => Outcome::Found { node },
+            Err(SyncError::Remote(err)) => err.into(),
+            Err(other) => Outcome::Refused(RemoteError::Protocol(other.to_string())),
+        }
     }
 
     /// The node of that kind and name in platform folder `folder_node` (any folder, for a site:

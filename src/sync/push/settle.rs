@@ -6,38 +6,55 @@ use std::sync::Arc;
 
 use super::send::{Outcome, Snapshot};
 use crate::cache::{Entry, ROOT_INO};
-use crate::protocol::NodeKind;
 use crate::remote::RemoteError;
 use crate::sync::{decide, Action, Engine, Result, SyncError};
 
+/// What the push does after an outcome was settled: `settle` decides it from local state
+/// alone, and the push carries it out (`Engine::carry_out`), each network step's answer coming
+/// back as a new outcome to settle.
+pub(in crate::sync) enum Next {
+    /// The push is over: sent, skipped, or settled locally.
+    Done,
+    /// Send the snapshot's bytes over `node` unconditionally, `over` the platform checksum they
+    /// replace when known (the local change won, or the platform holds an earlier push of ours).
+    SendOver { node: u64, over: Option<String> },
+    /// Create the file anew as `snap` (the platform deleted its node meanwhile).
+    Create { ino: u64, snap: Snapshot },
+    /// Look up the node the platform holds under this file's name in `folder_node` (a create
+    /// found the name taken by a change not seen here yet).
+    Find { folder_node: u64 },
+    /// Write `snap` to `node`, which the file now holds.
+    WriteTo { node: u64, snap: Snapshot },
+    /// The platform's copy comes down (its change won, or was decided for already).
+    Fetch,
+}
+
 impl Engine {
-    /// Acts on what the platform answered a send of `snap` (for `ino`). Errors: offline ones are
+    /// Decides what follows what the platform answered a send of `snap` (for `ino`), and makes
+    /// the local changes that answer calls for; it makes no request. Errors: offline ones are
     /// retried by the queue, others reported.
-    pub(super) async fn settle(
+    pub(super) fn settle(
         self: &Arc<Self>,
         ino: u64,
         snap: &Snapshot,
         outcome: Outcome,
-    ) -> Result<()> {
+    ) -> Result<Next> {
         let rel = &snap.rel;
         match outcome {
             Outcome::Sent { node, checksum } => {
                 self.record_pushed(node, &checksum)?;
                 tracing::info!(path = %rel, %checksum, "pushed");
-                Ok(())
+                Ok(Next::Done)
             }
             Outcome::Skipped { why } => {
                 tracing::debug!(ino, path = %rel, why, "push skipped");
-                Ok(())
+                Ok(Next::Done)
             }
             Outcome::Conflict {
                 node,
                 theirs,
                 modified_at,
-            } => {
-                self.both_changed(ino, node, snap, &theirs, &modified_at)
-                    .await
-            }
+            } => self.both_changed(ino, node, snap, &theirs, &modified_at),
             Outcome::Gone { holder } => {
                 // Deleted on the platform meanwhile: this edit makes it a new node.
                 tracing::info!(path = %rel, "the platform deleted this file; uploading it anew");
@@ -52,17 +69,22 @@ impl Engine {
                     bytes: snap.bytes.clone(),
                     sum: snap.sum.clone(),
                 };
-                Box::pin(self.push_new(holder, &again)).await
+                Ok(Next::Create {
+                    ino: holder,
+                    snap: again,
+                })
             }
             Outcome::Created { node, folder_node } => {
-                self.settle_created(ino, snap, node, folder_node)
+                self.settle_created(ino, snap, node, folder_node)?;
+                Ok(Next::Done)
             }
-            Outcome::NameTaken { folder_node } => {
-                // The platform has it already (a change we have not seen yet): write to it.
+            // The platform has it already (a change we have not seen yet): write to it.
+            Outcome::NameTaken { folder_node } => Ok(Next::Find { folder_node }),
+            Outcome::Found { node: None } => {
+                Err(RemoteError::NameTaken(snap.e.name.clone()).into())
+            }
+            Outcome::Found { node: Some(found) } => {
                 let e = &snap.e;
-                let Some(found) = self.find_node(e.kind, &e.name, folder_node).await? else {
-                    return Err(RemoteError::NameTaken(e.name.clone()).into());
-                };
                 // Attached under the file lock, and only if the file is still where the create
                 // was meant for: renamed meanwhile, its rename's own push places it.
                 let attached = match self.index.by_node(found).filter(|x| x.ino != ino) {
@@ -76,7 +98,7 @@ impl Engine {
                     })?,
                 };
                 if !attached {
-                    return Ok(());
+                    return Ok(Next::Done);
                 }
                 let moved = Snapshot {
                     e: snap.e.clone(),
@@ -84,7 +106,10 @@ impl Engine {
                     bytes: snap.bytes.clone(),
                     sum: snap.sum.clone(),
                 };
-                Box::pin(self.push_to_node(ino, found, &moved)).await
+                Ok(Next::WriteTo {
+                    node: found,
+                    snap: moved,
+                })
             }
             Outcome::Offline(e) | Outcome::Refused(e) => Err(e.into()),
         }
@@ -167,40 +192,31 @@ impl Engine {
     /// Both sides changed since the base: the later change wins on the platform's clock; the
     /// loser is kept (the platform keeps its content as a version; a local loser goes to
     /// `sites-versions/`).
-    async fn both_changed(
+    fn both_changed(
         self: &Arc<Self>,
         ino: u64,
         node: u64,
         snap: &Snapshot,
         theirs: &str,
         modified_at: &str,
-    ) -> Result<()> {
+    ) -> Result<Next> {
         let (rel, sum) = (&snap.rel, snap.sum.as_str());
         if theirs == sum {
             // The platform holds exactly this content already (an earlier push of ours whose
             // answer crossed a stale base): the decision table's "equal: record the new base".
             self.record_pushed(node, sum)?;
             tracing::debug!(path = %rel, "the platform holds this content already");
-            return Ok(());
+            return Ok(Next::Done);
         }
         if self.is_own_echo(node, theirs) {
             // The platform holds an earlier push of ours (its answer was lost, e.g. in a crash):
             // that is the base; the newer content goes on top of it.
             self.record_pushed(node, theirs)?;
-            let kind = self
-                .index
-                .get(ino)
-                .map(|e| e.kind)
-                .unwrap_or(NodeKind::Upload);
-            let outcome = self
-                .send_over(ino, node, kind, snap.bytes.clone(), Some(theirs))
-                .await;
-            let Outcome::Sent { checksum, .. } = outcome else {
-                return Err(failure(outcome));
-            };
-            self.record_pushed(node, &checksum)?;
-            tracing::info!(path = %rel, "pushed (over an earlier push of ours)");
-            return Ok(());
+            tracing::info!(path = %rel, "the platform holds an earlier push of ours: pushing over it");
+            return Ok(Next::SendOver {
+                node,
+                over: Some(theirs.to_string()),
+            });
         }
         let e = self.index.modify(ino, |e| {
             e.remote = Some(theirs.to_string());
@@ -217,28 +233,21 @@ impl Engine {
         ) {
             Action::RecordBase => {
                 self.record_pushed(node, sum)?;
-                Ok(())
+                Ok(Next::Done)
             }
             Action::RemoteWins => {
                 tracing::info!(path = %rel, "changed on both sides; the platform's change is later and wins, the local copy is kept in sites-versions");
                 self.accept_remote(ino)?;
-                self.fetch(ino).await
+                Ok(Next::Fetch)
             }
             // The platform's change was already decided for (its event came first): what this
             // push carried is kept locally, and the platform's copy comes down. Never a blind
             // overwrite of it.
-            Action::Pull => self.fetch(ino).await,
-            Action::Nothing => Ok(()),
+            Action::Pull => Ok(Next::Fetch),
+            Action::Nothing => Ok(Next::Done),
             Action::Push | Action::LocalWins => {
-                let outcome = self
-                    .send_over(ino, node, e.kind, snap.bytes.clone(), None)
-                    .await;
-                let Outcome::Sent { checksum, .. } = outcome else {
-                    return Err(failure(outcome));
-                };
-                self.record_pushed(node, &checksum)?;
                 tracing::info!(path = %rel, "changed on both sides; the local change is later and wins, the platform keeps its copy as a version");
-                Ok(())
+                Ok(Next::SendOver { node, over: None })
             }
         }
     }
@@ -272,13 +281,5 @@ impl Engine {
             self.request_push(now.ino);
         }
         Ok(())
-    }
-}
-
-/// The error of an unconditional PUT that did not store (it has no conflict to settle).
-fn failure(outcome: Outcome) -> SyncError {
-    match outcome {
-        Outcome::Offline(e) | Outcome::Refused(e) => e.into(),
-        other => SyncError::Bug(format!("an unconditional write answered {other:?}")),
     }
 }

@@ -1,0 +1,45 @@
+//! How an engine behaves where its defaults are not wanted: chosen once, when it is built, and
+//! fixed for its life (tests and debugging set them; nothing changes them while it runs).
+
+use std::time::Duration;
+
+/// The engine's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Fetch platform content ahead of reads. Off only as a debugging aid
+    /// (`HYPERCLAY_PREFETCH=0`): copies are then fetched on first read.
+    pub prefetch: bool,
+    /// How long a silent event stream is trusted before it is taken for dead
+    /// (`HYPERCLAY_STREAM_SILENCE_SECS`; tests shorten it).
+    pub stream_silence: Duration,
+    /// How long a create's answer waits before it is settled: zero, except in tests, which
+    /// widen the window where the stream's echo of the new node lands (`tests/model.rs`).
+    pub settle_delay: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            prefetch: true,
+            stream_silence: crate::remote::SILENCE_LIMIT,
+            settle_delay: Duration::ZERO,
+        }
+    }
+}
+
+impl Settings {
+    /// The defaults, with what the environment asks for (read in this one place).
+    pub fn from_env() -> Settings {
+        let mut settings = Settings::default();
+        if std::env::var("HYPERCLAY_PREFETCH").as_deref() == Ok("0") {
+            settings.prefetch = false;
+        }
+        if let Some(secs) = std::env::var("HYPERCLAY_STREAM_SILENCE_SECS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            settings.stream_silence = Duration::from_secs(secs.max(1));
+        }
+        settings
+    }
+}
