@@ -113,10 +113,11 @@ async fn redirecting_platform(
             |State(p): State<Platform>,
              request: axum::extract::Request,
              next: axum::middleware::Next| async move {
-                p.requests
-                    .lock()
-                    .unwrap()
-                    .push(format!("{} {}", request.method(), request.uri().path()));
+                p.requests.lock().unwrap().push(format!(
+                    "{} {}",
+                    request.method(),
+                    request.uri().path()
+                ));
                 next.run(request).await
             },
         ))
@@ -173,7 +174,11 @@ async fn write(State(p): State<Platform>, uri: Uri) -> Response {
     if p.redirects.writes {
         return redirect(StatusCode::TEMPORARY_REDIRECT, p.to, &uri);
     }
-    (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"msg": "no"}))).into_response()
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"msg": "no"})),
+    )
+        .into_response()
 }
 
 async fn stream() -> Response {
@@ -181,7 +186,10 @@ async fn stream() -> Response {
         if !first {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        Some((Ok::<_, std::io::Error>(Bytes::from_static(b": ping\n\n")), false))
+        Some((
+            Ok::<_, std::io::Error>(Bytes::from_static(b": ping\n\n")),
+            false,
+        ))
     });
     (
         [("content-type", "text/event-stream")],
@@ -232,7 +240,9 @@ async fn a_redirected_listing_or_login_never_carries_the_key_away() {
     // Until the listing was refused, or (before the fix) followed to the capture.
     let heard_anything = || !heard.lock().unwrap().requests.is_empty();
     assert!(
-        wait_until(WAIT, || heard_anything() || status_text(&m).contains("redirect")).is_some(),
+        wait_until(WAIT, || heard_anything()
+            || status_text(&m).contains("redirect"))
+        .is_some(),
         "status names the refusal: {}",
         status_text(&m)
     );
@@ -242,9 +252,16 @@ async fn a_redirected_listing_or_login_never_carries_the_key_away() {
         status.contains(&format!("redirect (302) to http://{to}")),
         "status names where it pointed: {status}"
     );
-    assert!(status.contains("HYPERCLAY_URL"), "and what to check: {status}");
     assert!(
-        requests.lock().unwrap().iter().any(|r| r == "GET /_/sync/nodes"),
+        status.contains("HYPERCLAY_URL"),
+        "and what to check: {status}"
+    );
+    assert!(
+        requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r == "GET /_/sync/nodes"),
         "the listing was asked for"
     );
     heard_nothing(&heard);

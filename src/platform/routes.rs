@@ -342,9 +342,8 @@ pub async fn control(
     body: Body,
 ) -> Result<Json<serde_json::Value>> {
     let body: serde_json::Value = read_json(&headers, body).await?;
-    let frame = control_frame(body).map_err(|why| {
-        PlatformError::BadRequest(format!("not a control envelope: {why}"))
-    })?;
+    let frame = control_frame(body)
+        .map_err(|why| PlatformError::BadRequest(format!("not a control envelope: {why}")))?;
     platform.store.publish_control(&account, frame.to_string());
     Ok(Json(serde_json::json!({ "ok": true })))
 }
