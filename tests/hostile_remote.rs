@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -46,7 +46,8 @@ async fn capture() -> (SocketAddr, Arc<Mutex<Heard>>, tokio::task::JoinHandle<()
                     .get("x-api-key")
                     .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                     .unwrap_or_default();
-                let mut h = h.lock().unwrap();
+                // Not poisoned by a failed assertion elsewhere: it keeps recording.
+                let mut h = h.lock().unwrap_or_else(|p| p.into_inner());
                 h.requests.push(format!("{method} {uri} key={key}"));
                 h.bodies.push(body.to_vec());
                 Json(json!({}))
@@ -79,6 +80,8 @@ struct Platform {
     requests: Arc<Mutex<Vec<String>>>,
 }
 
+/// A redirect to the same path (as asked: `OriginalUri`, before the nested router strips
+/// `/_/sync`) at `to`.
 fn redirect(status: StatusCode, to: SocketAddr, uri: &Uri) -> Response {
     (
         status,
@@ -130,7 +133,7 @@ async fn redirecting_platform(
     (url, requests, task)
 }
 
-async fn status(State(p): State<Platform>, uri: Uri) -> Response {
+async fn status(State(p): State<Platform>, OriginalUri(uri): OriginalUri) -> Response {
     if p.redirects.status {
         return redirect(StatusCode::FOUND, p.to, &uri);
     }
@@ -142,7 +145,7 @@ async fn status(State(p): State<Platform>, uri: Uri) -> Response {
     .into_response()
 }
 
-async fn nodes(State(p): State<Platform>, uri: Uri) -> Response {
+async fn nodes(State(p): State<Platform>, OriginalUri(uri): OriginalUri) -> Response {
     if p.redirects.listing {
         return redirect(StatusCode::FOUND, p.to, &uri);
     }
@@ -170,7 +173,7 @@ async fn content(Path(id): Path<u64>) -> Response {
         .into_response()
 }
 
-async fn write(State(p): State<Platform>, uri: Uri) -> Response {
+async fn write(State(p): State<Platform>, OriginalUri(uri): OriginalUri) -> Response {
     if p.redirects.writes {
         return redirect(StatusCode::TEMPORARY_REDIRECT, p.to, &uri);
     }
