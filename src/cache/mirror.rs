@@ -168,6 +168,30 @@ impl Mirror {
         super::versions::open_nofollow(&self.path(rel))
     }
 
+    /// Opens the mirror copy at `rel` for the sync's own reads (backups, hashing, uploads) never
+    /// through a symlink: neither `rel` itself (`O_NOFOLLOW`) nor a folder on the way to it. A
+    /// symlink planted in the mirror (a restored backup, another program) must not bring a file
+    /// from outside the mirror into `sites-versions/` or up to the platform. (The mount's own
+    /// reads use [`Mirror::open_read`]; the local server checks its paths itself.)
+    pub fn open_own(&self, rel: &RelPath) -> Result<File> {
+        if let Some(dir) = rel.parent() {
+            self.refuse_symlinks(&dir)?;
+        }
+        let path = self.path(rel);
+        super::versions::open_nofollow(&path).map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => MirrorError::Symlink(path.clone()),
+            _ => MirrorError::io("reading", &path, e),
+        })
+    }
+
+    /// The first symlink on the way to `rel`, `rel` itself included, if any.
+    pub fn symlink_on_the_way(&self, rel: &RelPath) -> Option<PathBuf> {
+        match self.refuse_symlinks(rel) {
+            Err(MirrorError::Symlink(path)) => Some(path),
+            _ => None,
+        }
+    }
+
     /// Whether something (a file, a folder; a symlink is not followed) is at `rel`.
     pub fn exists(&self, rel: &RelPath) -> bool {
         self.path(rel).symlink_metadata().is_ok()
@@ -213,9 +237,23 @@ impl Mirror {
         self.commit(&temp, &target)
     }
 
-    /// A mirror file's bytes (`None`: there is none, or it can't be read).
+    /// A mirror file's bytes (`None`: there is none, it can't be read, or it is a symlink or
+    /// behind one: never followed, see [`Mirror::open_own`]).
     pub fn read(&self, rel: &RelPath) -> Option<Vec<u8>> {
-        fs::read(self.path(rel)).ok()
+        let mut bytes = Vec::new();
+        self.open_own(rel).ok()?.read_to_end(&mut bytes).ok()?;
+        Some(bytes)
+    }
+
+    /// [`Mirror::read_at_most`] for the sync's own reads (an upload): never through a symlink.
+    pub fn read_own_at_most(&self, rel: &RelPath, max: u64) -> Result<Option<Vec<u8>>> {
+        let path = self.path(rel);
+        let file = self.open_own(rel)?;
+        let mut bytes = Vec::new();
+        file.take(max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| MirrorError::io("reading", &path, e))?;
+        Ok((bytes.len() as u64 <= max).then_some(bytes))
     }
 
     /// A mirror file's bytes if it holds at most `max` of them (`Ok(None)`: larger). Read with
@@ -231,7 +269,12 @@ impl Mirror {
 
     /// Sets a mirror file's modification time (best effort: the index holds the time too).
     pub fn set_modified(&self, rel: &RelPath, ms: i64) {
-        if let Ok(f) = File::options().write(true).open(self.path(rel)) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = File::options()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(self.path(rel));
+        if let Ok(f) = file {
             let _ = f.set_modified(
                 std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
             );
@@ -242,9 +285,29 @@ impl Mirror {
     /// content (a save replaces it with a finished, fsync'ed copy and makes that rename durable),
     /// so a power cut that forgets it forgets nothing anyone saved, as on a local disk. The
     /// fsync was a third of the per-file fsyncs of `tar x` or `git clone` (BENCHMARKS.md).
+    ///
+    /// A symlink at `rel` (one the index does not know: planted, or restored from a backup) is
+    /// replaced, never followed: `File::create` would empty the file it points to, which may be
+    /// outside the mirror.
     pub fn create_empty(&self, rel: &RelPath) -> Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
         let path = self.ensure_parent(rel)?;
-        File::create(&path)
+        let create = || {
+            File::options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+        };
+        let created = match create() {
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                tracing::warn!(path = %rel, "a symlink in the mirror where a file is created: replaced, not followed");
+                fs::remove_file(&path).and_then(|()| create())
+            }
+            other => other,
+        };
+        created
             .map(drop)
             .map_err(|e| MirrorError::io("creating", &path, e))
     }
@@ -384,10 +447,18 @@ impl Mirror {
         Ok(())
     }
 
-    /// Size and modification time of the file at `rel`, if one is there (the start-up scan's
-    /// check for changes made while no mount ran).
-    pub fn stat(&self, rel: &RelPath) -> Option<Stat> {
-        fs::metadata(self.path(rel)).ok().map(|m| Stat::of(&m))
+    /// What is at `rel` (`None`: nothing), a symlink not followed: a regular file's size and
+    /// modification time, or `Folder`/`Other` (the start-up scan's check for changes made while
+    /// no mount ran, which never hashes through a symlink).
+    pub fn stat(&self, rel: &RelPath) -> Option<ListedKind> {
+        let meta = fs::symlink_metadata(self.path(rel)).ok()?;
+        Some(if meta.is_file() {
+            ListedKind::File(Stat::of(&meta))
+        } else if meta.is_dir() {
+            ListedKind::Folder
+        } else {
+            ListedKind::Other
+        })
     }
 
     /// What the folder at `rel` holds: names that are UTF-8, each with what it is (symlinks
@@ -413,14 +484,23 @@ impl Mirror {
             .collect()
     }
 
-    /// The checksum and size of the mirror file at `rel`.
+    /// The checksum and size of the mirror file at `rel`, never through a symlink.
     pub fn checksum_at(&self, rel: &RelPath) -> Result<(String, u64)> {
-        Self::checksum_of(&self.path(rel))
+        let file = self.open_own(rel)?;
+        Self::checksum_file(file, &self.path(rel))
     }
 
-    /// The checksum of a mirror file, read in chunks.
+    /// The checksum of a file of the program's own (a staged or working copy), read in chunks;
+    /// a symlink there is refused, not followed.
     pub fn checksum_of(path: &Path) -> Result<(String, u64)> {
-        let mut file = File::open(path).map_err(|e| MirrorError::io("reading", path, e))?;
+        let file = super::versions::open_nofollow(path).map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => MirrorError::Symlink(path.to_path_buf()),
+            _ => MirrorError::io("reading", path, e),
+        })?;
+        Self::checksum_file(file, path)
+    }
+
+    fn checksum_file(mut file: File, path: &Path) -> Result<(String, u64)> {
         let mut sum = Checksummer::default();
         let mut buf = vec![0u8; 256 * 1024];
         let mut total = 0u64;

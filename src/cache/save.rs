@@ -32,7 +32,9 @@ pub fn replace(
 ) -> Result<Replaced, MirrorError> {
     let (checksum, size) = Mirror::checksum_of(work)?;
     let target = mirror.path(rel);
-    let previous = std::fs::read(&target).ok();
+    // Never through a symlink: a link planted there would put the file it points to (maybe
+    // outside the mirror) into `sites-versions/`.
+    let previous = mirror.read(rel);
     if previous
         .as_deref()
         .is_some_and(|p| crate::protocol::checksum(p) == checksum)
@@ -73,8 +75,9 @@ pub fn record_site_version(mirror: &Mirror, rel: &RelPath, kind: NodeKind) {
         return;
     }
     let target = mirror.path(rel);
-    if let Err(e) = std::fs::read(&target)
-        .map_err(|e| MirrorError::io("reading", &target, e))
+    if let Err(e) = mirror
+        .read(rel)
+        .ok_or_else(|| MirrorError::io("reading", &target, std::io::ErrorKind::NotFound.into()))
         .and_then(|bytes| versions::save(&mirror.versions_root(), rel, kind, &bytes))
     {
         tracing::warn!(path = %rel, error = %e, "could not record the saved version in sites-versions");

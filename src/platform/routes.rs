@@ -341,18 +341,42 @@ pub async fn control(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<serde_json::Value>> {
-    let envelope: serde_json::Value = read_json(&headers, body).await?;
-    if !envelope.is_object() {
-        return Err(PlatformError::BadRequest(
-            "a control envelope is a JSON object".into(),
-        ));
-    }
-    let mut frame = envelope;
-    if frame.get("type").and_then(|t| t.as_str()) != Some("live-sync") {
-        frame["type"] = serde_json::Value::String("control".into());
-    }
+    let body: serde_json::Value = read_json(&headers, body).await?;
+    let frame = control_frame(body)
+        .map_err(|why| PlatformError::BadRequest(format!("not a control envelope: {why}")))?;
     platform.store.publish_control(&account, frame.to_string());
     Ok(Json(serde_json::json!({ "ok": true })))
+}
+
+/// The stream frame for a `POST control` body. Hyperclay Local's control lane (its
+/// `control-lane-core`, shared with hyperclay.com) reads `{"type":"control","envelope":E}` with
+/// `E` the body exactly as posted, and drops as malformed an envelope that is not an object with
+/// a non-empty string `type`, an object `payload` and, if present, a positive integer `v`.
+/// Decided: such a body is refused with 400 here, rather than answered 200 and then dropped by
+/// every device. A `live-sync` body (hyperclay's mount relaying an open tab's snapshot, as
+/// hyperclay.com relays Hyperclay Local's) stays a `live-sync` frame of its own.
+pub fn control_frame(body: serde_json::Value) -> std::result::Result<serde_json::Value, String> {
+    let Some(object) = body.as_object() else {
+        return Err("the body is not a JSON object".into());
+    };
+    let kind = object.get("type").and_then(|t| t.as_str()).unwrap_or("");
+    if kind == "live-sync" {
+        return Ok(body);
+    }
+    if kind.is_empty() {
+        return Err("its `type` is not a non-empty string".into());
+    }
+    if !object.get("payload").is_some_and(|p| p.is_object()) {
+        return Err("its `payload` is not a JSON object".into());
+    }
+    if let Some(v) = object.get("v") {
+        // As JavaScript's `Number.isInteger(v) && v >= 1`: `2.0` is an integer too.
+        let integer = v.as_u64().map(|v| v as f64).or_else(|| v.as_f64());
+        if !integer.is_some_and(|v| v >= 1.0 && v.fract() == 0.0) {
+            return Err("its `v` is not a positive integer".into());
+        }
+    }
+    Ok(serde_json::json!({ "type": "control", "envelope": body }))
 }
 
 #[derive(Deserialize)]

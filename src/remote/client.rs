@@ -132,6 +132,11 @@ pub struct Client {
 
 fn http_client() -> Result<reqwest::Client> {
     reqwest::Client::builder()
+        // The platform's API never redirects. Following one would send `X-API-Key` (reqwest
+        // drops only `Authorization` on a cross-host redirect, not a custom header) and, with a
+        // 307/308, the body of a write to whatever address a platform or proxy names: none is
+        // followed, and `send` turns a 3xx into `RemoteError::Redirected`.
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(60))
@@ -317,6 +322,11 @@ impl Client {
             return Ok(response);
         }
         let status = response.status().as_u16();
+        if response.status().is_redirection() {
+            let to = redirect_target(response.url(), response.headers());
+            tracing::warn!(status, to = %to, "the platform answered with a redirect: not followed");
+            return Err(RemoteError::Redirected { status, to });
+        }
         let text = self
             .read_limited(response, limits::ERROR_BODY, "an error answer")
             .await
@@ -716,6 +726,24 @@ impl Client {
 
 fn check_name(kind: NodeKind, name: &str) -> Result<()> {
     names::check(kind, name).map_err(|e| RemoteError::InvalidName(format!("{name:?}: {}", e.rule)))
+}
+
+/// Where a redirect points, for the message: the scheme, host and port only (the path and
+/// query may carry anything), made printable; relative locations resolve against the request.
+fn redirect_target(request_url: &reqwest::Url, headers: &HeaderMap) -> String {
+    let Some(location) = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return "no address".into();
+    };
+    match request_url.join(location) {
+        Ok(to) => {
+            let origin = to.origin().ascii_serialization();
+            protocol::printable(&origin, 200)
+        }
+        Err(_) => protocol::printable(location, 200),
+    }
 }
 
 fn raw_meta(headers: &HeaderMap) -> Result<ContentMeta> {

@@ -44,6 +44,12 @@ pub enum RemoteError {
     /// (a streamed body, or abandoned twice): its caller retries as for any transient fault.
     #[error("the request was abandoned (the platform came back); it is retried")]
     Abandoned,
+    /// The platform (or anything between us and it) answered with a redirect. None is followed
+    /// (client.rs, `http_client`): the API never needs one, and following it would carry the
+    /// credentials, and a write's content, to the address it names. Not transient: it is a
+    /// misconfigured address or an attack, and only the user can tell which.
+    #[error("the platform answered with a redirect ({status}) to {to}; refused: check the platform address (HYPERCLAY_URL)")]
+    Redirected { status: u16, to: String },
     /// An answer over its limit (client.rs, `limits`): dropped unread.
     #[error("the platform sent {what} larger than {limit} bytes, the limit: it was dropped")]
     Oversized { what: &'static str, limit: u64 },

@@ -142,6 +142,8 @@ impl Engine {
             SyncError::Remote(RemoteError::Expired) => (ProblemKind::SignedOut, "Your sign-in expired: sign in again with `hyperclay login`. The mount keeps working locally.".to_string()),
             SyncError::Remote(RemoteError::PaymentRequired) => (ProblemKind::PaymentRequired, "Sync needs a paid Hyperclay plan. The mount keeps working locally.".to_string()),
             SyncError::WrongAccount { .. } => (ProblemKind::SignedOut, e.to_string()),
+            // A misconfigured address or an attack: shown above being offline.
+            SyncError::Remote(RemoteError::Redirected { .. }) => (ProblemKind::BadAnswer, format!("Could not sync: {e}")),
             other => (ProblemKind::Other, format!("Could not sync: {other}")),
         };
         let new = self.status.top().map(|p| p.message) != Some(message.clone());

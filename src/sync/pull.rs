@@ -118,6 +118,31 @@ impl Engine {
         }
     }
 
+    /// Whether the place of a platform folder in the mirror is a symlink (or behind one): then
+    /// the folder is refused, never followed, with one status line, and everything else syncs.
+    /// Decided: refused rather than replaced, because the link is the user's (a mirror restored
+    /// from a backup, a link made while no mount ran) and whatever it points to may be outside the
+    /// mirror; writing into it or backing it up would reach there. A file symlink at a platform
+    /// file's place is different: the fetched copy replaces the link itself (a rename never
+    /// follows it) and the backup before it reads nothing through it (`Mirror::open_own`).
+    fn folder_is_a_symlink(&self, r: &RemoteNode, parent: u64) -> bool {
+        let Some(rel) = self.index.path(parent).and_then(|p| p.join(&r.name).ok()) else {
+            return false;
+        };
+        match self.mirror.symlink_on_the_way(&rel) {
+            Some(link) => {
+                if self.status.refuse_symlinked_folder(rel.as_str()) {
+                    tracing::warn!(path = %rel, link = %link.display(), node = r.id, "a platform folder's place in the mirror is a symlink: not synced, never followed; everything else syncs");
+                }
+                true
+            }
+            None => {
+                self.status.clear_symlinked_folder(rel.as_str());
+                false
+            }
+        }
+    }
+
     /// Applies what the platform holds for one node.
     pub fn apply_node(&self, r: &RemoteNode) -> Result<Applied> {
         let _namespace = self.namespace_lock();
@@ -132,6 +157,9 @@ impl Engine {
             });
         };
         if !self.platform_name_ok(r.id, &r.name, parent) {
+            return Ok(Applied::default());
+        }
+        if r.kind == NodeKind::Folder && self.folder_is_a_symlink(r, parent) {
             return Ok(Applied::default());
         }
         let entry = match self.index.by_node(r.id) {
@@ -484,8 +512,21 @@ impl Engine {
             )
         });
         let mut applied = Applied::default();
+        // Folders refused for a symlink in the mirror, and what is inside them: skipped (the
+        // index may know the folder from before the link was made).
+        let mut behind_symlinks: HashSet<u64> = HashSet::new();
         for node in sorted {
-            let a = self.apply_node(&RemoteNode::from(node))?;
+            let remote = RemoteNode::from(node);
+            let behind = behind_symlinks.contains(&remote.parent_id)
+                || (remote.kind == NodeKind::Folder
+                    && self
+                        .parent_ino(remote.parent_id)
+                        .is_some_and(|parent| self.folder_is_a_symlink(&remote, parent)));
+            if behind {
+                behind_symlinks.insert(remote.id);
+                continue;
+            }
+            let a = self.apply_node(&remote)?;
             applied.fetch.extend(a.fetch);
             applied.push.extend(a.push);
             applied.resync |= a.resync;

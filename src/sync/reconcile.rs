@@ -106,7 +106,7 @@ impl Engine {
             return Ok(());
         };
         match self.mirror.stat(rel) {
-            Some(stat) => {
+            Some(ListedKind::File(stat)) => {
                 // Unchanged size and time: unchanged content (a changed time is re-hashed).
                 if self.trust_file_times
                     && stat.size == e.size
@@ -114,7 +114,16 @@ impl Engine {
                 {
                     return Ok(());
                 }
-                let (sum, size) = self.mirror.checksum_at(rel)?;
+                let (sum, size) = match self.mirror.checksum_at(rel) {
+                    Ok(sum) => sum,
+                    Err(crate::cache::MirrorError::Symlink(link)) => {
+                        // A folder on the way is a symlink now: never hashed through (what it
+                        // points to may be outside the mirror and must not go up).
+                        tracing::warn!(path = %rel, link = %link.display(), "behind a symlink in the mirror: not read, left as it was");
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 if sum != local {
                     tracing::info!(path = %rel, "changed in the mirror while no mount ran");
                     self.index.modify(e.ino, |e| {
@@ -125,6 +134,11 @@ impl Engine {
                 } else {
                     self.index.modify(e.ino, |e| e.mtime_ms = stat.mtime_ms)?;
                 }
+            }
+            Some(_) => {
+                // A symlink (or a folder) where the file was: never followed nor hashed, and not
+                // taken for a delete either; the file stays as the index has it.
+                tracing::warn!(path = %rel, "not a file in the mirror any more (a symlink or a folder): not read, left as it was");
             }
             None => {
                 // Deleted from the mirror while no mount ran: a local delete (never across).

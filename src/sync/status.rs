@@ -80,6 +80,34 @@ impl Status {
         true
     }
 
+    /// A platform folder whose place in the mirror is a symlink: not synced (one line per
+    /// folder); answers whether this is news, for a log line once.
+    pub fn refuse_symlinked_folder(&self, path: &str) -> bool {
+        let key = (ProblemKind::PlatformName, format!("symlink {path}"));
+        let mut problems = self.lock();
+        if problems.contains_key(&key) {
+            return false;
+        }
+        let message = format!(
+            "{path} is a symlink in the mirror: the platform's folder {path} is not synced here (a symlink is never followed); everything else syncs. Move the link away to sync it."
+        );
+        problems.insert(
+            key,
+            Problem {
+                kind: ProblemKind::PlatformName,
+                path: None,
+                message,
+            },
+        );
+        true
+    }
+
+    /// The folder's place is no longer a symlink.
+    pub fn clear_symlinked_folder(&self, path: &str) {
+        self.lock()
+            .remove(&(ProblemKind::PlatformName, format!("symlink {path}")));
+    }
+
     /// The file went up (or was removed): its problems are over.
     pub fn clear_path(&self, path: &str) {
         self.lock().retain(|(_, p), _| p != path);

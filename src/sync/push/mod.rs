@@ -239,6 +239,7 @@ impl Engine {
             SyncError::Remote(RemoteError::OutOfSites) => ProblemKind::OutOfSites,
             SyncError::Remote(RemoteError::InvalidName(_)) => ProblemKind::RefusedName,
             SyncError::Remote(RemoteError::TooLarge) => ProblemKind::TooLarge,
+            SyncError::Remote(RemoteError::Redirected { .. }) => ProblemKind::BadAnswer,
             _ => ProblemKind::Other,
         };
         tracing::warn!(%path, error = %e, "not uploaded: the file stays local");

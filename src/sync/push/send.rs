@@ -117,7 +117,7 @@ impl Engine {
                     e.name, err.rule
                 )))
             })?;
-            let Some(bytes) = self.mirror.read_at_most(&rel, MAX_CONTENT_BYTES)? else {
+            let Some(bytes) = self.mirror.read_own_at_most(&rel, MAX_CONTENT_BYTES)? else {
                 return Err(SyncError::Remote(RemoteError::TooLarge));
             };
             let bytes = Bytes::from(bytes);
