@@ -15,7 +15,7 @@ use common::{eventually, platform_files, Mode, TestPlatform, KEY};
 use hyperclay::cache::{Index, Mirror};
 use hyperclay::protocol::NodeKind;
 use hyperclay::remote::{Client, Credential};
-use hyperclay::sync::Engine;
+use hyperclay::sync::{Engine, Settings};
 
 const WAIT: Duration = Duration::from_secs(30);
 const OUTSIDE: &[u8] = b"OUTSIDE the mirror: never read";
@@ -35,7 +35,7 @@ impl Device {
         mirror.sweep_temps();
         let index = Arc::new(Index::open(&mirror.index_path()).unwrap());
         let client = Arc::new(Client::new(url, Credential::ApiKey(KEY.into())).unwrap());
-        let engine = Engine::new(client, index, mirror, Arc::new(|_| {}));
+        let engine = Engine::new(client, index, mirror, Arc::new(|_| {}), Settings::default());
         let scanning = engine.clone();
         tokio::task::spawn_blocking(move || scanning.scan_local())
             .await
