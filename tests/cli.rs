@@ -1,15 +1,21 @@
 //! The command line as a user's shell and systemd see it (issue 16): the service unit (checked
 //! by `systemd-analyze verify`), readiness told to systemd over a real NOTIFY_SOCKET, shell
-//! completions, manual pages and `--version`.
+//! completions, manual pages and `--version`. And a log that is plain text to read (issues 26
+//! and 27).
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use common::hostile::{node, Content, HostilePlatform, Script};
 use common::{Mode, MountProcess, TestPlatform};
+
+/// How long a command that should answer at once may take on a loaded machine.
+const LIMIT: Duration = Duration::from_secs(30);
 
 fn hyperclay(home: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hyperclay"));
@@ -268,4 +274,95 @@ fn version_names_the_commit_it_was_built_from() {
         out.trim(),
         format!("hyperclay {} ({})", env!("CARGO_PKG_VERSION"), head.trim())
     );
+}
+
+/// Waits (at most `limit`) for a line of the child's stdout that holds `wanted`; the rest is
+/// drained so the child never blocks on a full pipe.
+fn wait_for_line(child: &mut Child, wanted: &'static str, limit: Duration) {
+    let (said, heard) = std::sync::mpsc::channel();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    std::thread::spawn(move || {
+        if lines.any(|l| l.is_ok_and(|l| l.contains(wanted))) {
+            let _ = said.send(());
+        }
+        lines.for_each(drop);
+    });
+    heard
+        .recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("no line with {wanted:?} within {limit:?}"));
+}
+
+/// Names from the platform and from files reach the log printable (issue 26): a site whose name
+/// retitles and clears the terminal (its fetch stalls, and the failure is logged with its name)
+/// and a file written with such a name leave no ESC or BEL byte in sync.log or on standard
+/// error; standard error into a file has no colours and no module paths, which `-v` adds.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_reach_the_log_printable_and_a_file_gets_no_colours() {
+    let hostile_name = "\u{1b}]2;pwned\u{7}\u{1b}[2Jtitle.html";
+    let platform = HostilePlatform::start(Script {
+        username: "mallory".into(),
+        nodes: vec![node(1, "site", hostile_name, "", 0, b"<p>hi</p>")],
+        // Its content stalls: the failed fetch is logged with the name.
+        content: [(1, Content::Trickle(Duration::from_secs(20)))]
+            .into_iter()
+            .collect(),
+        ..Script::default()
+    })
+    .await;
+    let mut m = MountProcess::prepare(&platform.url(), &[("HYPERCLAY_PROGRESS_TIMEOUT_SECS", "1")]);
+    let stderr_path = m.home.path().join("stderr");
+    let mount = |m: &mut MountProcess, extra: &[&str]| {
+        let mut child = m
+            .command()
+            .env_remove("NO_COLOR")
+            .args(extra)
+            .arg("mount")
+            .arg(&m.mountpoint)
+            .arg("--mirror")
+            .arg(&m.mirror)
+            .arg("--no-serve")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap();
+        wait_for_line(&mut child, " mounted at ", LIMIT);
+        m.child = Some(child);
+    };
+    mount(&mut m, &[]);
+    // A file named to do the same, written through the mount.
+    let file_name = "\u{1b}]2;again\u{7}\u{1b}[2Jnote.txt";
+    std::fs::write(m.path(file_name), b"x").unwrap();
+    let logged = common::wait_until(LIMIT, || {
+        let log = m.log();
+        log.contains("pwned") && log.contains("again")
+    });
+    assert!(logged.is_some(), "both names reach the log:\n{}", m.log());
+    assert!(m.stop().success());
+    let log = m.log();
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    for (what, text) in [("sync.log", &log), ("standard error", &stderr)] {
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "a terminal escape in {what}:\n{text:?}"
+        );
+        assert!(
+            !text.contains(" hyperclay::"),
+            "a module path in {what}:\n{text}"
+        );
+    }
+    assert!(
+        log.contains("\\u{1b}]2;pwned\\u{7}\\u{1b}[2Jtitle.html"),
+        "the name is written escaped:\n{log}"
+    );
+    assert!(stderr.contains(" INFO mounted"), "{stderr}");
+
+    // -v names each line's module.
+    mount(&mut m, &["-v"]);
+    assert!(m.stop().success());
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(
+        stderr.contains(" hyperclay::cli::mount: mounted"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
 }
