@@ -1,15 +1,15 @@
 //! The command line as a user's shell and systemd see it (issue 16): the service unit (checked
 //! by `systemd-analyze verify`), readiness told to systemd over a real NOTIFY_SOCKET, shell
-//! completions, manual pages and `--version`. And a log that is plain text to read (issues 26
-//! and 27).
+//! completions, manual pages and `--version`. And what the commands say (issue 27): one owner
+//! per mirror, messages and exit codes that are true, and a log that is plain text to read.
 
 mod common;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::hostile::{node, Content, HostilePlatform, Script};
 use common::{Mode, MountProcess, TestPlatform};
@@ -365,4 +365,135 @@ async fn names_reach_the_log_printable_and_a_file_gets_no_colours() {
         "{stderr}"
     );
     assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+}
+
+/// Runs `command` to its end, at most `limit`; one still running then is killed and the test
+/// fails (a refusal must come at once, not after a mount or a server has started).
+fn finish_within(mut command: Command, limit: Duration, what: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{what}: still running after {limit:?}, it was not refused\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+/// A mount point cleaned up at the end, whatever happened (a mount that should have been
+/// refused and was killed leaves its dead mount behind).
+struct Unmounts(PathBuf);
+
+impl Drop for Unmounts {
+    fn drop(&mut self) {
+        if hyperclay::fs::is_mounted(&self.0) {
+            let _ = hyperclay::fs::fusermount_unmount(&self.0);
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+/// One owner per mirror (issue 27): a second mount of a mirror, or `hyperclay serve` on it, is
+/// refused in one line naming the mount that has it; once that mount ends, the mirror is free.
+/// `serve` holds it too: a mount is then refused, naming the server.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_owner_per_mirror_a_second_mount_or_serve_is_refused_naming_the_first() {
+    let platform = TestPlatform::start(Mode::Full).await;
+    let apps_port = common::free_port().to_string();
+    let mut m =
+        MountProcess::start_with(&platform.url(), &[("TEST_SERVE_PORT", apps_port.as_str())]);
+    let pid = m.pid();
+    let mirror = m.mirror.display().to_string();
+    let mnt = m.mountpoint.display().to_string();
+    let other = m.home.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let _cleanup = Unmounts(other.clone());
+
+    let mut second = m.command();
+    second
+        .arg("mount")
+        .arg(&other)
+        .arg("--mirror")
+        .arg(&m.mirror)
+        .arg("--no-serve");
+    let out = finish_within(second, LIMIT, "a second mount of the same mirror");
+    let said = text(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        said.starts_with(&format!(
+            "hyperclay: {mirror} is in use by the mount at {mnt} (pid {pid}): "
+        )),
+        "{said}"
+    );
+    assert_eq!(said.lines().count(), 1, "one line: {said}");
+    assert!(!hyperclay::fs::is_mounted(&other));
+
+    let mut serve = m.command();
+    serve
+        .args(["serve", "--mirror"])
+        .arg(&m.mirror)
+        .args(["--port", &common::free_port().to_string()]);
+    let out = finish_within(serve, LIMIT, "`hyperclay serve` on a mounted mirror");
+    let said = text(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        said.contains(&format!(
+            "{mirror} is in use by the mount at {mnt} (pid {pid}), which serves its apps at http://127.0.0.1:{apps_port}"
+        )),
+        "points to the mount's own server: {said}"
+    );
+    // The running mount is untouched.
+    assert_eq!(m.status_json()["mounts"][0]["sync_on"], true);
+
+    // The lock ends with its process: `serve` may have the mirror now, and then holds it.
+    assert!(m.stop().success());
+    let serve_port = common::free_port().to_string();
+    let mut serve = m
+        .command()
+        .args(["serve", "--mirror"])
+        .arg(&m.mirror)
+        .args(["--port", &serve_port])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let serving = Kill(&mut serve);
+    wait_for_line(serving.0, "hyperclay: serving", LIMIT);
+    let serve_pid = serving.0.id();
+    let mut mount = m.command();
+    mount
+        .arg("mount")
+        .arg(&m.mountpoint)
+        .arg("--mirror")
+        .arg(&m.mirror)
+        .arg("--no-serve");
+    let out = finish_within(mount, LIMIT, "a mount of a mirror `hyperclay serve` has");
+    let said = text(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        said.starts_with(&format!(
+            "hyperclay: {mirror} is in use by `hyperclay serve` (pid {serve_pid}) at http://127.0.0.1:{serve_port}: "
+        )),
+        "{said}"
+    );
+    assert!(!hyperclay::fs::is_mounted(&m.mountpoint));
 }

@@ -3,6 +3,7 @@
 
 pub mod login;
 pub mod man;
+pub mod mirror_lock;
 pub mod mount;
 pub mod pidfile;
 pub mod serve;

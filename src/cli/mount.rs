@@ -16,6 +16,7 @@ use hyperclay::remote::{Client, Credential};
 use hyperclay::sync::listed::Listing;
 use hyperclay::sync::{self, Engine};
 
+use super::mirror_lock::MirrorLock;
 use super::pidfile;
 
 /// Set in the child of `--daemon`: print `ready` on stdout once mounted, then detach from it.
@@ -121,6 +122,8 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     let url = address.url.clone();
     let (credential, stored) = credential(&address)?;
     let mirror_dir = args.mirror.unwrap_or_else(config::default_mirror);
+    // One owner per mirror, from before anything in it is opened until the process ends.
+    let lock = MirrorLock::acquire(&mirror_dir, Some(&mountpoint))?;
     let mirror = Arc::new(
         Mirror::open(&mirror_dir)
             .with_context(|| format!("opening the mirror {}", mirror_dir.display()))?,
@@ -196,6 +199,7 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
         {
             Ok(server) => {
                 tracing::info!(url = %server.url(), "serving the apps");
+                lock.set_apps(&server.url());
                 Some(server)
             }
             Err(e) => {
