@@ -292,6 +292,54 @@ fn wait_for_line(child: &mut Child, wanted: &'static str, limit: Duration) {
         .unwrap_or_else(|_| panic!("no line with {wanted:?} within {limit:?}"));
 }
 
+/// The local server's port is taken: the mount still comes up, and the hint names its own flag.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_taken_port_is_met_with_the_mounts_own_flag() {
+    let platform = TestPlatform::start(Mode::Full).await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let m = MountProcess::start_with(&platform.url(), &[("TEST_SERVE_PORT", port.as_str())]);
+    let log = m.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("the local server could not start"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains(&format!("port {port} on 127.0.0.1 is taken")),
+        "{line}"
+    );
+    assert!(line.contains("--serve-port N"), "{line}");
+    assert!(!line.contains("--port"), "{line}");
+}
+
+/// No /dev/fuse (hidden in a mount namespace of its own): one line that says FUSE is missing and
+/// what to do, not an OS error twice.
+#[test]
+fn without_dev_fuse_the_mount_says_fuse_is_missing_in_one_line() {
+    common::assert_root("hides /dev/fuse in a mount namespace of its own");
+    let home = tempfile::tempdir().unwrap();
+    let mnt = home.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    // A /dev without fuse, in a mount namespace of the command's own.
+    let mut command = Command::new("unshare");
+    command
+        .args(["-m", "sh", "-c"])
+        .arg("mount -t tmpfs none /dev && mknod -m 666 /dev/null c 1 3 && exec \"$0\" mount \"$1\" --no-serve")
+        .arg(env!("CARGO_BIN_EXE_hyperclay"))
+        .arg(&mnt)
+        .env("HOME", home.path())
+        .env("HYPERCLAY_HOME", home.path().join("hc"))
+        .env("HYPERCLAY_URL", "http://127.0.0.1:9")
+        .env_remove("HYPERCLAY_API_KEY");
+    let _cleanup = Unmounts(mnt.clone());
+    let out = finish_within(command, LIMIT, "a mount without /dev/fuse");
+    let said = text(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(said.lines().count(), 1, "one line: {said}");
+    assert!(said.starts_with("hyperclay: FUSE is missing"), "{said}");
+    assert!(said.contains("fuse3"), "what to do: {said}");
+    assert!(!said.contains("No such file or directory"), "{said}");
+}
 /// Names from the platform and from files reach the log printable (issue 26): a site whose name
 /// retitles and clears the terminal (its fetch stalls, and the failure is logged with its name)
 /// and a file written with such a name leave no ESC or BEL byte in sync.log or on standard

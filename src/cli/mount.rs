@@ -115,8 +115,20 @@ async fn refresh_tokens(client: Arc<Client>, mut stored: Stored) {
     }
 }
 
+/// Where FUSE's device lives. Without it nothing can be mounted.
+const DEV_FUSE: &str = "/dev/fuse";
+
+/// Says in one line that FUSE is missing, and what to do, before anything else is tried.
+fn check_fuse() -> anyhow::Result<()> {
+    if std::path::Path::new(DEV_FUSE).exists() {
+        return Ok(());
+    }
+    bail!("FUSE is missing: there is no {DEV_FUSE}; install fuse3 (`sudo apt install fuse3`) and load the module (`sudo modprobe fuse`), or in a container pass the device (`--device /dev/fuse --cap-add SYS_ADMIN`), or mount on a machine that has {DEV_FUSE}")
+}
+
 pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     let mountpoint = fs::absolute(&args.mountpoint);
+    check_fuse()?;
     fs::check_mountpoint(&mountpoint)?;
     let address = config::platform_address()?;
     let url = address.url.clone();
@@ -189,6 +201,8 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
         .context("opening the control socket")?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let follower = tokio::spawn(sync::follow(engine.clone(), stopped));
+    // Why the local server asked for does not run, to say with "mounted".
+    let mut no_server = None;
     let server = match args.serve_port {
         Some(port) => match hyperclay::serve::start(
             mirror.clone(),
@@ -204,7 +218,9 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
             }
             Err(e) => {
                 // The mount matters more than the server: go on without it.
-                tracing::warn!(error = %format!("{e:#}"), "the local server could not start; the mount works without it");
+                let why = format!("{e:#}; another port: --serve-port N, or none: --no-serve");
+                tracing::warn!(error = %why, "the local server could not start; the mount works without it");
+                no_server = Some(why);
                 None
             }
         },
@@ -230,6 +246,9 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
             );
             if let Some(server) = &server {
                 println!("  apps: {}", server.url());
+            }
+            if let Some(why) = &no_server {
+                println!("  apps: not served: {why}");
             }
             false
         }

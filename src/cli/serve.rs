@@ -19,7 +19,9 @@ pub async fn run(mirror: Option<PathBuf>, port: u16) -> anyhow::Result<()> {
     let mirror = Arc::new(
         Mirror::open(&dir).with_context(|| format!("opening the mirror {}", dir.display()))?,
     );
-    let server = serve::start(mirror.clone(), SaveTo::Mirror, port).await?;
+    let server = serve::start(mirror.clone(), SaveTo::Mirror, port)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}; another port: --port N"))?;
     lock.set_apps(&server.url());
     println!(
         "hyperclay: serving {} at {}",
