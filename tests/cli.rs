@@ -64,7 +64,7 @@ fn the_service_unit_carries_the_mount_and_no_secret_and_systemd_accepts_it() {
     for line in [
         "Type=notify".to_string(),
         format!("ExecStart=\"{exe}\" \"mount\" \"{mnt}\""),
-        format!("ExecStop=\"{exe}\" \"unmount\" \"{mnt}\""),
+        format!("ExecStop=-\"{exe}\" \"unmount\" \"{mnt}\""),
         format!("ExecStartPre=-\"{exe}\" \"unmount\" \"{mnt}\""),
         "Restart=on-failure".to_string(),
         "Environment=\"HYPERCLAY_URL=http://127.0.0.1:8787\"".to_string(),
@@ -292,6 +292,66 @@ fn wait_for_line(child: &mut Child, wanted: &'static str, limit: Duration) {
         .unwrap_or_else(|_| panic!("no line with {wanted:?} within {limit:?}"));
 }
 
+/// `unmount`, `status` and `sync off` of a folder where no mount runs, while another mount does:
+/// each says no mount runs there (naming the one that does) and fails; a trailing `/` names the
+/// same mount.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_path_where_no_mount_runs_is_said_so_while_another_mount_runs() {
+    let platform = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::start(&platform.url());
+    let mnt = m.mountpoint.display().to_string();
+    let elsewhere = m.home.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let there = elsewhere.display().to_string();
+
+    let out = m.command().arg("unmount").arg(&elsewhere).output().unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(!text(&out.stdout).contains("unmounted"), "{out:?}");
+    assert!(
+        text(&out.stderr).starts_with(&format!("hyperclay: {there} is not mounted")),
+        "{out:?}"
+    );
+
+    let out = m.command().arg("status").arg(&elsewhere).output().unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(
+        text(&out.stderr).trim(),
+        format!("hyperclay: no mount is running at {there} (the one running is at {mnt})")
+    );
+    assert!(
+        !text(&out.stdout).contains(&mnt),
+        "no answer about the other mount"
+    );
+
+    let out = m
+        .command()
+        .args(["sync", "off"])
+        .arg(&elsewhere)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(
+        text(&out.stderr).trim(),
+        format!("hyperclay: no mount is running at {there} (the one running is at {mnt}): nothing to turn off")
+    );
+    assert_eq!(
+        m.status_json()["mounts"][0]["sync_on"],
+        true,
+        "the other mount still syncs"
+    );
+
+    let out = m
+        .command()
+        .arg("status")
+        .arg(format!("{mnt}/"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text(&out.stdout).contains(&format!("mount:    {mnt} ")),
+        "{out:?}"
+    );
+}
 /// The local server's port is taken: the mount still comes up, and the hint names its own flag.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_taken_port_is_met_with_the_mounts_own_flag() {

@@ -23,3 +23,10 @@ pub async fn signal() {
         _ = term.recv() => {}
     }
 }
+
+/// A mount point as every command names it: absolute, with no `.` part and no trailing `/`, so
+/// that `~/Hyperclay/` and `~/Hyperclay` are the same mount (its pid file and control socket are
+/// found by this path).
+pub fn mount_path(path: &std::path::Path) -> std::path::PathBuf {
+    hyperclay::fs::absolute(path).components().collect()
+}

@@ -127,7 +127,7 @@ fn check_fuse() -> anyhow::Result<()> {
 }
 
 pub async fn run(args: MountArgs) -> anyhow::Result<()> {
-    let mountpoint = fs::absolute(&args.mountpoint);
+    let mountpoint = super::mount_path(&args.mountpoint);
     check_fuse()?;
     fs::check_mountpoint(&mountpoint)?;
     let address = config::platform_address()?;

@@ -8,9 +8,27 @@ use hyperclay::control::{self, Request, StatusReport};
 
 fn sockets(mountpoint: Option<&Path>) -> Vec<PathBuf> {
     match mountpoint {
-        Some(m) => vec![control::socket_for(&hyperclay::fs::absolute(m))],
+        Some(m) => vec![control::socket_for(&super::mount_path(m))],
         None => control::all_sockets(),
     }
+}
+
+/// No mount answers at `mountpoint`: says so, naming the mounts that do run.
+async fn none_at(mountpoint: &Path, doing: &str) -> anyhow::Error {
+    let running: Vec<String> = ask_all(None, Request::Status)
+        .await
+        .into_iter()
+        .map(|r| r.mountpoint)
+        .collect();
+    let others = match running.as_slice() {
+        [] => String::new(),
+        [one] => format!(" (the one running is at {one})"),
+        many => format!(" (running: {})", many.join(", ")),
+    };
+    anyhow::anyhow!(
+        "no mount is running at {}{others}{doing}",
+        super::mount_path(mountpoint).display()
+    )
 }
 
 async fn ask_all(mountpoint: Option<&Path>, request: Request) -> Vec<StatusReport> {
@@ -90,6 +108,9 @@ pub fn render(r: &StatusReport) -> String {
 
 pub async fn status(mountpoint: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
     let reports = ask_all(mountpoint.as_deref(), Request::Status).await;
+    if let (Some(m), true, false) = (&mountpoint, reports.is_empty(), json) {
+        return Err(none_at(m, "").await);
+    }
     if json {
         println!(
             "{}",
@@ -110,6 +131,14 @@ pub async fn status(mountpoint: Option<PathBuf>, json: bool) -> anyhow::Result<(
 
 pub async fn sync(on: bool, mountpoint: Option<PathBuf>) -> anyhow::Result<()> {
     let reports = ask_all(mountpoint.as_deref(), Request::Sync { on }).await;
+    let doing = if on {
+        ": nothing to turn on"
+    } else {
+        ": nothing to turn off"
+    };
+    if let (Some(m), true) = (&mountpoint, reports.is_empty()) {
+        return Err(none_at(m, doing).await);
+    }
     if reports.is_empty() {
         bail!(
             "no mount is running: nothing to turn {}",
