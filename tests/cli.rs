@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -351,6 +351,52 @@ async fn a_path_where_no_mount_runs_is_said_so_while_another_mount_runs() {
         text(&out.stdout).contains(&format!("mount:    {mnt} ")),
         "{out:?}"
     );
+}
+/// A key in HYPERCLAY_API_KEY the platform refuses: the mount and status say that key was
+/// refused and to fix the variable (not "sign in again with `hyperclay login`", which would not
+/// replace it), and `login --api-key` with a refused key says the key was refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_key_is_named_with_what_to_fix() {
+    let platform = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::start_with(&platform.url(), &[("HYPERCLAY_API_KEY", "hcsk_not_this")]);
+    let out = m
+        .command()
+        .arg("status")
+        .arg(&m.mountpoint)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let status = text(&out.stdout);
+    assert!(
+        status.contains(
+            "problem:  The platform refused the API key in HYPERCLAY_API_KEY: fix the variable"
+        ),
+        "{status}"
+    );
+    assert!(!status.contains("listing the account"), "{status}");
+    assert!(!status.contains("sign in again"), "{status}");
+    assert!(!status.contains(".;"), "{status}");
+
+    let mut login = m
+        .command()
+        .args(["login", "--api-key"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    login
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hcsk_not_this\n")
+        .unwrap();
+    let out = login.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let said = text(&out.stderr);
+    assert!(said.contains("refused that API key"), "{said}");
+    assert!(!said.contains("sign in again"), "{said}");
+    assert!(!m.credentials_path().exists(), "nothing stored");
 }
 /// The local server's port is taken: the mount still comes up, and the hint names its own flag.
 #[tokio::test(flavor = "multi_thread")]

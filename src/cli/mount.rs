@@ -133,6 +133,9 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     let address = config::platform_address()?;
     let url = address.url.clone();
     let (credential, stored) = credential(&address)?;
+    // A key from the environment is fixed there: `hyperclay login` would not replace it.
+    let key_from_env =
+        stored.is_none() && matches!(&credential, Credential::ApiKey(k) if !k.is_empty());
     let mirror_dir = args.mirror.unwrap_or_else(config::default_mirror);
     // One owner per mirror, from before anything in it is opened until the process ends.
     let lock = MirrorLock::acquire(&mirror_dir, Some(&mountpoint))?;
@@ -158,6 +161,11 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
         .map(|s| tokio::spawn(refresh_tokens(client.clone(), s)));
     let (sink, notices) = fs::notice_channel();
     let engine = Engine::new(client, index, mirror.clone(), sink);
+    if key_from_env {
+        engine.status.set_credentials_refused(
+            "The platform refused the API key in HYPERCLAY_API_KEY: fix the variable (or unset it and sign in with `hyperclay login`). The mount keeps working locally.".to_string(),
+        );
+    }
     // HYPERCLAY_PREFETCH=0: copies are fetched on first read only (a debugging aid).
     if std::env::var("HYPERCLAY_PREFETCH").as_deref() == Ok("0") {
         engine
@@ -235,7 +243,7 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
             println!("hyperclay: {url} mounted at {}", mountpoint.display());
             if let Listing::NotListed(why) = listing {
                 // The reason may quote the platform's answer: no terminal escapes.
-                let why = hyperclay::protocol::printable(&why, 300);
+                let why = hyperclay::protocol::printable(why.trim_end_matches('.'), 300);
                 tracing::warn!("not listed yet: {why}; the mount shows what the mirror holds");
                 println!("  not listed yet: {why}; showing what the mirror holds");
             }

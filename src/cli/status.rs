@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use hyperclay::control::{self, Request, StatusReport};
+use hyperclay::sync::status::ProblemKind;
 
 fn sockets(mountpoint: Option<&Path>) -> Vec<PathBuf> {
     match mountpoint {
@@ -58,7 +59,15 @@ pub fn render(r: &StatusReport) -> String {
         true => r.platform.clone(),
         false => format!("{} ({})", r.platform, r.platform_source),
     };
+    // Refused by the platform (the sign-in, the plan): nothing is being listed, whatever else.
+    let refused = r.problem.as_ref().is_some_and(|p| {
+        matches!(
+            p.kind,
+            ProblemKind::SignedOut | ProblemKind::PaymentRequired
+        )
+    });
     let state = match (r.sync_on, r.online, r.syncing) {
+        (true, _, _) if refused => "on, but the platform refuses it (see the problem)".to_string(),
         (true, true, _) if r.not_listed.is_some() => "on, listing the account".to_string(),
         (false, _, _) => {
             "off (the mount works on the mirror; `hyperclay sync on` resumes)".to_string()
@@ -80,9 +89,13 @@ pub fn render(r: &StatusReport) -> String {
         if r.waiting == 1 { "" } else { "s" }
     );
     if let Some(why) = &r.not_listed {
+        // The problem below says it already, with what to do.
+        let why = match &r.problem {
+            Some(p) if p.message == *why => "see the problem below".to_string(),
+            _ => printable(why.trim_end_matches('.'), 400),
+        };
         out.push_str(&format!(
-            "  not listed yet: {}; the mount shows what the mirror holds\n",
-            printable(why, 400)
+            "  not listed yet: {why}; the mount shows what the mirror holds\n"
         ));
     }
     if !r.stays_local.is_empty() {
