@@ -651,3 +651,45 @@ async fn one_owner_per_mirror_a_second_mount_or_serve_is_refused_naming_the_firs
     );
     assert!(!hyperclay::fs::is_mounted(&m.mountpoint));
 }
+
+/// `scripts/mount.sh MOUNTPOINT OPTIONS...` passes the options on to `hyperclay mount` (here
+/// `--daemon`, `--mirror DIR` and `--no-serve`); HYPERCLAY_BIN runs the test's binary, and a
+/// `cargo` that fails proves the script builds nothing then.
+#[tokio::test(flavor = "multi_thread")]
+async fn mount_sh_passes_its_options_on_to_the_mount() {
+    let platform = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::prepare(&platform.url(), &[]);
+    let _cleanup = Unmounts(m.mountpoint.clone());
+    let fake = m.home.path().join("bin");
+    std::fs::create_dir(&fake).unwrap();
+    std::fs::write(
+        fake.join("cargo"),
+        "#!/bin/sh\necho 'cargo must not run here' >&2\nexit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(fake.join("cargo"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap());
+    let mut script = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/mount.sh"));
+    script
+        .env("PATH", path)
+        .env("HYPERCLAY_BIN", env!("CARGO_BIN_EXE_hyperclay"))
+        .env("HYPERCLAY_HOME", m.home.path().join("home"))
+        .env("HYPERCLAY_URL", platform.url())
+        .env("HYPERCLAY_API_KEY", common::KEY)
+        .arg(&m.mountpoint)
+        .args(["--daemon", "--no-serve", "--mirror"])
+        .arg(&m.mirror);
+    let out = finish_within(script, LIMIT, "scripts/mount.sh with --daemon");
+    assert!(out.status.success(), "{out:?}");
+    assert!(text(&out.stdout).contains(" mounted at "), "{out:?}");
+    assert!(hyperclay::fs::is_mounted(&m.mountpoint));
+    let status = m.status_json();
+    let mirror = std::fs::canonicalize(&m.mirror).unwrap();
+    assert_eq!(
+        status["mounts"][0]["mirror"],
+        mirror.display().to_string(),
+        "the mount uses --mirror: {status}"
+    );
+    m.unmount();
+}
