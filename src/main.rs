@@ -159,7 +159,11 @@ fn main() {
     }));
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
-        eprintln!("hyperclay: {e:#}");
+        // The message may quote the platform or a file name: no terminal escapes.
+        eprintln!(
+            "hyperclay: {}",
+            hyperclay::log::printable(&format!("{e:#}"))
+        );
         std::process::exit(1);
     }
 }

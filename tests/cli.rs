@@ -693,3 +693,25 @@ async fn mount_sh_passes_its_options_on_to_the_mount() {
     );
     m.unmount();
 }
+
+/// An error that quotes a name (here a mount point that does not exist, named to clear the
+/// screen) reaches standard error escaped, like the log.
+#[test]
+fn an_error_quoting_a_name_prints_no_terminal_escape() {
+    let home = tempfile::tempdir().unwrap();
+    let mnt = home.path().join("gone\u{1b}[2J\u{7}");
+    let out = hyperclay(home.path())
+        .arg("mount")
+        .arg(&mnt)
+        .env("HYPERCLAY_URL", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    let said = text(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(said.contains("does not exist"), "{said}");
+    assert!(
+        !said.contains('\u{1b}') && !said.contains('\u{7}'),
+        "{said:?}"
+    );
+    assert!(said.contains("gone\\u{1b}[2J\\u{7}"), "{said}");
+}
