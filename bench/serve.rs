@@ -68,11 +68,20 @@ async fn main() {
         assert!(t.elapsed() < Duration::from_secs(60), "hydration");
         std::thread::sleep(Duration::from_millis(100));
     }
-    // The server alone, on the same mirror: no mount, no index.
+    // The server alone, on a copy of the mirror (the mount owns its mirror: `serve` on it is
+    // refused): no mount, no index.
+    let alone_mirror = dir.path().join("alone-mirror");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(home.join("mirror"))
+        .arg(&alone_mirror)
+        .status()
+        .unwrap();
+    assert!(copied.success(), "copying the mirror");
     let alone_port = free_port();
     let mut alone = Command::new(env!("CARGO_BIN_EXE_hyperclay"))
         .args(["serve", "--port", &alone_port.to_string(), "--mirror"])
-        .arg(home.join("mirror"))
+        .arg(&alone_mirror)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
 # From a fresh clone to a mounted, syncing folder: installs fuse3 if missing, builds the release
 # binary, starts the bundled dev platform unless HYPERCLAY_URL is set, and mounts at MOUNTPOINT
-# (default ~/Hyperclay) until Ctrl-C.
-#   scripts/mount.sh [MOUNTPOINT]
+# (default ~/Hyperclay) until Ctrl-C. Every argument after MOUNTPOINT goes to `hyperclay mount`
+# (--serve-port N, --no-serve, --mirror DIR, --daemon ...). HYPERCLAY_BIN names a hyperclay
+# binary to run instead of building one.
+#   scripts/mount.sh [MOUNTPOINT] [MOUNT OPTIONS...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mountpoint="${1:-$HOME/Hyperclay}"
+mountpoint="$HOME/Hyperclay"
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then mountpoint="$1"; shift; fi
 
 if ! command -v fusermount3 >/dev/null 2>&1; then
   echo "installing fuse3..."
   sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq fuse3
 fi
-[ -e /dev/fuse ] || { echo "/dev/fuse is missing: load the fuse module (modprobe fuse)" >&2; exit 1; }
+[ -e /dev/fuse ] || { echo "FUSE is missing: there is no /dev/fuse; load the module (sudo modprobe fuse), or in a container pass the device (--device /dev/fuse --cap-add SYS_ADMIN)" >&2; exit 1; }
 
-cargo build --release --locked
-bin="$PWD/target/release/hyperclay"
+if [ -n "${HYPERCLAY_BIN:-}" ]; then
+  bin="$HYPERCLAY_BIN"
+else
+  cargo build --release --locked
+  bin="$PWD/target/release/hyperclay"
+fi
 
 platform_pid=""
 cleanup() { [ -n "$platform_pid" ] && kill "$platform_pid" 2>/dev/null || true; }
@@ -38,6 +45,14 @@ if [ -z "${HYPERCLAY_URL:-}" ]; then
   echo "dev platform: $HYPERCLAY_URL (key $HYPERCLAY_API_KEY, data $data)"
 fi
 
+daemon=""
+for arg in "$@"; do [ "$arg" = "--daemon" ] && daemon=1; done
+
 mkdir -p "$mountpoint"
-echo "mounting at $mountpoint; Ctrl-C unmounts"
-"$bin" mount "$mountpoint"
+if [ -n "$daemon" ]; then echo "mounting at $mountpoint in the background"
+else echo "mounting at $mountpoint; Ctrl-C unmounts"; fi
+"$bin" mount "$mountpoint" "$@"
+if [ -n "$daemon" ] && [ -n "$platform_pid" ]; then
+  echo "the dev platform keeps running for the mount (pid $platform_pid): stop it after \`hyperclay unmount $mountpoint\`"
+  platform_pid=""
+fi

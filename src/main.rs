@@ -25,6 +25,10 @@ const VERSION: &str = concat!(
     about = "The hyperclay.com platform mounted as a local folder"
 )]
 struct Cli {
+    /// Log more: debug lines too, each naming the module that wrote it (RUST_LOG overrides the
+    /// level).
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -155,12 +159,17 @@ fn main() {
     }));
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
-        eprintln!("hyperclay: {e:#}");
+        // The message may quote the platform or a file name: no terminal escapes.
+        eprintln!(
+            "hyperclay: {}",
+            hyperclay::log::printable(&format!("{e:#}"))
+        );
         std::process::exit(1);
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let verbose = cli.verbose;
     match cli.command {
         Command::Mount {
             mountpoint,
@@ -173,7 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 return cli::mount::daemonize();
             }
             let log = hyperclay::config::log_path();
-            hyperclay::log::init_with_file(&log)
+            hyperclay::log::init_with_file(&log, verbose)
                 .with_context(|| format!("opening the log {}", log.display()))?;
             let serve_port = (!no_serve).then_some(serve_port);
             let runtime = runtime()?;
@@ -189,7 +198,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
         Command::Serve { mirror, port } => {
-            hyperclay::log::init_stderr();
+            hyperclay::log::init_stderr(verbose);
             runtime()?.block_on(cli::serve::run(mirror, port))
         }
         Command::Unmount { mountpoint } => cli::unmount::run(&mountpoint),
@@ -229,7 +238,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             token_ttl_secs,
             samples,
         } => {
-            hyperclay::log::init_stderr();
+            hyperclay::log::init_stderr(verbose);
             let mut config = PlatformConfig::new(
                 data.unwrap_or_else(|| hyperclay::config::data_dir().join("dev-platform")),
             );

@@ -1,15 +1,21 @@
 //! The command line as a user's shell and systemd see it (issue 16): the service unit (checked
 //! by `systemd-analyze verify`), readiness told to systemd over a real NOTIFY_SOCKET, shell
-//! completions, manual pages and `--version`.
+//! completions, manual pages and `--version`. And what the commands say (issue 27): one owner
+//! per mirror, messages and exit codes that are true, and a log that is plain text to read.
 
 mod common;
 
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
-use std::process::{Command, Output};
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
+use common::hostile::{node, Content, HostilePlatform, Script};
 use common::{Mode, MountProcess, TestPlatform};
+
+/// How long a command that should answer at once may take on a loaded machine.
+const LIMIT: Duration = Duration::from_secs(30);
 
 fn hyperclay(home: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hyperclay"));
@@ -58,7 +64,7 @@ fn the_service_unit_carries_the_mount_and_no_secret_and_systemd_accepts_it() {
     for line in [
         "Type=notify".to_string(),
         format!("ExecStart=\"{exe}\" \"mount\" \"{mnt}\""),
-        format!("ExecStop=\"{exe}\" \"unmount\" \"{mnt}\""),
+        format!("ExecStop=-\"{exe}\" \"unmount\" \"{mnt}\""),
         format!("ExecStartPre=-\"{exe}\" \"unmount\" \"{mnt}\""),
         "Restart=on-failure".to_string(),
         "Environment=\"HYPERCLAY_URL=http://127.0.0.1:8787\"".to_string(),
@@ -268,4 +274,444 @@ fn version_names_the_commit_it_was_built_from() {
         out.trim(),
         format!("hyperclay {} ({})", env!("CARGO_PKG_VERSION"), head.trim())
     );
+}
+
+/// Waits (at most `limit`) for a line of the child's stdout that holds `wanted`; the rest is
+/// drained so the child never blocks on a full pipe.
+fn wait_for_line(child: &mut Child, wanted: &'static str, limit: Duration) {
+    let (said, heard) = std::sync::mpsc::channel();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    std::thread::spawn(move || {
+        if lines.any(|l| l.is_ok_and(|l| l.contains(wanted))) {
+            let _ = said.send(());
+        }
+        lines.for_each(drop);
+    });
+    heard
+        .recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("no line with {wanted:?} within {limit:?}"));
+}
+
+/// `unmount`, `status` and `sync off` of a folder where no mount runs, while another mount does:
+/// each says no mount runs there (naming the one that does) and fails; a trailing `/` names the
+/// same mount.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_path_where_no_mount_runs_is_said_so_while_another_mount_runs() {
+    let platform = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::start(&platform.url());
+    let mnt = m.mountpoint.display().to_string();
+    let elsewhere = m.home.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let there = elsewhere.display().to_string();
+
+    let out = m.command().arg("unmount").arg(&elsewhere).output().unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(!text(&out.stdout).contains("unmounted"), "{out:?}");
+    assert!(
+        text(&out.stderr).starts_with(&format!("hyperclay: {there} is not mounted")),
+        "{out:?}"
+    );
+
+    let out = m.command().arg("status").arg(&elsewhere).output().unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(
+        text(&out.stderr).trim(),
+        format!("hyperclay: no mount is running at {there} (the one running is at {mnt})")
+    );
+    assert!(
+        !text(&out.stdout).contains(&mnt),
+        "no answer about the other mount"
+    );
+
+    let out = m
+        .command()
+        .args(["sync", "off"])
+        .arg(&elsewhere)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(
+        text(&out.stderr).trim(),
+        format!("hyperclay: no mount is running at {there} (the one running is at {mnt}): nothing to turn off")
+    );
+    assert_eq!(
+        m.status_json()["mounts"][0]["sync_on"],
+        true,
+        "the other mount still syncs"
+    );
+
+    let out = m
+        .command()
+        .arg("status")
+        .arg(format!("{mnt}/"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text(&out.stdout).contains(&format!("mount:    {mnt} ")),
+        "{out:?}"
+    );
+}
+/// A key in HYPERCLAY_API_KEY the platform refuses: the mount and status say that key was
+/// refused and to fix the variable (not "sign in again with `hyperclay login`", which would not
+/// replace it), and `login --api-key` with a refused key says the key was refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_key_is_named_with_what_to_fix() {
+    let platform = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::start_with(&platform.url(), &[("HYPERCLAY_API_KEY", "hcsk_not_this")]);
+    let out = m
+        .command()
+        .arg("status")
+        .arg(&m.mountpoint)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let status = text(&out.stdout);
+    assert!(
+        status.contains(
+            "problem:  The platform refused the API key in HYPERCLAY_API_KEY: fix the variable"
+        ),
+        "{status}"
+    );
+    assert!(!status.contains("listing the account"), "{status}");
+    assert!(!status.contains("sign in again"), "{status}");
+    assert!(!status.contains(".;"), "{status}");
+
+    let mut login = m
+        .command()
+        .args(["login", "--api-key"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    login
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hcsk_not_this\n")
+        .unwrap();
+    let out = login.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let said = text(&out.stderr);
+    assert!(said.contains("refused that API key"), "{said}");
+    assert!(!said.contains("sign in again"), "{said}");
+    assert!(!m.credentials_path().exists(), "nothing stored");
+}
+/// The local server's port is taken: the mount still comes up, and the hint names its own flag.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_taken_port_is_met_with_the_mounts_own_flag() {
+    let platform = TestPlatform::start(Mode::Full).await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let m = MountProcess::start_with(&platform.url(), &[("TEST_SERVE_PORT", port.as_str())]);
+    let log = m.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("the local server could not start"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains(&format!("port {port} on 127.0.0.1 is taken")),
+        "{line}"
+    );
+    assert!(line.contains("--serve-port N"), "{line}");
+    assert!(!line.contains("--port"), "{line}");
+}
+
+/// No /dev/fuse (hidden in a mount namespace of its own): one line that says FUSE is missing and
+/// what to do, not an OS error twice.
+#[test]
+fn without_dev_fuse_the_mount_says_fuse_is_missing_in_one_line() {
+    common::assert_root("hides /dev/fuse in a mount namespace of its own");
+    let home = tempfile::tempdir().unwrap();
+    let mnt = home.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    // A /dev without fuse, in a mount namespace of the command's own.
+    let mut command = Command::new("unshare");
+    command
+        .args(["-m", "sh", "-c"])
+        .arg("mount -t tmpfs none /dev && mknod -m 666 /dev/null c 1 3 && exec \"$0\" mount \"$1\" --no-serve")
+        .arg(env!("CARGO_BIN_EXE_hyperclay"))
+        .arg(&mnt)
+        .env("HOME", home.path())
+        .env("HYPERCLAY_HOME", home.path().join("hc"))
+        .env("HYPERCLAY_URL", "http://127.0.0.1:9")
+        .env_remove("HYPERCLAY_API_KEY");
+    let _cleanup = Unmounts(mnt.clone());
+    let out = finish_within(command, LIMIT, "a mount without /dev/fuse");
+    let said = text(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(said.lines().count(), 1, "one line: {said}");
+    assert!(said.starts_with("hyperclay: FUSE is missing"), "{said}");
+    assert!(said.contains("fuse3"), "what to do: {said}");
+    assert!(!said.contains("No such file or directory"), "{said}");
+}
+/// Names from the platform and from files reach the log printable (issue 26): a site whose name
+/// retitles and clears the terminal (its fetch stalls, and the failure is logged with its name)
+/// and a file written with such a name leave no ESC or BEL byte in sync.log or on standard
+/// error; standard error into a file has no colours and no module paths, which `-v` adds.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_reach_the_log_printable_and_a_file_gets_no_colours() {
+    let hostile_name = "\u{1b}]2;pwned\u{7}\u{1b}[2Jtitle.html";
+    let platform = HostilePlatform::start(Script {
+        username: "mallory".into(),
+        nodes: vec![node(1, "site", hostile_name, "", 0, b"<p>hi</p>")],
+        // Its content stalls: the failed fetch is logged with the name.
+        content: [(1, Content::Trickle(Duration::from_secs(20)))]
+            .into_iter()
+            .collect(),
+        ..Script::default()
+    })
+    .await;
+    let mut m = MountProcess::prepare(&platform.url(), &[("HYPERCLAY_PROGRESS_TIMEOUT_SECS", "1")]);
+    let stderr_path = m.home.path().join("stderr");
+    let mount = |m: &mut MountProcess, extra: &[&str]| {
+        let mut child = m
+            .command()
+            .env_remove("NO_COLOR")
+            .args(extra)
+            .arg("mount")
+            .arg(&m.mountpoint)
+            .arg("--mirror")
+            .arg(&m.mirror)
+            .arg("--no-serve")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap();
+        wait_for_line(&mut child, " mounted at ", LIMIT);
+        m.child = Some(child);
+    };
+    mount(&mut m, &[]);
+    // A file named to do the same, written through the mount.
+    let file_name = "\u{1b}]2;again\u{7}\u{1b}[2Jnote.txt";
+    std::fs::write(m.path(file_name), b"x").unwrap();
+    let logged = common::wait_until(LIMIT, || {
+        let log = m.log();
+        log.contains("pwned") && log.contains("again")
+    });
+    assert!(logged.is_some(), "both names reach the log:\n{}", m.log());
+    assert!(m.stop().success());
+    let log = m.log();
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    for (what, text) in [("sync.log", &log), ("standard error", &stderr)] {
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "a terminal escape in {what}:\n{text:?}"
+        );
+        assert!(
+            !text.contains(" hyperclay::"),
+            "a module path in {what}:\n{text}"
+        );
+    }
+    assert!(
+        log.contains("\\u{1b}]2;pwned\\u{7}\\u{1b}[2Jtitle.html"),
+        "the name is written escaped:\n{log}"
+    );
+    assert!(stderr.contains(" INFO mounted"), "{stderr}");
+
+    // -v names each line's module.
+    mount(&mut m, &["-v"]);
+    assert!(m.stop().success());
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(
+        stderr.contains(" hyperclay::cli::mount: mounted"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+}
+
+/// Runs `command` to its end, at most `limit`; one still running then is killed and the test
+/// fails (a refusal must come at once, not after a mount or a server has started).
+fn finish_within(mut command: Command, limit: Duration, what: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{what}: still running after {limit:?}, it was not refused\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+/// A mount point cleaned up at the end, whatever happened (a mount that should have been
+/// refused and was killed leaves its dead mount behind).
+struct Unmounts(PathBuf);
+
+impl Drop for Unmounts {
+    fn drop(&mut self) {
+        if hyperclay::fs::is_mounted(&self.0) {
+            let _ = hyperclay::fs::fusermount_unmount(&self.0);
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+/// One owner per mirror (issue 27): a second mount of a mirror, or `hyperclay serve` on it, is
+/// refused in one line naming the mount that has it; once that mount ends, the mirror is free.
+/// `serve` holds it too: a mount is then refused, naming the server.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_owner_per_mirror_a_second_mount_or_serve_is_refused_naming_the_first() {
+    let platform = TestPlatform::start(Mode::Full).await;
+    let apps_port = common::free_port().to_string();
+    let mut m =
+        MountProcess::start_with(&platform.url(), &[("TEST_SERVE_PORT", apps_port.as_str())]);
+    let pid = m.pid();
+    let mirror = m.mirror.display().to_string();
+    let mnt = m.mountpoint.display().to_string();
+    let other = m.home.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let _cleanup = Unmounts(other.clone());
+
+    let mut second = m.command();
+    second
+        .arg("mount")
+        .arg(&other)
+        .arg("--mirror")
+        .arg(&m.mirror)
+        .arg("--no-serve");
+    let out = finish_within(second, LIMIT, "a second mount of the same mirror");
+    let said = text(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        said.starts_with(&format!(
+            "hyperclay: {mirror} is in use by the mount at {mnt} (pid {pid}): "
+        )),
+        "{said}"
+    );
+    assert_eq!(said.lines().count(), 1, "one line: {said}");
+    assert!(!hyperclay::fs::is_mounted(&other));
+
+    let mut serve = m.command();
+    serve
+        .args(["serve", "--mirror"])
+        .arg(&m.mirror)
+        .args(["--port", &common::free_port().to_string()]);
+    let out = finish_within(serve, LIMIT, "`hyperclay serve` on a mounted mirror");
+    let said = text(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        said.contains(&format!(
+            "{mirror} is in use by the mount at {mnt} (pid {pid}), which serves its apps at http://127.0.0.1:{apps_port}"
+        )),
+        "points to the mount's own server: {said}"
+    );
+    // The running mount is untouched.
+    assert_eq!(m.status_json()["mounts"][0]["sync_on"], true);
+
+    // The lock ends with its process: `serve` may have the mirror now, and then holds it.
+    assert!(m.stop().success());
+    let serve_port = common::free_port().to_string();
+    let mut serve = m
+        .command()
+        .args(["serve", "--mirror"])
+        .arg(&m.mirror)
+        .args(["--port", &serve_port])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let serving = Kill(&mut serve);
+    wait_for_line(serving.0, "hyperclay: serving", LIMIT);
+    let serve_pid = serving.0.id();
+    let mut mount = m.command();
+    mount
+        .arg("mount")
+        .arg(&m.mountpoint)
+        .arg("--mirror")
+        .arg(&m.mirror)
+        .arg("--no-serve");
+    let out = finish_within(mount, LIMIT, "a mount of a mirror `hyperclay serve` has");
+    let said = text(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        said.starts_with(&format!(
+            "hyperclay: {mirror} is in use by `hyperclay serve` (pid {serve_pid}) at http://127.0.0.1:{serve_port}: "
+        )),
+        "{said}"
+    );
+    assert!(!hyperclay::fs::is_mounted(&m.mountpoint));
+}
+
+/// `scripts/mount.sh MOUNTPOINT OPTIONS...` passes the options on to `hyperclay mount` (here
+/// `--daemon`, `--mirror DIR` and `--no-serve`); HYPERCLAY_BIN runs the test's binary, and a
+/// `cargo` that fails proves the script builds nothing then.
+#[tokio::test(flavor = "multi_thread")]
+async fn mount_sh_passes_its_options_on_to_the_mount() {
+    let platform = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::prepare(&platform.url(), &[]);
+    let _cleanup = Unmounts(m.mountpoint.clone());
+    let fake = m.home.path().join("bin");
+    std::fs::create_dir(&fake).unwrap();
+    std::fs::write(
+        fake.join("cargo"),
+        "#!/bin/sh\necho 'cargo must not run here' >&2\nexit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(fake.join("cargo"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap());
+    let mut script = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/mount.sh"));
+    script
+        .env("PATH", path)
+        .env("HYPERCLAY_BIN", env!("CARGO_BIN_EXE_hyperclay"))
+        .env("HYPERCLAY_HOME", m.home.path().join("home"))
+        .env("HYPERCLAY_URL", platform.url())
+        .env("HYPERCLAY_API_KEY", common::KEY)
+        .arg(&m.mountpoint)
+        .args(["--daemon", "--no-serve", "--mirror"])
+        .arg(&m.mirror);
+    let out = finish_within(script, LIMIT, "scripts/mount.sh with --daemon");
+    assert!(out.status.success(), "{out:?}");
+    assert!(text(&out.stdout).contains(" mounted at "), "{out:?}");
+    assert!(hyperclay::fs::is_mounted(&m.mountpoint));
+    let status = m.status_json();
+    let mirror = std::fs::canonicalize(&m.mirror).unwrap();
+    assert_eq!(
+        status["mounts"][0]["mirror"],
+        mirror.display().to_string(),
+        "the mount uses --mirror: {status}"
+    );
+    m.unmount();
+}
+
+/// An error that quotes a name (here a mount point that does not exist, named to clear the
+/// screen) reaches standard error escaped, like the log.
+#[test]
+fn an_error_quoting_a_name_prints_no_terminal_escape() {
+    let home = tempfile::tempdir().unwrap();
+    let mnt = home.path().join("gone\u{1b}[2J\u{7}");
+    let out = hyperclay(home.path())
+        .arg("mount")
+        .arg(&mnt)
+        .env("HYPERCLAY_URL", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    let said = text(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(said.contains("does not exist"), "{said}");
+    assert!(
+        !said.contains('\u{1b}') && !said.contains('\u{7}'),
+        "{said:?}"
+    );
+    assert!(said.contains("gone\\u{1b}[2J\\u{7}"), "{said}");
 }

@@ -12,7 +12,7 @@ pub mod versions;
 pub use index::{Change, Entry, FileState, Index, IndexError, NewEntry, ROOT_INO};
 pub use mirror::{
     is_local_only, sync_parent as mirror_sync_parent, Listed, ListedKind, Mirror, MirrorError,
-    Staged, Stat, VERSIONS_DIR,
+    Staged, Stat, INDEX_DIR, VERSIONS_DIR,
 };
 pub use relpath::{
     check_child, check_platform_name, check_segment, PathRefused, RelPath, MAX_DEPTH,

@@ -139,6 +139,12 @@ pub async fn login(api_key: bool, force: bool) -> anyhow::Result<()> {
         Err(RemoteError::Unreachable(detail)) => bail!(
             "can't reach the platform at {platform} ({source}): {detail}; check the address and the network"
         ),
+        Err(RemoteError::Unauthorized | RemoteError::Expired) if api_key => bail!(
+            "the platform at {platform} ({source}) refused that API key: nothing was stored; check the key (it is made on the platform) and run `hyperclay login --api-key` again"
+        ),
+        Err(RemoteError::Unauthorized | RemoteError::Expired) => bail!(
+            "the platform at {platform} ({source}) refused the sign-in it just gave: nothing was stored; run `hyperclay login` again"
+        ),
         Err(e) => return Err(e).context("checking the sign-in with the platform"),
     };
     if let Some(old) =

@@ -3,6 +3,7 @@
 
 pub mod login;
 pub mod man;
+pub mod mirror_lock;
 pub mod mount;
 pub mod pidfile;
 pub mod serve;
@@ -21,4 +22,11 @@ pub async fn signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// A mount point as every command names it: absolute, with no `.` part and no trailing `/`, so
+/// that `~/Hyperclay/` and `~/Hyperclay` are the same mount (its pid file and control socket are
+/// found by this path).
+pub fn mount_path(path: &std::path::Path) -> std::path::PathBuf {
+    hyperclay::fs::absolute(path).components().collect()
 }

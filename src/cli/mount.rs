@@ -17,6 +17,7 @@ use hyperclay::sync::listed::Listing;
 use hyperclay::sync::Settings;
 use hyperclay::sync::{self, Engine};
 
+use super::mirror_lock::MirrorLock;
 use super::pidfile;
 
 /// Set in the child of `--daemon`: print `ready` on stdout once mounted, then detach from it.
@@ -115,13 +116,30 @@ async fn refresh_tokens(client: Arc<Client>, mut stored: Stored) {
     }
 }
 
+/// Where FUSE's device lives. Without it nothing can be mounted.
+const DEV_FUSE: &str = "/dev/fuse";
+
+/// Says in one line that FUSE is missing, and what to do, before anything else is tried.
+fn check_fuse() -> anyhow::Result<()> {
+    if std::path::Path::new(DEV_FUSE).exists() {
+        return Ok(());
+    }
+    bail!("FUSE is missing: there is no {DEV_FUSE}; install fuse3 (`sudo apt install fuse3`) and load the module (`sudo modprobe fuse`), or in a container pass the device (`--device /dev/fuse --cap-add SYS_ADMIN`), or mount on a machine that has {DEV_FUSE}")
+}
+
 pub async fn run(args: MountArgs) -> anyhow::Result<()> {
-    let mountpoint = fs::absolute(&args.mountpoint);
+    let mountpoint = super::mount_path(&args.mountpoint);
+    check_fuse()?;
     fs::check_mountpoint(&mountpoint)?;
     let address = config::platform_address()?;
     let url = address.url.clone();
     let (credential, stored) = credential(&address)?;
+    // A key from the environment is fixed there: `hyperclay login` would not replace it.
+    let key_from_env =
+        stored.is_none() && matches!(&credential, Credential::ApiKey(k) if !k.is_empty());
     let mirror_dir = args.mirror.unwrap_or_else(config::default_mirror);
+    // One owner per mirror, from before anything in it is opened until the process ends.
+    let lock = MirrorLock::acquire(&mirror_dir, Some(&mountpoint))?;
     let mirror = Arc::new(
         Mirror::open(&mirror_dir)
             .with_context(|| format!("opening the mirror {}", mirror_dir.display()))?,
@@ -144,6 +162,11 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
         .map(|s| tokio::spawn(refresh_tokens(client.clone(), s)));
     let (sink, notices) = fs::notice_channel();
     let engine = Engine::new(client, index, mirror.clone(), sink, Settings::from_env());
+    if key_from_env {
+        engine.status.set_credentials_refused(
+            "The platform refused the API key in HYPERCLAY_API_KEY: fix the variable (or unset it and sign in with `hyperclay login`). The mount keeps working locally.".to_string(),
+        );
+    }
     // What changed in the mirror while no mount ran is settled before the mount serves anyone.
     let scanning = engine.clone();
     match tokio::task::spawn_blocking(move || scanning.scan_local()).await? {
@@ -172,6 +195,8 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
         .context("opening the control socket")?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let follower = tokio::spawn(sync::follow(engine.clone(), stopped));
+    // Why the local server asked for does not run, to say with "mounted".
+    let mut no_server = None;
     let server = match args.serve_port {
         Some(port) => match hyperclay::serve::start(
             mirror.clone(),
@@ -182,11 +207,14 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
         {
             Ok(server) => {
                 tracing::info!(url = %server.url(), "serving the apps");
+                lock.set_apps(&server.url());
                 Some(server)
             }
             Err(e) => {
                 // The mount matters more than the server: go on without it.
-                tracing::warn!(error = %format!("{e:#}"), "the local server could not start; the mount works without it");
+                let why = format!("{e:#}; another port: --serve-port N, or none: --no-serve");
+                tracing::warn!(error = %why, "the local server could not start; the mount works without it");
+                no_server = Some(why);
                 None
             }
         },
@@ -201,7 +229,7 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
             println!("hyperclay: {url} mounted at {}", mountpoint.display());
             if let Listing::NotListed(why) = listing {
                 // The reason may quote the platform's answer: no terminal escapes.
-                let why = hyperclay::protocol::printable(&why, 300);
+                let why = hyperclay::protocol::printable(why.trim_end_matches('.'), 300);
                 tracing::warn!("not listed yet: {why}; the mount shows what the mirror holds");
                 println!("  not listed yet: {why}; showing what the mirror holds");
             }
@@ -212,6 +240,9 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
             );
             if let Some(server) = &server {
                 println!("  apps: {}", server.url());
+            }
+            if let Some(why) = &no_server {
+                println!("  apps: not served: {why}");
             }
             false
         }

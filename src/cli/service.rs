@@ -104,8 +104,8 @@ pub fn unit_text(spec: &UnitSpec) -> String {
          # A mount left by a crash is cleared first (nothing is lost: saves are on disk).\n\
          ExecStartPre=-{unmount}\n\
          ExecStart={mount}\n\
-         # Saved files finish going up before the mount goes away.\n\
-         ExecStop={unmount}\n\
+         # Saved files finish going up before the mount goes away (one already gone is no failure).\n\
+         ExecStop=-{unmount}\n\
          {env}\
          Restart=on-failure\n\
          RestartSec=5\n\
@@ -171,7 +171,7 @@ pub fn install(
     mirror: Option<PathBuf>,
     start: bool,
 ) -> anyhow::Result<()> {
-    let mountpoint = hyperclay::fs::absolute(&mountpoint.unwrap_or_else(default_mountpoint));
+    let mountpoint = super::mount_path(&mountpoint.unwrap_or_else(default_mountpoint));
     std::fs::create_dir_all(&mountpoint)
         .with_context(|| format!("creating the mount point {}", mountpoint.display()))?;
     let exe = std::env::current_exe().context("finding the hyperclay program")?;

@@ -5,12 +5,31 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use hyperclay::control::{self, Request, StatusReport};
+use hyperclay::sync::status::ProblemKind;
 
 fn sockets(mountpoint: Option<&Path>) -> Vec<PathBuf> {
     match mountpoint {
-        Some(m) => vec![control::socket_for(&hyperclay::fs::absolute(m))],
+        Some(m) => vec![control::socket_for(&super::mount_path(m))],
         None => control::all_sockets(),
     }
+}
+
+/// No mount answers at `mountpoint`: says so, naming the mounts that do run.
+async fn none_at(mountpoint: &Path, doing: &str) -> anyhow::Error {
+    let running: Vec<String> = ask_all(None, Request::Status)
+        .await
+        .into_iter()
+        .map(|r| r.mountpoint)
+        .collect();
+    let others = match running.as_slice() {
+        [] => String::new(),
+        [one] => format!(" (the one running is at {one})"),
+        many => format!(" (running: {})", many.join(", ")),
+    };
+    anyhow::anyhow!(
+        "no mount is running at {}{others}{doing}",
+        super::mount_path(mountpoint).display()
+    )
 }
 
 async fn ask_all(mountpoint: Option<&Path>, request: Request) -> Vec<StatusReport> {
@@ -40,7 +59,15 @@ pub fn render(r: &StatusReport) -> String {
         true => r.platform.clone(),
         false => format!("{} ({})", r.platform, r.platform_source),
     };
+    // Refused by the platform (the sign-in, the plan): nothing is being listed, whatever else.
+    let refused = r.problem.as_ref().is_some_and(|p| {
+        matches!(
+            p.kind,
+            ProblemKind::SignedOut | ProblemKind::PaymentRequired
+        )
+    });
     let state = match (r.sync_on, r.online, r.syncing) {
+        (true, _, _) if refused => "on, but the platform refuses it (see the problem)".to_string(),
         (true, true, _) if r.not_listed.is_some() => "on, listing the account".to_string(),
         (false, _, _) => {
             "off (the mount works on the mirror; `hyperclay sync on` resumes)".to_string()
@@ -62,9 +89,13 @@ pub fn render(r: &StatusReport) -> String {
         if r.waiting == 1 { "" } else { "s" }
     );
     if let Some(why) = &r.not_listed {
+        // The problem below says it already, with what to do.
+        let why = match &r.problem {
+            Some(p) if p.message == *why => "see the problem below".to_string(),
+            _ => printable(why.trim_end_matches('.'), 400),
+        };
         out.push_str(&format!(
-            "  not listed yet: {}; the mount shows what the mirror holds\n",
-            printable(why, 400)
+            "  not listed yet: {why}; the mount shows what the mirror holds\n"
         ));
     }
     if !r.stays_local.is_empty() {
@@ -90,6 +121,9 @@ pub fn render(r: &StatusReport) -> String {
 
 pub async fn status(mountpoint: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
     let reports = ask_all(mountpoint.as_deref(), Request::Status).await;
+    if let (Some(m), true, false) = (&mountpoint, reports.is_empty(), json) {
+        return Err(none_at(m, "").await);
+    }
     if json {
         println!(
             "{}",
@@ -110,6 +144,14 @@ pub async fn status(mountpoint: Option<PathBuf>, json: bool) -> anyhow::Result<(
 
 pub async fn sync(on: bool, mountpoint: Option<PathBuf>) -> anyhow::Result<()> {
     let reports = ask_all(mountpoint.as_deref(), Request::Sync { on }).await;
+    let doing = if on {
+        ": nothing to turn on"
+    } else {
+        ": nothing to turn off"
+    };
+    if let (Some(m), true) = (&mountpoint, reports.is_empty()) {
+        return Err(none_at(m, doing).await);
+    }
     if reports.is_empty() {
         bail!(
             "no mount is running: nothing to turn {}",

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use hyperclay::fs::{absolute, fusermount_unmount, is_mounted};
+use hyperclay::fs::{fusermount_unmount, is_mounted};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -26,8 +26,17 @@ fn is_running(pid: i32) -> bool {
 }
 
 pub fn run(mountpoint: &Path) -> anyhow::Result<()> {
-    let mountpoint = absolute(mountpoint);
-    if let Some(pid) = pidfile::live_pid(&mountpoint) {
+    let mountpoint = super::mount_path(mountpoint);
+    let running = pidfile::live_pid(&mountpoint);
+    if running.is_none() && !is_mounted(&mountpoint) {
+        // Nothing to end: said so, and a failure (a script must not believe it unmounted).
+        pidfile::remove(&mountpoint);
+        bail!(
+            "{} is not mounted: nothing to unmount (`hyperclay status` lists the running mounts)",
+            mountpoint.display()
+        );
+    }
+    if let Some(pid) = running {
         kill(Pid::from_raw(pid), Signal::SIGTERM).context("signalling the mount's process")?;
         let deadline = Instant::now() + Duration::from_secs(60);
         while is_running(pid) {

@@ -34,7 +34,7 @@ pub enum MountError {
     NotEmpty(String),
     #[error("{0} is already mounted: run `hyperclay unmount {0}` first")]
     AlreadyMounted(String),
-    #[error("could not mount {path}: {source} (is fuse3 installed and /dev/fuse usable?)")]
+    #[error("could not mount {path} (is fuse3 installed and /dev/fuse usable?)")]
     Mount { path: String, source: io::Error },
 }
 

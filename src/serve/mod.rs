@@ -124,7 +124,7 @@ pub async fn start(
 ) -> anyhow::Result<RunningServer> {
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
         .await
-        .with_context(|| format!("port {port} on 127.0.0.1 is taken (use another with --port)"))?;
+        .with_context(|| format!("port {port} on 127.0.0.1 is taken"))?;
     let addr = listener.local_addr()?;
     let state = ServeState(Arc::new(Inner {
         mirror,

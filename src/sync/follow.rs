@@ -138,7 +138,7 @@ impl Engine {
     fn account_problem(&self, e: &SyncError) {
         use crate::remote::RemoteError;
         let (kind, message) = match e {
-            SyncError::Remote(RemoteError::Unauthorized) => (ProblemKind::SignedOut, "The platform refused the credentials: sign in again with `hyperclay login`.".to_string()),
+            SyncError::Remote(RemoteError::Unauthorized) => (ProblemKind::SignedOut, self.status.credentials_refused()),
             SyncError::Remote(RemoteError::Expired) => (ProblemKind::SignedOut, "Your sign-in expired: sign in again with `hyperclay login`. The mount keeps working locally.".to_string()),
             SyncError::Remote(RemoteError::PaymentRequired) => (ProblemKind::PaymentRequired, "Sync needs a paid Hyperclay plan. The mount keeps working locally.".to_string()),
             SyncError::WrongAccount { .. } => (ProblemKind::SignedOut, e.to_string()),

@@ -33,9 +33,16 @@ pub struct Problem {
     pub message: String,
 }
 
+/// What status says when the platform refuses the credentials, unless the mount knows better.
+pub const CREDENTIALS_REFUSED: &str =
+    "The platform refused the credentials: sign in again with `hyperclay login`.";
+
 #[derive(Default)]
 pub struct Status {
     problems: Mutex<BTreeMap<(ProblemKind, String), Problem>>,
+    /// Replaces [`CREDENTIALS_REFUSED`]: set by the mount, which knows where the credentials
+    /// came from (a key in `HYPERCLAY_API_KEY` is fixed there, not by `hyperclay login`).
+    refused_advice: Mutex<Option<String>>,
 }
 
 impl Status {
@@ -53,6 +60,24 @@ impl Status {
                 message,
             },
         );
+    }
+
+    /// What to say when the platform refuses the credentials.
+    pub fn credentials_refused(&self) -> String {
+        let advice = self
+            .refused_advice
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        advice
+            .clone()
+            .unwrap_or_else(|| CREDENTIALS_REFUSED.to_string())
+    }
+
+    pub fn set_credentials_refused(&self, message: String) {
+        *self
+            .refused_advice
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(message);
     }
 
     /// Records a node the platform sent that is skipped; answers whether this is news (so the
