@@ -4,6 +4,7 @@
 //! the mirror; standalone, the same disk save without the push (the next mount sends it up).
 //! Bound to loopback only; see `guard` for what a hostile web page cannot do.
 
+mod accept;
 mod address;
 mod dataloss;
 mod guard;
@@ -122,8 +123,7 @@ pub async fn start(
     save_to: SaveTo,
     port: u16,
 ) -> anyhow::Result<RunningServer> {
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
-        .await
+    let listener = accept::listen(SocketAddr::from(([127, 0, 0, 1], port)))
         .with_context(|| format!("port {port} on 127.0.0.1 is taken (use another with --port)"))?;
     let addr = listener.local_addr()?;
     let state = ServeState(Arc::new(Inner {
@@ -172,12 +172,9 @@ pub async fn start(
             guard::guard,
         ))
         .with_state(state);
-    let task = tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<peer::PeerOwner>();
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "the local server stopped");
-        }
-    });
+    // Our own accept loop, not `axum::serve`: another user's connection is reset before a byte
+    // of it is read, and each connection's time and number are bounded (`accept`).
+    let task = tokio::spawn(accept::run(listener, app));
     Ok(RunningServer { addr, task })
 }
 
