@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
-use netlink_packet_sock_diag::{SockDiagMessage, AF_INET, AF_INET6, IPPROTO_TCP};
+use netlink_packet_sock_diag::{SockDiagMessage, AF_INET, AF_INET6, IPPROTO_TCP, TCP_LISTEN};
 
 /// The owner of the peer of a connection, worked out once when it is accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,11 +87,38 @@ fn is_mapped_loopback(ip: IpAddr) -> bool {
     }
 }
 
-/// One exact `sock_diag` lookup of the TCP socket whose local address is `peer` and remote
-/// address `ours`: its uid, or `None` when there is no such socket or no process holds it.
+/// The uid of the TCP socket whose local address is `peer` and remote address `ours`, by netlink:
+/// `None` when there is no such socket or no process holds it.
 pub fn diag_owner(ours: SocketAddr, peer: SocketAddr) -> Result<Option<u32>, DiagError> {
+    match diag_lookup(peer, ours)? {
+        // The kernel's lookup falls back to a listener on that port: not a peer, whoever's.
+        Some(found) if found.state == TCP_LISTEN => Ok(None),
+        // inode 0: no process holds the socket (orphaned, or a time-wait entry, whose uid the
+        // kernel reports as 0): its owner is unknown, not root.
+        Some(found) => Ok((found.inode != 0).then_some(found.uid)),
+        // Gone, or a kernel whose sock_diag has no TCP handler (`inet_diag` not built), which
+        // answers ENOENT for every socket: our own side of the connection tells which.
+        None => match diag_lookup(ours, peer)? {
+            Some(_) => Ok(None),
+            None => Err(DiagError::Unavailable(std::io::Error::other(
+                "sock_diag does not find this server's own socket",
+            ))),
+        },
+    }
+}
+
+/// What the kernel says of a socket.
+struct Found {
+    uid: u32,
+    inode: u32,
+    state: u8,
+}
+
+/// One exact `sock_diag` lookup of the TCP socket whose local address is `local` and remote
+/// address `remote`, or `None` when the kernel finds no such socket.
+fn diag_lookup(local: SocketAddr, remote: SocketAddr) -> Result<Option<Found>, DiagError> {
     use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr as KernelAddr};
-    let family = if peer.is_ipv4() { AF_INET } else { AF_INET6 };
+    let family = if local.is_ipv4() { AF_INET } else { AF_INET6 };
     let mut header = NetlinkHeader::default();
     // A request without NLM_F_DUMP is the exact lookup (`inet_diag_find_one_icsk`).
     header.flags = NLM_F_REQUEST;
@@ -103,10 +130,10 @@ pub fn diag_owner(ours: SocketAddr, peer: SocketAddr) -> Result<Option<u32>, Dia
             extensions: ExtensionFlags::empty(),
             states: StateFlags::all(),
             socket_id: SocketId {
-                source_port: peer.port(),
-                destination_port: ours.port(),
-                source_address: peer.ip(),
-                destination_address: ours.ip(),
+                source_port: local.port(),
+                destination_port: remote.port(),
+                source_address: local.ip(),
+                destination_address: remote.ip(),
                 interface_id: 0,
                 // All ones: "no cookie", match by the addresses alone (a zero cookie would have
                 // to equal the socket's own and be refused with ESTALE).
@@ -136,12 +163,14 @@ pub fn diag_owner(ours: SocketAddr, peer: SocketAddr) -> Result<Option<u32>, Dia
         .map_err(|e| DiagError::Protocol(e.to_string()))?;
     match reply.payload {
         NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
-            let h = &response.header;
-            // inode 0: no process holds the socket (orphaned, or a time-wait entry, whose uid
-            // the kernel reports as 0): its owner is unknown, not root.
-            Ok((h.inode != 0).then_some(h.uid))
+            let h = response.header;
+            Ok(Some(Found {
+                uid: h.uid,
+                inode: h.inode,
+                state: h.state,
+            }))
         }
-        // ENOENT: no such socket (the peer has gone).
+        // ENOENT: no such socket.
         NetlinkPayload::Error(e) if e.raw_code() == -libc::ENOENT => Ok(None),
         NetlinkPayload::Error(e) => Err(DiagError::Protocol(e.to_io().to_string())),
         other => Err(DiagError::Protocol(format!(
@@ -242,6 +271,8 @@ mod tests {
         // A socket that does not exist: no owner (not an error).
         let nobody: SocketAddr = "127.0.0.1:1".parse().unwrap();
         assert_eq!(diag_owner(ours, nobody).unwrap(), None);
+        // A listener at the peer's address is not a peer.
+        assert_eq!(diag_owner(nobody, ours).unwrap(), None);
         drop(client);
     }
 }
