@@ -251,3 +251,66 @@ async fn a_save_that_wipes_the_data_shows_the_panel_and_reverting_brings_it_back
         .any(|v| v.contains("<ul id=\"todos\"></ul>"));
     assert!(wiped, "the wiping save is kept as a version too");
 }
+
+/// A file a page uploads (`.shtml`, `.hxt`, `.SHTML`, served as HTML by its type; `.aspx`,
+/// `.config`, `.dtd`, served as XML; `.svg`), holding a script that would save over
+/// another app: opened as a page or framed, the script never runs with the server's origin. A
+/// site holding the same script shows that a script that runs is seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_in_an_uploaded_file_never_runs_as_this_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = "<!doctype html><p>the victim app</p>";
+    std::fs::write(
+        dir.path().join("gallery.html"),
+        "<!doctype html><title>gallery</title><p>pictures</p>",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("victim.html"), victim).unwrap();
+    std::fs::write(
+        dir.path().join("control.html"),
+        "<!doctype html><script>fetch('/ran-by-upload?control=' + encodeURIComponent(location.origin))</script>",
+    )
+    .unwrap();
+    let mirror = std::sync::Arc::new(hyperclay::cache::Mirror::open(dir.path()).unwrap());
+    let server = hyperclay::serve::start(mirror, hyperclay::serve::SaveTo::Mirror, 0)
+        .await
+        .unwrap();
+    let mut drive = Drive::start(
+        "hostile_upload",
+        server.addr.port(),
+        &["/gallery", "/control"],
+    );
+    let result = drive.done().await;
+    eprintln!(
+        "uploads opened: {}",
+        serde_json::to_string(&result["opened"]).unwrap()
+    );
+    let urls = result["urls"].as_array().unwrap();
+    assert_eq!(urls.len(), 7, "{result:#}");
+    for u in urls {
+        assert_eq!(
+            u["status"], 200,
+            "every name is taken and stored: {result:#}"
+        );
+    }
+    let requested = result["requested"].to_string();
+    let origin = format!("localhost%3A{}", server.addr.port());
+    assert!(
+        requested.contains(&format!("ran-by-upload?control=http%3A%2F%2F{origin}")),
+        "the control site's script ran (so a script that runs is seen): {requested}"
+    );
+    let ran: Vec<&str> = requested
+        .split('"')
+        .filter(|r| r.contains("/ran-by-upload?x."))
+        .collect();
+    assert!(
+        ran.is_empty(),
+        "no uploaded file's script ran: {ran:#?}\n{result:#}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("victim.html")).unwrap(),
+        victim,
+        "the victim app is as it was"
+    );
+    server.stop();
+}

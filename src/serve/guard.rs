@@ -2,7 +2,8 @@
 //! loopback host (against DNS rebinding), and a request that changes anything must come from a
 //! page this server served: a cross-site `Origin`, `Origin: null` or `Sec-Fetch-Site: cross-site`
 //! is refused with 403 before anything is read or written. And only the user who runs the server
-//! is served (`peer`): another local user's connection gets 403 too.
+//! is served (`peer`): another local user's connection is reset before its request is read
+//! (`accept`), and should one reach a handler anyway, it gets 403 here.
 
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};

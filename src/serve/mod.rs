@@ -4,6 +4,7 @@
 //! the mirror; standalone, the same disk save without the push (the next mount sends it up).
 //! Bound to loopback only; see `guard` for what a hostile web page cannot do.
 
+mod accept;
 mod address;
 mod dataloss;
 mod guard;
@@ -122,8 +123,9 @@ pub async fn start(
     save_to: SaveTo,
     port: u16,
 ) -> anyhow::Result<RunningServer> {
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
-        .await
+    // The message names no flag: each command adds its own (`--serve-port` for the mount,
+    // `--port` for `serve`).
+    let listener = accept::listen(SocketAddr::from(([127, 0, 0, 1], port)))
         .with_context(|| format!("port {port} on 127.0.0.1 is taken"))?;
     let addr = listener.local_addr()?;
     let state = ServeState(Arc::new(Inner {
@@ -172,12 +174,9 @@ pub async fn start(
             guard::guard,
         ))
         .with_state(state);
-    let task = tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<peer::PeerOwner>();
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "the local server stopped");
-        }
-    });
+    // Our own accept loop, not `axum::serve`: another user's connection is reset before a byte
+    // of it is read, and each connection's time and number are bounded (`accept`).
+    let task = tokio::spawn(accept::run(listener, app));
     Ok(RunningServer { addr, task })
 }
 
@@ -207,6 +206,32 @@ async fn owner_cookies(mut response: Response) -> Response {
         }
     }
     response
+}
+
+/// Types a browser shows as data and never as a document that runs script (with `nosniff`, it
+/// does not guess another): raster images (not SVG, an XML document that can carry script when
+/// opened), fonts, audio and video, CSS, JavaScript and JSON (shown as text when opened; as a
+/// script they run only where a page already chose to load them), plain text and CSV, PDF (its
+/// viewer runs apart from the origin, and breaks under a sandbox), WebAssembly. Kept short: a
+/// type missing here only costs a download.
+fn inert(mime: &mime_guess::Mime) -> bool {
+    use mime_guess::mime;
+    match mime.type_() {
+        mime::IMAGE => mime.subtype() != mime::SVG,
+        mime::FONT | mime::AUDIO | mime::VIDEO => true,
+        mime::TEXT => matches!(
+            mime.subtype().as_str(),
+            "css" | "javascript" | "plain" | "csv"
+        ),
+        mime::APPLICATION => {
+            mime.suffix().is_none()
+                && matches!(
+                    mime.subtype().as_str(),
+                    "json" | "javascript" | "pdf" | "wasm"
+                )
+        }
+        _ => false,
+    }
 }
 
 fn resolve_error(e: ResolveError) -> Response {
@@ -288,15 +313,16 @@ fn serve_site(path: &std::path::Path, rel: &str, method: &Method) -> Response {
     response
 }
 
-/// Any other file: its content type, range requests and `Last-Modified` validation. An SVG is
-/// served inert (a download, never sniffed): an uploaded drawing must not run script on this
-/// origin, where every page may save.
+/// Any other file (not a site): its content type, range requests and `Last-Modified`
+/// validation, never sniffed (`nosniff`). Decided by what the browser would do with the served
+/// type, not by a list of bad extensions: a type on the short `inert` list is shown as it is;
+/// anything else (HTML under any extension, `.shtml`, `.hxt`, XML and its kin, SVG, and every
+/// type we don't know) is a download, and sandboxed should a browser render it anyway, so a file
+/// a page uploaded can never run script as a page of this origin, where every page may save
+/// every app. Subresources are unaffected: `<img>`, `<script>`, `fetch` ignore both headers.
 async fn serve_upload(path: &std::path::Path, request: Request) -> Response {
     let mime = mime_guess::from_path(path).first_or_octet_stream();
-    let active = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "svg" | "svgz"));
+    let active = !inert(&mime);
     let service = tower_http::services::ServeFile::new_with_mime(path, &mime);
     match service.oneshot(request).await {
         Ok(mut response) => {
@@ -310,6 +336,11 @@ async fn serve_upload(path: &std::path::Path, request: Request) -> Response {
                 h.insert(
                     header::CONTENT_DISPOSITION,
                     HeaderValue::from_static("attachment"),
+                );
+                // An opaque origin with no script, for a browser that shows it anyway.
+                h.insert(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static("sandbox"),
                 );
             }
             response.map(Body::new).into_response()

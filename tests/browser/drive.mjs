@@ -149,6 +149,65 @@ const scenarios = {
     return { before, title, after, chipAfter };
   },
 
+  // A page uploads files whose script would save over another app if it ran with this origin;
+  // each is then opened as a page and framed. args: the uploading page, a control site holding
+  // the same script (it must run: the check can see a script that runs).
+  async hostile_upload() {
+    const page = await context.newPage();
+    await page.goto(base + args[0]);
+    const names = ["x.shtml", "x.hxt", "x.SHTML", "x.aspx", "x.config", "x.dtd", "x.svg"];
+    const urls = await page.evaluate(async (names) => {
+      // No "<" or "&" in the script, so it is the same in HTML and in XML.
+      const script = (name) =>
+        "fetch('/ran-by-upload?" + name + "=' + encodeURIComponent(String(location.origin)));" +
+        "const lt = String.fromCharCode(60);" +
+        "fetch('/_/save', {method: 'POST', headers: {'Content-Type': 'text/html', 'Page-URL': '/victim'}," +
+        " body: lt + '!doctype html>' + lt + 'p>overwritten by an upload'});";
+      const file = (name) =>
+        name.endsWith(".svg")
+          ? `<svg xmlns="http://www.w3.org/2000/svg"><script>${script(name)}</script></svg>`
+          : `<html xmlns="http://www.w3.org/1999/xhtml"><body><script>${script(name)}</script></body></html>`;
+      const urls = [];
+      for (const name of names) {
+        const answer = await fetch("/_/upload", {
+          method: "POST",
+          headers: { "Content-Type": "application/json", "Page-URL": location.href },
+          body: JSON.stringify({ fileName: name, fileBody: btoa(file(name)) }),
+        });
+        const body = await answer.json();
+        urls.push({ name, status: answer.status, url: body.urls ? new URL(body.urls[0], location.href).href : null });
+      }
+      return urls;
+    }, names);
+    const opened = [];
+    for (const { name, url } of urls) {
+      if (!url) continue;
+      // Opened as a page: a download (goto throws) or a sandboxed document.
+      const tab = await context.newPage();
+      let how = "shown";
+      try {
+        await tab.goto(url, { timeout: 10000 });
+      } catch (e) {
+        how = String(e.message).includes("Download is starting") ? "download" : "error: " + e.message;
+      }
+      opened.push({ name, how });
+      await tab.close();
+      // Framed by the page that uploaded it.
+      await page.evaluate((url) => {
+        const frame = document.createElement("iframe");
+        frame.src = url;
+        document.body.append(frame);
+      }, url);
+    }
+    // The control: the same script in a site runs, and its request is seen.
+    const control = await context.newPage();
+    await control.goto(base + args[1]);
+    await control.waitForResponse((r) => r.url().includes("/ran-by-upload?control"), { timeout: 10000 }).catch(() => {});
+    // Time for any script that did start to send its requests.
+    await page.waitForTimeout(1500);
+    return { urls, opened };
+  },
+
   // A page linking the host's Tailwind stylesheet gets its classes styled.
   async tailwind() {
     const page = await open(args[0], { stream: false });
