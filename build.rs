@@ -22,11 +22,16 @@ fn main() {
     println!("cargo:rustc-env=HYPERCLAY_BUILD_COMMIT={version}");
     // Built again when HEAD moves: HEAD itself (a checkout), the branch it points to (a commit),
     // and packed refs. Only files that exist: a missing one would rebuild every time.
+    // In a worktree, HEAD is the worktree's own but branches and packed refs live in the common
+    // git dir: watching the branch under the worktree's dir missed every commit.
     if let Some(git_dir) = git(&["rev-parse", "--git-dir"]) {
         let git_dir = Path::new(&git_dir);
-        let mut watch = vec![git_dir.join("HEAD"), git_dir.join("packed-refs")];
+        let common = git(&["rev-parse", "--git-common-dir"])
+            .unwrap_or_else(|| git_dir.display().to_string());
+        let common = Path::new(&common);
+        let mut watch = vec![git_dir.join("HEAD"), common.join("packed-refs")];
         if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            watch.push(git_dir.join(branch));
+            watch.push(common.join(branch));
         }
         for path in watch.iter().filter(|p| p.exists()) {
             println!("cargo:rerun-if-changed={}", path.display());

@@ -20,8 +20,42 @@ pub enum FsError {
     BadHandle,
     #[error("not supported")]
     NotSupported,
-    #[error("{0}")]
-    Refused(String, i32),
+    /// The platform's copy could not be fetched (offline, refused): why is in the log.
+    #[error("the platform's copy could not be fetched ({0})")]
+    NotFetched(String),
+    /// The caller was killed while its request waited (the work goes on without it).
+    #[error("interrupted")]
+    Interrupted,
+    /// Names must be UTF-8 (every name the platform holds is).
+    #[error("names must be UTF-8")]
+    NotUtf8,
+    /// A name that can't be a file in the mirror.
+    #[error(transparent)]
+    BadName(#[from] crate::cache::PathRefused),
+    /// A write to this open file failed before (`errno`, a full disk): no more writes until
+    /// every writer has closed, so no half-written copy is ever saved.
+    #[error("an earlier write to this file failed; close and reopen it")]
+    EarlierWriteFailed { errno: i32 },
+    /// A write failed (`errno`): the working copy is dropped, the last saved content kept.
+    #[error("a write failed; the last saved content is kept")]
+    WriteFailed { errno: i32 },
+    /// An offset or a length past what a file can hold.
+    #[error("{0} too large")]
+    TooLarge(&'static str),
+    /// The handle was opened read-only.
+    #[error("not open for writing")]
+    NotWritable,
+    /// `renameat2(RENAME_EXCHANGE)`.
+    #[error("exchanging names is not supported")]
+    NoExchange,
+    /// A kind of file the platform can't hold, at a name that is not local-only.
+    #[error("{0} cannot be synced; only local-only names may be one")]
+    NotSyncable(&'static str),
+    /// Device files are never made here.
+    #[error("device files cannot be made here")]
+    NoDevices,
+    #[error("exists")]
+    Exists,
     #[error(transparent)]
     Mirror(#[from] MirrorError),
     #[error(transparent)]
@@ -42,7 +76,16 @@ impl FsError {
             FsError::IsDir => libc::EISDIR,
             FsError::BadHandle => libc::EBADF,
             FsError::NotSupported => libc::ENOTSUP,
-            FsError::Refused(_, errno) => *errno,
+            FsError::NotFetched(_) => libc::EIO,
+            FsError::Interrupted => libc::EINTR,
+            FsError::NotUtf8 => libc::EINVAL,
+            FsError::BadName(e) => name_errno(e),
+            FsError::EarlierWriteFailed { errno } | FsError::WriteFailed { errno } => *errno,
+            FsError::TooLarge(_) => libc::EFBIG,
+            FsError::NotWritable => libc::EBADF,
+            FsError::NoExchange => libc::EINVAL,
+            FsError::NotSyncable(_) | FsError::NoDevices => libc::EPERM,
+            FsError::Exists => libc::EEXIST,
             FsError::Mirror(e) => e.raw_os_error().unwrap_or(libc::EIO),
             FsError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
             FsError::Index(IndexError::BadName(e)) => name_errno(e),
@@ -61,6 +104,9 @@ impl FsError {
                 | FsError::NotDir
                 | FsError::IsDir
                 | FsError::NotSupported
+                | FsError::Interrupted
+                | FsError::NotUtf8
+                | FsError::Exists
         )
     }
 }

@@ -121,11 +121,11 @@ async fn fetch_unless_killed(fs: &Arc<MountFs>, ino: u64, tid: u32) -> Result<()
     };
     tokio::select! {
         done = fetching => done.unwrap_or_else(|e| {
-            Err(FsError::Refused(format!("the fetch failed: {e}"), libc::EIO))
+            Err(FsError::NotFetched(e.to_string()))
         }),
         () = process::killed(tid) => {
             tracing::debug!(ino, tid, "the reader was killed while its file was fetched; answered EINTR, the fetch goes on");
-            Err(FsError::Refused("interrupted".into(), libc::EINTR))
+            Err(FsError::Interrupted)
         }
     }
 }

@@ -369,10 +369,7 @@ impl MountFs {
         }
         let e = self.live_file(ino)?;
         let Some(local) = e.local.clone() else {
-            return Err(FsError::Refused(
-                "the platform's copy could not be fetched (see the log)".into(),
-                libc::EIO,
-            ));
+            return Err(FsError::NotFetched("see the log".into()));
         };
         if let Some(work) = self.working_copy(ino) {
             let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);

@@ -121,8 +121,7 @@ impl Links {
 }
 
 fn name_str(name: &OsStr) -> Result<&str> {
-    name.to_str()
-        .ok_or(FsError::Refused("names must be UTF-8".into(), libc::EINVAL))
+    name.to_str().ok_or(FsError::NotUtf8)
 }
 
 fn refuse_backups(ino: u64) -> Result<()> {
@@ -220,10 +219,7 @@ impl MountFs {
             // Sticky until every writer has closed: a write the kernel sent before it saw the
             // failure must not start a fresh working copy that a later close would save (a
             // file of holes and one late chunk).
-            return Err(FsError::Refused(
-                "an earlier write to this file failed; close and reopen it".into(),
-                errno,
-            ));
+            return Err(FsError::EarlierWriteFailed { errno });
         }
         if s.work.is_none() {
             // A file renamed over or deleted while open still takes writes (as POSIX has it);
@@ -258,10 +254,7 @@ impl MountFs {
         refuse_backups(ino)?;
         let e = self.live_file(ino)?;
         if e.local.is_none() && !truncate {
-            return Err(FsError::Refused(
-                "the platform's copy could not be fetched (see the log)".into(),
-                libc::EIO,
-            ));
+            return Err(FsError::NotFetched("see the log".into()));
         }
         self.join_session(ino, truncate, e.local.is_none())?;
         Ok(Opened {
@@ -341,8 +334,8 @@ impl MountFs {
         let _gate = self.gate(ino);
         let file = self.working_file(ino)?;
         let (offset, length) = (
-            i64::try_from(offset).map_err(|_| FsError::Refused("offset".into(), libc::EFBIG))?,
-            i64::try_from(length).map_err(|_| FsError::Refused("length".into(), libc::EFBIG))?,
+            i64::try_from(offset).map_err(|_| FsError::TooLarge("offset"))?,
+            i64::try_from(length).map_err(|_| FsError::TooLarge("length"))?,
         );
         // SAFETY: fallocate on a file descriptor this process owns for the call's duration.
         let answer = unsafe { libc::fallocate(file.as_raw_fd(), mode, offset, length) };
@@ -386,7 +379,7 @@ impl MountFs {
         let handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
         match handles.get(&fh) {
             Some(h) if h.writable => Ok((h.ino, h.append)),
-            Some(_) => Err(FsError::Refused("not open for writing".into(), libc::EBADF)),
+            Some(_) => Err(FsError::NotWritable),
             None => Err(FsError::BadHandle),
         }
     }
@@ -484,10 +477,7 @@ impl MountFs {
                 let path = self.engine.index.path(ino).unwrap_or_default();
                 tracing::warn!(%path, errno, "a write failed (disk full?): the file keeps its last saved content");
                 self.engine.save_failed(ino);
-                return Err(FsError::Refused(
-                    "a write failed; the last saved content is kept".into(),
-                    errno,
-                ));
+                return Err(FsError::WriteFailed { errno });
             }
             s.work.clone()
         };
@@ -753,10 +743,7 @@ impl MountFs {
         const RENAME_NOREPLACE: u32 = 1;
         const RENAME_EXCHANGE: u32 = 2;
         if flags & RENAME_EXCHANGE != 0 {
-            return Err(FsError::Refused(
-                "exchanging names is not supported".into(),
-                libc::EINVAL,
-            ));
+            return Err(FsError::NoExchange);
         }
         let (name, new_name) = (name_str(name)?, name_str(new_name)?);
         // Bound first: the table's lock must be let go before the branch takes it again (a
@@ -815,13 +802,10 @@ impl MountFs {
         let name = name_str(name)?;
         let rel = self.child_rel(parent, name)?;
         if !is_local_only(&rel) {
-            return Err(FsError::Refused(
-                "symlinks cannot be synced; only local-only names may be links".into(),
-                libc::EPERM,
-            ));
+            return Err(FsError::NotSyncable("a symlink"));
         }
         if self.lookup(parent, OsStr::new(name)).is_ok() {
-            return Err(FsError::Refused("exists".into(), libc::EEXIST));
+            return Err(FsError::Exists);
         }
         let target_text = target.to_string_lossy().into_owned();
         std::os::unix::fs::symlink(target, self.engine.mirror.ensure_parent(&rel)?)?;
@@ -851,25 +835,17 @@ impl MountFs {
             }
             libc::S_IFIFO => Special::Fifo,
             libc::S_IFSOCK => Special::Socket,
-            _ => {
-                return Err(FsError::Refused(
-                    "device files cannot be made here".into(),
-                    libc::EPERM,
-                ))
-            }
+            _ => return Err(FsError::NoDevices),
         };
         refuse_backups(parent)?;
         let name = name_str(name)?;
         let rel = self.child_rel(parent, name)?;
         if !is_local_only(&rel) {
             tracing::warn!(path = %rel, "a named pipe or socket can't be synced: only local-only names (starting with .) may be one");
-            return Err(FsError::Refused(
-                "pipes and sockets cannot be synced; only local-only names may be one".into(),
-                libc::EPERM,
-            ));
+            return Err(FsError::NotSyncable("a named pipe or socket"));
         }
         if self.lookup(parent, OsStr::new(name)).is_ok() {
-            return Err(FsError::Refused("exists".into(), libc::EEXIST));
+            return Err(FsError::Exists);
         }
         let ino = self.links.insert(parent, name, special.clone());
         self.changed.touch(parent);
@@ -878,8 +854,7 @@ impl MountFs {
 
     fn child_rel(&self, parent: u64, name: &str) -> Result<RelPath> {
         let dir = self.engine.index.path(parent).ok_or(FsError::NotFound)?;
-        dir.join(name)
-            .map_err(|e| FsError::Refused(e.to_string(), libc::EINVAL))
+        Ok(dir.join(name)?)
     }
 
     /// Saves every open session (unmount): nothing written is left unsaved.
