@@ -125,6 +125,7 @@ fn sync_errno(e: &SyncError) -> i32 {
         SyncError::Mirror(e) => e.raw_os_error().unwrap_or(libc::EIO),
         SyncError::Gone => libc::ENOENT,
         SyncError::BadPath(e) | SyncError::Index(IndexError::BadName(e)) => name_errno(e),
+        SyncError::NameRefused(_) => libc::EINVAL,
         // A file that is not on disk and can't be fetched now (offline, refused, a bug).
         SyncError::Remote(_)
         | SyncError::Index(_)

@@ -7,13 +7,25 @@
 use std::sync::Arc;
 
 use super::{SaveTo, ServeState};
-use crate::cache::{save, RelPath, ROOT_INO};
+use crate::cache::{save, MirrorError, RelPath, ROOT_INO};
 use crate::protocol::NodeKind;
 use crate::sync::{Engine, Refusal, SyncError};
 
+/// Why a write of the local server did not happen (its Display is what the page is told).
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error(transparent)]
+    Mirror(#[from] MirrorError),
+    /// The write's blocking task panicked or was lost: a bug, logged where it is answered.
+    #[error("a bug stopped the save: {0}")]
+    Lost(#[from] tokio::task::JoinError),
+}
+
 impl ServeState {
     /// Writes `bytes` as the content of `rel`, creating it (and its folders) if it is new.
-    pub async fn write_file(&self, rel: &RelPath, bytes: bytes::Bytes) -> Result<(), String> {
+    pub async fn write_file(&self, rel: &RelPath, bytes: bytes::Bytes) -> Result<(), WriteError> {
         match self.0.save_to.clone() {
             SaveTo::Engine(engine) => {
                 // The copy being replaced must be on disk to be kept in sites-versions; when it
@@ -22,9 +34,7 @@ impl ServeState {
                     let _ = engine.fetch(ino).await;
                 }
                 let rel = rel.clone();
-                tokio::task::spawn_blocking(move || engine_write(&engine, &rel, &bytes))
-                    .await
-                    .map_err(|e| e.to_string())?
+                tokio::task::spawn_blocking(move || engine_write(&engine, &rel, &bytes)).await?
             }
             SaveTo::Mirror => {
                 let lock = {
@@ -38,22 +48,20 @@ impl ServeState {
                     let work = save::stage(&mirror, &rel, &bytes)?;
                     save::replace(&mirror, &rel, NodeKind::of_file_name(&rel), &work, false)
                 })
-                .await
-                .map_err(|e| e.to_string())?
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+                .await??;
+                Ok(())
             }
         }
     }
 }
 
 /// The engine's save of `rel`, creating the file and its folders first when they are new.
-fn engine_write(engine: &Arc<Engine>, rel: &RelPath, bytes: &[u8]) -> Result<(), String> {
+fn engine_write(engine: &Arc<Engine>, rel: &RelPath, bytes: &[u8]) -> Result<(), WriteError> {
     let ino = match engine.ino_of_path(rel) {
         Some(ino) => ino,
-        None => create(engine, rel).map_err(|e| e.to_string())?,
+        None => create(engine, rel)?,
     };
-    engine.save_bytes(ino, bytes).map_err(|e| e.to_string())
+    Ok(engine.save_bytes(ino, bytes)?)
 }
 
 /// Makes `rel` as an empty file, as `mkdir -p` and a create through the mount would.

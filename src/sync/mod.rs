@@ -132,6 +132,10 @@ pub enum SyncError {
     /// A local operation refused for what the namespace holds; `fs/` picks the errno.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// A name the platform's rules refuse, found here before anything was sent (the same words
+    /// as the platform's own refusal, which comes back as `RemoteError::InvalidName`).
+    #[error("the platform refuses the name: {0}")]
+    NameRefused(String),
 }
 
 /// Why a change to the namespace through the mount was refused (the kernel's errno for each is

@@ -237,7 +237,9 @@ impl Engine {
             }
             SyncError::Remote(RemoteError::PaymentRequired) => ProblemKind::PaymentRequired,
             SyncError::Remote(RemoteError::OutOfSites) => ProblemKind::OutOfSites,
-            SyncError::Remote(RemoteError::InvalidName(_)) => ProblemKind::RefusedName,
+            SyncError::Remote(RemoteError::InvalidName(_)) | SyncError::NameRefused(_) => {
+                ProblemKind::RefusedName
+            }
             SyncError::Remote(RemoteError::TooLarge) => ProblemKind::TooLarge,
             SyncError::Remote(RemoteError::Redirected { .. }) => ProblemKind::BadAnswer,
             _ => ProblemKind::Other,

@@ -111,12 +111,8 @@ impl Engine {
             {
                 return Ok(None);
             }
-            names::check(e.kind, &e.name).map_err(|err| {
-                SyncError::Remote(RemoteError::InvalidName(format!(
-                    "{:?}: {}",
-                    e.name, err.rule
-                )))
-            })?;
+            names::check(e.kind, &e.name)
+                .map_err(|err| SyncError::NameRefused(format!("{:?}: {}", e.name, err.rule)))?;
             let Some(bytes) = self.mirror.read_own_at_most(&rel, MAX_CONTENT_BYTES)? else {
                 return Err(SyncError::Remote(RemoteError::TooLarge));
             };
@@ -328,18 +324,14 @@ impl Engine {
             if let Some(node) = e.node_id {
                 return Ok(node);
             }
-            names::check_folder(&e.name).map_err(|err| {
-                SyncError::Remote(RemoteError::InvalidName(format!(
-                    "{:?}: {}",
-                    e.name, err.rule
-                )))
-            })?;
+            names::check_folder(&e.name)
+                .map_err(|err| SyncError::NameRefused(format!("{:?}: {}", e.name, err.rule)))?;
             let depth = self.index.path(ino).unwrap_or_default().split('/').count();
             if depth > crate::protocol::MAX_FOLDER_DEPTH {
-                return Err(SyncError::Remote(RemoteError::InvalidName(format!(
+                return Err(SyncError::NameRefused(format!(
                     "folders nest at most {} levels deep",
                     crate::protocol::MAX_FOLDER_DEPTH
-                ))));
+                )));
             }
             let parent = self.ensure_folder(e.parent).await?;
             let _creating = self.queue.creating_at(e.parent, &e.name);
