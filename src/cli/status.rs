@@ -111,9 +111,42 @@ pub fn render(r: &StatusReport) -> String {
             reasons.join(", ")
         ));
     }
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    if !r.removed_here.is_empty() {
+        let n = r.removed_here.len();
+        out.push_str(&format!(
+            "  removed here, still on the platform: {n} (never deleted across; `hyperclay status --json` lists them)\n"
+        ));
+    }
+    if !r.deleted_there.is_empty() {
+        let n = r.deleted_there.len();
+        let first = printable(&r.deleted_there[0], 200);
+        let more = match n {
+            1 => String::new(),
+            _ => format!(" and {} more", n - 1),
+        };
+        out.push_str(&format!(
+            "  deleted on the platform, kept here: {n} file{} ({first}{more}; it goes up again only if you edit it)\n",
+            plural(n)
+        ));
+    }
     match &r.problem {
-        Some(p) => out.push_str(&format!("  problem:  {}\n", printable(&p.message, 400))),
+        // The conflicts have their own lines below.
+        Some(p) if p.kind != ProblemKind::Conflict => {
+            out.push_str(&format!("  problem:  {}\n", printable(&p.message, 400)))
+        }
+        Some(_) => {}
         None => out.push_str("  problem:  none\n"),
+    }
+    const SHOWN: usize = 10;
+    for c in r.conflicts.iter().take(SHOWN) {
+        out.push_str(&format!("  conflict: {}\n", printable(&c.message, 400)));
+    }
+    if r.conflicts.len() > SHOWN {
+        out.push_str(&format!(
+            "  conflict: and {} more (`hyperclay status --json` lists them)\n",
+            r.conflicts.len() - SHOWN
+        ));
     }
     out.push_str(&format!("  log:      {}\n", r.log));
     out

@@ -305,17 +305,21 @@ impl Engine {
         );
         match action {
             Action::Nothing => {}
-            Action::Push | Action::LocalWins => applied.push.push(e.ino),
+            Action::Push => applied.push.push(e.ino),
+            Action::LocalWins => {
+                self.local_wins(&self.index.path(e.ino).unwrap_or_default());
+                applied.push.push(e.ino);
+            }
             Action::RecordBase => {
                 self.index.modify(e.ino, |e| e.base = e.remote.clone())?;
             }
             Action::RemoteWins => {
-                tracing::info!(
+                tracing::debug!(
                     path = %self.index.path(e.ino).unwrap_or_default(),
                     remote = ?r.checksum,
                     local = ?e.local,
                     base = ?e.base,
-                    "changed on both sides; the platform's change is later and wins, the local copy is kept in sites-versions"
+                    "changed on both sides"
                 );
                 self.accept_remote(e.ino)?;
                 match &r.content {
