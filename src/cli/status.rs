@@ -209,3 +209,69 @@ pub fn parse_switch(word: &str) -> anyhow::Result<bool> {
             .context("hyperclay sync on|off"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyperclay::sync::status::Problem;
+
+    fn report() -> StatusReport {
+        StatusReport {
+            account: Some("dev".into()),
+            platform: "http://127.0.0.1:1".into(),
+            platform_source: String::new(),
+            mountpoint: "/mnt".into(),
+            mirror: "/mirror".into(),
+            sync_on: true,
+            online: true,
+            syncing: false,
+            last_sync: None,
+            waiting: 0,
+            stays_local: Default::default(),
+            not_listed: None,
+            problem: None,
+            conflicts: Vec::new(),
+            removed_here: Vec::new(),
+            deleted_there: Vec::new(),
+            log: "/log".into(),
+        }
+    }
+
+    #[test]
+    fn conflicts_and_what_each_side_keeps_have_their_lines() {
+        let conflict = |path: &str| {
+            Problem {
+            kind: ProblemKind::Conflict,
+            path: Some(path.into()),
+            message: format!("{path}: changed here and on the platform; the platform's later change won, your copy is kept in sites-versions/x"),
+        }
+        };
+        let mut r = report();
+        assert!(render(&r).contains("  problem:  none\n"));
+        r.conflicts = vec![conflict("a.html"), conflict("b.html")];
+        r.problem = Some(conflict("a.html"));
+        r.removed_here = vec!["old.html".into(), "gone.txt".into()];
+        r.deleted_there = vec!["kept.html".into()];
+        let text = render(&r);
+        assert!(
+            !text.contains("problem:"),
+            "the conflicts are the lines: {text}"
+        );
+        for line in [
+            "  conflict: a.html: changed here and on the platform; the platform's later change won, your copy is kept in sites-versions/x\n",
+            "  conflict: b.html: changed here",
+            "  removed here, still on the platform: 2 (never deleted across; `hyperclay status --json` lists them)\n",
+            "  deleted on the platform, kept here: 1 file (kept.html; it goes up again only if you edit it)\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in {text}");
+        }
+        // Another problem still comes first, the conflicts after it.
+        r.problem = Some(Problem {
+            kind: ProblemKind::Unreachable,
+            path: None,
+            message: "down".into(),
+        });
+        let text = render(&r);
+        assert!(text.find("problem:  down").unwrap() < text.find("conflict: a.html").unwrap());
+    }
+}
