@@ -440,12 +440,25 @@ impl Engine {
         }
         if occupant.is_hydrated() {
             if let Some(bytes) = self.mirror.read(&rel) {
-                crate::cache::versions::save(
+                let kept = crate::cache::versions::save(
                     &self.mirror.versions_root(),
                     &rel,
                     occupant.kind,
                     &bytes,
                 )?;
+                if occupant.changed_here() {
+                    // Its content is nowhere on the platform: the user must hear where it went.
+                    let kept = kept
+                        .strip_prefix(self.mirror.root())
+                        .unwrap_or(&kept)
+                        .display()
+                        .to_string();
+                    tracing::warn!(path = %rel, %kept, "conflict: a platform file took this name; the local copy is kept");
+                    self.status.conflict(
+                        &rel,
+                        format!("{rel}: the platform moved another file to this name, which wins; your copy is kept in {kept}"),
+                    );
+                }
             }
             self.mirror.remove_file(&rel)?;
         }
