@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::sync::listed::Listing;
-use crate::sync::status::Problem;
+use crate::sync::status::{Problem, ProblemKind};
 use crate::sync::Engine;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,6 +49,16 @@ pub struct StatusReport {
     pub not_listed: Option<String>,
     /// The most important problem, with what to do about it.
     pub problem: Option<Problem>,
+    /// Every file changed on both sides whose loser is kept, one each: which side lost and
+    /// where its copy is (docs/semantics.md, "Conflicts").
+    #[serde(default)]
+    pub conflicts: Vec<Problem>,
+    /// Never delete across: removed (or renamed away) here, still on the platform.
+    #[serde(default)]
+    pub removed_here: Vec<String>,
+    /// Never delete across: deleted on the platform, the local copy kept here.
+    #[serde(default)]
+    pub deleted_there: Vec<String>,
     pub log: String,
 }
 
@@ -117,6 +127,7 @@ pub fn serve(
 
 pub fn report(engine: &Engine, mountpoint: &Path) -> StatusReport {
     let pending = engine.pending_uploads();
+    let apart = engine.kept_apart();
     StatusReport {
         account: engine.account(),
         platform: engine.client.url().to_string(),
@@ -138,7 +149,17 @@ pub fn report(engine: &Engine, mountpoint: &Path) -> StatusReport {
             Listing::Waiting => Some("the account is being listed".into()),
             Listing::NotListed(why) => Some(why),
         },
-        problem: engine.status.top(),
+        // A conflict's data is safe: any other problem (something to do) comes first.
+        problem: {
+            let all = engine.status.all();
+            all.iter()
+                .find(|p| p.kind != ProblemKind::Conflict)
+                .or(all.first())
+                .cloned()
+        },
+        conflicts: engine.status.conflicts(),
+        removed_here: apart.removed_here,
+        deleted_there: apart.deleted_there,
         log: crate::config::log_path().display().to_string(),
     }
 }

@@ -314,3 +314,180 @@ async fn a_script_in_an_uploaded_file_never_runs_as_this_origin() {
     );
     server.stop();
 }
+
+/// The folder listing of a mount's server: folders then files, each with its size and
+/// modification time, a parent link, the files waiting to go up marked (and counted, for a
+/// folder); a path that names nothing is a page for a browser, JSON for a script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_folder_listing_shows_sizes_dates_the_parent_and_what_waits_to_go_up() {
+    use hyperclay::cache::{Index, Mirror, ROOT_INO};
+    use hyperclay::remote::{Client, Credential};
+    use hyperclay::sync::{Engine, Settings};
+    use std::sync::Arc;
+
+    let p = TestPlatform::start(Mode::Full).await;
+    let c = p.client();
+    c.create(
+        NodeKind::Site,
+        "published.html",
+        0,
+        Some(b"<p>on the platform</p>"),
+    )
+    .await
+    .unwrap();
+    let docs = c.create(NodeKind::Folder, "docs", 0, None).await.unwrap();
+    c.create(NodeKind::Upload, "guide.txt", docs.id, Some(&[b'g'; 2048]))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = Arc::new(Mirror::open(dir.path()).unwrap());
+    let index = Arc::new(Index::open(&mirror.index_path()).unwrap());
+    let client = Arc::new(Client::new(&p.url(), Credential::ApiKey(common::KEY.into())).unwrap());
+    let engine = Engine::new(
+        client,
+        index,
+        mirror.clone(),
+        Arc::new(|_| {}),
+        Settings::default(),
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let follower = tokio::spawn(hyperclay::sync::follow(engine.clone(), stopped));
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let e = engine.clone();
+            async move { e.first_listing.is_listed() && e.index.lookup(ROOT_INO, "docs").is_some() }
+        })
+        .await,
+        "the account is listed"
+    );
+    // Offline, two new files wait to go up: one at the top, one in the folder.
+    engine.set_sync(false).unwrap();
+    let docs_ino = engine.index.lookup(ROOT_INO, "docs").unwrap().ino;
+    let saving = engine.clone();
+    tokio::task::spawn_blocking(move || {
+        for (parent, name, bytes) in [
+            (ROOT_INO, "draft.html", &b"<p>not yet</p>"[..]),
+            (docs_ino, "new notes.txt", &b"later"[..]),
+        ] {
+            let e = saving.create_file(parent, name).unwrap();
+            saving.save_bytes(e.ino, bytes).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        engine.waiting_paths(),
+        vec!["docs/new notes.txt", "draft.html"]
+    );
+    let server =
+        hyperclay::serve::start(mirror, hyperclay::serve::SaveTo::Engine(engine.clone()), 0)
+            .await
+            .unwrap();
+    // The screenshots: kept to look at with KEEP_SCREENSHOTS set, removed otherwise.
+    let shots_dir = tempfile::Builder::new()
+        .prefix("hyperclay-listing-")
+        .tempdir()
+        .unwrap();
+    let shots = shots_dir.path().to_path_buf();
+    let mut drive = Drive::start("listing", server.addr.port(), &[shots.to_str().unwrap()]);
+    let result = drive.done().await;
+    let root = &result["root"];
+    assert_eq!(root["status"], 200, "{result:#}");
+    assert_eq!(root["h1"], "/");
+    assert_eq!(
+        root["headers"],
+        serde_json::json!(["Name", "Size", "Modified", "Sync"])
+    );
+    assert_eq!(
+        root["parent"],
+        serde_json::Value::Null,
+        "the top has no parent"
+    );
+    assert!(
+        root["summary"]
+            .as_str()
+            .unwrap()
+            .contains("2 files waiting to go up"),
+        "{result:#}"
+    );
+    let rows = root["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["docs/", "draft.html", "published.html"],
+        "{result:#}"
+    );
+    let row = |rows: &[serde_json::Value], name: &str| {
+        rows.iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no row {name}"))
+    };
+    let folder_row = row(rows, "docs/");
+    assert_eq!(folder_row["kind"], "folder");
+    assert_eq!(folder_row["sync"], "1 file waiting to go up");
+    assert_eq!(folder_row["size"], "");
+    let draft = row(rows, "draft.html");
+    assert_eq!(draft["sync"], "waiting to go up");
+    assert_eq!(draft["size"], "14 B");
+    let published = row(rows, "published.html");
+    assert_eq!(published["sync"], "", "on the platform already: {result:#}");
+    assert_eq!(published["bytes"], "22 bytes");
+    for r in rows {
+        let when = r["modified"].as_str().unwrap_or_default();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(when).is_ok(),
+            "{} has a modification time: {when:?}",
+            r["name"]
+        );
+    }
+    // The folder: reached by its link, with a parent link that leads back to the top.
+    let folder = &result["folder"];
+    assert!(
+        folder["url"].as_str().unwrap().ends_with("/docs/"),
+        "{result:#}"
+    );
+    assert_eq!(folder["h1"], "/docs");
+    assert_eq!(folder["parent"], "/");
+    let rows = folder["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["guide.txt", "new notes.txt"]);
+    assert_eq!(row(rows, "guide.txt")["size"], "2.0 KiB");
+    assert_eq!(row(rows, "guide.txt")["sync"], "");
+    assert_eq!(row(rows, "new notes.txt")["sync"], "waiting to go up");
+    assert_eq!(row(rows, "new notes.txt")["href"], "/docs/new%20notes.txt");
+    assert!(result["back"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!(":{}/", server.addr.port())));
+    // Nothing there: a page for the browser, with links up.
+    let missing = &result["notFound"];
+    assert_eq!(missing["status"], 404, "{result:#}");
+    assert!(missing["type"].as_str().unwrap().starts_with("text/html"));
+    assert_eq!(missing["h1"], "Not found");
+    assert_eq!(missing["links"], serde_json::json!(["/no/", "/"]));
+    // A script asking the same gets JSON, as before.
+    let json = reqwest::get(format!(
+        "http://localhost:{}/no/such-page",
+        server.addr.port()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(json.status(), 404);
+    assert_eq!(
+        json.json::<serde_json::Value>().await.unwrap()["msgType"],
+        "error"
+    );
+    for shot in ["listing-top.png", "listing-folder.png", "not-found.png"] {
+        assert!(
+            std::fs::metadata(shots.join(shot)).unwrap().len() > 1000,
+            "{shot} was taken"
+        );
+    }
+    if std::env::var_os("KEEP_SCREENSHOTS").is_some() {
+        eprintln!("screenshots in {}", shots_dir.keep().display());
+    }
+    server.stop();
+    let _ = stop.send(true);
+    let _ = follower.await;
+}

@@ -111,9 +111,42 @@ pub fn render(r: &StatusReport) -> String {
             reasons.join(", ")
         ));
     }
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    if !r.removed_here.is_empty() {
+        let n = r.removed_here.len();
+        out.push_str(&format!(
+            "  removed here, still on the platform: {n} (never deleted across; `hyperclay status --json` lists them)\n"
+        ));
+    }
+    if !r.deleted_there.is_empty() {
+        let n = r.deleted_there.len();
+        let first = printable(&r.deleted_there[0], 200);
+        let more = match n {
+            1 => String::new(),
+            _ => format!(" and {} more", n - 1),
+        };
+        out.push_str(&format!(
+            "  deleted on the platform, kept here: {n} file{} ({first}{more}; it goes up again only if you edit it)\n",
+            plural(n)
+        ));
+    }
     match &r.problem {
-        Some(p) => out.push_str(&format!("  problem:  {}\n", printable(&p.message, 400))),
+        // The conflicts have their own lines below.
+        Some(p) if p.kind != ProblemKind::Conflict => {
+            out.push_str(&format!("  problem:  {}\n", printable(&p.message, 400)))
+        }
+        Some(_) => {}
         None => out.push_str("  problem:  none\n"),
+    }
+    const SHOWN: usize = 10;
+    for c in r.conflicts.iter().take(SHOWN) {
+        out.push_str(&format!("  conflict: {}\n", printable(&c.message, 400)));
+    }
+    if r.conflicts.len() > SHOWN {
+        out.push_str(&format!(
+            "  conflict: and {} more (`hyperclay status --json` lists them)\n",
+            r.conflicts.len() - SHOWN
+        ));
     }
     out.push_str(&format!("  log:      {}\n", r.log));
     out
@@ -174,5 +207,71 @@ pub fn parse_switch(word: &str) -> anyhow::Result<bool> {
         "off" => Ok(false),
         other => Err(anyhow::anyhow!("`hyperclay sync {other}`: say on or off"))
             .context("hyperclay sync on|off"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyperclay::sync::status::Problem;
+
+    fn report() -> StatusReport {
+        StatusReport {
+            account: Some("dev".into()),
+            platform: "http://127.0.0.1:1".into(),
+            platform_source: String::new(),
+            mountpoint: "/mnt".into(),
+            mirror: "/mirror".into(),
+            sync_on: true,
+            online: true,
+            syncing: false,
+            last_sync: None,
+            waiting: 0,
+            stays_local: Default::default(),
+            not_listed: None,
+            problem: None,
+            conflicts: Vec::new(),
+            removed_here: Vec::new(),
+            deleted_there: Vec::new(),
+            log: "/log".into(),
+        }
+    }
+
+    #[test]
+    fn conflicts_and_what_each_side_keeps_have_their_lines() {
+        let conflict = |path: &str| {
+            Problem {
+            kind: ProblemKind::Conflict,
+            path: Some(path.into()),
+            message: format!("{path}: changed here and on the platform; the platform's later change won, your copy is kept in sites-versions/x"),
+        }
+        };
+        let mut r = report();
+        assert!(render(&r).contains("  problem:  none\n"));
+        r.conflicts = vec![conflict("a.html"), conflict("b.html")];
+        r.problem = Some(conflict("a.html"));
+        r.removed_here = vec!["old.html".into(), "gone.txt".into()];
+        r.deleted_there = vec!["kept.html".into()];
+        let text = render(&r);
+        assert!(
+            !text.contains("problem:"),
+            "the conflicts are the lines: {text}"
+        );
+        for line in [
+            "  conflict: a.html: changed here and on the platform; the platform's later change won, your copy is kept in sites-versions/x\n",
+            "  conflict: b.html: changed here",
+            "  removed here, still on the platform: 2 (never deleted across; `hyperclay status --json` lists them)\n",
+            "  deleted on the platform, kept here: 1 file (kept.html; it goes up again only if you edit it)\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in {text}");
+        }
+        // Another problem still comes first, the conflicts after it.
+        r.problem = Some(Problem {
+            kind: ProblemKind::Unreachable,
+            path: None,
+            message: "down".into(),
+        });
+        let text = render(&r);
+        assert!(text.find("problem:  down").unwrap() < text.find("conflict: a.html").unwrap());
     }
 }

@@ -252,24 +252,54 @@ async fn serve_path(State(state): State<ServeState>, request: Request) -> Respon
         );
     }
     let path = request.uri().path().to_string();
+    // A browser asking for a page gets one, also for a path that names nothing.
+    let wants_html = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    let not_found = |path: &str| -> Response {
+        match wants_html {
+            true => (
+                StatusCode::NOT_FOUND,
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                listing::not_found_page(path),
+            )
+                .into_response(),
+            false => answer(StatusCode::NOT_FOUND, false, "not found"),
+        }
+    };
     if path.starts_with("/tailwindcss/") {
         if let Some(response) = tailwind::serve(&state, &path).await {
             return response;
         }
     }
     let resolving = state.clone();
-    let resolved = match tokio::task::spawn_blocking(move || resolving.resolve(&path)).await {
+    let asked = path.clone();
+    let resolved = match tokio::task::spawn_blocking(move || resolving.resolve(&asked)).await {
         Ok(Ok(r)) => r,
+        Ok(Err(ResolveError::NotFound)) => return not_found(&path),
         Ok(Err(e)) => return resolve_error(e),
         Err(_) => return answer(StatusCode::INTERNAL_SERVER_ERROR, false, "internal error"),
     };
     match resolved {
-        Resolved::Dir { path, rel } => match listing::render(&path, &rel) {
-            Ok(html) => {
-                ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+        Resolved::Dir { path: dir, rel } => {
+            let waiting = match &state.0.save_to {
+                SaveTo::Engine(engine) => {
+                    let engine = engine.clone();
+                    tokio::task::spawn_blocking(move || engine.waiting_paths())
+                        .await
+                        .ok()
+                }
+                SaveTo::Mirror => None,
+            };
+            match listing::render(&dir, &rel, waiting.as_deref()) {
+                Ok(html) => {
+                    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+                }
+                Err(_) => not_found(&path),
             }
-            Err(_) => answer(StatusCode::NOT_FOUND, false, "not found"),
-        },
+        }
         Resolved::File { path, rel } if NodeKind::of_file_name(&rel) == NodeKind::Site => {
             serve_site(&path, &rel, request.method())
         }

@@ -169,7 +169,7 @@ impl Engine {
             self.mirror.remove_file(&rel)?;
             self.bury(&e)
         })?;
-        self.status.clear_path(&rel);
+        self.status.forget_path(&rel);
         Ok(())
     }
 
@@ -187,7 +187,9 @@ impl Engine {
         }
         let rel = self.child_rel(parent, name)?;
         self.mirror.remove_dir(&rel)?;
-        self.bury(&e)
+        self.bury(&e)?;
+        self.status.forget_path(&rel);
+        Ok(())
     }
 
     /// A node the platform has stays known as a tombstone (so it does not come back unless the
@@ -261,6 +263,8 @@ impl Engine {
                 .map(|_| ())
                 .ok_or_else(|| refused(Refusal::NoSuchFile));
         }
+        // The name it leaves: its problems (a refused name...) leave with it.
+        let from = self.child_rel(parent, name).ok();
         // Source and target are locked while they change places, so that a save, a fetch or a
         // create's answer never lands on a name the file has just left.
         let namespace = self.namespace_lock();
@@ -289,6 +293,9 @@ impl Engine {
             }
         };
         drop(namespace);
+        if let Some(from) = from {
+            self.status.forget_path(&from);
+        }
         self.push_subtree(moved);
         Ok(())
     }

@@ -39,6 +39,7 @@
 //! No std lock is held across an `.await` (only the async node locks are), and no lock at all
 //! is held while the kernel is told something (`Notice`s go through the notifier thread).
 
+pub mod apart;
 pub mod cell;
 mod decide;
 mod failed;

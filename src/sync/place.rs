@@ -139,15 +139,46 @@ impl Engine {
         Ok(())
     }
 
-    /// Gives up the local change in favour of the platform's: the local copy is kept in
-    /// `sites-versions/`, then the entry counts as unchanged so the platform's copy comes down.
+    /// Gives up the local change in favour of the platform's (both sides changed it, the
+    /// platform's change is later): the local copy is kept in `sites-versions/`, then the entry
+    /// counts as unchanged so the platform's copy comes down. Said in the log and in status, one
+    /// line per file naming where the local copy is kept.
     pub(super) fn accept_remote(&self, ino: u64) -> Result<()> {
         let e = self.index.get(ino).ok_or(SyncError::Gone)?;
         let rel = self.rel(ino)?;
-        if let Some(bytes) = self.mirror.read(&rel) {
-            crate::cache::versions::save(&self.mirror.versions_root(), &rel, e.kind, &bytes)?;
-        }
+        let kept = match self.mirror.read(&rel) {
+            Some(bytes) => Some(crate::cache::versions::save(
+                &self.mirror.versions_root(),
+                &rel,
+                e.kind,
+                &bytes,
+            )?),
+            None => None,
+        };
         self.index.modify(ino, |e| e.base = e.local.clone())?;
+        let kept = kept
+            .map(|p| {
+                p.strip_prefix(self.mirror.root())
+                    .unwrap_or(&p)
+                    .display()
+                    .to_string()
+            })
+            .unwrap_or_else(|| "nowhere (it was not on disk)".into());
+        tracing::warn!(path = %rel, %kept, "conflict: changed here and on the platform; the platform's change is later and wins, the local copy is kept");
+        self.status.conflict(
+            &rel,
+            format!("{rel}: changed here and on the platform; the platform's later change won, your copy is kept in {kept}"),
+        );
         Ok(())
+    }
+
+    /// Both sides changed `rel` and the local change is later: it goes up over the platform's,
+    /// which the platform keeps among the file's versions. Said in the log and in status.
+    pub(super) fn local_wins(&self, rel: &str) {
+        tracing::warn!(path = %rel, "conflict: changed here and on the platform; the local change is later and wins, the platform keeps its copy among the file's versions");
+        self.status.conflict(
+            rel,
+            format!("{rel}: changed here and on the platform; your later change won, the platform's copy is kept among the file's versions on the platform"),
+        );
     }
 }

@@ -305,17 +305,21 @@ impl Engine {
         );
         match action {
             Action::Nothing => {}
-            Action::Push | Action::LocalWins => applied.push.push(e.ino),
+            Action::Push => applied.push.push(e.ino),
+            Action::LocalWins => {
+                self.local_wins(&self.index.path(e.ino).unwrap_or_default());
+                applied.push.push(e.ino);
+            }
             Action::RecordBase => {
                 self.index.modify(e.ino, |e| e.base = e.remote.clone())?;
             }
             Action::RemoteWins => {
-                tracing::info!(
+                tracing::debug!(
                     path = %self.index.path(e.ino).unwrap_or_default(),
                     remote = ?r.checksum,
                     local = ?e.local,
                     base = ?e.base,
-                    "changed on both sides; the platform's change is later and wins, the local copy is kept in sites-versions"
+                    "changed on both sides"
                 );
                 self.accept_remote(e.ino)?;
                 match &r.content {
@@ -436,12 +440,25 @@ impl Engine {
         }
         if occupant.is_hydrated() {
             if let Some(bytes) = self.mirror.read(&rel) {
-                crate::cache::versions::save(
+                let kept = crate::cache::versions::save(
                     &self.mirror.versions_root(),
                     &rel,
                     occupant.kind,
                     &bytes,
                 )?;
+                if occupant.changed_here() {
+                    // Its content is nowhere on the platform: the user must hear where it went.
+                    let kept = kept
+                        .strip_prefix(self.mirror.root())
+                        .unwrap_or(&kept)
+                        .display()
+                        .to_string();
+                    tracing::warn!(path = %rel, %kept, "conflict: a platform file took this name; the local copy is kept");
+                    self.status.conflict(
+                        &rel,
+                        format!("{rel}: the platform moved another file to this name, which wins; your copy is kept in {kept}"),
+                    );
+                }
             }
             self.mirror.remove_file(&rel)?;
         }

@@ -261,12 +261,34 @@ impl Engine {
         }
     }
 
-    /// Files that wait to go up (status).
     /// Files that will go up (`waiting`), and those that never will, counted by reason
     /// (`held`): a script can wait for "nothing waiting", and "up to date" never shows beside a
     /// count of files that can't go up.
     pub fn pending_uploads(&self) -> Pending {
         let mut pending = Pending::default();
+        self.each_pending(|_, held| match held {
+            Some(reason) => *pending.held.entry(reason.to_string()).or_default() += 1,
+            None => pending.waiting += 1,
+        });
+        pending
+    }
+
+    /// The paths of the files that will go up (those [`Engine::pending_uploads`] counts as
+    /// waiting), sorted: the local server's folder listing marks them.
+    pub fn waiting_paths(&self) -> Vec<String> {
+        let mut paths = Vec::new();
+        self.each_pending(|rel, held| {
+            if held.is_none() {
+                paths.push(rel.to_string());
+            }
+        });
+        paths.sort();
+        paths
+    }
+
+    /// Each file changed here that is not on the platform as it is: its path, and why it never
+    /// goes up as it is (None: it will go up).
+    fn each_pending(&self, mut each: impl FnMut(&RelPath, Option<&'static str>)) {
         for e in self.index.all() {
             if !e.goes_up() {
                 continue;
@@ -281,18 +303,11 @@ impl Engine {
                 continue;
             }
             if self.held_after_failed_save(e.ino) {
-                *pending
-                    .held
-                    .entry(super::failed::HELD_REASON.to_string())
-                    .or_default() += 1;
+                each(&rel, Some(super::failed::HELD_REASON));
                 continue;
             }
-            match never_goes_up(&e, &rel) {
-                Some(reason) => *pending.held.entry(reason.to_string()).or_default() += 1,
-                None => pending.waiting += 1,
-            }
+            each(&rel, never_goes_up(&e, &rel));
         }
-        pending
     }
 }
 

@@ -44,6 +44,8 @@ impl Engine {
             })?;
         }
         drop(claimed);
+        // Saved again: the user has seen the file since its conflict.
+        self.status.clear_conflict(&rel);
         self.save_succeeded(ino);
         self.request_push(ino);
         Ok(rel)

@@ -216,6 +216,49 @@ const scenarios = {
       return { padding: style.paddingTop, display: style.display };
     });
   },
+
+  // The folder listing and the not-found page, as a browser shows them: their structure, the
+  // parent link followed, and a screenshot of each (args[0]: where to save them).
+  async listing() {
+    const page = await context.newPage();
+    const read = () =>
+      page.evaluate(() => ({
+        title: document.title,
+        h1: document.querySelector("h1")?.textContent ?? null,
+        summary: document.querySelector("p.summary")?.textContent ?? null,
+        headers: [...document.querySelectorAll("thead th")].map((th) => th.textContent),
+        parent: document.querySelector("tr.parent a")?.getAttribute("href") ?? null,
+        rows: [...document.querySelectorAll("tbody tr:not(.parent)")].map((tr) => ({
+          kind: tr.className,
+          name: tr.querySelector("td.name a")?.textContent ?? null,
+          href: tr.querySelector("td.name a")?.getAttribute("href") ?? null,
+          size: tr.querySelector("td.size")?.textContent ?? null,
+          bytes: tr.querySelector("td.size span")?.getAttribute("title") ?? null,
+          modified: tr.querySelector("td.modified time")?.getAttribute("datetime") ?? null,
+          sync: tr.querySelector("td.sync")?.textContent ?? null,
+        })),
+      }));
+    const top = await page.goto(base + "/");
+    const root = { status: top.status(), type: top.headers()["content-type"], ...(await read()) };
+    await page.screenshot({ path: args[0] + "/listing-top.png", fullPage: true });
+    await page.click("tr.folder td.name a");
+    await page.waitForLoadState();
+    const folder = { url: page.url(), ...(await read()) };
+    await page.screenshot({ path: args[0] + "/listing-folder.png", fullPage: true });
+    await page.click("tr.parent a");
+    await page.waitForLoadState();
+    const back = page.url();
+    const missing = await page.goto(base + "/no/such-page");
+    const notFound = {
+      status: missing.status(),
+      type: missing.headers()["content-type"],
+      title: await page.title(),
+      h1: await text(page, "h1"),
+      links: await page.evaluate(() => [...document.querySelectorAll("a")].map((a) => a.getAttribute("href"))),
+    };
+    await page.screenshot({ path: args[0] + "/not-found.png", fullPage: true });
+    return { root, folder, back, notFound };
+  },
 };
 
 try {

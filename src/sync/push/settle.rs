@@ -236,7 +236,6 @@ impl Engine {
                 Ok(Next::Done)
             }
             Action::RemoteWins => {
-                tracing::info!(path = %rel, "changed on both sides; the platform's change is later and wins, the local copy is kept in sites-versions");
                 self.accept_remote(ino)?;
                 Ok(Next::Fetch)
             }
@@ -246,7 +245,7 @@ impl Engine {
             Action::Pull => Ok(Next::Fetch),
             Action::Nothing => Ok(Next::Done),
             Action::Push | Action::LocalWins => {
-                tracing::info!(path = %rel, "changed on both sides; the local change is later and wins, the platform keeps its copy as a version");
+                self.local_wins(rel);
                 Ok(Next::SendOver { node, over: None })
             }
         }
