@@ -255,6 +255,104 @@ fn man_pages_cover_the_program_and_each_command() {
     }
 }
 
+/// The variables the code reads (a quoted `HYPERCLAY_...` or `XDG_...` name in src/), besides
+/// the build's own.
+fn variables_the_code_reads() -> std::collections::BTreeSet<String> {
+    let mut found = std::collections::BTreeSet::new();
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for (i, _) in text.match_indices('"') {
+                let rest = &text[i + 1..];
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                    .collect();
+                if (name.starts_with("HYPERCLAY_") || name.starts_with("XDG_"))
+                    && rest[name.len()..].starts_with('"')
+                    && name.len() > "XDG_".len()
+                {
+                    found.insert(name);
+                }
+            }
+        }
+    }
+    // Set by build.rs for `--version`, not read when the program runs.
+    found.remove("HYPERCLAY_BUILD_COMMIT");
+    found
+}
+
+#[test]
+fn man_pages_say_how_it_ends_what_it_reads_where_its_files_are_with_examples() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("man1");
+    ok(hyperclay(home.path())
+        .arg("man")
+        .arg(&dir)
+        .output()
+        .unwrap());
+    let top = std::fs::read_to_string(dir.join("hyperclay.1")).unwrap();
+    let section = |page: &str, name: &str| -> String {
+        let start = page
+            .find(&format!(".SH \"{name}\""))
+            .unwrap_or_else(|| panic!("no {name} section in\n{page}"));
+        let rest = &page[start + 4..];
+        rest[..rest.find(".SH ").unwrap_or(rest.len())].replace("\\-", "-")
+    };
+    let env = section(&top, "ENVIRONMENT");
+    let read = variables_the_code_reads();
+    assert!(
+        read.contains("HYPERCLAY_HOME") && read.contains("XDG_RUNTIME_DIR"),
+        "{read:?}"
+    );
+    for var in &read {
+        assert!(
+            env.contains(var.as_str()),
+            "{var} is read by the code but not in ENVIRONMENT"
+        );
+    }
+    for var in ["RUST_LOG", "NO_COLOR", "BROWSER", "HOME"] {
+        assert!(env.contains(var), "{var} is not in ENVIRONMENT");
+    }
+    let exit = section(&top, "EXIT STATUS");
+    for code in ["0", "1", "2"] {
+        assert!(
+            exit.lines().any(|l| l == code),
+            "exit status {code}: {exit}"
+        );
+    }
+    let files = section(&top, "FILES");
+    for path in [
+        "credentials.json",
+        "sites-versions/",
+        "sync.log",
+        "systemd/user",
+    ] {
+        assert!(files.contains(path), "{path} not in FILES: {files}");
+    }
+    let examples = section(&top, "EXAMPLES");
+    for command in ["hyperclay mount", "hyperclay versions", "hyperclay restore"] {
+        assert!(examples.contains(command), "{command} not in EXAMPLES");
+    }
+    // A command's page says how it ends, its own examples, and where the rest is.
+    let restore = std::fs::read_to_string(dir.join("hyperclay-restore.1")).unwrap();
+    assert!(section(&restore, "EXIT STATUS").contains("Failure"));
+    assert!(section(&restore, "EXAMPLES").contains("hyperclay restore"));
+    assert!(section(&restore, "SEE ALSO").contains("hyperclay(1)"));
+    assert!(
+        !std::fs::read_to_string(dir.join("hyperclay-mount.1"))
+            .unwrap()
+            .contains("Print version"),
+        "a command's page offers no --version it does not have"
+    );
+}
+
 #[test]
 fn version_names_the_commit_it_was_built_from() {
     let home = tempfile::tempdir().unwrap();
