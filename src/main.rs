@@ -162,8 +162,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ServiceAction {
-    /// Write ~/.config/systemd/user/hyperclay.service for MOUNTPOINT (~/Hyperclay by default),
-    /// enable and start it.
+    /// Write a systemd user unit for MOUNTPOINT (~/Hyperclay by default), named by it
+    /// (hyperclay-home-me-Hyperclay.service), enable and start it.
     Install {
         mountpoint: Option<PathBuf>,
         /// The local mirror (offline copy and backups).
@@ -173,8 +173,9 @@ enum ServiceAction {
         #[arg(long)]
         no_start: bool,
     },
-    /// Stop the service (it unmounts cleanly), disable it and remove its unit.
-    Uninstall,
+    /// Stop the service of MOUNTPOINT (~/Hyperclay by default; it unmounts cleanly), disable it
+    /// and remove its unit.
+    Uninstall { mountpoint: Option<PathBuf> },
 }
 
 fn main() {
@@ -235,7 +236,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 mirror,
                 no_start,
             } => cli::service::install(mountpoint, mirror, !no_start),
-            ServiceAction::Uninstall => cli::service::uninstall(),
+            ServiceAction::Uninstall { mountpoint } => cli::service::uninstall(mountpoint),
         },
         Command::Completions { shell } => {
             let mut command = Cli::command();
