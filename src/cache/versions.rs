@@ -309,6 +309,8 @@ pub fn prune(dir: &Path, now: DateTime<Utc>) -> usize {
         for i in to_remove(versions, now) {
             match fs::remove_file(&versions[i].1) {
                 Ok(()) => removed += 1,
+                // Removed meanwhile (a save prunes its folder too).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
                     tracing::warn!(path = %versions[i].1.display(), error = %e, "could not remove an old version")
                 }
