@@ -213,6 +213,85 @@ fn each_mount_point_gets_its_own_unit_and_a_shared_mirror_is_refused() {
     assert!(unit_a.exists() && !unit_b.exists());
 }
 
+/// systemd refusing to start the service (here a stand-in `systemctl` first on PATH, which
+/// records what it is asked and refuses `enable`): install exits 1 quoting systemd. With
+/// HYPERCLAY_HOME set, the unit is enabled by its path (systemd links it into its folder).
+#[test]
+fn when_systemd_refuses_install_exits_1_quoting_it() {
+    let home = tempfile::tempdir().unwrap();
+    let bin = home.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let asked = home.path().join("asked");
+    let fake = bin.join("systemctl");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\ncase \"$*\" in *enable*) echo 'Failed to enable unit: Unit hyperclay-x.service has a bad setting.' >&2; exit 1;; esac\nexit 0\n",
+            asked.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mnt = home.path().join("mnt");
+    let out = hyperclay(home.path())
+        .args(["service", "install"])
+        .arg(&mnt)
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("systemd refused") && said.contains("has a bad setting"),
+        "{said}"
+    );
+    let unit = unit_file(home.path(), &mnt);
+    let asked = std::fs::read_to_string(&asked).unwrap();
+    assert!(
+        asked
+            .lines()
+            .any(|l| l == format!("--user enable --now {}", unit.display())),
+        "{asked}"
+    );
+}
+
+/// The single `hyperclay.service` earlier versions wrote is removed by `uninstall` of the mount
+/// point it mounts, and left alone for any other.
+#[test]
+fn uninstall_removes_the_earlier_single_unit_of_that_mount_only() {
+    let home = tempfile::tempdir().unwrap();
+    let mnt = home.path().join("Hyperclay");
+    let legacy = unit_dir(home.path()).join("hyperclay.service");
+    std::fs::create_dir_all(unit_dir(home.path())).unwrap();
+    std::fs::write(
+        &legacy,
+        format!(
+            "[Service]\nExecStart=\"/usr/bin/hyperclay\" \"mount\" \"{}\"\n",
+            mnt.display()
+        ),
+    )
+    .unwrap();
+    let stdout = ok(hyperclay(home.path())
+        .args(["service", "uninstall"])
+        .arg(home.path().join("elsewhere"))
+        .output()
+        .unwrap());
+    assert!(stdout.contains("no service installed"), "{stdout}");
+    assert!(legacy.exists());
+    let stdout = ok(hyperclay(home.path())
+        .args(["service", "uninstall"])
+        .output()
+        .unwrap());
+    assert!(stdout.contains("removed"), "{stdout}");
+    assert!(!legacy.exists());
+}
+
 /// Asked to start it where no systemd user instance answers (a container, this sandbox), install
 /// writes the unit, prints it, and fails saying why and what to run; `systemctl` itself cannot be
 /// driven here, so enabling a real service is not tested.
