@@ -60,6 +60,11 @@ pub struct VersionEntry {
     pub time_ms: i64,
     pub size: u64,
     pub checksum: String,
+    /// This mount sent this content to the platform (it was made here): known for the last 16
+    /// contents it sent to the file. False says only that it is not known, not that another
+    /// side made it.
+    #[serde(default)]
+    pub made_here: bool,
 }
 
 /// A file's history.
@@ -333,6 +338,7 @@ pub async fn history(engine: &Engine, path: &str) -> Result<Vec<FileHistory>, Hi
                         time_ms: stamp.instant_ms,
                         size: bytes.len() as u64,
                         checksum: crate::protocol::checksum(&bytes),
+                        made_here: false,
                     })
                 })
                 .collect::<Vec<_>>()
@@ -355,6 +361,7 @@ pub async fn history(engine: &Engine, path: &str) -> Result<Vec<FileHistory>, Hi
                             time: v.created_at,
                             size: v.size,
                             checksum: v.checksum,
+                            made_here: false,
                         }
                     }));
                     None
@@ -362,6 +369,11 @@ pub async fn history(engine: &Engine, path: &str) -> Result<Vec<FileHistory>, Hi
                 Err(e) => Some(e.to_string()),
             },
         };
+        if let Some(node) = node {
+            for v in &mut versions {
+                v.made_here = engine.index.was_sent(node, &v.checksum);
+            }
+        }
         versions.sort_by(|a, b| b.time_ms.cmp(&a.time_ms).then(a.id.cmp(&b.id)));
         let current = entry
             .as_ref()

@@ -111,6 +111,19 @@ async fn three_saves_are_listed_from_both_places_and_the_first_comes_back_as_a_s
         list.windows(2).all(|w| w[0].3 >= w[1].3),
         "newest first: {list:#?}"
     );
+    // v2 went up from this mount: its versions say it was made here.
+    let listing = versions_json(&m, &file);
+    let made_here: Vec<bool> = listing["files"][0]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["checksum"] == checksum(v2).as_str())
+        .map(|e| e["made_here"].as_bool().unwrap())
+        .collect();
+    assert!(
+        !made_here.is_empty() && made_here.iter().all(|m| *m),
+        "{listing:#}"
+    );
     // The plain listing names every ID too.
     let out = m.command().arg("versions").arg(&file).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();

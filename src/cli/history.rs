@@ -104,8 +104,8 @@ pub fn render(files: &[FileHistory]) -> String {
             out.push_str("  no versions kept\n");
         } else {
             out.push_str(&format!(
-                "  {:<32} {:<19} {:>10}  {:<8} {}\n",
-                "ID", "TIME", "SIZE", "WHERE", "CHECKSUM"
+                "  {:<32} {:<19} {:>10}  {:<8} {:<12}  {}\n",
+                "ID", "TIME", "SIZE", "WHERE", "CHECKSUM", "MADE"
             ));
         }
         for v in &f.versions {
@@ -114,12 +114,13 @@ pub fn render(files: &[FileHistory]) -> String {
                 Place::Platform => "platform",
             };
             out.push_str(&format!(
-                "  {:<32} {:<19} {:>10}  {:<8} {}\n",
+                "  {:<32} {:<19} {:>10}  {:<8} {:<12}  {}\n",
                 printable(&v.id, 64),
                 local_time(v.time_ms),
                 v.size,
                 place,
-                printable(short(&v.checksum), 12)
+                printable(short(&v.checksum), 12),
+                if v.made_here { "here" } else { "-" }
             ));
         }
         if let Some(why) = &f.platform_missing {
@@ -352,6 +353,7 @@ mod tests {
             time_ms: ms,
             size: 1,
             checksum: String::new(),
+            made_here: false,
         }
     }
 
