@@ -75,9 +75,22 @@ async fn history(at: &Located) -> anyhow::Result<Vec<FileHistory>> {
     .await
     .with_context(|| format!("asking the mount at {}", at.report.mountpoint))?;
     if let Some(e) = answer.error {
-        bail!("{e}");
+        return Err(answered(at, e));
     }
     Ok(answer.files)
+}
+
+/// The mount's refusal as the user reads it: a mount started by an older hyperclay does not know
+/// the request at all.
+fn answered(at: &Located, error: String) -> anyhow::Error {
+    if error.contains("unknown variant") {
+        return anyhow::anyhow!(
+            "the mount at {} runs an older hyperclay, which cannot list versions: restart it (`hyperclay unmount {}`, then mount it again)",
+            at.report.mountpoint,
+            at.report.mountpoint
+        );
+    }
+    anyhow::anyhow!("{error}")
 }
 
 fn local_time(ms: i64) -> String {
@@ -275,7 +288,7 @@ pub async fn restore(
     .await
     .with_context(|| format!("asking the mount at {}", at.report.mountpoint))?;
     if let Some(e) = answer.error {
-        bail!("{e}");
+        return Err(answered(&at, e));
     }
     use base64::Engine as _;
     let bytes = base64::engine::general_purpose::STANDARD
