@@ -1,6 +1,8 @@
 //! The control socket: `hyperclay status` and `hyperclay sync on|off` talk to the running mount
 //! over a Unix socket beside its pid file (`<runtime dir>/mounts/<key>.sock`, mode 0600). One
-//! JSON line in, one JSON line out.
+//! JSON line in, one JSON line out. `hyperclay versions` and `hyperclay restore` ask it for a
+//! file's history (the local backups and the platform's versions, through the mount's own
+//! sign-in) and for one version's content; restoring then writes through the mount, as a save.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,6 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+use crate::cache::RelPath;
 use crate::sync::listed::Listing;
 use crate::sync::status::{Problem, ProblemKind};
 use crate::sync::Engine;
@@ -21,6 +24,92 @@ pub enum Request {
     },
     /// The user signed out: stop syncing (not kept across restarts).
     Logout,
+    /// Every version of a file, or of each file under a folder (`path` relative to the mount;
+    /// empty for all of it): answers a [`HistoryAnswer`].
+    Versions {
+        path: String,
+    },
+    /// One version's content: answers a [`ContentAnswer`].
+    Version {
+        path: String,
+        id: String,
+    },
+}
+
+/// Where a version is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Place {
+    /// `sites-versions/` in the mirror.
+    Local,
+    /// The platform's versions of the node.
+    Platform,
+}
+
+/// One kept version. Its time means what its place records: the platform keeps a content when
+/// it is replaced (the time it stopped being current); `sites-versions/` keeps a site's content
+/// when it is saved (the time it became current) and any content just before a change from
+/// elsewhere overwrites it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionEntry {
+    /// `p<N>` for the platform's version N; the backup's file name without extension locally.
+    pub id: String,
+    pub place: Place,
+    /// When it was kept (RFC 3339).
+    pub time: String,
+    pub time_ms: i64,
+    pub size: u64,
+    pub checksum: String,
+    /// This mount sent this content to the platform (it was made here): known for the last 16
+    /// contents it sent to the file. False says only that it is not known, not that another
+    /// side made it.
+    #[serde(default)]
+    pub made_here: bool,
+}
+
+/// A file's history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileHistory {
+    /// Relative to the mount.
+    pub path: String,
+    /// The current content's size and checksum, when the file exists and its copy is here.
+    pub current: Option<(u64, String)>,
+    /// Newest first.
+    pub versions: Vec<VersionEntry>,
+    /// Why the platform's versions are missing, if they are.
+    pub platform_missing: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HistoryAnswer {
+    #[serde(default)]
+    pub files: Vec<FileHistory>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContentAnswer {
+    /// Base64.
+    #[serde(default)]
+    pub content: String,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Why a history or a version cannot be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("{0}")]
+    BadPath(#[from] crate::cache::PathRefused),
+    #[error("{0} is the program's own folder: it has no versions")]
+    Reserved(String),
+    #[error("{path} has no version {id} (`hyperclay versions {path}` lists them)")]
+    NoSuchVersion { path: String, id: String },
+    #[error("reading the backup {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("the platform: {0}")]
+    Remote(#[from] crate::remote::RemoteError),
 }
 
 /// What `hyperclay status` shows for one mount.
@@ -115,6 +204,28 @@ pub fn serve(
                         engine.sign_out();
                         serde_json::to_string(&report(&engine, &mountpoint))
                     }
+                    Ok(Request::Versions { path }) => {
+                        serde_json::to_string(&match history(&engine, &path).await {
+                            Ok(files) => HistoryAnswer { files, error: None },
+                            Err(e) => HistoryAnswer {
+                                files: Vec::new(),
+                                error: Some(e.to_string()),
+                            },
+                        })
+                    }
+                    Ok(Request::Version { path, id }) => {
+                        use base64::Engine as _;
+                        serde_json::to_string(&match content(&engine, &path, &id).await {
+                            Ok(bytes) => ContentAnswer {
+                                content: base64::engine::general_purpose::STANDARD.encode(bytes),
+                                error: None,
+                            },
+                            Err(e) => ContentAnswer {
+                                content: String::new(),
+                                error: Some(e.to_string()),
+                            },
+                        })
+                    }
                     Err(e) => Ok(serde_json::json!({"error": e.to_string()}).to_string()),
                 };
                 if let Ok(text) = answer {
@@ -162,6 +273,181 @@ pub fn report(engine: &Engine, mountpoint: &Path) -> StatusReport {
         deleted_there: apart.deleted_there,
         log: crate::config::log_path().display().to_string(),
     }
+}
+
+/// The mirror path asked for, refusing the program's own folders.
+fn checked(path: &str) -> Result<RelPath, HistoryError> {
+    let rel = RelPath::parse(path.trim_matches('/'))?;
+    let top = rel.as_str().split('/').next().unwrap_or_default();
+    if top == crate::cache::VERSIONS_DIR || top == crate::cache::INDEX_DIR {
+        return Err(HistoryError::Reserved(top.to_string()));
+    }
+    Ok(rel)
+}
+
+/// The live index entry at `rel`, if any.
+fn entry_at(engine: &Engine, rel: &RelPath) -> Option<crate::cache::Entry> {
+    let mut ino = crate::cache::ROOT_INO;
+    let mut found = None;
+    for part in rel.as_str().split('/').filter(|p| !p.is_empty()) {
+        let e = engine.index.lookup(ino, part)?;
+        ino = e.ino;
+        found = Some(e);
+    }
+    found
+}
+
+/// Every file at or under `rel` that the index knows, by path; a path the index does not know
+/// (a deleted file) is taken as one file, whose local backups may remain.
+fn files_at(engine: &Engine, rel: &RelPath) -> Vec<(String, Option<crate::cache::Entry>)> {
+    let start = match rel.is_root() {
+        true => None,
+        false => match entry_at(engine, rel) {
+            None => return vec![(rel.as_str().to_string(), None)],
+            Some(e) if !e.is_dir() => return vec![(rel.as_str().to_string(), Some(e))],
+            Some(e) => Some(e),
+        },
+    };
+    let mut files = Vec::new();
+    let mut folders = vec![(
+        rel.as_str().to_string(),
+        start.map_or(crate::cache::ROOT_INO, |e| e.ino),
+    )];
+    while let Some((path, ino)) = folders.pop() {
+        for child in engine.index.children(ino) {
+            let child_path = match path.is_empty() {
+                true => child.name.clone(),
+                false => format!("{path}/{}", child.name),
+            };
+            if child.is_dir() {
+                folders.push((child_path, child.ino));
+            } else {
+                files.push((child_path, Some(child)));
+            }
+        }
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    files
+}
+
+/// The history of each file at or under `path`: local backups and the platform's versions,
+/// newest first.
+pub async fn history(engine: &Engine, path: &str) -> Result<Vec<FileHistory>, HistoryError> {
+    let rel = checked(path)?;
+    let root = engine.mirror.versions_root();
+    let mut out = Vec::new();
+    for (path, entry) in files_at(engine, &rel) {
+        let mut versions = Vec::new();
+        let local_root = root.clone();
+        let local_path = path.clone();
+        let local = tokio::task::spawn_blocking(move || {
+            crate::cache::versions::of_file(&local_root, &local_path)
+                .into_iter()
+                .filter_map(|(stamp, file)| {
+                    let bytes = crate::cache::versions::open_nofollow(&file)
+                        .and_then(|mut f| {
+                            let mut b = Vec::new();
+                            std::io::Read::read_to_end(&mut f, &mut b)?;
+                            Ok(b)
+                        })
+                        .ok()?;
+                    let time = chrono::DateTime::from_timestamp_millis(stamp.instant_ms)?;
+                    Some(VersionEntry {
+                        id: crate::cache::versions::id_of(&file),
+                        place: Place::Local,
+                        time: crate::protocol::format_time(time),
+                        time_ms: stamp.instant_ms,
+                        size: bytes.len() as u64,
+                        checksum: crate::protocol::checksum(&bytes),
+                        made_here: false,
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        versions.extend(local);
+        let node = entry.as_ref().and_then(|e| e.node_id);
+        let platform_missing = match node {
+            None => Some("not on the platform".to_string()),
+            Some(id) => match engine.client.versions(id).await {
+                Ok(list) => {
+                    versions.extend(list.into_iter().map(|v| {
+                        VersionEntry {
+                            id: format!("p{}", v.version_id),
+                            place: Place::Platform,
+                            time_ms: chrono::DateTime::parse_from_rfc3339(&v.created_at)
+                                .map(|t| t.timestamp_millis())
+                                .unwrap_or(0),
+                            time: v.created_at,
+                            size: v.size,
+                            checksum: v.checksum,
+                            made_here: false,
+                        }
+                    }));
+                    None
+                }
+                Err(e) => Some(e.to_string()),
+            },
+        };
+        if let Some(node) = node {
+            for v in &mut versions {
+                v.made_here = engine.index.was_sent(node, &v.checksum);
+            }
+        }
+        versions.sort_by(|a, b| b.time_ms.cmp(&a.time_ms).then(a.id.cmp(&b.id)));
+        let current = entry
+            .as_ref()
+            .and_then(|e| e.local.clone().map(|sum| (e.size, sum)));
+        out.push(FileHistory {
+            path,
+            current,
+            versions,
+            platform_missing,
+        });
+    }
+    Ok(out)
+}
+
+/// One version's bytes: a local backup (`id` is its name without extension) or the platform's
+/// (`p<N>`).
+pub async fn content(engine: &Engine, path: &str, id: &str) -> Result<Vec<u8>, HistoryError> {
+    let rel = checked(path)?;
+    let missing = || HistoryError::NoSuchVersion {
+        path: rel.as_str().to_string(),
+        id: id.to_string(),
+    };
+    if let Some(n) = id.strip_prefix('p').and_then(|n| n.parse::<u64>().ok()) {
+        let node = entry_at(engine, &rel)
+            .and_then(|e| e.node_id)
+            .ok_or_else(missing)?;
+        let (_, bytes) = engine.client.version(node, n).await?;
+        return Ok(bytes);
+    }
+    let file = crate::cache::versions::of_file(&engine.mirror.versions_root(), rel.as_str())
+        .into_iter()
+        .map(|(_, p)| p)
+        .find(|p| crate::cache::versions::id_of(p) == id)
+        .ok_or_else(missing)?;
+    let mut bytes = Vec::new();
+    crate::cache::versions::open_nofollow(&file)
+        .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut bytes))
+        .map_err(|e| HistoryError::Read(file.clone(), e))?;
+    Ok(bytes)
+}
+
+/// Sends one request to a mount's socket and reads its answer as `T`.
+pub async fn ask_for<T: serde::de::DeserializeOwned>(
+    socket: &Path,
+    request: &Request,
+) -> std::io::Result<T> {
+    let stream = tokio::net::UnixStream::connect(socket).await?;
+    let (read, mut write) = stream.into_split();
+    let line = serde_json::to_string(request).map_err(std::io::Error::other)?;
+    write.write_all(format!("{line}\n").as_bytes()).await?;
+    let mut answer = String::new();
+    BufReader::new(read).read_line(&mut answer).await?;
+    serde_json::from_str(&answer).map_err(std::io::Error::other)
 }
 
 /// Sends one request to a mount's socket.

@@ -69,6 +69,33 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Every version of a file (or of each file in a folder) in a running mount: local backups and
+    /// the platform's, newest first, each with an ID for `hyperclay restore`.
+    Versions {
+        /// A file or folder in the mount (or in its mirror).
+        path: PathBuf,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a file's content what a version holds, as a normal save through the mount: the
+    /// content it replaces is kept as a version, and the restored one goes up at once.
+    Restore {
+        /// A file in the mount (or in its mirror).
+        path: PathBuf,
+        /// The version's ID, as `hyperclay versions` lists it.
+        #[arg(
+            long = "version",
+            value_name = "ID",
+            conflicts_with = "at",
+            required_unless_present = "at"
+        )]
+        version_id: Option<String>,
+        /// The content the file had at this time: 2026-11-01 09:30 (local time), 2026-11-01, or
+        /// RFC 3339.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+    },
     /// Pause (off) or resume (on) syncing; the mount keeps working on the mirror.
     Sync {
         /// on or off
@@ -135,8 +162,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ServiceAction {
-    /// Write ~/.config/systemd/user/hyperclay.service for MOUNTPOINT (~/Hyperclay by default),
-    /// enable and start it.
+    /// Write a systemd user unit for MOUNTPOINT (~/Hyperclay by default), named by it
+    /// (hyperclay-home-me-Hyperclay.service), enable and start it.
     Install {
         mountpoint: Option<PathBuf>,
         /// The local mirror (offline copy and backups).
@@ -146,8 +173,9 @@ enum ServiceAction {
         #[arg(long)]
         no_start: bool,
     },
-    /// Stop the service (it unmounts cleanly), disable it and remove its unit.
-    Uninstall,
+    /// Stop the service of MOUNTPOINT (~/Hyperclay by default; it unmounts cleanly), disable it
+    /// and remove its unit.
+    Uninstall { mountpoint: Option<PathBuf> },
 }
 
 fn main() {
@@ -208,7 +236,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 mirror,
                 no_start,
             } => cli::service::install(mountpoint, mirror, !no_start),
-            ServiceAction::Uninstall => cli::service::uninstall(),
+            ServiceAction::Uninstall { mountpoint } => cli::service::uninstall(mountpoint),
         },
         Command::Completions { shell } => {
             let mut command = Cli::command();
@@ -221,6 +249,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { mountpoint, json } => {
             runtime()?.block_on(cli::status::status(mountpoint, json))
         }
+        Command::Versions { path, json } => runtime()?.block_on(cli::history::versions(path, json)),
+        Command::Restore {
+            path,
+            version_id,
+            at,
+        } => runtime()?.block_on(cli::history::restore(path, version_id, at)),
         Command::Sync { switch, mountpoint } => {
             let on = cli::status::parse_switch(&switch)?;
             runtime()?.block_on(cli::status::sync(on, mountpoint))

@@ -36,6 +36,47 @@ fn ok(out: Output) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `systemd-escape --path` itself, to check the unit's name against.
+fn systemd_escape(path: &Path) -> String {
+    let out = Command::new("systemd-escape")
+        .arg("--path")
+        .arg(path)
+        .output()
+        .expect("systemd-escape (Debian's systemd package; .ci/run installs it)");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Where `hyperclay()`'s environment (HYPERCLAY_HOME set) has the service's units.
+fn unit_dir(home: &Path) -> PathBuf {
+    home.join("hc/config/systemd/user")
+}
+
+fn unit_file(home: &Path, mountpoint: &Path) -> PathBuf {
+    unit_dir(home).join(format!("hyperclay-{}.service", systemd_escape(mountpoint)))
+}
+
+/// systemd's own checker reads the unit as systemd would (unknown keys, bad quoting, a missing
+/// program all fail it).
+fn systemd_accepts(unit_path: &Path) {
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(unit_path)
+        .env("SYSTEMD_LOG_LEVEL", "warning")
+        .output()
+        .expect("systemd-analyze (Debian's systemd package; .ci/run installs it)");
+    let said = String::from_utf8_lossy(&verify.stderr);
+    // Only findings about our unit count: a machine without a running systemd also warns
+    // about itself.
+    let name = unit_path.file_name().unwrap().to_string_lossy().to_string();
+    let ours: Vec<&str> = said.lines().filter(|l| l.contains(&name)).collect();
+    assert!(
+        verify.status.success() && ours.is_empty(),
+        "systemd-analyze verify {name}: {:?}\n{said}",
+        verify.status
+    );
+}
+
 #[test]
 fn the_service_unit_carries_the_mount_and_no_secret_and_systemd_accepts_it() {
     let home = tempfile::tempdir().unwrap();
@@ -47,7 +88,7 @@ fn the_service_unit_carries_the_mount_and_no_secret_and_systemd_accepts_it() {
         .env("HYPERCLAY_API_KEY", "hcsk_secret_never_in_a_unit")
         .output()
         .unwrap());
-    let unit_path = home.path().join("config/systemd/user/hyperclay.service");
+    let unit_path = unit_file(home.path(), &mnt);
     assert!(
         stdout.contains(&unit_path.display().to_string()),
         "{stdout}"
@@ -83,51 +124,200 @@ fn the_service_unit_carries_the_mount_and_no_secret_and_systemd_accepts_it() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&unit_path).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0, "the unit is the user's own");
+    systemd_accepts(&unit_path);
+}
 
-    // systemd's own checker reads it as systemd would (unknown keys, bad quoting, a missing
-    // program all fail it).
-    let verify = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(&unit_path)
-        .env("SYSTEMD_LOG_LEVEL", "warning")
+/// With HYPERCLAY_HOME set, nothing is written outside it: not into ~/.config/systemd/user.
+/// Without it, the unit goes where systemd reads user units.
+#[test]
+fn the_unit_follows_hyperclay_home_and_otherwise_goes_where_systemd_reads() {
+    let home = tempfile::tempdir().unwrap();
+    let mnt = home.path().join("mnt");
+    ok(hyperclay(home.path())
+        .args(["service", "install", "--no-start"])
+        .arg(&mnt)
         .output()
-        .expect("systemd-analyze (Debian's systemd package; .ci/run installs it)");
-    let said = String::from_utf8_lossy(&verify.stderr);
-    // Only findings about our unit count: a machine without a running systemd also warns
-    // about itself.
-    let ours: Vec<&str> = said
-        .lines()
-        .filter(|l| l.contains("hyperclay.service"))
-        .collect();
+        .unwrap());
+    assert!(unit_file(home.path(), &mnt).exists());
     assert!(
-        verify.status.success() && ours.is_empty(),
-        "systemd-analyze verify: {:?}\n{said}",
-        verify.status
+        !home.path().join("config/systemd").exists(),
+        "written outside HYPERCLAY_HOME"
+    );
+    let stdout = ok(hyperclay(home.path())
+        .args(["service", "install", "--no-start"])
+        .arg(&mnt)
+        .env_remove("HYPERCLAY_HOME")
+        .output()
+        .unwrap());
+    let name = format!("hyperclay-{}.service", systemd_escape(&mnt));
+    let path = home.path().join("config/systemd/user").join(&name);
+    assert!(path.exists(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("systemctl --user enable --now '{name}'")),
+        "{stdout}"
     );
 }
 
+/// One unit per mount point, named by it: two mounts, two services, each accepted by systemd;
+/// a second service on a mirror another one uses is refused with what to do; uninstall removes
+/// only the mount's own.
 #[test]
-fn without_systemd_install_says_so_prints_the_unit_and_uninstall_removes_it() {
+fn each_mount_point_gets_its_own_unit_and_a_shared_mirror_is_refused() {
     let home = tempfile::tempdir().unwrap();
-    let stdout = ok(hyperclay(home.path())
-        .args(["service", "install"])
+    let (a, b, c) = (
+        home.path().join("work site"),
+        home.path().join("play-site"),
+        home.path().join("third"),
+    );
+    ok(hyperclay(home.path())
+        .args(["service", "install", "--no-start"])
+        .arg(&a)
         .output()
         .unwrap());
-    let first = stdout
-        .lines()
-        .find(|l| l.contains("no systemd user instance"))
-        .unwrap_or_else(|| panic!("{stdout}"));
+    let refused = hyperclay(home.path())
+        .args(["service", "install", "--no-start"])
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = text(&refused.stderr);
     assert!(
-        first.contains("systemctl --user enable --now hyperclay"),
-        "{first}"
+        said.contains("default mirror") && said.contains("--mirror"),
+        "{said}"
     );
+    ok(hyperclay(home.path())
+        .args(["service", "install", "--no-start"])
+        .arg(&b)
+        .arg("--mirror")
+        .arg(home.path().join("play mirror"))
+        .output()
+        .unwrap());
+    let refused = hyperclay(home.path())
+        .args(["service", "install", "--no-start"])
+        .arg(&c)
+        .arg("--mirror")
+        .arg(home.path().join("play mirror"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "a mirror given twice");
+    let (unit_a, unit_b) = (unit_file(home.path(), &a), unit_file(home.path(), &b));
+    assert!(unit_a.exists() && unit_b.exists());
+    assert_eq!(std::fs::read_dir(unit_dir(home.path())).unwrap().count(), 2);
+    systemd_accepts(&unit_a);
+    systemd_accepts(&unit_b);
+    ok(hyperclay(home.path())
+        .args(["service", "uninstall"])
+        .arg(&b)
+        .output()
+        .unwrap());
+    assert!(unit_a.exists() && !unit_b.exists());
+}
+
+/// systemd refusing to start the service (here a stand-in `systemctl` first on PATH, which
+/// records what it is asked and refuses `enable`): install exits 1 quoting systemd. With
+/// HYPERCLAY_HOME set, the unit is enabled by its path (systemd links it into its folder).
+#[test]
+fn when_systemd_refuses_install_exits_1_quoting_it() {
+    let home = tempfile::tempdir().unwrap();
+    let bin = home.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let asked = home.path().join("asked");
+    let fake = bin.join("systemctl");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\ncase \"$*\" in *enable*) echo 'Failed to enable unit: Unit hyperclay-x.service has a bad setting.' >&2; exit 1;; esac\nexit 0\n",
+            asked.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mnt = home.path().join("mnt");
+    let out = hyperclay(home.path())
+        .args(["service", "install"])
+        .arg(&mnt)
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("systemd refused") && said.contains("has a bad setting"),
+        "{said}"
+    );
+    let unit = unit_file(home.path(), &mnt);
+    let asked = std::fs::read_to_string(&asked).unwrap();
+    assert!(
+        asked
+            .lines()
+            .any(|l| l == format!("--user enable --now {}", unit.display())),
+        "{asked}"
+    );
+}
+
+/// The single `hyperclay.service` earlier versions wrote is removed by `uninstall` of the mount
+/// point it mounts, and left alone for any other.
+#[test]
+fn uninstall_removes_the_earlier_single_unit_of_that_mount_only() {
+    let home = tempfile::tempdir().unwrap();
+    let mnt = home.path().join("Hyperclay");
+    let legacy = unit_dir(home.path()).join("hyperclay.service");
+    std::fs::create_dir_all(unit_dir(home.path())).unwrap();
+    std::fs::write(
+        &legacy,
+        format!(
+            "[Service]\nExecStart=\"/usr/bin/hyperclay\" \"mount\" \"{}\"\n",
+            mnt.display()
+        ),
+    )
+    .unwrap();
+    let stdout = ok(hyperclay(home.path())
+        .args(["service", "uninstall"])
+        .arg(home.path().join("elsewhere"))
+        .output()
+        .unwrap());
+    assert!(stdout.contains("no service installed"), "{stdout}");
+    assert!(legacy.exists());
+    let stdout = ok(hyperclay(home.path())
+        .args(["service", "uninstall"])
+        .output()
+        .unwrap());
+    assert!(stdout.contains("removed"), "{stdout}");
+    assert!(!legacy.exists());
+}
+
+/// Asked to start it where no systemd user instance answers (a container, this sandbox), install
+/// writes the unit, prints it, and fails saying why and what to run; `systemctl` itself cannot be
+/// driven here, so enabling a real service is not tested.
+#[test]
+fn without_systemd_install_fails_saying_why_and_uninstall_removes_the_unit() {
+    let home = tempfile::tempdir().unwrap();
+    let out = hyperclay(home.path())
+        .args(["service", "install"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("could not start it") && said.contains("no systemd user instance"),
+        "{said}"
+    );
+    assert!(said.contains("systemctl --user enable --now"), "{said}");
+    let stdout = text(&out.stdout);
     assert!(
         stdout.contains("[Service]") && stdout.contains("Type=notify"),
         "{stdout}"
     );
     // The default mount point.
-    assert!(home.path().join("Hyperclay").is_dir());
-    let unit_path = home.path().join("config/systemd/user/hyperclay.service");
+    let mnt = home.path().join("Hyperclay");
+    assert!(mnt.is_dir());
+    let unit_path = unit_file(home.path(), &mnt);
     assert!(unit_path.exists());
     let stdout = ok(hyperclay(home.path())
         .args(["service", "uninstall"])
@@ -253,6 +443,104 @@ fn man_pages_cover_the_program_and_each_command() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// The variables the code reads (a quoted `HYPERCLAY_...` or `XDG_...` name in src/), besides
+/// the build's own.
+fn variables_the_code_reads() -> std::collections::BTreeSet<String> {
+    let mut found = std::collections::BTreeSet::new();
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for (i, _) in text.match_indices('"') {
+                let rest = &text[i + 1..];
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                    .collect();
+                if (name.starts_with("HYPERCLAY_") || name.starts_with("XDG_"))
+                    && rest[name.len()..].starts_with('"')
+                    && name.len() > "XDG_".len()
+                {
+                    found.insert(name);
+                }
+            }
+        }
+    }
+    // Set by build.rs for `--version`, not read when the program runs.
+    found.remove("HYPERCLAY_BUILD_COMMIT");
+    found
+}
+
+#[test]
+fn man_pages_say_how_it_ends_what_it_reads_where_its_files_are_with_examples() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("man1");
+    ok(hyperclay(home.path())
+        .arg("man")
+        .arg(&dir)
+        .output()
+        .unwrap());
+    let top = std::fs::read_to_string(dir.join("hyperclay.1")).unwrap();
+    let section = |page: &str, name: &str| -> String {
+        let start = page
+            .find(&format!(".SH \"{name}\""))
+            .unwrap_or_else(|| panic!("no {name} section in\n{page}"));
+        let rest = &page[start + 4..];
+        rest[..rest.find(".SH ").unwrap_or(rest.len())].replace("\\-", "-")
+    };
+    let env = section(&top, "ENVIRONMENT");
+    let read = variables_the_code_reads();
+    assert!(
+        read.contains("HYPERCLAY_HOME") && read.contains("XDG_RUNTIME_DIR"),
+        "{read:?}"
+    );
+    for var in &read {
+        assert!(
+            env.contains(var.as_str()),
+            "{var} is read by the code but not in ENVIRONMENT"
+        );
+    }
+    for var in ["RUST_LOG", "NO_COLOR", "BROWSER", "HOME"] {
+        assert!(env.contains(var), "{var} is not in ENVIRONMENT");
+    }
+    let exit = section(&top, "EXIT STATUS");
+    for code in ["0", "1", "2"] {
+        assert!(
+            exit.lines().any(|l| l == code),
+            "exit status {code}: {exit}"
+        );
+    }
+    let files = section(&top, "FILES");
+    for path in [
+        "credentials.json",
+        "sites-versions/",
+        "sync.log",
+        "systemd/user",
+    ] {
+        assert!(files.contains(path), "{path} not in FILES: {files}");
+    }
+    let examples = section(&top, "EXAMPLES");
+    for command in ["hyperclay mount", "hyperclay versions", "hyperclay restore"] {
+        assert!(examples.contains(command), "{command} not in EXAMPLES");
+    }
+    // A command's page says how it ends, its own examples, and where the rest is.
+    let restore = std::fs::read_to_string(dir.join("hyperclay-restore.1")).unwrap();
+    assert!(section(&restore, "EXIT STATUS").contains("Failure"));
+    assert!(section(&restore, "EXAMPLES").contains("hyperclay restore"));
+    assert!(section(&restore, "SEE ALSO").contains("hyperclay(1)"));
+    assert!(
+        !std::fs::read_to_string(dir.join("hyperclay-mount.1"))
+            .unwrap()
+            .contains("Print version"),
+        "a command's page offers no --version it does not have"
+    );
 }
 
 #[test]

@@ -61,10 +61,14 @@ pub struct Stamp {
     pub counter: u32,
 }
 
-/// Parses `YYYY-MM-DD-HH-MM-SS-mmm±HHMM[-NNN]` from the start of a version's file name.
+/// Parses a version's file name, strictly: `YYYY-MM-DD-HH-MM-SS-mmm±HHMM`, then `-NNN` (001 to
+/// 999) for a same-millisecond version, then nothing or one extension (`.html`, `.png`: a dot and
+/// at least one character, no further dot). Anything else (`notes.txt`, `… copy.html`,
+/// `….html.bak`, a month 13, an offset written in a way this program never writes) is not a
+/// version: the name must be exactly what [`save`] would have written for that instant.
 pub fn parse_name(name: &str) -> Option<(Stamp, DateTime<FixedOffset>)> {
     let b = name.as_bytes();
-    if b.len() < 28 {
+    if b.len() < 28 || !name.is_char_boundary(28) {
         return None;
     }
     let num = |range: std::ops::Range<usize>| -> Option<u32> {
@@ -91,13 +95,28 @@ pub fn parse_name(name: &str) -> Option<(Stamp, DateTime<FixedOffset>)> {
         .with_ymd_and_hms(year as i32, month, day, hour, min, sec)
         .single()?
         + chrono::Duration::milliseconds(ms as i64);
-    let rest = &name[28..];
-    let counter = match rest.strip_prefix('-') {
-        Some(r) if r.len() >= 3 && r.as_bytes()[..3].iter().all(u8::is_ascii_digit) => {
-            r[..3].parse().ok()?
+    let mut rest = &name[28..];
+    let mut counter = 0;
+    if let Some(r) = rest.strip_prefix('-') {
+        let digits = r.get(..3)?;
+        if !digits.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
         }
-        _ => 0,
-    };
+        counter = digits.parse().ok()?;
+        if counter == 0 {
+            return None;
+        }
+        rest = &r[3..];
+    }
+    match rest.strip_prefix('.') {
+        None if rest.is_empty() => {}
+        Some(ext) if !ext.is_empty() && !ext.contains(['.', '/']) => {}
+        _ => return None,
+    }
+    // Exactly what this program writes for that instant (no `+0060`, no `-0000` trick).
+    if format_name(time, counter, "") != name[..name.len() - rest.len()] {
+        return None;
+    }
     Some((
         Stamp {
             instant_ms: time.timestamp_millis(),
@@ -105,6 +124,14 @@ pub fn parse_name(name: &str) -> Option<(Stamp, DateTime<FixedOffset>)> {
         },
         time,
     ))
+}
+
+/// The extension of a version's file name (with its dot, or empty).
+fn version_ext(name: &str) -> &str {
+    match name.get(28..).and_then(|rest| rest.find('.')) {
+        Some(i) => &name[28 + i..],
+        None => "",
+    }
 }
 
 fn format_name(time: DateTime<FixedOffset>, counter: u32, ext: &str) -> String {
@@ -130,6 +157,30 @@ pub fn list(dir: &Path) -> Vec<(Stamp, PathBuf)> {
         .collect();
     versions.sort();
     versions
+}
+
+/// One file's versions, oldest first: those in its folder with its extension (`a.html` and
+/// `a.png` share `a/`). `rel` is the file's path in the mirror.
+pub fn of_file(versions_root: &Path, rel: &str) -> Vec<(Stamp, PathBuf)> {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    let ext = extension_for(rel, NodeKind::of_file_name(name));
+    list(&dir_for(versions_root, rel))
+        .into_iter()
+        .filter(|(_, p)| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| version_ext(n) == ext)
+        })
+        .collect()
+}
+
+/// A version's ID as `hyperclay versions` shows it: its file name without the extension.
+pub fn id_of(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    name[..name.len() - version_ext(name).len()].to_string()
 }
 
 /// Creates `dir` and its parents under `root`, refusing any component that is a symlink.
@@ -227,19 +278,73 @@ pub fn save_at(
     Ok(target)
 }
 
-/// Keeps the newest [`KEEP_NEWEST`] versions plus all from the last [`KEEP_DAYS`] days.
-pub fn prune(dir: &Path, now: DateTime<Utc>) {
-    let versions = list(dir);
-    if versions.len() <= KEEP_NEWEST {
-        return;
-    }
+/// The cleanup policy (product.md), per file: keeps the newest [`KEEP_NEWEST`] versions plus
+/// every version from the last [`KEEP_DAYS`] days; answers the versions to remove. `versions` are
+/// one file's, oldest first (as [`list`] answers them).
+pub fn to_remove<T>(versions: &[(Stamp, T)], now: DateTime<Utc>) -> Vec<usize> {
     let cutoff = (now - chrono::Duration::days(KEEP_DAYS)).timestamp_millis();
-    let old = versions.len() - KEEP_NEWEST;
-    for (stamp, path) in versions.into_iter().take(old) {
-        if stamp.instant_ms < cutoff {
-            let _ = fs::remove_file(path);
+    let old = versions.len().saturating_sub(KEEP_NEWEST);
+    (0..old)
+        .filter(|&i| versions[i].0.instant_ms < cutoff)
+        .collect()
+}
+
+/// Applies the policy to one folder of versions: each file's versions apart (`a.html` and
+/// `a.png` keep theirs in the same `a/`, told apart by extension). Names that are not versions
+/// are never touched. Answers how many versions were removed.
+pub fn prune(dir: &Path, now: DateTime<Utc>) -> usize {
+    let mut by_ext: std::collections::BTreeMap<String, Vec<(Stamp, PathBuf)>> = Default::default();
+    for (stamp, path) in list(dir) {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        by_ext
+            .entry(version_ext(name).to_string())
+            .or_default()
+            .push((stamp, path));
+    }
+    let mut removed = 0;
+    for versions in by_ext.values() {
+        for i in to_remove(versions, now) {
+            match fs::remove_file(&versions[i].1) {
+                Ok(()) => removed += 1,
+                // Removed meanwhile (a save prunes its folder too).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %versions[i].1.display(), error = %e, "could not remove an old version")
+                }
+            }
         }
     }
+    removed
+}
+
+/// Applies the policy to every folder under `sites-versions/` (the mount does at start and daily).
+/// Symlinks are never followed; names that are not versions stay. Answers how many versions were
+/// removed.
+pub fn prune_all(versions_root: &Path, now: DateTime<Utc>) -> usize {
+    if fs::symlink_metadata(versions_root).map_or(true, |m| !m.is_dir()) {
+        return 0;
+    }
+    let mut removed = 0;
+    let mut folders = vec![(versions_root.to_path_buf(), 0usize)];
+    while let Some((dir, depth)) = folders.pop() {
+        removed += prune(&dir, now);
+        if depth >= 64 {
+            continue;
+        }
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            // `file_type` does not follow a symlink: a linked folder is left alone.
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                folders.push((e.path(), depth + 1));
+            }
+        }
+    }
+    removed
 }
 
 /// Whether `bytes` is already kept as a version of `rel` (compared by content).
@@ -295,7 +400,7 @@ impl Browse {
 }
 
 /// Opens `path` for reading without following a symlink at its last component.
-pub(super) fn open_nofollow(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+pub(crate) fn open_nofollow(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .read(true)
@@ -387,6 +492,119 @@ mod tests {
         }
         assert_eq!(list(&root.join("a")).len(), KEEP_NEWEST);
         assert!(root.join("a/notes.txt").exists());
+    }
+
+    #[test]
+    fn names_are_parsed_strictly() {
+        for good in [
+            "2026-11-01-01-30-00-431-0400.html",
+            "2026-11-01-01-30-00-431-0400-002.html",
+            "2026-11-01-05-30-00-000+0000.png",
+            "2026-11-01-05-30-00-000+0000",
+            "2026-11-01-05-30-00-000+0530-999.my ext",
+        ] {
+            assert!(parse_name(good).is_some(), "{good} is a version");
+        }
+        for bad in [
+            "notes.txt",
+            "2026-11-01-01-30-00-431-0400 copy.html",
+            "2026-11-01-01-30-00-431-0400.html.bak",
+            "2026-11-01-01-30-00-431-0400-000.html",
+            "2026-11-01-01-30-00-431-0400-01.html",
+            "2026-11-01-01-30-00-431-0400-0012.html",
+            "2026-11-01-01-30-00-431-0400.",
+            "2026-11-01-01-30-00-431-0400-",
+            "2026-13-01-01-30-00-431-0400.html",
+            "2026-11-01-01-30-00-431+0060.html",
+            "2026-11-01-01-30-00-431-0400x.html",
+            ".version-tmp-00000000000000ff",
+            "2026-11-01-01-30-00-431-04\u{e9}.html",
+        ] {
+            assert!(parse_name(bad).is_none(), "{bad} is not a version");
+        }
+    }
+
+    fn stamps(days_ago: &[i64], now: DateTime<Utc>) -> Vec<(Stamp, ())> {
+        let mut v: Vec<(Stamp, ())> = days_ago
+            .iter()
+            .map(|d| {
+                (
+                    Stamp {
+                        instant_ms: (now - chrono::Duration::days(*d)).timestamp_millis(),
+                        counter: 0,
+                    },
+                    (),
+                )
+            })
+            .collect();
+        v.sort_by_key(|(s, _)| *s);
+        v
+    }
+
+    #[test]
+    fn policy_keeps_newest_twenty_and_last_sixty_days() {
+        let now = Utc::now();
+        // 30 versions, all older than 60 days: the 10 oldest go.
+        let old: Vec<i64> = (0..30).map(|i| 200 - i).collect();
+        assert_eq!(
+            to_remove(&stamps(&old, now), now),
+            (0..10).collect::<Vec<_>>()
+        );
+        // 30 versions, all within 60 days: every one stays.
+        let recent: Vec<i64> = (0..30).map(|i| 59 - i).collect();
+        assert!(to_remove(&stamps(&recent, now), now).is_empty());
+        // 25 old and 25 recent: the 20 newest are recent, the old go, the recent all stay.
+        let mixed: Vec<i64> = (0..25)
+            .map(|i| 300 - i)
+            .chain((0..25).map(|i| 50 - i))
+            .collect();
+        assert_eq!(
+            to_remove(&stamps(&mixed, now), now),
+            (0..25).collect::<Vec<_>>()
+        );
+        // 20 or fewer: nothing goes, however old.
+        let few: Vec<i64> = (0..20).map(|i| 900 - i).collect();
+        assert!(to_remove(&stamps(&few, now), now).is_empty());
+    }
+
+    #[test]
+    fn pruning_everything_is_per_file_and_leaves_other_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let now = Utc::now();
+        for i in 0..25 {
+            let t = (now - chrono::Duration::days(300 - i)).fixed_offset();
+            // Written straight in place: `save` would prune on the way.
+            for (rel, kind) in [("a.html", NodeKind::Site), ("a.png", NodeKind::Upload)] {
+                let d = dir_for(root, rel);
+                fs::create_dir_all(&d).unwrap();
+                let name = format_name(t, 0, &extension_for(rel, kind));
+                fs::write(d.join(name), b"v").unwrap();
+            }
+            let d = root.join("blog/post");
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join(format_name(t, 0, ".html")), b"v").unwrap();
+        }
+        let foreign = root.join("a/2020-01-01-00-00-00-000+0000 copy.html");
+        fs::write(&foreign, b"mine").unwrap();
+        fs::write(root.join("blog/post/notes.txt"), b"mine").unwrap();
+        assert_eq!(prune_all(root, now), 15);
+        let a = list(&root.join("a"));
+        assert_eq!(
+            a.iter()
+                .filter(|(_, p)| p.extension().unwrap() == "html")
+                .count(),
+            20
+        );
+        assert_eq!(
+            a.iter()
+                .filter(|(_, p)| p.extension().unwrap() == "png")
+                .count(),
+            20
+        );
+        assert_eq!(list(&root.join("blog/post")).len(), 20);
+        assert!(foreign.exists());
+        assert!(root.join("blog/post/notes.txt").exists());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The commands' edges: they assemble the library's parts and turn failures into one-line,
 //! actionable messages (anyhow with context).
 
+pub mod history;
 pub mod login;
 pub mod man;
 pub mod mirror_lock;

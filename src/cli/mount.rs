@@ -116,6 +116,29 @@ async fn refresh_tokens(client: Arc<Client>, mut stored: Stored) {
     }
 }
 
+/// The backups' cleanup (product.md: per file, the newest 20 plus everything from the last 60
+/// days) at start and then daily.
+async fn clean_versions(root: std::path::PathBuf) {
+    let every = Duration::from_secs(24 * 3600);
+    loop {
+        let dir = root.clone();
+        let now = chrono::Utc::now();
+        match tokio::task::spawn_blocking(move || {
+            hyperclay::cache::versions::prune_all(&dir, now)
+        })
+        .await
+        {
+            Ok(0) => tracing::debug!("backups cleanup: nothing to remove"),
+            Ok(n) => tracing::info!(
+                removed = n,
+                "backups cleanup: removed old versions (kept per file the newest 20 and the last 60 days)"
+            ),
+            Err(e) => tracing::warn!(error = %e, "backups cleanup failed"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Where FUSE's device lives. Without it nothing can be mounted.
 const DEV_FUSE: &str = "/dev/fuse";
 
@@ -145,6 +168,7 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
             .with_context(|| format!("opening the mirror {}", mirror_dir.display()))?,
     );
     mirror.sweep_temps();
+    let cleanup = tokio::spawn(clean_versions(mirror.versions_root()));
     let index_path = mirror.index_path();
     let index = Arc::new(open_index(&index_path)?);
     // An empty index over a mirror that holds files: it was lost (or damaged and set aside).
@@ -290,6 +314,7 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     if let Some(r) = refresher {
         r.abort();
     }
+    cleanup.abort();
     pidfile::remove(&mountpoint);
     control.abort();
     let _ = std::fs::remove_file(hyperclay::control::socket_for(&mountpoint));

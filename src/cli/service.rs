@@ -2,6 +2,13 @@
 //! there after every login and reboot. `Type=notify`: the mount tells systemd it is ready
 //! (`sd_notify` READY=1) once the account is listed, the same moment `--daemon` returns.
 //!
+//! One unit per mount point, named by it as systemd names mount units
+//! (`hyperclay-home-me-Hyperclay.service`, `systemd-escape --path`), so several mounts can run.
+//! The unit goes where systemd looks for this user's units (`$XDG_CONFIG_HOME/systemd/user`);
+//! with `HYPERCLAY_HOME` set it stays under it (`$HYPERCLAY_HOME/config/systemd/user`), like
+//! every other file of the program, and starting it links it into systemd's folder
+//! (`systemctl --user enable PATH`).
+//!
 //! The unit carries what the mount needs from this shell (the platform address from
 //! `HYPERCLAY_URL`, `HYPERCLAY_HOME`) and never a secret: the service signs in with the stored
 //! credentials (`hyperclay login`), which only this user can read. An address from a project's
@@ -12,18 +19,55 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-/// The unit's name (`systemctl --user status hyperclay`).
-pub const UNIT: &str = "hyperclay.service";
+/// The unit the first versions wrote, for one mount only (`hyperclay service uninstall` still
+/// removes it).
+pub const LEGACY_UNIT: &str = "hyperclay.service";
 
-/// Where systemd looks for this user's units.
-pub fn unit_path() -> PathBuf {
+/// A path as `systemd-escape --path` writes it: `/home/me/My Site` → `home-me-My\x20Site`.
+pub fn systemd_escape_path(path: &Path) -> String {
+    let text = path.as_os_str().as_encoded_bytes();
+    let parts: Vec<&[u8]> = text
+        .split(|b| *b == b'/')
+        .filter(|p| !p.is_empty())
+        .collect();
+    if parts.is_empty() {
+        return "-".into();
+    }
+    let mut out = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push('-');
+        }
+        for (j, &b) in part.iter().enumerate() {
+            let plain = b.is_ascii_alphanumeric() || b == b':' || b == b'_' || b == b'.';
+            if plain && !(b == b'.' && i == 0 && j == 0) {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("\\x{b:02x}"));
+            }
+        }
+    }
+    out
+}
+
+/// The unit of the mount at `mountpoint` (`systemctl --user status <this>`).
+pub fn unit_name(mountpoint: &Path) -> String {
+    format!("hyperclay-{}.service", systemd_escape_path(mountpoint))
+}
+
+/// Where the units are written, and whether systemd reads that folder by itself (otherwise the
+/// unit is linked into systemd's folder when it is enabled).
+pub fn unit_dir() -> (PathBuf, bool) {
+    if let Some(home) = std::env::var_os("HYPERCLAY_HOME").filter(|h| !h.is_empty()) {
+        return (PathBuf::from(home).join("config/systemd/user"), false);
+    }
     let config = match std::env::var_os("XDG_CONFIG_HOME") {
         Some(v) if !v.is_empty() => PathBuf::from(v),
         _ => {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".config")
         }
     };
-    config.join("systemd/user").join(UNIT)
+    (config.join("systemd/user"), true)
 }
 
 /// One word of a unit's command line or `Environment=` value, quoted the way systemd reads it:
@@ -121,26 +165,39 @@ pub fn unit_text(spec: &UnitSpec) -> String {
     )
 }
 
-/// Whether this session has a systemd user instance to talk to.
-fn has_user_systemd() -> bool {
-    Command::new("systemctl")
+/// Whether this session has a systemd user instance to talk to; if not, why.
+fn user_systemd() -> Result<(), String> {
+    match Command::new("systemctl")
         .args(["--user", "show-environment"])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+        .stderr(std::process::Stdio::piped())
+        .output()
+    {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "`systemctl --user` answers: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Err(format!("systemctl could not run: {e}")),
+    }
 }
 
-fn systemctl(args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new("systemctl")
+/// Runs `systemctl --user ARGS`; a refusal is an error quoting what systemd said.
+fn systemctl(args: &[&str], unit: &str) -> anyhow::Result<()> {
+    let out = Command::new("systemctl")
         .arg("--user")
         .args(args)
-        .status()
+        .stdout(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::piped())
+        .output()
         .with_context(|| format!("running systemctl --user {}", args.join(" ")))?;
-    if !status.success() {
+    if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stderr);
         bail!(
-            "`systemctl --user {}` failed ({status}); see `journalctl --user -u hyperclay`",
-            args.join(" ")
+            "systemd refused `systemctl --user {}` ({}): {}; see `journalctl --user -u {unit}`",
+            args.join(" "),
+            out.status,
+            hyperclay::log::printable(said.trim())
         );
     }
     Ok(())
@@ -152,7 +209,11 @@ fn write_unit(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().context("the unit's folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let temp = dir.join(format!(".{UNIT}.tmp"));
+    let name = path
+        .file_name()
+        .context("the unit's name")?
+        .to_string_lossy();
+    let temp = dir.join(format!(".{name}.tmp"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -166,12 +227,56 @@ fn write_unit(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The other installed units (`hyperclay-*.service` and the legacy one): (name, text).
+fn other_units(dir: &Path, except: &str) -> Vec<(String, String)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let ours = (name.starts_with("hyperclay-") && name.ends_with(".service"))
+                || name == LEGACY_UNIT;
+            if !ours || name == except {
+                return None;
+            }
+            Some((name, std::fs::read_to_string(e.path()).ok()?))
+        })
+        .collect()
+}
+
+/// The mirror an installed unit's mount uses, as its ExecStart says it (`None`: the default).
+fn unit_mirror(text: &str) -> Option<String> {
+    let line = text.lines().find(|l| l.starts_with("ExecStart="))?;
+    let at = line.find("\"--mirror\" ")? + "\"--mirror\" ".len();
+    Some(line[at..].to_string())
+}
+
 pub fn install(
     mountpoint: Option<PathBuf>,
     mirror: Option<PathBuf>,
     start: bool,
 ) -> anyhow::Result<()> {
     let mountpoint = super::mount_path(&mountpoint.unwrap_or_else(default_mountpoint));
+    let mirror = mirror.map(|m| hyperclay::fs::absolute(&m));
+    let unit = unit_name(&mountpoint);
+    let (dir, systemd_reads_it) = unit_dir();
+    // One owner per mirror: two services on one mirror would have the second refused at every
+    // start. Said now, with what to do.
+    let ours = mirror.as_ref().map(|m| quoted(&m.to_string_lossy()));
+    if let Some((other, _)) = other_units(&dir, &unit)
+        .into_iter()
+        .find(|(_, text)| unit_mirror(text) == ours)
+    {
+        bail!(
+            "the service {other} already mounts {}: give this mount its own mirror (--mirror DIR), or remove that service first (`hyperclay service uninstall MOUNTPOINT`)",
+            match &mirror {
+                Some(m) => format!("the mirror {}", m.display()),
+                None => format!("the default mirror {}", hyperclay::config::default_mirror().display()),
+            }
+        );
+    }
     std::fs::create_dir_all(&mountpoint)
         .with_context(|| format!("creating the mount point {}", mountpoint.display()))?;
     let exe = std::env::current_exe().context("finding the hyperclay program")?;
@@ -186,48 +291,83 @@ pub fn install(
     let spec = UnitSpec {
         exe,
         mountpoint: mountpoint.clone(),
-        mirror: mirror.map(|m| hyperclay::fs::absolute(&m)),
+        mirror,
         env: carried_env(),
     };
     let text = unit_text(&spec);
-    let path = unit_path();
+    let path = dir.join(&unit);
     write_unit(&path, &text)?;
     println!("hyperclay: wrote {}", path.display());
+    // What `systemctl enable` is given: the name where systemd looks by itself, else the file.
+    let enable_as = match systemd_reads_it {
+        true => unit.clone(),
+        false => path.display().to_string(),
+    };
     if !start {
+        println!("  start it with: systemctl --user enable --now '{enable_as}'");
         return Ok(());
     }
-    if !has_user_systemd() {
-        println!("hyperclay: no systemd user instance in this session: start it where systemd runs with `systemctl --user enable --now hyperclay`, or run `hyperclay mount --daemon {}`. The unit:", mountpoint.display());
+    if let Err(why) = user_systemd() {
         print!("{text}");
-        return Ok(());
+        bail!(
+            "wrote the unit above to {}, but could not start it: no systemd user instance in this session ({why}). Where systemd runs: `systemctl --user enable --now '{enable_as}'`; or run `hyperclay mount --daemon {}`; `--no-start` only writes the unit",
+            path.display(),
+            mountpoint.display()
+        );
     }
-    systemctl(&["daemon-reload"])?;
-    systemctl(&["enable", "--now", UNIT])?;
+    systemctl(&["daemon-reload"], &unit)?;
+    systemctl(&["enable", "--now", &enable_as], &unit)?;
     println!(
-        "hyperclay: the service mounts {} at every login; its log: journalctl --user -u hyperclay (and `hyperclay status`)",
+        "hyperclay: the service {unit} mounts {} at every login; its log: journalctl --user -u '{unit}' (and `hyperclay status`)",
         mountpoint.display()
     );
     Ok(())
 }
 
-pub fn uninstall() -> anyhow::Result<()> {
-    let path = unit_path();
-    if has_user_systemd() {
-        // Stopping it unmounts (ExecStop); a unit that is not loaded is not an error here.
-        let _ = systemctl(&["disable", "--now", UNIT]);
+pub fn uninstall(mountpoint: Option<PathBuf>) -> anyhow::Result<()> {
+    let mountpoint = super::mount_path(&mountpoint.unwrap_or_else(default_mountpoint));
+    let unit = unit_name(&mountpoint);
+    let (dir, _) = unit_dir();
+    let mut units = vec![unit.clone()];
+    // The one unit of earlier versions, when it mounts this mount point.
+    let legacy = dir.join(LEGACY_UNIT);
+    if std::fs::read_to_string(&legacy).is_ok_and(|t| {
+        t.lines().any(|l| {
+            l.starts_with("ExecStart=")
+                && l.contains(&format!(
+                    " \"mount\" {}",
+                    quoted(&mountpoint.to_string_lossy())
+                ))
+        })
+    }) {
+        units.push(LEGACY_UNIT.to_string());
     }
-    match std::fs::remove_file(&path) {
-        Ok(()) => println!("hyperclay: removed {}", path.display()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            println!(
-                "hyperclay: no service installed ({} is not there)",
-                path.display()
-            )
+    let systemd = user_systemd().is_ok();
+    let mut removed = false;
+    for name in &units {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
         }
-        Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+        if systemd {
+            // Stopping it unmounts (ExecStop) and drops its links; a unit that is not loaded is
+            // no error here.
+            let _ = systemctl(&["disable", "--now", name], name);
+        }
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        println!("hyperclay: removed {}", path.display());
+        removed = true;
     }
-    if has_user_systemd() {
-        systemctl(&["daemon-reload"])?;
+    if !removed {
+        println!(
+            "hyperclay: no service installed for {} ({} is not there)",
+            mountpoint.display(),
+            dir.join(&unit).display()
+        );
+        return Ok(());
+    }
+    if systemd {
+        systemctl(&["daemon-reload"], &unit)?;
     }
     Ok(())
 }
@@ -240,6 +380,27 @@ pub fn default_mountpoint() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unit_names_escape_the_mount_point_as_systemd_does() {
+        assert_eq!(
+            systemd_escape_path(Path::new("/home/me/Hyperclay")),
+            "home-me-Hyperclay"
+        );
+        assert_eq!(
+            systemd_escape_path(Path::new("/tmp/.tmpAB/My Hyperclay-x/\u{e9}")),
+            r"tmp-.tmpAB-My\x20Hyperclay\x2dx-\xc3\xa9"
+        );
+        assert_eq!(
+            systemd_escape_path(Path::new("/.hidden//a/")),
+            r"\x2ehidden-a"
+        );
+        assert_eq!(systemd_escape_path(Path::new("/")), "-");
+        assert_eq!(
+            unit_name(Path::new("/home/me/Hyperclay")),
+            "hyperclay-home-me-Hyperclay.service"
+        );
+    }
 
     #[test]
     fn odd_paths_stay_one_argument() {
