@@ -233,6 +233,127 @@ async fn names_from_the_platform_never_leave_the_mirror() {
     assert_eq!(refusals, 1, "logged once, not once per listing");
 }
 
+/// A chain of `levels` folders `d1/d2/...` (ids 1000 and on), listed parents first.
+fn folder_chain(levels: u64) -> Vec<serde_json::Value> {
+    let mut path = String::new();
+    let mut nodes = Vec::new();
+    for i in 1..=levels {
+        let name = format!("d{i}");
+        let parent = if i == 1 { 0 } else { 999 + i - 1 };
+        nodes.push(node(999 + i, "folder", &name, &path, parent, b""));
+        path = if path.is_empty() {
+            name
+        } else {
+            format!("{path}/{name}")
+        };
+    }
+    nodes
+}
+
+/// Issue 26: a folder chain deeper than the mirror takes (256) stopped all syncing: every
+/// listing failed, the stream never opened, an honest site never arrived. The part too deep is
+/// refused, in one status line; the rest syncs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_chain_too_deep_is_refused_once_and_the_rest_syncs() {
+    let mut nodes = folder_chain(300);
+    nodes.push(node(
+        1,
+        "site",
+        "honest.html",
+        "",
+        0,
+        b"<html>honest</html>",
+    ));
+    let platform = HostilePlatform::start(Script {
+        username: "mallory".into(),
+        nodes,
+        content: [(1, Content::Bytes(b"<html>honest</html>".to_vec()))]
+            .into_iter()
+            .collect(),
+        ..Script::default()
+    })
+    .await;
+    let m = mount(&platform, &[]);
+    assert!(
+        wait_until(WAIT, || std::fs::read(m.path("honest.html"))
+            .is_ok_and(|b| b == b"<html>honest</html>"))
+        .is_some(),
+        "the honest site arrives"
+    );
+    // The listing was taken (before, every listing failed and status said "last sync: not
+    // yet" for good).
+    assert!(
+        wait_until(WAIT, || !status_problems(&m).contains("last sync: not yet")).is_some(),
+        "a sync completes: {}",
+        status_problems(&m)
+    );
+    // 256 folders are there; the 257th is not.
+    let deepest: PathBuf = (1..=256).map(|i| format!("d{i}")).collect();
+    assert!(m.mirror.join(&deepest).is_dir(), "256 levels sync");
+    assert!(!m.mirror.join(deepest.join("d257")).exists());
+    let status = status_problems(&m);
+    assert_eq!(
+        status.matches("deeper than 256 folders").count(),
+        1,
+        "status names the refused part once: {status}"
+    );
+    assert!(status.contains("\"d257\""), "{status}");
+    assert!(status.contains("43 nodes inside it"), "{status}");
+    let log = m.log();
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("can't be a file here: skipped"))
+            .count(),
+        1,
+        "logged once"
+    );
+}
+
+/// Issue 26: a listing of 700,003 folders (under the 48 MiB cap) took 711 MB and made 2.85 GB
+/// of folders. Past the bound (lowered here with `HYPERCLAY_MAX_LISTING_NODES`) the rest is
+/// refused in one status line, and what is taken still syncs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_over_the_node_bound_is_refused_past_it_in_one_line() {
+    let mut nodes = vec![node(1, "site", "index.html", "", 0, b"<html>top</html>")];
+    nodes.push(node(2, "folder", "many", "", 0, b""));
+    for i in 0..300 {
+        nodes.push(node(100 + i, "folder", &format!("f{i}"), "many", 2, b""));
+    }
+    let platform = HostilePlatform::start(Script {
+        username: "mallory".into(),
+        nodes,
+        content: [(1, Content::Bytes(b"<html>top</html>".to_vec()))]
+            .into_iter()
+            .collect(),
+        ..Script::default()
+    })
+    .await;
+    let m = mount(&platform, &[("HYPERCLAY_MAX_LISTING_NODES", "100")]);
+    assert!(
+        wait_until(WAIT, || std::fs::read(m.path("index.html"))
+            .is_ok_and(|b| b == b"<html>top</html>"))
+        .is_some(),
+        "the site at the top arrives"
+    );
+    let status = status_problems(&m);
+    assert_eq!(
+        status
+            .matches("more than one account may bring here")
+            .count(),
+        1,
+        "one line: {status}"
+    );
+    assert!(
+        status.contains("the first 100 (the shallowest) sync, the other 202 are not synced"),
+        "{status}"
+    );
+    assert_eq!(
+        std::fs::read_dir(m.mirror.join("many")).unwrap().count(),
+        98,
+        "only the bound's worth of folders is made"
+    );
+}
+
 /// The most resident memory a process has had (the kernel's high-water mark), in bytes.
 fn rss(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

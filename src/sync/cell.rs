@@ -152,6 +152,13 @@ pub struct Cells {
     node_free: tokio::sync::Notify,
     /// Signalled whenever a push ends (unmount's drain waits on it instead of polling).
     push_ended: tokio::sync::Notify,
+    /// Signalled when the platform answers again after being away (`came_online`): every push
+    /// waiting in `PushState::Backoff` is sent at once, not when its 1-5 s timer ends (issue 26:
+    /// saves made during a fault were up 6-8 s after it cleared).
+    pub(super) reconnected: tokio::sync::Notify,
+    /// Signalled when a push got an answer while the engine took the platform for gone: the
+    /// follower's quiet checks reconcile at once instead of at their next timer.
+    pub(super) answered: tokio::sync::Notify,
 }
 
 /// A reference to one cell; the last one drops a cell at rest from the map.

@@ -17,6 +17,12 @@ use crate::remote::{subscribe, StreamItem};
 
 const POLL_INTERVAL: Duration = Duration::from_secs(10);
 const MAX_OFFLINE_WAIT: Duration = Duration::from_secs(30);
+/// For this long into an outage the platform is looked for every second; after it, the wait
+/// doubles up to `MAX_OFFLINE_WAIT`. Decided (issue 26): most outages are short (a restart, a
+/// deploy, a flapping link), and saves made during one should be up within 2 s of its end, not
+/// 6-8 s; a `GET status` a second for 30 s is no storm, and a long outage still costs one
+/// request every 30 s.
+const FAST_CHECKS_FOR: Duration = Duration::from_secs(30);
 const NETWORK_SETTLE: Duration = Duration::from_millis(500);
 const NETWORK_CHECK_GAP: Duration = Duration::from_secs(5);
 
@@ -130,6 +136,8 @@ impl Engine {
             // A push sent while the platform was away may hang on a dead connection until its
             // time limit: abandoned, it is sent again at once.
             self.client.abandon_requests();
+            // Pushes waiting out a retry delay are sent now, not at the end of their timer.
+            self.cells.reconnected.notify_waiters();
         }
         self.status.clear_kind(ProblemKind::Unreachable);
     }
@@ -202,6 +210,7 @@ async fn connect(
         n.borrow_and_update();
     }
     let mut last_network_check: Option<tokio::time::Instant> = None;
+    let outage_began = tokio::time::Instant::now();
     loop {
         match engine.reconcile().await {
             Ok(()) => {
@@ -222,7 +231,15 @@ async fn connect(
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(wait) => wait = (wait * 2).min(MAX_OFFLINE_WAIT),
+            _ = tokio::time::sleep(wait) => {
+                if outage_began.elapsed() >= FAST_CHECKS_FOR {
+                    wait = (wait * 2).min(MAX_OFFLINE_WAIT);
+                }
+            }
+            // A push got an answer: the platform is back, reconcile now.
+            _ = engine.cells.answered.notified() => {
+                tracing::debug!("a push was answered; checking for the platform now");
+            }
             _ = super::netwatch::changed(network) => {
                 tracing::debug!("the network changed; checking for the platform");
                 if !after_network_change(engine, network, &mut last_network_check, stop).await {

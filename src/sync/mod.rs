@@ -68,7 +68,9 @@ pub use follow::follow;
 pub use pull::RemoteNode;
 pub use reconcile::Pending;
 pub use settings::Settings;
-pub use vet::{vet_listing, Refusal as ListingRefusal};
+pub use vet::{
+    vet_listing, vet_listing_bounded, Refusal as ListingRefusal, Vetted, MAX_LISTING_NODES,
+};
 
 /// What the kernel must be told after the engine changed the mirror.
 #[derive(Debug, Clone, PartialEq, Eq)]

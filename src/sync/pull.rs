@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use super::vet::{vet_listing, Refusal};
+use super::vet::{vet_listing_bounded, Refusal};
 use super::{decide, Action, Engine, Notice, Result, SyncError};
 use crate::cache::{check_platform_name, Entry, NewEntry, ROOT_INO};
 use crate::protocol::{parse_time, Event, Node, NodeKind};
@@ -517,10 +517,19 @@ impl Engine {
 
     /// A whole listing: every node applied (parents first), nodes gone from it detached.
     pub fn apply_listing(&self, nodes: &[Node], cursor: Option<u64>) -> Result<Applied> {
-        let (mut sorted, refused) = vet_listing(nodes);
-        for r in &refused {
+        let vetted = vet_listing_bounded(nodes, self.settings.max_listing_nodes);
+        for r in &vetted.refused {
             self.refuse_node(r);
         }
+        let kept = vetted.accepted.len();
+        if self.status.listing_over_limit(vetted.over_limit, kept) {
+            tracing::warn!(
+                kept,
+                left_out = vetted.over_limit,
+                "the platform listed more nodes than one account may bring here: the rest are not synced"
+            );
+        }
+        let mut sorted = vetted.accepted;
         sorted.sort_by_key(|n| {
             (
                 n.path.split('/').filter(|s| !s.is_empty()).count(),

@@ -15,6 +15,9 @@ pub struct Settings {
     /// How long a create's answer waits before it is settled: zero, except in tests, which
     /// widen the window where the stream's echo of the new node lands (`tests/model.rs`).
     pub settle_delay: Duration,
+    /// The most nodes taken from one listing (`vet::MAX_LISTING_NODES`; tests lower it to
+    /// reach the bound with a small listing).
+    pub max_listing_nodes: usize,
 }
 
 impl Default for Settings {
@@ -23,6 +26,7 @@ impl Default for Settings {
             prefetch: true,
             stream_silence: crate::remote::SILENCE_LIMIT,
             settle_delay: Duration::ZERO,
+            max_listing_nodes: super::vet::MAX_LISTING_NODES,
         }
     }
 }
@@ -39,6 +43,13 @@ impl Settings {
             .and_then(|v| v.parse::<u64>().ok())
         {
             settings.stream_silence = Duration::from_secs(secs.max(1));
+        }
+        if let Some(n) = std::env::var("HYPERCLAY_MAX_LISTING_NODES")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            // Only ever lowered (tests reach the bound with a small listing).
+            settings.max_listing_nodes = n.min(settings.max_listing_nodes);
         }
         settings
     }

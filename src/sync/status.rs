@@ -141,6 +141,37 @@ impl Status {
         true
     }
 
+    /// A listing held more nodes than one account may bring (`vet::MAX_LISTING_NODES`):
+    /// `left_out` of them are not synced, in one line (none: the line goes). Answers whether
+    /// this is news, for a log line once.
+    pub fn listing_over_limit(&self, left_out: usize, kept: usize) -> bool {
+        let key = (
+            ProblemKind::PlatformName,
+            "listing over the limit".to_string(),
+        );
+        let mut problems = self.lock();
+        if left_out == 0 {
+            problems.remove(&key);
+            return false;
+        }
+        let message = format!(
+            "the platform listed {} nodes, more than one account may bring here: the first {kept} (the shallowest) sync, the other {left_out} are not synced",
+            kept + left_out
+        );
+        if problems.get(&key).is_some_and(|p| p.message == message) {
+            return false;
+        }
+        problems.insert(
+            key,
+            Problem {
+                kind: ProblemKind::PlatformName,
+                path: None,
+                message,
+            },
+        );
+        true
+    }
+
     /// The folder's place is no longer a symlink.
     pub fn clear_symlinked_folder(&self, path: &str) {
         self.lock()

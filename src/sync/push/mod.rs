@@ -34,6 +34,10 @@ use crate::remote::RemoteError;
 /// How long a brand-new file waits before it is created on the platform.
 pub const SETTLE: Duration = Duration::from_millis(200);
 const RETRY_DELAYS: [u64; 5] = [1, 2, 3, 4, 5];
+/// How long a push waits for its answer before status says so (issue 26: a platform that
+/// accepted the request and went silent showed no problem for 15.5 s, until the request was
+/// abandoned). The push keeps waiting; the line goes when it is answered.
+const SLOW_ANSWER: Duration = Duration::from_secs(1);
 /// Settlements one push may go through (a conflict, the write over it, and a few more if the
 /// platform keeps changing meanwhile) before it ends, reported.
 const MAX_SETTLE_ROUNDS: usize = 6;
@@ -163,7 +167,14 @@ impl Engine {
                         follow_up: push.follow_up(),
                     }
                 });
-                tokio::time::sleep(Duration::from_secs(delay)).await;
+                // The platform answering again (`came_online`) ends the wait at once.
+                let reconnected = self.cells.reconnected.notified();
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(delay)) => {}
+                    _ = reconnected => {
+                        tracing::debug!(path = %path(), "the platform answers again: retrying now");
+                    }
+                }
             }
             self.cells.with_push(ino, |push| {
                 *push = PushState::Sending {
@@ -171,14 +182,46 @@ impl Engine {
                     follow_up: push.follow_up(),
                 }
             });
-            match self.push_once(ino).await {
-                Ok(()) => return None,
+            let send = self.push_once(ino);
+            tokio::pin!(send);
+            let result = tokio::select! {
+                result = &mut send => result,
+                _ = tokio::time::sleep(SLOW_ANSWER) => {
+                    // Still waiting: status says so now, and the push waits on.
+                    let p = path();
+                    self.status.report(
+                        ProblemKind::Unreachable,
+                        Some(&p),
+                        format!("{p}: waiting for the platform at {} to answer; it goes up when it does", self.client.url()),
+                    );
+                    send.await
+                }
+            };
+            match result {
+                Ok(()) => {
+                    // The push's own line (a slow answer, a failed try) ends with it.
+                    self.status.clear_path(&path());
+                    if !self.is_online() {
+                        // The platform answers although the follower takes it for gone: it
+                        // reconciles now, not at its next quiet check.
+                        self.cells.answered.notify_one();
+                    }
+                    return None;
+                }
                 Err(e) if e.is_transient() => {
                     tracing::warn!(path = %path(), error = %e, "push failed");
                     if e.is_offline() {
                         // Status says so now, and the follower turns to its quiet checks.
                         self.went_offline(&e);
                     }
+                    // Shown at once, not after the last retry (issue 26); replaced by the
+                    // final line below if the retries run out, cleared when it goes up.
+                    let p = path();
+                    self.status.report(
+                        ProblemKind::Unreachable,
+                        Some(&p),
+                        format!("{p}: not up yet ({e}); trying again"),
+                    );
                     if attempt == RETRY_DELAYS.len() {
                         tracing::warn!(path = %path(), "gave up pushing after 5 retries; it goes up on the next change or reconnect");
                         self.status.report(
