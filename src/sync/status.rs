@@ -104,6 +104,12 @@ impl Status {
         let message = format!(
             "the platform sent a name that can't be a file here: {name:?} ({reason}); it is skipped, everything else syncs"
         );
+        self.platform_problem_once(key, message)
+    }
+
+    /// Records a problem with what the platform sent (no path of its own) under `key`; false
+    /// when the same words are there already (the caller logs only news).
+    fn platform_problem_once(&self, key: (ProblemKind, String), message: String) -> bool {
         let mut problems = self.lock();
         if problems.get(&key).is_some_and(|p| p.message == message) {
             return false;
@@ -149,27 +155,15 @@ impl Status {
             ProblemKind::PlatformName,
             "listing over the limit".to_string(),
         );
-        let mut problems = self.lock();
         if left_out == 0 {
-            problems.remove(&key);
+            self.lock().remove(&key);
             return false;
         }
         let message = format!(
             "the platform listed {} nodes, more than one account may bring here: the first {kept} (the shallowest) sync, the other {left_out} are not synced",
             kept + left_out
         );
-        if problems.get(&key).is_some_and(|p| p.message == message) {
-            return false;
-        }
-        problems.insert(
-            key,
-            Problem {
-                kind: ProblemKind::PlatformName,
-                path: None,
-                message,
-            },
-        );
-        true
+        self.platform_problem_once(key, message)
     }
 
     /// The folder's place is no longer a symlink.
