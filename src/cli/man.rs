@@ -129,6 +129,10 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "How long the platform's event stream may stay silent before it is opened again (tests).",
     ),
     (
+        "HYPERCLAY_MAX_LISTING_NODES",
+        "Lowers the number of nodes taken from one account's listing (200,000; tests reach it with a small listing).",
+    ),
+    (
         "HYPERCLAY_PROGRESS_TIMEOUT_SECS",
         "How long a transfer may make no progress before it is given up (tests).",
     ),
