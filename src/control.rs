@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::cache::RelPath;
 use crate::sync::listed::Listing;
@@ -446,17 +446,17 @@ pub async fn ask_for<T: serde::de::DeserializeOwned>(
     let line = serde_json::to_string(request).map_err(std::io::Error::other)?;
     write.write_all(format!("{line}\n").as_bytes()).await?;
     let mut answer = String::new();
-    BufReader::new(read).read_line(&mut answer).await?;
+    BufReader::new(read.take(ANSWER_LIMIT))
+        .read_line(&mut answer)
+        .await?;
     serde_json::from_str(&answer).map_err(std::io::Error::other)
 }
 
+/// The longest answer a mount's socket is read for: a version's content (at most 20 MiB, the
+/// platform's limit) encoded in JSON, with room to spare; anything longer is not a mount's.
+const ANSWER_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// Sends one request to a mount's socket.
 pub async fn ask(socket: &Path, request: &Request) -> std::io::Result<StatusReport> {
-    let stream = tokio::net::UnixStream::connect(socket).await?;
-    let (read, mut write) = stream.into_split();
-    let line = serde_json::to_string(request).map_err(std::io::Error::other)?;
-    write.write_all(format!("{line}\n").as_bytes()).await?;
-    let mut answer = String::new();
-    BufReader::new(read).read_line(&mut answer).await?;
-    serde_json::from_str(&answer).map_err(std::io::Error::other)
+    ask_for(socket, request).await
 }

@@ -162,18 +162,25 @@ fn stderr_colours() -> bool {
     !no_color && io::stderr().is_terminal()
 }
 
+/// The standard-error layer both set-ups share: printable fields, colours only on a terminal,
+/// module paths only with `-v`.
+fn stderr_layer<S>(verbose: bool) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
+        .fmt_fields(fields())
+        .with_ansi(stderr_colours())
+        .with_target(verbose)
+        .with_writer(io::stderr)
+}
+
 /// Logs to standard error only (the dev platform, short commands). `verbose` (`-v`): debug lines
 /// too, and each line names its module.
 pub fn init_stderr(verbose: bool) {
     let _ = tracing_subscriber::registry()
         .with(filter(verbose))
-        .with(
-            tracing_subscriber::fmt::layer()
-                .fmt_fields(fields())
-                .with_ansi(stderr_colours())
-                .with_target(verbose)
-                .with_writer(io::stderr),
-        )
+        .with(stderr_layer(verbose))
         .try_init();
 }
 
@@ -182,13 +189,7 @@ pub fn init_with_file(path: &Path, verbose: bool) -> io::Result<()> {
     let file = RotatingLog::open(path)?;
     let _ = tracing_subscriber::registry()
         .with(filter(verbose))
-        .with(
-            tracing_subscriber::fmt::layer()
-                .fmt_fields(fields())
-                .with_ansi(stderr_colours())
-                .with_target(verbose)
-                .with_writer(io::stderr),
-        )
+        .with(stderr_layer(verbose))
         .with(
             tracing_subscriber::fmt::layer()
                 .fmt_fields(fields())

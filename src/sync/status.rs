@@ -129,22 +129,10 @@ impl Status {
     /// folder); answers whether this is news, for a log line once.
     pub fn refuse_symlinked_folder(&self, path: &str) -> bool {
         let key = (ProblemKind::PlatformName, format!("symlink {path}"));
-        let mut problems = self.lock();
-        if problems.contains_key(&key) {
-            return false;
-        }
         let message = format!(
             "{path} is a symlink in the mirror: the platform's folder {path} is not synced here (a symlink is never followed); everything else syncs. Move the link away to sync it."
         );
-        problems.insert(
-            key,
-            Problem {
-                kind: ProblemKind::PlatformName,
-                path: None,
-                message,
-            },
-        );
-        true
+        self.platform_problem_once(key, message)
     }
 
     /// A listing held more nodes than one account may bring (`vet::MAX_LISTING_NODES`):
