@@ -122,6 +122,9 @@ pub struct StatusReport {
     pub platform_source: String,
     pub mountpoint: String,
     pub mirror: String,
+    /// How the account is kept: absent for the FUSE mount; for a plain folder, that and why.
+    #[serde(default)]
+    pub mode: Option<String>,
     pub sync_on: bool,
     pub online: bool,
     /// Transfers are running right now.
@@ -245,6 +248,7 @@ pub fn report(engine: &Engine, mountpoint: &Path) -> StatusReport {
         platform_source: engine.client.url_source(),
         mountpoint: mountpoint.display().to_string(),
         mirror: engine.mirror.root().display().to_string(),
+        mode: engine.status.mode(),
         sync_on: engine.sync_on(),
         online: engine.is_online(),
         syncing: engine.transfers_running() > 0,

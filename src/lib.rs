@@ -9,6 +9,7 @@ pub mod cache;
 pub mod config;
 pub mod control;
 pub mod credentials;
+pub mod folder;
 pub mod fs;
 pub mod log;
 pub mod platform;

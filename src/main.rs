@@ -50,6 +50,14 @@ enum Command {
         /// Do not run the local server.
         #[arg(long)]
         no_serve: bool,
+        /// Keep MOUNTPOINT itself as a plain folder in sync instead of a FUSE mount: real files
+        /// any program can use at disk speed, a watcher sending saves up. Used anyway where FUSE
+        /// is missing. The folder holds the files, so --mirror does not apply.
+        #[arg(long)]
+        folder: bool,
+        /// With --folder: rebuild the folder's sync state (.hyperclay/) after it was deleted.
+        #[arg(long, requires = "folder")]
+        rebuild: bool,
     },
     /// Run the apps in the mirror at http://localhost:PORT, with no account and no network.
     Serve {
@@ -205,6 +213,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             daemon,
             serve_port,
             no_serve,
+            folder,
+            rebuild,
         } => {
             if daemon {
                 return cli::mount::daemonize();
@@ -218,6 +228,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 mountpoint,
                 mirror,
                 serve_port,
+                folder,
+                rebuild,
             }));
             // Everything that had to finish did (the pushes drained, the mount is gone): a
             // transfer a slow platform still trickles must not keep the process alive, as

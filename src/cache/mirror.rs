@@ -237,6 +237,26 @@ impl Mirror {
         self.commit(&temp, &target)
     }
 
+    /// [`Mirror::commit_staged`] in a folder other programs write to: only over a file that still
+    /// holds `expected` (`cache/guarded.rs`).
+    pub fn commit_staged_guarded(
+        &self,
+        staged: Staged,
+        rel: &RelPath,
+        mtime_ms: Option<i64>,
+        expected: Option<&str>,
+    ) -> Result<super::Guarded> {
+        if let Some(ms) = mtime_ms {
+            if let Ok(f) = File::options().write(true).open(staged.path()) {
+                let _ = f.set_modified(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
+                );
+            }
+        }
+        let temp = staged.into_path();
+        self.replace_guarded(&temp, rel, expected)
+    }
+
     /// A mirror file's bytes (`None`: there is none, it can't be read, or it is a symlink or
     /// behind one: never followed, see [`Mirror::open_own`]).
     pub fn read(&self, rel: &RelPath) -> Option<Vec<u8>> {

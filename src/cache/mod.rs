@@ -2,6 +2,7 @@
 //! tombstones, and the in-memory tree every kernel lookup is answered from), the mirror files, and
 //! the `sites-versions/` backups. Writes to disk are atomic (temp file, fsync, rename).
 
+mod guarded;
 mod index;
 mod mirror;
 mod relpath;
@@ -9,6 +10,7 @@ pub mod save;
 mod tree;
 pub mod versions;
 
+pub use guarded::Guarded;
 pub use index::{Change, Entry, FileState, Index, IndexError, NewEntry, ROOT_INO};
 pub use mirror::{
     is_local_only, sync_parent as mirror_sync_parent, Listed, ListedKind, Mirror, MirrorError,

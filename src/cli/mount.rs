@@ -3,7 +3,7 @@
 //! background (the mount starts offline too).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +14,8 @@ use hyperclay::credentials::{self, CredentialsError, Stored};
 use hyperclay::fs::{self, MountFs};
 use hyperclay::remote::{Client, Credential};
 use hyperclay::sync::listed::Listing;
-use hyperclay::sync::Settings;
 use hyperclay::sync::{self, Engine};
+use hyperclay::sync::{FrontDoor, Settings};
 
 use super::mirror_lock::MirrorLock;
 use super::pidfile;
@@ -28,6 +28,10 @@ pub struct MountArgs {
     pub mirror: Option<PathBuf>,
     /// The local server's port; `None` runs no server.
     pub serve_port: Option<u16>,
+    /// Keep the folder itself in sync (no FUSE): `--folder`.
+    pub folder: bool,
+    /// A plain folder whose program state is gone is rebuilt: `--rebuild`.
+    pub rebuild: bool,
 }
 
 /// Whether the mirror holds any of the user's files (anything but the program's own folder and
@@ -142,25 +146,93 @@ async fn clean_versions(root: std::path::PathBuf) {
 /// Where FUSE's device lives. Without it nothing can be mounted.
 const DEV_FUSE: &str = "/dev/fuse";
 
-/// Says in one line that FUSE is missing, and what to do, before anything else is tried.
-fn check_fuse() -> anyhow::Result<()> {
-    if std::path::Path::new(DEV_FUSE).exists() {
+/// Why FUSE can't mount here, if it can't: no device, or no `fusermount3` to mount with.
+fn fuse_missing() -> Option<String> {
+    if !cfg!(target_os = "linux") {
+        return Some("this system has no FUSE mount of ours".into());
+    }
+    if !Path::new(DEV_FUSE).exists() {
+        return Some(format!("there is no {DEV_FUSE}"));
+    }
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| dir.join("fusermount3").is_file())
+    });
+    (!on_path).then(|| "there is no fusermount3 (package fuse3)".to_string())
+}
+
+/// How the account is kept locally.
+enum Door {
+    /// The FUSE mount over the mirror.
+    Mount {
+        mount_fs: Arc<MountFs>,
+        mounted: fs::Mounted,
+    },
+    /// The folder itself is the mirror, watched.
+    Folder(hyperclay::folder::FolderSync),
+}
+
+/// Where a plain folder's program state was: a folder synced before keeps a note outside itself,
+/// so that its state deleted from inside is told apart from a first start.
+fn folder_note(folder: &Path) -> PathBuf {
+    let key = hyperclay::protocol::checksum(folder.as_os_str().as_encoded_bytes());
+    config::data_dir().join("folders").join(&key[..16])
+}
+
+/// Refuses to start a plain folder whose program state was deleted (unless rebuilding is asked
+/// for): starting afresh would bring back every file deleted here from the platform.
+fn check_folder_state(folder: &Path, rebuild: bool) -> anyhow::Result<()> {
+    let index = folder.join(hyperclay::cache::INDEX_DIR).join("index.db");
+    if index.exists() || !folder_note(folder).exists() || rebuild {
         return Ok(());
     }
-    bail!("FUSE is missing: there is no {DEV_FUSE}; install fuse3 (`sudo apt install fuse3`) and load the module (`sudo modprobe fuse`), or in a container pass the device (`--device /dev/fuse --cap-add SYS_ADMIN`), or mount on a machine that has {DEV_FUSE}")
+    bail!(
+        "{} is gone: it held this folder's sync state (it was deleted or moved). Nothing is lost, but files deleted here before may come back from the platform; to rebuild it from the folder and the platform, run `hyperclay mount {} --folder --rebuild`",
+        index.display(),
+        folder.display()
+    )
+}
+
+fn remember_folder(folder: &Path) {
+    let note = folder_note(folder);
+    if let Some(dir) = note.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = std::fs::write(&note, folder.as_os_str().as_encoded_bytes());
 }
 
 pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     let mountpoint = super::mount_path(&args.mountpoint);
-    check_fuse()?;
-    fs::check_mountpoint(&mountpoint)?;
+    // The plain folder when asked for, or where FUSE can't mount (said in one line).
+    let folder_why = match (args.folder, fuse_missing()) {
+        (true, _) => Some("asked for with --folder".to_string()),
+        (false, Some(why)) => {
+            println!(
+                "hyperclay: FUSE is missing here ({why}): keeping {} as a plain folder in sync instead (`hyperclay mount --help` says what differs)",
+                mountpoint.display()
+            );
+            Some(format!("FUSE is missing: {why}"))
+        }
+        (false, None) => None,
+    };
+    let folder = folder_why.is_some();
+    let mirror_dir = if folder {
+        if args.mirror.is_some() {
+            bail!("--mirror does not go with a plain folder: the folder itself holds the files (and its program state in .hyperclay/)");
+        }
+        std::fs::create_dir_all(&mountpoint)
+            .with_context(|| format!("creating the folder {}", mountpoint.display()))?;
+        check_folder_state(&mountpoint, args.rebuild)?;
+        mountpoint.clone()
+    } else {
+        fs::check_mountpoint(&mountpoint)?;
+        args.mirror.unwrap_or_else(config::default_mirror)
+    };
     let address = config::platform_address()?;
     let url = address.url.clone();
     let (credential, stored) = credential(&address)?;
     // A key from the environment is fixed there: `hyperclay login` would not replace it.
     let key_from_env =
         stored.is_none() && matches!(&credential, Credential::ApiKey(k) if !k.is_empty());
-    let mirror_dir = args.mirror.unwrap_or_else(config::default_mirror);
     // One owner per mirror, from before anything in it is opened until the process ends.
     let lock = MirrorLock::acquire(&mirror_dir, Some(&mountpoint))?;
     let mirror = Arc::new(
@@ -171,8 +243,11 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     let cleanup = tokio::spawn(clean_versions(mirror.versions_root()));
     let index_path = mirror.index_path();
     let index = Arc::new(open_index(&index_path)?);
-    // An empty index over a mirror that holds files: it was lost (or damaged and set aside).
-    let index_lost = index.is_empty() && mirror_has_files(mirror.root());
+    // An empty index over a mirror that holds files: it was lost (or damaged and set aside). A
+    // plain folder's first start adopts what it holds.
+    let index_lost = index.is_empty()
+        && mirror_has_files(mirror.root())
+        && (!folder || folder_note(&mountpoint).exists());
     let client = Arc::new(Client::new(&url, credential)?);
     client.set_url_source(address.source.to_string());
     if let Ok(secs) = std::env::var("HYPERCLAY_PROGRESS_TIMEOUT_SECS") {
@@ -185,19 +260,48 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
         .filter(|s| s.kind == "token")
         .map(|s| tokio::spawn(refresh_tokens(client.clone(), s)));
     let (sink, notices) = fs::notice_channel();
-    let engine = Engine::new(client, index, mirror.clone(), sink, Settings::from_env());
+    let mut settings = Settings::from_env();
+    if folder {
+        settings.front_door = FrontDoor::Folder;
+    }
+    let engine = Engine::new(client, index, mirror.clone(), sink, settings);
+    if let Some(why) = &folder_why {
+        engine
+            .status
+            .set_mode(format!("a plain folder kept in sync ({why})"));
+    }
     if key_from_env {
         engine.status.set_credentials_refused(
             "The platform refused the API key in HYPERCLAY_API_KEY: fix the variable (or unset it and sign in with `hyperclay login`). The mount keeps working locally.".to_string(),
         );
     }
-    // What changed in the mirror while no mount ran is settled before the mount serves anyone.
-    let scanning = engine.clone();
-    match tokio::task::spawn_blocking(move || scanning.scan_local()).await? {
-        Ok(()) => {}
-        // Nothing is lost by going on: the files stay in the mirror, and the next start looks again.
-        Err(e) => tracing::warn!(error = %e, "could not compare the mirror with the index"),
-    }
+    let door = if folder {
+        // Watching first, then the whole folder compared: nothing changed between is missed.
+        let watching = hyperclay::folder::FolderSync::start(engine.clone())?;
+        let compared = watching.ask_compare();
+        tokio::task::spawn_blocking(move || compared.recv())
+            .await?
+            .ok();
+        remember_folder(&mountpoint);
+        drop(notices);
+        Door::Folder(watching)
+    } else {
+        // What changed in the mirror while no mount ran is settled before the mount serves anyone.
+        let scanning = engine.clone();
+        match tokio::task::spawn_blocking(move || scanning.scan_local()).await? {
+            Ok(()) => {}
+            // Nothing is lost by going on: the files stay in the mirror, and the next start looks again.
+            Err(e) => tracing::warn!(error = %e, "could not compare the mirror with the index"),
+        }
+        let mount_fs = Arc::new(MountFs::new(engine.clone()));
+        let mounted = fs::mount(
+            mount_fs.clone(),
+            &mountpoint,
+            notices,
+            tokio::runtime::Handle::current(),
+        )?;
+        Door::Mount { mount_fs, mounted }
+    };
     if index_lost {
         let message = "The index was lost or damaged and is rebuilt from the mirror and the platform: files deleted here before may come back from the platform (nothing is lost).";
         tracing::warn!("{message}");
@@ -207,13 +311,6 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
             message.to_string(),
         );
     }
-    let mount_fs = Arc::new(MountFs::new(engine.clone()));
-    let mounted = fs::mount(
-        mount_fs.clone(),
-        &mountpoint,
-        notices,
-        tokio::runtime::Handle::current(),
-    )?;
     pidfile::write(&mountpoint).context("writing the pid file")?;
     let control = hyperclay::control::serve(engine.clone(), mountpoint.clone())
         .context("opening the control socket")?;
@@ -249,19 +346,24 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     let stopped_early = tokio::select! {
         _ = &mut stop_signal => true,
         listing = first_listing(&engine) => {
-            tracing::info!(mountpoint = %mountpoint.display(), platform = %url, mirror = %mirror.root().display(), "mounted");
-            println!("hyperclay: {url} mounted at {}", mountpoint.display());
+            let how = if folder { "kept in sync at" } else { "mounted at" };
+            tracing::info!(mountpoint = %mountpoint.display(), platform = %url, mirror = %mirror.root().display(), folder, "mounted");
+            println!("hyperclay: {url} {how} {}", mountpoint.display());
             if let Listing::NotListed(why) = listing {
                 // The reason may quote the platform's answer: no terminal escapes.
                 let why = hyperclay::protocol::printable(why.trim_end_matches('.'), 300);
                 tracing::warn!("not listed yet: {why}; the mount shows what the mirror holds");
                 println!("  not listed yet: {why}; showing what the mirror holds");
             }
-            println!(
-                "  mirror: {}  log: {}",
-                mirror.root().display(),
-                config::log_path().display()
-            );
+            if folder {
+                println!("  a plain folder: edit it with any program; backups in {}  log: {}", mirror.versions_root().display(), config::log_path().display());
+            } else {
+                println!(
+                    "  mirror: {}  log: {}",
+                    mirror.root().display(),
+                    config::log_path().display()
+                );
+            }
             if let Some(server) = &server {
                 println!("  apps: {}", server.url());
             }
@@ -277,9 +379,12 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&format!("mounted at {}", mountpoint.display())),
         ]);
-        tokio::select! {
-            _ = &mut stop_signal => {}
-            _ = ended(&mounted) => tracing::info!("the mount was removed from outside"),
+        match &door {
+            Door::Mount { mounted, .. } => tokio::select! {
+                _ = &mut stop_signal => {}
+                _ = ended(mounted) => tracing::info!("the mount was removed from outside"),
+            },
+            Door::Folder(_) => (&mut stop_signal).await,
         }
     }
     tell_systemd(&[sd_notify::NotifyState::Stopping]);
@@ -287,12 +392,24 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     if let Some(server) = server {
         server.stop();
     }
-    mount_fs.save_all();
+    let unmounted = match door {
+        Door::Mount { mount_fs, mounted } => {
+            mount_fs.save_all();
+            let _ = engine.drain(Duration::from_secs(60)).await;
+            // The kernel side goes next: from then on no request comes in. Whatever was saved in
+            // the meantime (a save acknowledged after the stop signal) is finished like the
+            // ones before.
+            let unmounted = tokio::task::spawn_blocking(move || mounted.unmount()).await?;
+            mount_fs.save_all();
+            unmounted.map_err(anyhow::Error::from)
+        }
+        Door::Folder(watching) => {
+            // What was saved up to now is looked at before the pushes drain.
+            tokio::task::spawn_blocking(move || watching.stop()).await?;
+            Ok(())
+        }
+    };
     let drained = engine.drain(Duration::from_secs(60)).await;
-    // The kernel side goes next: from then on no request comes in. Whatever was saved in the
-    // meantime (a save acknowledged after the stop signal) is finished like the ones before.
-    let unmounted = tokio::task::spawn_blocking(move || mounted.unmount()).await?;
-    mount_fs.save_all();
     // Following stops between two requests; one stuck on a platform that does not answer (a
     // first listing that never comes) is dropped after a few seconds rather than holding the
     // stop for its time limit. Dropped mid-way, the run does not count as a clean end.

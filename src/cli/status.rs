@@ -79,11 +79,13 @@ pub fn render(r: &StatusReport) -> String {
         (true, true, false) if r.waiting > 0 => "on, files wait to go up".to_string(),
         (true, true, false) => "on, up to date".to_string(),
     };
+    let place = match &r.mode {
+        Some(mode) => format!("  folder:   {} ({})", r.mountpoint, printable(mode, 200)),
+        None => format!("  mount:    {} (mirror {})", r.mountpoint, r.mirror),
+    };
     let mut out = format!(
-        "hyperclay: {account} at {}\n  mount:    {} (mirror {})\n  sync:     {state}\n  last sync: {}\n  waiting to go up: {} file{}\n",
+        "hyperclay: {account} at {}\n{place}\n  sync:     {state}\n  last sync: {}\n  waiting to go up: {} file{}\n",
         platform,
-        r.mountpoint,
-        r.mirror,
         r.last_sync.as_deref().unwrap_or("not yet"),
         r.waiting,
         if r.waiting == 1 { "" } else { "s" }
@@ -222,6 +224,7 @@ mod tests {
             platform_source: String::new(),
             mountpoint: "/mnt".into(),
             mirror: "/mirror".into(),
+            mode: None,
             sync_on: true,
             online: true,
             syncing: false,

@@ -362,7 +362,7 @@ pub async fn follow_engine(state: ServeState, engine: Arc<crate::sync::Engine>) 
         let sender = match change.by {
             // The server's own writes are announced where they are made.
             ChangedBy::Server => continue,
-            ChangedBy::Mount => "file-watcher",
+            ChangedBy::Mount | ChangedBy::Folder => "file-watcher",
             ChangedBy::Platform => "sync-engine",
         };
         // Read only for a page with open tabs or one the data guard watches.

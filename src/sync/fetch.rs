@@ -129,7 +129,7 @@ impl Engine {
 
     /// Writes content the platform sent inline (a site's HTML) as the mirror copy.
     pub(super) fn write_content(
-        &self,
+        self: &Arc<Self>,
         ino: u64,
         bytes: &[u8],
         checksum: Option<&str>,
@@ -149,7 +149,7 @@ impl Engine {
     /// Puts a finished staged file in place of the mirror copy of `ino`, if the local copy may
     /// still be replaced; backs the replaced copy up first. Not committed, it is removed.
     fn commit_staged(
-        &self,
+        self: &Arc<Self>,
         ino: u64,
         staged: Staged,
         sum: &str,
@@ -170,12 +170,35 @@ impl Engine {
             return Ok(());
         }
         let rel = self.rel(ino)?;
+        let folder = self.settings.front_door == super::FrontDoor::Folder;
+        if folder
+            && e.local.is_some()
+            && self.disk_differs(&e, &rel)
+            && self.record_disk_copy(&e, &rel)?
+        {
+            // Saved in the folder since the watcher last said: the decision settles it.
+            return Ok(());
+        }
         if e.local.as_deref() != Some(sum) {
             self.back_up(&rel, &e)?;
         }
         // The file's time is the platform's: a later start sees it unchanged without re-reading it.
-        self.mirror
-            .commit_staged(staged, &rel, Some(time_ms(modified_at).max(0)))?;
+        let mtime = Some(time_ms(modified_at).max(0));
+        if folder {
+            let placed =
+                self.mirror
+                    .commit_staged_guarded(staged, &rel, mtime, e.local.as_deref())?;
+            if placed == crate::cache::Guarded::Changed {
+                // A program saved it in the moment before: its save stays, and is decided on.
+                tracing::info!(path = %rel, "saved in the folder while the platform's copy came down: the save is kept and decided on");
+                if let Some(now) = self.index.get(ino) {
+                    self.record_disk_copy(&now, &rel)?;
+                }
+                return Ok(());
+            }
+        } else {
+            self.mirror.commit_staged(staged, &rel, mtime)?;
+        }
         let was_hydrated = e.local.is_some();
         self.index.modify(ino, |e| {
             e.local = Some(sum.to_string());
@@ -191,6 +214,12 @@ impl Engine {
         }
         self.notify(Notice::Content { ino });
         Ok(())
+    }
+
+    /// Whether the disk copy's size or time differ from the index's (a plain folder's file a
+    /// program may have changed).
+    fn disk_differs(&self, e: &crate::cache::Entry, rel: &RelPath) -> bool {
+        !matches!(self.mirror.stat(rel), Some(crate::cache::ListedKind::File(s)) if s.size == e.size && s.mtime_ms == e.mtime_ms)
     }
 
     /// Keeps the local copy in `sites-versions/` before it is replaced. When the backup fails and

@@ -76,7 +76,7 @@ impl Engine {
 
     /// A folder made where a deleted one was takes its place on the platform; what was deleted
     /// inside it stays deleted (its tombstones move into the new folder).
-    fn reclaim_folder_tombstone(
+    pub(super) fn reclaim_folder_tombstone(
         c: &mut Change<'_>,
         parent: u64,
         name: &str,
@@ -194,7 +194,7 @@ impl Engine {
 
     /// A node the platform has stays known as a tombstone (so it does not come back unless the
     /// platform changes it); a local-only entry is forgotten.
-    fn bury(&self, e: &Entry) -> Result<()> {
+    pub(super) fn bury(&self, e: &Entry) -> Result<()> {
         if e.node_id.is_none() {
             return Ok(self.index.remove(e.ino)?);
         }

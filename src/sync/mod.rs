@@ -49,6 +49,7 @@ pub mod listed;
 pub mod live;
 mod local;
 mod netwatch;
+mod observe;
 mod place;
 mod pull;
 mod push;
@@ -65,9 +66,10 @@ use crate::remote::{Client, RemoteError};
 
 pub use decide::{decide, Action};
 pub use follow::follow;
+pub use observe::{Look, Seen};
 pub use pull::RemoteNode;
 pub use reconcile::Pending;
-pub use settings::Settings;
+pub use settings::{FrontDoor, Settings};
 pub use vet::{
     vet_listing, vet_listing_bounded, Refusal as ListingRefusal, Vetted, MAX_LISTING_NODES,
 };
@@ -97,6 +99,8 @@ pub enum ChangedBy {
     Mount,
     /// The local server (a page's save, an upload).
     Server,
+    /// A program saving in the plain folder (seen by its watcher).
+    Folder,
     /// The platform's newer copy, pulled down.
     Platform,
 }

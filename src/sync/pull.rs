@@ -5,6 +5,7 @@
 //! and echoes of our own changes are harmless.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use super::vet::{vet_listing_bounded, Refusal};
 use super::{decide, Action, Engine, Notice, Result, SyncError};
@@ -144,12 +145,12 @@ impl Engine {
     }
 
     /// Applies what the platform holds for one node.
-    pub fn apply_node(&self, r: &RemoteNode) -> Result<Applied> {
+    pub fn apply_node(self: &Arc<Self>, r: &RemoteNode) -> Result<Applied> {
         let _namespace = self.namespace_lock();
         self.apply_node_in_namespace(r)
     }
 
-    fn apply_node_in_namespace(&self, r: &RemoteNode) -> Result<Applied> {
+    fn apply_node_in_namespace(self: &Arc<Self>, r: &RemoteNode) -> Result<Applied> {
         let Some(parent) = self.parent_ino(r.parent_id) else {
             return Ok(Applied {
                 resync: true,
@@ -207,7 +208,7 @@ impl Engine {
         self.apply_content(&entry, r)
     }
 
-    fn create_local(&self, r: &RemoteNode, parent: u64) -> Result<Applied> {
+    fn create_local(self: &Arc<Self>, r: &RemoteNode, parent: u64) -> Result<Applied> {
         let entry = self.index.insert(NewEntry {
             parent,
             name: r.name.clone(),
@@ -236,7 +237,7 @@ impl Engine {
     }
 
     /// Runs the decision for a file whose platform checksum may have changed.
-    fn apply_content(&self, e: &Entry, r: &RemoteNode) -> Result<Applied> {
+    fn apply_content(self: &Arc<Self>, e: &Entry, r: &RemoteNode) -> Result<Applied> {
         let mut applied = Applied::default();
         if e.is_dir() || r.checksum.is_none() || r.checksum == e.remote {
             return Ok(applied);
@@ -516,7 +517,7 @@ impl Engine {
     }
 
     /// A whole listing: every node applied (parents first), nodes gone from it detached.
-    pub fn apply_listing(&self, nodes: &[Node], cursor: Option<u64>) -> Result<Applied> {
+    pub fn apply_listing(self: &Arc<Self>, nodes: &[Node], cursor: Option<u64>) -> Result<Applied> {
         let vetted = vet_listing_bounded(nodes, self.settings.max_listing_nodes);
         for r in &vetted.refused {
             self.refuse_node(r);
@@ -572,7 +573,7 @@ impl Engine {
     }
 
     /// One change from the stream or `GET changes`.
-    pub fn apply_event(&self, event: &Event, seq: Option<u64>) -> Result<Applied> {
+    pub fn apply_event(self: &Arc<Self>, event: &Event, seq: Option<u64>) -> Result<Applied> {
         let applied = match event {
             Event::NodeSaved(s) => {
                 let parent_id = match s.parent_id {

@@ -18,6 +18,21 @@ pub struct Settings {
     /// The most nodes taken from one listing (`vet::MAX_LISTING_NODES`; tests lower it to
     /// reach the bound with a small listing).
     pub max_listing_nodes: usize,
+    /// Which front door changes the mirror: only the engine (the FUSE mount), or any program
+    /// (the plain folder, where the mirror is the user's folder itself).
+    pub front_door: FrontDoor,
+}
+
+/// How local changes reach the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FrontDoor {
+    /// The FUSE mount: every change passes through the engine, which sees it coming.
+    #[default]
+    Mount,
+    /// A plain folder kept in sync: programs change the mirror directly and a watcher tells the
+    /// engine afterwards (`src/folder/`). Whatever the engine writes over a file is checked
+    /// against the disk first, and the file it replaces is looked at after (`Mirror::exchange`).
+    Folder,
 }
 
 impl Default for Settings {
@@ -27,6 +42,7 @@ impl Default for Settings {
             stream_silence: crate::remote::SILENCE_LIMIT,
             settle_delay: Duration::ZERO,
             max_listing_nodes: super::vet::MAX_LISTING_NODES,
+            front_door: FrontDoor::Mount,
         }
     }
 }

@@ -57,9 +57,21 @@ pub struct Status {
     refused_advice: Mutex<Option<String>>,
     /// When each file's conflict was reported, for [`CONFLICT_SHOWN`].
     conflicts_at: Mutex<BTreeMap<String, SystemTime>>,
+    /// How the account is kept here, when it is not the FUSE mount (the plain folder, and why).
+    mode: Mutex<Option<String>>,
 }
 
 impl Status {
+    /// Says how the account is kept here (status shows it).
+    pub fn set_mode(&self, mode: String) {
+        *self.mode.lock().unwrap_or_else(|p| p.into_inner()) = Some(mode);
+    }
+
+    /// How the account is kept here; `None`: the FUSE mount.
+    pub fn mode(&self) -> Option<String> {
+        self.mode.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(ProblemKind, String), Problem>> {
         self.problems.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -65,6 +65,23 @@ impl Change<'_> {
         out.into_values().collect()
     }
 
+    /// The live entry at a place, as the changes leave it.
+    pub fn lookup(&self, parent: u64, name: &str) -> Option<Entry> {
+        let staged = self
+            .overlay
+            .values()
+            .flatten()
+            .find(|e| !e.tombstone && e.parent == parent && e.name == name);
+        if let Some(e) = staged {
+            return Some(e.clone());
+        }
+        let ino = *self.index.read().children.get(&parent)?.get(name)?;
+        if self.overlay.contains_key(&ino) {
+            return None;
+        }
+        self.index.get(ino)
+    }
+
     /// The tombstone at a place, as the changes leave it.
     pub fn tombstone_at(&self, parent: u64, name: &str) -> Option<Entry> {
         let staged = self

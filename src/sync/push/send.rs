@@ -118,6 +118,19 @@ impl Engine {
             };
             let bytes = Bytes::from(bytes);
             let sum = checksum(&bytes);
+            let e = if self.settings.front_door == super::super::FrontDoor::Folder
+                && e.local.as_deref() != Some(sum.as_str())
+            {
+                // Saved again in the plain folder since the watcher said: what goes up is what
+                // the disk holds (its time unknown, so the next comparison reads it again).
+                self.index.modify(ino, |e| {
+                    e.local = Some(sum.clone());
+                    e.size = bytes.len() as u64;
+                    e.mtime_ms = -1;
+                })?
+            } else {
+                e
+            };
             Ok(Some(Snapshot { e, rel, bytes, sum }))
         })
     }

@@ -1,0 +1,481 @@
+//! The plain-folder front door (`hyperclay mount DIR --folder`), driven in-process against a real
+//! dev platform on loopback: programs write the folder directly (plain writes, an editor's
+//! temp-then-rename, `rm`, `mv`, `git clone`), a real inotify watcher tells the engine, and every
+//! policy of docs/semantics.md holds as in the mount.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{TestPlatform, KEY};
+use hyperclay::cache::{Index, Mirror};
+use hyperclay::folder::FolderSync;
+use hyperclay::protocol::NodeKind;
+use hyperclay::remote::{Client, Credential};
+use hyperclay::sync::{Engine, FrontDoor, Settings};
+
+/// Tests that change the kernel's inotify limits run one at a time (the limit is read when a
+/// watcher starts).
+static INOTIFY_LIMITS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Folder {
+    engine: Arc<Engine>,
+    watch: Option<FolderSync>,
+    root: PathBuf,
+    stop: tokio::sync::watch::Sender<bool>,
+    follower: tokio::task::JoinHandle<()>,
+}
+
+impl Folder {
+    /// The folder front door over `dir`, watching (or not: `watch` false leaves the engine to
+    /// learn of changes only when it looks itself, for the race tests).
+    async fn start(url: &str, dir: &Path, watch: bool) -> Folder {
+        Self::start_with(url, dir, watch, None).await
+    }
+
+    /// `queue`: the inotify queue's length for this watcher (`fs.inotify.max_queued_events`).
+    async fn start_with(url: &str, dir: &Path, watch: bool, queue: Option<u32>) -> Folder {
+        let mirror = Arc::new(Mirror::open(dir).unwrap());
+        mirror.sweep_temps();
+        let index = Arc::new(Index::open(&mirror.index_path()).unwrap());
+        let client = Arc::new(Client::new(url, Credential::ApiKey(KEY.into())).unwrap());
+        let settings = Settings {
+            front_door: FrontDoor::Folder,
+            ..Settings::default()
+        };
+        let engine = Engine::new(client, index, mirror, Arc::new(|_| {}), settings);
+        let watch = match watch {
+            true => {
+                let one_at_a_time = INOTIFY_LIMITS.lock().await;
+                let limit = queue.map(QueueLimit::set);
+                let started = engine.clone();
+                let w = tokio::task::spawn_blocking(move || FolderSync::start(started).unwrap())
+                    .await
+                    .unwrap();
+                drop(limit);
+                drop(one_at_a_time);
+                let compared = w.ask_compare();
+                tokio::task::spawn_blocking(move || compared.recv())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                Some(w)
+            }
+            false => None,
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let follower = tokio::spawn(hyperclay::sync::follow(engine.clone(), stopped));
+        let root = engine.mirror.root().to_path_buf();
+        let f = Folder {
+            engine,
+            watch,
+            root,
+            stop,
+            follower,
+        };
+        f.until("the account is listed", |e| e.first_listing.is_listed())
+            .await;
+        f
+    }
+
+    async fn stop(mut self) {
+        if let Some(w) = self.watch.take() {
+            tokio::task::spawn_blocking(move || w.stop()).await.unwrap();
+        }
+        assert!(self.engine.drain(Duration::from_secs(30)).await);
+        let _ = self.stop.send(true);
+        let _ = self.follower.await;
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// Waits (60 s at most: a loaded machine) until `check` holds.
+    async fn until(&self, what: &str, mut check: impl FnMut(&Engine) -> bool) {
+        for _ in 0..3000 {
+            if check(&self.engine) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "never happened: {what}; status: {:?}",
+            self.engine.status.all()
+        );
+    }
+}
+
+/// Every file on the platform: full path → content.
+async fn platform_files(p: &TestPlatform) -> std::collections::BTreeMap<String, Vec<u8>> {
+    common::platform_files(&p.client()).await
+}
+
+/// How many files the platform has under `prefix` (names only: cheap to poll).
+async fn platform_count(p: &TestPlatform, prefix: &str) -> usize {
+    p.client()
+        .nodes()
+        .await
+        .map(|n| {
+            n.nodes
+                .iter()
+                .filter(|n| n.kind.is_file() && n.full_path().starts_with(prefix))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+async fn platform_has(p: &TestPlatform, path: &str, content: &[u8]) -> bool {
+    let c = p.client();
+    match common::node_at(&c, path).await {
+        Some(id) => c.content(id).await.is_ok_and(|(_, bytes)| bytes == content),
+        None => false,
+    }
+}
+
+async fn eventually_on_platform(p: &TestPlatform, path: &str, content: &[u8]) {
+    assert!(
+        common::eventually(Duration::from_secs(60), || platform_has(p, path, content)).await,
+        "{path} never reached the platform with {:?}; the platform has {:?}",
+        String::from_utf8_lossy(content),
+        platform_files(p).await.keys().collect::<Vec<_>>()
+    );
+}
+
+fn write_file(path: &Path, bytes: &[u8]) {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_deletes_and_renames_in_the_folder_follow_the_mount_s_policies() {
+    let p = TestPlatform::start(common::Mode::Full).await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = Folder::start(&p.url(), dir.path(), true).await;
+
+    // A new site, a new upload in new folders: up at once.
+    write_file(&f.path("page.html"), b"<p>one</p>");
+    write_file(&f.path("docs/deep/notes.txt"), b"notes");
+    eventually_on_platform(&p, "page.html", b"<p>one</p>").await;
+    eventually_on_platform(&p, "docs/deep/notes.txt", b"notes").await;
+    let page = common::node_at(&p.client(), "page.html").await.unwrap();
+
+    // Saved in place, then saved the way editors do (a temp file renamed over it): both are
+    // updates of the same node.
+    write_file(&f.path("page.html"), b"<p>two</p>");
+    eventually_on_platform(&p, "page.html", b"<p>two</p>").await;
+    write_file(&f.path(".page.html.swp"), b"<p>three</p>");
+    std::fs::rename(f.path(".page.html.swp"), f.path("page.html")).unwrap();
+    eventually_on_platform(&p, "page.html", b"<p>three</p>").await;
+    assert_eq!(common::node_at(&p.client(), "page.html").await, Some(page));
+    // Every saved version of a site is kept locally too, as Hyperclay Local does.
+    let versions = std::fs::read_dir(f.path("sites-versions/page"))
+        .unwrap()
+        .count();
+    assert!(versions >= 3, "{versions} versions kept");
+
+    // Rename creates: the new name is a new node, the old one stays on the platform.
+    std::fs::rename(f.path("docs/deep/notes.txt"), f.path("docs/renamed.txt")).unwrap();
+    eventually_on_platform(&p, "docs/renamed.txt", b"notes").await;
+    assert!(platform_has(&p, "docs/deep/notes.txt", b"notes").await);
+
+    // Never delete across: a file and a folder removed here stay on the platform.
+    std::fs::remove_file(f.path("page.html")).unwrap();
+    std::fs::remove_dir_all(f.path("docs")).unwrap();
+    f.until("the deletes are recorded", |e| {
+        e.kept_apart().removed_here.len() >= 3
+    })
+    .await;
+    let files = platform_files(&p).await;
+    assert_eq!(
+        files.get("page.html").map(|c| c.as_slice()),
+        Some(&b"<p>three</p>"[..])
+    );
+    assert!(files.contains_key("docs/renamed.txt"));
+
+    // Local-only names never go up.
+    write_file(&f.path("node_modules/x/index.js"), b"x");
+    write_file(&f.path("draft.html~"), b"x");
+    write_file(&f.path("last.html"), b"<p>last</p>");
+    eventually_on_platform(&p, "last.html", b"<p>last</p>").await;
+    let files = platform_files(&p).await;
+    assert!(!files
+        .keys()
+        .any(|k| k.contains("node_modules") || k.ends_with('~')));
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_change_lands_atomically_and_is_not_sent_back() {
+    let p = TestPlatform::start(common::Mode::Full).await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = Folder::start(&p.url(), dir.path(), true).await;
+    write_file(&f.path("app.html"), b"<p>mine</p>");
+    eventually_on_platform(&p, "app.html", b"<p>mine</p>").await;
+    let id = common::node_at(&p.client(), "app.html").await.unwrap();
+    let before = p.client().versions(id).await.unwrap().len();
+
+    p.client()
+        .put_content(id, NodeKind::Site, b"<p>theirs</p>".to_vec().into(), None)
+        .await
+        .unwrap();
+    let path = f.path("app.html");
+    f.until("the platform's change is in the folder", |_| {
+        std::fs::read(&path).unwrap_or_default() == b"<p>theirs</p>"
+    })
+    .await;
+    // The local copy it replaced is kept, and the watcher's event for the new file is not
+    // taken for a save: nothing goes back up.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(f.engine.drain(Duration::from_secs(30)).await);
+    assert_eq!(
+        p.client().versions(id).await.unwrap().len(),
+        before + 1,
+        "only the platform's own change made a version"
+    );
+    assert_eq!(f.engine.pending_uploads().waiting, 0);
+    let kept: Vec<Vec<u8>> = std::fs::read_dir(f.path("sites-versions/app"))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(kept.iter().any(|c| c == b"<p>mine</p>"));
+    // No temp file was ever left beside it.
+    let names: Vec<String> = std::fs::read_dir(&f.root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.contains("tmp")),
+        "names in the folder: {names:?}"
+    );
+    f.stop().await;
+}
+
+/// A program saves the file and the engine is not told (no watcher here), then the platform's
+/// copy changes: the pull finds the save on disk before replacing anything, and the two edits are
+/// decided like any two-sided change. The platform's is later and wins; the save is kept in
+/// `sites-versions/` and said in status, never overwritten blindly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_the_engine_was_not_told_of_is_decided_not_overwritten() {
+    let p = TestPlatform::start(common::Mode::Full).await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = Folder::start(&p.url(), dir.path(), false).await;
+    write_file(&f.path("race.html"), b"<p>base</p>");
+    f.engine
+        .observe(
+            &hyperclay::cache::RelPath::parse("race.html").unwrap(),
+            hyperclay::sync::Look::Hash,
+        )
+        .unwrap();
+    eventually_on_platform(&p, "race.html", b"<p>base</p>").await;
+    let id = common::node_at(&p.client(), "race.html").await.unwrap();
+
+    write_file(&f.path("race.html"), b"<p>saved here</p>");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    p.client()
+        .put_content(
+            id,
+            NodeKind::Site,
+            b"<p>platform, later</p>".to_vec().into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let path = f.path("race.html");
+    f.until("the platform's later change is in the folder", |_| {
+        std::fs::read(&path).unwrap_or_default() == b"<p>platform, later</p>"
+    })
+    .await;
+    f.until("the conflict is in status", |e| {
+        e.status
+            .conflicts()
+            .iter()
+            .any(|c| c.message.contains("race.html"))
+    })
+    .await;
+    let kept: Vec<Vec<u8>> = std::fs::read_dir(f.path("sites-versions/race"))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(
+        kept.iter().any(|c| c == b"<p>saved here</p>"),
+        "the save was lost"
+    );
+    assert!(platform_has(&p, "race.html", b"<p>platform, later</p>").await);
+    f.stop().await;
+}
+
+/// The guarded replacement itself, at the moment that matters: the file changes between the
+/// caller's look and the swap. The program's content stays, nothing of ours replaces it.
+#[test]
+fn a_file_changed_just_before_the_swap_is_never_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = Mirror::open(dir.path()).unwrap();
+    let rel = hyperclay::cache::RelPath::parse("f.html").unwrap();
+    std::fs::write(mirror.path(&rel), b"looked at").unwrap();
+    let expected = hyperclay::protocol::checksum(b"looked at");
+    // Changed after the look.
+    std::fs::write(mirror.path(&rel), b"saved since").unwrap();
+    let staged = mirror.stage_bytes(b"from the platform").unwrap();
+    let placed = mirror
+        .commit_staged_guarded(staged, &rel, None, Some(&expected))
+        .unwrap();
+    assert_eq!(placed, hyperclay::cache::Guarded::Changed);
+    assert_eq!(std::fs::read(mirror.path(&rel)).unwrap(), b"saved since");
+    // Unchanged since the look: replaced.
+    let expected = hyperclay::protocol::checksum(b"saved since");
+    let staged = mirror.stage_bytes(b"from the platform").unwrap();
+    let placed = mirror
+        .commit_staged_guarded(staged, &rel, None, Some(&expected))
+        .unwrap();
+    assert_eq!(placed, hyperclay::cache::Guarded::Replaced);
+    assert_eq!(
+        std::fs::read(mirror.path(&rel)).unwrap(),
+        b"from the platform"
+    );
+    // Nothing expected, something there: a program's file, kept.
+    let other = hyperclay::cache::RelPath::parse("new.html").unwrap();
+    std::fs::write(mirror.path(&other), b"a program's").unwrap();
+    let staged = mirror.stage_bytes(b"from the platform").unwrap();
+    let placed = mirror
+        .commit_staged_guarded(staged, &other, None, None)
+        .unwrap();
+    assert_eq!(placed, hyperclay::cache::Guarded::Changed);
+    assert_eq!(std::fs::read(mirror.path(&other)).unwrap(), b"a program's");
+    // No staged file left behind.
+    assert_eq!(
+        std::fs::read_dir(dir.path().join(".hyperclay/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+/// Sets `fs.inotify.max_queued_events` for the watchers started while the guard lives (the
+/// kernel reads it when an inotify instance is made).
+struct QueueLimit(String);
+
+impl QueueLimit {
+    const PATH: &'static str = "/proc/sys/fs/inotify/max_queued_events";
+
+    fn set(n: u32) -> QueueLimit {
+        let old = std::fs::read_to_string(Self::PATH).unwrap();
+        std::fs::write(Self::PATH, n.to_string())
+            .unwrap_or_else(|e| panic!("this test lowers {} (needs root): {e}", Self::PATH));
+        QueueLimit(old.trim().to_string())
+    }
+}
+
+impl Drop for QueueLimit {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::PATH, &self.0);
+    }
+}
+
+/// inotify's queue overflows (a 16-event queue, 2,000 files made in a burst): the watcher says
+/// events were lost, the whole folder is compared, and every file is on the platform.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overflowed_event_queue_loses_no_file() {
+    let p = TestPlatform::start(common::Mode::Full).await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = Folder::start_with(&p.url(), dir.path(), true, Some(16)).await;
+    let root = f.root.clone();
+    tokio::task::spawn_blocking(move || {
+        for d in 0..20 {
+            for i in 0..100 {
+                write_file(
+                    &root.join(format!("burst/d{d}/f{i}.txt")),
+                    format!("{d}/{i}").as_bytes(),
+                );
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let stats = f.watch.as_ref().unwrap().stats.clone();
+    f.until("the watcher says events were lost", |_| {
+        stats.lost_events.load(std::sync::atomic::Ordering::Relaxed) > 0
+    })
+    .await;
+    assert!(
+        common::eventually(Duration::from_secs(120), || async {
+            platform_count(&p, "burst/").await == 2000
+        })
+        .await,
+        "only {} of 2000 files reached the platform",
+        platform_count(&p, "burst/").await
+    );
+    assert!(platform_has(&p, "burst/d7/f42.txt", b"7/42").await);
+    f.stop().await;
+}
+
+/// A `git clone` of 1,500 files into the folder: every file of the working tree is on the
+/// platform with its content, nothing of `.git/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_git_clone_into_the_folder_goes_up_whole() {
+    let p = TestPlatform::start(common::Mode::Full).await;
+    let source = tempfile::tempdir().unwrap();
+    let src = source.path().join("theme");
+    for d in 0..30 {
+        for i in 0..50 {
+            write_file(
+                &src.join(format!("part{d}/file{i}.css")),
+                format!("/* {d} {i} */").as_bytes(),
+            );
+        }
+    }
+    common::sh(&format!(
+        "cd {} && git init -q && git add -A && git -c user.email=t@t -c user.name=t commit -qm theme",
+        src.display()
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let f = Folder::start(&p.url(), dir.path(), true).await;
+    common::sh(&format!(
+        "git clone -q {} {}",
+        src.display(),
+        f.path("theme").display()
+    ));
+    assert!(
+        common::eventually(Duration::from_secs(180), || async {
+            platform_count(&p, "theme/").await == 1500
+        })
+        .await,
+        "only {} of 1500 files reached the platform",
+        platform_count(&p, "theme/").await
+    );
+    assert!(platform_has(&p, "theme/part29/file49.css", b"/* 29 49 */").await);
+    let names = p.client().nodes().await.unwrap().nodes;
+    assert!(!names.iter().any(|n| n.full_path().contains(".git")));
+    f.stop().await;
+}
+
+/// Changes made while nothing ran (`kill -9`, a reboot) are found at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_while_stopped_go_up_at_the_next_start() {
+    let p = TestPlatform::start(common::Mode::Full).await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = Folder::start(&p.url(), dir.path(), true).await;
+    write_file(&f.path("a.html"), b"<p>a</p>");
+    write_file(&f.path("b.txt"), b"b");
+    eventually_on_platform(&p, "a.html", b"<p>a</p>").await;
+    eventually_on_platform(&p, "b.txt", b"b").await;
+    f.stop().await;
+
+    write_file(&f_path(dir.path(), "a.html"), b"<p>a, edited offline</p>");
+    std::fs::remove_file(f_path(dir.path(), "b.txt")).unwrap();
+    write_file(&f_path(dir.path(), "c/new.txt"), b"new");
+    let f = Folder::start(&p.url(), dir.path(), true).await;
+    eventually_on_platform(&p, "a.html", b"<p>a, edited offline</p>").await;
+    eventually_on_platform(&p, "c/new.txt", b"new").await;
+    // The delete stayed local.
+    assert!(platform_has(&p, "b.txt", b"b").await);
+    f.stop().await;
+}
+
+fn f_path(dir: &Path, rel: &str) -> PathBuf {
+    dir.canonicalize().unwrap().join(rel)
+}
