@@ -162,7 +162,8 @@ enum Command {
         /// How long issued tokens stay valid, in seconds (10 days by default).
         #[arg(long, default_value_t = 10 * 24 * 3600)]
         token_ttl_secs: u64,
-        /// Create a few sample sites, uploads and folders in an empty account.
+        /// Create a few sample sites (Hyperclay apps that save themselves), uploads and folders in
+        /// an empty account.
         #[arg(long)]
         samples: bool,
     },

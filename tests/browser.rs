@@ -172,6 +172,117 @@ async fn an_edit_through_the_mount_appears_in_an_open_tab() {
     );
 }
 
+/// The first thing a new user opens: the sample sites of `hyperclay dev-platform --samples` (the
+/// real binary, as `scripts/mount.sh` starts it), mounted, each opened from the mount's server.
+/// Every one is a Hyperclay app: it loads the library (its CDN address, served from the local
+/// copy), is editable for its owner, and saves itself. Edited as a user would (a click in the
+/// text, typing, the page's save button), the edit is in the mount, the mirror and on the
+/// platform, the reloaded page shows it, and the saved file still loads the library from its CDN
+/// address, as hyperclay.com serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sample_site_saves_itself_from_the_browser() {
+    let data = tempfile::tempdir().unwrap();
+    let platform = common::PlatformProcess::spawn(data.path(), &["--samples"]);
+    let c = platform.client();
+    let sites: Vec<String> = c
+        .nodes()
+        .await
+        .unwrap()
+        .nodes
+        .into_iter()
+        .filter(|n| n.kind == NodeKind::Site)
+        .map(|n| n.full_path())
+        .collect();
+    assert!(sites.len() >= 2, "the samples hold sites: {sites:?}");
+    let port = common::free_port();
+    let m = MountProcess::start_with(&platform.url, &[("TEST_SERVE_PORT", &port.to_string())]);
+    for site in &sites {
+        assert!(
+            common::wait_until(Duration::from_secs(10), || m.path(site).exists()).is_some(),
+            "{site} is in the mount"
+        );
+    }
+    let paths: Vec<String> = sites.iter().map(|s| format!("/{s}")).collect();
+    let args: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let mut drive = Drive::start("edit_samples", port, &args);
+    let result = drive.done().await;
+    let pages = result["pages"].as_array().unwrap();
+    assert_eq!(pages.len(), sites.len(), "{result:#}");
+    for (site, page) in sites.iter().zip(pages) {
+        assert_eq!(
+            page["library"], true,
+            "{site} loads hyperclayjs (window.hyperclay.savePage): {result:#}"
+        );
+        assert_eq!(
+            page["editable"], true,
+            "{site} has something editable for its owner: {result:#}"
+        );
+        assert_eq!(
+            page["saved"], true,
+            "{site}: the library said the save landed: {result:#}"
+        );
+        assert_eq!(page["status"], "saved", "{result:#}");
+        assert_eq!(
+            page["dialogs"],
+            serde_json::json!([]),
+            "no unsaved-changes warning: {result:#}"
+        );
+        let wanted = page["wanted"].as_str().unwrap().to_string();
+        assert!(
+            page["after"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with(&wanted),
+            "{site}: the reloaded page shows the edit: {result:#}"
+        );
+        for (where_, file) in [("mount", m.path(site)), ("mirror", m.mirror.join(site))] {
+            let saved = std::fs::read_to_string(&file).unwrap();
+            assert!(
+                saved.contains(&wanted),
+                "{site}: the edit is in the {where_}: {saved}"
+            );
+            assert!(
+                saved.contains("https://cdn.jsdelivr.net/npm/hyperclayjs@1/"),
+                "{site}: the saved file loads the library from its CDN address: {saved}"
+            );
+        }
+        let versions = m
+            .mirror
+            .join("sites-versions")
+            .join(site.trim_end_matches(".html"));
+        assert!(
+            std::fs::read_dir(&versions).is_ok_and(|mut d| d.next().is_some()),
+            "{site}: the page it replaced is kept in {}",
+            versions.display()
+        );
+        let id = node_at(&c, site).await.unwrap();
+        assert!(
+            eventually(Duration::from_secs(10), || {
+                let c = c.clone();
+                let wanted = wanted.clone();
+                async move {
+                    let content = c.content(id).await.unwrap().1;
+                    let content = String::from_utf8_lossy(&content);
+                    content.contains(&wanted)
+                        && content.contains("https://cdn.jsdelivr.net/npm/hyperclayjs@1/")
+                }
+            })
+            .await,
+            "{site}: the edit reached the platform"
+        );
+    }
+    let saves = result["requested"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| *r == &format!("POST http://localhost:{port}/_/save"))
+        .count();
+    assert!(
+        saves >= sites.len(),
+        "each page saved through the local server's /_/save: {result:#}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_lands_beside_the_page_goes_up_and_is_served_back() {
     let (p, m, port) = mounted(&[("gallery.html", app("pictures"))]).await;

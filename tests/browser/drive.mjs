@@ -208,6 +208,67 @@ const scenarios = {
     return { urls, opened };
   },
 
+  // Each page as a new user meets it: it must load hyperclayjs (so it is in edit mode, as its
+  // owner), offer something to edit and a way to save. The scenario clicks the first editable
+  // element, types at its end, clicks the page's save button (Ctrl-S where it has none), waits
+  // for the library to say the save landed, then reloads and reads the element again.
+  async edit_samples() {
+    const pages = [];
+    for (const path of args) {
+      const page = await context.newPage();
+      page.on("console", (m) => consoleLines.push(m.text()));
+      page.on("pageerror", (e) => consoleLines.push("pageerror: " + e.message));
+      // A warning about unsaved changes on reload would mean the save did not land: say so.
+      const dialogs = [];
+      page.on("dialog", (d) => {
+        dialogs.push(d.type());
+        d.accept();
+      });
+      await page.goto(base + path);
+      const library = await page
+        .waitForFunction(() => window.hyperclay && window.hyperclay.savePage, null, { timeout: 15000 })
+        .then(() => true, () => false);
+      const title = await page.title();
+      if (!library) {
+        pages.push({ path, title, library });
+        continue;
+      }
+      const editable = page.locator('[contenteditable]:not([contenteditable="false"])').first();
+      // Edit mode makes the marked elements editable once the document is ready.
+      const found = await editable.waitFor({ timeout: 10000 }).then(() => true, () => false);
+      if (!found) {
+        pages.push({ path, title, library, editable: false });
+        continue;
+      }
+      // What the element is, so the reloaded page can find it again.
+      const selector = await editable.evaluate((el) => {
+        const all = [...document.querySelectorAll(el.tagName)];
+        return el.id ? "#" + el.id : `${el.tagName.toLowerCase()} >> nth=${all.indexOf(el)}`;
+      });
+      const wanted = " typed in " + path + " " + Date.now();
+      await editable.click();
+      await page.keyboard.press("Control+End");
+      await page.keyboard.type(wanted);
+      await page.evaluate(() => {
+        window.__saved = new Promise((ok) => {
+          document.addEventListener("hyperclay:save-saved", () => ok(true), { once: true });
+          setTimeout(() => ok(false), 10000);
+        });
+      });
+      const button = page.locator("[trigger-save]").first();
+      const how = (await button.count()) > 0 ? "button" : "ctrl-s";
+      if (how === "button") await button.click();
+      else await page.keyboard.press("Control+S");
+      const saved = await page.evaluate(() => window.__saved);
+      const status = await page.evaluate(() => document.documentElement.getAttribute("savestatus"));
+      await page.reload();
+      const after = await page.locator(selector).first().textContent();
+      pages.push({ path, title, library, editable: true, selector, wanted, how, saved, status, after, dialogs });
+      await page.close();
+    }
+    return { pages };
+  },
+
   // A page linking the host's Tailwind stylesheet gets its classes styled.
   async tailwind() {
     const page = await open(args[0], { stream: false });
