@@ -245,7 +245,9 @@ impl MountProcess {
         let (said, ready) = std::sync::mpsc::channel();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         std::thread::spawn(move || {
-            if lines.any(|l| l.is_ok_and(|l| l.contains(" mounted at "))) {
+            if lines.any(|l| {
+                l.is_ok_and(|l| l.contains(" mounted at ") || l.contains(" kept in sync at "))
+            }) {
                 let _ = said.send(());
             }
             // The rest is drained, so the mount never writes into a full pipe.
@@ -255,7 +257,10 @@ impl MountProcess {
         ready
             .recv_timeout(std::time::Duration::from_secs(45))
             .expect("the mount did not say it was mounted");
-        assert!(hyperclay::fs::is_mounted(&self.mountpoint));
+        assert_eq!(
+            hyperclay::fs::is_mounted(&self.mountpoint),
+            !self.is_folder()
+        );
     }
 
     /// Starts the mount and returns as soon as the kernel shows it, before it is ready (to see
@@ -288,14 +293,28 @@ impl MountProcess {
         );
     }
 
+    /// The plain folder (`--folder`) instead of the FUSE mount: set by [`MountProcess::prepare_folder`].
+    pub fn is_folder(&self) -> bool {
+        self.env.iter().any(|(k, v)| k == "TEST_FOLDER" && v == "1")
+    }
+
+    /// [`MountProcess::prepare`] for `hyperclay mount DIR --folder`: the folder is the mirror.
+    pub fn prepare_folder(url: &str, env: &[(&str, &str)]) -> MountProcess {
+        let mut m = Self::prepare(url, env);
+        m.env.push(("TEST_FOLDER".into(), "1".into()));
+        m.mirror = m.mountpoint.clone();
+        m
+    }
+
     fn mount_command(&self) -> Command {
         let mut c = self.command();
-        c.arg("mount")
-            .arg(&self.mountpoint)
-            .arg("--mirror")
-            .arg(&self.mirror)
-            .args(self.serve_args())
-            .stderr(Stdio::inherit());
+        c.arg("mount").arg(&self.mountpoint);
+        if self.is_folder() {
+            c.arg("--folder");
+        } else {
+            c.arg("--mirror").arg(&self.mirror);
+        }
+        c.args(self.serve_args()).stderr(Stdio::inherit());
         c
     }
 

@@ -1,0 +1,247 @@
+//! One list of end-to-end behaviours, run against both front doors as a user runs them: the
+//! `hyperclay` binary with `mount DIR` (a real FUSE mount) and with `mount DIR --folder` (a
+//! plain folder kept in sync), programs working on DIR with ordinary file calls, a real dev
+//! platform on loopback. Where docs/semantics.md says the two modes behave the same, a
+//! scenario here holds for both.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{MountProcess, TestPlatform};
+use hyperclay::protocol::NodeKind;
+
+#[derive(Clone, Copy, Debug)]
+enum Door {
+    Mount,
+    Folder,
+}
+
+fn start(p: &TestPlatform, door: Door) -> MountProcess {
+    let mut m = match door {
+        Door::Mount => MountProcess::prepare(&p.url(), &[]),
+        Door::Folder => MountProcess::prepare_folder(&p.url(), &[]),
+    };
+    m.spawn();
+    m
+}
+
+async fn content_at(p: &TestPlatform, path: &str) -> Option<Vec<u8>> {
+    let c = p.client();
+    let id = common::node_at(&c, path).await?;
+    c.content(id).await.ok().map(|(_, b)| b)
+}
+
+async fn until_platform_has(p: &TestPlatform, door: Door, path: &str, content: &[u8]) {
+    assert!(
+        common::eventually(Duration::from_secs(60), || async {
+            content_at(p, path).await.as_deref() == Some(content)
+        })
+        .await,
+        "{door:?}: {path} never reached the platform as {:?} (it has {:?})",
+        String::from_utf8_lossy(content),
+        content_at(p, path)
+            .await
+            .map(|c| String::from_utf8_lossy(&c).into_owned())
+    );
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// New files and folders go up; an in-place save and an editor's temp-then-rename are updates
+/// of the same node; `rm` and `mv` never delete across (rename creates); local-only names stay.
+async fn saves_deletes_renames(door: Door) {
+    let p = TestPlatform::start(common::Mode::Full).await;
+    let m = start(&p, door);
+    write(&m.path("site.html"), b"<p>1</p>");
+    write(&m.path("a/b/up.txt"), b"up");
+    until_platform_has(&p, door, "site.html", b"<p>1</p>").await;
+    until_platform_has(&p, door, "a/b/up.txt", b"up").await;
+    let id = common::node_at(&p.client(), "site.html").await;
+
+    write(&m.path("site.html"), b"<p>2</p>");
+    until_platform_has(&p, door, "site.html", b"<p>2</p>").await;
+    // vim's and most editors' pattern: a new file, renamed over the original.
+    write(&m.path("site.html.tmp"), b"<p>3</p>");
+    std::fs::rename(m.path("site.html.tmp"), m.path("site.html")).unwrap();
+    until_platform_has(&p, door, "site.html", b"<p>3</p>").await;
+    assert_eq!(
+        common::node_at(&p.client(), "site.html").await,
+        id,
+        "{door:?}"
+    );
+
+    std::fs::rename(m.path("a/b/up.txt"), m.path("a/moved.txt")).unwrap();
+    until_platform_has(&p, door, "a/moved.txt", b"up").await;
+    std::fs::remove_file(m.path("site.html")).unwrap();
+    write(&m.path("node_modules/pkg/index.js"), b"local");
+    write(&m.path("last.txt"), b"last");
+    until_platform_has(&p, door, "last.txt", b"last").await;
+    // Nothing was deleted across, nothing local-only went up.
+    assert_eq!(
+        content_at(&p, "site.html").await.as_deref(),
+        Some(&b"<p>3</p>"[..])
+    );
+    assert_eq!(
+        content_at(&p, "a/b/up.txt").await.as_deref(),
+        Some(&b"up"[..])
+    );
+    let nodes = p.client().nodes().await.unwrap().nodes;
+    assert!(
+        !nodes.iter().any(|n| n.full_path().contains("node_modules")),
+        "{door:?}"
+    );
+    // Status counts what was removed here and is still on the platform.
+    let status = m.status_json();
+    let removed = status["mounts"][0]["removed_here"]
+        .as_array()
+        .map_or(0, |a| a.len());
+    assert!(removed >= 2, "{door:?}: removed_here = {removed}: {status}");
+    m.unmount();
+}
+
+/// A change made on the platform shows in DIR, and is not sent back as a local edit.
+async fn platform_changes_come_down(door: Door) {
+    let p = TestPlatform::start(common::Mode::Full).await;
+    let m = start(&p, door);
+    write(&m.path("page.html"), b"<p>here</p>");
+    until_platform_has(&p, door, "page.html", b"<p>here</p>").await;
+    let id = common::node_at(&p.client(), "page.html").await.unwrap();
+    p.client()
+        .put_content(id, NodeKind::Site, b"<p>there</p>".to_vec().into(), None)
+        .await
+        .unwrap();
+    let path = m.path("page.html");
+    assert!(
+        common::wait_until(Duration::from_secs(30), || {
+            std::fs::read(&path).unwrap_or_default() == b"<p>there</p>"
+        })
+        .is_some(),
+        "{door:?}: the platform's change never showed"
+    );
+    let versions = p.client().versions(id).await.unwrap().len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        p.client().versions(id).await.unwrap().len(),
+        versions,
+        "{door:?}: echoed"
+    );
+    m.unmount();
+}
+
+/// What was saved while nothing ran goes up at the next start; status names the mode.
+async fn offline_edits_go_up_at_the_next_start(door: Door) {
+    let p = TestPlatform::start(common::Mode::Full).await;
+    let mut m = start(&p, door);
+    write(&m.path("keep.html"), b"<p>v1</p>");
+    until_platform_has(&p, door, "keep.html", b"<p>v1</p>").await;
+    let status = m.status_json();
+    let mode = &status["mounts"][0]["mode"];
+    match door {
+        Door::Mount => assert!(mode.is_null(), "{status}"),
+        Door::Folder => assert!(mode.as_str().unwrap().contains("plain folder"), "{status}"),
+    }
+    m.unmount();
+    let _ = m.child.take().map(|mut c| c.wait());
+    // Edited with nothing running: in the mirror for the mount, in the folder itself for the
+    // plain folder.
+    write(&m.mirror.join("keep.html"), b"<p>v2, offline</p>");
+    m.spawn();
+    until_platform_has(&p, door, "keep.html", b"<p>v2, offline</p>").await;
+    m.unmount();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mount_saves_deletes_renames() {
+    saves_deletes_renames(Door::Mount).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folder_saves_deletes_renames() {
+    saves_deletes_renames(Door::Folder).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mount_platform_changes_come_down() {
+    platform_changes_come_down(Door::Mount).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folder_platform_changes_come_down() {
+    platform_changes_come_down(Door::Folder).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mount_offline_edits_go_up_at_the_next_start() {
+    offline_edits_go_up_at_the_next_start(Door::Mount).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folder_offline_edits_go_up_at_the_next_start() {
+    offline_edits_go_up_at_the_next_start(Door::Folder).await;
+}
+
+/// Where FUSE can't mount (here: no `fusermount3` on the PATH), `hyperclay mount DIR` says so in
+/// one line and keeps DIR as a plain folder instead; a folder whose program state was deleted
+/// refuses to start with what to do, and `--rebuild` starts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_fuse_the_folder_is_kept_and_its_deleted_state_is_refused() {
+    let p = TestPlatform::start(common::Mode::Full).await;
+    let empty_path = tempfile::tempdir().unwrap();
+    let path = empty_path.path().display().to_string();
+    let mut m = MountProcess::prepare(&p.url(), &[("PATH", path.as_str())]);
+    let out = m
+        .command()
+        .args(["mount", "--no-serve", "--daemon"])
+        .arg(&m.mountpoint)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("FUSE is missing here (there is no fusermount3")
+            && said.contains("as a plain folder in sync instead"),
+        "{said}"
+    );
+    assert!(!hyperclay::fs::is_mounted(&m.mountpoint));
+    write(&m.path("nofuse.txt"), b"works");
+    until_platform_has(&p, Door::Folder, "nofuse.txt", b"works").await;
+    m.unmount();
+
+    std::fs::remove_dir_all(m.mountpoint.join(".hyperclay")).unwrap();
+    m.env.push(("TEST_FOLDER".into(), "1".into()));
+    let out = m
+        .command()
+        .args(["mount", "--no-serve", "--folder"])
+        .arg(&m.mountpoint)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("sync state") && err.contains("--rebuild"),
+        "{err}"
+    );
+    let out = m
+        .command()
+        .args(["mount", "--no-serve", "--folder", "--rebuild", "--daemon"])
+        .arg(&m.mountpoint)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    write(&m.path("after.txt"), b"rebuilt");
+    until_platform_has(&p, Door::Folder, "after.txt", b"rebuilt").await;
+    m.unmount();
+}
