@@ -181,6 +181,9 @@ enum ServiceAction {
         /// Only write the unit; do not enable or start it.
         #[arg(long)]
         no_start: bool,
+        /// Keep MOUNTPOINT as a plain folder in sync (`hyperclay mount --folder`).
+        #[arg(long)]
+        folder: bool,
     },
     /// Stop the service of MOUNTPOINT (~/Hyperclay by default; it unmounts cleanly), disable it
     /// and remove its unit.
@@ -248,7 +251,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 mountpoint,
                 mirror,
                 no_start,
-            } => cli::service::install(mountpoint, mirror, !no_start),
+                folder,
+            } => cli::service::install(mountpoint, mirror, folder, !no_start),
             ServiceAction::Uninstall { mountpoint } => cli::service::uninstall(mountpoint),
         },
         Command::Completions { shell } => {

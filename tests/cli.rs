@@ -127,6 +127,31 @@ fn the_service_unit_carries_the_mount_and_no_secret_and_systemd_accepts_it() {
     systemd_accepts(&unit_path);
 }
 
+/// `service install --folder`: the unit keeps the folder in sync (no FUSE), and systemd takes it.
+#[test]
+fn the_service_unit_of_a_plain_folder_says_folder() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("Hyperclay");
+    ok(hyperclay(home.path())
+        .args(["service", "install", "--no-start", "--folder"])
+        .arg(&dir)
+        .output()
+        .unwrap());
+    let unit_path = unit_file(home.path(), &dir);
+    let unit = std::fs::read_to_string(&unit_path).unwrap();
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_hyperclay")).unwrap();
+    let line = format!(
+        "ExecStart=\"{}\" \"mount\" \"{}\" \"--folder\"",
+        exe.display(),
+        dir.display()
+    );
+    assert!(
+        unit.lines().any(|l| l == line),
+        "no line {line:?} in\n{unit}"
+    );
+    systemd_accepts(&unit_path);
+}
+
 /// With HYPERCLAY_HOME set, nothing is written outside it: not into ~/.config/systemd/user.
 /// Without it, the unit goes where systemd reads user units.
 #[test]

@@ -103,6 +103,8 @@ pub struct UnitSpec {
     pub exe: PathBuf,
     pub mountpoint: PathBuf,
     pub mirror: Option<PathBuf>,
+    /// `--folder`: the mount point is kept as a plain folder in sync.
+    pub folder: bool,
     /// `KEY=value` pairs for `Environment=`.
     pub env: Vec<(String, String)>,
 }
@@ -129,6 +131,9 @@ pub fn unit_text(spec: &UnitSpec) -> String {
         .map(|m| m.to_string_lossy().into_owned());
     if let Some(m) = &mirror {
         mount.extend(["--mirror", m.as_str()]);
+    }
+    if spec.folder {
+        mount.push("--folder");
     }
     let unmount = command_line(&[exe.as_ref(), "unmount", mnt.as_ref()]);
     let env: String = spec
@@ -256,8 +261,12 @@ fn unit_mirror(text: &str) -> Option<String> {
 pub fn install(
     mountpoint: Option<PathBuf>,
     mirror: Option<PathBuf>,
+    folder: bool,
     start: bool,
 ) -> anyhow::Result<()> {
+    if folder && mirror.is_some() {
+        anyhow::bail!("--mirror does not go with --folder: the folder itself holds the files");
+    }
     let mountpoint = super::mount_path(&mountpoint.unwrap_or_else(default_mountpoint));
     let mirror = mirror.map(|m| hyperclay::fs::absolute(&m));
     let unit = unit_name(&mountpoint);
@@ -292,6 +301,7 @@ pub fn install(
         exe,
         mountpoint: mountpoint.clone(),
         mirror,
+        folder,
         env: carried_env(),
     };
     let text = unit_text(&spec);
