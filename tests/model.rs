@@ -32,6 +32,9 @@ use proptest::prelude::*;
 struct Device {
     engine: Arc<Engine>,
     fs: Arc<MountFs>,
+    /// The plain-folder front door: its root. Programs' file calls go to the disk there and the
+    /// engine is told afterwards, as its watcher would tell it (deterministic: no watcher runs).
+    folder: Option<std::path::PathBuf>,
     stop: tokio::sync::watch::Sender<bool>,
     follower: tokio::task::JoinHandle<()>,
 }
@@ -41,26 +44,71 @@ impl Device {
         Device::start_with(url, mirror_dir, Settings::default()).await
     }
 
+    /// The plain folder (`hyperclay mount DIR --folder`) over `dir`.
+    async fn start_folder(url: &str, dir: &Path) -> Device {
+        let settings = Settings {
+            front_door: hyperclay::sync::FrontDoor::Folder,
+            ..Settings::default()
+        };
+        Device::start_with(url, dir, settings).await
+    }
+
     async fn start_with(url: &str, mirror_dir: &Path, settings: Settings) -> Device {
+        let folder = settings.front_door == hyperclay::sync::FrontDoor::Folder;
         let mirror = Arc::new(Mirror::open(mirror_dir).unwrap());
         mirror.sweep_temps();
         let index = Arc::new(Index::open(&mirror.index_path()).unwrap());
         let client = Arc::new(Client::new(url, Credential::ApiKey(KEY.into())).unwrap());
         let engine = Engine::new(client, index, mirror, Arc::new(|_| {}), settings);
         let scanning = engine.clone();
-        tokio::task::spawn_blocking(move || scanning.scan_local())
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::task::spawn_blocking(move || match folder {
+            // The folder's start: the whole folder compared, as `FolderSync` does.
+            true => {
+                for rel in scanning.differing_paths() {
+                    scanning.observe(&rel, hyperclay::sync::Look::Hash)?;
+                }
+                Ok(())
+            }
+            false => scanning.scan_local(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let folder = folder.then(|| engine.mirror.root().to_path_buf());
         let fs = Arc::new(MountFs::new(engine.clone()));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let follower = tokio::spawn(hyperclay::sync::follow(engine.clone(), stopped));
         Device {
             engine,
             fs,
+            folder,
             stop,
             follower,
         }
+    }
+
+    /// The plain folder: runs a program's file calls on the disk, then tells the engine about
+    /// `rels`, as the watcher does once they are done.
+    async fn in_folder(
+        &self,
+        rels: &[&str],
+        calls: impl FnOnce(&Path) -> std::io::Result<()> + Send + 'static,
+    ) -> Result<(), String> {
+        let root = self.folder.clone().expect("a plain folder");
+        let engine = self.engine.clone();
+        let rels: Vec<String> = rels.iter().map(|r| r.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            calls(&root).map_err(|e| e.to_string())?;
+            for rel in rels {
+                let rel = hyperclay::cache::RelPath::parse(&rel).map_err(|e| e.to_string())?;
+                engine
+                    .observe(&rel, hyperclay::sync::Look::Hash)
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap()
     }
 
     /// What a clean unmount does: open files saved, pushes drained, following stopped.
@@ -82,6 +130,14 @@ impl Device {
     }
 
     async fn ino_of(&self, rel: &str) -> Option<u64> {
+        if let Some(root) = &self.folder {
+            // What a program sees is the disk: a file is there when it is on disk (the index
+            // follows the disk, a moment later).
+            if std::fs::symlink_metadata(root.join(rel)).is_err() {
+                return None;
+            }
+            return self.engine.ino_of_path(rel);
+        }
         let rel = rel.to_string();
         self.on_fs(move |fs| {
             let mut ino = ROOT_INO;
@@ -103,6 +159,12 @@ impl Device {
 
     /// A whole-file save: create or open with truncation, write, close. Ok: acknowledged.
     async fn save(&self, rel: &str, bytes: &[u8]) -> Result<(), String> {
+        if self.folder.is_some() {
+            let (path, bytes) = (rel.to_string(), bytes.to_vec());
+            return self
+                .in_folder(&[rel], move |root| std::fs::write(root.join(path), bytes))
+                .await;
+        }
         let (parent, name) = self.place(rel).await;
         let existing = self.ino_of(rel).await;
         let bytes = bytes.to_vec();
@@ -131,6 +193,15 @@ impl Device {
             Some((dir, _)) => format!("{dir}/.{name}.swp"),
             None => format!(".{name}.swp"),
         };
+        if self.folder.is_some() {
+            let (to, bytes) = (rel.to_string(), bytes.to_vec());
+            return self
+                .in_folder(&[rel], move |root| {
+                    std::fs::write(root.join(&temp), bytes)?;
+                    std::fs::rename(root.join(&temp), root.join(to))
+                })
+                .await;
+        }
         self.save(&temp, bytes).await?;
         self.rename(&temp, rel).await
     }
@@ -138,6 +209,26 @@ impl Device {
     /// Appends: `parts` written through as many handles opened with O_APPEND (each write goes to
     /// the end), then all closed. Ok: acknowledged.
     async fn append(&self, rel: &str, parts: Vec<Vec<u8>>) -> Result<(), String> {
+        if self.folder.is_some() {
+            let path = rel.to_string();
+            return self
+                .in_folder(&[rel], move |root| {
+                    use std::io::Write;
+                    let mut files = Vec::new();
+                    for _ in &parts {
+                        files.push(
+                            std::fs::OpenOptions::new()
+                                .append(true)
+                                .open(root.join(&path))?,
+                        );
+                    }
+                    for (f, part) in files.iter_mut().zip(&parts) {
+                        f.write_all(part)?;
+                    }
+                    Ok(())
+                })
+                .await;
+        }
         let ino = self.ino_of(rel).await.ok_or("no such file")?;
         self.on_fs(move |fs| {
             let mut fhs = Vec::new();
@@ -160,6 +251,17 @@ impl Device {
 
     /// `truncate(path, len)`.
     async fn truncate(&self, rel: &str, len: u64) -> Result<(), String> {
+        if self.folder.is_some() {
+            let path = rel.to_string();
+            return self
+                .in_folder(&[rel], move |root| {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(root.join(path))?
+                        .set_len(len)
+                })
+                .await;
+        }
         let ino = self.ino_of(rel).await.ok_or("no such file")?;
         self.on_fs(move |fs| {
             fs.setattr(ino, Some(len), None)
@@ -170,6 +272,14 @@ impl Device {
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<(), String> {
+        if self.folder.is_some() {
+            let (a, b) = (from.to_string(), to.to_string());
+            return self
+                .in_folder(&[from, to], move |root| {
+                    std::fs::rename(root.join(a), root.join(b))
+                })
+                .await;
+        }
         let (from_parent, from_name) = self.place(from).await;
         let (to_parent, to_name) = self.place(to).await;
         self.on_fs(move |fs| {
@@ -186,6 +296,12 @@ impl Device {
     }
 
     async fn mkdir(&self, rel: &str) -> Result<(), String> {
+        if self.folder.is_some() {
+            let path = rel.to_string();
+            return self
+                .in_folder(&[rel], move |root| std::fs::create_dir(root.join(path)))
+                .await;
+        }
         let (parent, name) = self.place(rel).await;
         self.on_fs(move |fs| {
             fs.mkdir(parent, OsStr::new(&name))
@@ -199,6 +315,20 @@ impl Device {
     /// then its write and close race the unlink on two threads (issue 24's race). Both must
     /// succeed, as on a local disk, and the file ends deleted.
     async fn save_racing_unlink(&self, rel: &str, bytes: &[u8]) -> Result<(), String> {
+        if self.folder.is_some() {
+            let (path, bytes) = (rel.to_string(), bytes.to_vec());
+            return self
+                .in_folder(&[rel], move |root| {
+                    use std::io::Write;
+                    let target = root.join(path);
+                    let mut f = std::fs::File::create(&target)?;
+                    let unlinking = std::thread::spawn(move || std::fs::remove_file(target));
+                    f.write_all(&bytes)?;
+                    drop(f);
+                    unlinking.join().expect("the unlink thread")
+                })
+                .await;
+        }
         let ino = self.ino_of(rel).await.ok_or("no such file")?;
         let (parent, name) = self.place(rel).await;
         let fh = self
@@ -222,6 +352,12 @@ impl Device {
     }
 
     async fn unlink(&self, rel: &str) -> Result<(), String> {
+        if self.folder.is_some() {
+            let path = rel.to_string();
+            return self
+                .in_folder(&[rel], move |root| std::fs::remove_file(root.join(path)))
+                .await;
+        }
         let (parent, name) = self.place(rel).await;
         self.on_fs(move |fs| {
             fs.unlink(parent, OsStr::new(&name))
@@ -231,6 +367,12 @@ impl Device {
     }
 
     async fn read(&self, rel: &str) -> Option<Vec<u8>> {
+        if let Some(root) = &self.folder {
+            // A file not fetched yet comes down first, as a reader of the mount waits for it.
+            let ino = self.engine.ino_of_path(rel)?;
+            let _ = self.engine.fetch(ino).await;
+            return std::fs::read(root.join(rel)).ok();
+        }
         let ino = self.ino_of(rel).await?;
         let fs = self.fs.clone();
         fs.fetch(ino).await.ok()?;
@@ -638,11 +780,23 @@ impl Conditions {
 
 /// Runs `steps` against a device and checks the model; Err names what broke.
 async fn run(steps: Vec<Step>) -> Result<(), String> {
+    run_at(steps, false).await
+}
+
+/// [`run`] with the device under test a plain folder (`folder`) or the mount; the other device
+/// is a mount either way.
+async fn run_at(steps: Vec<Step>, folder: bool) -> Result<(), String> {
     let mut p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
     let dir = tempfile::tempdir().unwrap();
     let other_dir = tempfile::tempdir().unwrap();
-    let mut d = Some(Device::start(&p.url(), dir.path()).await);
+    let start = |url: String, dir: std::path::PathBuf| async move {
+        match folder {
+            true => Device::start_folder(&url, &dir).await,
+            false => Device::start(&url, &dir).await,
+        }
+    };
+    let mut d = Some(start(p.url(), dir.path().to_path_buf()).await);
     // The second device, started at its first step.
     let mut other: Option<Device> = None;
     let mut cond = Conditions::default();
@@ -654,6 +808,15 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
     let mut detached: BTreeSet<String> = BTreeSet::new();
     d.as_ref().unwrap().mkdir("blog").await?;
     d.as_ref().unwrap().mkdir("img").await?;
+    // The plain folder sees a save after it happened: an upload's content saved over before its
+    // push read it existed nowhere else, as on a plain disk (docs/semantics.md, "The plain
+    // folder"); a site's every seen content is kept in `sites-versions/`. So in a folder, an
+    // upload's earlier contents are not required once a later local change replaces them.
+    let supersede = |acknowledged: &mut Vec<(String, Vec<u8>)>, path: &str| {
+        if folder && NodeKind::of_file_name(path) != NodeKind::Site {
+            acknowledged.retain(|(p, _)| p != path);
+        }
+    };
     for (n, s) in steps.iter().enumerate() {
         if cond.faulty_for > 0 {
             cond.faulty_for -= 1;
@@ -677,6 +840,7 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
                 saved.map_err(failed)?;
                 detached.remove(&path);
                 model.insert(path.clone(), content.clone());
+                supersede(&mut acknowledged, &path);
                 acknowledged.push((path, content));
             }
             Step::Append { f } if model.contains_key(&file_name(*f)) => {
@@ -686,6 +850,7 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
                 detached.remove(&path);
                 let now = model.get_mut(&path).unwrap();
                 now.extend(parts.concat());
+                supersede(&mut acknowledged, &path);
                 acknowledged.push((path, now.clone()));
             }
             Step::Truncate { f } if model.get(&file_name(*f)).is_some_and(|b| b.len() > 1) => {
@@ -697,6 +862,7 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
                     .await
                     .map_err(failed)?;
                 detached.remove(&path);
+                supersede(&mut acknowledged, &path);
                 acknowledged.push((path, now.clone()));
             }
             Step::Rename { f, g } if f != g && model.contains_key(&file_name(*f)) => {
@@ -705,6 +871,7 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
                 // Rename creates: the new name goes up, whatever the old one was.
                 detached.remove(&from);
                 detached.remove(&to);
+                supersede(&mut acknowledged, &to);
                 let moved = model.remove(&from).unwrap();
                 model.insert(to, moved);
             }
@@ -834,7 +1001,7 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
                 cond.faulty_for = 0;
                 p.running.set_fail_writes(false);
                 d.take().unwrap().stop().await;
-                d = Some(Device::start(&p.url(), dir.path()).await);
+                d = Some(start(p.url(), dir.path().to_path_buf()).await);
             }
             Step::Quiet => {
                 // A fault lasts less than the pushes' retry schedule (15 s): a step that waits
@@ -928,6 +1095,27 @@ proptest! {
     #[test]
     fn random_sequences_match_the_model(steps in proptest::collection::vec(step(), 1..80)) {
         let outcome = runtime().block_on(run(steps));
+        prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
+    }
+}
+
+proptest! {
+    // Half the mount's fixed set by default (the test command's time); PROPTEST_CASES raises it.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(20),
+        failure_persistence: None,
+        rng_algorithm: proptest::test_runner::RngAlgorithm::ChaCha,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(
+            std::env::var("PROPTEST_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(20261207),
+        ),
+        .. ProptestConfig::default()
+    })]
+
+    /// The same model, the device under test a plain folder: programs' file calls on the disk,
+    /// the engine told afterwards (`sync/observe.rs`).
+    #[test]
+    fn random_sequences_in_a_plain_folder_match_the_model(steps in proptest::collection::vec(step(), 1..80)) {
+        let outcome = runtime().block_on(run_at(steps, true));
         prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
     }
 }

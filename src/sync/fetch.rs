@@ -196,6 +196,14 @@ impl Engine {
                 }
                 return Ok(());
             }
+            // A program may write over it without the engine seeing the write coming (as the
+            // mount does, keeping what it replaces): what landed is kept now, so it exists
+            // somewhere even if the platform later loses it (a delete there).
+            if let Some(bytes) = self.mirror.read(&rel) {
+                if let Err(err) = crate::cache::save::back_up(&self.mirror, &rel, e.kind, &bytes) {
+                    tracing::warn!(path = %rel, error = %err, "could not keep the platform's copy in sites-versions");
+                }
+            }
         } else {
             self.mirror.commit_staged(staged, &rel, mtime)?;
         }
