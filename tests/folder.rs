@@ -37,6 +37,18 @@ impl Folder {
 
     /// `queue`: the inotify queue's length for this watcher (`fs.inotify.max_queued_events`).
     async fn start_with(url: &str, dir: &Path, watch: bool, queue: Option<u32>) -> Folder {
+        Self::start_limited(url, dir, watch, queue.map(Limit::Queue), None).await
+    }
+
+    /// `limit`: an inotify limit while the watcher starts; `every`: how often the whole folder
+    /// is compared.
+    async fn start_limited(
+        url: &str,
+        dir: &Path,
+        watch: bool,
+        limit: Option<Limit>,
+        every: Option<Duration>,
+    ) -> Folder {
         let mirror = Arc::new(Mirror::open(dir).unwrap());
         mirror.sweep_temps();
         let index = Arc::new(Index::open(&mirror.index_path()).unwrap());
@@ -49,11 +61,14 @@ impl Folder {
         let watch = match watch {
             true => {
                 let one_at_a_time = INOTIFY_LIMITS.lock().await;
-                let limit = queue.map(QueueLimit::set);
+                let limit = limit.map(Limit::set);
                 let started = engine.clone();
-                let w = tokio::task::spawn_blocking(move || FolderSync::start(started).unwrap())
-                    .await
-                    .unwrap();
+                let every = every.unwrap_or(hyperclay::folder::FULL_COMPARE_EVERY);
+                let w = tokio::task::spawn_blocking(move || {
+                    FolderSync::start_comparing_every(started, every).unwrap()
+                })
+                .await
+                .unwrap();
                 drop(limit);
                 drop(one_at_a_time);
                 let compared = w.ask_compare();
@@ -355,25 +370,111 @@ fn a_file_changed_just_before_the_swap_is_never_replaced() {
     );
 }
 
-/// Sets `fs.inotify.max_queued_events` for the watchers started while the guard lives (the
-/// kernel reads it when an inotify instance is made).
-struct QueueLimit(String);
+/// An inotify limit lowered while a watcher starts (the kernel reads the queue's length when an
+/// instance is made, and counts watches per user).
+enum Limit {
+    /// `fs.inotify.max_queued_events`.
+    Queue(u32),
+    /// `fs.inotify.max_user_watches`, as this many more than the user has now.
+    MoreWatches(u32),
+}
 
-impl QueueLimit {
-    const PATH: &'static str = "/proc/sys/fs/inotify/max_queued_events";
+/// The limit set, until dropped.
+struct LimitSet(&'static str, String);
 
-    fn set(n: u32) -> QueueLimit {
-        let old = std::fs::read_to_string(Self::PATH).unwrap();
-        std::fs::write(Self::PATH, n.to_string())
-            .unwrap_or_else(|e| panic!("this test lowers {} (needs root): {e}", Self::PATH));
-        QueueLimit(old.trim().to_string())
+impl Limit {
+    fn set(self) -> LimitSet {
+        let (path, value) = match self {
+            Limit::Queue(n) => ("/proc/sys/fs/inotify/max_queued_events", n),
+            Limit::MoreWatches(n) => (
+                "/proc/sys/fs/inotify/max_user_watches",
+                watches_in_use() + n,
+            ),
+        };
+        let old = std::fs::read_to_string(path).unwrap();
+        std::fs::write(path, value.to_string())
+            .unwrap_or_else(|e| panic!("this test lowers {path} (needs root): {e}"));
+        LimitSet(path, old.trim().to_string())
     }
 }
 
-impl Drop for QueueLimit {
+impl Drop for LimitSet {
     fn drop(&mut self) {
-        let _ = std::fs::write(Self::PATH, &self.0);
+        let _ = std::fs::write(self.0, &self.1);
     }
+}
+
+/// The inotify watches this user's processes hold now.
+fn watches_in_use() -> u32 {
+    let me = nix::unistd::getuid().as_raw();
+    let mut n = 0;
+    for proc in std::fs::read_dir("/proc").unwrap().flatten() {
+        let owner = std::fs::read_to_string(proc.path().join("status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u32>().ok())
+            });
+        if owner != Some(me) {
+            continue;
+        }
+        for fd in std::fs::read_dir(proc.path().join("fdinfo"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(info) = std::fs::read_to_string(fd.path()) {
+                n += info
+                    .lines()
+                    .filter(|l| l.starts_with("inotify wd:"))
+                    .count() as u32;
+            }
+        }
+    }
+    n
+}
+
+/// The user's limit of inotify watches is reached while the folder's 40 folders are watched:
+/// status says so, and changes in the folders left unwatched still go up, found by the periodic
+/// comparison.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_watch_limit_changes_are_still_found() {
+    let p = TestPlatform::start(common::Mode::Full).await;
+    let dir = tempfile::tempdir().unwrap();
+    for d in 0..40 {
+        write_file(&dir.path().join(format!("many/d{d}/f.txt")), b"before");
+    }
+    let f = Folder::start_limited(
+        &p.url(),
+        dir.path(),
+        true,
+        Some(Limit::MoreWatches(8)),
+        Some(Duration::from_secs(2)),
+    )
+    .await;
+    f.until("status says the limit was reached", |e| {
+        e.status
+            .all()
+            .iter()
+            .any(|p| p.message.contains("limit of watched folders"))
+    })
+    .await;
+    for d in 0..40 {
+        write_file(
+            &f.path(&format!("many/d{d}/f.txt")),
+            format!("after {d}").as_bytes(),
+        );
+    }
+    for d in 0..40 {
+        eventually_on_platform(
+            &p,
+            &format!("many/d{d}/f.txt"),
+            format!("after {d}").as_bytes(),
+        )
+        .await;
+    }
+    f.stop().await;
 }
 
 /// inotify's queue overflows (a 16-event queue, 2,000 files made in a burst): the watcher says

@@ -155,6 +155,32 @@ async fn offline_edits_go_up_at_the_next_start(door: Door) {
     m.unmount();
 }
 
+/// Killed (`kill -9`) right after a save, then edited while nothing runs: the save was up, and
+/// the edit goes up at the next start.
+async fn killed_then_edited(door: Door) {
+    let p = TestPlatform::start(common::Mode::Full).await;
+    let mut m = start(&p, door);
+    write(&m.path("k.html"), b"<p>before the kill</p>");
+    until_platform_has(&p, door, "k.html", b"<p>before the kill</p>").await;
+    m.kill9();
+    write(&m.mirror.join("k.html"), b"<p>after the kill</p>");
+    write(&m.mirror.join("new/after.txt"), b"made while stopped");
+    m.spawn();
+    until_platform_has(&p, door, "k.html", b"<p>after the kill</p>").await;
+    until_platform_has(&p, door, "new/after.txt", b"made while stopped").await;
+    m.unmount();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mount_killed_then_edited() {
+    killed_then_edited(Door::Mount).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folder_killed_then_edited() {
+    killed_then_edited(Door::Folder).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mount_saves_deletes_renames() {
     saves_deletes_renames(Door::Mount).await;

@@ -75,6 +75,14 @@ impl FolderSync {
     /// Starts watching the engine's mirror (the user's folder). Call before the first full
     /// comparison, so that nothing changed between the two is missed.
     pub fn start(engine: Arc<Engine>) -> Result<FolderSync, FolderError> {
+        Self::start_comparing_every(engine, FULL_COMPARE_EVERY)
+    }
+
+    /// [`FolderSync::start`], comparing the whole folder every `every` (tests shorten it).
+    pub fn start_comparing_every(
+        engine: Arc<Engine>,
+        every: Duration,
+    ) -> Result<FolderSync, FolderError> {
         let root = engine.mirror.root().to_path_buf();
         let (tx, rx) = mpsc::channel();
         let events = tx.clone();
@@ -87,14 +95,19 @@ impl FolderSync {
         })?;
         tracing::info!(folder = %root.display(), watched = watch.watched(), "watching the folder");
         let stats = Arc::new(FolderStats::default());
-        let worker = Worker {
+        let limit_at = watch.limit_at.clone();
+        let mut worker = Worker {
             engine,
             root,
             watch,
             pending: HashMap::new(),
             stats: stats.clone(),
             told_limit: false,
+            every,
         };
+        if let Some(path) = limit_at {
+            worker.want(Wanted::WatchLimit(path));
+        }
         let thread = std::thread::Builder::new()
             .name("folder-watch".into())
             .spawn(move || worker.run(rx))
@@ -146,11 +159,13 @@ struct Worker {
     pending: HashMap<PathBuf, (Instant, bool)>,
     stats: Arc<FolderStats>,
     told_limit: bool,
+    /// How often the whole folder is compared ([`FULL_COMPARE_EVERY`]).
+    every: Duration,
 }
 
 impl Worker {
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        let mut next_full = Instant::now() + FULL_COMPARE_EVERY;
+        let mut next_full = Instant::now() + self.every;
         loop {
             let now = Instant::now();
             let next = self
@@ -210,7 +225,7 @@ impl Worker {
             }
             if let Some(why) = compare {
                 self.compare_all(&why);
-                next_full = Instant::now() + FULL_COMPARE_EVERY;
+                next_full = Instant::now() + self.every;
             }
             for done in answer {
                 let _ = done.send(());
@@ -249,7 +264,7 @@ impl Worker {
                     let message = format!(
                         "The system's limit of watched folders is reached (at {}): changes there are found by the comparison every {} s; raise it with `sudo sysctl fs.inotify.max_user_watches=524288`.",
                         path.display(),
-                        FULL_COMPARE_EVERY.as_secs()
+                        self.every.as_secs()
                     );
                     tracing::warn!("{message}");
                     self.engine.status.report(ProblemKind::Other, None, message);

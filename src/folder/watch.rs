@@ -39,6 +39,8 @@ pub struct Watch {
     /// everything under it.
     watched: BTreeSet<PathBuf>,
     per_folder: bool,
+    /// Where the limit of watches was reached while starting (said once by the caller).
+    pub limit_at: Option<PathBuf>,
 }
 
 /// Whether a path under the root never syncs (`rel` is relative to the root).
@@ -63,9 +65,21 @@ impl Watch {
             watcher,
             watched: BTreeSet::new(),
             per_folder: cfg!(target_os = "linux"),
+            limit_at: None,
         };
         if watch.per_folder {
-            watch.watch_tree(root)?;
+            match watch.watch_tree(root) {
+                // Out of watches: what is not watched is found by the periodic comparison.
+                Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+                    watch.limit_at = Some(
+                        e.paths
+                            .first()
+                            .cloned()
+                            .unwrap_or_else(|| root.to_path_buf()),
+                    );
+                }
+                other => other?,
+            }
         } else {
             watch.watcher.watch(root, RecursiveMode::Recursive)?;
         }
