@@ -731,33 +731,55 @@ async fn a_taken_port_is_met_with_the_mounts_own_flag() {
     assert!(!line.contains("--port"), "{line}");
 }
 
-/// No /dev/fuse (hidden in a mount namespace of its own): one line that says FUSE is missing and
-/// what to do, not an OS error twice.
+/// No /dev/fuse (hidden in a mount namespace of its own): one line that says FUSE is missing,
+/// what to do for the FUSE mount, and that the folder is kept as a plain folder in sync instead,
+/// which it then is (status names the mode), not an OS error twice.
 #[test]
-fn without_dev_fuse_the_mount_says_fuse_is_missing_in_one_line() {
+fn without_dev_fuse_the_mount_says_so_in_one_line_and_keeps_a_plain_folder() {
     common::assert_root("hides /dev/fuse in a mount namespace of its own");
     let home = tempfile::tempdir().unwrap();
     let mnt = home.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
+    let env = |c: &mut Command| {
+        c.env("HOME", home.path())
+            .env("HYPERCLAY_HOME", home.path().join("hc"))
+            .env("HYPERCLAY_URL", "http://127.0.0.1:9")
+            .env_remove("HYPERCLAY_API_KEY");
+    };
     // A /dev without fuse, in a mount namespace of the command's own.
     let mut command = Command::new("unshare");
     command
         .args(["-m", "sh", "-c"])
-        .arg("mount -t tmpfs none /dev && mknod -m 666 /dev/null c 1 3 && exec \"$0\" mount \"$1\" --no-serve")
+        .arg("mount -t tmpfs none /dev && mknod -m 666 /dev/null c 1 3 && exec \"$0\" mount \"$1\" --no-serve --daemon")
         .arg(env!("CARGO_BIN_EXE_hyperclay"))
-        .arg(&mnt)
-        .env("HOME", home.path())
-        .env("HYPERCLAY_HOME", home.path().join("hc"))
-        .env("HYPERCLAY_URL", "http://127.0.0.1:9")
-        .env_remove("HYPERCLAY_API_KEY");
+        .arg(&mnt);
+    env(&mut command);
     let _cleanup = Unmounts(mnt.clone());
     let out = finish_within(command, LIMIT, "a mount without /dev/fuse");
-    let said = text(&out.stderr);
-    assert!(!out.status.success(), "{out:?}");
-    assert_eq!(said.lines().count(), 1, "one line: {said}");
-    assert!(said.starts_with("hyperclay: FUSE is missing"), "{said}");
-    assert!(said.contains("fuse3"), "what to do: {said}");
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let first = said.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("hyperclay: FUSE is missing here (there is no /dev/fuse)"),
+        "{said}"
+    );
+    assert!(
+        first.contains("as a plain folder in sync instead"),
+        "{said}"
+    );
+    assert!(first.contains("fuse3"), "what to do for the mount: {said}");
     assert!(!said.contains("No such file or directory"), "{said}");
+    assert!(!hyperclay::fs::is_mounted(&mnt));
+    let mut status = hyperclay(home.path());
+    env(&mut status);
+    let status = ok(status.arg("status").arg(&mnt).output().unwrap());
+    assert!(
+        status.contains("folder:") && status.contains("FUSE is missing"),
+        "{status}"
+    );
+    let mut stop = hyperclay(home.path());
+    env(&mut stop);
+    ok(stop.arg("unmount").arg(&mnt).output().unwrap());
 }
 /// Names from the platform and from files reach the log printable (issue 26): a site whose name
 /// retitles and clears the terminal (its fetch stalls, and the failure is logged with its name)

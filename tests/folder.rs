@@ -16,11 +16,19 @@ use hyperclay::protocol::NodeKind;
 use hyperclay::remote::{Client, Credential};
 use hyperclay::sync::{Engine, FrontDoor, Settings};
 
-/// Tests that change the kernel's inotify limits run one at a time (the limit is read when a
-/// watcher starts).
-static INOTIFY_LIMITS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// A test that changes the kernel's inotify limits runs alone: the others' watchers (each holds
+/// one for its whole life) would count against a watch limit, and take a short queue limit.
+static INOTIFY_LIMITS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// A watcher's share of [`INOTIFY_LIMITS`], held for the folder's life.
+#[allow(dead_code)]
+enum LimitsHeld {
+    Shared(tokio::sync::RwLockReadGuard<'static, ()>),
+    Alone(tokio::sync::RwLockWriteGuard<'static, ()>),
+}
 
 struct Folder {
+    _limits: LimitsHeld,
     engine: Arc<Engine>,
     watch: Option<FolderSync>,
     root: PathBuf,
@@ -58,9 +66,12 @@ impl Folder {
             ..Settings::default()
         };
         let engine = Engine::new(client, index, mirror, Arc::new(|_| {}), settings);
+        let limits = match limit {
+            Some(_) => LimitsHeld::Alone(INOTIFY_LIMITS.write().await),
+            None => LimitsHeld::Shared(INOTIFY_LIMITS.read().await),
+        };
         let watch = match watch {
             true => {
-                let one_at_a_time = INOTIFY_LIMITS.lock().await;
                 let limit = limit.map(Limit::set);
                 let started = engine.clone();
                 let every = every.unwrap_or(hyperclay::folder::FULL_COMPARE_EVERY);
@@ -70,7 +81,6 @@ impl Folder {
                 .await
                 .unwrap();
                 drop(limit);
-                drop(one_at_a_time);
                 let compared = w.ask_compare();
                 tokio::task::spawn_blocking(move || compared.recv())
                     .await
@@ -84,6 +94,7 @@ impl Folder {
         let follower = tokio::spawn(hyperclay::sync::follow(engine.clone(), stopped));
         let root = engine.mirror.root().to_path_buf();
         let f = Folder {
+            _limits: limits,
             engine,
             watch,
             root,
@@ -142,10 +153,18 @@ async fn platform_count(p: &TestPlatform, prefix: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Whether the platform holds `content` at `path` (a request that fails, as one may on a
+/// loaded machine, answers no: callers wait and ask again).
 async fn platform_has(p: &TestPlatform, path: &str, content: &[u8]) -> bool {
     let c = p.client();
-    match common::node_at(&c, path).await {
-        Some(id) => c.content(id).await.is_ok_and(|(_, bytes)| bytes == content),
+    let Ok(nodes) = c.nodes().await else {
+        return false;
+    };
+    match nodes.nodes.iter().find(|n| n.full_path() == path) {
+        Some(n) => c
+            .content(n.id)
+            .await
+            .is_ok_and(|(_, bytes)| bytes == content),
         None => false,
     }
 }
@@ -157,6 +176,23 @@ async fn eventually_on_platform(p: &TestPlatform, path: &str, content: &[u8]) {
         String::from_utf8_lossy(content),
         platform_files(p).await.keys().collect::<Vec<_>>()
     );
+}
+
+/// [`common::eventually`] polling every 250 ms: a listing of thousands of nodes every 20 ms
+/// would take the cores from the engine and platform it waits for.
+async fn eventually_slowly<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    false
 }
 
 fn write_file(path: &Path, bytes: &[u8]) {
@@ -503,14 +539,14 @@ async fn an_overflowed_event_queue_loses_no_file() {
     })
     .await;
     assert!(
-        common::eventually(Duration::from_secs(120), || async {
+        eventually_slowly(Duration::from_secs(300), || async {
             platform_count(&p, "burst/").await == 2000
         })
         .await,
         "only {} of 2000 files reached the platform",
         platform_count(&p, "burst/").await
     );
-    assert!(platform_has(&p, "burst/d7/f42.txt", b"7/42").await);
+    eventually_on_platform(&p, "burst/d7/f42.txt", b"7/42").await;
     f.stop().await;
 }
 
@@ -541,17 +577,33 @@ async fn a_git_clone_into_the_folder_goes_up_whole() {
         f.path("theme").display()
     ));
     assert!(
-        common::eventually(Duration::from_secs(180), || async {
+        eventually_slowly(Duration::from_secs(300), || async {
             platform_count(&p, "theme/").await == 1500
         })
         .await,
         "only {} of 1500 files reached the platform",
         platform_count(&p, "theme/").await
     );
-    assert!(platform_has(&p, "theme/part29/file49.css", b"/* 29 49 */").await);
+    eventually_on_platform(&p, "theme/part29/file49.css", b"/* 29 49 */").await;
     let names = p.client().nodes().await.unwrap().nodes;
     assert!(!names.iter().any(|n| n.full_path().contains(".git")));
     f.stop().await;
+}
+
+/// The folder's own state deleted while it runs: status says so, with what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_folder_state_deleted_while_running_is_said_in_status() {
+    let p = TestPlatform::start(common::Mode::Full).await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = Folder::start(&p.url(), dir.path(), true).await;
+    std::fs::remove_dir_all(f.path(".hyperclay")).unwrap();
+    f.until("status says the state is gone", |e| {
+        e.status.all().iter().any(|p| {
+            p.message.contains("sync state, was deleted") && p.message.contains("--rebuild")
+        })
+    })
+    .await;
+    drop(f);
 }
 
 /// Changes made while nothing ran (`kill -9`, a reboot) are found at the next start.

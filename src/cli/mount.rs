@@ -207,7 +207,7 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
         (true, _) => Some("asked for with --folder".to_string()),
         (false, Some(why)) => {
             println!(
-                "hyperclay: FUSE is missing here ({why}): keeping {} as a plain folder in sync instead (`hyperclay mount --help` says what differs)",
+                "hyperclay: FUSE is missing here ({why}): keeping {} as a plain folder in sync instead (for the FUSE mount: `sudo apt install fuse3` and `sudo modprobe fuse`, or in a container `--device /dev/fuse --cap-add SYS_ADMIN`)",
                 mountpoint.display()
             );
             Some(format!("FUSE is missing: {why}"))

@@ -258,6 +258,17 @@ impl Worker {
                 self.stats.lost_events.fetch_add(1, Ordering::Relaxed);
                 Some(why)
             }
+            Wanted::StateGone => {
+                let message = format!(
+                    "{}/.hyperclay, this folder's sync state, was deleted or moved while hyperclay ran: nothing is lost, but syncing can't go on safely; stop it (`hyperclay unmount {}`) and start it again with `hyperclay mount {} --folder --rebuild`",
+                    self.root.display(),
+                    self.root.display(),
+                    self.root.display()
+                );
+                tracing::error!("{message}");
+                self.engine.status.report(ProblemKind::Other, None, message);
+                None
+            }
             Wanted::WatchLimit(path) => {
                 if !self.told_limit {
                     self.told_limit = true;

@@ -29,6 +29,8 @@ pub enum Wanted {
     Everything(String),
     /// The limit of watches was reached: some folders are only compared periodically.
     WatchLimit(PathBuf),
+    /// The folder's own state (`.hyperclay/`) was deleted or moved away while running.
+    StateGone,
 }
 
 /// The watcher and the folders it watches.
@@ -159,7 +161,18 @@ impl Watch {
             )];
         }
         let mut wanted = Vec::new();
+        let state = self.root.join(crate::cache::INDEX_DIR);
         for path in &event.paths {
+            if *path == state
+                && matches!(
+                    event.kind,
+                    EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+                )
+                && !state.is_dir()
+            {
+                wanted.push(Wanted::StateGone);
+                continue;
+            }
             if local_only(&self.root, path) {
                 continue;
             }
