@@ -281,11 +281,12 @@ impl Engine {
             e.size = size;
             e.mtime_ms = mtime_ms;
         })?;
-        self.keep_saved_version(rel, e.kind);
         tracing::info!(path = %rel, "saved in the folder");
         self.status.clear_conflict(rel);
         self.save_succeeded(e.ino);
+        // The push starts first: the version is kept while it runs.
         self.request_push(e.ino);
+        self.keep_saved_version(rel, e.kind);
         self.announce_change(rel, ChangedBy::Folder);
         Ok(true)
     }
@@ -330,8 +331,8 @@ impl Engine {
             return Ok(Seen::Unchanged);
         };
         tracing::info!(path = %rel, "a new file in the folder");
-        self.keep_saved_version(rel, kind);
         self.request_push(e.ino);
+        self.keep_saved_version(rel, kind);
         self.announce_change(rel, ChangedBy::Folder);
         Ok(Seen::Added)
     }
