@@ -41,6 +41,7 @@
 
 pub mod apart;
 pub mod cell;
+pub mod clock;
 mod decide;
 mod failed;
 mod fetch;

@@ -28,12 +28,12 @@ impl Engine {
 
     /// Calibrates the local clock against the platform's (`GET status`), and learns the account.
     pub async fn calibrate(&self) -> Result<()> {
-        let before = chrono::Utc::now();
+        let before = self.settings.clock.wall_ms();
         let status = self.client.status().await?;
-        let after = chrono::Utc::now();
+        let after = self.settings.clock.wall_ms();
         if let Some(server) = parse_time(&status.server_time) {
             let local_mid = before + (after - before) / 2;
-            let offset = (server - local_mid).num_milliseconds();
+            let offset = server.timestamp_millis() - local_mid;
             self.clock_offset
                 .store(offset, std::sync::atomic::Ordering::Relaxed);
         }

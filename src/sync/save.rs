@@ -36,7 +36,7 @@ impl Engine {
         let previous_elsewhere = matches!(e.state(), FileState::Clean | FileState::Behind);
         let replaced = save::replace(&self.mirror, &rel, e.kind, work, previous_elsewhere)?;
         if !replaced.unchanged {
-            let now = chrono::Utc::now().timestamp_millis();
+            let now = self.settings.clock.wall_ms();
             self.index.modify(ino, |e| {
                 e.local = Some(replaced.checksum.clone());
                 e.size = replaced.size;

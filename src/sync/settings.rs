@@ -18,6 +18,8 @@ pub struct Settings {
     /// The most nodes taken from one listing (`vet::MAX_LISTING_NODES`; tests lower it to
     /// reach the bound with a small listing).
     pub max_listing_nodes: usize,
+    /// The machine's clocks (`clock.rs`); tests step the wall clock.
+    pub clock: super::clock::LocalClock,
 }
 
 impl Default for Settings {
@@ -27,6 +29,7 @@ impl Default for Settings {
             stream_silence: crate::remote::SILENCE_LIMIT,
             settle_delay: Duration::ZERO,
             max_listing_nodes: super::vet::MAX_LISTING_NODES,
+            clock: super::clock::LocalClock::default(),
         }
     }
 }
