@@ -210,8 +210,8 @@ pub struct Engine {
     /// After a crash every file is re-read (a save may have reached the disk but not the index).
     trust_file_times: bool,
     pub status: status::Status,
-    /// Platform clock minus local clock, in milliseconds.
-    clock_offset: std::sync::atomic::AtomicI64,
+    /// The platform's clock as this machine keeps it (`clock.rs`): edit times are taken on it.
+    clock: clock::PlatformClock,
     /// Where pushes and fetches run (FUSE threads have no runtime of their own).
     runtime: tokio::runtime::Handle,
     /// The platform answered the last time it was asked.
@@ -253,6 +253,7 @@ impl Engine {
         let (fetch_queue, queued) = tokio::sync::mpsc::unbounded_channel();
         let first_listing = listed::FirstListing::new(&index);
         let index_for_id = index.clone();
+        let clock = clock::PlatformClock::load(&index, settings.clock.clone());
         let engine = Arc::new(Engine {
             client,
             index,
@@ -265,7 +266,7 @@ impl Engine {
             failed_saves: failed::FailedSaves::load(&index_for_id),
             trust_file_times,
             status: status::Status::default(),
-            clock_offset: std::sync::atomic::AtomicI64::new(0),
+            clock,
             runtime: tokio::runtime::Handle::current(),
             online: std::sync::atomic::AtomicBool::new(true),
             verified: std::sync::atomic::AtomicBool::new(false),

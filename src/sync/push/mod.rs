@@ -291,17 +291,25 @@ impl Engine {
         self.status.report(kind, Some(path), format!("{path}: {e}"));
     }
 
-    /// When the file's content was edited, on the platform's clock (its local modification time
-    /// plus the calibrated offset): sent with each write, it decides "the later edit wins" on
-    /// the other devices (Part 2 `editedAt`).
+    /// When the file's content was edited, on the platform's clock ([`Engine::edit_ms`]): sent
+    /// with each write, it decides "the later edit wins" on the other devices (Part 2
+    /// `editedAt`).
     fn edit_time(&self, ino: u64) -> Option<String> {
         let e = self.index.get(ino)?;
-        let at = chrono::DateTime::from_timestamp_millis(e.mtime_ms + self.clock_offset_ms())?;
+        let at = chrono::DateTime::from_timestamp_millis(self.edit_ms(&e))?;
         Some(crate::protocol::format_time(at))
     }
 
-    /// Local time plus this offset is the platform's clock (calibrated from `GET status`).
+    /// When the local content of `e` was made, on the platform's clock: the time taken when it
+    /// was saved (`Entry::edited_ms`), or, where none was kept, its modification time plus the
+    /// offset now. The local side of "the later edit wins" (`decide`).
+    pub(super) fn edit_ms(&self, e: &crate::cache::Entry) -> i64 {
+        e.edited_ms
+            .unwrap_or_else(|| e.mtime_ms + self.clock_offset_ms())
+    }
+
+    /// A wall-clock time plus this offset is the platform's clock (`clock.rs`).
     pub fn clock_offset_ms(&self) -> i64 {
-        self.clock_offset.load(std::sync::atomic::Ordering::Relaxed)
+        self.clock.offset_ms()
     }
 }
