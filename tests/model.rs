@@ -1301,3 +1301,121 @@ async fn a_save_landing_after_an_unlink_does_not_bring_the_file_back() {
     );
     d.stop().await;
 }
+
+/// When the wall clock is stepped on the way to an offline edit, and when it is corrected.
+#[derive(Debug, Clone, Copy)]
+enum ClockStep {
+    /// Right when the engine calibrated; stepped while offline, before the edit; corrected
+    /// before reconnecting (NTP when the network returns).
+    AfterCalibrating,
+    /// Wrong already when the engine calibrated; corrected while offline, after the edit.
+    BeforeCalibrating,
+    /// As `AfterCalibrating`, with the engine restarted (still offline) between the step and
+    /// the edit: the calibration it kept in the index must hold.
+    AcrossARestart,
+}
+
+/// One offline edit on each side of a site, the clock stepped by `step_ms` as `how` says, the
+/// local edit `local_later` or earlier (by 1.5 s of real time) than the platform's. Returns what
+/// the platform and the mirror hold once both sides are back together.
+async fn clock_trial(
+    step_ms: i64,
+    how: ClockStep,
+    local_later: bool,
+) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let p = TestPlatform::start(Mode::Full).await;
+    let c = p.client();
+    let site = c
+        .create(NodeKind::Site, "post.html", 0, Some(b"<p>v0</p>"))
+        .await
+        .unwrap()
+        .id;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings::default();
+    let clock = settings.clock.clone();
+    if let ClockStep::BeforeCalibrating = how {
+        clock.step(step_ms);
+    }
+    let mut d = Device::start_with(&p.url(), dir.path(), settings.clone()).await;
+    d.settled().await;
+    assert_eq!(d.read("post.html").await.unwrap(), b"<p>v0</p>");
+    // Offline: nothing moves until sync is on again.
+    d.engine.set_sync(false).unwrap();
+    match how {
+        ClockStep::AfterCalibrating => clock.step(step_ms),
+        ClockStep::AcrossARestart => {
+            d.stop().await;
+            clock.step(step_ms);
+            d = Device::start_with(&p.url(), dir.path(), settings.clone()).await;
+        }
+        ClockStep::BeforeCalibrating => {}
+    }
+    let platform_edit = || async {
+        c.put_content(
+            site,
+            NodeKind::Site,
+            b"<p>platform</p>".to_vec().into(),
+            None,
+        )
+        .await
+        .unwrap();
+    };
+    if local_later {
+        platform_edit().await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    d.save("post.html", b"<p>local</p>").await.unwrap();
+    if !local_later {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        platform_edit().await;
+    }
+    // Corrected before the network (and sync) is back.
+    clock.step(-step_ms);
+    d.engine.set_sync(true).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    d.settled().await;
+    let mirror = d.read("post.html").await;
+    let platform = platform_files(&c).await.get("post.html").cloned();
+    d.stop().await;
+    (platform, mirror)
+}
+
+/// Issue 26: an edit's time is taken on the platform's clock as calibrated when the edit was
+/// made, and survives a correction of the wall clock made before reconnecting. Before, the
+/// edit kept the wall clock's time and was compared with the offset calibrated at reconnect:
+/// `+1h` then corrected, the local edit beat a later platform edit; `-1h` then corrected, the
+/// platform beat a later local edit (2 wrong winners in 16 trials by hand; here, every case
+/// with a step).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_time_survives_a_clock_corrected_while_offline() {
+    log_to_test_output();
+    const HOUR: i64 = 3_600_000;
+    let mut wrong = Vec::new();
+    for how in [
+        ClockStep::AfterCalibrating,
+        ClockStep::BeforeCalibrating,
+        ClockStep::AcrossARestart,
+    ] {
+        for (step_ms, local_later) in [(HOUR, false), (-HOUR, true), (HOUR, true), (-HOUR, false)] {
+            let (platform, mirror) = clock_trial(step_ms, how, local_later).await;
+            let winner: &[u8] = if local_later {
+                b"<p>local</p>"
+            } else {
+                b"<p>platform</p>"
+            };
+            let case = format!(
+                "{how:?}, stepped {:+} h, local edit later: {local_later}",
+                step_ms / HOUR
+            );
+            eprintln!(
+                "{case}: platform {:?}, mirror {:?}",
+                platform.as_deref().map(String::from_utf8_lossy),
+                mirror.as_deref().map(String::from_utf8_lossy)
+            );
+            if platform.as_deref() != Some(winner) || mirror.as_deref() != Some(winner) {
+                wrong.push(case);
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "the earlier edit won: {wrong:#?}");
+}

@@ -452,19 +452,33 @@ async fn a_hundred_files_saved_at_once_all_arrive() {
     platform_holds(&p, &expected).await;
 }
 
+/// The platform is up (its stream too) but its writes fail with a 5xx: the mount does not know
+/// it is offline, so the pushes themselves retry: each file after 1, 2, 3, 4, 5 s, then it waits;
+/// one of them (the scout) tries again every second for all of them, so that when writes work
+/// again everything saved meanwhile is up within about a second, without waiting for a timer
+/// or a new change (issue 26: before, the files that had given up stayed up only locally until
+/// their next change). A platform that can't be reached at all is noticed as offline, and
+/// nothing is tried until it is back: tests/sync_engine.rs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pushes_that_fail_retry_then_stay_marked() {
-    // The platform is up (its stream too) but its writes fail with a 5xx: the mount does not
-    // know it is offline, so the push itself retries. (A platform that can't be reached at all
-    // is noticed as offline, and nothing is tried until it is back: tests/sync_engine.rs.)
+async fn pushes_that_fail_retry_then_wait_and_go_up_once_writes_work() {
     let (p, m, site) = start_with_site(b"v0").await;
+    let c = p.client();
+    let other = c
+        .create(NodeKind::Site, "other.html", 0, Some(b"o0"))
+        .await
+        .unwrap()
+        .id;
+    assert!(common::wait_until(WAIT, || std::fs::read(m.path("other.html")).is_ok()).is_some());
     p.running.set_fail_writes(true);
-    std::fs::write(m.path("post.html"), b"offline edit").unwrap();
+    let began = std::time::Instant::now();
+    std::fs::write(m.path("post.html"), b"edit during the fault").unwrap();
+    std::fs::write(m.path("other.html"), b"other edit during the fault").unwrap();
     assert_eq!(
         std::fs::read(m.path("post.html")).unwrap(),
-        b"offline edit",
+        b"edit during the fault",
         "the save works locally"
     );
+    // One file's retries run out after 1+2+3+4+5 s; the other (the scout) keeps trying.
     let gave_up = common::wait_until(Duration::from_secs(20), || {
         m.log().contains("gave up pushing")
     });
@@ -480,9 +494,10 @@ async fn pushes_that_fail_retry_then_stay_marked() {
         gave_up.unwrap() >= Duration::from_secs(14),
         "1+2+3+4+5 s of retries, not a storm"
     );
-    assert_eq!(std::fs::read(m.path("post.html")).unwrap(), b"offline edit");
+    // 20 s into the fault, well past every file's own retries.
+    tokio::time::sleep(Duration::from_secs(20).saturating_sub(began.elapsed())).await;
     let status = m.status_json();
-    assert_eq!(status["mounts"][0]["waiting"], 1, "still marked");
+    assert_eq!(status["mounts"][0]["waiting"], 2, "still marked");
     // A platform that answers 500 was reached: status says it faults, not "can't be reached".
     let problem = status["mounts"][0]["problem"]["message"]
         .as_str()
@@ -493,11 +508,34 @@ async fn pushes_that_fail_retry_then_stay_marked() {
         "{problem}"
     );
     assert!(!problem.contains("can't be reached"), "{problem}");
-    assert_eq!(p.client().content(site).await.unwrap().1, b"v0");
-    // Marked, it goes up with the next change.
+    assert_eq!(c.content(site).await.unwrap().1, b"v0");
+    // No storm: each file's own 6 tries, and the scout's one a second.
+    let tries = p.running.failed_writes();
+    assert!(tries <= 2 * 6 + 22, "{tries} writes in 20 s");
+    // Writes work again: both are up at once, with no new change and no reconnect.
     p.running.set_fail_writes(false);
-    std::fs::write(m.path("post.html"), b"offline edit, then more").unwrap();
-    platform_holds(&p, &files(&[("post.html", b"offline edit, then more")])).await;
+    let cleared = std::time::Instant::now();
+    platform_holds(
+        &p,
+        &files(&[
+            ("post.html", b"edit during the fault"),
+            ("other.html", b"other edit during the fault"),
+        ]),
+    )
+    .await;
+    let up = cleared.elapsed();
+    eprintln!("writes failed {tries} times in 20 s; up {up:.2?} after they worked again");
+    assert!(
+        up < Duration::from_secs(3),
+        "up {up:?} after writes worked again"
+    );
+    assert_eq!(
+        c.content(other).await.unwrap().1,
+        b"other edit during the fault"
+    );
+    let status = m.status_json();
+    assert_eq!(status["mounts"][0]["waiting"], 0);
+    assert!(status["mounts"][0]["problem"].is_null(), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

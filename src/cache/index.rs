@@ -5,7 +5,8 @@
 //! An entry keeps: its inode (never reused), parent and name, kind, the platform node id (none
 //! for local-only files and detached ones), size and modification time, the **base** checksum
 //! (what both sides held at the last sync), the platform's checksum and `modifiedAt`, the mirror
-//! copy's checksum (none while the copy is not on disk yet) and the tombstone flag.
+//! copy's checksum (none while the copy is not on disk yet), when that copy's content was made
+//! (on the platform's clock) and the tombstone flag.
 
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -49,6 +50,11 @@ pub struct Entry {
     pub remote_modified: Option<String>,
     /// Checksum of the mirror copy; `None` while it is not on disk.
     pub local: Option<String>,
+    /// When the mirror copy's content was made, on the platform's clock as it was calibrated at
+    /// that moment (`sync/clock.rs`), in milliseconds since the epoch: the local side of "the
+    /// later edit wins". A wall clock stepped afterwards never moves it. `None` where not known
+    /// (an index from before it was kept): `mtime_ms` plus the current offset stands in.
+    pub edited_ms: Option<i64>,
     pub tombstone: bool,
 }
 
@@ -134,6 +140,8 @@ pub struct NewEntry {
     pub remote: Option<String>,
     pub remote_modified: Option<String>,
     pub local: Option<String>,
+    /// See [`Entry::edited_ms`].
+    pub edited_ms: Option<i64>,
 }
 
 impl NewEntry {
@@ -151,6 +159,7 @@ impl NewEntry {
             remote: None,
             remote_modified: None,
             local,
+            edited_ms: None,
         }
     }
 
@@ -177,6 +186,7 @@ impl NewEntry {
             remote: self.remote,
             remote_modified: self.remote_modified,
             local: self.local,
+            edited_ms: self.edited_ms,
             tombstone,
         }
     }
@@ -186,9 +196,32 @@ impl NewEntry {
 fn write_row(db: &Connection, e: &Entry) -> Result<()> {
     check_child(e.parent == ROOT_INO, &e.name)?;
     let changed = db.prepare_cached("UPDATE entries SET parent = ?2, name = ?3, kind = ?4, node_id = ?5, size = ?6, mtime_ms = ?7,
-         base = ?8, remote = ?9, remote_modified = ?10, local = ?11, tombstone = ?12 WHERE ino = ?1")?.execute(params![e.ino, e.parent, e.name, e.kind.as_str(), e.node_id, e.size, e.mtime_ms, e.base, e.remote, e.remote_modified, e.local, e.tombstone])?;
+         base = ?8, remote = ?9, remote_modified = ?10, local = ?11, tombstone = ?12, edited_ms = ?13 WHERE ino = ?1")?.execute(params![e.ino, e.parent, e.name, e.kind.as_str(), e.node_id, e.size, e.mtime_ms, e.base, e.remote, e.remote_modified, e.local, e.tombstone, e.edited_ms])?;
     if changed == 0 {
         return Err(IndexError::Missing(e.ino));
+    }
+    Ok(())
+}
+
+/// Inserts a new entry's row; its inode is the row id.
+fn insert_row(db: &Connection, new: &NewEntry, tombstone: bool) -> Result<u64> {
+    check_child(new.parent == ROOT_INO, &new.name)?;
+    db.prepare_cached("INSERT INTO entries(parent, name, kind, node_id, size, mtime_ms, base, remote, remote_modified, local, tombstone, edited_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")?.execute(params![new.parent, new.name, new.kind.as_str(), new.node_id, new.size, new.mtime_ms, new.base, new.remote, new.remote_modified, new.local, tombstone, new.edited_ms])?;
+    Ok(db.last_insert_rowid() as u64)
+}
+
+/// Adds the columns an index made by an earlier version lacks.
+fn add_missing_columns(conn: &Connection) -> Result<()> {
+    let mut have = std::collections::HashSet::new();
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('entries')")?;
+    for name in stmt.query_map([], |r| r.get::<_, String>(0))? {
+        have.insert(name?);
+    }
+    for (column, kind) in ADDED_COLUMNS {
+        if !have.contains(*column) {
+            conn.execute_batch(&format!("ALTER TABLE entries ADD COLUMN {column} {kind}"))?;
+        }
     }
     Ok(())
 }
@@ -204,7 +237,7 @@ CREATE TABLE IF NOT EXISTS entries(
   ino INTEGER PRIMARY KEY AUTOINCREMENT, parent INTEGER NOT NULL, name TEXT NOT NULL,
   kind TEXT NOT NULL, node_id INTEGER UNIQUE, size INTEGER NOT NULL DEFAULT 0,
   mtime_ms INTEGER NOT NULL DEFAULT 0, base TEXT, remote TEXT, remote_modified TEXT, local TEXT,
-  tombstone INTEGER NOT NULL DEFAULT 0);
+  tombstone INTEGER NOT NULL DEFAULT 0, edited_ms INTEGER);
 CREATE TABLE IF NOT EXISTS sent(node_id INTEGER NOT NULL, checksum TEXT NOT NULL, at_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS sent_node ON sent(node_id);
 INSERT OR IGNORE INTO sqlite_sequence(name, seq)
@@ -212,7 +245,11 @@ INSERT OR IGNORE INTO sqlite_sequence(name, seq)
 ";
 
 const COLUMNS: &str =
-    "ino, parent, name, kind, node_id, size, mtime_ms, base, remote, remote_modified, local, tombstone";
+    "ino, parent, name, kind, node_id, size, mtime_ms, base, remote, remote_modified, local, tombstone, edited_ms";
+
+/// Columns added since the first schema, each with its type: an index made before gets them
+/// (empty) when it is opened.
+const ADDED_COLUMNS: &[(&str, &str)] = &[("edited_ms", "INTEGER")];
 
 fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     let kind: String = r.get(3)?;
@@ -229,6 +266,7 @@ fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
         remote_modified: r.get(9)?,
         local: r.get(10)?,
         tombstone: r.get(11)?,
+        edited_ms: r.get(12)?,
     })
 }
 
@@ -241,6 +279,7 @@ impl Index {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        add_missing_columns(&conn)?;
         let mut tree = Tree::default();
         {
             let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM entries"))?;
@@ -412,11 +451,9 @@ impl Index {
     }
 
     fn insert_as(&self, new: NewEntry, tombstone: bool) -> Result<Entry> {
-        check_child(new.parent == ROOT_INO, &new.name)?;
         let db = self.db();
-        db.prepare_cached("INSERT INTO entries(parent, name, kind, node_id, size, mtime_ms, base, remote, remote_modified, local, tombstone)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?.execute(params![new.parent, new.name, new.kind.as_str(), new.node_id, new.size, new.mtime_ms, new.base, new.remote, new.remote_modified, new.local, tombstone])?;
-        let entry = new.into_entry(db.last_insert_rowid() as u64, tombstone);
+        let ino = insert_row(&db, &new, tombstone)?;
+        let entry = new.into_entry(ino, tombstone);
         // The tree changes under the database lock, so memory and disk change in the same order.
         self.write().put(entry.clone());
         Ok(entry)
@@ -544,6 +581,34 @@ mod tests {
 
     fn new(parent: u64, name: &str, kind: NodeKind, node: Option<u64>) -> NewEntry {
         NewEntry::sample(parent, name, kind, node)
+    }
+
+    /// An index made before the edit time was kept opens with the column added, its entries
+    /// whole, their edit time not known.
+    #[test]
+    fn an_index_from_before_gets_the_new_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE entries(
+                   ino INTEGER PRIMARY KEY AUTOINCREMENT, parent INTEGER NOT NULL, name TEXT NOT NULL,
+                   kind TEXT NOT NULL, node_id INTEGER UNIQUE, size INTEGER NOT NULL DEFAULT 0,
+                   mtime_ms INTEGER NOT NULL DEFAULT 0, base TEXT, remote TEXT, remote_modified TEXT,
+                   local TEXT, tombstone INTEGER NOT NULL DEFAULT 0);
+                 INSERT INTO entries(parent, name, kind, node_id, mtime_ms, local)
+                   VALUES (1, 'post.html', 'site', 7, 1234, 'abc');",
+            )
+            .unwrap();
+        }
+        let index = Index::open(&path).unwrap();
+        let e = index.lookup(ROOT_INO, "post.html").unwrap();
+        assert_eq!((e.mtime_ms, e.edited_ms), (1234, None));
+        index.modify(e.ino, |e| e.edited_ms = Some(99)).unwrap();
+        drop(index);
+        let index = Index::open(&path).unwrap();
+        assert_eq!(index.get(e.ino).unwrap().edited_ms, Some(99));
     }
 
     #[test]

@@ -85,6 +85,8 @@ pub struct Platform {
     stream_delay_ms: Arc<std::sync::atomic::AtomicU64>,
     /// Content writes answer 500 (tests: a platform that is up but failing).
     fail_writes: Arc<AtomicBool>,
+    /// How many content writes answered 500 that way.
+    failed_writes: Arc<std::sync::atomic::AtomicU64>,
     /// Turns true when the platform stops: open event streams end with it.
     stopping: tokio::sync::watch::Receiver<bool>,
     /// Device approvals the `/local-auth` page offered, not yet used.
@@ -101,6 +103,7 @@ pub struct RunningPlatform {
     write_delay_ms: Arc<std::sync::atomic::AtomicU64>,
     stream_delay_ms: Arc<std::sync::atomic::AtomicU64>,
     fail_writes: Arc<AtomicBool>,
+    failed_writes: Arc<std::sync::atomic::AtomicU64>,
     shutdown: Option<oneshot::Sender<()>>,
     stopping: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -126,6 +129,11 @@ impl RunningPlatform {
     /// Makes content writes answer 500 (a platform up but failing), or work again.
     pub fn set_fail_writes(&self, fail: bool) {
         self.fail_writes.store(fail, Ordering::SeqCst);
+    }
+
+    /// How many content writes answered 500 because of `set_fail_writes` so far.
+    pub fn failed_writes(&self) -> u64 {
+        self.failed_writes.load(Ordering::SeqCst)
     }
 
     /// Makes every live event wait `delay` before it is sent (a slow event stream).
@@ -172,6 +180,7 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
     let write_delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let stream_delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let fail_writes = Arc::new(AtomicBool::new(false));
+    let failed_writes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let platform = Arc::new(Platform {
         store,
         tokens: auth::Tokens::new(&secret, config.token_ttl),
@@ -183,6 +192,7 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
         write_delay_ms: write_delay_ms.clone(),
         stream_delay_ms: stream_delay_ms.clone(),
         fail_writes: fail_writes.clone(),
+        failed_writes: failed_writes.clone(),
         stopping,
         approvals: local_auth::Approvals::default(),
     });
@@ -209,6 +219,7 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
         write_delay_ms,
         stream_delay_ms,
         fail_writes,
+        failed_writes,
         shutdown: Some(tx),
         stopping: stopping_tx,
         task,

@@ -255,6 +255,9 @@ pub async fn put_content(
         .fail_writes
         .load(std::sync::atomic::Ordering::SeqCst)
     {
+        platform
+            .failed_writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         return Err(PlatformError::Internal("writes are failing (test)".into()));
     }
     let (checksum, size) = blocking(&platform, move |s| {

@@ -26,8 +26,15 @@
 //! That is a property of the node, which a rename passes from one file to another (an editor's
 //! temp file renamed over the original takes its node), so it is kept as the set of nodes being
 //! sent ([`Cells::sending`]), not in a cell.
+//!
+//! # Writes failing while the platform answers
+//! A platform that answers everything but writes (a 5xx to `PUT content`) is not offline: no
+//! reconnect tells the pushes it works again. While it lasts ([`WriteFault`]) one failing push,
+//! the scout, tries again every second for all of them (the first 30 s, then less often); the
+//! others retry on their own schedule and then wait. The first write that goes through ends it:
+//! every push waiting out a retry delay goes at once, and the files that gave up are sent again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -142,6 +149,25 @@ impl FileCell {
     }
 }
 
+/// For this long into a write fault the scout tries every second; after it, the wait grows with
+/// the fault's age (a fifteenth of it), up to `SCOUT_MAX_WAIT`. Decided (issue 26): saves made
+/// during a short fault are up within about a second of its end, as after an outage
+/// (`follow.rs`, `FAST_CHECKS_FOR`), and a long one costs one write every 30 s.
+const SCOUT_FAST_FOR: Duration = Duration::from_secs(30);
+const SCOUT_MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// Writes failing on a platform fault while the rest of it answers (see the module's "Writes
+/// failing while the platform answers").
+#[derive(Debug, Default)]
+pub struct WriteFault {
+    /// When the first write failed (None: no fault).
+    since: Option<Instant>,
+    /// The push that tries again every second for the others.
+    scout: Option<u64>,
+    /// Files whose own retries ran out during the fault: sent again when it ends.
+    waiting: BTreeSet<u64>,
+}
+
 /// Every file's cell that is not at rest, and the nodes being sent.
 #[derive(Default)]
 pub struct Cells {
@@ -159,6 +185,10 @@ pub struct Cells {
     /// Signalled when a push got an answer while the engine took the platform for gone: the
     /// follower's quiet checks reconcile at once instead of at their next timer.
     pub(super) answered: tokio::sync::Notify,
+    /// Writes failing while the platform answers (leaf lock).
+    write_fault: Mutex<WriteFault>,
+    /// Callers of `until_no_push` waiting now (an unmount): no push starts scouting meanwhile.
+    draining: std::sync::atomic::AtomicUsize,
 }
 
 /// A reference to one cell; the last one drops a cell at rest from the map.
@@ -333,8 +363,75 @@ impl Cells {
         self.count(|s| s.push.is_running())
     }
 
+    /// A write of `ino` failed on a platform fault: the fault is noted, and the push becomes
+    /// its scout if it has none. True: this push is the scout (it tries again after
+    /// [`Cells::scout_wait`] and does not give up while the fault lasts).
+    pub fn write_failed(&self, ino: u64) -> bool {
+        let mut fault = self.write_fault.lock();
+        fault.since.get_or_insert_with(Instant::now);
+        fault.waiting.remove(&ino);
+        *fault.scout.get_or_insert(ino) == ino
+    }
+
+    /// How long the scout waits before it tries again.
+    pub fn scout_wait(&self) -> Duration {
+        let age = self
+            .write_fault
+            .lock()
+            .since
+            .map_or(Duration::ZERO, |t| t.elapsed());
+        if age < SCOUT_FAST_FOR {
+            return Duration::from_secs(1);
+        }
+        (age / 15).clamp(Duration::from_secs(1), SCOUT_MAX_WAIT)
+    }
+
+    /// Whether an unmount is waiting for the pushes (a scout then stops scouting).
+    pub fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+
+    /// `ino`'s push gave up while writes fail: it goes again when the fault ends.
+    pub fn wait_for_writes(&self, ino: u64) {
+        self.write_fault.lock().waiting.insert(ino);
+    }
+
+    /// `ino`'s push ended. If it was the scout and the fault goes on, another file that waits
+    /// is returned to take its place (its push is started again, and scouts at its first
+    /// failure); none while an unmount waits for the pushes to end.
+    pub fn push_over(&self, ino: u64) -> Option<u64> {
+        let mut fault = self.write_fault.lock();
+        if fault.scout != Some(ino) {
+            return None;
+        }
+        fault.scout = None;
+        if self.draining() {
+            return None;
+        }
+        let next = fault.waiting.iter().copied().find(|&w| w != ino)?;
+        fault.waiting.remove(&next);
+        Some(next)
+    }
+
+    /// A write went through: a fault under way is over. Returns the files that gave up during
+    /// it (None: there was no fault).
+    pub fn write_went_through(&self) -> Option<BTreeSet<u64>> {
+        let mut fault = self.write_fault.lock();
+        fault.since?;
+        Some(std::mem::take(&mut *fault).waiting)
+    }
+
     /// Waits until no push runs, at most `limit`; false when some still ran then.
     pub async fn until_no_push(&self, limit: Duration) -> bool {
+        struct Draining<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Draining<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        self.draining
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _draining = Draining(&self.draining);
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let ended = self.push_ended.notified();
@@ -516,6 +613,40 @@ mod tests {
         assert_eq!(cells.take_snapshot(1, fresh), None, "the oldest went");
         assert_eq!(cells.take_snapshot(2, fresh).map(|s| s.len()), Some(60));
         assert!(cells.is_empty());
+    }
+
+    #[test]
+    fn one_scout_while_writes_fail_and_the_waiting_files_when_they_work() {
+        let cells = Cells::default();
+        assert_eq!(
+            cells.write_went_through(),
+            None,
+            "no fault: nothing to wake"
+        );
+        assert!(cells.write_failed(1), "the first failing push scouts");
+        assert!(!cells.write_failed(2), "one scout at a time");
+        assert!(cells.write_failed(1), "and it stays the scout");
+        assert_eq!(cells.scout_wait(), Duration::from_secs(1));
+        cells.wait_for_writes(2);
+        cells.wait_for_writes(3);
+        assert_eq!(
+            cells.push_over(2),
+            None,
+            "not the scout: nothing to hand over"
+        );
+        assert_eq!(
+            cells.push_over(1),
+            Some(2),
+            "the scout's place goes to a waiting file"
+        );
+        assert!(cells.write_failed(2), "which scouts at its first failure");
+        assert_eq!(
+            cells.write_went_through(),
+            Some(BTreeSet::from([3])),
+            "a write went through: the files that gave up go again"
+        );
+        assert_eq!(cells.write_went_through(), None, "the fault is over");
+        assert!(cells.write_failed(4), "a new fault has its own scout");
     }
 
     #[tokio::test]

@@ -215,6 +215,8 @@ impl Engine {
             e.remote = Some(sum.to_string());
             e.size = size;
             e.mtime_ms = time_ms(modified_at).max(0);
+            // The content was made on the platform, then.
+            e.edited_ms = modified_at.map(|_| time_ms(modified_at));
         })?;
         if was_hydrated {
             tracing::info!(path = %rel, "pulled the platform's newer copy");

@@ -242,6 +242,7 @@ impl Engine {
             remote,
             remote_modified: like.remote_modified.clone(),
             local: None,
+            edited_ms: None,
         })?;
         Ok(())
     }

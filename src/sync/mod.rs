@@ -26,8 +26,8 @@
 //! 6. `cache::Index::db` then `cache::Index::tree` (`index.rs`): inside every index call only.
 //!
 //! Leaf locks: a cell's state lock (`FileCell::state`; the cells map is taken before it only to
-//! find or drop a cell), `Engine::queue` (the places being created), `Engine::{account,
-//! last_sync}`, `status::Status::problems`,
+//! find or drop a cell), `Cells::write_fault` (writes failing), `Engine::queue` (the places being
+//! created), `Engine::{account, last_sync}`, `clock::PlatformClock::anchor`, `status::Status::problems`,
 //! `remote::Client`'s `RwLock`s (connection pool, credential, features, url source, progress
 //! limit), `fs::MountFs::{handles, sessions, seen}`, `fs::write::Links`, `fs::backups::Backups`,
 //! `serve::sites::RememberedSites`, `serve`'s per-file save locks and its two semaphores (which
@@ -41,6 +41,7 @@
 
 pub mod apart;
 pub mod cell;
+pub mod clock;
 mod decide;
 mod failed;
 mod fetch;
@@ -213,8 +214,8 @@ pub struct Engine {
     /// After a crash every file is re-read (a save may have reached the disk but not the index).
     trust_file_times: bool,
     pub status: status::Status,
-    /// Platform clock minus local clock, in milliseconds.
-    clock_offset: std::sync::atomic::AtomicI64,
+    /// The platform's clock as this machine keeps it (`clock.rs`): edit times are taken on it.
+    clock: clock::PlatformClock,
     /// Where pushes and fetches run (FUSE threads have no runtime of their own).
     runtime: tokio::runtime::Handle,
     /// The platform answered the last time it was asked.
@@ -256,6 +257,7 @@ impl Engine {
         let (fetch_queue, queued) = tokio::sync::mpsc::unbounded_channel();
         let first_listing = listed::FirstListing::new(&index);
         let index_for_id = index.clone();
+        let clock = clock::PlatformClock::load(&index, settings.clock.clone());
         let engine = Arc::new(Engine {
             client,
             index,
@@ -268,7 +270,7 @@ impl Engine {
             failed_saves: failed::FailedSaves::load(&index_for_id),
             trust_file_times,
             status: status::Status::default(),
-            clock_offset: std::sync::atomic::AtomicI64::new(0),
+            clock,
             runtime: tokio::runtime::Handle::current(),
             online: std::sync::atomic::AtomicBool::new(true),
             verified: std::sync::atomic::AtomicBool::new(false),

@@ -12,6 +12,10 @@ use super::{ChangedBy, Engine, Result, SyncError};
 use crate::cache::{is_local_only, Entry, ListedKind, NewEntry, RelPath, Stat, ROOT_INO};
 use crate::protocol::NodeKind;
 
+/// A file modified less than this long ago was saved just now (its edit time is the clock's now,
+/// immune to a later clock step); an older one carries its modification time.
+const RECENT_MS: i64 = 10_000;
+
 /// How closely a file is looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Look {
@@ -276,10 +280,12 @@ impl Engine {
             }
             return Ok(false);
         }
+        let edited = self.seen_edit_time(mtime_ms);
         self.index.modify(e.ino, |e| {
             e.local = Some(sum.clone());
             e.size = size;
             e.mtime_ms = mtime_ms;
+            e.edited_ms = Some(edited);
         })?;
         tracing::info!(path = %rel, "saved in the folder");
         self.status.clear_conflict(rel);
@@ -301,6 +307,7 @@ impl Engine {
             return Ok(Seen::Unchanged);
         };
         let kind = NodeKind::of_file_name(name);
+        let edited = self.seen_edit_time(mtime_ms);
         let inserted = self.index.change(|c| {
             if c.lookup(parent, name).is_some() {
                 // Made by the pull meanwhile: the next look compares it.
@@ -324,6 +331,7 @@ impl Engine {
                 remote: identity.as_ref().and_then(|t| t.remote.clone()),
                 remote_modified: identity.as_ref().and_then(|t| t.remote_modified.clone()),
                 local: Some(sum),
+                edited_ms: Some(edited),
             })?;
             Ok::<_, SyncError>(Some(e))
         })?;
@@ -335,6 +343,17 @@ impl Engine {
         self.keep_saved_version(rel, kind);
         self.announce_change(rel, ChangedBy::Folder);
         Ok(Seen::Added)
+    }
+
+    /// When a change seen on disk was made, on the platform's clock: now for a file written a
+    /// moment ago (the watcher's case), else its modification time as calibrated now (found by a
+    /// comparison after the program was stopped: `reconcile.rs`).
+    fn seen_edit_time(&self, mtime_ms: i64) -> i64 {
+        let recent = (self.settings.clock.wall_ms() - mtime_ms).abs() < RECENT_MS;
+        match mtime_ms < 0 || recent {
+            true => self.clock.now_ms(),
+            false => self.edited_while_no_mount_ran(mtime_ms),
+        }
     }
 
     /// `rel`'s checksum, size and time, read without following a symlink (`None`: not a file

@@ -220,6 +220,7 @@ impl Engine {
             remote: r.checksum.clone(),
             remote_modified: r.modified_at.clone(),
             local: None,
+            edited_ms: None,
         })?;
         let mut applied = Applied::default();
         if r.kind == NodeKind::Folder {
@@ -301,7 +302,7 @@ impl Engine {
             e.base.as_deref(),
             e.local.as_deref(),
             e.remote.as_deref(),
-            e.mtime_ms + self.clock_offset_ms(),
+            self.edit_ms(&e),
             time_ms(r.modified_at.as_deref()),
         );
         match action {

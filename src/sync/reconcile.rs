@@ -28,14 +28,16 @@ impl Engine {
 
     /// Calibrates the local clock against the platform's (`GET status`), and learns the account.
     pub async fn calibrate(&self) -> Result<()> {
-        let before = chrono::Utc::now();
+        let local = &self.settings.clock;
+        let (wall_before, boot_before) = (local.wall_ms(), local.since_boot_ms());
         let status = self.client.status().await?;
-        let after = chrono::Utc::now();
+        let (wall_after, boot_after) = (local.wall_ms(), local.since_boot_ms());
         if let Some(server) = parse_time(&status.server_time) {
-            let local_mid = before + (after - before) / 2;
-            let offset = (server - local_mid).num_milliseconds();
-            self.clock_offset
-                .store(offset, std::sync::atomic::Ordering::Relaxed);
+            // The platform's time was read about halfway through the request.
+            let boot_mid = boot_before + (boot_after - boot_before) / 2;
+            let wall_mid = wall_before + (wall_after - wall_before) / 2;
+            self.clock
+                .calibrated(&self.index, server.timestamp_millis(), boot_mid, wall_mid);
         }
         // The name is shown in status and the log: no terminal escapes from the platform.
         let mut status = status;
@@ -126,10 +128,12 @@ impl Engine {
                 };
                 if sum != local {
                     tracing::info!(path = %rel, "changed in the mirror while no mount ran");
+                    let edited = self.edited_while_no_mount_ran(stat.mtime_ms);
                     self.index.modify(e.ino, |e| {
                         e.local = Some(sum);
                         e.size = size;
                         e.mtime_ms = stat.mtime_ms;
+                        e.edited_ms = Some(edited);
                     })?;
                 } else {
                     self.index.modify(e.ino, |e| e.mtime_ms = stat.mtime_ms)?;
@@ -154,6 +158,13 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// The edit time of a file changed while no mount ran: its modification time (the wall
+    /// clock's, then) on the platform's clock by the offset now; when the wall clock was
+    /// stepped in between is not known.
+    pub(super) fn edited_while_no_mount_ran(&self, mtime_ms: i64) -> i64 {
+        mtime_ms + self.clock_offset_ms()
     }
 
     /// Files and folders in the mirror the index does not know (a Hyperclay Local folder copied
@@ -187,6 +198,7 @@ impl Engine {
                                 remote: None,
                                 remote_modified: None,
                                 local: None,
+                                edited_ms: None,
                             })?
                             .ino
                     }
@@ -215,6 +227,7 @@ impl Engine {
                         remote: None,
                         remote_modified: None,
                         local: Some(sum),
+                        edited_ms: Some(self.edited_while_no_mount_ran(stat.mtime_ms)),
                     })?;
                     Ok::<_, SyncError>(())
                 })?;

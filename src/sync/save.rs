@@ -36,11 +36,14 @@ impl Engine {
         let previous_elsewhere = matches!(e.state(), FileState::Clean | FileState::Behind);
         let replaced = save::replace(&self.mirror, &rel, e.kind, work, previous_elsewhere)?;
         if !replaced.unchanged {
-            let now = chrono::Utc::now().timestamp_millis();
+            // The edit's time on the platform's clock as it is now: a wall clock stepped later
+            // (NTP when the network returns) never moves it (`clock.rs`).
+            let (now, edited) = (self.settings.clock.wall_ms(), self.clock.now_ms());
             self.index.modify(ino, |e| {
                 e.local = Some(replaced.checksum.clone());
                 e.size = replaced.size;
                 e.mtime_ms = now;
+                e.edited_ms = Some(edited);
             })?;
         }
         drop(claimed);

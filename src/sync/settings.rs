@@ -21,6 +21,8 @@ pub struct Settings {
     /// Which front door changes the mirror: only the engine (the FUSE mount), or any program
     /// (the plain folder, where the mirror is the user's folder itself).
     pub front_door: FrontDoor,
+    /// The machine's clocks (`clock.rs`); tests step the wall clock.
+    pub clock: super::clock::LocalClock,
 }
 
 /// How local changes reach the engine.
@@ -43,6 +45,7 @@ impl Default for Settings {
             settle_delay: Duration::ZERO,
             max_listing_nodes: super::vet::MAX_LISTING_NODES,
             front_door: FrontDoor::Mount,
+            clock: super::clock::LocalClock::default(),
         }
     }
 }

@@ -11,8 +11,7 @@ use std::collections::HashMap;
 
 use rusqlite::{params, Transaction};
 
-use super::{Entry, Index, IndexError, NewEntry, Result, ROOT_INO};
-use crate::cache::relpath::check_child;
+use super::{Entry, Index, IndexError, NewEntry, Result};
 
 enum Staged {
     Put(Entry),
@@ -109,10 +108,8 @@ impl Change<'_> {
     }
 
     fn insert_as(&mut self, new: NewEntry, tombstone: bool) -> Result<Entry> {
-        check_child(new.parent == ROOT_INO, &new.name)?;
-        self.tx.prepare_cached("INSERT INTO entries(parent, name, kind, node_id, size, mtime_ms, base, remote, remote_modified, local, tombstone)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?.execute(params![new.parent, new.name, new.kind.as_str(), new.node_id, new.size, new.mtime_ms, new.base, new.remote, new.remote_modified, new.local, tombstone])?;
-        let entry = new.into_entry(self.tx.last_insert_rowid() as u64, tombstone);
+        let ino = super::insert_row(&self.tx, &new, tombstone)?;
+        let entry = new.into_entry(ino, tombstone);
         self.stage(Staged::Put(entry.clone()));
         Ok(entry)
     }
@@ -182,6 +179,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::ROOT_INO;
     use crate::protocol::NodeKind;
 
     fn new(parent: u64, name: &str, node: Option<u64>) -> NewEntry {

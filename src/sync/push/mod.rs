@@ -7,7 +7,10 @@
 //!    Existing nodes go up at once; a file new to the platform waits [`SETTLE`] first, the time
 //!    an editor takes to rename its temp file over the original. Transient failures are retried
 //!    after 1, 2, 3, 4 and 5 s, then the file stays marked as changed (local differs from base)
-//!    for the next change or reconnect; refusals are reported once and never retried.
+//!    for the next change or reconnect; refusals are reported once and never retried. While
+//!    writes fail on a platform that otherwise answers, one failing push (the scout,
+//!    `cell.rs`) keeps trying every second for all of them, and the first write that goes
+//!    through sends every file that waits.
 //! 2. **Send** (`send.rs`): reads what the index and the mirror hold now, makes one request, and
 //!    returns what the platform answered as an `Outcome`; it changes nothing locally.
 //! 3. **Settle** (`settle.rs`): the one place an outcome changes local state: a new base, the
@@ -146,9 +149,29 @@ impl Engine {
         }
         loop {
             let failed = self.push_with_retries(ino).await;
+            if let Some(next) = self.cells.push_over(ino) {
+                // It was the scout and writes still fail: a file that waits takes its place.
+                self.request_push(next);
+            }
             if !self.cells.push_ended(ino, failed) {
                 return;
             }
+        }
+    }
+
+    /// A write went through: if writes were failing, every file that waits for them goes now
+    /// (those in a retry delay, and those whose retries ran out).
+    fn writes_work(self: &Arc<Self>) {
+        let Some(waiting) = self.cells.write_went_through() else {
+            return;
+        };
+        tracing::info!(
+            waiting = waiting.len(),
+            "the platform takes writes again: sending what waited"
+        );
+        self.cells.reconnected.notify_waiters();
+        for ino in waiting {
+            self.request_push(ino);
         }
     }
 
@@ -156,10 +179,29 @@ impl Engine {
     /// had nothing to send), else why it gave up.
     async fn push_with_retries(self: &Arc<Self>, ino: u64) -> Option<String> {
         let path = || self.index.path(ino).unwrap_or_default();
-        for (attempt, delay) in std::iter::once(0).chain(RETRY_DELAYS).enumerate() {
-            if delay > 0 {
-                tracing::info!(path = %path(), attempt, "retrying the push in {delay} s");
-                let until = std::time::Instant::now() + Duration::from_secs(delay);
+        // This push tries again every second for every file waiting on a write fault.
+        let mut scouting = false;
+        let mut attempt = 0;
+        loop {
+            // Past its own retries only a scout goes on: quietly.
+            let loud = attempt <= RETRY_DELAYS.len();
+            if attempt > 0 {
+                let delay = match scouting {
+                    true => self.cells.scout_wait(),
+                    false => Duration::from_secs(RETRY_DELAYS[attempt - 1]),
+                };
+                match (scouting, loud) {
+                    (false, _) => {
+                        tracing::info!(path = %path(), attempt, "retrying the push in {} s", delay.as_secs())
+                    }
+                    (true, true) => {
+                        tracing::info!(path = %path(), attempt, "writes fail: trying again in {} s, for every file that waits", delay.as_secs())
+                    }
+                    (true, false) => {
+                        tracing::debug!(path = %path(), attempt, "writes fail: trying again in {} s", delay.as_secs())
+                    }
+                }
+                let until = std::time::Instant::now() + delay;
                 self.cells.with_push(ino, |push| {
                     *push = PushState::Backoff {
                         until,
@@ -170,7 +212,7 @@ impl Engine {
                 // The platform answering again (`came_online`) ends the wait at once.
                 let reconnected = self.cells.reconnected.notified();
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(delay)) => {}
+                    _ = tokio::time::sleep(delay) => {}
                     _ = reconnected => {
                         tracing::debug!(path = %path(), "the platform answers again: retrying now");
                     }
@@ -206,14 +248,27 @@ impl Engine {
                         // reconciles now, not at its next quiet check.
                         self.cells.answered.notify_one();
                     }
+                    self.writes_work();
                     return None;
                 }
                 Err(e) if e.is_transient() => {
-                    tracing::warn!(path = %path(), error = %e, "push failed");
+                    match loud {
+                        true => tracing::warn!(path = %path(), error = %e, "push failed"),
+                        false => tracing::debug!(path = %path(), error = %e, "push failed"),
+                    }
                     if e.is_offline() {
                         // Status says so now, and the follower turns to its quiet checks.
                         self.went_offline(&e);
                     }
+                    // A fault of a platform that otherwise answers (no reconnect will say when
+                    // it works again): one push scouts for all, unless an unmount waits, sync
+                    // is off, or the follower takes the platform for gone (its checks look).
+                    let fault = !e.is_offline();
+                    scouting = fault
+                        && self.is_online()
+                        && self.sync_on()
+                        && !self.cells.draining()
+                        && self.cells.write_failed(ino);
                     // Shown at once, not after the last retry (issue 26); replaced by the
                     // final line below if the retries run out, cleared when it goes up.
                     let p = path();
@@ -222,8 +277,16 @@ impl Engine {
                         Some(&p),
                         format!("{p}: not up yet ({e}); trying again"),
                     );
-                    if attempt == RETRY_DELAYS.len() {
-                        tracing::warn!(path = %path(), "gave up pushing after 5 retries; it goes up on the next change or reconnect");
+                    if !scouting && attempt >= RETRY_DELAYS.len() {
+                        match fault {
+                            true => {
+                                tracing::warn!(path = %path(), "gave up pushing after {attempt} retries; it goes up once the platform takes writes again, or on the next change or reconnect");
+                                self.cells.wait_for_writes(ino);
+                            }
+                            false => {
+                                tracing::warn!(path = %path(), "gave up pushing after {attempt} retries; it goes up on the next change or reconnect")
+                            }
+                        }
                         self.status.report(
                             ProblemKind::Unreachable,
                             Some(&path()),
@@ -237,8 +300,8 @@ impl Engine {
                     return Some(e.to_string());
                 }
             }
+            attempt += 1;
         }
-        None
     }
 
     /// Settles `outcome` and carries out what follows, until the push is over: each request a
@@ -291,17 +354,25 @@ impl Engine {
         self.status.report(kind, Some(path), format!("{path}: {e}"));
     }
 
-    /// When the file's content was edited, on the platform's clock (its local modification time
-    /// plus the calibrated offset): sent with each write, it decides "the later edit wins" on
-    /// the other devices (Part 2 `editedAt`).
+    /// When the file's content was edited, on the platform's clock ([`Engine::edit_ms`]): sent
+    /// with each write, it decides "the later edit wins" on the other devices (Part 2
+    /// `editedAt`).
     fn edit_time(&self, ino: u64) -> Option<String> {
         let e = self.index.get(ino)?;
-        let at = chrono::DateTime::from_timestamp_millis(e.mtime_ms + self.clock_offset_ms())?;
+        let at = chrono::DateTime::from_timestamp_millis(self.edit_ms(&e))?;
         Some(crate::protocol::format_time(at))
     }
 
-    /// Local time plus this offset is the platform's clock (calibrated from `GET status`).
+    /// When the local content of `e` was made, on the platform's clock: the time taken when it
+    /// was saved (`Entry::edited_ms`), or, where none was kept, its modification time plus the
+    /// offset now. The local side of "the later edit wins" (`decide`).
+    pub(super) fn edit_ms(&self, e: &crate::cache::Entry) -> i64 {
+        e.edited_ms
+            .unwrap_or_else(|| e.mtime_ms + self.clock_offset_ms())
+    }
+
+    /// A wall-clock time plus this offset is the platform's clock (`clock.rs`).
     pub fn clock_offset_ms(&self) -> i64 {
-        self.clock_offset.load(std::sync::atomic::Ordering::Relaxed)
+        self.clock.offset_ms()
     }
 }

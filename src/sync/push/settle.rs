@@ -222,7 +222,7 @@ impl Engine {
             e.remote = Some(theirs.to_string());
             e.remote_modified = Some(modified_at.to_string());
         })?;
-        let local_ms = e.mtime_ms + self.clock_offset_ms();
+        let local_ms = self.edit_ms(&e);
         let remote_ms = crate::sync::pull::time_ms(Some(modified_at));
         match decide(
             e.base.as_deref(),
