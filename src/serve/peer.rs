@@ -20,12 +20,29 @@
 //! Decided: only the uid that runs hyperclay is served, root's connections included only when
 //! hyperclay runs as root. Root can read the mirror anyway, but a root service that fetches URLs
 //! for others (a proxy, a monitoring agent) must not become a way in.
+//!
+//! Other systems (decided; docs/local-server.md, "Who may connect"):
+//! - Windows: the machine's TCP table (`GetExtendedTcpTable`) names the process owning the
+//!   peer's socket, and that process's token names its user, compared with ours by SID. The
+//!   table lists every connection of the machine, so it is read off the async threads, as the
+//!   Linux fallback is. A process that can't be opened (another user's, a protected one) is not
+//!   ours: refused. A uid stands for the user in the counts and logs: the SID's last part.
+//! - macOS: not told. A TCP connection there has no owner call (`LOCAL_PEERPID` is for Unix
+//!   sockets); `proc_pidfdinfo` over each of this user's processes' sockets would find it, but
+//!   it needs XNU's `socket_fdinfo` layout, which no maintained crate offers without Apple's SDK
+//!   at build time, and an unsafe layout copied by hand, untested on a Mac, must not be what
+//!   guards the server. So every loopback peer is served, with a warning in the log; on a Mac shared with other users, run without the server
+//!   (`--no-serve`).
 
 use std::net::{IpAddr, SocketAddr};
+#[cfg(not(windows))]
 use std::sync::atomic::{AtomicBool, Ordering};
 
+#[cfg(target_os = "linux")]
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
+#[cfg(target_os = "linux")]
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+#[cfg(target_os = "linux")]
 use netlink_packet_sock_diag::{SockDiagMessage, AF_INET, AF_INET6, IPPROTO_TCP, TCP_LISTEN};
 
 /// The owner of the peer of a connection, worked out once when it is accepted.
@@ -35,11 +52,65 @@ pub struct PeerOwner(pub Option<u32>);
 impl PeerOwner {
     /// Whether this peer may be served: it belongs to the user running this process.
     pub fn is_us(&self) -> bool {
-        self.0 == Some(nix::unistd::getuid().as_raw())
+        self.0 == Some(current_uid())
     }
 }
 
+/// The user running this process, as a number: the uid on Unix; on Windows the last part of the
+/// user's SID (`u32::MAX` if it can't be read, which no peer matches).
+pub fn current_uid() -> u32 {
+    #[cfg(unix)]
+    {
+        nix::unistd::getuid().as_raw()
+    }
+    #[cfg(windows)]
+    {
+        crate::os::windows::current_user().map_or(u32::MAX, |sid| sid.rid())
+    }
+}
+
+/// Windows: the owner of the peer's socket is ours when its process runs as our user (see the
+/// module's head). The TCP table is read on a blocking thread.
+#[cfg(windows)]
+pub async fn owner(ours: SocketAddr, peer: SocketAddr) -> PeerOwner {
+    if !is_loopback(peer.ip()) {
+        return PeerOwner(None);
+    }
+    let pid = tokio::task::spawn_blocking(move || crate::os::windows::tcp_owner_pid(peer, ours))
+        .await
+        .ok();
+    match pid {
+        Some(Ok(Some(pid))) => {
+            let ours =
+                tokio::task::spawn_blocking(move || crate::os::windows::process_is_ours(pid))
+                    .await
+                    .unwrap_or(false);
+            PeerOwner(ours.then(current_uid))
+        }
+        Some(Err(e)) => {
+            tracing::debug!(error = %e, %peer, "could not tell who connected");
+            PeerOwner(None)
+        }
+        _ => PeerOwner(None),
+    }
+}
+
+/// macOS (and any Unix without netlink): every loopback peer is taken for ours, with a warning
+/// once (see the module's head).
+#[cfg(all(unix, not(target_os = "linux")))]
+pub async fn owner(_ours: SocketAddr, peer: SocketAddr) -> PeerOwner {
+    if !is_loopback(peer.ip()) {
+        return PeerOwner(None);
+    }
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!("on this system the local server can't tell which local user connected: it answers every local user (on a computer shared with others, mount with --no-serve)");
+    }
+    PeerOwner(Some(current_uid()))
+}
+
 /// Why the kernel could not be asked.
+#[cfg(target_os = "linux")]
 #[derive(Debug, thiserror::Error)]
 pub enum DiagError {
     /// No netlink `sock_diag` here: the caller falls back to `/proc/net/tcp`.
@@ -49,6 +120,7 @@ pub enum DiagError {
     Protocol(String),
 }
 
+#[cfg(target_os = "linux")]
 /// The uid owning the socket at `peer` that is connected to `ours`, by netlink, or from
 /// `/proc/net/tcp` where netlink is unavailable. Quick with netlink (one syscall round trip);
 /// the fallback reads the whole table, so it runs on a blocking thread.
@@ -87,6 +159,7 @@ fn is_mapped_loopback(ip: IpAddr) -> bool {
     }
 }
 
+#[cfg(target_os = "linux")]
 /// The uid of the TCP socket whose local address is `peer` and remote address `ours`, by netlink:
 /// `None` when there is no such socket or no process holds it.
 pub fn diag_owner(ours: SocketAddr, peer: SocketAddr) -> Result<Option<u32>, DiagError> {
@@ -107,6 +180,7 @@ pub fn diag_owner(ours: SocketAddr, peer: SocketAddr) -> Result<Option<u32>, Dia
     }
 }
 
+#[cfg(target_os = "linux")]
 /// What the kernel says of a socket.
 struct Found {
     uid: u32,
@@ -114,6 +188,7 @@ struct Found {
     state: u8,
 }
 
+#[cfg(target_os = "linux")]
 /// One exact `sock_diag` lookup of the TCP socket whose local address is `local` and remote
 /// address `remote`, or `None` when the kernel finds no such socket.
 fn diag_lookup(local: SocketAddr, remote: SocketAddr) -> Result<Option<Found>, DiagError> {
@@ -180,6 +255,7 @@ fn diag_lookup(local: SocketAddr, remote: SocketAddr) -> Result<Option<Found>, D
     }
 }
 
+#[cfg(target_os = "linux")]
 /// The uid owning the socket at `peer` connected to `ours`, from `/proc/net/tcp` (and `tcp6`):
 /// the fallback when netlink is unavailable. Reads every socket of the machine.
 pub fn proc_owner(ours: SocketAddr, peer: SocketAddr) -> Option<u32> {
@@ -194,6 +270,7 @@ pub fn proc_owner(ours: SocketAddr, peer: SocketAddr) -> Option<u32> {
     None
 }
 
+#[cfg(target_os = "linux")]
 /// The uid of the row whose local address is `local` and remote address `remote`, when a
 /// process holds that socket (a nonzero inode).
 fn find_owner(table: &str, local: SocketAddr, remote: SocketAddr) -> Option<u32> {
@@ -212,6 +289,7 @@ fn find_owner(table: &str, local: SocketAddr, remote: SocketAddr) -> Option<u32>
     })
 }
 
+#[cfg(target_os = "linux")]
 /// Equal addresses, an IPv4 address matching its v4-mapped IPv6 form.
 fn same_addr(a: SocketAddr, b: SocketAddr) -> bool {
     let canonical = |ip: IpAddr| match ip {
@@ -221,6 +299,7 @@ fn same_addr(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() == b.port() && canonical(a.ip()) == canonical(b.ip())
 }
 
+#[cfg(target_os = "linux")]
 /// `0100007F:10E1` (IPv4) or 32 hex digits and a port (IPv6): the kernel prints each 32-bit word
 /// of the address in host byte order.
 fn parse_addr(text: &str) -> Option<SocketAddr> {
@@ -241,6 +320,7 @@ fn parse_addr(text: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+#[cfg(target_os = "linux")]
 #[cfg(test)]
 mod tests {
     use super::*;
