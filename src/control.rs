@@ -1,9 +1,10 @@
 //! The control socket: `hyperclay status` and `hyperclay sync on|off` talk to the running mount
 //! over a Unix socket beside its pid file (`<runtime dir>/mounts/<key>.sock`, mode 0600). One
-//! JSON line in, one JSON line out. Windows has no Unix sockets for this: there the `.sock` file
-//! names a named pipe (`pipe` below: a random name, only this user may open it). `hyperclay versions` and `hyperclay restore` ask it for a
+//! JSON line in, one JSON line out. `hyperclay versions` and `hyperclay restore` ask it for a
 //! file's history (the local backups and the platform's versions, through the mount's own
 //! sign-in) and for one version's content; restoring then writes through the mount, as a save.
+//! Windows has no Unix sockets for this: there the `.sock` file names a named pipe (`pipe`
+//! below: a random name, only this user may open it).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -31,8 +31,8 @@
 //!   sockets); `proc_pidfdinfo` over each of this user's processes' sockets would find it, but
 //!   it needs XNU's `socket_fdinfo` layout, which no maintained crate offers without Apple's SDK
 //!   at build time, and an unsafe layout copied by hand, untested on a Mac, must not be what
-//!   guards the server. So every loopback peer is served, with a warning in the log; on a Mac shared with other users, run without the server
-//!   (`--no-serve`).
+//!   guards the server. So every loopback peer is served, with a warning in the log; on a Mac
+//!   shared with other users, run without the server (`--no-serve`).
 
 use std::net::{IpAddr, SocketAddr};
 #[cfg(not(windows))]
@@ -120,10 +120,10 @@ pub enum DiagError {
     Protocol(String),
 }
 
-#[cfg(target_os = "linux")]
 /// The uid owning the socket at `peer` that is connected to `ours`, by netlink, or from
 /// `/proc/net/tcp` where netlink is unavailable. Quick with netlink (one syscall round trip);
 /// the fallback reads the whole table, so it runs on a blocking thread.
+#[cfg(target_os = "linux")]
 pub async fn owner(ours: SocketAddr, peer: SocketAddr) -> PeerOwner {
     if !is_loopback(peer.ip()) {
         return PeerOwner(None);
@@ -159,9 +159,9 @@ fn is_mapped_loopback(ip: IpAddr) -> bool {
     }
 }
 
-#[cfg(target_os = "linux")]
 /// The uid of the TCP socket whose local address is `peer` and remote address `ours`, by netlink:
 /// `None` when there is no such socket or no process holds it.
+#[cfg(target_os = "linux")]
 pub fn diag_owner(ours: SocketAddr, peer: SocketAddr) -> Result<Option<u32>, DiagError> {
     match diag_lookup(peer, ours)? {
         // The kernel's lookup falls back to a listener on that port: not a peer, whoever's.
@@ -180,17 +180,17 @@ pub fn diag_owner(ours: SocketAddr, peer: SocketAddr) -> Result<Option<u32>, Dia
     }
 }
 
-#[cfg(target_os = "linux")]
 /// What the kernel says of a socket.
+#[cfg(target_os = "linux")]
 struct Found {
     uid: u32,
     inode: u32,
     state: u8,
 }
 
-#[cfg(target_os = "linux")]
 /// One exact `sock_diag` lookup of the TCP socket whose local address is `local` and remote
 /// address `remote`, or `None` when the kernel finds no such socket.
+#[cfg(target_os = "linux")]
 fn diag_lookup(local: SocketAddr, remote: SocketAddr) -> Result<Option<Found>, DiagError> {
     use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr as KernelAddr};
     let family = if local.is_ipv4() { AF_INET } else { AF_INET6 };
@@ -255,9 +255,9 @@ fn diag_lookup(local: SocketAddr, remote: SocketAddr) -> Result<Option<Found>, D
     }
 }
 
-#[cfg(target_os = "linux")]
 /// The uid owning the socket at `peer` connected to `ours`, from `/proc/net/tcp` (and `tcp6`):
 /// the fallback when netlink is unavailable. Reads every socket of the machine.
+#[cfg(target_os = "linux")]
 pub fn proc_owner(ours: SocketAddr, peer: SocketAddr) -> Option<u32> {
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
@@ -270,9 +270,9 @@ pub fn proc_owner(ours: SocketAddr, peer: SocketAddr) -> Option<u32> {
     None
 }
 
-#[cfg(target_os = "linux")]
 /// The uid of the row whose local address is `local` and remote address `remote`, when a
 /// process holds that socket (a nonzero inode).
+#[cfg(target_os = "linux")]
 fn find_owner(table: &str, local: SocketAddr, remote: SocketAddr) -> Option<u32> {
     table.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -289,8 +289,8 @@ fn find_owner(table: &str, local: SocketAddr, remote: SocketAddr) -> Option<u32>
     })
 }
 
-#[cfg(target_os = "linux")]
 /// Equal addresses, an IPv4 address matching its v4-mapped IPv6 form.
+#[cfg(target_os = "linux")]
 fn same_addr(a: SocketAddr, b: SocketAddr) -> bool {
     let canonical = |ip: IpAddr| match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
@@ -299,9 +299,9 @@ fn same_addr(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() == b.port() && canonical(a.ip()) == canonical(b.ip())
 }
 
-#[cfg(target_os = "linux")]
 /// `0100007F:10E1` (IPv4) or 32 hex digits and a port (IPv6): the kernel prints each 32-bit word
 /// of the address in host byte order.
+#[cfg(target_os = "linux")]
 fn parse_addr(text: &str) -> Option<SocketAddr> {
     let (ip, port) = text.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
