@@ -7,16 +7,42 @@ use std::path::{Path, PathBuf};
 /// The platform used when `HYPERCLAY_URL` is not set.
 pub const DEFAULT_URL: &str = "https://hyperclay.com";
 
+/// The user's home: `HOME` (`/tmp` without one); on Windows, where `HOME` is usually unset,
+/// `USERPROFILE`.
 fn home() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
+    #[cfg(windows)]
+    let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE"));
+    #[cfg(not(windows))]
+    let home = std::env::var_os("HOME");
+    home.map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/tmp"))
 }
 
 fn xdg(var: &str, fallback: &str) -> PathBuf {
     match std::env::var_os(var) {
         Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => home().join(fallback),
+        _ => system_default(var).unwrap_or_else(|| home().join(fallback)),
+    }
+}
+
+/// Where the system keeps each XDG kind of folder when its variable is unset. Windows: the
+/// roaming `%APPDATA%` for settings (the sign-in, `.env`), `%LOCALAPPDATA%` for the rest (the
+/// mirror, the log), as Windows programs do. Unix: the XDG defaults under the home.
+fn system_default(var: &str) -> Option<PathBuf> {
+    #[cfg(windows)]
+    {
+        let known = match var {
+            "XDG_CONFIG_HOME" => "APPDATA",
+            _ => "LOCALAPPDATA",
+        };
+        std::env::var_os(known)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = var;
+        None
     }
 }
 
@@ -54,7 +80,20 @@ pub fn runtime_dir() -> PathBuf {
     }
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(v) if !v.is_empty() => PathBuf::from(v).join("hyperclay"),
-        _ => std::env::temp_dir().join(format!("hyperclay-{}", nix::unistd::getuid())),
+        _ => runtime_fallback(),
+    }
+}
+
+/// The runtime folder without `XDG_RUNTIME_DIR`: one per user in the shared temp folder on Unix;
+/// on Windows the temp folder is the user's own already (`%LOCALAPPDATA%\Temp`).
+fn runtime_fallback() -> PathBuf {
+    #[cfg(unix)]
+    {
+        std::env::temp_dir().join(format!("hyperclay-{}", nix::unistd::getuid()))
+    }
+    #[cfg(windows)]
+    {
+        std::env::temp_dir().join("hyperclay")
     }
 }
 

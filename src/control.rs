@@ -3,12 +3,14 @@
 //! JSON line in, one JSON line out. `hyperclay versions` and `hyperclay restore` ask it for a
 //! file's history (the local backups and the platform's versions, through the mount's own
 //! sign-in) and for one version's content; restoring then writes through the mount, as a save.
+//! Windows has no Unix sockets for this: there the `.sock` file names a named pipe (`pipe`
+//! below: a random name, only this user may open it).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use crate::cache::RelPath;
 use crate::sync::listed::Listing;
@@ -34,6 +36,21 @@ pub enum Request {
         path: String,
         id: String,
     },
+    /// End the mount as Ctrl-C would (answers its status first): how `hyperclay unmount` asks
+    /// on Windows, which has no SIGTERM.
+    Stop,
+}
+
+/// The stop a [`Request::Stop`] asked for, once per process.
+fn stop_switch() -> &'static tokio::sync::watch::Sender<bool> {
+    static STOP: std::sync::OnceLock<tokio::sync::watch::Sender<bool>> = std::sync::OnceLock::new();
+    STOP.get_or_init(|| tokio::sync::watch::channel(false).0)
+}
+
+/// Resolves once a [`Request::Stop`] came (at once if one already did).
+pub async fn stop_requested() {
+    let mut stopped = stop_switch().subscribe();
+    let _ = stopped.wait_for(|stop| *stop).await;
 }
 
 /// Where a version is kept.
@@ -185,58 +202,77 @@ pub fn serve(
         std::fs::create_dir_all(dir)?;
     }
     let _ = std::fs::remove_file(&path);
-    let listener = tokio::net::UnixListener::bind(&path)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (engine, mountpoint) = (engine.clone(), mountpoint.clone());
-            tokio::spawn(async move {
-                let (read, mut write) = stream.into_split();
-                let mut line = String::new();
-                if BufReader::new(read).read_line(&mut line).await.is_err() {
-                    return;
-                }
-                let answer = match serde_json::from_str::<Request>(&line) {
-                    Ok(Request::Status) => serde_json::to_string(&report(&engine, &mountpoint)),
-                    Ok(Request::Sync { on }) => {
-                        let _ = engine.set_sync(on);
-                        serde_json::to_string(&report(&engine, &mountpoint))
-                    }
-                    Ok(Request::Logout) => {
-                        engine.sign_out();
-                        serde_json::to_string(&report(&engine, &mountpoint))
-                    }
-                    Ok(Request::Versions { path }) => {
-                        serde_json::to_string(&match history(&engine, &path).await {
-                            Ok(files) => HistoryAnswer { files, error: None },
-                            Err(e) => HistoryAnswer {
-                                files: Vec::new(),
-                                error: Some(e.to_string()),
-                            },
-                        })
-                    }
-                    Ok(Request::Version { path, id }) => {
-                        use base64::Engine as _;
-                        serde_json::to_string(&match content(&engine, &path, &id).await {
-                            Ok(bytes) => ContentAnswer {
-                                content: base64::engine::general_purpose::STANDARD.encode(bytes),
-                                error: None,
-                            },
-                            Err(e) => ContentAnswer {
-                                content: String::new(),
-                                error: Some(e.to_string()),
-                            },
-                        })
-                    }
-                    Err(e) => Ok(serde_json::json!({"error": e.to_string()}).to_string()),
-                };
-                if let Ok(text) = answer {
-                    let _ = write.write_all(format!("{text}\n").as_bytes()).await;
-                }
-            });
+    #[cfg(windows)]
+    return pipe::serve(&path, engine, mountpoint);
+    #[cfg(unix)]
+    {
+        let listener = tokio::net::UnixListener::bind(&path)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (engine, mountpoint) = (engine.clone(), mountpoint.clone());
+                tokio::spawn(async move {
+                    let (read, write) = stream.into_split();
+                    converse(read, write, &engine, &mountpoint).await;
+                });
+            }
+        }))
+    }
+}
+
+/// One request read and answered.
+async fn converse(
+    read: impl AsyncRead + Unpin,
+    mut write: impl AsyncWrite + Unpin,
+    engine: &Arc<Engine>,
+    mountpoint: &Path,
+) {
+    let mut line = String::new();
+    if BufReader::new(read).read_line(&mut line).await.is_err() {
+        return;
+    }
+    let answer = match serde_json::from_str::<Request>(&line) {
+        Ok(Request::Status) => serde_json::to_string(&report(engine, mountpoint)),
+        Ok(Request::Sync { on }) => {
+            let _ = engine.set_sync(on);
+            serde_json::to_string(&report(engine, mountpoint))
         }
-    }))
+        Ok(Request::Logout) => {
+            engine.sign_out();
+            serde_json::to_string(&report(engine, mountpoint))
+        }
+        Ok(Request::Stop) => {
+            stop_switch().send_replace(true);
+            serde_json::to_string(&report(engine, mountpoint))
+        }
+        Ok(Request::Versions { path }) => {
+            serde_json::to_string(&match history(engine, &path).await {
+                Ok(files) => HistoryAnswer { files, error: None },
+                Err(e) => HistoryAnswer {
+                    files: Vec::new(),
+                    error: Some(e.to_string()),
+                },
+            })
+        }
+        Ok(Request::Version { path, id }) => {
+            use base64::Engine as _;
+            serde_json::to_string(&match content(engine, &path, &id).await {
+                Ok(bytes) => ContentAnswer {
+                    content: base64::engine::general_purpose::STANDARD.encode(bytes),
+                    error: None,
+                },
+                Err(e) => ContentAnswer {
+                    content: String::new(),
+                    error: Some(e.to_string()),
+                },
+            })
+        }
+        Err(e) => Ok(serde_json::json!({"error": e.to_string()}).to_string()),
+    };
+    if let Ok(text) = answer {
+        let _ = write.write_all(format!("{text}\n").as_bytes()).await;
+    }
 }
 
 pub fn report(engine: &Engine, mountpoint: &Path) -> StatusReport {
@@ -445,8 +481,10 @@ pub async fn ask_for<T: serde::de::DeserializeOwned>(
     socket: &Path,
     request: &Request,
 ) -> std::io::Result<T> {
-    let stream = tokio::net::UnixStream::connect(socket).await?;
-    let (read, mut write) = stream.into_split();
+    #[cfg(unix)]
+    let (read, mut write) = tokio::net::UnixStream::connect(socket).await?.into_split();
+    #[cfg(windows)]
+    let (read, mut write) = tokio::io::split(pipe::connect(socket).await?);
     let line = serde_json::to_string(request).map_err(std::io::Error::other)?;
     write.write_all(format!("{line}\n").as_bytes()).await?;
     let mut answer = String::new();
@@ -463,4 +501,95 @@ const ANSWER_LIMIT: u64 = 64 * 1024 * 1024;
 /// Sends one request to a mount's socket.
 pub async fn ask(socket: &Path, request: &Request) -> std::io::Result<StatusReport> {
     ask_for(socket, request).await
+}
+
+/// Windows: the control channel is a named pipe. Its name is random (a squatter can't create it
+/// first), written in the mount's `.sock` file under the user's own runtime folder, and only this
+/// user may open it (an explicit DACL: the default one lets everyone read); remote clients are
+/// refused.
+#[cfg(windows)]
+mod pipe {
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use tokio::net::windows::named_pipe::{
+        ClientOptions, NamedPipeClient, NamedPipeServer, ServerOptions,
+    };
+
+    use crate::sync::Engine;
+
+    const PREFIX: &str = r"\\.\pipe\hyperclay-";
+
+    /// One instance of the pipe, waiting for a client.
+    fn instance(name: &str, first: bool) -> std::io::Result<NamedPipeServer> {
+        let mut security = crate::os::windows::OwnerOnly::new()?;
+        let mut options = ServerOptions::new();
+        options
+            .first_pipe_instance(first)
+            .reject_remote_clients(true);
+        // SAFETY: `security` holds valid SECURITY_ATTRIBUTES and outlives the call.
+        unsafe { options.create_with_security_attributes_raw(name, security.as_ptr()) }
+    }
+
+    pub fn serve(
+        locator: &Path,
+        engine: Arc<Engine>,
+        mountpoint: PathBuf,
+    ) -> std::io::Result<tokio::task::JoinHandle<()>> {
+        let name = format!(
+            "{PREFIX}{:016x}{:016x}",
+            rand::random::<u64>(),
+            rand::random::<u64>()
+        );
+        let mut waiting = instance(&name, true)?;
+        std::fs::write(locator, &name)?;
+        Ok(tokio::spawn(async move {
+            loop {
+                let connected = waiting.connect().await;
+                // The next client's instance exists before this one is answered.
+                let next = match instance(&name, false) {
+                    Ok(next) => next,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the control pipe could not take another client");
+                        return;
+                    }
+                };
+                let client = std::mem::replace(&mut waiting, next);
+                if connected.is_err() {
+                    continue;
+                }
+                let (engine, mountpoint) = (engine.clone(), mountpoint.clone());
+                tokio::spawn(async move {
+                    let (read, write) = tokio::io::split(client);
+                    super::converse(read, write, &engine, &mountpoint).await;
+                });
+            }
+        }))
+    }
+
+    /// Opens the pipe a `.sock` file names (waiting a moment while every instance is busy).
+    pub async fn connect(locator: &Path) -> std::io::Result<NamedPipeClient> {
+        let name = std::fs::read_to_string(locator)?;
+        let name = name.trim();
+        if !name.starts_with(PREFIX) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} does not name a hyperclay pipe", locator.display()),
+            ));
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match ClientOptions::new().open(name) {
+                Err(e)
+                    if e.raw_os_error()
+                        == Some(windows_sys::Win32::Foundation::ERROR_PIPE_BUSY as i32)
+                        && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                opened => return opened,
+            }
+        }
+    }
 }

@@ -88,8 +88,7 @@ pub fn load() -> Result<Option<Stored>, CredentialsError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(&path, e)),
     };
-    use std::os::unix::fs::PermissionsExt;
-    if meta.permissions().mode() & 0o077 != 0 {
+    if crate::os::readable_by_others(&meta) {
         return Err(CredentialsError::TooOpen(path.display().to_string()));
     }
     let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
@@ -101,7 +100,6 @@ pub fn load() -> Result<Option<Stored>, CredentialsError> {
 /// Stores credentials atomically, readable by the user only.
 pub fn store(stored: &Stored) -> Result<(), CredentialsError> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = path();
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
@@ -109,11 +107,9 @@ pub fn store(stored: &Stored) -> Result<(), CredentialsError> {
     let text =
         serde_json::to_string_pretty(stored).map_err(|e| io(&path, std::io::Error::other(e)))?;
     let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)?;
+        let mut f =
+            crate::os::owner_only_file(std::fs::OpenOptions::new().write(true).create_new(true))
+                .open(&temp)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&temp, &path)

@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod folder;
 pub mod fs;
 pub mod log;
+pub mod os;
 pub mod platform;
 pub mod protocol;
 pub mod remote;

@@ -35,7 +35,7 @@ impl MirrorError {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             MirrorError::Io { source, .. } => source.raw_os_error(),
-            MirrorError::Symlink(_) => Some(libc::ELOOP),
+            MirrorError::Symlink(_) => Some(crate::os::SYMLINK_REFUSED),
         }
     }
 }
@@ -129,9 +129,8 @@ impl Mirror {
         ] {
             fs::create_dir_all(&dir).map_err(|e| MirrorError::io("creating", &dir, e))?;
         }
-        use std::os::unix::fs::PermissionsExt;
         for dir in [root.to_path_buf(), root.join(INDEX_DIR)] {
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+            crate::os::make_owner_only(&dir)
                 .map_err(|e| MirrorError::io("making owner-only", &dir, e))?;
         }
         let root = root
@@ -179,7 +178,7 @@ impl Mirror {
         }
         let path = self.path(rel);
         super::versions::open_nofollow(&path).map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => MirrorError::Symlink(path.clone()),
+            Some(crate::os::SYMLINK_REFUSED) => MirrorError::Symlink(path.clone()),
             _ => MirrorError::io("reading", &path, e),
         })
     }
@@ -289,11 +288,7 @@ impl Mirror {
 
     /// Sets a mirror file's modification time (best effort: the index holds the time too).
     pub fn set_modified(&self, rel: &RelPath, ms: i64) {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = File::options()
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(self.path(rel));
+        let file = crate::os::open_nofollow(File::options().write(true), &self.path(rel));
         if let Ok(f) = file {
             let _ = f.set_modified(
                 std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
@@ -310,18 +305,15 @@ impl Mirror {
     /// replaced, never followed: `File::create` would empty the file it points to, which may be
     /// outside the mirror.
     pub fn create_empty(&self, rel: &RelPath) -> Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
         let path = self.ensure_parent(rel)?;
         let create = || {
-            File::options()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
+            crate::os::open_nofollow(
+                File::options().write(true).create(true).truncate(true),
+                &path,
+            )
         };
         let created = match create() {
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            Err(e) if e.raw_os_error() == Some(crate::os::SYMLINK_REFUSED) => {
                 tracing::warn!(path = %rel, "a symlink in the mirror where a file is created: replaced, not followed");
                 fs::remove_file(&path).and_then(|()| create())
             }
@@ -514,7 +506,7 @@ impl Mirror {
     /// a symlink there is refused, not followed.
     pub fn checksum_of(path: &Path) -> Result<(String, u64)> {
         let file = super::versions::open_nofollow(path).map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => MirrorError::Symlink(path.to_path_buf()),
+            Some(crate::os::SYMLINK_REFUSED) => MirrorError::Symlink(path.to_path_buf()),
             _ => MirrorError::io("reading", path, e),
         })?;
         Self::checksum_file(file, path)
@@ -567,10 +559,9 @@ pub struct Stat {
 
 impl Stat {
     fn of(meta: &fs::Metadata) -> Stat {
-        use std::os::unix::fs::MetadataExt;
         Stat {
             size: meta.len(),
-            mtime_ms: meta.mtime() * 1000 + meta.mtime_nsec() / 1_000_000,
+            mtime_ms: crate::os::mtime_ms(meta),
         }
     }
 }
@@ -624,8 +615,15 @@ impl Drop for Staged {
     }
 }
 
-/// fsync of the directory holding `path`, so that a rename survives a crash.
+/// fsync of the directory holding `path`, so that a rename survives a crash. Windows can't
+/// flush a folder (it opens as a file only with backup semantics, and flushing it is refused):
+/// there NTFS's own journal of the rename is what keeps it, written within seconds; a power cut
+/// in between may bring back the name's previous content (README, "Other systems").
 pub fn sync_parent(path: &Path) -> Result<()> {
+    #[cfg(windows)]
+    if path.parent().is_some() {
+        return Ok(());
+    }
     if let Some(dir) = path.parent() {
         let d = File::open(dir).map_err(|e| MirrorError::io("opening", dir, e))?;
         d.sync_all()

@@ -196,7 +196,7 @@ pub(super) fn ensure_dir_no_symlinks(root: &Path, dir: &Path) -> Result<()> {
                 return Err(MirrorError::io(
                     "creating",
                     &current,
-                    io::Error::from_raw_os_error(libc::ENOTDIR),
+                    io::Error::from_raw_os_error(crate::os::NOT_A_FOLDER),
                 ))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -401,11 +401,7 @@ impl Browse {
 
 /// Opens `path` for reading without following a symlink at its last component.
 pub(crate) fn open_nofollow(path: &std::path::Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
+    crate::os::open_read_nofollow(path)
 }
 
 #[cfg(test)]
@@ -608,6 +604,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn symlinks_are_never_followed() {
         let dir = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();

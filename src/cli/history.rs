@@ -46,6 +46,9 @@ async fn locate(path: &Path) -> anyhow::Result<Located> {
                 .to_str()
                 .with_context(|| format!("{} is not a UTF-8 path", wanted.display()))?
                 .to_string();
+            // The mount's paths are `/`-separated everywhere (no Windows name holds a `\`).
+            #[cfg(windows)]
+            let rel = rel.replace('\\', "/");
             return Ok(Located {
                 socket,
                 report,

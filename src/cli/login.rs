@@ -31,12 +31,27 @@ async fn callback(State(tx): State<Answer>, Query(cb): Query<Callback>) -> Html<
     Html("<!doctype html><meta charset=utf-8><title>hyperclay</title><p>Done: you can close this tab and go back to the terminal.</p>")
 }
 
-/// Opens `url` with `$BROWSER` (a `:`-separated list; `%s` stands for the address), else
-/// xdg-open. Answers whether a program was started.
+/// The programs that open an address in the user's browser when `BROWSER` is unset.
+#[cfg(all(unix, not(target_os = "macos")))]
+const DEFAULT_BROWSERS: &[&str] = &["xdg-open", "sensible-browser"];
+#[cfg(target_os = "macos")]
+const DEFAULT_BROWSERS: &[&str] = &["open"];
+#[cfg(windows)]
+const DEFAULT_BROWSERS: &[&str] = &["rundll32 url.dll,FileProtocolHandler"];
+
+/// What separates the programs in `BROWSER`: `:` as on Unix; `;` on Windows, where `:` is in
+/// every path.
+const BROWSER_SEPARATOR: char = if cfg!(windows) { ';' } else { ':' };
+
+/// Opens `url` with `$BROWSER` (a `:`-separated list, `;` on Windows; `%s` stands for the
+/// address), else xdg-open (macOS: `open`; Windows: the URL handler). Answers whether a program
+/// was started.
 fn open_browser(url: &str) -> bool {
     let candidates: Vec<String> = match std::env::var("BROWSER") {
-        Ok(list) if !list.trim().is_empty() => list.split(':').map(str::to_string).collect(),
-        _ => vec!["xdg-open".into(), "sensible-browser".into()],
+        Ok(list) if !list.trim().is_empty() => {
+            list.split(BROWSER_SEPARATOR).map(str::to_string).collect()
+        }
+        _ => DEFAULT_BROWSERS.iter().map(|b| b.to_string()).collect(),
     };
     for program in candidates {
         let mut parts = program

@@ -4,7 +4,9 @@
 //! the index, and a `serve` can't answer "Saved" for a save the running mount never sends up. The
 //! file holds who has it (pid, mount point, the local server's address) for the refusal's message.
 //! The kernel lets go of the lock when the process ends, however it ends: a killed owner leaves
-//! nothing to clean up.
+//! nothing to clean up. Windows has no `flock`: there it is `LockFileEx` on one byte far past
+//! the file's content (Windows' locks are mandatory, so the holder's words stay readable), let go
+//! of by the system when the process ends too.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -12,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+#[cfg(unix)]
 use nix::errno::Errno;
+#[cfg(unix)]
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
@@ -31,9 +35,30 @@ pub struct Holder {
     pub apps: Option<String>,
 }
 
+/// The lock file, locked.
+#[cfg(unix)]
+type Locked = Flock<File>;
+#[cfg(windows)]
+type Locked = File;
+
+/// Locks `file` without waiting; `Ok(None)` when another process holds it.
+#[cfg(unix)]
+fn try_lock(file: File) -> Result<Option<Locked>, Errno> {
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(file) => Ok(Some(file)),
+        Err((_, Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(e),
+    }
+}
+
+#[cfg(windows)]
+fn try_lock(file: File) -> Result<Option<Locked>, std::io::Error> {
+    Ok(hyperclay::os::windows::try_lock_exclusive(&file)?.then_some(file))
+}
+
 /// The held lock. Never dropped: it is let go of when the process ends.
 pub struct MirrorLock {
-    file: Flock<File>,
+    file: Locked,
     holder: std::sync::Mutex<Holder>,
 }
 
@@ -52,35 +77,34 @@ impl MirrorLock {
         let path = path_for(mirror);
         let dir = path.parent().expect("the lock file is inside the mirror");
         {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder
                 .create(dir)
                 .with_context(|| format!("creating {}", dir.display()))?;
         }
-        let file = {
-            use std::os::unix::fs::OpenOptionsExt;
-            // Not truncated on open: the holder's own words are in it until the lock is ours.
+        // Not truncated on open: the holder's own words are in it until the lock is ours.
+        let file = hyperclay::os::owner_only_file(
             std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(&path)
-                .with_context(|| format!("opening the mirror's lock {}", path.display()))?
-        };
-        let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(file) => file,
-            Err((_, Errno::EWOULDBLOCK)) => {
+                .truncate(false),
+        )
+        .open(&path)
+        .with_context(|| format!("opening the mirror's lock {}", path.display()))?;
+        let file = match try_lock(file) {
+            Ok(Some(file)) => file,
+            Ok(None) => {
                 return Err(anyhow::anyhow!(in_use_message(
                     mirror,
                     &read_holder(&path),
                     mountpoint.is_some()
                 )))
             }
-            Err((_, e)) => {
+            Err(e) => {
                 return Err(e).with_context(|| format!("locking the mirror ({})", path.display()))
             }
         };

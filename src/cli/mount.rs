@@ -1,6 +1,7 @@
 //! `hyperclay mount MOUNTPOINT`: the account as a folder, until Ctrl-C, SIGTERM or
 //! `hyperclay unmount`. The mount answers from the index at once; the platform is reached in the
-//! background (the mount starts offline too).
+//! background (the mount starts offline too). The FUSE mount is Linux's: elsewhere the plain
+//! folder is kept.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,9 @@ use anyhow::{bail, Context};
 use hyperclay::cache::{Index, Mirror};
 use hyperclay::config;
 use hyperclay::credentials::{self, CredentialsError, Stored};
-use hyperclay::fs::{self, MountFs};
+use hyperclay::fs;
+#[cfg(target_os = "linux")]
+use hyperclay::fs::MountFs;
 use hyperclay::remote::{Client, Credential};
 use hyperclay::sync::listed::Listing;
 use hyperclay::sync::{self, Engine};
@@ -144,13 +147,18 @@ async fn clean_versions(root: std::path::PathBuf) {
 }
 
 /// Where FUSE's device lives. Without it nothing can be mounted.
+#[cfg(target_os = "linux")]
 const DEV_FUSE: &str = "/dev/fuse";
 
-/// Why FUSE can't mount here, if it can't: no device, or no `fusermount3` to mount with.
+/// Why FUSE can't mount here: no FUSE mount of ours but Linux's.
+#[cfg(not(target_os = "linux"))]
 fn fuse_missing() -> Option<String> {
-    if !cfg!(target_os = "linux") {
-        return Some("this system has no FUSE mount of ours".into());
-    }
+    Some("this system has no FUSE mount of ours".into())
+}
+
+/// Why FUSE can't mount here, if it can't: no device, or no `fusermount3` to mount with.
+#[cfg(target_os = "linux")]
+fn fuse_missing() -> Option<String> {
     if !Path::new(DEV_FUSE).exists() {
         return Some(format!("there is no {DEV_FUSE}"));
     }
@@ -163,6 +171,7 @@ fn fuse_missing() -> Option<String> {
 /// How the account is kept locally.
 enum Door {
     /// The FUSE mount over the mirror.
+    #[cfg(target_os = "linux")]
     Mount {
         mount_fs: Arc<MountFs>,
         mounted: fs::Mounted,
@@ -224,6 +233,7 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
         check_folder_state(&mountpoint, args.rebuild)?;
         mountpoint.clone()
     } else {
+        #[cfg(target_os = "linux")]
         fs::check_mountpoint(&mountpoint)?;
         args.mirror.unwrap_or_else(config::default_mirror)
     };
@@ -286,21 +296,27 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
         drop(notices);
         Door::Folder(watching)
     } else {
-        // What changed in the mirror while no mount ran is settled before the mount serves anyone.
-        let scanning = engine.clone();
-        match tokio::task::spawn_blocking(move || scanning.scan_local()).await? {
-            Ok(()) => {}
-            // Nothing is lost by going on: the files stay in the mirror, and the next start looks again.
-            Err(e) => tracing::warn!(error = %e, "could not compare the mirror with the index"),
+        #[cfg(target_os = "linux")]
+        {
+            // What changed in the mirror while no mount ran is settled before the mount serves anyone.
+            let scanning = engine.clone();
+            match tokio::task::spawn_blocking(move || scanning.scan_local()).await? {
+                Ok(()) => {}
+                // Nothing is lost by going on: the files stay in the mirror, and the next start looks again.
+                Err(e) => tracing::warn!(error = %e, "could not compare the mirror with the index"),
+            }
+            let mount_fs = Arc::new(MountFs::new(engine.clone()));
+            let mounted = fs::mount(
+                mount_fs.clone(),
+                &mountpoint,
+                notices,
+                tokio::runtime::Handle::current(),
+            )?;
+            Door::Mount { mount_fs, mounted }
         }
-        let mount_fs = Arc::new(MountFs::new(engine.clone()));
-        let mounted = fs::mount(
-            mount_fs.clone(),
-            &mountpoint,
-            notices,
-            tokio::runtime::Handle::current(),
-        )?;
-        Door::Mount { mount_fs, mounted }
+        // Without FUSE the folder is kept: `fuse_missing()` is always `Some` here.
+        #[cfg(not(target_os = "linux"))]
+        unreachable!("no FUSE mount on this system")
     };
     if index_lost {
         let message = "The index was lost or damaged and is rebuilt from the mirror and the platform: files deleted here before may come back from the platform (nothing is lost).";
@@ -375,11 +391,13 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     };
     if !stopped_early {
         announce_ready();
+        #[cfg(target_os = "linux")]
         tell_systemd(&[
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&format!("mounted at {}", mountpoint.display())),
         ]);
         match &door {
+            #[cfg(target_os = "linux")]
             Door::Mount { mounted, .. } => tokio::select! {
                 _ = &mut stop_signal => {}
                 _ = ended(mounted) => tracing::info!("the mount was removed from outside"),
@@ -387,12 +405,14 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
             Door::Folder(_) => (&mut stop_signal).await,
         }
     }
+    #[cfg(target_os = "linux")]
     tell_systemd(&[sd_notify::NotifyState::Stopping]);
     // Finish what was saved before the mount goes away.
     if let Some(server) = server {
         server.stop();
     }
-    let unmounted = match door {
+    let unmounted: anyhow::Result<()> = match door {
+        #[cfg(target_os = "linux")]
         Door::Mount { mount_fs, mounted } => {
             mount_fs.save_all();
             let _ = engine.drain(Duration::from_secs(60)).await;
@@ -460,6 +480,7 @@ async fn first_listing(engine: &Engine) -> Listing {
     }
 }
 
+#[cfg(target_os = "linux")]
 async fn ended(mounted: &fs::Mounted) {
     while !mounted.has_ended() {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -468,6 +489,7 @@ async fn ended(mounted: &fs::Mounted) {
 
 /// Under systemd (`Type=notify`, NOTIFY_SOCKET set): READY=1 once the account is listed, the
 /// moment `--daemon` returns. Elsewhere nothing is sent.
+#[cfg(target_os = "linux")]
 fn tell_systemd(states: &[sd_notify::NotifyState]) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
@@ -485,6 +507,7 @@ fn announce_ready() {
     let mut out = std::io::stdout();
     let _ = writeln!(out, "ready");
     let _ = out.flush();
+    #[cfg(unix)]
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
         use std::os::fd::AsRawFd;
         // SAFETY: dup2 onto the process's own standard descriptors; `null` outlives the calls.
@@ -493,12 +516,13 @@ fn announce_ready() {
             libc::dup2(null.as_raw_fd(), 2);
         }
     }
+    #[cfg(windows)]
+    let _ = hyperclay::os::windows::stdio_to_null();
 }
 
 /// `--daemon`: runs the mount in a detached child and returns once it is ready.
 pub fn daemonize() -> anyhow::Result<()> {
     use std::io::BufRead;
-    use std::os::unix::process::CommandExt;
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--daemon")
@@ -510,12 +534,19 @@ pub fn daemonize() -> anyhow::Result<()> {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped());
     // SAFETY: setsid is async-signal-safe; it detaches the child from the terminal's session.
+    #[cfg(unix)]
     unsafe {
+        use std::os::unix::process::CommandExt;
         command.pre_exec(|| {
             nix::unistd::setsid().map_err(std::io::Error::from)?;
             Ok(())
         });
     }
+    #[cfg(windows)]
+    std::os::windows::process::CommandExt::creation_flags(
+        &mut command,
+        hyperclay::os::windows::DETACHED,
+    );
     let mut child = command.spawn().context("starting the mount process")?;
     let stdout = child.stdout.take().context("the mount's stdout")?;
     let mut lines = std::io::BufReader::new(stdout).lines();

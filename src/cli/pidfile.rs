@@ -12,6 +12,8 @@ pub fn path_for(mountpoint: &Path) -> PathBuf {
         .join(format!("{key}.pid"))
 }
 
+// Only the FUSE mount writes one yet; the plain-folder mode will elsewhere.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub fn write(mountpoint: &Path) -> std::io::Result<PathBuf> {
     let path = path_for(mountpoint);
     if let Some(dir) = path.parent() {
@@ -28,7 +30,7 @@ pub fn write(mountpoint: &Path) -> std::io::Result<PathBuf> {
 pub fn live_pid(mountpoint: &Path) -> Option<i32> {
     let text = std::fs::read_to_string(path_for(mountpoint)).ok()?;
     let pid: i32 = text.lines().next()?.trim().parse().ok()?;
-    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+    let alive = hyperclay::os::process_alive(pid);
     alive.then_some(pid)
 }
 

@@ -1,28 +1,57 @@
 //! `hyperclay unmount MOUNTPOINT`: asks the mount's process to finish its pushes and unmount;
 //! if that process is gone (killed), removes the kernel mount itself. Never leaves a stale mount.
+//! Where there is no FUSE (macOS, Windows) there is no kernel mount to remove: the process is
+//! asked to stop (SIGTERM; on Windows over its control pipe), and waited for.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use hyperclay::fs::{fusermount_unmount, is_mounted};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+#[cfg(target_os = "linux")]
+use hyperclay::fs::fusermount_unmount;
+use hyperclay::fs::is_mounted;
 
 use super::pidfile;
 
 /// The process exists and has not exited: a zombie (exited, not yet reaped by its parent)
-/// answers `kill(pid, 0)` too, but its mount is done.
+/// answers `kill(pid, 0)` too, but its mount is done (Linux tells it from `/proc`).
 fn is_running(pid: i32) -> bool {
-    if kill(Pid::from_raw(pid), None).is_err() {
+    if !hyperclay::os::process_alive(pid) {
         return false;
     }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The state follows the command name, which is in parentheses and may hold spaces.
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next());
-    !matches!(state, Some("Z") | Some("X"))
+    #[cfg(target_os = "linux")]
+    {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        !matches!(state, Some("Z") | Some("X"))
+    }
+    #[cfg(not(target_os = "linux"))]
+    true
+}
+
+/// Asks the mount's process to finish and end: SIGTERM.
+#[cfg(unix)]
+fn ask_to_stop(pid: i32, _mountpoint: &Path) -> anyhow::Result<()> {
+    use nix::sys::signal::{kill, Signal};
+    kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).context("signalling the mount's process")
+}
+
+/// Asks the mount's process to finish and end: Windows has no SIGTERM, so over its control pipe.
+#[cfg(windows)]
+fn ask_to_stop(_pid: i32, mountpoint: &Path) -> anyhow::Result<()> {
+    let socket = hyperclay::control::socket_for(mountpoint);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(hyperclay::control::ask(
+            &socket,
+            &hyperclay::control::Request::Stop,
+        ))
+        .context("asking the mount's process to stop")?;
+    Ok(())
 }
 
 pub fn run(mountpoint: &Path) -> anyhow::Result<()> {
@@ -37,7 +66,7 @@ pub fn run(mountpoint: &Path) -> anyhow::Result<()> {
         );
     }
     if let Some(pid) = running {
-        kill(Pid::from_raw(pid), Signal::SIGTERM).context("signalling the mount's process")?;
+        ask_to_stop(pid, &mountpoint)?;
         let deadline = Instant::now() + Duration::from_secs(60);
         while is_running(pid) {
             if Instant::now() > deadline {
@@ -46,6 +75,7 @@ pub fn run(mountpoint: &Path) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+    #[cfg(target_os = "linux")]
     if is_mounted(&mountpoint) {
         fusermount_unmount(&mountpoint)
             .with_context(|| format!("unmounting {}", mountpoint.display()))?;

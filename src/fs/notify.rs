@@ -6,17 +6,7 @@ use std::sync::mpsc;
 
 use fuser::{INodeNo, Notifier};
 
-use crate::sync::{Notice, NoticeSink};
-
-/// A sink for the engine, and the receiving end for [`run`].
-pub fn channel() -> (NoticeSink, mpsc::Receiver<Notice>) {
-    let (tx, rx) = mpsc::channel::<Notice>();
-    let tx = std::sync::Mutex::new(tx);
-    let sink: NoticeSink = std::sync::Arc::new(move |n| {
-        let _ = tx.lock().unwrap_or_else(|p| p.into_inner()).send(n);
-    });
-    (sink, rx)
-}
+use crate::sync::Notice;
 
 /// Forwards notices to the kernel until every sender is gone. A folder whose names changed gets
 /// a new modification time first, as on a local disk (tools that watch a folder's mtime see the

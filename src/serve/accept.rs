@@ -119,12 +119,16 @@ impl Drop for Slot {
 }
 
 /// The listening socket, with `LISTEN_BACKLOG` (as `TcpListener::bind`, which takes 1,024).
+/// `SO_REUSEADDR` on Unix only (a restart binds at once past old connections in TIME-WAIT): on
+/// Windows it would let another socket bind the same port over ours, and a taken port would not
+/// be told.
 pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
         tokio::net::TcpSocket::new_v6()?
     };
+    #[cfg(unix)]
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
@@ -134,7 +138,7 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// the loop ends them all.
 pub async fn run(listener: TcpListener, app: Router) {
     let connections = Arc::new(Connections::default());
-    let us = nix::unistd::getuid().as_raw();
+    let us = peer::current_uid();
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         tokio::select! {

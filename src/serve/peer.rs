@@ -20,12 +20,29 @@
 //! Decided: only the uid that runs hyperclay is served, root's connections included only when
 //! hyperclay runs as root. Root can read the mirror anyway, but a root service that fetches URLs
 //! for others (a proxy, a monitoring agent) must not become a way in.
+//!
+//! Other systems (decided; docs/local-server.md, "Who may connect"):
+//! - Windows: the machine's TCP table (`GetExtendedTcpTable`) names the process owning the
+//!   peer's socket, and that process's token names its user, compared with ours by SID. The
+//!   table lists every connection of the machine, so it is read off the async threads, as the
+//!   Linux fallback is. A process that can't be opened (another user's, a protected one) is not
+//!   ours: refused. A uid stands for the user in the counts and logs: the SID's last part.
+//! - macOS: not told. A TCP connection there has no owner call (`LOCAL_PEERPID` is for Unix
+//!   sockets); `proc_pidfdinfo` over each of this user's processes' sockets would find it, but
+//!   it needs XNU's `socket_fdinfo` layout, which no maintained crate offers without Apple's SDK
+//!   at build time, and an unsafe layout copied by hand, untested on a Mac, must not be what
+//!   guards the server. So every loopback peer is served, with a warning in the log; on a Mac
+//!   shared with other users, run without the server (`--no-serve`).
 
 use std::net::{IpAddr, SocketAddr};
+#[cfg(not(windows))]
 use std::sync::atomic::{AtomicBool, Ordering};
 
+#[cfg(target_os = "linux")]
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
+#[cfg(target_os = "linux")]
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+#[cfg(target_os = "linux")]
 use netlink_packet_sock_diag::{SockDiagMessage, AF_INET, AF_INET6, IPPROTO_TCP, TCP_LISTEN};
 
 /// The owner of the peer of a connection, worked out once when it is accepted.
@@ -35,11 +52,65 @@ pub struct PeerOwner(pub Option<u32>);
 impl PeerOwner {
     /// Whether this peer may be served: it belongs to the user running this process.
     pub fn is_us(&self) -> bool {
-        self.0 == Some(nix::unistd::getuid().as_raw())
+        self.0 == Some(current_uid())
     }
 }
 
+/// The user running this process, as a number: the uid on Unix; on Windows the last part of the
+/// user's SID (`u32::MAX` if it can't be read, which no peer matches).
+pub fn current_uid() -> u32 {
+    #[cfg(unix)]
+    {
+        nix::unistd::getuid().as_raw()
+    }
+    #[cfg(windows)]
+    {
+        crate::os::windows::current_user().map_or(u32::MAX, |sid| sid.rid())
+    }
+}
+
+/// Windows: the owner of the peer's socket is ours when its process runs as our user (see the
+/// module's head). The TCP table is read on a blocking thread.
+#[cfg(windows)]
+pub async fn owner(ours: SocketAddr, peer: SocketAddr) -> PeerOwner {
+    if !is_loopback(peer.ip()) {
+        return PeerOwner(None);
+    }
+    let pid = tokio::task::spawn_blocking(move || crate::os::windows::tcp_owner_pid(peer, ours))
+        .await
+        .ok();
+    match pid {
+        Some(Ok(Some(pid))) => {
+            let ours =
+                tokio::task::spawn_blocking(move || crate::os::windows::process_is_ours(pid))
+                    .await
+                    .unwrap_or(false);
+            PeerOwner(ours.then(current_uid))
+        }
+        Some(Err(e)) => {
+            tracing::debug!(error = %e, %peer, "could not tell who connected");
+            PeerOwner(None)
+        }
+        _ => PeerOwner(None),
+    }
+}
+
+/// macOS (and any Unix without netlink): every loopback peer is taken for ours, with a warning
+/// once (see the module's head).
+#[cfg(all(unix, not(target_os = "linux")))]
+pub async fn owner(_ours: SocketAddr, peer: SocketAddr) -> PeerOwner {
+    if !is_loopback(peer.ip()) {
+        return PeerOwner(None);
+    }
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!("on this system the local server can't tell which local user connected: it answers every local user (on a computer shared with others, mount with --no-serve)");
+    }
+    PeerOwner(Some(current_uid()))
+}
+
 /// Why the kernel could not be asked.
+#[cfg(target_os = "linux")]
 #[derive(Debug, thiserror::Error)]
 pub enum DiagError {
     /// No netlink `sock_diag` here: the caller falls back to `/proc/net/tcp`.
@@ -52,6 +123,7 @@ pub enum DiagError {
 /// The uid owning the socket at `peer` that is connected to `ours`, by netlink, or from
 /// `/proc/net/tcp` where netlink is unavailable. Quick with netlink (one syscall round trip);
 /// the fallback reads the whole table, so it runs on a blocking thread.
+#[cfg(target_os = "linux")]
 pub async fn owner(ours: SocketAddr, peer: SocketAddr) -> PeerOwner {
     if !is_loopback(peer.ip()) {
         return PeerOwner(None);
@@ -89,6 +161,7 @@ fn is_mapped_loopback(ip: IpAddr) -> bool {
 
 /// The uid of the TCP socket whose local address is `peer` and remote address `ours`, by netlink:
 /// `None` when there is no such socket or no process holds it.
+#[cfg(target_os = "linux")]
 pub fn diag_owner(ours: SocketAddr, peer: SocketAddr) -> Result<Option<u32>, DiagError> {
     match diag_lookup(peer, ours)? {
         // The kernel's lookup falls back to a listener on that port: not a peer, whoever's.
@@ -108,6 +181,7 @@ pub fn diag_owner(ours: SocketAddr, peer: SocketAddr) -> Result<Option<u32>, Dia
 }
 
 /// What the kernel says of a socket.
+#[cfg(target_os = "linux")]
 struct Found {
     uid: u32,
     inode: u32,
@@ -116,6 +190,7 @@ struct Found {
 
 /// One exact `sock_diag` lookup of the TCP socket whose local address is `local` and remote
 /// address `remote`, or `None` when the kernel finds no such socket.
+#[cfg(target_os = "linux")]
 fn diag_lookup(local: SocketAddr, remote: SocketAddr) -> Result<Option<Found>, DiagError> {
     use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr as KernelAddr};
     let family = if local.is_ipv4() { AF_INET } else { AF_INET6 };
@@ -182,6 +257,7 @@ fn diag_lookup(local: SocketAddr, remote: SocketAddr) -> Result<Option<Found>, D
 
 /// The uid owning the socket at `peer` connected to `ours`, from `/proc/net/tcp` (and `tcp6`):
 /// the fallback when netlink is unavailable. Reads every socket of the machine.
+#[cfg(target_os = "linux")]
 pub fn proc_owner(ours: SocketAddr, peer: SocketAddr) -> Option<u32> {
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
@@ -196,6 +272,7 @@ pub fn proc_owner(ours: SocketAddr, peer: SocketAddr) -> Option<u32> {
 
 /// The uid of the row whose local address is `local` and remote address `remote`, when a
 /// process holds that socket (a nonzero inode).
+#[cfg(target_os = "linux")]
 fn find_owner(table: &str, local: SocketAddr, remote: SocketAddr) -> Option<u32> {
     table.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -213,6 +290,7 @@ fn find_owner(table: &str, local: SocketAddr, remote: SocketAddr) -> Option<u32>
 }
 
 /// Equal addresses, an IPv4 address matching its v4-mapped IPv6 form.
+#[cfg(target_os = "linux")]
 fn same_addr(a: SocketAddr, b: SocketAddr) -> bool {
     let canonical = |ip: IpAddr| match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
@@ -223,6 +301,7 @@ fn same_addr(a: SocketAddr, b: SocketAddr) -> bool {
 
 /// `0100007F:10E1` (IPv4) or 32 hex digits and a port (IPv6): the kernel prints each 32-bit word
 /// of the address in host byte order.
+#[cfg(target_os = "linux")]
 fn parse_addr(text: &str) -> Option<SocketAddr> {
     let (ip, port) = text.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
@@ -241,6 +320,7 @@ fn parse_addr(text: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+#[cfg(target_os = "linux")]
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -104,10 +104,12 @@ fn inside(root: &Path, path: &Path) -> Result<PathBuf, ResolveError> {
 }
 
 fn rel_of(root: &Path, real: &Path) -> String {
-    real.strip_prefix(root)
-        .unwrap_or(real)
-        .to_string_lossy()
-        .into_owned()
+    let rel = real.strip_prefix(root).unwrap_or(real).to_string_lossy();
+    // Mirror paths are `/`-separated everywhere (no Windows name holds a `\`).
+    #[cfg(windows)]
+    return rel.replace('\\', "/");
+    #[cfg(not(windows))]
+    rel.into_owned()
 }
 
 /// Resolves a request path against the mirror at `root` (canonical). `find_site` answers where

@@ -87,7 +87,11 @@ fn walk(root: &Path, stem: &str) -> Option<String> {
             } else if kind.is_file() && names.contains(&name) {
                 let path = entry.path();
                 let rel = path.strip_prefix(root).unwrap_or(&path);
-                return Some(rel.to_string_lossy().into_owned());
+                let rel = rel.to_string_lossy().into_owned();
+                // Mirror paths are `/`-separated everywhere (no Windows name holds a `\`).
+                #[cfg(windows)]
+                let rel = rel.replace('\\', "/");
+                return Some(rel);
             }
         }
     }

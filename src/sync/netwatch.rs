@@ -3,18 +3,29 @@
 //! Linux reports links, addresses and routes on rtnetlink's multicast groups; the socket is read
 //! through tokio's `AsyncFd`. No crate wraps just this (rtnetlink brings a whole netlink stack to
 //! learn "something changed"), and nix gives the socket calls. Where the socket can't be opened
-//! the quiet checks alone remain.
+//! the quiet checks alone remain, as they do on other systems (macOS, Windows: not watched).
 
+#[cfg(target_os = "linux")]
 use std::os::fd::{AsRawFd, OwnedFd};
 
+#[cfg(target_os = "linux")]
 use nix::errno::Errno;
+#[cfg(target_os = "linux")]
 use nix::sys::socket::{
     bind, recv, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
 };
+#[cfg(target_os = "linux")]
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 /// A counter that moves on every batch of network changes; `None` where they can't be watched.
+#[cfg(not(target_os = "linux"))]
+pub fn network_changes() -> Option<watch::Receiver<u64>> {
+    None
+}
+
+/// A counter that moves on every batch of network changes; `None` where they can't be watched.
+#[cfg(target_os = "linux")]
 pub fn network_changes() -> Option<watch::Receiver<u64>> {
     match open() {
         Ok(fd) => {
@@ -29,6 +40,7 @@ pub fn network_changes() -> Option<watch::Receiver<u64>> {
     }
 }
 
+#[cfg(target_os = "linux")]
 fn open() -> std::io::Result<AsyncFd<OwnedFd>> {
     let fd = socket(
         AddressFamily::Netlink,
@@ -49,6 +61,7 @@ fn open() -> std::io::Result<AsyncFd<OwnedFd>> {
 
 /// Reads every message as it comes (their content does not matter: any change is a reason to
 /// look) and counts each batch, until nobody listens.
+#[cfg(target_os = "linux")]
 async fn forward(fd: AsyncFd<OwnedFd>, tx: watch::Sender<u64>) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
