@@ -2,7 +2,8 @@
 //! 300 MB), with what the same runs show about mount-ready and listing times at that size; then
 //! the same for the plain folder (`hyperclay mount DIR --folder`) with 10,000 and 100,000 files
 //! watched. `cargo bench --bench memory` (part of `bench/run`); `-- --only 10000` for one size,
-//! `-- --front mount` or `-- --front folder` for one front door.
+//! `-- --front mount` or `-- --front folder` for one front door, `-- --max-wait SECS` for how
+//! long the folder's files may take to go up (30 minutes by default).
 //!
 //! Each account: folders of 100 nodes (one in ten nested a level deeper), sites of 1-3 KB, seeded
 //! through the API 32 requests at a time into the dev platform in this process. The mount runs
@@ -104,7 +105,7 @@ async fn one_size(nodes: usize) {
 /// folder in ten inside the one before it, as [`seed`] lays them on the platform), and once the
 /// platform holds every one, the process's memory read from /proc; then a restart over the full
 /// folder (its start-up comparison), and its memory again.
-async fn one_folder_size(files: usize) {
+async fn one_folder_size(files: usize, max_wait: Duration) {
     let dir = tempfile::tempdir().unwrap();
     let (running, client) = start_platform(&dir.path().join("platform")).await;
     let home = dir.path().join("hcf");
@@ -140,22 +141,34 @@ async fn one_folder_size(files: usize) {
         .await
         .unwrap()
     };
-    // Every file on the platform.
-    loop {
+    // Every file on the platform (or, past `max_wait`, what was there), its progress said every
+    // 10 s with the process's memory.
+    let mut said = Instant::now();
+    let synced = loop {
         let held = client
             .nodes()
             .await
             .map_or(0, |n| n.nodes.iter().filter(|n| n.kind.is_file()).count());
         if held >= files {
-            break;
+            break format!("{:.1}", t.elapsed().as_secs_f64());
         }
-        assert!(
-            t.elapsed() < Duration::from_secs(1800),
-            "the sync stalled at {held} of {files}"
-        );
+        if t.elapsed() > max_wait {
+            break format!(
+                "not all after {:.0} s ({held} of {files})",
+                t.elapsed().as_secs_f64()
+            );
+        }
+        if said.elapsed() > Duration::from_secs(10) {
+            said = Instant::now();
+            eprintln!(
+                "{:.0} s: {held} of {files} files on the platform; RSS {:.1} MB, peak {:.1} MB",
+                t.elapsed().as_secs_f64(),
+                proc_mb(pid, "VmRSS:"),
+                proc_mb(pid, "VmHWM:")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let synced = t.elapsed();
+    };
     let after = proc_mb(pid, "VmRSS:");
     let peak = proc_mb(pid, "VmHWM:");
     let watches = inotify_watches(pid);
@@ -175,9 +188,8 @@ async fn one_folder_size(files: usize) {
         .unwrap();
     assert_eq!(on_disk, files, "the folder holds every file");
     println!(
-        "| {files} | {watches} | {at_ready:.1} | {after:.1} | {peak:.1} | {restart_rss:.1} | {restart_peak:.1} | {:.1} | {:.1} | {:.0} | {:.0} |",
+        "| {files} | {watches} | {at_ready:.1} | {after:.1} | {peak:.1} | {restart_rss:.1} | {restart_peak:.1} | {:.1} | {synced} | {:.0} | {:.0} |",
         written.as_secs_f64(),
-        synced.as_secs_f64(),
         first_ready.as_secs_f64() * 1000.0,
         warm_ready.as_secs_f64() * 1000.0,
     );
@@ -196,6 +208,15 @@ async fn main() {
         .position(|a| a == "--front")
         .and_then(|i| args.get(i + 1))
         .cloned();
+    // How long the folder's files may take to be all on the platform (`--max-wait SECS`); past
+    // it, the memory is read anyway and the row says how many were there.
+    let max_wait = Duration::from_secs(
+        args.iter()
+            .position(|a| a == "--max-wait")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1800),
+    );
     let sizes = [10_000, 100_000]
         .into_iter()
         .filter(|n| only.is_none_or(|o| o == *n));
@@ -209,7 +230,7 @@ async fn main() {
         println!("| files | inotify watches | RSS ready, empty folder (MB) | RSS once the platform holds every file (MB) | peak (MB) | RSS after a restart over the full folder (MB) | peak of the restart (MB) | files written (s) | all on the platform, from the first write (s) | first start ready (ms) | restart ready (ms) |");
         println!("|---|---|---|---|---|---|---|---|---|---|---|");
         for files in sizes {
-            one_folder_size(files).await;
+            one_folder_size(files, max_wait).await;
         }
     }
 }
