@@ -1,6 +1,9 @@
 //! Resident memory of `hyperclay mount` with 10,000 and 100,000 nodes (targets: at most 48 MB and
-//! 300 MB), with what the same runs show about mount-ready and listing times at that size.
-//! `cargo bench --bench memory` (part of `bench/run`); `-- --only 10000` for one size.
+//! 300 MB), with what the same runs show about mount-ready and listing times at that size; then
+//! the same for the plain folder (`hyperclay mount DIR --folder`) with 10,000 and 100,000 files
+//! watched. `cargo bench --bench memory` (part of `bench/run`); `-- --only 10000` for one size,
+//! `-- --front mount` or `-- --front folder` for one front door, `-- --max-wait SECS` for how
+//! long the folder's files may take to go up (30 minutes by default).
 //!
 //! Each account: folders of 100 nodes (one in ten nested a level deeper), sites of 1-3 KB, seeded
 //! through the API 32 requests at a time into the dev platform in this process. The mount runs
@@ -12,7 +15,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{files_under, hyperclay_mount, proc_mb, seed, start_platform, stop};
+use common::{
+    files_under, hyperclay_folder, hyperclay_mount, inotify_watches, proc_mb, seed, start_platform,
+    stop,
+};
 
 async fn one_size(nodes: usize) {
     let dir = tempfile::tempdir().unwrap();
@@ -94,6 +100,101 @@ async fn one_size(nodes: usize) {
     );
 }
 
+/// The plain folder with `files` files: the folder mode started on an empty account and folder,
+/// the files written into the folder while it runs (sites of 1-3 KB in folders of 100, one
+/// folder in ten inside the one before it, as [`seed`] lays them on the platform), and once the
+/// platform holds every one, the process's memory read from /proc; then a restart over the full
+/// folder (its start-up comparison), and its memory again.
+async fn one_folder_size(files: usize, max_wait: Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, client) = start_platform(&dir.path().join("platform")).await;
+    let home = dir.path().join("hcf");
+    let url = running.url();
+    let (child, folder, first_ready) = tokio::task::spawn_blocking({
+        let (home, url) = (home.clone(), url.clone());
+        move || hyperclay_folder(&home, &url)
+    })
+    .await
+    .unwrap();
+    let pid = child.id();
+    let at_ready = proc_mb(pid, "VmRSS:");
+    let t = Instant::now();
+    let written = {
+        let folder = folder.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut parents: Vec<std::path::PathBuf> = Vec::new();
+            for f in 0..files.div_ceil(100) {
+                let parent = if f % 10 == 9 {
+                    parents[f - 1].join(format!("d{f}"))
+                } else {
+                    folder.join(format!("d{f}"))
+                };
+                std::fs::create_dir_all(&parent).unwrap();
+                for s in 0..100.min(files - f * 100) {
+                    let html = format!("<p>{f}-{s}</p>\n").repeat(100 + (f * 7 + s * 13) % 200);
+                    std::fs::write(parent.join(format!("s{f}-{s}.html")), html).unwrap();
+                }
+                parents.push(parent);
+            }
+            t.elapsed()
+        })
+        .await
+        .unwrap()
+    };
+    // Every file on the platform (or, past `max_wait`, what was there), its progress said every
+    // 10 s with the process's memory.
+    let mut said = Instant::now();
+    let synced = loop {
+        let held = client
+            .nodes()
+            .await
+            .map_or(0, |n| n.nodes.iter().filter(|n| n.kind.is_file()).count());
+        if held >= files {
+            break format!("{:.1}", t.elapsed().as_secs_f64());
+        }
+        if t.elapsed() > max_wait {
+            break format!(
+                "not all after {:.0} s ({held} of {files})",
+                t.elapsed().as_secs_f64()
+            );
+        }
+        if said.elapsed() > Duration::from_secs(10) {
+            said = Instant::now();
+            eprintln!(
+                "{:.0} s: {held} of {files} files on the platform; RSS {:.1} MB, peak {:.1} MB",
+                t.elapsed().as_secs_f64(),
+                proc_mb(pid, "VmRSS:"),
+                proc_mb(pid, "VmHWM:")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let after = proc_mb(pid, "VmRSS:");
+    let peak = proc_mb(pid, "VmHWM:");
+    let watches = inotify_watches(pid);
+    stop(child, &folder);
+    // A restart over the full folder: the index warm, every file compared at start.
+    let (child, _, warm_ready) = tokio::task::spawn_blocking({
+        let (home, url) = (home.clone(), url.clone());
+        move || hyperclay_folder(&home, &url)
+    })
+    .await
+    .unwrap();
+    let restart_rss = proc_mb(child.id(), "VmRSS:");
+    let restart_peak = proc_mb(child.id(), "VmHWM:");
+    stop(child, &folder);
+    let on_disk = tokio::task::spawn_blocking(move || files_under(&folder).len())
+        .await
+        .unwrap();
+    assert_eq!(on_disk, files, "the folder holds every file");
+    println!(
+        "| {files} | {watches} | {at_ready:.1} | {after:.1} | {peak:.1} | {restart_rss:.1} | {restart_peak:.1} | {:.1} | {synced} | {:.0} | {:.0} |",
+        written.as_secs_f64(),
+        first_ready.as_secs_f64() * 1000.0,
+        warm_ready.as_secs_f64() * 1000.0,
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -102,12 +203,42 @@ async fn main() {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok());
+    let front: Option<String> = args
+        .iter()
+        .position(|a| a == "--front")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    // How long the folder's files may take to be all on the platform (`--max-wait SECS`); past
+    // it, the memory is read anyway and the row says how many were there.
+    let max_wait = Duration::from_secs(
+        args.iter()
+            .position(|a| a == "--max-wait")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1800),
+    );
+    let sizes = [10_000, 100_000]
+        .into_iter()
+        .filter(|n| only.is_none_or(|o| o == *n));
+    if front.as_deref().is_none_or(|f| f == "mount") {
+        mount_sizes(sizes.clone()).await;
+    }
+    if front.as_deref().is_none_or(|f| f == "folder") {
+        println!();
+        println!("The plain folder (`hyperclay mount DIR --folder`):");
+        println!();
+        println!("| files | inotify watches | RSS ready, empty folder (MB) | RSS once the platform holds every file (MB) | peak (MB) | RSS after a restart over the full folder (MB) | peak of the restart (MB) | files written (s) | all on the platform, from the first write (s) | first start ready (ms) | restart ready (ms) |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        for files in sizes {
+            one_folder_size(files, max_wait).await;
+        }
+    }
+}
+
+async fn mount_sizes(sizes: impl Iterator<Item = usize>) {
     println!("| nodes | RSS ready (MB) | RSS after hydration and a full listing (MB) | peak (MB) | RSS after a warm remount and listing (MB) | first mount ready (ms) | warm remount ready (ms) | hydration (s) | first listing walk (ms) | warm listing walk (ms) |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    for nodes in [10_000, 100_000] {
-        if only.is_some_and(|o| o != nodes) {
-            continue;
-        }
+    for nodes in sizes {
         one_size(nodes).await;
     }
 }

@@ -1,6 +1,9 @@
 //! Side by side, in one run on loopback: `hyperclay mount` over the dev platform, `rclone mount`
 //! (`--vfs-cache-mode full`) over the same files served by `rclone serve webdav`, and the mirror
-//! directory read directly as the floor. `bench/run` (or `cargo bench --bench mount -- [--quick]`)
+//! directory read directly as the floor. The plain folder (`hyperclay mount DIR --folder`, its
+//! own process on the same account, kept in sync in a folder of its own) is in the same run for
+//! what it does differently: being ready, a save going up, a platform change coming down (its
+//! reads are the local disk's). `bench/run` (or `cargo bench --bench mount -- [--quick]`)
 //! prints the table for BENCHMARKS.md. Each figure: min / median / max over the runs, and the
 //! ratio hyperclay / rclone of the medians (below 1 means hyperclay is faster or smaller).
 
@@ -12,7 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    files_under, hyperclay_mount, proc_mb, rclone_mount, rclone_webdav, start_platform, stop,
+    files_under, hyperclay_folder, hyperclay_mount, proc_mb, rclone_mount, rclone_webdav,
+    start_platform, stop,
 };
 use hyperclay::protocol::{checksum, Event, NodeKind};
 use hyperclay::remote::{subscribe, StreamItem, SILENCE_LIMIT};
@@ -67,7 +71,8 @@ struct Figure {
     name: String,
     unit: &'static str,
     lower_is_better: bool,
-    values: [Vec<f64>; 3],
+    /// hyperclay mount, rclone mount, the mirror, hyperclay folder.
+    values: [Vec<f64>; 4],
 }
 
 /// The `p`th percentile (nearest rank).
@@ -184,6 +189,26 @@ async fn main() {
     }
     let hydration = t.elapsed().as_secs_f64();
     stop(child, &mnt);
+    // The plain folder's first start on the same account: every file downloaded into it.
+    let folder_home = dir.path().join("hcf");
+    let (child, folder, _) = hyperclay_folder(&folder_home, &url);
+    let t = Instant::now();
+    while files_under(&folder).len() < files
+        || files_under(&folder)
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum::<u64>()
+            < total_bytes
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(600),
+            "the folder never filled"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let folder_hydration = t.elapsed().as_secs_f64();
+    stop(child, &folder);
 
     // rclone serves a copy of the same files.
     let data = dir.path().join("rclone-data");
@@ -214,12 +239,12 @@ async fn main() {
         true,
     );
     let seen = fig(
-        "a backend change until `cat` in the mount shows it",
+        "a backend change until `cat` in the mount (the folder) shows it",
         "ms",
         true,
     );
     let ready = fig(
-        "mount ready (hyperclay: with the whole tree listed)",
+        "mount ready (hyperclay: with the whole tree listed; folder: and the folder compared)",
         "ms",
         true,
     );
@@ -245,8 +270,11 @@ async fn main() {
         eprintln!("run {run}");
         let (hc, hc_mnt, hc_ready) = hyperclay_mount(&home, &url);
         let (rc, rc_mnt, rc_ready) = rclone_mount(dir.path(), &webdav_url);
+        let (hf, _, hf_ready) = hyperclay_folder(&folder_home, &url);
+        stop(hf, &folder);
         figs[ready].values[0].push(hc_ready.as_secs_f64() * 1000.0);
         figs[ready].values[1].push(rc_ready.as_secs_f64() * 1000.0);
+        figs[ready].values[3].push(hf_ready.as_secs_f64() * 1000.0);
         for (i, root) in [hc_mnt.clone(), rc_mnt.clone(), mirror.clone()]
             .iter()
             .enumerate()
@@ -321,6 +349,7 @@ async fn main() {
     // Save latency and platform-to-mount latency, each system its own way of knowing.
     let (hc, hc_mnt, _) = hyperclay_mount(&home, &url);
     let (rc, rc_mnt, _) = rclone_mount(dir.path(), &webdav_url);
+    let (hf, _, _) = hyperclay_folder(&folder_home, &url);
 
     // Reads off the disk, last of the reads as they empty every cache: for a mount, its own
     // cache and the mirror's both dropped, as for the mirror.
@@ -346,15 +375,35 @@ async fn main() {
         .find(|p| p.extension().is_some_and(|e| e == "html"))
         .unwrap();
     let site_rel = site_rel.strip_prefix(&mirror).unwrap().to_path_buf();
-    let node = client
-        .nodes()
-        .await
-        .unwrap()
-        .nodes
+    // The folder saves another site: each front door pulls what the other one saved, and waits
+    // until it has before the other measures (so no pull runs beside a measured save).
+    let folder_rel = files_under(&mirror)
         .into_iter()
-        .find(|n| n.full_path() == site_rel.to_string_lossy())
-        .unwrap()
-        .id;
+        .map(|p| p.strip_prefix(&mirror).unwrap().to_path_buf())
+        .find(|p| p.extension().is_some_and(|e| e == "html") && p != &site_rel)
+        .unwrap();
+    let listed = client.nodes().await.unwrap().nodes;
+    let node_of = |rel: &Path| {
+        listed
+            .iter()
+            .find(|n| n.full_path() == rel.to_string_lossy())
+            .unwrap()
+            .id
+    };
+    let (node, folder_node) = (node_of(&site_rel), node_of(&folder_rel));
+    // Waits (5 s at most) until `path` holds `content`; whether it did.
+    let shows = |path: PathBuf, content: &[u8]| {
+        tokio::task::block_in_place(|| {
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(5) {
+                if std::fs::read(&path).is_ok_and(|b| b == content) {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            false
+        })
+    };
     let mut events = subscribe(client.clone(), None, SILENCE_LIMIT);
     while !matches!(events.recv().await, Some(StreamItem::Connected { .. })) {}
     let body = "<p>local save</p>\n".repeat(100 * 1024 / 18);
@@ -380,6 +429,33 @@ async fn main() {
             }
         }
         figs[save].values[0].push(closed.elapsed().as_secs_f64() * 1000.0);
+        if !shows(folder.join(&site_rel), content.as_bytes()) {
+            eprintln!("note: the folder did not show the mount's save {i} within 5 s");
+        }
+        // The plain folder: a program writes the file, the watcher sees it closed.
+        let content = format!("{body}<!-- hf {i} -->");
+        let want = checksum(content.as_bytes());
+        let path = folder.join(&folder_rel);
+        let c2 = content.clone();
+        tokio::task::spawn_blocking(move || std::fs::write(path, c2))
+            .await
+            .unwrap()
+            .unwrap();
+        let closed = Instant::now();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+                Ok(Some(StreamItem::Event {
+                    event: Event::NodeSaved(s),
+                    ..
+                })) if s.checksum.as_deref() == Some(want.as_str()) => break,
+                Ok(Some(_)) => {}
+                _ => panic!("hyperclay folder save {i} did not arrive"),
+            }
+        }
+        figs[save].values[3].push(closed.elapsed().as_secs_f64() * 1000.0);
+        if !shows(hc_mnt.join(&folder_rel), content.as_bytes()) {
+            eprintln!("note: the mount did not show the folder's save {i} within 5 s");
+        }
         // rclone: the webdav backend's file.
         let content = format!("{body}<!-- rc {i} -->");
         std::fs::write(rc_mnt.join(&site_rel), &content).unwrap();
@@ -412,6 +488,28 @@ async fn main() {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         figs[seen].values[0].push(t.elapsed().as_secs_f64() * 1000.0);
+        if !shows(folder.join(&site_rel), content.as_bytes()) {
+            eprintln!("note: the folder did not show platform change {i} within 5 s");
+        }
+        // The plain folder: the file in the folder replaced.
+        let content = format!("<p>platform change {i} for the folder</p>");
+        let t = Instant::now();
+        client
+            .put_content(folder_node, NodeKind::Site, content.clone().into(), None)
+            .await
+            .unwrap();
+        let path = folder.join(&folder_rel);
+        while std::fs::read(&path)
+            .map(|b| b != content.as_bytes())
+            .unwrap_or(true)
+        {
+            assert!(t.elapsed() < Duration::from_secs(5));
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        figs[seen].values[3].push(t.elapsed().as_secs_f64() * 1000.0);
+        if !shows(hc_mnt.join(&folder_rel), content.as_bytes()) {
+            eprintln!("note: the mount did not show platform change {i} within 5 s");
+        }
         let content = format!("<p>backend change {i}</p>");
         std::fs::write(data.join(&site_rel), &content).unwrap();
         let t = Instant::now();
@@ -433,11 +531,12 @@ async fn main() {
     }
     stop(rc, &rc_mnt);
     stop(hc, &hc_mnt);
+    stop(hf, &folder);
     let _ = webdav.kill();
     let _ = webdav.wait();
     running.stop().await;
 
-    println!("Account: {nodes} nodes ({files} files, {total_mb:.0} MB). Initial hydration into an empty mirror: {hydration:.2} s ({:.0} MB/s).", total_mb / hydration);
+    println!("Account: {nodes} nodes ({files} files, {total_mb:.0} MB). Initial hydration into an empty mirror: {hydration:.2} s ({:.0} MB/s); into an empty plain folder: {folder_hydration:.2} s ({:.0} MB/s).", total_mb / hydration, total_mb / folder_hydration);
     println!();
     for (what, f) in [
         ("saves", &figs[save]),
@@ -455,14 +554,15 @@ async fn main() {
             _ => "no figure".into(),
         };
         println!(
-            "{what}: hyperclay {}; rclone {}.",
+            "{what}: hyperclay mount {}; hyperclay folder {}; rclone {}.",
             line(&f.values[0]),
+            line(&f.values[3]),
             line(&f.values[1])
         );
     }
     println!();
-    println!("| figure | hyperclay | rclone mount | mirror (local disk) | hyperclay / rclone |");
-    println!("|---|---|---|---|---|");
+    println!("| figure | hyperclay | hyperclay folder | rclone mount | mirror (local disk) | hyperclay / rclone |");
+    println!("|---|---|---|---|---|---|");
     for f in &figs {
         let ratio = match (stats(&f.values[0]), stats(&f.values[1])) {
             (Some((_, a, _)), Some((_, b, _))) if b > 0.0 => format!(
@@ -478,10 +578,11 @@ async fn main() {
             _ => "".into(),
         };
         println!(
-            "| {} ({}) | {} | {} | {} | {ratio} |",
+            "| {} ({}) | {} | {} | {} | {} | {ratio} |",
             f.name,
             f.unit,
             cell(&f.values[0]),
+            cell(&f.values[3]),
             cell(&f.values[1]),
             cell(&f.values[2])
         );

@@ -1,12 +1,17 @@
 //! Many small files, side by side in one run: a plain folder on the same disk, `bindfs` over it
-//! (a C FUSE passthrough: the floor any FUSE mount pays on this machine), `hyperclay mount`
-//! over the dev platform, and `rclone mount` (`--vfs-cache-mode full`, uploads at once) over
+//! (a C FUSE passthrough: the floor any FUSE mount pays on this machine), `hyperclay mount
+//! --folder` (the plain folder kept in sync: the workload writes the disk directly, a watcher
+//! tells the program afterwards) and `hyperclay mount` (FUSE), each over a dev platform of its
+//! own, and `rclone mount` (`--vfs-cache-mode full`, uploads at once) over
 //! `rclone serve webdav`. Three workloads (issue 15): `git clone` of a repository of 4,650 files,
 //! `tar xf` of 3,478 files, and 2,000 small files written one after another by a program (open,
 //! write, close). Each figure: the time until the program finished (what the user waits for),
-//! and for the mounts the time until the backend holds every file (the platform, or rclone's
-//! webdav folder). `cargo bench --bench smallfiles -- [--quick] [--runs N]` (each figure the median of N
-//! runs, 3 by default, 1 with --quick); bench/run runs it.
+//! and for hyperclay and rclone the time until the backend holds every file (the platform, or
+//! rclone's webdav folder), from the start of the workload. The runs interleave the columns
+//! (plain, folder, bindfs, mount, rclone, then again), so a change in the machine's load falls
+//! on all of them. `cargo bench --bench smallfiles -- [--quick] [--runs N] [--columns LIST]`
+//! (each figure the median of N runs, 3 by default, 1 with --quick; LIST, e.g. `plain,folder`,
+//! runs only those of plain, folder, bindfs, mount, rclone: for profiling); bench/run runs it.
 
 mod common;
 
@@ -14,7 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{bindfs_mount, hyperclay_mount, rclone_mount, rclone_webdav, start_platform, stop};
+use common::{
+    bindfs_mount, hyperclay_folder, hyperclay_mount, rclone_mount, rclone_webdav, start_platform,
+    stop,
+};
 
 /// A file's content: 200 bytes to 4 KB, text.
 fn content(i: usize) -> String {
@@ -134,6 +142,13 @@ async fn main() {
         .skip_while(|a| a != "--runs")
         .nth(1)
         .map_or(if quick { 1 } else { 3 }, |n| n.parse().expect("--runs N"));
+    let columns: Option<String> = std::env::args().skip_while(|a| a != "--columns").nth(1);
+    let column_on = |name: &str| {
+        columns
+            .as_ref()
+            .is_none_or(|l| l.split(',').any(|c| c == name))
+    };
+    let skipped = || -> Result<f64, String> { Err("-".into()) };
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
@@ -206,9 +221,13 @@ async fn main() {
         },
     ];
 
-    // The backends.
+    // The backends. The folder mode has a platform (an account) of its own: on one account
+    // each front door would download what the other one sent up, during the other's runs.
     let (platform, client) = start_platform(&dir.path().join("platform")).await;
     let url = platform.url();
+    let (folder_platform, folder_client) =
+        start_platform(&dir.path().join("folder-platform")).await;
+    let folder_url = folder_platform.url();
     let webdav_data = dir.path().join("webdav");
     std::fs::create_dir_all(&webdav_data).unwrap();
     let (mut webdav, webdav_url) = rclone_webdav(&webdav_data);
@@ -223,8 +242,8 @@ async fn main() {
         eprintln!("bindfs is not installed (apt-get install bindfs): no FUSE floor column");
     }
 
-    println!("| workload (files) | plain folder | bindfs (FUSE floor) | hyperclay mount | rclone mount | hyperclay / plain | hyperclay / bindfs | hyperclay / rclone | all on the backend: hyperclay, rclone |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| workload (files) | plain folder | hyperclay folder | bindfs (FUSE floor) | hyperclay mount | rclone mount | folder / plain | mount / plain | mount / bindfs | mount / rclone | all on the backend: folder, mount, rclone |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for w in &workloads {
         let mut rows = Vec::new();
         for run in 1..=runs {
@@ -236,18 +255,7 @@ async fn main() {
                 std::fs::create_dir_all(&t).unwrap();
                 t
             };
-            let plain_s = timed(|| (w.run)(&target(&plain)));
-            let bind_s = match bindfs {
-                Some(_) => timed(|| (w.run)(&target(&bind_mnt))),
-                None => Err("not installed".into()),
-            };
-            let home = dir.path().join("hc");
-            let (hc, hc_mnt, _) = hyperclay_mount(&home, &url);
-            let started = Instant::now();
-            let hc_s = timed(|| (w.run)(&target(&hc_mnt)));
-            if let Err(e) = &hc_s {
-                eprintln!("hyperclay failed {}: {e}", w.name);
-            }
+            // The files of this run on a platform, by name (cheap to poll).
             let on_platform = |c: &std::sync::Arc<hyperclay::remote::Client>| {
                 let c = c.clone();
                 let prefix = format!("{folder}/");
@@ -263,42 +271,107 @@ async fn main() {
                     })
                 }
             };
-            let hc_held =
-                tokio::task::block_in_place(|| until_held(started, w.files, on_platform(&client)));
-            stop(hc, &hc_mnt);
-            let (rc, rc_mnt, _) = rclone_mount(dir.path(), &webdav_url);
-            let started = Instant::now();
-            let rc_s = timed(|| (w.run)(&target(&rc_mnt)));
-            let backend = webdav_data.join(&folder);
-            let rc_held = match rc_s {
-                Ok(_) => until_held(started, w.files, || count_files(&backend)),
-                Err(_) => None,
+            let plain_s = match column_on("plain") {
+                true => timed(|| (w.run)(&target(&plain))),
+                false => skipped(),
             };
-            stop(rc, &rc_mnt);
-            let (hc_held, rc_held) = (held(&hc_s, hc_held), held(&rc_s, rc_held));
-            rows.push([plain_s, bind_s, hc_s, rc_s, hc_held, rc_held]);
+            // The plain folder kept in sync, right after the plain folder, on the same disk.
+            let (hf_s, hf_held) = match column_on("folder") {
+                true => {
+                    let (hf, hf_dir, _) = hyperclay_folder(&dir.path().join("hcf"), &folder_url);
+                    let started = Instant::now();
+                    let hf_s = timed(|| (w.run)(&target(&hf_dir)));
+                    if let Err(e) = &hf_s {
+                        eprintln!("hyperclay folder failed {}: {e}", w.name);
+                    }
+                    let hf_held = tokio::task::block_in_place(|| {
+                        until_held(started, w.files, on_platform(&folder_client))
+                    });
+                    stop(hf, &hf_dir);
+                    (hf_s, hf_held)
+                }
+                false => (skipped(), None),
+            };
+            let bind_s = match bindfs {
+                Some(_) if column_on("bindfs") => timed(|| (w.run)(&target(&bind_mnt))),
+                Some(_) => skipped(),
+                None => Err("not installed".into()),
+            };
+            let (hc_s, hc_held) = match column_on("mount") {
+                true => {
+                    let home = dir.path().join("hc");
+                    let (hc, hc_mnt, _) = hyperclay_mount(&home, &url);
+                    let started = Instant::now();
+                    let hc_s = timed(|| (w.run)(&target(&hc_mnt)));
+                    if let Err(e) = &hc_s {
+                        eprintln!("hyperclay failed {}: {e}", w.name);
+                    }
+                    let hc_held = tokio::task::block_in_place(|| {
+                        until_held(started, w.files, on_platform(&client))
+                    });
+                    stop(hc, &hc_mnt);
+                    (hc_s, hc_held)
+                }
+                false => (skipped(), None),
+            };
+            let (rc_s, rc_held) = match column_on("rclone") {
+                true => {
+                    let (rc, rc_mnt, _) = rclone_mount(dir.path(), &webdav_url);
+                    let started = Instant::now();
+                    let rc_s = timed(|| (w.run)(&target(&rc_mnt)));
+                    let backend = webdav_data.join(&folder);
+                    let rc_held = match rc_s {
+                        Ok(_) => until_held(started, w.files, || count_files(&backend)),
+                        Err(_) => None,
+                    };
+                    stop(rc, &rc_mnt);
+                    (rc_s, rc_held)
+                }
+                false => (skipped(), None),
+            };
+            let (hf_held, hc_held, rc_held) = (
+                held(&hf_s, hf_held),
+                held(&hc_s, hc_held),
+                held(&rc_s, rc_held),
+            );
+            eprintln!(
+                "{} run {run}: plain {}, folder {} (all up {}), bindfs {}, mount {} (all up {}), rclone {} (all up {})",
+                w.name,
+                shown_one(&plain_s),
+                shown_one(&hf_s),
+                shown_one(&hf_held),
+                shown_one(&bind_s),
+                shown_one(&hc_s),
+                shown_one(&hc_held),
+                shown_one(&rc_s),
+                shown_one(&rc_held)
+            );
+            rows.push([plain_s, hf_s, bind_s, hc_s, rc_s, hf_held, hc_held, rc_held]);
         }
         let column =
             |i: usize| -> Vec<Result<f64, String>> { rows.iter().map(|r| r[i].clone()).collect() };
-        let [plain_s, bind_s, hc_s, rc_s, hc_held, rc_held] =
-            [0, 1, 2, 3, 4, 5].map(|i| median(&column(i)));
+        let [plain_s, hf_s, bind_s, hc_s, rc_s, _, _, _] =
+            [0, 1, 2, 3, 4, 5, 6, 7].map(|i| median(&column(i)));
         let ratio = |a: &Result<f64, String>, b: &Result<f64, String>| match (a, b) {
             (Ok(a), Ok(b)) => format!("{:.2}x", a / b),
             _ => "-".into(),
         };
         println!(
-            "| {} ({}) | {} | {} | {} | {} | {} | {} | {} | {}, {} |",
+            "| {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}; {}; {} |",
             w.name,
             w.files,
             shown(&column(0)),
             shown(&column(1)),
             shown(&column(2)),
             shown(&column(3)),
+            shown(&column(4)),
+            ratio(&hf_s, &plain_s),
             ratio(&hc_s, &plain_s),
             ratio(&hc_s, &bind_s),
             ratio(&hc_s, &rc_s),
-            shown_one(&hc_held),
-            shown_one(&rc_held)
+            shown(&column(5)),
+            shown(&column(6)),
+            shown(&column(7))
         );
     }
     if let Some(b) = bindfs {
@@ -306,4 +379,5 @@ async fn main() {
     }
     let _ = webdav.kill();
     drop(platform);
+    drop(folder_platform);
 }

@@ -1,5 +1,5 @@
-//! What the benches share: starting `hyperclay mount` as its own process, waiting for it,
-//! stopping it, and reading its memory.
+//! What the benches share: starting `hyperclay mount` (a FUSE mount, or `--folder`, the plain
+//! folder) as its own process, waiting for it, stopping it, and reading its memory.
 
 #![allow(dead_code)] // Each bench uses its part.
 
@@ -13,6 +13,29 @@ pub const KEY: &str = "hcsk_bench";
 /// BENCH_MOUNT_WRAPPER (e.g. "heaptrack -o FILE") runs it under a profiler; the figures are then
 /// the wrapper's, not to be reported.
 pub fn mount_command(home: &Path, url: &str) -> Command {
+    let mut command = hyperclay_command(home, url);
+    command
+        .arg("mount")
+        .arg(home.join("mnt"))
+        .arg("--mirror")
+        .arg(home.join("mirror"));
+    command
+}
+
+/// `hyperclay mount HOME/folder --folder` against `url`: the plain folder kept in sync (the
+/// folder is its own mirror), quiet, ready to spawn. BENCH_MOUNT_WRAPPER applies as for
+/// [`mount_command`].
+pub fn folder_command(home: &Path, url: &str) -> Command {
+    let mut command = hyperclay_command(home, url);
+    command
+        .arg("mount")
+        .arg(home.join("folder"))
+        .arg("--folder");
+    command
+}
+
+/// The hyperclay binary (under BENCH_MOUNT_WRAPPER when set) with the bench's environment.
+fn hyperclay_command(home: &Path, url: &str) -> Command {
     let wrapper = std::env::var("BENCH_MOUNT_WRAPPER").unwrap_or_default();
     let mut words = wrapper.split_whitespace();
     let mut command = match words.next() {
@@ -24,10 +47,6 @@ pub fn mount_command(home: &Path, url: &str) -> Command {
         None => Command::new(env!("CARGO_BIN_EXE_hyperclay")),
     };
     command
-        .arg("mount")
-        .arg(home.join("mnt"))
-        .arg("--mirror")
-        .arg(home.join("mirror"))
         .env("HYPERCLAY_HOME", home.join("home"))
         .env("HYPERCLAY_URL", url)
         .env("HYPERCLAY_API_KEY", KEY)
@@ -58,6 +77,40 @@ pub fn hyperclay_mount(home: &Path, url: &str) -> (Child, PathBuf, Duration) {
     std::thread::spawn(move || lines.for_each(drop));
     wait_mounted(&mnt);
     (child, mnt, ready)
+}
+
+/// Starts `hyperclay mount HOME/folder --folder` without its local server; answers once it says
+/// it keeps the folder in sync: the whole folder was compared with the index (anything changed
+/// while it was stopped is recorded) and the account is listed. Returns the folder.
+pub fn hyperclay_folder(home: &Path, url: &str) -> (Child, PathBuf, Duration) {
+    use std::io::BufRead;
+    let t = Instant::now();
+    let mut child = folder_command(home, url)
+        .arg("--no-serve")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let said_ready = lines.any(|l| l.is_ok_and(|l| l.contains("kept in sync at")));
+    let ready = t.elapsed();
+    assert!(said_ready, "the folder mode ended before it was ready");
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, home.join("folder"), ready)
+}
+
+/// How many inotify watches process `pid` holds (its inotify descriptors' `wd:` lines).
+pub fn inotify_watches(pid: u32) -> usize {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return 0;
+    };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_to_string(fd.path()).ok())
+        .map(|info| {
+            info.lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count()
+        })
+        .sum()
 }
 
 /// `rclone mount` (`--vfs-cache-mode full`, uploads at once) of the webdav server at `webdav`,
