@@ -1,6 +1,8 @@
 //! Resident memory of `hyperclay mount` with 10,000 and 100,000 nodes (targets: at most 48 MB and
-//! 300 MB), with what the same runs show about mount-ready and listing times at that size.
-//! `cargo bench --bench memory` (part of `bench/run`); `-- --only 10000` for one size.
+//! 300 MB), with what the same runs show about mount-ready and listing times at that size; and
+//! with a listing of 700,003 empty folders, past the node bound (target: under 150 MB).
+//! `cargo bench --bench memory` (part of `bench/run`); `-- --only 10000` for one size, `-- --only
+//! huge` for the huge listing alone.
 //!
 //! Each account: folders of 100 nodes (one in ten nested a level deeper), sites of 1-3 KB, seeded
 //! through the API 32 requests at a time into the dev platform in this process. The mount runs
@@ -9,6 +11,9 @@
 //! kernel then holds an inode of ours for every node), and its peak (VmHWM).
 
 mod common;
+#[allow(dead_code)]
+#[path = "../tests/common/hostile.rs"]
+mod hostile;
 
 use std::time::{Duration, Instant};
 
@@ -94,6 +99,73 @@ async fn one_size(nodes: usize) {
     );
 }
 
+/// Issue 26: a listing of 700,003 folder nodes (a site, a folder, and 700,001 empty folders in
+/// it; about 46 MiB, under the 48 MiB listing cap), from a platform that serves it as one body.
+/// The mount takes the 200,000 shallowest (`MAX_LISTING_NODES`) and refuses the rest in one
+/// status line. Printed: how long until it is mounted and until the mirror holds the 200,000,
+/// the resident memory then, and the peak (VmHWM: the kernel's high-water mark of resident
+/// memory, not a sample).
+async fn huge_listing() {
+    const FOLDERS: u64 = 700_001;
+    const TAKEN_INSIDE: usize = hyperclay::sync::MAX_LISTING_NODES - 2;
+    let site = b"<html>top</html>";
+    let body = hostile::folders_listing(FOLDERS, site);
+    let mib = body.len() as f64 / (1024.0 * 1024.0);
+    assert!(body.len() < 48 << 20, "under the listing cap: {mib:.1} MiB");
+    let platform = hostile::HostilePlatform::start(hostile::Script {
+        username: "bench".into(),
+        listing: Some(body),
+        content: [(1, hostile::Content::Bytes(site.to_vec()))]
+            .into_iter()
+            .collect(),
+        ..hostile::Script::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    let url = platform.url();
+    let t = Instant::now();
+    let (child, ready) = tokio::task::spawn_blocking({
+        let home = home.clone();
+        move || {
+            let (child, _, ready) = hyperclay_mount(&home, &url);
+            (child, ready)
+        }
+    })
+    .await
+    .unwrap();
+    let pid = child.id();
+    let many = home.join("mirror").join("m");
+    let all_in = tokio::task::spawn_blocking(move || {
+        while std::fs::read_dir(&many).map_or(0, |d| d.count()) < TAKEN_INSIDE {
+            assert!(
+                t.elapsed() < Duration::from_secs(900),
+                "the listing stalled"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        t.elapsed()
+    })
+    .await
+    .unwrap();
+    // What follows the last folder (the index's last writes, the fetch of the site).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss = proc_mb(pid, "VmRSS:");
+    let peak = proc_mb(pid, "VmHWM:");
+    stop(child, &home.join("mnt"));
+    println!();
+    println!(
+        "| listing | mounted (s) | 200,000 nodes in the mirror (s) | RSS then (MB) | peak (MB) |"
+    );
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {} nodes, {mib:.1} MiB | {:.1} | {:.1} | {rss:.1} | {peak:.1} |",
+        FOLDERS + 2,
+        ready.as_secs_f64(),
+        all_in.as_secs_f64(),
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -102,12 +174,18 @@ async fn main() {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok());
-    println!("| nodes | RSS ready (MB) | RSS after hydration and a full listing (MB) | peak (MB) | RSS after a warm remount and listing (MB) | first mount ready (ms) | warm remount ready (ms) | hydration (s) | first listing walk (ms) | warm listing walk (ms) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let only_huge = args.iter().any(|a| a == "huge");
+    if !only_huge {
+        println!("| nodes | RSS ready (MB) | RSS after hydration and a full listing (MB) | peak (MB) | RSS after a warm remount and listing (MB) | first mount ready (ms) | warm remount ready (ms) | hydration (s) | first listing walk (ms) | warm listing walk (ms) |");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+    }
     for nodes in [10_000, 100_000] {
-        if only.is_some_and(|o| o != nodes) {
+        if only_huge || only.is_some_and(|o| o != nodes) {
             continue;
         }
         one_size(nodes).await;
+    }
+    if only.is_none() {
+        huge_listing().await;
     }
 }
