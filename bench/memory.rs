@@ -3,7 +3,8 @@
 //! the same for the plain folder (`hyperclay mount DIR --folder`) with 10,000 and 100,000 files
 //! watched. `cargo bench --bench memory` (part of `bench/run`); `-- --only 10000` for one size,
 //! `-- --front mount` or `-- --front folder` for one front door, `-- --max-wait SECS` for how
-//! long the folder's files may take to go up (30 minutes by default).
+//! long the folder's files may take to go up (30 minutes by default); last, with a listing of
+//! 700,003 empty folders, past the node bound (target: under 150 MB; `-- --only huge` alone).
 //!
 //! Each account: folders of 100 nodes (one in ten nested a level deeper), sites of 1-3 KB, seeded
 //! through the API 32 requests at a time into the dev platform in this process. The mount runs
@@ -12,6 +13,9 @@
 //! kernel then holds an inode of ours for every node), and its peak (VmHWM).
 
 mod common;
+#[allow(dead_code)]
+#[path = "../tests/common/hostile.rs"]
+mod hostile;
 
 use std::time::{Duration, Instant};
 
@@ -195,6 +199,73 @@ async fn one_folder_size(files: usize, max_wait: Duration) {
     );
 }
 
+/// Issue 26: a listing of 700,003 folder nodes (a site, a folder, and 700,001 empty folders in
+/// it; about 46 MiB, under the 48 MiB listing cap), from a platform that serves it as one body.
+/// The mount takes the 200,000 shallowest (`MAX_LISTING_NODES`) and refuses the rest in one
+/// status line. Printed: how long until it is mounted and until the mirror holds the 200,000,
+/// the resident memory then, and the peak (VmHWM: the kernel's high-water mark of resident
+/// memory, not a sample).
+async fn huge_listing() {
+    const FOLDERS: u64 = 700_001;
+    const TAKEN_INSIDE: usize = hyperclay::sync::MAX_LISTING_NODES - 2;
+    let site = b"<html>top</html>";
+    let body = hostile::folders_listing(FOLDERS, site);
+    let mib = body.len() as f64 / (1024.0 * 1024.0);
+    assert!(body.len() < 48 << 20, "under the listing cap: {mib:.1} MiB");
+    let platform = hostile::HostilePlatform::start(hostile::Script {
+        username: "bench".into(),
+        listing: Some(body),
+        content: [(1, hostile::Content::Bytes(site.to_vec()))]
+            .into_iter()
+            .collect(),
+        ..hostile::Script::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    let url = platform.url();
+    let t = Instant::now();
+    let (child, ready) = tokio::task::spawn_blocking({
+        let home = home.clone();
+        move || {
+            let (child, _, ready) = hyperclay_mount(&home, &url);
+            (child, ready)
+        }
+    })
+    .await
+    .unwrap();
+    let pid = child.id();
+    let many = home.join("mirror").join("m");
+    let all_in = tokio::task::spawn_blocking(move || {
+        while std::fs::read_dir(&many).map_or(0, |d| d.count()) < TAKEN_INSIDE {
+            assert!(
+                t.elapsed() < Duration::from_secs(900),
+                "the listing stalled"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        t.elapsed()
+    })
+    .await
+    .unwrap();
+    // What follows the last folder (the index's last writes, the fetch of the site).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss = proc_mb(pid, "VmRSS:");
+    let peak = proc_mb(pid, "VmHWM:");
+    stop(child, &home.join("mnt"));
+    println!();
+    println!(
+        "| listing | mounted (s) | 200,000 nodes in the mirror (s) | RSS then (MB) | peak (MB) |"
+    );
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {} nodes, {mib:.1} MiB | {:.1} | {:.1} | {rss:.1} | {peak:.1} |",
+        FOLDERS + 2,
+        ready.as_secs_f64(),
+        all_in.as_secs_f64(),
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -217,6 +288,10 @@ async fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(1800),
     );
+    if args.iter().any(|a| a == "huge") {
+        huge_listing().await;
+        return;
+    }
     let sizes = [10_000, 100_000]
         .into_iter()
         .filter(|n| only.is_none_or(|o| o == *n));
@@ -232,6 +307,9 @@ async fn main() {
         for files in sizes {
             one_folder_size(files, max_wait).await;
         }
+    }
+    if only.is_none() && front.as_deref().is_none_or(|f| f == "mount") {
+        huge_listing().await;
     }
 }
 

@@ -223,11 +223,13 @@ async fn saves_deletes_and_renames_in_the_folder_follow_the_mount_s_policies() {
     std::fs::rename(f.path(".page.html.swp"), f.path("page.html")).unwrap();
     eventually_on_platform(&p, "page.html", b"<p>three</p>").await;
     assert_eq!(common::node_at(&p.client(), "page.html").await, Some(page));
-    // Every saved version of a site is kept locally too, as Hyperclay Local does.
-    let versions = std::fs::read_dir(f.path("sites-versions/page"))
-        .unwrap()
-        .count();
-    assert!(versions >= 3, "{versions} versions kept");
+    // Every saved version of a site is kept locally too, as Hyperclay Local does (written
+    // while its push goes up).
+    let versions = f.path("sites-versions/page");
+    f.until("three versions are kept", |_| {
+        std::fs::read_dir(&versions).map_or(0, |d| d.count()) >= 3
+    })
+    .await;
 
     // Rename creates: the new name is a new node, the old one stays on the platform.
     std::fs::rename(f.path("docs/deep/notes.txt"), f.path("docs/renamed.txt")).unwrap();

@@ -354,6 +354,54 @@ async fn a_listing_over_the_node_bound_is_refused_past_it_in_one_line() {
     );
 }
 
+/// Issue 26: a listing of 700,003 nodes in 46.5 MiB (under the 48 MiB cap) was read whole and
+/// parsed whole before the node bound applied: 330 MB at the peak. It is now parsed as it
+/// arrives, keeping only the bound's worth of nodes (lowered here to 1,000 with
+/// `HYPERCLAY_MAX_LISTING_NODES`, so that what is measured is the listing, not 200,000 folders
+/// made in the mirror) and the ids of the rest: the mount's peak stays small and the bound's
+/// line counts every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_listing_is_read_as_it_comes_and_memory_stays_small() {
+    let site = b"<html>top</html>";
+    let listing = common::hostile::folders_listing(700_001, site);
+    assert!(listing.len() < 48 << 20, "under the listing cap");
+    let platform = HostilePlatform::start(Script {
+        username: "mallory".into(),
+        listing: Some(listing),
+        content: [(1, Content::Bytes(site.to_vec()))].into_iter().collect(),
+        ..Script::default()
+    })
+    .await;
+    let m = mount(&platform, &[("HYPERCLAY_MAX_LISTING_NODES", "1000")]);
+    let inside = m.mirror.join("m");
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            std::fs::read_dir(&inside).map_or(0, |d| d.count()) >= 998
+                && std::fs::read(m.path("index.html")).is_ok_and(|b| b == site)
+        })
+        .is_some(),
+        "the bound's worth of the listing syncs\n{}",
+        m.log()
+    );
+    let status = status_problems(&m);
+    assert!(
+        status.contains("the platform listed 700003 nodes")
+            && status
+                .contains("the first 1000 (the shallowest) sync, the other 699003 are not synced"),
+        "{status}"
+    );
+    assert_eq!(std::fs::read_dir(&inside).unwrap().count(), 998);
+    let peak = rss(m.pid());
+    eprintln!(
+        "peak RSS with a 700,003-node listing: {:.1} MB",
+        peak as f64 / 1e6
+    );
+    assert!(
+        peak < 100 * 1024 * 1024,
+        "the listing never sits in memory whole: peak {peak}"
+    );
+}
+
 /// The most resident memory a process has had (the kernel's high-water mark), in bytes.
 fn rss(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

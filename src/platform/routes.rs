@@ -96,6 +96,7 @@ pub async fn list(
     Ok(Json(NodesResponse {
         nodes,
         cursor: (!platform.plain).then_some(cursor),
+        left_out: Vec::new(),
     }))
 }
 

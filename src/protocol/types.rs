@@ -66,6 +66,10 @@ pub struct NodesResponse {
     pub nodes: Vec<Node>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<u64>,
+    /// Not on the wire: the ids of the nodes listed but not kept, past the node bound
+    /// (`remote/listing.rs`). Still the platform's nodes: none of them was deleted.
+    #[serde(skip)]
+    pub left_out: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -415,12 +415,46 @@ impl Client {
 
     /// `GET nodes`: every live node (and the cursor it reflects, where offered).
     pub async fn nodes(&self) -> Result<NodesResponse> {
-        self.json_limited(
-            self.request(Method::GET, "nodes"),
-            limits::LISTING,
-            "the listing",
-        )
-        .await
+        self.nodes_at_most(usize::MAX).await
+    }
+
+    /// `GET nodes`, keeping at most `max_nodes` nodes: the shallowest, in listing order; the
+    /// others are named only by id (`NodesResponse::left_out`). Parsed as it arrives
+    /// (`listing.rs`), under the listing's size limit and the progress limit.
+    pub async fn nodes_at_most(&self, max_nodes: usize) -> Result<NodesResponse> {
+        let (what, limit) = ("the listing", limits::LISTING);
+        let response = self.send(self.request(Method::GET, "nodes")).await?;
+        if response.content_length().is_some_and(|n| n > limit) {
+            return Err(RemoteError::Oversized { what, limit });
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(super::listing::CHUNKS_AHEAD);
+        let parser = tokio::task::spawn_blocking(move || {
+            super::listing::parse(super::listing::Chunks::new(rx), max_nodes)
+        });
+        let mut body = response.bytes_stream();
+        let mut total = 0u64;
+        let read = async {
+            while let Some(chunk) = self.next_chunk(&mut body, what).await? {
+                total += chunk.len() as u64;
+                if total > limit {
+                    return Err(RemoteError::Oversized { what, limit });
+                }
+                if tx.send(chunk).await.is_err() {
+                    // The parser stopped (the body is not a listing): its error says why.
+                    break;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        // The end of the body (or of reading it) is the end of the parser's input.
+        drop(tx);
+        let parsed = parser
+            .await
+            .map_err(|e| RemoteError::Protocol(format!("the listing's parser stopped: {e}")))?;
+        // A body cut short by a limit is that limit's error, not the parser's.
+        read?;
+        parsed.map_err(|e| RemoteError::Protocol(e.to_string()))
     }
 
     /// `POST nodes`: creates a node (with its content, for files). The name is checked first.

@@ -4,6 +4,7 @@
 
 mod client;
 mod error;
+mod listing;
 pub mod sse;
 mod stream;
 

@@ -16,7 +16,10 @@ pub struct KeptApart {
 impl Engine {
     pub fn kept_apart(&self) -> KeptApart {
         let mut apart = KeptApart::default();
-        for e in self.index.all() {
+        let kept = self
+            .index
+            .select(|e| matches!(e.state(), FileState::Tombstone | FileState::Detached));
+        for e in kept {
             let state = e.state();
             if !matches!(state, FileState::Tombstone | FileState::Detached) {
                 continue;

@@ -256,7 +256,9 @@ impl Engine {
     pub async fn fetch_all(self: &Arc<Self>) {
         let mut wanted: Vec<(u64, u64)> = self
             .index
-            .all()
+            .select(|e| {
+                e.node_id.is_some() && matches!(e.state(), FileState::NotOnDisk | FileState::Behind)
+            })
             .into_iter()
             .filter(|e| self.needs_fetch(e.ino))
             .map(|e| (e.size, e.ino))

@@ -61,10 +61,13 @@ impl Engine {
     }
 
     pub(super) async fn resync_listing(self: &Arc<Self>) -> Result<()> {
-        let listing = self.client.nodes().await?;
+        let listing = self
+            .client
+            .nodes_at_most(self.settings.max_listing_nodes)
+            .await?;
         let engine = self.clone();
         let applied = tokio::task::spawn_blocking(move || {
-            engine.apply_listing(&listing.nodes, listing.cursor)
+            engine.apply_listing(listing.nodes, &listing.left_out, listing.cursor)
         })
         .await
         .map_err(|e| SyncError::Bug(e.to_string()))??;

@@ -240,10 +240,10 @@ impl Engine {
     /// location wins (the local file moves there, backing up what it replaces); the decision then
     /// runs on the two contents.
     fn adopt_sites_by_name(self: &Arc<Self>) -> Result<()> {
-        for e in self.index.all() {
-            if e.kind != NodeKind::Site || e.node_id.is_some() || e.tombstone || e.local.is_none() {
-                continue;
-            }
+        let local_sites = self.index.select(|e| {
+            e.kind == NodeKind::Site && e.node_id.is_none() && !e.tombstone && e.local.is_some()
+        });
+        for e in local_sites {
             let rel = self.index.path(e.ino).unwrap_or_default();
             if is_local_only(&rel) {
                 continue;
@@ -264,11 +264,11 @@ impl Engine {
 
     /// Requests a push for everything that differs from its base (or is new to the platform).
     pub fn push_all_changed(self: &Arc<Self>) {
-        for e in self.index.all() {
-            if e.tombstone || self.index.is_hidden(e.ino) {
-                continue;
-            }
-            if (e.is_dir() && e.node_id.is_none()) || e.goes_up() {
+        let changed = self
+            .index
+            .select(|e| !e.tombstone && ((e.is_dir() && e.node_id.is_none()) || e.goes_up()));
+        for e in changed {
+            if !self.index.is_hidden(e.ino) {
                 self.request_push(e.ino);
             }
         }
@@ -302,10 +302,7 @@ impl Engine {
     /// Each file changed here that is not on the platform as it is: its path, and why it never
     /// goes up as it is (None: it will go up).
     fn each_pending(&self, mut each: impl FnMut(&RelPath, Option<&'static str>)) {
-        for e in self.index.all() {
-            if !e.goes_up() {
-                continue;
-            }
+        for e in self.index.select(|e| e.goes_up()) {
             if self.index.is_hidden(e.ino) {
                 continue;
             }

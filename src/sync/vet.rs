@@ -15,9 +15,11 @@ use crate::protocol::{printable, Node, NodeKind};
 /// listing of 700,003 empty folders fits under the 48 MiB listing cap and, taken whole, cost
 /// 711 MB of memory, 2.85 GB of empty folders in the mirror and about 3 minutes; past this many
 /// nodes the rest is refused in one status line instead (measured: 330 MB, 837 MB, 72 s). The
-/// whole listing is still parsed before the bound applies (at most the 48 MiB cap). Decided: nodes are taken shallowest
-/// first (then in listing order), so every taken node's folder is taken too and the sites at
-/// the top of an account arrive whatever hides deeper.
+/// client applies the bound as the listing arrives (`remote/listing.rs`: only this many nodes
+/// are ever held, by the depth their `path` claims), and the pull lets nodes go as it places
+/// them: 142-144 MB at the peak for the same listing (BENCHMARKS.md). Decided: nodes are taken
+/// shallowest first (then in listing order), so every taken node's folder is taken too and the
+/// sites at the top of an account arrive whatever hides deeper.
 pub const MAX_LISTING_NODES: usize = 200_000;
 
 /// A node the platform sent that is not taken, and why.
@@ -44,6 +46,8 @@ impl Refusal {
 pub struct Vetted<'a> {
     /// The nodes that may be placed, parents before their children.
     pub accepted: Vec<&'a Node>,
+    /// Where each of `accepted` is in the listing (its index in the slice vetted).
+    pub positions: Vec<usize>,
     /// Refused nodes, each said once (one status line, one log line). The nodes inside a folder
     /// refused for its depth are not listed one by one: its refusal counts them.
     pub refused: Vec<Refusal>,
@@ -114,6 +118,7 @@ pub fn vet_listing_bounded(nodes: &[Node], max_nodes: usize) -> Vetted<'_> {
         out.over_limit = placed.len() - max_nodes;
         placed.truncate(max_nodes);
     }
+    out.positions = placed.iter().map(|&(_, order, _)| order).collect();
     out.accepted = placed.into_iter().map(|(_, _, n)| n).collect();
     out
 }

@@ -33,6 +33,9 @@ pub struct Script {
     pub username: String,
     /// The listing's nodes, as sent.
     pub nodes: Vec<Value>,
+    /// The listing's whole body, sent instead of `nodes` (a listing too large to keep as
+    /// values: bench/memory.rs).
+    pub listing: Option<Bytes>,
     /// The listing is a body without end.
     pub endless_listing: bool,
     /// The listing is answered after this long.
@@ -128,6 +131,31 @@ pub fn node(id: u64, kind: &str, name: &str, path: &str, parent: u64, content: &
     n
 }
 
+/// A listing's body (issue 26's huge listing): the site `index.html` (node 1, `site` its
+/// content), the folder `m` (node 2), and `folders` empty folders in it named by number (nodes
+/// 100 on). 700,001 of them make 700,003 nodes in 46.5 MiB, under the 48 MiB listing cap.
+pub fn folders_listing(folders: u64, site: &[u8]) -> Bytes {
+    use std::fmt::Write;
+    let mut body = String::with_capacity(70 * folders as usize + 512);
+    write!(
+        body,
+        r#"{{"nodes":[{},{}"#,
+        node(1, "site", "index.html", "", 0, site),
+        node(2, "folder", "m", "", 0, b"")
+    )
+    .unwrap();
+    for i in 0..folders {
+        write!(
+            body,
+            r#",{{"id":{},"type":"folder","name":"{i}","path":"m","parentId":2}}"#,
+            100 + i
+        )
+        .unwrap();
+    }
+    body.push_str("]}");
+    Bytes::from(body)
+}
+
 async fn record(
     State(s): State<Shared>,
     request: axum::extract::Request,
@@ -161,6 +189,9 @@ fn endless(prefix: &'static [u8]) -> Body {
 async fn nodes(State(s): State<Shared>) -> Response {
     let script = s.script.lock().unwrap().clone();
     tokio::time::sleep(script.listing_delay).await;
+    if let Some(body) = script.listing {
+        return ([("content-type", "application/json")], body).into_response();
+    }
     if script.endless_listing {
         return (
             [("content-type", "application/json")],

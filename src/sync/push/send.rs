@@ -381,7 +381,10 @@ impl Engine {
         name: &str,
         folder_node: u64,
     ) -> Result<Option<u64>> {
-        let listing = self.client.nodes().await?;
+        let listing = self
+            .client
+            .nodes_at_most(self.settings.max_listing_nodes)
+            .await?;
         Ok(listing
             .nodes
             .iter()
