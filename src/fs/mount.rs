@@ -76,8 +76,11 @@ pub fn fusermount_unmount(path: &Path) -> io::Result<()> {
 pub fn check_mountpoint(path: &Path) -> Result<(), MountError> {
     let shown = path.display().to_string();
     if is_mounted(path) {
-        match std::fs::metadata(path) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+        // statfs, not stat: the kernel answers a stat of the mount's root from its attribute
+        // cache while that is valid, also after the process behind it died; a statfs always
+        // asks the process, and a dead one's connection answers ENOTCONN.
+        match nix::sys::statvfs::statvfs(path) {
+            Err(e) if e == nix::errno::Errno::ENOTCONN => {
                 tracing::info!(mountpoint = %shown, "cleaning up a stale mount left by a stopped process");
                 fusermount_unmount(path).map_err(|source| MountError::Mount {
                     path: shown.clone(),
