@@ -555,6 +555,9 @@ pub struct Stat {
     pub size: u64,
     /// Milliseconds since the epoch.
     pub mtime_ms: i64,
+    /// When the file last changed as far as the disk can tell (`os::last_change_ms`: never
+    /// later than a write it lost), milliseconds since the epoch.
+    pub changed_ms: i64,
 }
 
 impl Stat {
@@ -562,6 +565,7 @@ impl Stat {
         Stat {
             size: meta.len(),
             mtime_ms: crate::os::mtime_ms(meta),
+            changed_ms: crate::os::last_change_ms(meta),
         }
     }
 }

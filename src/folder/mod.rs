@@ -96,6 +96,7 @@ impl FolderSync {
         tracing::info!(folder = %root.display(), watched = watch.watched(), "watching the folder");
         let stats = Arc::new(FolderStats::default());
         let limit_at = watch.limit_at.clone();
+        let engine_after_crash = engine.after_unclean_stop();
         let mut worker = Worker {
             engine,
             root,
@@ -104,6 +105,7 @@ impl FolderSync {
             stats: stats.clone(),
             told_limit: false,
             every,
+            after_crash: engine_after_crash,
         };
         if let Some(path) = limit_at {
             worker.want(Wanted::WatchLimit(path));
@@ -161,6 +163,9 @@ struct Worker {
     told_limit: bool,
     /// How often the whole folder is compared ([`FULL_COMPARE_EVERY`]).
     every: Duration,
+    /// The previous run ended uncleanly and the first comparison has not run yet: it applies
+    /// the power-cut rule (`sync/power_cut.rs`).
+    after_crash: bool,
 }
 
 impl Worker {
@@ -322,8 +327,12 @@ impl Worker {
         }
     }
 
-    fn compare_all(&self, why: &str) {
+    fn compare_all(&mut self, why: &str) {
         self.stats.full_compares.fetch_add(1, Ordering::Relaxed);
+        let look = match std::mem::take(&mut self.after_crash) {
+            true => Look::AfterCrash,
+            false => Look::Hash,
+        };
         let differing = self.engine.differing_paths();
         if !differing.is_empty() {
             tracing::info!(
@@ -333,7 +342,7 @@ impl Worker {
             );
         }
         for rel in differing {
-            if let Err(e) = self.engine.observe(&rel, Look::Hash) {
+            if let Err(e) = self.engine.observe(&rel, look) {
                 tracing::warn!(path = %rel, error = %e, "could not record a change in the folder; the next comparison looks again");
             }
         }

@@ -113,6 +113,52 @@ pub fn mtime_ms(meta: &Metadata) -> i64 {
     }
 }
 
+/// When a file last changed, as far as the disk can tell, in milliseconds since the epoch: the
+/// earlier of its modification time and (on Unix) its status-change time. A program can set the
+/// first to anything; the second is the kernel's, taken when the file last changed, and so is
+/// never later than a write the disk lost. Windows has only the first.
+pub fn last_change_ms(meta: &Metadata) -> i64 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let ctime_ms = meta.ctime() * 1000 + meta.ctime_nsec() / 1_000_000;
+        mtime_ms(meta).min(ctime_ms)
+    }
+    #[cfg(windows)]
+    {
+        mtime_ms(meta)
+    }
+}
+
+/// Everything written to the file system holding `path` reaches the disk (a clean stop: after
+/// it, the next start may trust file times). Linux: `syncfs`, which waits for the writes. macOS:
+/// `sync`, which schedules them. Windows: nothing (a user's files there are written by their own
+/// programs; the program's own writes are fsync'ed as they are made).
+pub fn sync_filesystem(path: &Path) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let dir = File::open(path)?;
+        // SAFETY: syncfs on a descriptor this function owns for the call's duration.
+        match unsafe { libc::syncfs(dir.as_raw_fd()) } {
+            0 => Ok(()),
+            _ => Err(io::Error::last_os_error()),
+        }
+    }
+    #[cfg(all(unix, not(target_os = "linux")))]
+    {
+        let _ = path;
+        // SAFETY: sync(2) takes no arguments and can't fail.
+        unsafe { libc::sync() };
+        Ok(())
+    }
+    #[cfg(windows)]
+    {
+        let _ = path;
+        Ok(())
+    }
+}
+
 /// Whether the process `pid` runs (and is this user's: on Unix `kill(pid, 0)` fails for another
 /// user's process, and on Windows such a process can't be opened, so neither counts).
 pub fn process_alive(pid: i32) -> bool {

@@ -52,6 +52,7 @@ mod local;
 mod netwatch;
 mod observe;
 mod place;
+mod power_cut;
 mod pull;
 mod push;
 mod reconcile;

@@ -23,6 +23,9 @@ pub enum Look {
     Hash,
     /// Trust an unchanged size and time (the periodic comparison).
     Stat,
+    /// Read and hash it, at the first comparison after an unclean stop: a copy older than its
+    /// recorded save lost that save to a power cut and never goes up (`power_cut.rs`).
+    AfterCrash,
 }
 
 /// What looking at a path found.
@@ -253,11 +256,13 @@ impl Engine {
                 if look == Look::Stat && stat.size == e.size && stat.mtime_ms == e.mtime_ms {
                     return Ok(Seen::Unchanged);
                 }
-                Ok(if self.record_disk_copy(&e, rel)? {
-                    Seen::Edited
-                } else {
-                    Seen::Unchanged
-                })
+                Ok(
+                    if self.record_disk_copy(&e, rel, look == Look::AfterCrash)? {
+                        Seen::Edited
+                    } else {
+                        Seen::Unchanged
+                    },
+                )
             }
             None => self.adopt_file(parent, name, rel),
         }
@@ -265,12 +270,19 @@ impl Engine {
 
     /// Records what the disk holds for the live file `e` (its claim held): true if its content
     /// changed, in which case the change is kept as a version when it may exist nowhere else,
-    /// and goes up.
-    pub(super) fn record_disk_copy(self: &Arc<Self>, e: &Entry, rel: &RelPath) -> Result<bool> {
-        let (sum, size, mtime_ms) = match self.hash_on_disk(rel)? {
+    /// and goes up. `after_crash`: the first comparison after an unclean stop, where a copy
+    /// older than its recorded save is a lost write (`power_cut.rs`), recorded without going up.
+    pub(super) fn record_disk_copy(
+        self: &Arc<Self>,
+        e: &Entry,
+        rel: &RelPath,
+        after_crash: bool,
+    ) -> Result<bool> {
+        let (sum, stat) = match self.hash_on_disk(rel)? {
             Some(found) => found,
             None => return Ok(false),
         };
+        let (size, mtime_ms) = (stat.size, stat.mtime_ms);
         if e.local.as_deref() == Some(sum.as_str()) {
             if e.size != size || e.mtime_ms != mtime_ms {
                 self.index.modify(e.ino, |e| {
@@ -278,6 +290,10 @@ impl Engine {
                     e.mtime_ms = mtime_ms;
                 })?;
             }
+            return Ok(false);
+        }
+        if after_crash && self.is_lost_write(e, &stat) {
+            self.settle_lost_write(e, rel, sum, size, &stat)?;
             return Ok(false);
         }
         let edited = self.seen_edit_time(mtime_ms);
@@ -303,7 +319,7 @@ impl Engine {
         if crate::cache::check_child(parent == ROOT_INO, name).is_err() {
             return Ok(Seen::Skipped);
         }
-        let Some((sum, size, mtime_ms)) = self.hash_on_disk(rel)? else {
+        let Some((sum, Stat { size, mtime_ms, .. })) = self.hash_on_disk(rel)? else {
             return Ok(Seen::Unchanged);
         };
         let kind = NodeKind::of_file_name(name);
@@ -356,9 +372,9 @@ impl Engine {
         }
     }
 
-    /// `rel`'s checksum, size and time, read without following a symlink (`None`: not a file
-    /// any more).
-    fn hash_on_disk(&self, rel: &RelPath) -> Result<Option<(String, u64, i64)>> {
+    /// `rel`'s checksum, size and times, read without following a symlink (`None`: not a file
+    /// any more). The modification time is -1 when the file changed during the read.
+    fn hash_on_disk(&self, rel: &RelPath) -> Result<Option<(String, Stat)>> {
         let before = match self.mirror.stat(rel) {
             Some(ListedKind::File(stat)) => stat,
             _ => return Ok(None),
@@ -379,7 +395,14 @@ impl Engine {
         } else {
             -1
         };
-        Ok(Some((sum, size, mtime_ms)))
+        Ok(Some((
+            sum,
+            Stat {
+                size,
+                mtime_ms,
+                changed_ms: before.changed_ms,
+            },
+        )))
     }
 
     /// A save seen after the fact cannot keep the content it replaced (the mount can, it sees the
