@@ -1,6 +1,10 @@
 //! The mirror: plain files in the platform's layout under one directory, with the index in
 //! `.hyperclay/` and backups in `sites-versions/`. Every write lands whole or not at all: a temp
-//! file in the same directory, fsync, rename, fsync of the directory.
+//! file in the same directory, renamed into place. What the program writes on its own behalf
+//! (content coming down, backups, its own state) is fsync'ed, renamed, and its directory
+//! fsync'ed; a save at a program's close is renamed into place as a local disk keeps it (no
+//! fsync of its own: docs/semantics.md, "Crash safety"), and made durable when the program
+//! asks for it (`fsync`: [`Mirror::make_durable`]).
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -401,11 +405,46 @@ impl Mirror {
 
     /// Moves a finished temp file into place and makes the rename durable.
     pub fn commit(&self, temp: &Path, target: &Path) -> Result<()> {
+        self.put_in_place(temp, target)?;
+        sync_parent(target)
+    }
+
+    /// Moves a finished temp file into place, as a local disk keeps a closed file: whole or not
+    /// at all for every process (and across a `kill -9` of this one), durable once the kernel
+    /// writes it back or a program's `fsync` asks for it ([`Mirror::make_durable`]).
+    pub fn put_in_place(&self, temp: &Path, target: &Path) -> Result<()> {
         if let Err(e) = fs::rename(temp, target) {
             let _ = fs::remove_file(temp);
             return Err(MirrorError::io("renaming into place", target, e));
         }
-        sync_parent(target)
+        Ok(())
+    }
+
+    /// A program's `fsync` (or `fdatasync`, `data_only`) of `rel`: its mirror copy's content,
+    /// then the folder that names it, are on the disk before this returns. Never through a
+    /// symlink. A copy not on disk (not fetched yet) has nothing of this program's to flush.
+    pub fn make_durable(&self, rel: &RelPath, data_only: bool) -> Result<()> {
+        let path = self.path(rel);
+        let file = match self.open_own(rel) {
+            Ok(f) => f,
+            Err(MirrorError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        };
+        let synced = match data_only {
+            true => file.sync_data(),
+            false => file.sync_all(),
+        };
+        synced.map_err(|e| MirrorError::io("syncing", &path, e))?;
+        sync_parent(&path)
+    }
+
+    /// A program's `fsync` of the folder `rel` (FUSE fsyncdir): the names in it are on the disk
+    /// before this returns.
+    pub fn make_folder_durable(&self, rel: &RelPath) -> Result<()> {
+        self.refuse_symlinks(rel)?;
+        sync_dir(&self.path(rel))
     }
 
     /// Makes the folders above `rel` (never through a symlink: one there was not made by this
@@ -624,16 +663,24 @@ impl Drop for Staged {
 /// there NTFS's own journal of the rename is what keeps it, written within seconds; a power cut
 /// in between may bring back the name's previous content (README, "Other systems").
 pub fn sync_parent(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
+/// fsync of the directory `dir` (nothing on Windows, see [`sync_parent`]).
+fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(windows)]
-    if path.parent().is_some() {
-        return Ok(());
+    {
+        let _ = dir;
+        Ok(())
     }
-    if let Some(dir) = path.parent() {
+    #[cfg(not(windows))]
+    {
         let d = File::open(dir).map_err(|e| MirrorError::io("opening", dir, e))?;
-        d.sync_all()
-            .map_err(|e| MirrorError::io("syncing", dir, e))?;
+        d.sync_all().map_err(|e| MirrorError::io("syncing", dir, e))
     }
-    Ok(())
 }
 
 #[cfg(test)]

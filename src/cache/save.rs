@@ -1,8 +1,9 @@
 //! The disk side of a save, shared by every front door (the mount and the local server): the
 //! content being replaced is kept in `sites-versions/` unless it already is the newest version
-//! there, the new content replaces the mirror copy atomically (a finished, fsync'ed file renamed
-//! into place), and a site's new content is recorded as a version too (every saved version, as
-//! Hyperclay Local does).
+//! there, the new content replaces the mirror copy atomically (a finished file renamed into
+//! place; fsync'ed when the save is to be durable: [`Durability`]), and a site's new content is
+//! recorded as a version too (every saved version, as Hyperclay Local does). Backups and
+//! versions are always fsync'ed: the program writes them on its own behalf.
 
 use std::path::Path;
 
@@ -20,6 +21,19 @@ pub struct Replaced {
     pub unchanged: bool,
 }
 
+/// How a save's new mirror copy lands on the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// As a local disk keeps a closed file (a program's close through the mount): renamed into
+    /// place, whole for every process and across a `kill -9`, on the disk when the kernel writes
+    /// it back. After a power cut the start-up comparison's rule applies (docs/semantics.md,
+    /// "Crash safety").
+    Closed,
+    /// On the disk before the save returns: the new copy's content, then its folder, fsync'ed
+    /// (a program's `fsync`, the local server's save).
+    Synced,
+}
+
 /// Replaces the mirror copy of `rel` with the finished file `work`. `previous_elsewhere` says
 /// the content being replaced is also safe somewhere else (on the platform): a failed backup is
 /// then logged and the save goes on; otherwise a failed backup stops the save.
@@ -29,6 +43,7 @@ pub fn replace(
     kind: NodeKind,
     work: &Path,
     previous_elsewhere: bool,
+    durability: Durability,
 ) -> Result<Replaced, MirrorError> {
     let (checksum, size) = Mirror::checksum_of(work)?;
     let target = mirror.path(rel);
@@ -58,7 +73,15 @@ pub fn replace(
         }
     }
     mirror.ensure_parent(rel)?;
-    mirror.commit(work, &target)?;
+    match durability {
+        Durability::Closed => mirror.put_in_place(work, &target)?,
+        Durability::Synced => {
+            std::fs::File::open(work)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| MirrorError::io("syncing", work, e))?;
+            mirror.commit(work, &target)?
+        }
+    }
     record_site_version(mirror, rel, kind);
     Ok(Replaced {
         checksum,
@@ -114,7 +137,8 @@ pub fn discard(work: &std::path::Path) {
     }
 }
 
-/// Writes `bytes` to a finished, fsync'ed temp file, ready to replace `rel`'s mirror copy.
+/// Writes `bytes` to a finished temp file, ready to replace `rel`'s mirror copy ([`replace`]
+/// fsyncs it when the save is [`Durability::Synced`]).
 pub fn stage(
     mirror: &Mirror,
     rel: &RelPath,
@@ -122,11 +146,9 @@ pub fn stage(
 ) -> Result<std::path::PathBuf, MirrorError> {
     mirror.ensure_parent(rel)?;
     let work = mirror.temp();
-    std::fs::write(&work, bytes)
-        .and_then(|_| std::fs::File::open(&work)?.sync_all())
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&work);
-            MirrorError::io("writing", &work, e)
-        })?;
+    std::fs::write(&work, bytes).map_err(|e| {
+        let _ = std::fs::remove_file(&work);
+        MirrorError::io("writing", &work, e)
+    })?;
     Ok(work)
 }

@@ -407,12 +407,26 @@ impl Filesystem for FuseAdapter {
         _req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        guard("fsync", || match self.fs.fsync(fh.0, datasync) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e, "fsync")),
+        });
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        guard("fsync", || match self.fs.fsync(fh.0) {
+        guard("fsyncdir", || match self.fs.fsync_dir(ino.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e, "fsync")),
+            Err(e) => reply.error(errno(&e, "fsyncdir")),
         });
     }
 

@@ -1,8 +1,9 @@
 //! Writing through the mount. Writes never touch the mirror copy directly: an inode being written
 //! has one session with a working copy (a temp file beside the mirror copy, shared by all its
 //! writable handles); a close (flush) or fsync hands the finished working copy to the engine's
-//! save, which backs up, renames it into place atomically and pushes. A crash therefore never
-//! leaves a half-written mirror copy, and nothing leaves before close or fsync. The working
+//! save, which backs up, renames it into place atomically and pushes; an fsync also makes the
+//! saved copy durable. A crash therefore never leaves a half-written mirror copy, and nothing
+//! leaves before close or fsync. The working
 //! copies are the one local storage outside `cache/`: this module creates, writes and removes
 //! them itself (they are temp files in the mirror's temp folder, never a mirror copy).
 //! Also here: namespace changes (create, mkdir, unlink, rmdir, rename) and the local-only
@@ -441,12 +442,31 @@ impl MountFs {
         self.save(ino)
     }
 
-    /// fsync(2): whatever changed is saved now.
-    pub fn fsync(&self, fh: u64) -> Result<()> {
-        let Ok(ino) = self.writable_ino(fh) else {
-            return Ok(());
+    /// fsync(2), fdatasync(2) (`data_only`): whatever changed is saved now, and the saved copy
+    /// and the folder naming it are on the disk before the reply, as a local disk has it. (A
+    /// close saves without this: docs/semantics.md, "Crash safety".) On a read-only descriptor
+    /// too: what an earlier close saved is made durable.
+    pub fn fsync(&self, fh: u64, data_only: bool) -> Result<()> {
+        let ino = {
+            let handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
+            match handles.get(&fh) {
+                Some(h) if backups::is_backup_ino(h.ino) => return Ok(()),
+                Some(h) => h.ino,
+                None => return Ok(()),
+            }
         };
-        self.save(ino)
+        if self.writable_ino(fh).is_ok() {
+            self.save(ino)?;
+        }
+        Ok(self.engine.make_durable(ino, data_only)?)
+    }
+
+    /// fsync(2) of a folder (FUSE fsyncdir): the names in its mirror folder are on the disk.
+    pub fn fsync_dir(&self, ino: u64) -> Result<()> {
+        if backups::is_backup_ino(ino) {
+            return Ok(());
+        }
+        Ok(self.engine.make_durable(ino, false)?)
     }
 
     fn save(&self, ino: u64) -> Result<()> {
@@ -508,7 +528,9 @@ impl MountFs {
         }
         match work {
             Some((path, file)) => {
-                file.sync_all()?;
+                // No fsync here: a close keeps the file as a local disk does (the program's own
+                // fsync makes it durable: `fsync`). Nothing is lost to a `kill -9`: the page
+                // cache outlives this process.
                 drop(file);
                 match self.engine.save_file(ino, &path) {
                     Ok(()) => {}

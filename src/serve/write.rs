@@ -46,7 +46,14 @@ impl ServeState {
                 let rel = rel.clone();
                 tokio::task::spawn_blocking(move || {
                     let work = save::stage(&mirror, &rel, &bytes)?;
-                    save::replace(&mirror, &rel, NodeKind::of_file_name(&rel), &work, false)
+                    save::replace(
+                        &mirror,
+                        &rel,
+                        NodeKind::of_file_name(&rel),
+                        &work,
+                        false,
+                        save::Durability::Synced,
+                    )
                 })
                 .await??;
                 Ok(())

@@ -1,24 +1,33 @@
 //! A save: new content becomes the mirror copy. One code path for every front door (a file closed
 //! or fsync'ed through the mount, a `POST /_/save` to the local server): the replaced content is
 //! kept in `sites-versions/` if it is not there yet, a site's new content is recorded there too
-//! (every saved version, as Hyperclay Local does), the copy is replaced atomically, the index
-//! updated after the disk, and the push starts at once.
+//! (every saved version, as Hyperclay Local does), the copy is replaced atomically (durably when
+//! the caller asks: a program's fsync, the local server), the index updated after the disk, and
+//! the push starts at once.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use super::{Engine, Result, SyncError};
+use crate::cache::save::Durability;
 use crate::cache::{save, FileState};
 
 impl Engine {
-    /// Makes the finished, fsync'ed file `work` the mirror copy of `ino` (renaming it into place).
+    /// Makes the finished file `work` the mirror copy of `ino` (renaming it into place) at a
+    /// program's close: as a local disk keeps a closed file, without an fsync of its own
+    /// ([`Durability::Closed`]; a program's fsync then calls [`Engine::make_durable`]).
     pub fn save_file(self: &Arc<Self>, ino: u64, work: &Path) -> Result<()> {
-        let rel = self.save_in_place(ino, work)?;
+        let rel = self.save_in_place(ino, work, Durability::Closed)?;
         self.announce_change(&rel, super::ChangedBy::Mount);
         Ok(())
     }
 
-    fn save_in_place(self: &Arc<Self>, ino: u64, work: &Path) -> Result<crate::cache::RelPath> {
+    fn save_in_place(
+        self: &Arc<Self>,
+        ino: u64,
+        work: &Path,
+        durability: Durability,
+    ) -> Result<crate::cache::RelPath> {
         let claimed = self.file_claim(ino);
         // Checked under the file lock, which an unlink takes too: a file deleted (or replaced by
         // a rename) after its writer's last check drops what was written to it, as a local disk
@@ -34,7 +43,14 @@ impl Engine {
         };
         // The copy being replaced is on the platform too when it is what both sides last held.
         let previous_elsewhere = matches!(e.state(), FileState::Clean | FileState::Behind);
-        let replaced = save::replace(&self.mirror, &rel, e.kind, work, previous_elsewhere)?;
+        let replaced = save::replace(
+            &self.mirror,
+            &rel,
+            e.kind,
+            work,
+            previous_elsewhere,
+            durability,
+        )?;
         if !replaced.unchanged {
             // The edit's time on the platform's clock as it is now: a wall clock stepped later
             // (NTP when the network returns) never moves it (`clock.rs`).
@@ -54,12 +70,28 @@ impl Engine {
         Ok(rel)
     }
 
+    /// A program's `fsync` (or `fdatasync`) of `ino` through the mount, after its save: the
+    /// mirror copy and the folder naming it are on the disk before the reply.
+    pub fn make_durable(&self, ino: u64, data_only: bool) -> Result<()> {
+        let _claimed = self.file_claim(ino);
+        let Some(rel) = self.index.path(ino) else {
+            return Ok(());
+        };
+        match self.index.get(ino) {
+            _ if ino == crate::cache::ROOT_INO => self.mirror.make_folder_durable(&rel)?,
+            Some(e) if e.is_dir() => self.mirror.make_folder_durable(&rel)?,
+            Some(e) if !e.tombstone => self.mirror.make_durable(&rel, data_only)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// Saves `bytes` as the new content of `ino` from outside the mount (the local server): the
     /// kernel is told, so open editors see it.
     pub fn save_bytes(self: &Arc<Self>, ino: u64, bytes: &[u8]) -> Result<()> {
         let rel = self.rel(ino)?;
         let work = save::stage(&self.mirror, &rel, bytes)?;
-        let rel = self.save_in_place(ino, &work)?;
+        let rel = self.save_in_place(ino, &work, Durability::Synced)?;
         self.notify(super::Notice::Content { ino });
         self.announce_change(&rel, super::ChangedBy::Server);
         Ok(())
