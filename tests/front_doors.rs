@@ -187,6 +187,13 @@ fn put_back(path: &Path, bytes: &[u8], at: std::time::SystemTime) {
         .unwrap();
 }
 
+/// What a power cut adds to a `kill -9`: the machine starts again, in another boot (the index
+/// keeps the boot its last run started in).
+fn as_after_a_reboot(mirror: &Path) {
+    let index = hyperclay::cache::Index::open(&mirror.join(".hyperclay/index.db")).unwrap();
+    index.set_meta("boot", "a boot before this one").unwrap();
+}
+
 /// Every content kept under `sites-versions/<dir>/` in the mirror.
 fn kept_versions(mirror: &Path, dir: &str) -> Vec<Vec<u8>> {
     std::fs::read_dir(mirror.join("sites-versions").join(dir))
@@ -233,7 +240,7 @@ fn until_door_shows(m: &MountProcess, door: Door, rel: &str, content: &[u8]) {
 
 /// The power-cut rule (docs/semantics.md, "Crash safety"): a close saves without an fsync, so
 /// a power cut can take a save off the disk after it went up. Played with an unclean stop
-/// (`kill -9`) and the disk put back as such a cut leaves it: `reverted.txt` holds its content
+/// (`kill -9`), a new boot, and the disk put back as such a cut leaves it: `reverted.txt` holds its content
 /// from before the save, with that content's time; `torn.txt` holds bytes nobody saved (the
 /// save's data half lost), with the time from before the save. Neither goes up at the next
 /// start: the platform keeps the saves, DIR shows them again, and the odd copy is kept in
@@ -257,6 +264,7 @@ async fn a_copy_that_lost_its_save_never_goes_up(door: Door) {
     let torn: &[u8] = b"second to\0\0\0\0\0\0\0\0\0\0\0\0\0";
     put_back(&m.mirror.join("reverted.txt"), b"first save", reverted_at);
     put_back(&m.mirror.join("torn.txt"), torn, torn_at);
+    as_after_a_reboot(&m.mirror);
     m.spawn();
     until_door_shows(&m, door, "reverted.txt", b"second save, lost here");
     until_door_shows(&m, door, "torn.txt", b"second torn, lost here");
@@ -279,6 +287,24 @@ async fn a_copy_that_lost_its_save_never_goes_up(door: Door) {
         kept_versions(&m.mirror, "torn").iter().any(|v| v == torn),
         "{door:?}: the odd copy is kept in sites-versions/torn/"
     );
+    m.unmount();
+}
+
+/// Without a new boot the kernel's cache kept every save through a `kill -9`: a copy that
+/// differs was changed since, even one put back with an older time (`cp -p` of an old copy),
+/// and it goes up.
+async fn after_a_kill_9_in_the_same_boot_a_changed_copy_is_an_edit(door: Door) {
+    let p = TestPlatform::start(common::Mode::Full).await;
+    let mut m = start(&p, door);
+    write(&m.path("copied.txt"), b"old copy");
+    until_platform_has(&p, door, "copied.txt", b"old copy").await;
+    let old_at = mtime_of(&m.mirror.join("copied.txt"));
+    write(&m.path("copied.txt"), b"newer save");
+    until_platform_has(&p, door, "copied.txt", b"newer save").await;
+    m.kill9();
+    put_back(&m.mirror.join("copied.txt"), b"old copy", old_at);
+    m.spawn();
+    until_platform_has(&p, door, "copied.txt", b"old copy").await;
     m.unmount();
 }
 
@@ -316,6 +342,7 @@ async fn an_index_older_than_the_mirror(door: Door) {
         }
     }
     put_back(&m.mirror.join("lost.txt"), b"lost 1", lost_at);
+    as_after_a_reboot(&m.mirror);
     m.spawn();
     until_door_shows(&m, door, "lost.txt", b"lost 2");
     until_door_shows(&m, door, "kept.txt", b"kept 2");
@@ -339,6 +366,16 @@ async fn mount_a_copy_that_lost_its_save_never_goes_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn folder_a_copy_that_lost_its_save_never_goes_up() {
     a_copy_that_lost_its_save_never_goes_up(Door::Folder).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mount_after_a_kill_9_in_the_same_boot_a_changed_copy_is_an_edit() {
+    after_a_kill_9_in_the_same_boot_a_changed_copy_is_an_edit(Door::Mount).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folder_after_a_kill_9_in_the_same_boot_a_changed_copy_is_an_edit() {
+    after_a_kill_9_in_the_same_boot_a_changed_copy_is_an_edit(Door::Folder).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -96,7 +96,7 @@ impl FolderSync {
         tracing::info!(folder = %root.display(), watched = watch.watched(), "watching the folder");
         let stats = Arc::new(FolderStats::default());
         let limit_at = watch.limit_at.clone();
-        let engine_after_crash = engine.after_unclean_stop();
+        let engine_after_crash = engine.after_power_cut();
         let mut worker = Worker {
             engine,
             root,
@@ -163,8 +163,8 @@ struct Worker {
     told_limit: bool,
     /// How often the whole folder is compared ([`FULL_COMPARE_EVERY`]).
     every: Duration,
-    /// The previous run ended uncleanly and the first comparison has not run yet: it applies
-    /// the power-cut rule (`sync/power_cut.rs`).
+    /// The previous run may have ended in a power cut and the first comparison has not run
+    /// yet: it applies the power-cut rule (`sync/power_cut.rs`).
     after_crash: bool,
 }
 

@@ -80,7 +80,7 @@ pub fn check_mountpoint(path: &Path) -> Result<(), MountError> {
         // cache while that is valid, also after the process behind it died; a statfs always
         // asks the process, and a dead one's connection answers ENOTCONN.
         match nix::sys::statvfs::statvfs(path) {
-            Err(e) if e == nix::errno::Errno::ENOTCONN => {
+            Err(nix::errno::Errno::ENOTCONN) => {
                 tracing::info!(mountpoint = %shown, "cleaning up a stale mount left by a stopped process");
                 fusermount_unmount(path).map_err(|source| MountError::Mount {
                     path: shown.clone(),

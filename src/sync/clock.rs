@@ -128,8 +128,8 @@ impl Kept {
 }
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`): a time since boot means nothing in
-/// another boot.
-fn boot_id() -> Option<String> {
+/// another boot, and a power cut is a stop in an earlier boot (`power_cut.rs`).
+pub(super) fn boot_id() -> Option<String> {
     let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
     let id = id.trim();
     (!id.is_empty() && !id.contains(char::is_whitespace)).then(|| id.to_string())

@@ -214,6 +214,9 @@ pub struct Engine {
     /// The last run ended cleanly: a mirror file whose size and time match the index is unchanged.
     /// After a crash every file is re-read (a save may have reached the disk but not the index).
     trust_file_times: bool,
+    /// The previous run ended uncleanly in an earlier boot: the start-up comparison applies the
+    /// power-cut rule (`power_cut.rs`).
+    after_power_cut: bool,
     pub status: status::Status,
     /// The platform's clock as this machine keeps it (`clock.rs`): edit times are taken on it.
     clock: clock::PlatformClock,
@@ -255,6 +258,7 @@ impl Engine {
         let sync_on = index.meta("sync").ok().flatten().as_deref() != Some("off");
         let trust_file_times = index.meta("clean_exit").ok().flatten().as_deref() == Some("yes");
         let _ = index.set_meta("clean_exit", "no");
+        let after_power_cut = power_cut::after_power_cut(&index, trust_file_times);
         let (fetch_queue, queued) = tokio::sync::mpsc::unbounded_channel();
         let first_listing = listed::FirstListing::new(&index);
         let index_for_id = index.clone();
@@ -270,6 +274,7 @@ impl Engine {
             queue: push::Queue::default(),
             failed_saves: failed::FailedSaves::load(&index_for_id),
             trust_file_times,
+            after_power_cut,
             status: status::Status::default(),
             clock,
             runtime: tokio::runtime::Handle::current(),

@@ -23,8 +23,8 @@ pub enum Look {
     Hash,
     /// Trust an unchanged size and time (the periodic comparison).
     Stat,
-    /// Read and hash it, at the first comparison after an unclean stop: a copy older than its
-    /// recorded save lost that save to a power cut and never goes up (`power_cut.rs`).
+    /// Read and hash it, at the first comparison after a power cut: a copy older than its
+    /// recorded save lost that save and never goes up (`power_cut.rs`).
     AfterCrash,
 }
 
@@ -270,7 +270,7 @@ impl Engine {
 
     /// Records what the disk holds for the live file `e` (its claim held): true if its content
     /// changed, in which case the change is kept as a version when it may exist nowhere else,
-    /// and goes up. `after_crash`: the first comparison after an unclean stop, where a copy
+    /// and goes up. `after_crash`: the first comparison after a power cut, where a copy
     /// older than its recorded save is a lost write (`power_cut.rs`), recorded without going up.
     pub(super) fn record_disk_copy(
         self: &Arc<Self>,

@@ -1,7 +1,8 @@
 //! The power-cut rule (docs/semantics.md, "Crash safety"). A close saves as a local disk keeps a
 //! closed file, without an fsync of its own, so a power cut can take the last saves off the disk
-//! while the index (or the platform) recorded them. At the first comparison after an unclean
-//! stop, a mirror copy whose content differs from the index's record and that last changed no
+//! while the index (or the platform) recorded them. A power cut is an unclean stop in an earlier
+//! boot: in the same boot (`kill -9`, a crash of the program) the kernel's cache kept every save,
+//! and whatever differs was changed since. At the first comparison after one, a mirror copy whose content differs from the index's record and that last changed no
 //! later than that record was made is the older copy a lost write left behind: it never goes
 //! up. The platform's copy (which holds the save: it went up within milliseconds) comes back
 //! down, and the odd copy is kept in `sites-versions/`. A copy changed after the record is an
@@ -10,13 +11,27 @@
 //! where a changed file is always a save.
 
 use super::{Engine, Result};
-use crate::cache::{Entry, RelPath, Stat};
+use crate::cache::{Entry, Index, RelPath, Stat};
+
+/// Whether the run before this one may have ended in a power cut: it did not reach its clean end
+/// (`clean`: it did) and it started in another boot than this one. Where the system has no boot
+/// id (macOS, Windows), every unclean stop counts. Records this run's boot for the next start.
+pub(super) fn after_power_cut(index: &Index, clean: bool) -> bool {
+    let previous = index.meta("boot").ok().flatten();
+    match super::clock::boot_id() {
+        Some(now) => {
+            let _ = index.set_meta("boot", &now);
+            !clean && previous.as_deref() != Some(now.as_str())
+        }
+        None => !clean,
+    }
+}
 
 impl Engine {
-    /// Whether the previous run ended without a clean stop (`kill -9`, a crash, a power cut):
-    /// the start-up comparison then reads every file and applies the rule.
-    pub fn after_unclean_stop(&self) -> bool {
-        !self.trust_file_times
+    /// Whether the previous run ended in what may have been a power cut (`after_power_cut`):
+    /// the start-up comparison applies the rule.
+    pub fn after_power_cut(&self) -> bool {
+        self.after_power_cut
     }
 
     /// When the index's record of `e`'s mirror copy was made, on this machine's wall clock: the

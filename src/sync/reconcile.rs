@@ -1,7 +1,7 @@
 //! Reconciliation: the full comparison of both sides. The local side once, before the mount
 //! opens: the mirror is compared with the index (files edited, added or deleted while no mount
-//! ran, or the index lost its last update in a crash; after an unclean stop, a copy older than
-//! its recorded save lost that save to a power cut and never goes up: `power_cut.rs`). The platform side at start, on reconnect
+//! ran, or the index lost its last update in a crash; after a power cut, a copy older than its
+//! recorded save lost that save and never goes up: `power_cut.rs`). The platform side at start, on reconnect
 //! and when sync is turned back on (changes since the cursor, or the listing); then everything
 //! still different from its base goes up. Nothing is deleted on either side.
 
@@ -128,7 +128,7 @@ impl Engine {
                     Err(e) => return Err(e.into()),
                 };
                 if sum != local {
-                    if self.after_unclean_stop() && self.is_lost_write(e, &stat) {
+                    if self.after_power_cut() && self.is_lost_write(e, &stat) {
                         return self.settle_lost_write(e, rel, sum, size, &stat);
                     }
                     tracing::info!(path = %rel, "changed in the mirror while no mount ran");
