@@ -634,3 +634,53 @@ async fn changes_made_while_stopped_go_up_at_the_next_start() {
 fn f_path(dir: &Path, rel: &str) -> PathBuf {
     dir.canonicalize().unwrap().join(rel)
 }
+
+/// A burst of new files (a `tar x` into the folder) goes up a few pushes at a time, and their
+/// new folder is created once: each push started its request at once before, 200 writes on the
+/// platform at once here (3,000 in a `tar x` left the last unanswered for 15 s, taken for the
+/// platform gone), and every push into the new folder created it, all but one then looking for
+/// it in a whole listing. The platform is slowed (30 ms a write) so that writes overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_new_files_goes_up_a_few_at_a_time() {
+    let p = TestPlatform::start(common::Mode::Full).await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = Folder::start(&p.url(), dir.path(), false).await;
+    p.running.set_write_delay(Duration::from_millis(30));
+    const FILES: usize = 200;
+    for i in 0..FILES {
+        write_file(
+            &f.path(&format!("burst/f{i}.txt")),
+            format!("{i}").as_bytes(),
+        );
+    }
+    let engine = f.engine.clone();
+    tokio::task::spawn_blocking(move || {
+        engine
+            .observe_tree(
+                &hyperclay::cache::RelPath::parse("burst").unwrap(),
+                hyperclay::sync::Look::Hash,
+            )
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        eventually_slowly(Duration::from_secs(120), || async {
+            platform_files(&p).await.len() >= FILES
+        })
+        .await,
+        "the burst never went up: {} of {FILES}",
+        platform_files(&p).await.len()
+    );
+    let most = p.running.most_writes_at_once();
+    assert!(
+        most <= hyperclay::sync::SENDS_AT_ONCE,
+        "{most} writes on the platform at once"
+    );
+    let folders = common::platform_folders(&p.client()).await;
+    assert_eq!(
+        folders.into_iter().collect::<Vec<_>>(),
+        vec!["burst".to_string()]
+    );
+    f.stop().await;
+}

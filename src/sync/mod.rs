@@ -69,6 +69,7 @@ pub use decide::{decide, Action};
 pub use follow::follow;
 pub use observe::{Look, Seen};
 pub use pull::RemoteNode;
+pub use push::SENDS_AT_ONCE;
 pub use reconcile::Pending;
 pub use settings::{FrontDoor, Settings};
 pub use vet::{
