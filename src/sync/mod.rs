@@ -40,6 +40,7 @@
 //! is held while the kernel is told something (`Notice`s go through the notifier thread).
 
 pub mod apart;
+pub mod boot;
 pub mod cell;
 pub mod clock;
 mod decide;
@@ -65,6 +66,7 @@ use std::sync::{Arc, Mutex};
 use crate::cache::{Index, IndexError, Mirror, MirrorError, PathRefused, RelPath};
 use crate::remote::{Client, RemoteError};
 
+pub use boot::{Boot, BootError, Running, Stopped};
 pub use decide::{decide, Action};
 pub use follow::follow;
 pub use observe::{Look, Seen};
