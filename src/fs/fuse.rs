@@ -58,6 +58,8 @@ impl FuseAdapter {
             perm: a.perm,
             nlink: if a.kind == Kind::Dir {
                 self.fs.dir_links(a.ino)
+            } else if a.orphan {
+                0
             } else {
                 1
             },

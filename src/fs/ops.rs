@@ -37,6 +37,9 @@ pub struct Attr {
     pub size: u64,
     pub mtime: SystemTime,
     pub perm: u16,
+    /// Lost its last name while open (unlinked, or renamed over): `fstat` on a descriptor
+    /// answers no links, as ext4 does.
+    pub orphan: bool,
 }
 
 /// One open file. Every descriptor reads the file's current content, as on a local disk where a
@@ -112,6 +115,7 @@ impl MountFs {
             size: if e.is_dir() { 0 } else { e.size },
             mtime: time_of(e.mtime_ms),
             perm: if e.is_dir() { 0o755 } else { 0o644 },
+            orphan: false,
         };
         if e.is_dir() {
             // A name made, removed or renamed in it through the mount.
@@ -143,6 +147,7 @@ impl MountFs {
             size: 0,
             mtime: self.changed.get(ROOT_INO).unwrap_or(self.mounted_at),
             perm: 0o755,
+            orphan: false,
         }
     }
 
@@ -182,6 +187,7 @@ impl MountFs {
             size: if kind == Kind::Dir { 0 } else { m.len() },
             mtime: time_of(backups::mtime_ms(&m)),
             perm: if kind == Kind::Dir { 0o555 } else { 0o444 },
+            orphan: false,
         })
     }
 

@@ -80,6 +80,7 @@ impl Links {
             size,
             mtime: SystemTime::now(),
             perm,
+            orphan: false,
         }
     }
 
@@ -714,6 +715,7 @@ impl MountFs {
             size: m.len(),
             mtime: m.modified().unwrap_or(std::time::SystemTime::now()),
             perm: 0o644,
+            orphan: true,
         })
     }
 
@@ -819,6 +821,7 @@ impl MountFs {
             size: target_text.len() as u64,
             mtime: SystemTime::now(),
             perm: 0o777,
+            orphan: false,
         })
     }
 
