@@ -72,7 +72,28 @@ pub fn is_local_only(rel_path: &str) -> bool {
             || name == "4913"
             || is_python_temp(name)
             || is_numbered_temp(name)
+            || is_sqlite_side_file(name)
     })
+}
+
+/// SQLite's files beside a database `name`: the write-ahead log (`name-wal`), its shared
+/// memory index (`name-shm`), the rollback journal (`name-journal`) and the super-journal of a
+/// transaction over several databases (`name-mj` and 8 hex digits). They belong to the
+/// processes that have the database open and mean nothing anywhere else (the database itself
+/// goes up once they are folded into it). Decided: any name with such an ending, so a real
+/// file called `travel-journal` (no extension) stays local too.
+fn is_sqlite_side_file(name: &str) -> bool {
+    if let Some((db, super_journal)) = name.rsplit_once("-mj") {
+        if !db.is_empty()
+            && super_journal.len() == 8
+            && super_journal.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return true;
+        }
+    }
+    ["-wal", "-shm", "-journal"]
+        .iter()
+        .any(|end| name.len() > end.len() && name.ends_with(end))
 }
 
 /// Python's `tempfile` (`mkstemp`, `NamedTemporaryFile`): `tmp` and 8 random characters of
@@ -731,6 +752,10 @@ mod local_only_tests {
             ".notes.txt.kate-swp",
             "notes.txt.kate-swp",
             ".~lock.report.odt#",
+            "app.db-wal",
+            "app.db-shm",
+            "app.db-journal",
+            "data.sqlite-mj1A2b3C4d",
             ".notes.txt.Ab12Cd",
             "lu12345abcd.tmp",
             "#notes.txt#",
@@ -745,6 +770,10 @@ mod local_only_tests {
             "20240",
             "report-2024.html",
             "tmpab12cd.html",
+            "journal.html",
+            "app.db",
+            "-wal",
+            "blog-journal.html",
         ] {
             assert!(!is_local_only(real), "{real}");
         }
