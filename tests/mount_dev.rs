@@ -5,11 +5,46 @@
 
 mod common;
 
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use common::{eventually, node_at, platform_files, Mode, MountProcess, TestPlatform};
+use common::{eventually, node_at, platform_files, sh, Mode, MountProcess, TestPlatform};
+use hyperclay::protocol::NodeKind;
 
 const WAIT: Duration = Duration::from_secs(10);
+
+/// Runs `script` with `sh` in `dir`; answers (exit code, stdout + stderr).
+fn run_in(dir: &Path, script: &str) -> (i32, String) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Runs `script` in a plain folder and in `dir` of the mount: both must succeed, alike.
+fn same_as_plain(dir: &Path, script: &str) -> String {
+    let plain = tempfile::tempdir().unwrap();
+    let (code, plain_out) = run_in(plain.path(), script);
+    assert_eq!(code, 0, "the plain folder: {plain_out}");
+    let (code, out) = run_in(dir, script);
+    assert_eq!(
+        code, 0,
+        "the mount (the plain folder said {plain_out:?}): {out}"
+    );
+    assert_eq!(out, plain_out, "the mount answers as the plain folder does");
+    out
+}
+
+fn mode_of(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path).unwrap().mode() & 0o7777
+}
 
 /// Waits until `hyperclay status` says nothing waits to go up.
 fn nothing_waiting(m: &MountProcess) {
@@ -30,6 +65,71 @@ async fn platform_has(p: &TestPlatform, path: &str) {
         })
         .await,
         "{path} never reached the platform"
+    );
+}
+
+const HELLO_C: &str = "#include <stdio.h>\nint main(void) { puts(\"built\"); return 0; }\n";
+
+/// `chmod +x script.sh && ./script.sh`, `cc -o app` and a `make`-built program run in the mount
+/// as in a plain folder (they exited 126, "Permission denied": every file was 0644). The mode
+/// is kept locally (the platform has none, and a chmod sends nothing): across a platform change
+/// of the content, which replaces the mirror copy, and across a remount.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modes_are_kept_and_programs_run() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let mut m = MountProcess::start(&p.url());
+    let script =
+        "printf '#!/bin/sh\\necho ran\\n' > script.sh && chmod +x script.sh && ./script.sh";
+    assert_eq!(same_as_plain(&m.mountpoint, script), "ran\n");
+    assert_eq!(mode_of(&m.path("script.sh")), 0o755);
+    let build = format!(
+        "printf '{}' > hello.c && cc -o app hello.c && ./app && \
+         printf 'app2: hello.c\\n\\tcc -o app2 hello.c\\n' > Makefile && make -s && ./app2",
+        HELLO_C.replace('\n', "\\n")
+    );
+    assert_eq!(same_as_plain(&m.mountpoint, &build), "built\nbuilt\n");
+    assert_eq!(mode_of(&m.path("app")) & 0o111, 0o111);
+    // Other bits are kept as given, the mirror copy stays the owner's to read and write.
+    sh(&format!("chmod 640 {}", m.path("hello.c").display()));
+    assert_eq!(mode_of(&m.path("hello.c")), 0o640);
+    assert_eq!(mode_of(&m.mirror.join("script.sh")) & 0o777, 0o755);
+
+    // A chmod sends nothing; the content went up once.
+    platform_has(&p, "script.sh").await;
+    nothing_waiting(&m);
+    let c = p.client();
+    let id = node_at(&c, "script.sh").await.unwrap();
+    let versions_before = c.versions(id).await.unwrap().len();
+    sh(&format!(
+        "chmod 700 {0} && chmod 755 {0}",
+        m.path("script.sh").display()
+    ));
+    nothing_waiting(&m);
+    assert_eq!(c.versions(id).await.unwrap().len(), versions_before);
+
+    // A platform edit replaces the mirror copy: the new copy keeps the mode.
+    c.put_content(id, NodeKind::Upload, "#!/bin/sh\necho v2\n".into(), None)
+        .await
+        .unwrap();
+    assert!(
+        common::wait_until(WAIT, || std::fs::read(m.path("script.sh")).ok().as_deref()
+            == Some(b"#!/bin/sh\necho v2\n".as_ref()))
+        .is_some(),
+        "the platform's edit came down"
+    );
+    assert_eq!(mode_of(&m.path("script.sh")), 0o755);
+    assert_eq!(mode_of(&m.mirror.join("script.sh")) & 0o777, 0o755);
+    assert_eq!(run_in(&m.mountpoint, "./script.sh"), (0, "v2\n".into()));
+
+    // Across a remount.
+    m.stop();
+    m.spawn();
+    assert_eq!(mode_of(&m.path("script.sh")), 0o755);
+    assert_eq!(mode_of(&m.path("hello.c")), 0o640);
+    assert_eq!(mode_of(&m.path("app")) & 0o111, 0o111);
+    assert_eq!(
+        run_in(&m.mountpoint, "./script.sh && ./app"),
+        (0, "v2\nbuilt\n".into())
     );
 }
 

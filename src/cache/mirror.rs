@@ -317,6 +317,50 @@ impl Mirror {
         }
     }
 
+    /// Gives the mirror copy (or folder) at `rel` the permission bits `mode` (an entry's kept
+    /// mode: [`disk_mode`] says what of it the disk gets), never through a symlink. Nothing on
+    /// systems without modes.
+    pub fn set_mode(&self, rel: &RelPath, mode: u32, dir: bool) -> Result<()> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Some(parent) = rel.parent() {
+                self.refuse_symlinks(&parent)?;
+            }
+            let path = self.path(rel);
+            let file = crate::os::open_nofollow(File::options().read(true), &path)
+                .map_err(|e| MirrorError::io("opening", &path, e))?;
+            file.set_permissions(fs::Permissions::from_mode(disk_mode(mode, dir)))
+                .map_err(|e| MirrorError::io("setting the mode of", &path, e))?;
+        }
+        #[cfg(not(unix))]
+        let _ = (rel, mode, dir);
+        Ok(())
+    }
+
+    /// Gives `copy` (a staged or working copy about to replace the mirror copy of `rel`) the
+    /// permission bits the file keeps: those of `mode` (its entry's kept mode) when there is
+    /// one, else those of the copy it replaces (a plain folder's file its user chmod'ed). A
+    /// save or a platform change replaces the file, never its mode.
+    pub fn carry_mode(&self, copy: &Path, rel: &RelPath, mode: Option<u32>) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let bits = match mode {
+                Some(mode) => disk_mode(mode, false),
+                None => match fs::symlink_metadata(self.path(rel)) {
+                    Ok(m) if m.is_file() => m.permissions().mode() & 0o777,
+                    _ => return,
+                },
+            };
+            if let Err(e) = fs::set_permissions(copy, fs::Permissions::from_mode(bits)) {
+                tracing::warn!(path = %rel, error = %e, "could not give the new copy its mode");
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (copy, rel, mode);
+    }
+
     /// A new empty file at `rel` (an existing one is emptied). Not fsync'ed: it holds no saved
     /// content (a save replaces it with a finished, fsync'ed copy and makes that rename durable),
     /// so a power cut that forgets it forgets nothing anyone saved, as on a local disk. The
@@ -569,7 +613,14 @@ impl Mirror {
     }
 }
 
-/// A temp file of the mirror's, removed on drop unless committed ([`Mirror::commit_staged`]).
+/// The permission bits a mirror copy (or folder) gets for an entry's kept `mode`: its `rwx`
+/// bits (set-id and sticky bits stay in the index: the mirror is not a nosuid mount), always
+/// readable and writable by its owner (the program reads every copy it pushes and replaces;
+/// the mount shows the mode exactly as kept).
+pub fn disk_mode(mode: u32, dir: bool) -> u32 {
+    (mode & 0o777) | if dir { 0o700 } else { 0o600 }
+}
+
 /// A file's size and modification time, as the disk has them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stat {
@@ -602,6 +653,7 @@ pub enum ListedKind {
     Other,
 }
 
+/// A temp file of the mirror's, removed on drop unless committed ([`Mirror::commit_staged`]).
 pub struct Staged {
     path: Option<PathBuf>,
 }

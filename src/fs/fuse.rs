@@ -362,12 +362,12 @@ impl Filesystem for FuseAdapter {
         req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
+        mode: u32,
         _umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
-        guard("create", || match self.fs.create(parent.0, name) {
+        guard("create", || match self.fs.create(parent.0, name, mode) {
             Ok((a, o)) => {
                 self.fs.note_opener(o.fh, process::of_thread(req.pid()));
                 if flags & libc::O_APPEND != 0 {
@@ -423,11 +423,11 @@ impl Filesystem for FuseAdapter {
         _req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
+        mode: u32,
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        guard("mkdir", || match self.fs.mkdir(parent.0, name) {
+        guard("mkdir", || match self.fs.mkdir(parent.0, name, mode) {
             Ok(a) => reply.entry(&TTL, &self.attr(&a), Generation(0)),
             Err(e) => reply.error(errno(&e, "mkdir")),
         });
@@ -635,7 +635,7 @@ impl Filesystem for FuseAdapter {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _mode: Option<u32>,
+        mode: Option<u32>,
         _uid: Option<u32>,
         _gid: Option<u32>,
         size: Option<u64>,
@@ -654,7 +654,7 @@ impl Filesystem for FuseAdapter {
                 fuser::TimeOrNow::SpecificTime(t) => t,
                 fuser::TimeOrNow::Now => SystemTime::now(),
             });
-            match self.fs.setattr(ino.0, size, mtime) {
+            match self.fs.setattr(ino.0, size, mtime, mode) {
                 Ok(a) => reply.attr(&TTL, &self.attr(&a)),
                 Err(e) => reply.error(errno(&e, "setattr")),
             }

@@ -114,7 +114,7 @@ impl MountFs {
             kind: if e.is_dir() { Kind::Dir } else { Kind::File },
             size: if e.is_dir() { 0 } else { e.size },
             mtime: time_of(e.mtime_ms),
-            perm: if e.is_dir() { 0o755 } else { 0o644 },
+            perm: e.perm() as u16,
             orphan: false,
         };
         if e.is_dir() {

@@ -20,7 +20,7 @@ use std::time::SystemTime;
 use super::backups;
 use super::error::{FsError, Result};
 use super::ops::{Attr, Kind, MountFs, Opened};
-use crate::cache::{is_local_only, RelPath};
+use crate::cache::{is_local_only, kept_mode, RelPath};
 use crate::sync::cell::{Claim, Claimed};
 
 /// The write state of one inode.
@@ -264,11 +264,14 @@ impl MountFs {
         })
     }
 
-    /// create(2): a new empty file, opened for writing.
-    pub fn create(&self, parent: u64, name: &OsStr) -> Result<(Attr, Opened)> {
+    /// create(2): a new empty file with permission bits `mode` (the kernel applied the umask),
+    /// opened for writing.
+    pub fn create(&self, parent: u64, name: &OsStr, mode: u32) -> Result<(Attr, Opened)> {
         refuse_backups(parent)?;
         let name = name_str(name)?;
-        let e = self.engine.create_file(parent, name)?;
+        let e = self
+            .engine
+            .create_file(parent, name, kept_mode(mode, false))?;
         self.changed.touch(parent);
         // A created file starts empty, now: its working copy must not start from a mirror copy
         // that a pull may write meanwhile (a name deleted and made again takes the platform's
@@ -592,13 +595,28 @@ impl MountFs {
     }
 
     /// setattr: a size change truncates (through the session if the file is open, else as a save
-    /// of its own); mode and owner are accepted and not kept; times are kept locally.
-    pub fn setattr(&self, ino: u64, size: Option<u64>, mtime: Option<SystemTime>) -> Result<Attr> {
-        if backups::is_backup_ino(ino) && (size.is_some() || mtime.is_some()) {
+    /// of its own); the mode and times are kept locally (nothing goes up for them: the platform
+    /// has neither); the owner is accepted and not kept.
+    pub fn setattr(
+        &self,
+        ino: u64,
+        size: Option<u64>,
+        mtime: Option<SystemTime>,
+        mode: Option<u32>,
+    ) -> Result<Attr> {
+        if backups::is_backup_ino(ino) && (size.is_some() || mtime.is_some() || mode.is_some()) {
             refuse_backups(ino)?;
         }
-        // chmod, chown, utimens, truncate: the status changed (the modes are not kept).
+        // chmod, chown, utimens, truncate: the status changed.
         self.changed.touch(ino);
+        if let Some(mode) = mode {
+            // A symlink has no mode of its own (Linux has no lchmod); a file that lost its last
+            // name keeps none (nothing will show it again).
+            let live = self.engine.index.get(ino).is_some_and(|e| !e.tombstone);
+            if live && self.links.attr(ino).is_none() {
+                self.engine.keep_mode(ino, mode)?;
+            }
+        }
         if let Some(size) = size {
             self.live_file(ino)?;
             let open = self.sessions().contains_key(&ino);
@@ -656,9 +674,12 @@ impl MountFs {
         self.getattr(ino)
     }
 
-    pub fn mkdir(&self, parent: u64, name: &OsStr) -> Result<Attr> {
+    /// mkdir(2), with permission bits `mode` (the kernel applied the umask).
+    pub fn mkdir(&self, parent: u64, name: &OsStr, mode: u32) -> Result<Attr> {
         refuse_backups(parent)?;
-        let e = self.engine.make_dir(parent, name_str(name)?)?;
+        let e = self
+            .engine
+            .make_dir(parent, name_str(name)?, kept_mode(mode, true))?;
         self.changed.touch(parent);
         Ok(self.entry_attr(&e))
     }
@@ -832,7 +853,7 @@ impl MountFs {
     pub fn mknod(&self, parent: u64, name: &OsStr, mode: u32) -> Result<Attr> {
         let special = match mode & libc::S_IFMT {
             libc::S_IFREG | 0 => {
-                let (attr, opened) = self.create(parent, name)?;
+                let (attr, opened) = self.create(parent, name, mode)?;
                 self.release(opened.fh)?;
                 return Ok(attr);
             }
