@@ -133,6 +133,134 @@ async fn modes_are_kept_and_programs_run() {
     );
 }
 
+/// Every path under `dir` (links not followed) with what it is (`l` and its target, `d`, `f`),
+/// as `find` sees them, `sites-versions/` left out.
+fn tree(dir: &Path) -> Vec<String> {
+    let out = Command::new("find")
+        .arg(".")
+        .args([
+            "-path",
+            "./sites-versions",
+            "-prune",
+            "-o",
+            "-printf",
+            "%y %p %l\\n",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("./sites-versions"))
+        .map(|l| l.trim_end().to_string())
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Symlinks anywhere, kept locally (they were EPERM outside local-only names): `ln -s`, `cp -a`
+/// of a tree with links, `python3 -m venv` (with and without `--copies`, which both make a
+/// `lib64` link) work as in a plain folder, the links are listed by `ls` and `find`, survive a
+/// remount, and none reaches the platform; a link leading out of the mount is only a link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symlinks_are_kept_locally_anywhere() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let mut m = MountProcess::start(&p.url());
+    let src = m.home.path().join("src");
+    std::fs::create_dir_all(src.join("lib")).unwrap();
+    std::fs::write(src.join("lib/real.txt"), b"real").unwrap();
+    std::os::unix::fs::symlink("lib/real.txt", src.join("alias.txt")).unwrap();
+    std::os::unix::fs::symlink("lib", src.join("libdir")).unwrap();
+    let outside = m.home.path().join("outside.txt");
+    std::fs::write(&outside, b"OUTSIDE the mount").unwrap();
+    let script = format!(
+        "mkdir a && echo x > x && ln -s ../x a/link && ln -s {} out && cat out && echo && \
+         cat a/link && ls a && cp -a {} copied && cat copied/alias.txt && echo && \
+         readlink copied/libdir && ls -l a | cut -c1",
+        outside.display(),
+        src.display()
+    );
+    same_as_plain(&m.mountpoint, &script);
+    // Links renamed, renamed over files, files renamed over links, a folder holding links.
+    let moves = "mkdir d && echo f > d/file && ln -s file d/l1 && ln -s nowhere d/l2 && \
+                 mv d/l1 d/file2 && readlink d/file2 && echo g > d/g && mv d/g d/l2 && \
+                 cat d/l2 && ln -s other d/l3 && mv d/l3 d/file && readlink d/file && \
+                 (rmdir d 2>/dev/null || echo not empty) && mv d e && readlink e/file && ls e";
+    assert_eq!(
+        same_as_plain(&m.mountpoint, moves),
+        "file\ng\nother\nnot empty\nother\nfile\nfile2\nl2\n"
+    );
+    let plain = tempfile::tempdir().unwrap();
+    run_in(plain.path(), &script);
+    run_in(plain.path(), moves);
+    assert_eq!(
+        tree(&m.mountpoint),
+        tree(plain.path()),
+        "find sees the same tree"
+    );
+
+    let venv =
+        "python3 -m venv --without-pip venv && python3 -m venv --without-pip --copies venv2 \
+                && venv/bin/python -c 'print(1)' && venv2/bin/python -c 'print(2)'";
+    assert_eq!(same_as_plain(&m.mountpoint, venv), "1\n2\n");
+    assert!(std::fs::symlink_metadata(m.path("venv/lib64"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    // The files went up, the links did not.
+    platform_has(&p, "copied/lib/real.txt").await;
+    platform_has(&p, "venv/pyvenv.cfg").await;
+    nothing_waiting(&m);
+    let links = [
+        "a/link",
+        "e/file",
+        "e/file2",
+        "out",
+        "copied/alias.txt",
+        "copied/libdir",
+        "venv/lib64",
+        "venv/bin/python",
+        "venv2/lib64",
+    ];
+    let on_platform = platform_files(&p.client()).await;
+    let folders = common::platform_folders(&p.client()).await;
+    for link in links {
+        assert!(
+            !on_platform.contains_key(link) && !folders.contains(link),
+            "{link} reached the platform: {on_platform:?} {folders:?}"
+        );
+        assert!(
+            std::fs::symlink_metadata(m.mirror.join(link))
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "{link} is a link in the mirror"
+        );
+    }
+    // The mirror's own reads never follow a link out of it.
+    assert!(!on_platform.values().any(|v| v.starts_with(b"OUTSIDE")));
+
+    // Kept across a remount; a folder holding links is removed as on a disk.
+    let before = tree(&m.mountpoint);
+    m.stop();
+    m.spawn();
+    assert_eq!(tree(&m.mountpoint), before);
+    assert_eq!(
+        run_in(&m.mountpoint, "venv/bin/python -c 'print(3)'"),
+        (0, "3\n".into())
+    );
+    assert_eq!(
+        run_in(
+            &m.mountpoint,
+            "rm -r venv2 a && test ! -e venv2 && test ! -e a && echo gone"
+        ),
+        (0, "gone\n".into())
+    );
+}
+
 /// A database in the mount, in WAL mode and with a kept rollback journal, written and closed:
 /// the database goes up, its `-wal`, `-shm` and `-journal` never do (they went up, and stayed:
 /// never delete across).

@@ -561,6 +561,41 @@ impl Mirror {
             .collect()
     }
 
+    /// The symlinks in the folder at `rel` (never through a symlinked folder): each name that is
+    /// UTF-8, with its target and modification time. Read, never followed.
+    pub fn links_in(&self, rel: &RelPath) -> Vec<(String, String, std::time::SystemTime)> {
+        if self.refuse_symlinks(rel).is_err() {
+            return Vec::new();
+        }
+        let Ok(entries) = fs::read_dir(self.path(rel)) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|item| item.file_type().is_ok_and(|t| t.is_symlink()))
+            .filter_map(|item| {
+                let name = item.file_name().into_string().ok()?;
+                let target = fs::read_link(item.path()).ok()?;
+                let mtime = fs::symlink_metadata(item.path()).ok()?.modified().ok()?;
+                Some((name, target.to_string_lossy().into_owned(), mtime))
+            })
+            .collect()
+    }
+
+    /// Makes a symlink at `rel` pointing to `target` (a local-only thing: never synced, never
+    /// followed by the program), refusing a symlinked folder on the way.
+    pub fn make_link(&self, rel: &RelPath, target: &Path) -> Result<()> {
+        let path = self.ensure_parent(rel)?;
+        #[cfg(unix)]
+        let made = std::os::unix::fs::symlink(target, &path);
+        #[cfg(not(unix))]
+        let made: io::Result<()> = {
+            let _ = target;
+            Err(io::ErrorKind::Unsupported.into())
+        };
+        made.map_err(|e| MirrorError::io("making a symlink", &path, e))
+    }
+
     /// The checksum and size of the mirror file at `rel`, never through a symlink.
     pub fn checksum_at(&self, rel: &RelPath) -> Result<(String, u64)> {
         let file = self.open_own(rel)?;
@@ -617,6 +652,7 @@ impl Mirror {
 /// bits (set-id and sticky bits stay in the index: the mirror is not a nosuid mount), always
 /// readable and writable by its owner (the program reads every copy it pushes and replaces;
 /// the mount shows the mode exactly as kept).
+#[cfg_attr(not(unix), allow(dead_code))]
 pub fn disk_mode(mode: u32, dir: bool) -> u32 {
     (mode & 0o777) | if dir { 0o700 } else { 0o600 }
 }

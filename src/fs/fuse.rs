@@ -48,13 +48,7 @@ impl FuseAdapter {
             mtime: a.mtime,
             ctime: self.fs.ctime(a.ino, a.mtime),
             crtime: a.mtime,
-            kind: match a.kind {
-                Kind::Dir => FileType::Directory,
-                Kind::File => FileType::RegularFile,
-                Kind::Symlink => FileType::Symlink,
-                Kind::Fifo => FileType::NamedPipe,
-                Kind::Socket => FileType::Socket,
-            },
+            kind: file_type(a.kind),
             perm: a.perm,
             nlink: if a.kind == Kind::Dir {
                 self.fs.dir_links(a.ino)
@@ -95,6 +89,16 @@ impl FuseAdapter {
             };
             guard(what, || answer(&me, killed));
         });
+    }
+}
+
+fn file_type(kind: Kind) -> FileType {
+    match kind {
+        Kind::Dir => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
     }
 }
 
@@ -261,12 +265,7 @@ impl Filesystem for FuseAdapter {
                 return reply.error(e);
             }
             let result = me.fs.readdir(ino.0, offset, |ino, name, a| {
-                let kind = if a.kind == Kind::Dir {
-                    FileType::Directory
-                } else {
-                    FileType::RegularFile
-                };
-                !reply.add(INodeNo(a.ino), ino, kind, name)
+                !reply.add(INodeNo(a.ino), ino, file_type(a.kind), name)
             });
             match result {
                 Ok(()) => reply.ok(),

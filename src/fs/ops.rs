@@ -71,7 +71,7 @@ pub struct MountFs {
     pub(super) backups: Backups,
     pub(super) handles: Mutex<HashMap<u64, Handle>>,
     pub(super) sessions: Mutex<HashMap<u64, super::write::Session>>,
-    pub(super) links: super::write::Links,
+    pub(super) links: super::links::Links,
     next_fh: AtomicU64,
     /// The content (checksum) the kernel last saw of each file, for close-to-open caching.
     seen: Mutex<HashMap<u64, String>>,
@@ -100,7 +100,7 @@ impl MountFs {
             backups,
             handles: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
-            links: super::write::Links::default(),
+            links: super::links::Links::default(),
             next_fh: AtomicU64::new(1),
             seen: Mutex::new(HashMap::new()),
             mounted_at: SystemTime::now(),
@@ -224,19 +224,15 @@ impl MountFs {
         if parent == ROOT_INO && name == VERSIONS_NAME {
             return self.backup_attr(VERSIONS_INO, "");
         }
-        if let Some(attr) = self.links.lookup(parent, name) {
-            return Ok(attr);
+        match self.engine.index.lookup(parent, name) {
+            Some(e) => Ok(self.entry_attr(&e)),
+            None => self.lookup_special(parent, name).ok_or(FsError::NotFound),
         }
-        let e = self
-            .engine
-            .index
-            .lookup(parent, name)
-            .ok_or(FsError::NotFound)?;
-        Ok(self.entry_attr(&e))
     }
 
     /// Lists a folder from position `offset`; `add` answers false when the kernel's buffer is
-    /// full. Positions: 0 `.`, 1 `..`, then the children, then (at the root) `sites-versions`.
+    /// full. Positions: 0 `.`, 1 `..`, then the children, then (at the root) `sites-versions`,
+    /// then the symlinks, pipes and sockets.
     pub fn readdir(
         &self,
         ino: u64,
@@ -290,13 +286,23 @@ impl MountFs {
                 _ => break,
             }
         }
-        if full || ino != ROOT_INO {
+        if full {
             return Ok(());
         }
-        let versions_pos = self.engine.index.child_count(ROOT_INO) as u64 + 3;
-        if pos < versions_pos {
+        // Then `sites-versions` (at the root: its place is kept in every folder), then the
+        // symlinks, pipes and sockets, which the index does not hold.
+        let versions_pos = self.engine.index.child_count(ino) as u64 + 3;
+        if ino == ROOT_INO && pos < versions_pos {
             if let Ok(attr) = self.backup_attr(VERSIONS_INO, "") {
-                add(versions_pos, VERSIONS_NAME, attr);
+                if !add(versions_pos, VERSIONS_NAME, attr) {
+                    return Ok(());
+                }
+            }
+        }
+        let first = pos.saturating_sub(versions_pos) as usize;
+        for (j, (name, attr)) in self.specials_in(ino).into_iter().enumerate().skip(first) {
+            if !add(versions_pos + j as u64 + 1, &name, attr) {
+                break;
             }
         }
         Ok(())
