@@ -121,9 +121,17 @@ async fn modes_are_kept_and_programs_run() {
     assert_eq!(mode_of(&m.mirror.join("script.sh")) & 0o777, 0o755);
     assert_eq!(run_in(&m.mountpoint, "./script.sh"), (0, "v2\n".into()));
 
+    // Folders keep theirs too.
+    sh(&format!(
+        "mkdir -m 700 {0} && chmod 750 {0}",
+        m.path("private").display()
+    ));
+    assert_eq!(mode_of(&m.path("private")), 0o750);
+
     // Across a remount.
     m.stop();
     m.spawn();
+    assert_eq!(mode_of(&m.path("private")), 0o750);
     assert_eq!(mode_of(&m.path("script.sh")), 0o755);
     assert_eq!(mode_of(&m.path("hello.c")), 0o640);
     assert_eq!(mode_of(&m.path("app")) & 0o111, 0o111);
@@ -131,6 +139,29 @@ async fn modes_are_kept_and_programs_run() {
         run_in(&m.mountpoint, "./script.sh && ./app"),
         (0, "v2\nbuilt\n".into())
     );
+}
+
+/// A mode set on a file whose copy has not come down yet (fetched on first read) is the mode
+/// of the copy that comes down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mode_set_before_the_copy_came_down_is_kept() {
+    let p = TestPlatform::start(Mode::Full).await;
+    p.client()
+        .create(
+            NodeKind::Upload,
+            "tool.sh",
+            0,
+            Some(b"#!/bin/sh\necho tool\n"),
+        )
+        .await
+        .unwrap();
+    let m = MountProcess::start_with(&p.url(), &[("HYPERCLAY_PREFETCH", "0")]);
+    assert_eq!(
+        run_in(&m.mountpoint, "chmod +x tool.sh && ./tool.sh"),
+        (0, "tool\n".into())
+    );
+    assert_eq!(mode_of(&m.path("tool.sh")), 0o755);
+    assert_eq!(mode_of(&m.mirror.join("tool.sh")) & 0o777, 0o755);
 }
 
 /// Every path under `dir` (links not followed) with what it is (`l` and its target, `d`, `f`),
