@@ -376,3 +376,39 @@ print(json.dumps([before, after.st_nlink, after.st_size]))
     assert_eq!(on_disk, serde_json::json!([1, 0, 5]));
     assert_eq!(common::python_json(script, &m.mountpoint), on_disk);
 }
+
+/// A named pipe or socket (at local-only names) keeps the mode it was made with and a chmod,
+/// and a folder holding only one is not empty (rmdir, a folder renamed over it), as in a plain
+/// folder (pjdfstest's `permission_bits_from_mode`, `change_perm`, `eexist_enotempty`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipes_keep_their_mode_and_fill_their_folder() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::start(&p.url());
+    let script = r#"
+import os, sys, json, errno
+d = sys.argv[1]
+out = {}
+os.makedirs(os.path.join(d, ".run", "full"))
+os.makedirs(os.path.join(d, ".run", "other"))
+os.umask(0o022)
+pipe = os.path.join(d, ".run", "full", "pipe")
+os.mkfifo(pipe, 0o640)
+out["made"] = oct(os.stat(pipe).st_mode & 0o7777)
+os.chmod(pipe, 0o600)
+out["chmod"] = oct(os.stat(pipe).st_mode & 0o7777)
+for what, call in [("rmdir", lambda: os.rmdir(os.path.join(d, ".run", "full"))),
+                   ("rename", lambda: os.rename(os.path.join(d, ".run", "other"), os.path.join(d, ".run", "full")))]:
+    try:
+        call(); out[what] = "done"
+    except OSError as e:
+        out[what] = errno.errorcode[e.errno]
+print(json.dumps(out))
+"#;
+    let plain = tempfile::tempdir().unwrap();
+    let on_disk = common::python_json(script, plain.path());
+    assert_eq!(
+        on_disk,
+        serde_json::json!({"made": "0o640", "chmod": "0o600", "rmdir": "ENOTEMPTY", "rename": "ENOTEMPTY"})
+    );
+    assert_eq!(common::python_json(script, &m.mountpoint), on_disk);
+}

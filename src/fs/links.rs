@@ -38,6 +38,8 @@ struct Named {
     name: String,
     special: Special,
     mtime: SystemTime,
+    /// The permission bits of a pipe or socket (a symlink's are always 0777).
+    perm: u16,
 }
 
 #[derive(Default)]
@@ -65,8 +67,8 @@ pub fn is_special_ino(ino: u64) -> bool {
 fn attr_of(ino: u64, n: &Named) -> Attr {
     let (kind, size, perm) = match &n.special {
         Special::Link(target) => (Kind::Symlink, target.len() as u64, 0o777),
-        Special::Fifo => (Kind::Fifo, 0, 0o644),
-        Special::Socket => (Kind::Socket, 0, 0o755),
+        Special::Fifo => (Kind::Fifo, 0, n.perm),
+        Special::Socket => (Kind::Socket, 0, n.perm),
     };
     Attr {
         ino,
@@ -103,7 +105,14 @@ impl Links {
         Some((ino, t.by_ino.get(&ino)?.special.clone()))
     }
 
-    fn insert(&self, parent: u64, name: &str, special: Special, mtime: SystemTime) -> u64 {
+    fn insert(
+        &self,
+        parent: u64,
+        name: &str,
+        special: Special,
+        mtime: SystemTime,
+        perm: u16,
+    ) -> u64 {
         static NEXT: std::sync::atomic::AtomicU64 =
             std::sync::atomic::AtomicU64::new(LINK_INO_BASE);
         let ino = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -123,9 +132,23 @@ impl Links {
                 name: name.to_string(),
                 special,
                 mtime,
+                perm,
             },
         );
         ino
+    }
+
+    /// chmod and utimens of a special: kept for the life of the mount (a symlink has no mode
+    /// of its own; its time is kept the same way).
+    pub fn set(&self, ino: u64, mode: Option<u32>, mtime: Option<SystemTime>) {
+        if let Some(n) = self.table().by_ino.get_mut(&ino) {
+            if let (Some(mode), false) = (mode, matches!(n.special, Special::Link(_))) {
+                n.perm = (mode & 0o7777) as u16;
+            }
+            if let Some(t) = mtime {
+                n.mtime = t;
+            }
+        }
     }
 
     fn remove(&self, parent: u64, name: &str) -> Option<Special> {
@@ -194,7 +217,8 @@ impl MountFs {
             let fits =
                 rel.join(&name).is_ok() && !(dir == ROOT_INO && name == super::ops::VERSIONS_NAME);
             if fits && self.links.at(dir, &name).is_none() {
-                self.links.insert(dir, &name, Special::Link(target), mtime);
+                self.links
+                    .insert(dir, &name, Special::Link(target), mtime, 0o777);
             }
         }
     }
@@ -313,9 +337,13 @@ impl MountFs {
         }
         let target_text = target.to_string_lossy().into_owned();
         self.engine.mirror.make_link(&rel, target)?;
-        let ino = self
-            .links
-            .insert(parent, name, Special::Link(target_text), SystemTime::now());
+        let ino = self.links.insert(
+            parent,
+            name,
+            Special::Link(target_text),
+            SystemTime::now(),
+            0o777,
+        );
         self.changed.touch(parent);
         self.links.attr(ino).ok_or(FsError::NotFound)
     }
@@ -323,7 +351,13 @@ impl MountFs {
     /// mknod(2) of a named pipe or a unix socket's name: only where the name is local-only (a
     /// segment starting with `.`, and the other local-only names of docs/semantics.md), since
     /// the platform holds neither and they mean nothing on another machine.
-    pub(super) fn make_special(&self, parent: u64, name: &OsStr, special: Special) -> Result<Attr> {
+    pub(super) fn make_special(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        special: Special,
+        mode: u32,
+    ) -> Result<Attr> {
         refuse_backups(parent)?;
         let name = name.to_str().ok_or(FsError::NotUtf8)?;
         let rel = self.child_path(parent, name)?;
@@ -334,7 +368,13 @@ impl MountFs {
         if self.lookup(parent, OsStr::new(name)).is_ok() {
             return Err(FsError::Exists);
         }
-        let ino = self.links.insert(parent, name, special, SystemTime::now());
+        let ino = self.links.insert(
+            parent,
+            name,
+            special,
+            SystemTime::now(),
+            (mode & 0o7777) as u16,
+        );
         self.changed.touch(parent);
         self.links.attr(ino).ok_or(FsError::NotFound)
     }

@@ -538,6 +538,8 @@ impl MountFs {
                 self.engine.keep_mode(ino, mode)?;
             }
         }
+        // A symlink, pipe or socket keeps its mode and time in the mount's memory.
+        self.links.set(ino, mode, mtime);
         if let Some(size) = size {
             self.live_file(ino)?;
             let open = self.sessions().contains_key(&ino);
@@ -726,10 +728,13 @@ impl MountFs {
             self.save(e.ino)?;
         }
         // A file open for writing that this rename replaces keeps its content for its
-        // descriptors (see `keep_open_copy`).
+        // descriptors (see `keep_open_copy`); a folder holding a symlink, pipe or socket (which
+        // the index does not count) is not empty.
         if let Some(target) = self.engine.index.lookup(new_parent, new_name) {
             if !target.is_dir() {
                 self.keep_open_copy(target.ino)?;
+            } else if self.has_specials(target.ino) {
+                return Err(FsError::NotEmpty);
             }
         }
         self.engine.rename(
@@ -766,7 +771,7 @@ impl MountFs {
             libc::S_IFSOCK => Special::Socket,
             _ => return Err(FsError::NoDevices),
         };
-        self.make_special(parent, name, special)
+        self.make_special(parent, name, special, mode)
     }
 
     /// Saves every open session (unmount): nothing written is left unsaved.
