@@ -481,12 +481,16 @@ impl Engine {
     /// mirror copy that can't take them (best effort) changes nothing the mount shows.
     pub fn keep_mode(&self, ino: u64, mode: u32) -> Result<Entry> {
         let _claimed = self.file_claim(ino);
-        let dir = self
+        let e = self
             .index
             .get(ino)
-            .ok_or(crate::cache::IndexError::Missing(ino))?
-            .is_dir();
+            .ok_or(crate::cache::IndexError::Missing(ino))?;
+        let dir = e.is_dir();
         let kept = crate::cache::kept_mode(mode, dir);
+        if kept == e.mode {
+            // The mode it has (`tar x`, `cp -p` set every file's): nothing to write.
+            return Ok(e);
+        }
         let e = self.index.modify(ino, |e| e.mode = kept)?;
         if e.is_hydrated() {
             let rel = self.rel(ino)?;
