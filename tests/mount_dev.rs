@@ -412,3 +412,24 @@ print(json.dumps(out))
     );
     assert_eq!(common::python_json(script, &m.mountpoint), on_disk);
 }
+
+/// npm's `node_modules/.bin/` links run and are listed (they resolved but were missing from
+/// `ls` and `find`, and the tool's script, chmod'ed by npm, answered "Permission denied"):
+/// `npm install` of a local package with a `bin`, offline, then the tool run through its link
+/// and through `npx`, as in a plain folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn npm_bin_links_run_and_are_listed() {
+    let p = TestPlatform::start(Mode::Full).await;
+    let m = MountProcess::start(&p.url());
+    let script = r#"mkdir tool && \
+        printf '{"name":"tool","version":"1.0.0","bin":{"hello-tool":"cli.js"}}' > tool/package.json && \
+        printf '#!/usr/bin/env node\nconsole.log("tool ran")\n' > tool/cli.js && \
+        printf '{"name":"app","version":"1.0.0"}' > package.json && \
+        npm install --offline --no-audit --no-fund --loglevel=error ./tool >/dev/null && \
+        ls node_modules/.bin && ./node_modules/.bin/hello-tool && npx --offline hello-tool && \
+        find node_modules -type l | sort"#;
+    assert_eq!(
+        same_as_plain(&m.mountpoint, script),
+        "hello-tool\ntool ran\ntool ran\nnode_modules/.bin/hello-tool\nnode_modules/tool\n"
+    );
+}
