@@ -305,8 +305,10 @@ impl MountFs {
         Ok(true)
     }
 
-    /// A file or folder renamed over a special: the special goes (its link leaves the mirror
-    /// with the rename itself). A folder can't replace one.
+    /// Whether a file or folder may be renamed over the special at a place, if any: a folder
+    /// can't replace one. A file can: its link leaves the mirror with the rename itself, and
+    /// the special is forgotten once the index holds the file there (`special_at`), so a
+    /// rename that fails leaves it as it was.
     pub(super) fn replacing_special(
         &self,
         source_is_dir: bool,
@@ -323,7 +325,6 @@ impl MountFs {
         if source_is_dir {
             return Err(FsError::NotDir);
         }
-        self.links.remove(new_parent, new_name);
         Ok(())
     }
 

@@ -713,7 +713,7 @@ impl MountFs {
             self.changed.touch(new_parent);
             return Ok(());
         }
-        // Over a symlink, pipe or socket: it goes (a link leaves the mirror with the rename).
+        // Over a symlink, pipe or socket: it goes, once the file is in its place.
         if let Some(source) = self.engine.index.lookup(parent, name) {
             self.replacing_special(
                 source.is_dir(),
