@@ -473,7 +473,7 @@ async fn the_folder_listing_shows_sizes_dates_the_parent_and_what_waits_to_go_up
             (ROOT_INO, "draft.html", &b"<p>not yet</p>"[..]),
             (docs_ino, "new notes.txt", &b"later"[..]),
         ] {
-            let e = saving.create_file(parent, name).unwrap();
+            let e = saving.create_file(parent, name, None).unwrap();
             saving.save_bytes(e.ino, bytes).unwrap();
         }
     })

@@ -153,7 +153,7 @@ impl Device {
             let fh = match existing {
                 Some(ino) => fs.open_write(ino, true).map_err(|e| e.to_string())?.fh,
                 None => {
-                    fs.create(parent, OsStr::new(&name))
+                    fs.create(parent, OsStr::new(&name), 0o644)
                         .map_err(|e| e.to_string())?
                         .1
                         .fh
@@ -245,7 +245,7 @@ impl Device {
         }
         let ino = self.ino_of(rel).await.ok_or("no such file")?;
         self.on_fs(move |fs| {
-            fs.setattr(ino, Some(len), None)
+            fs.setattr(ino, Some(len), None, None)
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         })
@@ -285,7 +285,7 @@ impl Device {
         }
         let (parent, name) = self.place(rel).await;
         self.on_fs(move |fs| {
-            fs.mkdir(parent, OsStr::new(&name))
+            fs.mkdir(parent, OsStr::new(&name), 0o755)
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         })

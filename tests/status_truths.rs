@@ -88,7 +88,7 @@ impl Device {
         self.on_fs(move |fs| {
             let fh = match existing {
                 Some(ino) => fs.open_write(ino, true).unwrap().fh,
-                None => fs.create(ROOT_INO, OsStr::new(&name)).unwrap().1.fh,
+                None => fs.create(ROOT_INO, OsStr::new(&name), 0o644).unwrap().1.fh,
             };
             fs.write(fh, 0, &bytes).unwrap();
             fs.flush(fh, || None).unwrap();

@@ -22,13 +22,15 @@ pub struct Replaced {
 
 /// Replaces the mirror copy of `rel` with the finished file `work`. `previous_elsewhere` says
 /// the content being replaced is also safe somewhere else (on the platform): a failed backup is
-/// then logged and the save goes on; otherwise a failed backup stops the save.
+/// then logged and the save goes on; otherwise a failed backup stops the save. The new copy
+/// keeps the file's mode (`mode`, its entry's kept mode, else the replaced copy's).
 pub fn replace(
     mirror: &Mirror,
     rel: &RelPath,
     kind: NodeKind,
     work: &Path,
     previous_elsewhere: bool,
+    mode: Option<u32>,
 ) -> Result<Replaced, MirrorError> {
     let (checksum, size) = Mirror::checksum_of(work)?;
     let target = mirror.path(rel);
@@ -58,6 +60,7 @@ pub fn replace(
         }
     }
     mirror.ensure_parent(rel)?;
+    mirror.carry_mode(work, rel, mode);
     mirror.commit(work, &target)?;
     record_site_version(mirror, rel, kind);
     Ok(Replaced {

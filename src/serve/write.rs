@@ -46,7 +46,14 @@ impl ServeState {
                 let rel = rel.clone();
                 tokio::task::spawn_blocking(move || {
                     let work = save::stage(&mirror, &rel, &bytes)?;
-                    save::replace(&mirror, &rel, NodeKind::of_file_name(&rel), &work, false)
+                    save::replace(
+                        &mirror,
+                        &rel,
+                        NodeKind::of_file_name(&rel),
+                        &work,
+                        false,
+                        None,
+                    )
                 })
                 .await??;
                 Ok(())
@@ -74,7 +81,7 @@ fn create(engine: &Arc<Engine>, rel: &RelPath) -> Result<u64, SyncError> {
     for folder in folders {
         parent = match engine.index.lookup(parent, folder) {
             Some(e) => e.ino,
-            None => match engine.make_dir(parent, folder) {
+            None => match engine.make_dir(parent, folder, None) {
                 Ok(e) => {
                     engine.notify_entry(parent, folder);
                     e.ino
@@ -91,7 +98,7 @@ fn create(engine: &Arc<Engine>, rel: &RelPath) -> Result<u64, SyncError> {
             },
         };
     }
-    match engine.create_file(parent, name) {
+    match engine.create_file(parent, name, None) {
         Ok(e) => {
             engine.notify_entry(parent, name);
             Ok(e.ino)

@@ -334,6 +334,7 @@ impl Engine {
                 remote_modified: identity.as_ref().and_then(|t| t.remote_modified.clone()),
                 local: Some(sum),
                 edited_ms: Some(edited),
+                mode: None,
             })?;
             Ok::<_, SyncError>(Some(e))
         })?;

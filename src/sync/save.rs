@@ -34,7 +34,7 @@ impl Engine {
         };
         // The copy being replaced is on the platform too when it is what both sides last held.
         let previous_elsewhere = matches!(e.state(), FileState::Clean | FileState::Behind);
-        let replaced = save::replace(&self.mirror, &rel, e.kind, work, previous_elsewhere)?;
+        let replaced = save::replace(&self.mirror, &rel, e.kind, work, previous_elsewhere, e.mode)?;
         if !replaced.unchanged {
             // The edit's time on the platform's clock as it is now: a wall clock stepped later
             // (NTP when the network returns) never moves it (`clock.rs`).
