@@ -431,10 +431,9 @@ async fn a_script_in_an_uploaded_file_never_runs_as_this_origin() {
 /// folder); a path that names nothing is a page for a browser, JSON for a script.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_folder_listing_shows_sizes_dates_the_parent_and_what_waits_to_go_up() {
-    use hyperclay::cache::{Index, Mirror, ROOT_INO};
-    use hyperclay::remote::{Client, Credential};
-    use hyperclay::sync::{Engine, Settings};
-    use std::sync::Arc;
+    use hyperclay::cache::ROOT_INO;
+    use hyperclay::remote::Credential;
+    use hyperclay::sync::Boot;
 
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
@@ -451,18 +450,12 @@ async fn the_folder_listing_shows_sizes_dates_the_parent_and_what_waits_to_go_up
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mirror = Arc::new(Mirror::open(dir.path()).unwrap());
-    let index = Arc::new(Index::open(&mirror.index_path()).unwrap());
-    let client = Arc::new(Client::new(&p.url(), Credential::ApiKey(common::KEY.into())).unwrap());
-    let engine = Engine::new(
-        client,
-        index,
-        mirror.clone(),
-        Arc::new(|_| {}),
-        Settings::default(),
-    );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let follower = tokio::spawn(hyperclay::sync::follow(engine.clone(), stopped));
+    let running = Boot::new(dir.path(), &p.url(), Credential::ApiKey(common::KEY.into()))
+        .start()
+        .await
+        .unwrap();
+    let engine = running.engine().clone();
+    let mirror = engine.mirror.clone();
     assert!(
         eventually(Duration::from_secs(30), || {
             let e = engine.clone();
@@ -480,7 +473,7 @@ async fn the_folder_listing_shows_sizes_dates_the_parent_and_what_waits_to_go_up
             (ROOT_INO, "draft.html", &b"<p>not yet</p>"[..]),
             (docs_ino, "new notes.txt", &b"later"[..]),
         ] {
-            let e = saving.create_file(parent, name).unwrap();
+            let e = saving.create_file(parent, name, None).unwrap();
             saving.save_bytes(e.ino, bytes).unwrap();
         }
     })
@@ -599,6 +592,5 @@ async fn the_folder_listing_shows_sizes_dates_the_parent_and_what_waits_to_go_up
         eprintln!("screenshots in {}", shots_dir.keep().display());
     }
     server.stop();
-    let _ = stop.send(true);
-    let _ = follower.await;
+    running.stop(Duration::from_secs(30)).await;
 }

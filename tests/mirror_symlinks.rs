@@ -12,10 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, platform_files, Mode, TestPlatform, KEY};
-use hyperclay::cache::{Index, Mirror};
 use hyperclay::protocol::NodeKind;
-use hyperclay::remote::{Client, Credential};
-use hyperclay::sync::{Engine, Settings};
+use hyperclay::remote::Credential;
+use hyperclay::sync::{Boot, Engine, Running};
 
 const WAIT: Duration = Duration::from_secs(30);
 const OUTSIDE: &[u8] = b"OUTSIDE the mirror: never read";
@@ -23,41 +22,26 @@ const OUTSIDE: &[u8] = b"OUTSIDE the mirror: never read";
 /// An engine following the platform over a mirror, as a mount runs it (no kernel).
 struct Device {
     engine: Arc<Engine>,
-    stop: tokio::sync::watch::Sender<bool>,
-    follower: Option<tokio::task::JoinHandle<()>>,
+    running: Running,
 }
 
 impl Device {
     /// Scans the mirror, then follows the platform (or, without `follow`, leaves the first
     /// reconciliation to the test).
     async fn start(url: &str, mirror_dir: &Path, follow: bool) -> Device {
-        let mirror = Arc::new(Mirror::open(mirror_dir).unwrap());
-        mirror.sweep_temps();
-        let index = Arc::new(Index::open(&mirror.index_path()).unwrap());
-        let client = Arc::new(Client::new(url, Credential::ApiKey(KEY.into())).unwrap());
-        let engine = Engine::new(client, index, mirror, Arc::new(|_| {}), Settings::default());
-        let scanning = engine.clone();
-        tokio::task::spawn_blocking(move || scanning.scan_local())
+        let running = Boot::new(mirror_dir, url, Credential::ApiKey(KEY.into()))
+            .follow(follow)
+            .start()
             .await
-            .unwrap()
             .expect("the start-up scan never fails on a symlink");
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let follower =
-            follow.then(|| tokio::spawn(hyperclay::sync::follow(engine.clone(), stopped)));
         Device {
-            engine,
-            stop,
-            follower,
+            engine: running.engine().clone(),
+            running,
         }
     }
 
     async fn stop(self) {
-        assert!(self.engine.drain(Duration::from_secs(30)).await);
-        self.engine.mark_clean_exit();
-        let _ = self.stop.send(true);
-        if let Some(follower) = self.follower {
-            let _ = follower.await;
-        }
+        assert!(self.running.stop(Duration::from_secs(30)).await.drained);
     }
 }
 

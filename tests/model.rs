@@ -21,11 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{platform_files, Mode, TestPlatform, KEY};
-use hyperclay::cache::{Index, Mirror, ROOT_INO};
+use hyperclay::cache::ROOT_INO;
 use hyperclay::fs::MountFs;
 use hyperclay::protocol::NodeKind;
 use hyperclay::remote::{Client, Credential};
-use hyperclay::sync::{Engine, Settings};
+use hyperclay::sync::{Boot, Engine, Running, Settings};
 use proptest::prelude::*;
 
 /// One device: an engine and its file system over a mirror, following the platform.
@@ -35,8 +35,7 @@ struct Device {
     /// The plain-folder front door: its root. Programs' file calls go to the disk there and the
     /// engine is told afterwards, as its watcher would tell it (deterministic: no watcher runs).
     folder: Option<std::path::PathBuf>,
-    stop: tokio::sync::watch::Sender<bool>,
-    follower: tokio::task::JoinHandle<()>,
+    running: Running,
 }
 
 impl Device {
@@ -55,35 +54,20 @@ impl Device {
 
     async fn start_with(url: &str, mirror_dir: &Path, settings: Settings) -> Device {
         let folder = settings.front_door == hyperclay::sync::FrontDoor::Folder;
-        let mirror = Arc::new(Mirror::open(mirror_dir).unwrap());
-        mirror.sweep_temps();
-        let index = Arc::new(Index::open(&mirror.index_path()).unwrap());
-        let client = Arc::new(Client::new(url, Credential::ApiKey(KEY.into())).unwrap());
-        let engine = Engine::new(client, index, mirror, Arc::new(|_| {}), settings);
-        let scanning = engine.clone();
-        tokio::task::spawn_blocking(move || match folder {
-            // The folder's start: the whole folder compared, as `FolderSync` does.
-            true => {
-                for rel in scanning.differing_paths() {
-                    scanning.observe(&rel, hyperclay::sync::Look::Hash)?;
-                }
-                Ok(())
-            }
-            false => scanning.scan_local(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        // The mount's boot; the folder's start compares the whole folder (no watcher runs).
+        let running = Boot::new(mirror_dir, url, Credential::ApiKey(KEY.into()))
+            .settings(settings)
+            .start()
+            .await
+            .unwrap();
+        let engine = running.engine().clone();
         let folder = folder.then(|| engine.mirror.root().to_path_buf());
         let fs = Arc::new(MountFs::new(engine.clone()));
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let follower = tokio::spawn(hyperclay::sync::follow(engine.clone(), stopped));
         Device {
             engine,
             fs,
             folder,
-            stop,
-            follower,
+            running,
         }
     }
 
@@ -117,10 +101,7 @@ impl Device {
         tokio::task::spawn_blocking(move || fs.save_all())
             .await
             .unwrap();
-        assert!(self.engine.drain(Duration::from_secs(30)).await);
-        self.engine.mark_clean_exit();
-        let _ = self.stop.send(true);
-        let _ = self.follower.await;
+        assert!(self.running.stop(Duration::from_secs(30)).await.drained);
     }
 
     /// Runs a blocking file-system call off the runtime's threads, as the FUSE threads do.
@@ -172,7 +153,7 @@ impl Device {
             let fh = match existing {
                 Some(ino) => fs.open_write(ino, true).map_err(|e| e.to_string())?.fh,
                 None => {
-                    fs.create(parent, OsStr::new(&name))
+                    fs.create(parent, OsStr::new(&name), 0o644)
                         .map_err(|e| e.to_string())?
                         .1
                         .fh
@@ -264,7 +245,7 @@ impl Device {
         }
         let ino = self.ino_of(rel).await.ok_or("no such file")?;
         self.on_fs(move |fs| {
-            fs.setattr(ino, Some(len), None)
+            fs.setattr(ino, Some(len), None, None)
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         })
@@ -304,7 +285,7 @@ impl Device {
         }
         let (parent, name) = self.place(rel).await;
         self.on_fs(move |fs| {
-            fs.mkdir(parent, OsStr::new(&name))
+            fs.mkdir(parent, OsStr::new(&name), 0o755)
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         })

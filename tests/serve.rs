@@ -597,7 +597,13 @@ async fn parallel_large_saves_are_held_a_few_at_a_time() {
             .unwrap(),
     );
     let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    // A browser waits for its turn as long as it takes. reqwest's default TCP_USER_TIMEOUT
+    // (30 s) aborts a connection whose body has sat unread that long (ETIMEDOUT: the last of
+    // the 40 saves wait their turn longer than that on a busy machine, with a debug build).
+    let http = reqwest::Client::builder()
+        .tcp_user_timeout(None)
+        .build()
+        .unwrap();
     assert!(
         eventually(Duration::from_secs(10), || {
             let (http, url) = (http.clone(), url.clone());

@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{node_at, platform_files, Mode, TestPlatform, KEY};
-use hyperclay::cache::{Index, Mirror, ROOT_INO};
+use hyperclay::cache::ROOT_INO;
 use hyperclay::fs::MountFs;
 use hyperclay::protocol::NodeKind;
-use hyperclay::remote::{Client, Credential};
+use hyperclay::remote::Credential;
 use hyperclay::sync::status::ProblemKind;
-use hyperclay::sync::{Engine, Settings};
+use hyperclay::sync::{Boot, Engine, Running};
 
 /// Every log line of this test binary (the tests tell theirs apart by file name).
 static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
@@ -48,37 +48,26 @@ fn log() -> String {
 struct Device {
     engine: Arc<Engine>,
     fs: Arc<MountFs>,
-    stop: tokio::sync::watch::Sender<bool>,
-    follower: tokio::task::JoinHandle<()>,
+    running: Running,
 }
 
 impl Device {
     async fn start(url: &str, mirror_dir: &Path) -> Device {
-        let mirror = Arc::new(Mirror::open(mirror_dir).unwrap());
-        mirror.sweep_temps();
-        let index = Arc::new(Index::open(&mirror.index_path()).unwrap());
-        let client = Arc::new(Client::new(url, Credential::ApiKey(KEY.into())).unwrap());
-        let engine = Engine::new(client, index, mirror, Arc::new(|_| {}), Settings::default());
-        let scanning = engine.clone();
-        tokio::task::spawn_blocking(move || scanning.scan_local())
+        let running = Boot::new(mirror_dir, url, Credential::ApiKey(KEY.into()))
+            .start()
             .await
-            .unwrap()
             .unwrap();
+        let engine = running.engine().clone();
         let fs = Arc::new(MountFs::new(engine.clone()));
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let follower = tokio::spawn(hyperclay::sync::follow(engine.clone(), stopped));
         Device {
             engine,
             fs,
-            stop,
-            follower,
+            running,
         }
     }
 
     async fn stop(self) {
-        assert!(self.engine.drain(Duration::from_secs(30)).await);
-        let _ = self.stop.send(true);
-        let _ = self.follower.await;
+        assert!(self.running.stop(Duration::from_secs(30)).await.drained);
     }
 
     async fn on_fs<T: Send + 'static>(&self, f: impl FnOnce(&MountFs) -> T + Send + 'static) -> T {
@@ -99,7 +88,7 @@ impl Device {
         self.on_fs(move |fs| {
             let fh = match existing {
                 Some(ino) => fs.open_write(ino, true).unwrap().fh,
-                None => fs.create(ROOT_INO, OsStr::new(&name)).unwrap().1.fh,
+                None => fs.create(ROOT_INO, OsStr::new(&name), 0o644).unwrap().1.fh,
             };
             fs.write(fh, 0, &bytes).unwrap();
             fs.flush(fh, || None).unwrap();

@@ -56,11 +56,19 @@ pub struct Entry {
     /// (an index from before it was kept): `mtime_ms` plus the current offset stands in.
     pub edited_ms: Option<i64>,
     pub tombstone: bool,
+    /// The permission bits set here (`chmod`, or given at create), kept locally only: the
+    /// platform has no modes. `None`: the default, 0644 for a file and 0755 for a folder.
+    pub mode: Option<u32>,
 }
 
 impl Entry {
     pub fn is_dir(&self) -> bool {
         self.kind == NodeKind::Folder
+    }
+
+    /// The permission bits the mount shows (see [`Entry::mode`]).
+    pub fn perm(&self) -> u32 {
+        self.mode.unwrap_or(default_mode(self.is_dir()))
     }
 
     /// The mirror copy is on disk (folders always are).
@@ -104,6 +112,21 @@ impl Entry {
     }
 }
 
+/// The permission bits of a file or folder nobody set any for.
+pub fn default_mode(dir: bool) -> u32 {
+    if dir {
+        0o755
+    } else {
+        0o644
+    }
+}
+
+/// What [`Entry::mode`] keeps of permission bits `mode` (`None` when they are the default).
+pub fn kept_mode(mode: u32, dir: bool) -> Option<u32> {
+    let mode = mode & 0o7777;
+    (mode != default_mode(dir)).then_some(mode)
+}
+
 /// An entry's sync state, from its fields (see [`Entry::state`]). A push's own progress (queued,
 /// sending, a follow-up wanted) is the engine's push queue, `sync::push::Phase`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +165,8 @@ pub struct NewEntry {
     pub local: Option<String>,
     /// See [`Entry::edited_ms`].
     pub edited_ms: Option<i64>,
+    /// See [`Entry::mode`].
+    pub mode: Option<u32>,
 }
 
 impl NewEntry {
@@ -160,6 +185,7 @@ impl NewEntry {
             remote_modified: None,
             local,
             edited_ms: None,
+            mode: None,
         }
     }
 
@@ -188,6 +214,7 @@ impl NewEntry {
             local: self.local,
             edited_ms: self.edited_ms,
             tombstone,
+            mode: self.mode,
         }
     }
 }
@@ -196,7 +223,7 @@ impl NewEntry {
 fn write_row(db: &Connection, e: &Entry) -> Result<()> {
     check_child(e.parent == ROOT_INO, &e.name)?;
     let changed = db.prepare_cached("UPDATE entries SET parent = ?2, name = ?3, kind = ?4, node_id = ?5, size = ?6, mtime_ms = ?7,
-         base = ?8, remote = ?9, remote_modified = ?10, local = ?11, tombstone = ?12, edited_ms = ?13 WHERE ino = ?1")?.execute(params![e.ino, e.parent, e.name, e.kind.as_str(), e.node_id, e.size, e.mtime_ms, e.base, e.remote, e.remote_modified, e.local, e.tombstone, e.edited_ms])?;
+         base = ?8, remote = ?9, remote_modified = ?10, local = ?11, tombstone = ?12, edited_ms = ?13, mode = ?14 WHERE ino = ?1")?.execute(params![e.ino, e.parent, e.name, e.kind.as_str(), e.node_id, e.size, e.mtime_ms, e.base, e.remote, e.remote_modified, e.local, e.tombstone, e.edited_ms, e.mode])?;
     if changed == 0 {
         return Err(IndexError::Missing(e.ino));
     }
@@ -206,8 +233,8 @@ fn write_row(db: &Connection, e: &Entry) -> Result<()> {
 /// Inserts a new entry's row; its inode is the row id.
 fn insert_row(db: &Connection, new: &NewEntry, tombstone: bool) -> Result<u64> {
     check_child(new.parent == ROOT_INO, &new.name)?;
-    db.prepare_cached("INSERT INTO entries(parent, name, kind, node_id, size, mtime_ms, base, remote, remote_modified, local, tombstone, edited_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")?.execute(params![new.parent, new.name, new.kind.as_str(), new.node_id, new.size, new.mtime_ms, new.base, new.remote, new.remote_modified, new.local, tombstone, new.edited_ms])?;
+    db.prepare_cached("INSERT INTO entries(parent, name, kind, node_id, size, mtime_ms, base, remote, remote_modified, local, tombstone, edited_ms, mode)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")?.execute(params![new.parent, new.name, new.kind.as_str(), new.node_id, new.size, new.mtime_ms, new.base, new.remote, new.remote_modified, new.local, tombstone, new.edited_ms, new.mode])?;
     Ok(db.last_insert_rowid() as u64)
 }
 
@@ -237,7 +264,7 @@ CREATE TABLE IF NOT EXISTS entries(
   ino INTEGER PRIMARY KEY AUTOINCREMENT, parent INTEGER NOT NULL, name TEXT NOT NULL,
   kind TEXT NOT NULL, node_id INTEGER UNIQUE, size INTEGER NOT NULL DEFAULT 0,
   mtime_ms INTEGER NOT NULL DEFAULT 0, base TEXT, remote TEXT, remote_modified TEXT, local TEXT,
-  tombstone INTEGER NOT NULL DEFAULT 0, edited_ms INTEGER);
+  tombstone INTEGER NOT NULL DEFAULT 0, edited_ms INTEGER, mode INTEGER);
 CREATE TABLE IF NOT EXISTS sent(node_id INTEGER NOT NULL, checksum TEXT NOT NULL, at_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS sent_node ON sent(node_id);
 INSERT OR IGNORE INTO sqlite_sequence(name, seq)
@@ -245,11 +272,11 @@ INSERT OR IGNORE INTO sqlite_sequence(name, seq)
 ";
 
 const COLUMNS: &str =
-    "ino, parent, name, kind, node_id, size, mtime_ms, base, remote, remote_modified, local, tombstone, edited_ms";
+    "ino, parent, name, kind, node_id, size, mtime_ms, base, remote, remote_modified, local, tombstone, edited_ms, mode";
 
 /// Columns added since the first schema, each with its type: an index made before gets them
 /// (empty) when it is opened.
-const ADDED_COLUMNS: &[(&str, &str)] = &[("edited_ms", "INTEGER")];
+const ADDED_COLUMNS: &[(&str, &str)] = &[("edited_ms", "INTEGER"), ("mode", "INTEGER")];
 
 fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     let kind: String = r.get(3)?;
@@ -267,6 +294,7 @@ fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
         local: r.get(10)?,
         tombstone: r.get(11)?,
         edited_ms: r.get(12)?,
+        mode: r.get(13)?,
     })
 }
 
@@ -600,8 +628,8 @@ mod tests {
         NewEntry::sample(parent, name, kind, node)
     }
 
-    /// An index made before the edit time was kept opens with the column added, its entries
-    /// whole, their edit time not known.
+    /// An index made before the edit time and the mode were kept opens with the columns added,
+    /// its entries whole, their edit time not known, their mode the default.
     #[test]
     fn an_index_from_before_gets_the_new_columns() {
         let dir = tempfile::tempdir().unwrap();
@@ -621,11 +649,24 @@ mod tests {
         }
         let index = Index::open(&path).unwrap();
         let e = index.lookup(ROOT_INO, "post.html").unwrap();
-        assert_eq!((e.mtime_ms, e.edited_ms), (1234, None));
-        index.modify(e.ino, |e| e.edited_ms = Some(99)).unwrap();
+        assert_eq!((e.mtime_ms, e.edited_ms, e.mode), (1234, None, None));
+        assert_eq!(e.perm(), 0o644, "no mode kept: the default");
+        index
+            .modify(e.ino, |e| {
+                e.edited_ms = Some(99);
+                e.mode = Some(0o755);
+            })
+            .unwrap();
         drop(index);
         let index = Index::open(&path).unwrap();
-        assert_eq!(index.get(e.ino).unwrap().edited_ms, Some(99));
+        let e = index.get(e.ino).unwrap();
+        assert_eq!(
+            (e.edited_ms, e.mode, e.perm()),
+            (Some(99), Some(0o755), 0o755)
+        );
+        assert_eq!(kept_mode(0o100644, false), None);
+        assert_eq!(kept_mode(0o40755, true), None);
+        assert_eq!(kept_mode(0o100755, false), Some(0o755));
     }
 
     #[test]

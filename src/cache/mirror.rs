@@ -76,7 +76,28 @@ pub fn is_local_only(rel_path: &str) -> bool {
             || name == "4913"
             || is_python_temp(name)
             || is_numbered_temp(name)
+            || is_sqlite_side_file(name)
     })
+}
+
+/// SQLite's files beside a database `name`: the write-ahead log (`name-wal`), its shared
+/// memory index (`name-shm`), the rollback journal (`name-journal`) and the super-journal of a
+/// transaction over several databases (`name-mj` and 8 hex digits). They belong to the
+/// processes that have the database open and mean nothing anywhere else (the database itself
+/// goes up once they are folded into it). Decided: any name with such an ending, so a real
+/// file called `travel-journal` (no extension) stays local too.
+fn is_sqlite_side_file(name: &str) -> bool {
+    if let Some((db, super_journal)) = name.rsplit_once("-mj") {
+        if !db.is_empty()
+            && super_journal.len() == 8
+            && super_journal.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return true;
+        }
+    }
+    ["-wal", "-shm", "-journal"]
+        .iter()
+        .any(|end| name.len() > end.len() && name.ends_with(end))
 }
 
 /// Python's `tempfile` (`mkstemp`, `NamedTemporaryFile`): `tmp` and 8 random characters of
@@ -298,6 +319,50 @@ impl Mirror {
                 std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
             );
         }
+    }
+
+    /// Gives the mirror copy (or folder) at `rel` the permission bits `mode` (an entry's kept
+    /// mode: [`disk_mode`] says what of it the disk gets), never through a symlink. Nothing on
+    /// systems without modes.
+    pub fn set_mode(&self, rel: &RelPath, mode: u32, dir: bool) -> Result<()> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Some(parent) = rel.parent() {
+                self.refuse_symlinks(&parent)?;
+            }
+            let path = self.path(rel);
+            let file = crate::os::open_nofollow(File::options().read(true), &path)
+                .map_err(|e| MirrorError::io("opening", &path, e))?;
+            file.set_permissions(fs::Permissions::from_mode(disk_mode(mode, dir)))
+                .map_err(|e| MirrorError::io("setting the mode of", &path, e))?;
+        }
+        #[cfg(not(unix))]
+        let _ = (rel, mode, dir);
+        Ok(())
+    }
+
+    /// Gives `copy` (a staged or working copy about to replace the mirror copy of `rel`) the
+    /// permission bits the file keeps: those of `mode` (its entry's kept mode) when there is
+    /// one, else those of the copy it replaces (a plain folder's file its user chmod'ed). A
+    /// save or a platform change replaces the file, never its mode.
+    pub fn carry_mode(&self, copy: &Path, rel: &RelPath, mode: Option<u32>) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let bits = match mode {
+                Some(mode) => disk_mode(mode, false),
+                None => match fs::symlink_metadata(self.path(rel)) {
+                    Ok(m) if m.is_file() => m.permissions().mode() & 0o777,
+                    _ => return,
+                },
+            };
+            if let Err(e) = fs::set_permissions(copy, fs::Permissions::from_mode(bits)) {
+                tracing::warn!(path = %rel, error = %e, "could not give the new copy its mode");
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (copy, rel, mode);
     }
 
     /// A new empty file at `rel` (an existing one is emptied). Not fsync'ed: it holds no saved
@@ -535,6 +600,41 @@ impl Mirror {
             .collect()
     }
 
+    /// The symlinks in the folder at `rel` (never through a symlinked folder): each name that is
+    /// UTF-8, with its target and modification time. Read, never followed.
+    pub fn links_in(&self, rel: &RelPath) -> Vec<(String, String, std::time::SystemTime)> {
+        if self.refuse_symlinks(rel).is_err() {
+            return Vec::new();
+        }
+        let Ok(entries) = fs::read_dir(self.path(rel)) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|item| item.file_type().is_ok_and(|t| t.is_symlink()))
+            .filter_map(|item| {
+                let name = item.file_name().into_string().ok()?;
+                let target = fs::read_link(item.path()).ok()?;
+                let mtime = fs::symlink_metadata(item.path()).ok()?.modified().ok()?;
+                Some((name, target.to_string_lossy().into_owned(), mtime))
+            })
+            .collect()
+    }
+
+    /// Makes a symlink at `rel` pointing to `target` (a local-only thing: never synced, never
+    /// followed by the program), refusing a symlinked folder on the way.
+    pub fn make_link(&self, rel: &RelPath, target: &Path) -> Result<()> {
+        let path = self.ensure_parent(rel)?;
+        #[cfg(unix)]
+        let made = std::os::unix::fs::symlink(target, &path);
+        #[cfg(not(unix))]
+        let made: io::Result<()> = {
+            let _ = target;
+            Err(io::ErrorKind::Unsupported.into())
+        };
+        made.map_err(|e| MirrorError::io("making a symlink", &path, e))
+    }
+
     /// The checksum and size of the mirror file at `rel`, never through a symlink.
     pub fn checksum_at(&self, rel: &RelPath) -> Result<(String, u64)> {
         let file = self.open_own(rel)?;
@@ -587,7 +687,15 @@ impl Mirror {
     }
 }
 
-/// A temp file of the mirror's, removed on drop unless committed ([`Mirror::commit_staged`]).
+/// The permission bits a mirror copy (or folder) gets for an entry's kept `mode`: its `rwx`
+/// bits (set-id and sticky bits stay in the index: the mirror is not a nosuid mount), always
+/// readable and writable by its owner (the program reads every copy it pushes and replaces;
+/// the mount shows the mode exactly as kept).
+#[cfg_attr(not(unix), allow(dead_code))]
+pub fn disk_mode(mode: u32, dir: bool) -> u32 {
+    (mode & 0o777) | if dir { 0o700 } else { 0o600 }
+}
+
 /// A file's size and modification time, as the disk has them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stat {
@@ -624,6 +732,7 @@ pub enum ListedKind {
     Other,
 }
 
+/// A temp file of the mirror's, removed on drop unless committed ([`Mirror::commit_staged`]).
 pub struct Staged {
     path: Option<PathBuf>,
 }
@@ -782,6 +891,10 @@ mod local_only_tests {
             ".notes.txt.kate-swp",
             "notes.txt.kate-swp",
             ".~lock.report.odt#",
+            "app.db-wal",
+            "app.db-shm",
+            "app.db-journal",
+            "data.sqlite-mj1A2b3C4d",
             ".notes.txt.Ab12Cd",
             "lu12345abcd.tmp",
             "#notes.txt#",
@@ -796,6 +909,10 @@ mod local_only_tests {
             "20240",
             "report-2024.html",
             "tmpab12cd.html",
+            "journal.html",
+            "app.db",
+            "-wal",
+            "blog-journal.html",
         ] {
             assert!(!is_local_only(real), "{real}");
         }

@@ -11,7 +11,9 @@ mod tree;
 pub mod versions;
 
 pub use guarded::Guarded;
-pub use index::{Change, Entry, FileState, Index, IndexError, NewEntry, ROOT_INO};
+pub use index::{
+    default_mode, kept_mode, Change, Entry, FileState, Index, IndexError, NewEntry, ROOT_INO,
+};
 pub use mirror::{
     is_local_only, sync_parent as mirror_sync_parent, Listed, ListedKind, Mirror, MirrorError,
     Staged, Stat, INDEX_DIR, VERSIONS_DIR,

@@ -36,13 +36,15 @@ pub enum Durability {
 
 /// Replaces the mirror copy of `rel` with the finished file `work`. `previous_elsewhere` says
 /// the content being replaced is also safe somewhere else (on the platform): a failed backup is
-/// then logged and the save goes on; otherwise a failed backup stops the save.
+/// then logged and the save goes on; otherwise a failed backup stops the save. The new copy
+/// keeps the file's mode (`mode`, its entry's kept mode, else the replaced copy's).
 pub fn replace(
     mirror: &Mirror,
     rel: &RelPath,
     kind: NodeKind,
     work: &Path,
     previous_elsewhere: bool,
+    mode: Option<u32>,
     durability: Durability,
 ) -> Result<Replaced, MirrorError> {
     let (checksum, size) = Mirror::checksum_of(work)?;
@@ -73,6 +75,7 @@ pub fn replace(
         }
     }
     mirror.ensure_parent(rel)?;
+    mirror.carry_mode(work, rel, mode);
     match durability {
         Durability::Closed => mirror.put_in_place(work, &target)?,
         Durability::Synced => {

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use hyperclay::cache::{Index, Mirror};
 use hyperclay::config;
 use hyperclay::credentials::{self, CredentialsError, Stored};
 use hyperclay::fs;
 #[cfg(target_os = "linux")]
 use hyperclay::fs::MountFs;
 use hyperclay::remote::{Client, Credential};
+use hyperclay::sync::boot::{self, Boot, Running};
 use hyperclay::sync::listed::Listing;
 use hyperclay::sync::{self, Engine};
 use hyperclay::sync::{FrontDoor, Settings};
@@ -48,27 +48,6 @@ fn mirror_has_files(root: &std::path::Path) -> bool {
             let name = e.file_name();
             name != ".hyperclay" && name != hyperclay::cache::VERSIONS_DIR
         })
-}
-
-/// Opens the index; a damaged one is set aside and rebuilt from the mirror and the platform
-/// (nothing is lost: the mirror files are adopted as local copies and compared with the platform).
-fn open_index(path: &std::path::Path) -> anyhow::Result<Index> {
-    match Index::open(path) {
-        Ok(index) => Ok(index),
-        Err(e) => {
-            let aside = path.with_extension(format!(
-                "db.damaged-{}",
-                chrono::Utc::now().format("%Y%m%d%H%M%S")
-            ));
-            tracing::warn!(error = %e, aside = %aside.display(), "the index is damaged: set aside, rebuilding it from the mirror and the platform");
-            std::fs::rename(path, &aside)
-                .with_context(|| format!("setting the damaged index {} aside", path.display()))?;
-            for suffix in ["-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-            }
-            Index::open(path).with_context(|| format!("creating a new index {}", path.display()))
-        }
-    }
 }
 
 /// What the mount signs in with. Not signed in: the mount still works locally, and status says
@@ -245,20 +224,23 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
         stored.is_none() && matches!(&credential, Credential::ApiKey(k) if !k.is_empty());
     // One owner per mirror, from before anything in it is opened until the process ends.
     let lock = MirrorLock::acquire(&mirror_dir, Some(&mountpoint))?;
-    let mirror = Arc::new(
-        Mirror::open(&mirror_dir)
-            .with_context(|| format!("opening the mirror {}", mirror_dir.display()))?,
-    );
-    mirror.sweep_temps();
+    let (sink, notices) = fs::notice_channel();
+    let mut settings = Settings::from_env();
+    if folder {
+        settings.front_door = FrontDoor::Folder;
+    }
+    let engine = Boot::new(&mirror_dir, &url, credential)
+        .settings(settings)
+        .notices(sink)
+        .open()?;
+    let mirror = engine.mirror.clone();
     let cleanup = tokio::spawn(clean_versions(mirror.versions_root()));
-    let index_path = mirror.index_path();
-    let index = Arc::new(open_index(&index_path)?);
     // An empty index over a mirror that holds files: it was lost (or damaged and set aside). A
     // plain folder's first start adopts what it holds.
-    let index_lost = index.is_empty()
+    let index_lost = engine.index.is_empty()
         && mirror_has_files(mirror.root())
         && (!folder || folder_note(&mountpoint).exists());
-    let client = Arc::new(Client::new(&url, credential)?);
+    let client = engine.client.clone();
     client.set_url_source(address.source.to_string());
     if let Ok(secs) = std::env::var("HYPERCLAY_PROGRESS_TIMEOUT_SECS") {
         // A test knob: the hostile-platform tests trickle bytes slower than this.
@@ -269,12 +251,6 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     let refresher = stored
         .filter(|s| s.kind == "token")
         .map(|s| tokio::spawn(refresh_tokens(client.clone(), s)));
-    let (sink, notices) = fs::notice_channel();
-    let mut settings = Settings::from_env();
-    if folder {
-        settings.front_door = FrontDoor::Folder;
-    }
-    let engine = Engine::new(client, index, mirror.clone(), sink, settings);
     if let Some(why) = &folder_why {
         engine
             .status
@@ -299,8 +275,7 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
         #[cfg(target_os = "linux")]
         {
             // What changed in the mirror while no mount ran is settled before the mount serves anyone.
-            let scanning = engine.clone();
-            match tokio::task::spawn_blocking(move || scanning.scan_local()).await? {
+            match boot::compare(&engine).await {
                 Ok(()) => {}
                 // Nothing is lost by going on: the files stay in the mirror, and the next start looks again.
                 Err(e) => tracing::warn!(error = %e, "could not compare the mirror with the index"),
@@ -330,8 +305,7 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
     pidfile::write(&mountpoint).context("writing the pid file")?;
     let control = hyperclay::control::serve(engine.clone(), mountpoint.clone())
         .context("opening the control socket")?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let follower = tokio::spawn(sync::follow(engine.clone(), stopped));
+    let running = Running::follow(engine.clone());
     // Why the local server asked for does not run, to say with "mounted".
     let mut no_server = None;
     let server = match args.serve_port {
@@ -429,25 +403,7 @@ pub async fn run(args: MountArgs) -> anyhow::Result<()> {
             Ok(())
         }
     };
-    let drained = engine.drain(Duration::from_secs(60)).await;
-    // Following stops between two requests; one stuck on a platform that does not answer (a
-    // first listing that never comes) is dropped after a few seconds rather than holding the
-    // stop for its time limit. Dropped mid-way, the run does not count as a clean end.
-    let _ = stop.send(true);
-    let mut follower = follower;
-    let follower_done = tokio::time::timeout(Duration::from_secs(5), &mut follower)
-        .await
-        .is_ok();
-    if !follower_done {
-        follower.abort();
-    }
-    if drained && engine.drain(Duration::from_secs(60)).await && follower_done {
-        engine.mark_clean_exit();
-    } else if !follower_done {
-        tracing::info!("stopped while a platform request was running: the next mount compares every mirror file");
-    } else {
-        tracing::warn!("some pushes did not finish before unmount; they go up at the next mount");
-    }
+    running.stop(Duration::from_secs(60)).await;
     if let Some(r) = refresher {
         r.abort();
     }

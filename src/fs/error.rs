@@ -56,6 +56,9 @@ pub enum FsError {
     NoDevices,
     #[error("exists")]
     Exists,
+    /// A folder that still holds something (a symlink, which the index does not count).
+    #[error("not empty")]
+    NotEmpty,
     #[error(transparent)]
     Mirror(#[from] MirrorError),
     #[error(transparent)]
@@ -86,6 +89,7 @@ impl FsError {
             FsError::NoExchange => libc::EINVAL,
             FsError::NotSyncable(_) | FsError::NoDevices => libc::EPERM,
             FsError::Exists => libc::EEXIST,
+            FsError::NotEmpty => libc::ENOTEMPTY,
             FsError::Mirror(e) => e.raw_os_error().unwrap_or(libc::EIO),
             FsError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
             FsError::Index(IndexError::BadName(e)) => name_errno(e),
@@ -107,6 +111,7 @@ impl FsError {
                 | FsError::Interrupted
                 | FsError::NotUtf8
                 | FsError::Exists
+                | FsError::NotEmpty
         )
     }
 }

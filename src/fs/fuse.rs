@@ -48,16 +48,12 @@ impl FuseAdapter {
             mtime: a.mtime,
             ctime: self.fs.ctime(a.ino, a.mtime),
             crtime: a.mtime,
-            kind: match a.kind {
-                Kind::Dir => FileType::Directory,
-                Kind::File => FileType::RegularFile,
-                Kind::Symlink => FileType::Symlink,
-                Kind::Fifo => FileType::NamedPipe,
-                Kind::Socket => FileType::Socket,
-            },
+            kind: file_type(a.kind),
             perm: a.perm,
             nlink: if a.kind == Kind::Dir {
                 self.fs.dir_links(a.ino)
+            } else if a.orphan {
+                0
             } else {
                 1
             },
@@ -93,6 +89,16 @@ impl FuseAdapter {
             };
             guard(what, || answer(&me, killed));
         });
+    }
+}
+
+fn file_type(kind: Kind) -> FileType {
+    match kind {
+        Kind::Dir => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
     }
 }
 
@@ -259,12 +265,7 @@ impl Filesystem for FuseAdapter {
                 return reply.error(e);
             }
             let result = me.fs.readdir(ino.0, offset, |ino, name, a| {
-                let kind = if a.kind == Kind::Dir {
-                    FileType::Directory
-                } else {
-                    FileType::RegularFile
-                };
-                !reply.add(INodeNo(a.ino), ino, kind, name)
+                !reply.add(INodeNo(a.ino), ino, file_type(a.kind), name)
             });
             match result {
                 Ok(()) => reply.ok(),
@@ -360,12 +361,12 @@ impl Filesystem for FuseAdapter {
         req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
+        mode: u32,
         _umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
-        guard("create", || match self.fs.create(parent.0, name) {
+        guard("create", || match self.fs.create(parent.0, name, mode) {
             Ok((a, o)) => {
                 self.fs.note_opener(o.fh, process::of_thread(req.pid()));
                 if flags & libc::O_APPEND != 0 {
@@ -435,11 +436,11 @@ impl Filesystem for FuseAdapter {
         _req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
+        mode: u32,
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        guard("mkdir", || match self.fs.mkdir(parent.0, name) {
+        guard("mkdir", || match self.fs.mkdir(parent.0, name, mode) {
             Ok(a) => reply.entry(&TTL, &self.attr(&a), Generation(0)),
             Err(e) => reply.error(errno(&e, "mkdir")),
         });
@@ -647,7 +648,7 @@ impl Filesystem for FuseAdapter {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _mode: Option<u32>,
+        mode: Option<u32>,
         _uid: Option<u32>,
         _gid: Option<u32>,
         size: Option<u64>,
@@ -666,7 +667,7 @@ impl Filesystem for FuseAdapter {
                 fuser::TimeOrNow::SpecificTime(t) => t,
                 fuser::TimeOrNow::Now => SystemTime::now(),
             });
-            match self.fs.setattr(ino.0, size, mtime) {
+            match self.fs.setattr(ino.0, size, mtime, mode) {
                 Ok(a) => reply.attr(&TTL, &self.attr(&a)),
                 Err(e) => reply.error(errno(&e, "setattr")),
             }

@@ -37,6 +37,9 @@ pub struct Attr {
     pub size: u64,
     pub mtime: SystemTime,
     pub perm: u16,
+    /// Lost its last name while open (unlinked, or renamed over): `fstat` on a descriptor
+    /// answers no links, as ext4 does.
+    pub orphan: bool,
 }
 
 /// One open file. Every descriptor reads the file's current content, as on a local disk where a
@@ -68,7 +71,7 @@ pub struct MountFs {
     pub(super) backups: Backups,
     pub(super) handles: Mutex<HashMap<u64, Handle>>,
     pub(super) sessions: Mutex<HashMap<u64, super::write::Session>>,
-    pub(super) links: super::write::Links,
+    pub(super) links: super::links::Links,
     next_fh: AtomicU64,
     /// The content (checksum) the kernel last saw of each file, for close-to-open caching.
     seen: Mutex<HashMap<u64, String>>,
@@ -97,7 +100,7 @@ impl MountFs {
             backups,
             handles: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
-            links: super::write::Links::default(),
+            links: super::links::Links::default(),
             next_fh: AtomicU64::new(1),
             seen: Mutex::new(HashMap::new()),
             mounted_at: SystemTime::now(),
@@ -111,7 +114,8 @@ impl MountFs {
             kind: if e.is_dir() { Kind::Dir } else { Kind::File },
             size: if e.is_dir() { 0 } else { e.size },
             mtime: time_of(e.mtime_ms),
-            perm: if e.is_dir() { 0o755 } else { 0o644 },
+            perm: e.perm() as u16,
+            orphan: false,
         };
         if e.is_dir() {
             // A name made, removed or renamed in it through the mount.
@@ -143,6 +147,7 @@ impl MountFs {
             size: 0,
             mtime: self.changed.get(ROOT_INO).unwrap_or(self.mounted_at),
             perm: 0o755,
+            orphan: false,
         }
     }
 
@@ -182,6 +187,7 @@ impl MountFs {
             size: if kind == Kind::Dir { 0 } else { m.len() },
             mtime: time_of(backups::mtime_ms(&m)),
             perm: if kind == Kind::Dir { 0o555 } else { 0o444 },
+            orphan: false,
         })
     }
 
@@ -218,19 +224,15 @@ impl MountFs {
         if parent == ROOT_INO && name == VERSIONS_NAME {
             return self.backup_attr(VERSIONS_INO, "");
         }
-        if let Some(attr) = self.links.lookup(parent, name) {
-            return Ok(attr);
+        match self.engine.index.lookup(parent, name) {
+            Some(e) => Ok(self.entry_attr(&e)),
+            None => self.lookup_special(parent, name).ok_or(FsError::NotFound),
         }
-        let e = self
-            .engine
-            .index
-            .lookup(parent, name)
-            .ok_or(FsError::NotFound)?;
-        Ok(self.entry_attr(&e))
     }
 
     /// Lists a folder from position `offset`; `add` answers false when the kernel's buffer is
-    /// full. Positions: 0 `.`, 1 `..`, then the children, then (at the root) `sites-versions`.
+    /// full. Positions: 0 `.`, 1 `..`, then the children, then (at the root) `sites-versions`,
+    /// then the symlinks, pipes and sockets.
     pub fn readdir(
         &self,
         ino: u64,
@@ -284,13 +286,23 @@ impl MountFs {
                 _ => break,
             }
         }
-        if full || ino != ROOT_INO {
+        if full {
             return Ok(());
         }
-        let versions_pos = self.engine.index.child_count(ROOT_INO) as u64 + 3;
-        if pos < versions_pos {
+        // Then `sites-versions` (at the root: its place is kept in every folder), then the
+        // symlinks, pipes and sockets, which the index does not hold.
+        let versions_pos = self.engine.index.child_count(ino) as u64 + 3;
+        if ino == ROOT_INO && pos < versions_pos {
             if let Ok(attr) = self.backup_attr(VERSIONS_INO, "") {
-                add(versions_pos, VERSIONS_NAME, attr);
+                if !add(versions_pos, VERSIONS_NAME, attr) {
+                    return Ok(());
+                }
+            }
+        }
+        let first = pos.saturating_sub(versions_pos) as usize;
+        for (j, (name, attr)) in self.specials_in(ino).into_iter().enumerate().skip(first) {
+            if !add(versions_pos + j as u64 + 1, &name, attr) {
+                break;
             }
         }
         Ok(())

@@ -6,8 +6,8 @@
 //! leaves before close or fsync. The working
 //! copies are the one local storage outside `cache/`: this module creates, writes and removes
 //! them itself (they are temp files in the mirror's temp folder, never a mirror copy).
-//! Also here: namespace changes (create, mkdir, unlink, rmdir, rename) and the local-only
-//! symlinks editors use as lock files.
+//! Also here: namespace changes (create, mkdir, unlink, rmdir, rename); symlinks, pipes and
+//! sockets are `links.rs`'s.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -15,13 +15,14 @@ use std::fs::{File, Metadata, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::backups;
 use super::error::{FsError, Result};
-use super::ops::{Attr, Kind, MountFs, Opened};
-use crate::cache::{is_local_only, RelPath};
+use super::links::Special;
+use super::ops::{Attr, MountFs, Opened};
+use crate::cache::kept_mode;
 use crate::sync::cell::{Claim, Claimed};
 
 /// The write state of one inode.
@@ -40,85 +41,6 @@ pub struct Session {
     /// A time set on the file while it is open (`tar x`, `cp -p` set it before close): the
     /// save keeps it instead of the save time. A later write clears it, as on a local disk.
     mtime_set: Option<i64>,
-}
-
-/// What a local-only special name is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Special {
-    /// A symlink (emacs lock files `.#name`), with its target; also made in the mirror.
-    Link(String),
-    /// A named pipe (`mkfifo`).
-    Fifo,
-    /// A unix socket's name (`bind`: editors', agents' and git fsmonitor's sockets).
-    Socket,
-}
-
-/// Local-only special names: symlinks, named pipes and sockets. In memory (symlinks in the
-/// mirror too), never synced; pipes and sockets carry nothing through this program (the
-/// kernel moves their data), so they last as long as the mount, as on a tmpfs.
-#[derive(Default)]
-pub struct Links {
-    by_place: Mutex<HashMap<(u64, String), (u64, Special)>>,
-}
-
-/// Special inodes live in their own range.
-const LINK_INO_BASE: u64 = 1 << 61;
-
-impl Links {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(u64, String), (u64, Special)>> {
-        self.by_place.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn special_attr(ino: u64, special: &Special) -> Attr {
-        let (kind, size, perm) = match special {
-            Special::Link(target) => (Kind::Symlink, target.len() as u64, 0o777),
-            Special::Fifo => (Kind::Fifo, 0, 0o644),
-            Special::Socket => (Kind::Socket, 0, 0o755),
-        };
-        Attr {
-            ino,
-            kind,
-            size,
-            mtime: SystemTime::now(),
-            perm,
-        }
-    }
-
-    pub fn lookup(&self, parent: u64, name: &str) -> Option<Attr> {
-        self.map()
-            .get(&(parent, name.to_string()))
-            .map(|(ino, s)| Self::special_attr(*ino, s))
-    }
-
-    pub fn attr(&self, ino: u64) -> Option<Attr> {
-        self.map()
-            .values()
-            .find(|(i, _)| *i == ino)
-            .map(|(i, s)| Self::special_attr(*i, s))
-    }
-
-    pub fn target(&self, ino: u64) -> Option<String> {
-        self.map()
-            .values()
-            .find(|(i, _)| *i == ino)
-            .and_then(|(_, s)| match s {
-                Special::Link(t) => Some(t.clone()),
-                _ => None,
-            })
-    }
-
-    fn insert(&self, parent: u64, name: &str, special: Special) -> u64 {
-        static NEXT: std::sync::atomic::AtomicU64 =
-            std::sync::atomic::AtomicU64::new(LINK_INO_BASE);
-        let ino = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.map()
-            .insert((parent, name.to_string()), (ino, special));
-        ino
-    }
-
-    fn remove(&self, parent: u64, name: &str) -> bool {
-        self.map().remove(&(parent, name.to_string())).is_some()
-    }
 }
 
 fn name_str(name: &OsStr) -> Result<&str> {
@@ -264,11 +186,14 @@ impl MountFs {
         })
     }
 
-    /// create(2): a new empty file, opened for writing.
-    pub fn create(&self, parent: u64, name: &OsStr) -> Result<(Attr, Opened)> {
+    /// create(2): a new empty file with permission bits `mode` (the kernel applied the umask),
+    /// opened for writing.
+    pub fn create(&self, parent: u64, name: &OsStr, mode: u32) -> Result<(Attr, Opened)> {
         refuse_backups(parent)?;
         let name = name_str(name)?;
-        let e = self.engine.create_file(parent, name)?;
+        let e = self
+            .engine
+            .create_file(parent, name, kept_mode(mode, false))?;
         self.changed.touch(parent);
         // A created file starts empty, now: its working copy must not start from a mirror copy
         // that a pull may write meanwhile (a name deleted and made again takes the platform's
@@ -613,13 +538,30 @@ impl MountFs {
     }
 
     /// setattr: a size change truncates (through the session if the file is open, else as a save
-    /// of its own); mode and owner are accepted and not kept; times are kept locally.
-    pub fn setattr(&self, ino: u64, size: Option<u64>, mtime: Option<SystemTime>) -> Result<Attr> {
-        if backups::is_backup_ino(ino) && (size.is_some() || mtime.is_some()) {
+    /// of its own); the mode and times are kept locally (nothing goes up for them: the platform
+    /// has neither); the owner is accepted and not kept.
+    pub fn setattr(
+        &self,
+        ino: u64,
+        size: Option<u64>,
+        mtime: Option<SystemTime>,
+        mode: Option<u32>,
+    ) -> Result<Attr> {
+        if backups::is_backup_ino(ino) && (size.is_some() || mtime.is_some() || mode.is_some()) {
             refuse_backups(ino)?;
         }
-        // chmod, chown, utimens, truncate: the status changed (the modes are not kept).
+        // chmod, chown, utimens, truncate: the status changed.
         self.changed.touch(ino);
+        if let Some(mode) = mode {
+            // A symlink has no mode of its own (Linux has no lchmod); a file that lost its last
+            // name keeps none (nothing will show it again).
+            let live = self.engine.index.get(ino).is_some_and(|e| !e.tombstone);
+            if live && self.links.attr(ino).is_none() {
+                self.engine.keep_mode(ino, mode)?;
+            }
+        }
+        // A symlink, pipe or socket keeps its mode and time in the mount's memory.
+        self.links.set(ino, mode, mtime);
         if let Some(size) = size {
             self.live_file(ino)?;
             let open = self.sessions().contains_key(&ino);
@@ -677,9 +619,12 @@ impl MountFs {
         self.getattr(ino)
     }
 
-    pub fn mkdir(&self, parent: u64, name: &OsStr) -> Result<Attr> {
+    /// mkdir(2), with permission bits `mode` (the kernel applied the umask).
+    pub fn mkdir(&self, parent: u64, name: &OsStr, mode: u32) -> Result<Attr> {
         refuse_backups(parent)?;
-        let e = self.engine.make_dir(parent, name_str(name)?)?;
+        let e = self
+            .engine
+            .make_dir(parent, name_str(name)?, kept_mode(mode, true))?;
         self.changed.touch(parent);
         Ok(self.entry_attr(&e))
     }
@@ -687,9 +632,7 @@ impl MountFs {
     pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
         refuse_backups(parent)?;
         let name = name_str(name)?;
-        if self.links.remove(parent, name) {
-            let rel = self.child_rel(parent, name)?;
-            let _ = self.engine.mirror.remove_file(&rel);
+        if self.unlink_special(parent, name)? {
             self.changed.touch(parent);
             return Ok(());
         }
@@ -736,12 +679,25 @@ impl MountFs {
             size: m.len(),
             mtime: m.modified().unwrap_or(std::time::SystemTime::now()),
             perm: 0o644,
+            orphan: true,
         })
     }
 
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
         refuse_backups(parent)?;
-        self.engine.remove_dir(parent, name_str(name)?)?;
+        let name = name_str(name)?;
+        // Symlinks (and pipes, sockets) are not in the index: a folder holding one is not empty.
+        if let Some(dir) = self
+            .engine
+            .index
+            .lookup(parent, name)
+            .filter(|e| e.is_dir())
+        {
+            if self.has_specials(dir.ino) {
+                return Err(FsError::NotEmpty);
+            }
+        }
+        self.engine.remove_dir(parent, name)?;
         self.changed.touch(parent);
         Ok(())
     }
@@ -768,24 +724,25 @@ impl MountFs {
             return Err(FsError::NoExchange);
         }
         let (name, new_name) = (name_str(name)?, name_str(new_name)?);
-        // Bound first: the table's lock must be let go before the branch takes it again (a
-        // guard in the `if let` itself lives to its end, and renaming a lock symlink hung).
-        let moving = self.links.map().get(&(parent, name.to_string())).cloned();
-        if let Some((ino, special)) = moving {
-            // A lock symlink, pipe or socket moving: local only, and the same inode (the kernel
-            // keeps it under the new name).
-            if let Special::Link(_) = special {
-                let from = self.child_rel(parent, name)?;
-                let to = self.child_rel(new_parent, new_name)?;
-                self.engine.mirror.rename(&from, &to)?;
-            }
-            self.links.remove(parent, name);
-            self.links
-                .map()
-                .insert((new_parent, new_name.to_string()), (ino, special));
+        if self.rename_special(
+            parent,
+            name,
+            new_parent,
+            new_name,
+            flags & RENAME_NOREPLACE != 0,
+        )? {
             self.changed.touch(parent);
             self.changed.touch(new_parent);
             return Ok(());
+        }
+        // Over a symlink, pipe or socket: it goes, once the file is in its place.
+        if let Some(source) = self.engine.index.lookup(parent, name) {
+            self.replacing_special(
+                source.is_dir(),
+                new_parent,
+                new_name,
+                flags & RENAME_NOREPLACE != 0,
+            )?;
         }
         // A change not saved yet (its last close is still on the way) is saved under the old
         // name first, so the rename carries it.
@@ -793,10 +750,13 @@ impl MountFs {
             self.save(e.ino)?;
         }
         // A file open for writing that this rename replaces keeps its content for its
-        // descriptors (see `keep_open_copy`).
+        // descriptors (see `keep_open_copy`); a folder holding a symlink, pipe or socket (which
+        // the index does not count) is not empty.
         if let Some(target) = self.engine.index.lookup(new_parent, new_name) {
             if !target.is_dir() {
                 self.keep_open_copy(target.ino)?;
+            } else if self.has_specials(target.ino) {
+                return Err(FsError::NotEmpty);
             }
         }
         self.engine.rename(
@@ -818,32 +778,6 @@ impl MountFs {
             .and_then(|s| s.work.as_ref().map(|(_, f)| f.clone()))
     }
 
-    /// symlink(2): only for local-only names (editors' lock files); a platform has no links.
-    pub fn symlink(&self, parent: u64, name: &OsStr, target: &std::path::Path) -> Result<Attr> {
-        refuse_backups(parent)?;
-        let name = name_str(name)?;
-        let rel = self.child_rel(parent, name)?;
-        if !is_local_only(&rel) {
-            return Err(FsError::NotSyncable("a symlink"));
-        }
-        if self.lookup(parent, OsStr::new(name)).is_ok() {
-            return Err(FsError::Exists);
-        }
-        let target_text = target.to_string_lossy().into_owned();
-        std::os::unix::fs::symlink(target, self.engine.mirror.ensure_parent(&rel)?)?;
-        let ino = self
-            .links
-            .insert(parent, name, Special::Link(target_text.clone()));
-        self.changed.touch(parent);
-        Ok(Attr {
-            ino,
-            kind: Kind::Symlink,
-            size: target_text.len() as u64,
-            mtime: SystemTime::now(),
-            perm: 0o777,
-        })
-    }
-
     /// mknod(2): a regular file is a create (as `touch` makes it); a named pipe or a unix
     /// socket's name only where the name is local-only (a segment starting with `.`, and the
     /// other local-only names of docs/semantics.md), since the platform holds neither; devices
@@ -851,7 +785,7 @@ impl MountFs {
     pub fn mknod(&self, parent: u64, name: &OsStr, mode: u32) -> Result<Attr> {
         let special = match mode & libc::S_IFMT {
             libc::S_IFREG | 0 => {
-                let (attr, opened) = self.create(parent, name)?;
+                let (attr, opened) = self.create(parent, name, mode)?;
                 self.release(opened.fh)?;
                 return Ok(attr);
             }
@@ -859,24 +793,7 @@ impl MountFs {
             libc::S_IFSOCK => Special::Socket,
             _ => return Err(FsError::NoDevices),
         };
-        refuse_backups(parent)?;
-        let name = name_str(name)?;
-        let rel = self.child_rel(parent, name)?;
-        if !is_local_only(&rel) {
-            tracing::warn!(path = %rel, "a named pipe or socket can't be synced: only local-only names (starting with .) may be one");
-            return Err(FsError::NotSyncable("a named pipe or socket"));
-        }
-        if self.lookup(parent, OsStr::new(name)).is_ok() {
-            return Err(FsError::Exists);
-        }
-        let ino = self.links.insert(parent, name, special.clone());
-        self.changed.touch(parent);
-        Ok(Links::special_attr(ino, &special))
-    }
-
-    fn child_rel(&self, parent: u64, name: &str) -> Result<RelPath> {
-        let dir = self.engine.index.path(parent).ok_or(FsError::NotFound)?;
-        Ok(dir.join(name)?)
+        self.make_special(parent, name, special, mode)
     }
 
     /// Saves every open session (unmount): nothing written is left unsaved.

@@ -87,6 +87,9 @@ pub struct Platform {
     fail_writes: Arc<AtomicBool>,
     /// How many content writes answered 500 that way.
     failed_writes: Arc<std::sync::atomic::AtomicU64>,
+    /// Creates and content writes under way, and the most at once (tests: a burst's pushes
+    /// are bounded).
+    pub(crate) writes: Arc<WritesAtOnce>,
     /// Turns true when the platform stops: open event streams end with it.
     stopping: tokio::sync::watch::Receiver<bool>,
     /// Device approvals the `/local-auth` page offered, not yet used.
@@ -94,6 +97,30 @@ pub struct Platform {
 }
 
 pub type AppState = Arc<Platform>;
+
+/// Creates and content writes under way, and the most there were at once.
+#[derive(Default)]
+pub(crate) struct WritesAtOnce {
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl WritesAtOnce {
+    /// One write begins; it ends when the guard drops.
+    pub(crate) fn begin(self: &Arc<Self>) -> WriteUnderWay {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        WriteUnderWay(self.clone())
+    }
+}
+
+pub(crate) struct WriteUnderWay(Arc<WritesAtOnce>);
+
+impl Drop for WriteUnderWay {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// A dev platform serving on loopback until stopped.
 pub struct RunningPlatform {
@@ -104,6 +131,7 @@ pub struct RunningPlatform {
     stream_delay_ms: Arc<std::sync::atomic::AtomicU64>,
     fail_writes: Arc<AtomicBool>,
     failed_writes: Arc<std::sync::atomic::AtomicU64>,
+    writes: Arc<WritesAtOnce>,
     shutdown: Option<oneshot::Sender<()>>,
     stopping: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -134,6 +162,11 @@ impl RunningPlatform {
     /// How many content writes answered 500 because of `set_fail_writes` so far.
     pub fn failed_writes(&self) -> u64 {
         self.failed_writes.load(Ordering::SeqCst)
+    }
+
+    /// The most creates and content writes that were under way at once so far.
+    pub fn most_writes_at_once(&self) -> usize {
+        self.writes.most.load(Ordering::SeqCst)
     }
 
     /// Makes every live event wait `delay` before it is sent (a slow event stream).
@@ -181,6 +214,7 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
     let stream_delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let fail_writes = Arc::new(AtomicBool::new(false));
     let failed_writes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writes = Arc::new(WritesAtOnce::default());
     let platform = Arc::new(Platform {
         store,
         tokens: auth::Tokens::new(&secret, config.token_ttl),
@@ -193,6 +227,7 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
         stream_delay_ms: stream_delay_ms.clone(),
         fail_writes: fail_writes.clone(),
         failed_writes: failed_writes.clone(),
+        writes: writes.clone(),
         stopping,
         approvals: local_auth::Approvals::default(),
     });
@@ -220,6 +255,7 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
         stream_delay_ms,
         fail_writes,
         failed_writes,
+        writes,
         shutdown: Some(tx),
         stopping: stopping_tx,
         task,

@@ -106,6 +106,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<CreateNodeResponse>> {
+    let _writing = platform.writes.begin();
     let request: CreateNodeRequest = read_json(&headers, body).await?;
     // A slow platform (tests): creates wait like content writes.
     let delay = platform
@@ -205,6 +206,7 @@ pub async fn put_content(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<PutContentResponse>> {
+    let _writing = platform.writes.begin();
     let (bytes, base, modified_at, edited_at, live) = if query.raw(&platform) {
         let bytes = read_limited(&headers, body, MAX_CONTENT_BYTES as usize)
             .await?

@@ -52,6 +52,7 @@ impl ServeState {
                         NodeKind::of_file_name(&rel),
                         &work,
                         false,
+                        None,
                         save::Durability::Synced,
                     )
                 })
@@ -81,7 +82,7 @@ fn create(engine: &Arc<Engine>, rel: &RelPath) -> Result<u64, SyncError> {
     for folder in folders {
         parent = match engine.index.lookup(parent, folder) {
             Some(e) => e.ino,
-            None => match engine.make_dir(parent, folder) {
+            None => match engine.make_dir(parent, folder, None) {
                 Ok(e) => {
                     engine.notify_entry(parent, folder);
                     e.ino
@@ -98,7 +99,7 @@ fn create(engine: &Arc<Engine>, rel: &RelPath) -> Result<u64, SyncError> {
             },
         };
     }
-    match engine.create_file(parent, name) {
+    match engine.create_file(parent, name, None) {
         Ok(e) => {
             engine.notify_entry(parent, name);
             Ok(e.ino)

@@ -184,6 +184,8 @@ impl Engine {
         }
         // The file's time is the platform's: a later start sees it unchanged without re-reading it.
         let mtime = Some(time_ms(modified_at).max(0));
+        // Its mode is the file's own (the platform has none).
+        self.mirror.carry_mode(staged.path(), &rel, e.mode);
         if folder {
             let placed =
                 self.mirror

@@ -93,8 +93,9 @@ impl Engine {
         Ok(())
     }
 
-    /// A new, empty file. Nothing goes up until it is closed.
-    pub fn create_file(&self, parent: u64, name: &str) -> Result<Entry> {
+    /// A new, empty file, with the permission bits `mode` keeps (`kept_mode`; `None`: the
+    /// default). Nothing goes up until it is closed.
+    pub fn create_file(&self, parent: u64, name: &str, mode: Option<u32>) -> Result<Entry> {
         let _namespace = self.namespace_lock();
         self.live_dir(parent)?;
         if self.index.lookup(parent, name).is_some() {
@@ -111,15 +112,21 @@ impl Engine {
             )?;
         }
         self.mirror.create_empty(&rel)?;
+        if let Some(mode) = mode {
+            self.mirror.set_mode(&rel, mode, false)?;
+        }
         // One change: the tombstone's node is never held by both, nor by neither.
         self.index.change(|c| {
             let identity = Self::reclaim_tombstone(c, parent, name)?;
-            let mut e = c.insert(NewEntry::made_here(
-                parent,
-                name,
-                NodeKind::of_file_name(name),
-                Some(EMPTY_CHECKSUM.to_string()),
-            ))?;
+            let mut e = c.insert(NewEntry {
+                mode,
+                ..NewEntry::made_here(
+                    parent,
+                    name,
+                    NodeKind::of_file_name(name),
+                    Some(EMPTY_CHECKSUM.to_string()),
+                )
+            })?;
             if identity.node_id.is_some() {
                 e = c.modify(e.ino, |e| identity.apply(e))?;
             }
@@ -127,8 +134,9 @@ impl Engine {
         })
     }
 
-    /// A new folder: created on the platform at once (if its name is one the platform takes).
-    pub fn make_dir(self: &Arc<Self>, parent: u64, name: &str) -> Result<Entry> {
+    /// A new folder, with the permission bits `mode` keeps: created on the platform at once (if
+    /// its name is one the platform takes).
+    pub fn make_dir(self: &Arc<Self>, parent: u64, name: &str, mode: Option<u32>) -> Result<Entry> {
         let namespace = self.namespace_lock();
         self.live_dir(parent)?;
         if self.index.lookup(parent, name).is_some() {
@@ -136,8 +144,14 @@ impl Engine {
         }
         let rel = self.child_rel(parent, name)?;
         self.mirror.create_dir(&rel)?;
+        if let Some(mode) = mode {
+            self.mirror.set_mode(&rel, mode, true)?;
+        }
         let e = self.index.change(|c| {
-            let e = c.insert(NewEntry::made_here(parent, name, NodeKind::Folder, None))?;
+            let e = c.insert(NewEntry {
+                mode,
+                ..NewEntry::made_here(parent, name, NodeKind::Folder, None)
+            })?;
             Self::reclaim_folder_tombstone(c, parent, name, e.ino)?;
             Ok::<_, SyncError>(c.get(e.ino).unwrap_or(e))
         })?;
@@ -243,6 +257,7 @@ impl Engine {
             remote_modified: like.remote_modified.clone(),
             local: None,
             edited_ms: None,
+            mode: None,
         })?;
         Ok(())
     }
@@ -457,6 +472,31 @@ impl Engine {
         if e.is_hydrated() {
             let rel = self.rel(ino)?;
             self.mirror.set_modified(&rel, ms);
+        }
+        Ok(e)
+    }
+
+    /// Sets the permission bits of a file or folder (chmod): kept locally, in the index (which
+    /// the mount shows) and on the mirror copy; nothing goes up, the platform has no modes. A
+    /// mirror copy that can't take them (best effort) changes nothing the mount shows.
+    pub fn keep_mode(&self, ino: u64, mode: u32) -> Result<Entry> {
+        let _claimed = self.file_claim(ino);
+        let e = self
+            .index
+            .get(ino)
+            .ok_or(crate::cache::IndexError::Missing(ino))?;
+        let dir = e.is_dir();
+        let kept = crate::cache::kept_mode(mode, dir);
+        if kept == e.mode {
+            // The mode it has (`tar x`, `cp -p` set every file's): nothing to write.
+            return Ok(e);
+        }
+        let e = self.index.modify(ino, |e| e.mode = kept)?;
+        if e.is_hydrated() {
+            let rel = self.rel(ino)?;
+            if let Err(err) = self.mirror.set_mode(&rel, e.perm(), dir) {
+                tracing::warn!(path = %rel, error = %err, "could not set the mirror copy's mode (kept in the index)");
+            }
         }
         Ok(e)
     }

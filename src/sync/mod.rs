@@ -40,6 +40,7 @@
 //! is held while the kernel is told something (`Notice`s go through the notifier thread).
 
 pub mod apart;
+pub mod boot;
 pub mod cell;
 pub mod clock;
 mod decide;
@@ -66,10 +67,12 @@ use std::sync::{Arc, Mutex};
 use crate::cache::{Index, IndexError, Mirror, MirrorError, PathRefused, RelPath};
 use crate::remote::{Client, RemoteError};
 
+pub use boot::{Boot, BootError, Running, Stopped};
 pub use decide::{decide, Action};
 pub use follow::follow;
 pub use observe::{Look, Seen};
 pub use pull::RemoteNode;
+pub use push::SENDS_AT_ONCE;
 pub use reconcile::Pending;
 pub use settings::{FrontDoor, Settings};
 pub use vet::{

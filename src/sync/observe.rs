@@ -12,8 +12,10 @@ use super::{ChangedBy, Engine, Result, SyncError};
 use crate::cache::{is_local_only, Entry, ListedKind, NewEntry, RelPath, Stat, ROOT_INO};
 use crate::protocol::NodeKind;
 
-/// A file modified less than this long ago was saved just now (its edit time is the clock's now,
-/// immune to a later clock step); an older one carries its modification time.
+/// A file modified less than this long ago was saved just now: its modification time is
+/// carried onto the platform's clock by the clock's offset now (recorded on the platform's
+/// clock, so a later clock step does not move it); an older one was found by a comparison after
+/// the program was stopped.
 const RECENT_MS: i64 = 10_000;
 
 /// How closely a file is looked at.
@@ -348,6 +350,7 @@ impl Engine {
                 remote_modified: identity.as_ref().and_then(|t| t.remote_modified.clone()),
                 local: Some(sum),
                 edited_ms: Some(edited),
+                mode: None,
             })?;
             Ok::<_, SyncError>(Some(e))
         })?;
@@ -361,13 +364,19 @@ impl Engine {
         Ok(Seen::Added)
     }
 
-    /// When a change seen on disk was made, on the platform's clock: now for a file written a
-    /// moment ago (the watcher's case), else its modification time as calibrated now (found by a
-    /// comparison after the program was stopped: `reconcile.rs`).
+    /// When a change seen on disk was made, on the platform's clock: for a file written a moment
+    /// ago (the watcher's case), its modification time by the clock's offset now, never later
+    /// than now (a save seen late, when a platform change made after it arrives, must not be
+    /// taken for the later edit: `a_save_the_engine_was_not_told_of_is_decided_not_overwritten`);
+    /// else its modification time as calibrated now (found by a comparison after the program
+    /// was stopped: `reconcile.rs`); now when the time is unknown (written during the read).
     fn seen_edit_time(&self, mtime_ms: i64) -> i64 {
+        if mtime_ms < 0 {
+            return self.clock.now_ms();
+        }
         let recent = (self.settings.clock.wall_ms() - mtime_ms).abs() < RECENT_MS;
-        match mtime_ms < 0 || recent {
-            true => self.clock.now_ms(),
+        match recent {
+            true => (mtime_ms + self.clock.offset_ms()).min(self.clock.now_ms()),
             false => self.edited_while_no_mount_ran(mtime_ms),
         }
     }

@@ -225,6 +225,7 @@ impl Engine {
             remote_modified: r.modified_at.clone(),
             local: None,
             edited_ms: None,
+            mode: None,
         })?;
         let mut applied = Applied::default();
         if r.kind == NodeKind::Folder {

@@ -203,6 +203,7 @@ impl Engine {
                                 remote_modified: None,
                                 local: None,
                                 edited_ms: None,
+                                mode: None,
                             })?
                             .ino
                     }
@@ -232,6 +233,7 @@ impl Engine {
                         remote_modified: None,
                         local: Some(sum),
                         edited_ms: Some(self.edited_while_no_mount_ran(stat.mtime_ms)),
+                        mode: None,
                     })?;
                     Ok::<_, SyncError>(())
                 })?;

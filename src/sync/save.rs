@@ -49,6 +49,7 @@ impl Engine {
             e.kind,
             work,
             previous_elsewhere,
+            e.mode,
             durability,
         )?;
         if !replaced.unchanged {

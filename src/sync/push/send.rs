@@ -324,8 +324,22 @@ impl Engine {
         })
     }
 
-    /// The platform node of a local folder, creating the missing folder chain first.
-    pub(in crate::sync) fn ensure_folder<'a>(
+    /// The platform node of a local folder, creating the missing folder chain first (one chain
+    /// at a time: `Queue::folder_creates`).
+    pub(in crate::sync) async fn ensure_folder(self: &Arc<Self>, ino: u64) -> Result<u64> {
+        if ino == ROOT_INO {
+            return Ok(0);
+        }
+        if let Some(node) = self.index.get(ino).ok_or(SyncError::Gone)?.node_id {
+            return Ok(node);
+        }
+        let _one = self.queue.folder_creates.lock().await;
+        self.create_folder_chain(ino).await
+    }
+
+    /// [`Engine::ensure_folder`]'s work, under its lock: each folder of the chain looked at
+    /// again (another push may have created it while this one waited).
+    pub(super) fn create_folder_chain<'a>(
         self: &'a Arc<Self>,
         ino: u64,
     ) -> futures::future::BoxFuture<'a, Result<u64>> {
@@ -346,7 +360,7 @@ impl Engine {
                     crate::protocol::MAX_FOLDER_DEPTH
                 )));
             }
-            let parent = self.ensure_folder(e.parent).await?;
+            let parent = self.create_folder_chain(e.parent).await?;
             let _creating = self.queue.creating_at(e.parent, &e.name);
             let answer = self
                 .client

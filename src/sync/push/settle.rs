@@ -159,6 +159,7 @@ impl Engine {
 
     /// A folder's create answered `id`: the local folder gets it, unless it was renamed or
     /// removed meanwhile, or a tombstone of the same folder holds it (this one takes it over).
+    /// Called under `Queue::folder_creates` (by `create_folder_chain`), never to take it again.
     pub(super) async fn settle_folder(
         self: &Arc<Self>,
         ino: u64,
@@ -175,7 +176,7 @@ impl Engine {
                 // Renamed while being created: the platform folder stays under the old name,
                 // hidden here, and the new name is created in turn.
                 self.hide_node_at(e, id, "")?;
-                return self.ensure_folder(ino).await;
+                return self.create_folder_chain(ino).await;
             }
             _ => {
                 self.hide_node_at(e, id, "")?;
