@@ -37,15 +37,7 @@ async fn one_size(nodes: usize) {
 
     let home = dir.path().join("hc");
     let url = running.url();
-    let (child, first_ready) = tokio::task::spawn_blocking({
-        let home = home.clone();
-        move || {
-            let (child, _, ready) = hyperclay_mount(&home, &url);
-            (child, ready)
-        }
-    })
-    .await
-    .unwrap();
+    let (child, first_ready) = mount_aside(&home, &url).await;
     let pid = child.id();
     let mnt = home.join("mnt");
     let at_ready = proc_mb(pid, "VmRSS:");
@@ -73,16 +65,7 @@ async fn one_size(nodes: usize) {
     let peak = proc_mb(pid, "VmHWM:");
     stop(child, &mnt);
     // A remount: the index is warm, the mirror full.
-    let (child, warm_ready) = tokio::task::spawn_blocking({
-        let home = home.clone();
-        let url = running.url();
-        move || {
-            let (child, _, ready) = hyperclay_mount(&home, &url);
-            (child, ready)
-        }
-    })
-    .await
-    .unwrap();
+    let (child, warm_ready) = mount_aside(&home, &running.url()).await;
     let t = Instant::now();
     let relisted = {
         let mnt = mnt.clone();
@@ -225,15 +208,7 @@ async fn huge_listing() {
     let home = dir.path().to_path_buf();
     let url = platform.url();
     let t = Instant::now();
-    let (child, ready) = tokio::task::spawn_blocking({
-        let home = home.clone();
-        move || {
-            let (child, _, ready) = hyperclay_mount(&home, &url);
-            (child, ready)
-        }
-    })
-    .await
-    .unwrap();
+    let (child, ready) = mount_aside(&home, &url).await;
     let pid = child.id();
     let many = home.join("mirror").join("m");
     let all_in = tokio::task::spawn_blocking(move || {
@@ -264,6 +239,18 @@ async fn huge_listing() {
         ready.as_secs_f64(),
         all_in.as_secs_f64(),
     );
+}
+
+/// `hyperclay mount` under `home` (its own process), started off the runtime's threads: the
+/// child and how long it took to be ready.
+async fn mount_aside(home: &std::path::Path, url: &str) -> (std::process::Child, Duration) {
+    let (home, url) = (home.to_path_buf(), url.to_string());
+    tokio::task::spawn_blocking(move || {
+        let (child, _, ready) = hyperclay_mount(&home, &url);
+        (child, ready)
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::main]
