@@ -1,13 +1,31 @@
 #!/bin/bash
-# bench/count-requests.sh BIN LABEL [N]: FUSE requests and fsync-family calls of a `hyperclay
-# mount` (the binary BIN, over its own dev platform) while a Python loop writes N new small files
-# (open, write, close; 200 by default); then, traced apart, one file written and fsync'ed and its
+# bench/count-requests.sh BIN LABEL [N] [WORKLOAD]: FUSE requests and fsync-family calls of a
+# `hyperclay mount` (the binary BIN, over its own dev platform) while a Python loop writes N new
+# small files (open, write, close; 200 by default; WORKLOAD `loop`), or `git clone` of a
+# repository of N files (`git`), or `tar xf` of an archive of N files (`tar`), both in folders of
+# 50 files as `cargo bench --bench smallfiles` makes them; then, traced apart, one file written and fsync'ed and its
 # folder fsync'ed. Requests are counted from each read of /dev/fuse (`strace -y -xx`), by the
 # opcode in the request's header. Needs strace, python3, curl, fusermount3. BENCHMARKS.md,
 # "Close without fsync (issue 25)".
 set -u
-BIN=$1; LABEL=$2; N=${3:-200}
+BIN=$1; LABEL=$2; N=${3:-200}; WORKLOAD=${4:-loop}
 W=$(mktemp -d)
+if [ "$WORKLOAD" != loop ]; then
+    python3 - $W/src/tree $N <<'PY'
+import sys, os
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    d = f'{root}/d{i // 50}'
+    os.makedirs(d, exist_ok=True)
+    with open(f'{d}/f{i}.txt', 'w') as f: f.write('line of file ' + str(i) * 40)
+PY
+    if [ "$WORKLOAD" = git ]; then
+        git -C $W/src/tree init -q && git -C $W/src/tree add . &&
+            git -C $W/src/tree -c user.name=bench -c user.email=bench@localhost commit -q -m files
+    else
+        tar cf $W/src/tree.tar -C $W/src tree
+    fi
+fi
 PORT=$((20000 + RANDOM % 20000))
 HYPERCLAY_DEV_API_KEY=hcsk_bench $BIN dev-platform --data $W/platform --listen 127.0.0.1:$PORT >$W/platform.log 2>&1 &
 PP=$!
@@ -22,12 +40,17 @@ sleep 1
 trace() { strace -f -p $MP -y -xx -e trace=read,fsync,fdatasync,syncfs,sync_file_range -o $1 2>/dev/null & SP=$!; sleep 1; }
 untrace() { sleep 1; kill $SP; wait $SP 2>/dev/null; }
 trace $W/loop.log
-python3 - $W/mnt $N <<'PY'
+case $WORKLOAD in
+git) git clone -q --no-hardlinks $W/src/tree $W/mnt/loop/clone ;;
+tar) tar xf $W/src/tree.tar -C $W/mnt/loop ;;
+*) python3 - $W/mnt $N <<'PY'
 import sys
 d, n = sys.argv[1], int(sys.argv[2])
 for i in range(n):
     with open(f'{d}/loop/f{i}.txt', 'w') as f: f.write('line of file ' + str(i) * 40)
 PY
+;;
+esac
 untrace
 trace $W/fsync.log
 python3 - $W/mnt <<'PY'
@@ -38,7 +61,7 @@ with open(f'{d}/loop/synced.txt', 'w') as f:
 fd = os.open(f'{d}/loop', os.O_RDONLY); os.fsync(fd); os.close(fd)
 PY
 untrace
-python3 - $W "$LABEL" $N <<'PY'
+WORKLOAD=$WORKLOAD python3 - $W "$LABEL" $N <<'PY'
 import sys, re, os, collections
 w, label, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 names = {1:'lookup',2:'forget',3:'getattr',4:'setattr',14:'open',15:'read',16:'write',17:'statfs',18:'release',20:'fsync',25:'flush',35:'create',42:'batch_forget',44:'readdirplus',27:'opendir',28:'readdir',29:'releasedir',30:'fsyncdir',9:'mkdir',10:'unlink',12:'rename',39:'ioctl',22:'getxattr',34:'access'}
@@ -70,7 +93,7 @@ def count(log):
     return ops, calls
 ops, calls = count(f'{w}/loop.log')
 t = sum(ops.values()); f = sum(calls.values())
-print(f"{label}: loop of {n} new files: {t} FUSE requests ({t/n:.2f}/file) {dict(ops.most_common())}; {f} fsync-family calls ({f/n:.2f}/file) {dict(calls)}")
+print(f"{label}: {os.environ['WORKLOAD']} of {n} new files: {t} FUSE requests ({t/n:.2f}/file) {dict(ops.most_common())}; {f} fsync-family calls ({f/n:.2f}/file) {dict(calls)}")
 ops, calls = count(f'{w}/fsync.log')
 print(f"{label}: one file written+fsync'ed, its folder fsync'ed: {sum(ops.values())} FUSE requests {dict(ops.most_common())}; fsync-family calls {dict(calls)}")
 PY

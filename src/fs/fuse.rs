@@ -550,8 +550,11 @@ impl Filesystem for FuseAdapter {
         _size: u32,
         reply: ReplyXattr,
     ) {
+        // ENOSYS: the kernel then answers EOPNOTSUPP (the same errno as ENOTSUP) to every later
+        // `getxattr` itself, without asking (issue 25: it asks for `security.capability` on
+        // every write and `setattr`, one round trip each).
         guard("getxattr", || {
-            reply.error(fuser::Errno::from_i32(libc::ENOTSUP));
+            reply.error(fuser::Errno::from_i32(libc::ENOSYS));
         });
     }
 
