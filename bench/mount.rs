@@ -27,6 +27,34 @@ fn drop_page_cache() -> bool {
     std::fs::write("/proc/sys/vm/drop_caches", b"3").is_ok()
 }
 
+/// Writes `content` to `path` (open, write, close), then waits for the platform's event that
+/// the node holds it: the milliseconds from the close, or None past 5 s without it.
+async fn save_until_saved(
+    events: &mut tokio::sync::mpsc::Receiver<StreamItem>,
+    path: PathBuf,
+    content: &str,
+) -> Option<f64> {
+    let want = checksum(content.as_bytes());
+    let bytes = content.to_string();
+    tokio::task::spawn_blocking(move || std::fs::write(path, bytes))
+        .await
+        .unwrap()
+        .unwrap();
+    let closed = Instant::now();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+            Ok(Some(StreamItem::Event {
+                event: Event::NodeSaved(s),
+                ..
+            })) if s.checksum.as_deref() == Some(want.as_str()) => {
+                return Some(closed.elapsed().as_secs_f64() * 1000.0)
+            }
+            Ok(Some(_)) => {}
+            _ => return None,
+        }
+    }
+}
+
 fn timed(f: impl FnOnce()) -> f64 {
     let t = Instant::now();
     f();
@@ -410,49 +438,17 @@ async fn main() {
     let saves = if quick { 30 } else { 200 };
     for i in 0..saves {
         let content = format!("{body}<!-- hc {i} -->");
-        let want = checksum(content.as_bytes());
-        let path = hc_mnt.join(&site_rel);
-        let c2 = content.clone();
-        tokio::task::spawn_blocking(move || std::fs::write(path, c2))
-            .await
-            .unwrap()
-            .unwrap();
-        let closed = Instant::now();
-        loop {
-            match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
-                Ok(Some(StreamItem::Event {
-                    event: Event::NodeSaved(s),
-                    ..
-                })) if s.checksum.as_deref() == Some(want.as_str()) => break,
-                Ok(Some(_)) => {}
-                _ => panic!("hyperclay save {i} did not arrive"),
-            }
-        }
-        figs[save].values[0].push(closed.elapsed().as_secs_f64() * 1000.0);
+        let ms = save_until_saved(&mut events, hc_mnt.join(&site_rel), &content).await;
+        figs[save].values[0]
+            .push(ms.unwrap_or_else(|| panic!("hyperclay save {i} did not arrive")));
         if !shows(folder.join(&site_rel), content.as_bytes()) {
             eprintln!("note: the folder did not show the mount's save {i} within 5 s");
         }
         // The plain folder: a program writes the file, the watcher sees it closed.
         let content = format!("{body}<!-- hf {i} -->");
-        let want = checksum(content.as_bytes());
-        let path = folder.join(&folder_rel);
-        let c2 = content.clone();
-        tokio::task::spawn_blocking(move || std::fs::write(path, c2))
-            .await
-            .unwrap()
-            .unwrap();
-        let closed = Instant::now();
-        loop {
-            match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
-                Ok(Some(StreamItem::Event {
-                    event: Event::NodeSaved(s),
-                    ..
-                })) if s.checksum.as_deref() == Some(want.as_str()) => break,
-                Ok(Some(_)) => {}
-                _ => panic!("hyperclay folder save {i} did not arrive"),
-            }
-        }
-        figs[save].values[3].push(closed.elapsed().as_secs_f64() * 1000.0);
+        let ms = save_until_saved(&mut events, folder.join(&folder_rel), &content).await;
+        figs[save].values[3]
+            .push(ms.unwrap_or_else(|| panic!("hyperclay folder save {i} did not arrive")));
         if !shows(hc_mnt.join(&folder_rel), content.as_bytes()) {
             eprintln!("note: the mount did not show the folder's save {i} within 5 s");
         }

@@ -173,19 +173,12 @@ async fn eventually_on_platform(p: &TestPlatform, path: &str, content: &[u8]) {
 
 /// [`common::eventually`] polling every 250 ms: a listing of thousands of nodes every 20 ms
 /// would take the cores from the engine and platform it waits for.
-async fn eventually_slowly<F, Fut>(limit: Duration, mut check: F) -> bool
+async fn eventually_slowly<F, Fut>(limit: Duration, check: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let start = std::time::Instant::now();
-    while start.elapsed() < limit {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    false
+    common::eventually_every(limit, Duration::from_millis(250), check).await
 }
 
 fn write_file(path: &Path, bytes: &[u8]) {

@@ -431,7 +431,21 @@ pub async fn node_at(c: &hyperclay::remote::Client, path: &str) -> Option<u64> {
 }
 
 /// Waits (polling the platform) until `check` holds, at most `limit`.
-pub async fn eventually<F, Fut>(limit: std::time::Duration, mut check: F) -> bool
+pub async fn eventually<F, Fut>(limit: std::time::Duration, check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually_every(limit, std::time::Duration::from_millis(20), check).await
+}
+
+/// [`eventually`], looking every `every` (a check that lists thousands of nodes would take the
+/// cores from what it waits for if it ran every 20 ms).
+pub async fn eventually_every<F, Fut>(
+    limit: std::time::Duration,
+    every: std::time::Duration,
+    mut check: F,
+) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -441,7 +455,7 @@ where
         if check().await {
             return true;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(every).await;
     }
     false
 }
