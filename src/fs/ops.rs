@@ -70,7 +70,6 @@ pub struct MountFs {
     pub engine: Arc<Engine>,
     pub(super) backups: Backups,
     pub(super) handles: Mutex<HashMap<u64, Handle>>,
-    pub(super) sessions: Mutex<HashMap<u64, super::write::Session>>,
     pub(super) links: super::links::Links,
     next_fh: AtomicU64,
     /// The content (checksum) the kernel last saw of each file, for close-to-open caching.
@@ -99,7 +98,6 @@ impl MountFs {
             engine,
             backups,
             handles: Mutex::new(HashMap::new()),
-            sessions: Mutex::new(HashMap::new()),
             links: super::links::Links::default(),
             next_fh: AtomicU64::new(1),
             seen: Mutex::new(HashMap::new()),

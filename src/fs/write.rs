@@ -9,7 +9,6 @@
 //! Also here: namespace changes (create, mkdir, unlink, rmdir, rename); symlinks, pipes and
 //! sockets are `links.rs`'s.
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{File, Metadata, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -23,24 +22,39 @@ use super::error::{FsError, Result};
 use super::links::Special;
 use super::ops::{Attr, MountFs, Opened};
 use crate::cache::kept_mode;
-use crate::sync::cell::{Claim, Claimed};
+use crate::sync::cell::{Claim, Claimed, WriteSession};
 
-/// The write state of one inode.
-#[derive(Default)]
-pub struct Session {
-    /// The working copy and its open file, once anything was written.
-    work: Option<(PathBuf, Arc<File>)>,
-    /// Something changed since the last save (or the file is new, or was truncated on open).
-    dirty: bool,
-    /// Bytes were written (or the size set) since the last save.
-    written: bool,
-    /// A write failed (a full disk): the working copy is incomplete and is never saved, and no
-    /// more writes are taken until every writer has closed.
-    failed: Option<i32>,
-    writers: usize,
-    /// A time set on the file while it is open (`tar x`, `cp -p` set it before close): the
-    /// save keeps it instead of the save time. A later write clears it, as on a local disk.
-    mtime_set: Option<i64>,
+/// The session's working file, if it has one (the caller holds the gate).
+fn work_file(gate: &Claimed<'_>) -> Option<Arc<File>> {
+    let state = gate.state();
+    state
+        .session
+        .as_ref()?
+        .work
+        .as_ref()
+        .map(|(_, f)| f.clone())
+}
+
+/// Marks the session failed with the errno of `e` (the caller holds the gate).
+fn mark_failed(gate: &Claimed<'_>, errno: i32) {
+    if let Some(s) = gate.state().session.as_mut() {
+        s.failed = Some(errno);
+    }
+}
+
+/// One writer leaves the session (the caller holds the gate, so nobody joins before it ends the
+/// session); for the last one, what the session holds (whether it is dirty, failed, and its
+/// working copy).
+fn leave_session(gate: &Claimed<'_>) -> Option<LastWriter> {
+    let mut state = gate.state();
+    let s = state.session.as_mut()?;
+    s.writers = s.writers.saturating_sub(1);
+    (s.writers == 0).then(|| LastWriter {
+        dirty: s.dirty,
+        failed: s.failed,
+        work: s.work.clone(),
+        mtime_set: s.mtime_set,
+    })
 }
 
 fn name_str(name: &OsStr) -> Result<&str> {
@@ -65,8 +79,17 @@ struct LastWriter {
 }
 
 impl MountFs {
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Session>> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    /// Whether `ino` has a write session (without waiting for its gate).
+    fn has_session(&self, ino: u64) -> bool {
+        self.engine
+            .cells
+            .peek(ino, |c| c.session.is_some())
+            .unwrap_or(false)
+    }
+
+    /// Inodes with a write session now.
+    fn session_inos(&self) -> Vec<u64> {
+        self.engine.cells.inos_where(|c| c.session.is_some())
     }
 
     /// Holds the write gate of `ino` (its cell's `Claim::Gate`) until dropped: one change to a
@@ -83,19 +106,18 @@ impl MountFs {
     /// gave the size before the write, and the kernel put another process's O_APPEND write over
     /// it. No session: nothing to wait for.
     pub(super) fn working_metadata(&self, ino: u64) -> Option<Metadata> {
-        if !self.sessions().contains_key(&ino) {
+        if !self.has_session(ino) {
             return None;
         }
-        let _gate = self.gate(ino);
-        let sessions = self.sessions();
-        let (_, file) = sessions.get(&ino)?.work.as_ref()?;
+        let gate = self.gate(ino);
+        let file = work_file(&gate)?;
         file.metadata().ok()
     }
 
     /// The file to read for a writable handle: the working copy, else the mirror copy.
     pub(super) fn current_copy(&self, ino: u64) -> Result<Arc<File>> {
-        let _gate = self.gate(ino);
-        if let Some((_, f)) = self.sessions().get(&ino).and_then(|s| s.work.clone()) {
+        let gate = self.gate(ino);
+        if let Some(f) = work_file(&gate) {
             return Ok(f);
         }
         let path = self.engine.mirror_path(ino).ok_or(FsError::NotFound)?;
@@ -104,14 +126,18 @@ impl MountFs {
 
     /// Starts (or joins) the write session of `ino`.
     fn join_session(&self, ino: u64, truncate: bool, new_file: bool) -> Result<()> {
-        let _gate = self.gate(ino);
-        let mut sessions = self.sessions();
-        let s = sessions.entry(ino).or_default();
-        s.writers += 1;
-        s.dirty |= new_file;
+        let gate = self.gate(ino);
+        {
+            let mut state = gate.state();
+            let s = state.session.get_or_insert_with(WriteSession::default);
+            s.writers += 1;
+            s.dirty |= new_file;
+        }
         if truncate {
-            Self::ensure_work(&self.engine, ino, s, Some(0))?;
-            s.dirty = true;
+            self.ensure_work(&gate, ino, Some(0))?;
+            if let Some(s) = gate.state().session.as_mut() {
+                s.dirty = true;
+            }
         }
         Ok(())
     }
@@ -119,57 +145,76 @@ impl MountFs {
     /// The creator joins its new file's session: the working copy starts empty if it is the
     /// first writer, and is left as it is if another got there first.
     fn join_created(&self, ino: u64) -> Result<()> {
-        let _gate = self.gate(ino);
-        let mut sessions = self.sessions();
-        let s = sessions.entry(ino).or_default();
-        let first = s.writers == 0 && s.work.is_none();
-        s.writers += 1;
-        s.dirty = true;
+        let gate = self.gate(ino);
+        let first = {
+            let mut state = gate.state();
+            let s = state.session.get_or_insert_with(WriteSession::default);
+            let first = s.writers == 0 && s.work.is_none();
+            s.writers += 1;
+            s.dirty = true;
+            first
+        };
         if first {
-            Self::ensure_work(&self.engine, ino, s, Some(0))?;
+            self.ensure_work(&gate, ino, Some(0))?;
         }
         Ok(())
     }
 
-    /// Makes the working copy exist: a copy of the mirror copy (or empty, when truncating to 0).
+    /// Makes the working copy of the session exist (the caller holds the file's `gate`): a copy
+    /// of the mirror copy (or empty, when truncating to 0); returns its open file. The copy is
+    /// made outside the cell's lock: the gate keeps every other change of the session out.
     fn ensure_work(
-        engine: &crate::sync::Engine,
+        &self,
+        gate: &Claimed<'_>,
         ino: u64,
-        s: &mut Session,
         truncate_to: Option<u64>,
-    ) -> Result<()> {
-        if let Some(errno) = s.failed {
-            // Sticky until every writer has closed: a write the kernel sent before it saw the
-            // failure must not start a fresh working copy that a later close would save (a
-            // file of holes and one late chunk).
-            return Err(FsError::EarlierWriteFailed { errno });
-        }
-        if s.work.is_none() {
-            // A file renamed over or deleted while open still takes writes (as POSIX has it);
-            // they go to a working copy that is dropped at close.
-            let temp = engine.temp_file();
-            let mirror = engine.mirror_path(ino);
-            if truncate_to != Some(0) {
-                match mirror.map(|m| std::fs::copy(&m, &temp)) {
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(e.into())
-                    }
-                    _ => {}
-                }
+    ) -> Result<Arc<File>> {
+        let have = {
+            let state = gate.state();
+            let s = state.session.as_ref().ok_or(FsError::BadHandle)?;
+            if let Some(errno) = s.failed {
+                // Sticky until every writer has closed: a write the kernel sent before it saw
+                // the failure must not start a fresh working copy that a later close would save
+                // (a file of holes and one late chunk).
+                return Err(FsError::EarlierWriteFailed { errno });
             }
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&temp)?;
-            s.work = Some((temp, Arc::new(file)));
+            s.work.as_ref().map(|(_, f)| f.clone())
+        };
+        let file = match have {
+            Some(f) => f,
+            None => {
+                // A file renamed over or deleted while open still takes writes (as POSIX has
+                // it); they go to a working copy that is dropped at close.
+                let temp = self.engine.temp_file();
+                let mirror = self.engine.mirror_path(ino);
+                if truncate_to != Some(0) {
+                    match mirror.map(|m| std::fs::copy(&m, &temp)) {
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
+                            let _ = std::fs::remove_file(&temp);
+                            return Err(e.into());
+                        }
+                        _ => {}
+                    }
+                }
+                let file = Arc::new(
+                    OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .open(&temp)?,
+                );
+                if let Some(s) = gate.state().session.as_mut() {
+                    s.work = Some((temp, file.clone()));
+                }
+                file
+            }
+        };
+        if let Some(size) = truncate_to {
+            file.set_len(size)?;
         }
-        if let (Some(size), Some((_, f))) = (truncate_to, &s.work) {
-            f.set_len(size)?;
-        }
-        Ok(())
+        Ok(file)
     }
 
     /// Opens an existing file for writing (its copy must be on disk).
@@ -220,8 +265,8 @@ impl MountFs {
     /// told to drop its cached size and pages.
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
         let (ino, append) = self.writable_handle(fh)?;
-        let _gate = self.gate(ino);
-        let file = self.working_file(ino)?;
+        let gate = self.gate(ino);
+        let file = self.working_file(&gate, ino)?;
         let offset = match append {
             true => {
                 let end = file.metadata()?.len();
@@ -240,9 +285,7 @@ impl MountFs {
         };
         if let Err(e) = file.write_all_at(data, offset) {
             // The working copy is now incomplete: the saved copy must stay as it was.
-            if let Some(s) = self.sessions().get_mut(&ino) {
-                s.failed = Some(e.raw_os_error().unwrap_or(libc::EIO));
-            }
+            mark_failed(&gate, e.raw_os_error().unwrap_or(libc::EIO));
             return Err(e.into());
         }
         Ok(data.len() as u32)
@@ -257,8 +300,8 @@ impl MountFs {
             return Err(FsError::NotSupported);
         }
         let ino = self.writable_ino(fh)?;
-        let _gate = self.gate(ino);
-        let file = self.working_file(ino)?;
+        let gate = self.gate(ino);
+        let file = self.working_file(&gate, ino)?;
         let (offset, length) = (
             i64::try_from(offset).map_err(|_| FsError::TooLarge("offset"))?,
             i64::try_from(length).map_err(|_| FsError::TooLarge("length"))?,
@@ -267,9 +310,7 @@ impl MountFs {
         let answer = unsafe { libc::fallocate(file.as_raw_fd(), mode, offset, length) };
         if answer != 0 {
             let e = std::io::Error::last_os_error();
-            if let Some(s) = self.sessions().get_mut(&ino) {
-                s.failed = Some(e.raw_os_error().unwrap_or(libc::EIO));
-            }
+            mark_failed(&gate, e.raw_os_error().unwrap_or(libc::EIO));
             return Err(e.into());
         }
         Ok(())
@@ -277,22 +318,20 @@ impl MountFs {
 
     /// The session's working copy, made if need be; the session counts as written (under the
     /// caller's gate).
-    fn working_file(&self, ino: u64) -> Result<Arc<File>> {
-        let file = {
-            let mut sessions = self.sessions();
-            let s = sessions.get_mut(&ino).ok_or(FsError::BadHandle)?;
-            if let Err(e) = Self::ensure_work(&self.engine, ino, s, None) {
-                s.failed = Some(e.errno());
+    fn working_file(&self, gate: &Claimed<'_>, ino: u64) -> Result<Arc<File>> {
+        let file = match self.ensure_work(gate, ino, None) {
+            Ok(f) => f,
+            Err(FsError::BadHandle) => return Err(FsError::BadHandle),
+            Err(e) => {
+                mark_failed(gate, e.errno());
                 return Err(e);
             }
+        };
+        if let Some(s) = gate.state().session.as_mut() {
             s.dirty = true;
             s.written = true;
             s.mtime_set = None;
-            s.work
-                .as_ref()
-                .map(|(_, f)| f.clone())
-                .ok_or(FsError::BadHandle)?
-        };
+        }
         Ok(file)
     }
 
@@ -349,7 +388,11 @@ impl MountFs {
                 _ => return Ok(()),
             }
         };
-        let written = self.sessions().get(&ino).is_some_and(|s| s.written);
+        let written = self
+            .engine
+            .cells
+            .peek(ino, |c| c.session.as_ref().is_some_and(|s| s.written))
+            .unwrap_or(false);
         if !written {
             return Ok(());
         }
@@ -395,16 +438,15 @@ impl MountFs {
     }
 
     fn save(&self, ino: u64) -> Result<()> {
-        let _gate = self.gate(ino);
+        let gate = self.gate(ino);
         if self.engine.index.get(ino).is_none_or(|e| e.tombstone) {
             // Unlinked (or replaced) while open: its descriptors keep using the working copy
             // until the last close drops it; nothing is saved.
             return Ok(());
         }
-        let kept_mtime;
-        let work = {
-            let mut sessions = self.sessions();
-            let Some(s) = sessions.get_mut(&ino) else {
+        let (work, kept_mtime, failed) = {
+            let mut state = gate.state();
+            let Some(s) = state.session.as_mut() else {
                 return Ok(());
             };
             if !s.dirty {
@@ -412,25 +454,28 @@ impl MountFs {
             }
             s.dirty = false;
             s.written = false;
-            kept_mtime = s.mtime_set.take();
-            if let Some(errno) = s.failed {
-                // A write failed: drop the incomplete working copy, keep the saved copy, and say so.
+            let kept_mtime = s.mtime_set.take();
+            match s.failed {
                 // The session stays failed until its last writer closes.
-                if let Some((path, _)) = s.work.take() {
-                    let _ = std::fs::remove_file(path);
-                }
-                let path = self.engine.index.path(ino).unwrap_or_default();
-                tracing::warn!(%path, errno, "a write failed (disk full?): the file keeps its last saved content");
-                self.engine.save_failed(ino);
-                return Err(FsError::WriteFailed { errno });
+                Some(errno) => (s.work.take(), kept_mtime, Some(errno)),
+                None => (s.work.clone(), kept_mtime, None),
             }
-            s.work.clone()
         };
+        if let Some(errno) = failed {
+            // A write failed: drop the incomplete working copy, keep the saved copy, and say so.
+            if let Some((path, _)) = work {
+                let _ = std::fs::remove_file(path);
+            }
+            let path = self.engine.index.path(ino).unwrap_or_default();
+            tracing::warn!(%path, errno, "a write failed (disk full?): the file keeps its last saved content");
+            self.engine.save_failed(ino);
+            return Err(FsError::WriteFailed { errno });
+        }
         // The working copy stays in the session (its size is what getattr answers) until the
         // index holds the saved size: an answer from the old size in between would make the
         // kernel put the next O_APPEND write of another process over this one's data.
         let saved = self.commit(ino, work, kept_mtime);
-        if let Some(s) = self.sessions().get_mut(&ino) {
+        if let Some(s) = gate.state().session.as_mut() {
             s.work = None;
         }
         saved
@@ -490,13 +535,13 @@ impl MountFs {
             return Ok(());
         }
         // Held to the end: no writer joins while the last one's copy is saved.
-        let _gate = self.gate(h.ino);
+        let gate = self.gate(h.ino);
         let Some(LastWriter {
             dirty,
             failed,
             work,
             mtime_set,
-        }) = self.leave_session(h.ino)
+        }) = leave_session(&gate)
         else {
             return Ok(());
         };
@@ -516,25 +561,10 @@ impl MountFs {
                 Ok(())
             }
         };
-        // Out of the table only now: until the index has the saved size, the working copy's
-        // size is what getattr answers (see `save`).
-        self.sessions().remove(&h.ino);
+        // Ended only now: until the index has the saved size, the working copy's size is what
+        // getattr answers (see `save`).
+        gate.state().session = None;
         result
-    }
-
-    /// One writer leaves the session of `ino`; for the last one, what the session holds (whether
-    /// it is dirty, failed, and its working copy). The caller holds the gate, so nobody joins
-    /// before it removes the session.
-    fn leave_session(&self, ino: u64) -> Option<LastWriter> {
-        let mut sessions = self.sessions();
-        let s = sessions.get_mut(&ino)?;
-        s.writers = s.writers.saturating_sub(1);
-        (s.writers == 0).then(|| LastWriter {
-            dirty: s.dirty,
-            failed: s.failed,
-            work: s.work.clone(),
-            mtime_set: s.mtime_set,
-        })
     }
 
     /// setattr: a size change truncates (through the session if the file is open, else as a save
@@ -564,28 +594,29 @@ impl MountFs {
         self.links.set(ino, mode, mtime);
         if let Some(size) = size {
             self.live_file(ino)?;
-            let open = self.sessions().contains_key(&ino);
+            let open = self.has_session(ino);
             if !open {
                 self.join_session(ino, false, false)?;
             }
             {
-                let _gate = self.gate(ino);
-                let mut sessions = self.sessions();
-                if let Some(s) = sessions.get_mut(&ino) {
-                    Self::ensure_work(&self.engine, ino, s, Some(size))?;
-                    s.dirty = true;
-                    s.written = true;
+                let gate = self.gate(ino);
+                if gate.state().session.is_some() {
+                    self.ensure_work(&gate, ino, Some(size))?;
+                    if let Some(s) = gate.state().session.as_mut() {
+                        s.dirty = true;
+                        s.written = true;
+                    }
                 }
             }
             if !open {
                 // A truncate(2) of a file nobody has open is a save of its own.
                 let saved = self.save(ino);
-                let _gate = self.gate(ino);
-                if let Some(last) = self.leave_session(ino) {
+                let gate = self.gate(ino);
+                if let Some(last) = leave_session(&gate) {
                     if let Some((path, _)) = last.work {
                         let _ = std::fs::remove_file(path);
                     }
-                    self.sessions().remove(&ino);
+                    gate.state().session = None;
                 }
                 saved?;
             }
@@ -601,14 +632,18 @@ impl MountFs {
                 // content, and the index is not written twice (`tar x` sets the time of every
                 // file it writes, before close).
                 let mut save_keeps_it = false;
-                if self.sessions().contains_key(&ino) {
-                    let _gate = self.gate(ino);
-                    if let Some(s) = self.sessions().get_mut(&ino) {
-                        if let Some((_, f)) = &s.work {
-                            let _ = f.set_modified(t);
-                            save_keeps_it = s.dirty && s.failed.is_none();
-                        }
-                        s.mtime_set = Some(ms);
+                if self.has_session(ino) {
+                    let gate = self.gate(ino);
+                    let work = {
+                        let mut state = gate.state();
+                        state.session.as_mut().map(|s| {
+                            s.mtime_set = Some(ms);
+                            save_keeps_it = s.work.is_some() && s.dirty && s.failed.is_none();
+                            s.work.as_ref().map(|(_, f)| f.clone())
+                        })
+                    };
+                    if let Some(Some(f)) = work {
+                        let _ = f.set_modified(t);
                     }
                 }
                 if !save_keeps_it {
@@ -650,12 +685,10 @@ impl MountFs {
     /// saved or pushed (`save` skips a file without a live entry; the last close drops it).
     /// Read-only descriptors hold the mirror copy open already.
     pub(super) fn keep_open_copy(&self, ino: u64) -> Result<()> {
-        let _gate = self.gate(ino);
-        let mut sessions = self.sessions();
-        if let Some(s) = sessions.get_mut(&ino) {
-            if s.writers > 0 {
-                Self::ensure_work(&self.engine, ino, s, None)?;
-            }
+        let gate = self.gate(ino);
+        let writing = gate.state().session.as_ref().is_some_and(|s| s.writers > 0);
+        if writing {
+            self.ensure_work(&gate, ino, None)?;
         }
         Ok(())
     }
@@ -773,9 +806,13 @@ impl MountFs {
 
     /// The unsaved working copy of `ino`, if any (readers see what writers closed).
     pub(super) fn working_copy(&self, ino: u64) -> Option<Arc<File>> {
-        self.sessions()
-            .get(&ino)
-            .and_then(|s| s.work.as_ref().map(|(_, f)| f.clone()))
+        self.engine
+            .cells
+            .peek(ino, |c| {
+                let s = c.session.as_ref()?;
+                s.work.as_ref().map(|(_, f)| f.clone())
+            })
+            .flatten()
     }
 
     /// mknod(2): a regular file is a create (as `touch` makes it); a named pipe or a unix
@@ -798,7 +835,7 @@ impl MountFs {
 
     /// Saves every open session (unmount): nothing written is left unsaved.
     pub fn save_all(&self) {
-        let inos: Vec<u64> = self.sessions().keys().copied().collect();
+        let inos = self.session_inos();
         for ino in inos {
             if let Err(e) = self.save(ino) {
                 tracing::warn!(error = %e, "could not save an open file at unmount");

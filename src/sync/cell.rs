@@ -101,12 +101,35 @@ pub type SharedFetch = futures::future::Shared<futures::future::BoxFuture<'stati
 /// What the readers of one shared fetch all get.
 pub type FetchOutcome = Arc<std::result::Result<(), Arc<super::SyncError>>>;
 
+/// A file's write session in the mount: its working copy and who writes it (`fs/write.rs`).
+/// Changed only by the holder of the cell's `Gate` claim; the disk I/O on the working copy (made,
+/// copied, truncated) is done outside the cell's lock, under that claim.
+#[derive(Default)]
+pub struct WriteSession {
+    /// The working copy and its open file, once anything was written.
+    pub work: Option<(std::path::PathBuf, Arc<std::fs::File>)>,
+    /// Something changed since the last save (or the file is new, or was truncated on open).
+    pub dirty: bool,
+    /// Bytes were written (or the size set) since the last save.
+    pub written: bool,
+    /// A write failed (a full disk): the working copy is incomplete and is never saved, and no
+    /// more writes are taken until every writer has closed.
+    pub failed: Option<i32>,
+    /// Handles open for writing.
+    pub writers: usize,
+    /// A time set on the file while it is open (`tar x`, `cp -p` set it before close): the
+    /// save keeps it instead of the save time. A later write clears it, as on a local disk.
+    pub mtime_set: Option<i64>,
+}
+
 /// A file's runtime state. Lock order: taken after the cells map (only to prune), never with
 /// another cell's state lock held, and nothing is taken under it.
 #[derive(Default)]
 pub struct CellState {
     gate: bool,
     io: bool,
+    /// The mount's write session, while the file is open for writing (or being truncated).
+    pub session: Option<WriteSession>,
     /// Where the file's push stands.
     pub push: PushState,
     /// An open tab's snapshot that could not be relayed yet, for the next push (`live.rs`).
@@ -128,6 +151,7 @@ impl CellState {
     pub fn at_rest(&self) -> bool {
         !self.gate
             && !self.io
+            && self.session.is_none()
             && self.push == PushState::Idle
             && self.snapshot.is_none()
             && self.fetch.is_none()
@@ -224,6 +248,13 @@ pub struct Claimed<'a> {
     claim: Claim,
 }
 
+impl Claimed<'_> {
+    /// The claimed file's state, for a few lines (never across I/O).
+    pub fn state(&self) -> MutexGuard<'_, CellState> {
+        self.cell.state.lock()
+    }
+}
+
 impl Drop for Claimed<'_> {
     fn drop(&mut self) {
         *self.cell.state.lock().claimed(self.claim) = false;
@@ -299,6 +330,16 @@ impl Cells {
     pub fn count(&self, f: impl Fn(&CellState) -> bool) -> usize {
         let cells: Vec<_> = self.map.lock().values().cloned().collect();
         cells.iter().filter(|c| f(&c.state.lock())).count()
+    }
+
+    /// The files whose state satisfies `f`.
+    pub fn inos_where(&self, f: impl Fn(&CellState) -> bool) -> Vec<u64> {
+        let cells: Vec<_> = self.map.lock().values().cloned().collect();
+        cells
+            .iter()
+            .filter(|c| f(&c.state.lock()))
+            .map(|c| c.ino)
+            .collect()
     }
 
     /// How many cells there are (the files with runtime state now).
