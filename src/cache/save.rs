@@ -5,7 +5,10 @@
 //! recorded as a version too (every saved version, as Hyperclay Local does). Backups and
 //! versions are always fsync'ed: the program writes them on its own behalf.
 
+use std::io::Read;
 use std::path::Path;
+
+use bytes::Bytes;
 
 use super::mirror::{Mirror, MirrorError};
 use super::versions;
@@ -19,6 +22,57 @@ pub struct Replaced {
     pub size: u64,
     /// The new content equals the old: nothing was written.
     pub unchanged: bool,
+    /// The new content, when it was read into memory (at most [`IN_MEMORY_MAX`]): the save
+    /// hands it to its push, which then neither reads nor hashes the file again.
+    pub bytes: Option<Bytes>,
+}
+
+/// The most of a save's new content read into memory, once, to hash it, record it as a version
+/// and hand it to the push: the platform's own limit, since a bigger file never goes up (it is
+/// hashed as it is read, in chunks, and nothing is handed on).
+pub const IN_MEMORY_MAX: u64 = crate::protocol::MAX_CONTENT_BYTES;
+
+/// A save's finished new content: the file to rename into place, and its bytes when the caller
+/// holds them already (the local server's save), so they are not read back.
+pub struct Work<'a> {
+    pub path: &'a Path,
+    pub bytes: Option<Bytes>,
+}
+
+impl<'a> Work<'a> {
+    /// A finished file whose bytes are read by the save.
+    pub fn file(path: &'a Path) -> Self {
+        Work { path, bytes: None }
+    }
+}
+
+/// Reads the new content once: its checksum and size, and its bytes when it is small enough to
+/// hold ([`IN_MEMORY_MAX`]).
+fn read_new(work: &Path) -> Result<(String, u64, Option<Bytes>), MirrorError> {
+    let file = super::versions::open_nofollow(work).map_err(|e| match e.raw_os_error() {
+        Some(crate::os::SYMLINK_REFUSED) => MirrorError::Symlink(work.to_path_buf()),
+        _ => MirrorError::io("reading", work, e),
+    })?;
+    let len = file
+        .metadata()
+        .map_err(|e| MirrorError::io("reading", work, e))?
+        .len();
+    if len <= IN_MEMORY_MAX {
+        let mut bytes = Vec::with_capacity(len as usize);
+        file.take(IN_MEMORY_MAX + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| MirrorError::io("reading", work, e))?;
+        if bytes.len() as u64 <= IN_MEMORY_MAX {
+            let size = bytes.len() as u64;
+            return Ok((
+                crate::protocol::checksum(&bytes),
+                size,
+                Some(Bytes::from(bytes)),
+            ));
+        }
+    }
+    let (sum, size) = Mirror::checksum_of(work)?;
+    Ok((sum, size, None))
 }
 
 /// How a save's new mirror copy lands on the disk.
@@ -42,25 +96,32 @@ pub fn replace(
     mirror: &Mirror,
     rel: &RelPath,
     kind: NodeKind,
-    work: &Path,
+    work: Work<'_>,
     previous_elsewhere: bool,
     mode: Option<u32>,
     durability: Durability,
 ) -> Result<Replaced, MirrorError> {
-    let (checksum, size) = Mirror::checksum_of(work)?;
+    let (checksum, size, new_bytes) = match work.bytes {
+        Some(b) => (crate::protocol::checksum(&b), b.len() as u64, Some(b)),
+        None => read_new(work.path)?,
+    };
+    let work = work.path;
     let target = mirror.path(rel);
     // Never through a symlink: a link planted there would put the file it points to (maybe
     // outside the mirror) into `sites-versions/`.
     let previous = mirror.read(rel);
-    if previous
-        .as_deref()
-        .is_some_and(|p| crate::protocol::checksum(p) == checksum)
-    {
+    let unchanged = match (&previous, &new_bytes) {
+        (Some(p), Some(b)) => p[..] == b[..],
+        (Some(p), None) => crate::protocol::checksum(p) == checksum,
+        (None, _) => false,
+    };
+    if unchanged {
         let _ = std::fs::remove_file(work);
         return Ok(Replaced {
             checksum,
             size,
             unchanged: true,
+            bytes: new_bytes,
         });
     }
     let keep_versions = !super::is_local_only(rel);
@@ -85,26 +146,36 @@ pub fn replace(
             mirror.commit(work, &target)?
         }
     }
-    record_site_version(mirror, rel, kind);
+    record_site_version(mirror, rel, kind, new_bytes.as_deref());
     Ok(Replaced {
         checksum,
         size,
         unchanged: false,
+        bytes: new_bytes,
     })
 }
 
 /// Records a site's saved content (now the mirror copy of `rel`) as a version, as Hyperclay
-/// Local does for every save; nothing for uploads and local-only names. A failure is logged:
-/// the save itself stands.
-pub fn record_site_version(mirror: &Mirror, rel: &RelPath, kind: NodeKind) {
+/// Local does for every save; nothing for uploads and local-only names. `saved`: that content,
+/// when the caller holds it (else it is read from the mirror copy). A failure is logged: the
+/// save itself stands.
+pub fn record_site_version(mirror: &Mirror, rel: &RelPath, kind: NodeKind, saved: Option<&[u8]>) {
     if kind != NodeKind::Site || super::is_local_only(rel) {
         return;
     }
     let target = mirror.path(rel);
-    if let Err(e) = mirror
-        .read(rel)
-        .ok_or_else(|| MirrorError::io("reading", &target, std::io::ErrorKind::NotFound.into()))
-        .and_then(|bytes| versions::save(&mirror.versions_root(), rel, kind, &bytes))
+    let read;
+    let bytes = match saved {
+        Some(b) => Ok(b),
+        None => {
+            read = mirror.read(rel);
+            read.as_deref().ok_or_else(|| {
+                MirrorError::io("reading", &target, std::io::ErrorKind::NotFound.into())
+            })
+        }
+    };
+    if let Err(e) =
+        bytes.and_then(|bytes| versions::save(&mirror.versions_root(), rel, kind, bytes))
     {
         tracing::warn!(path = %rel, error = %e, "could not record the saved version in sites-versions");
     }

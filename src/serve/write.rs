@@ -34,7 +34,7 @@ impl ServeState {
                     let _ = engine.fetch(ino).await;
                 }
                 let rel = rel.clone();
-                tokio::task::spawn_blocking(move || engine_write(&engine, &rel, &bytes)).await?
+                tokio::task::spawn_blocking(move || engine_write(&engine, &rel, bytes)).await?
             }
             SaveTo::Mirror => {
                 let lock = {
@@ -50,7 +50,10 @@ impl ServeState {
                         &mirror,
                         &rel,
                         NodeKind::of_file_name(&rel),
-                        &work,
+                        save::Work {
+                            path: &work,
+                            bytes: Some(bytes),
+                        },
                         false,
                         None,
                         save::Durability::Synced,
@@ -64,7 +67,11 @@ impl ServeState {
 }
 
 /// The engine's save of `rel`, creating the file and its folders first when they are new.
-fn engine_write(engine: &Arc<Engine>, rel: &RelPath, bytes: &[u8]) -> Result<(), WriteError> {
+fn engine_write(
+    engine: &Arc<Engine>,
+    rel: &RelPath,
+    bytes: bytes::Bytes,
+) -> Result<(), WriteError> {
     let ino = match engine.ino_of_path(rel) {
         Some(ino) => ino,
         None => create(engine, rel)?,

@@ -137,6 +137,32 @@ pub struct CellState {
     /// The download under way, with the platform checksum it fetches: readers of that content
     /// join it instead of starting their own.
     pub fetch: Option<(String, SharedFetch)>,
+    /// The content the last save put in place, for the push to send without reading or hashing
+    /// the file again. Not a reason to keep the cell: a cell dropped at rest drops it, and the
+    /// push then reads the file.
+    pub saved: Option<SavedCopy>,
+}
+
+/// The most saved content kept in memory for pushes that have not taken it yet, across all
+/// files: a burst of saves while offline (each push waits) must not hold 20 MiB per file. Past
+/// it a save hands nothing on, and its push reads the file as before.
+pub const HANDED_ON_MAX: u64 = 64 * 1024 * 1024;
+
+/// A save's new content waiting for the file's push, counted against [`HANDED_ON_MAX`] until
+/// it is dropped.
+pub struct SavedCopy {
+    pub sum: String,
+    pub bytes: bytes::Bytes,
+    held: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Drop for SavedCopy {
+    fn drop(&mut self) {
+        self.held.fetch_sub(
+            self.bytes.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
 }
 
 impl CellState {
@@ -213,6 +239,8 @@ pub struct Cells {
     write_fault: Mutex<WriteFault>,
     /// Callers of `until_no_push` waiting now (an unmount): no push starts scouting meanwhile.
     draining: std::sync::atomic::AtomicUsize,
+    /// Bytes of [`SavedCopy`]s held now.
+    handed_on: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A reference to one cell; the last one drops a cell at rest from the map.
@@ -295,6 +323,39 @@ impl Cells {
             cells: self,
             cell: Some(cell),
         }
+    }
+
+    /// Hands a save's new content (`sum`, `bytes`) to `ino`'s next push, in the state of its
+    /// claimed cell; nothing when [`HANDED_ON_MAX`] would be passed.
+    pub fn hand_on(&self, state: &mut CellState, sum: &str, bytes: &bytes::Bytes) {
+        use std::sync::atomic::Ordering;
+        state.saved = None;
+        let len = bytes.len() as u64;
+        let reserved = self
+            .handed_on
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                (held + len <= HANDED_ON_MAX).then_some(held + len)
+            })
+            .is_ok();
+        if reserved {
+            state.saved = Some(SavedCopy {
+                sum: sum.to_string(),
+                bytes: bytes.clone(),
+                held: self.handed_on.clone(),
+            });
+        }
+    }
+
+    /// Takes what the last save of `ino` handed on, if its cell still holds it.
+    pub fn take_saved(&self, ino: u64) -> Option<SavedCopy> {
+        let cell = self.map.lock().get(&ino).cloned()?;
+        let taken = cell.state.lock().saved.take();
+        taken
+    }
+
+    /// Bytes handed on by saves and not taken yet.
+    pub fn handed_on(&self) -> u64 {
+        self.handed_on.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Reads `ino`'s state without making a cell (None: it has none, so it is at rest).
@@ -622,6 +683,43 @@ mod tests {
             "a failed push is remembered until the next save"
         );
         assert!(cells.enqueue_push(8), "the next save pushes again");
+    }
+
+    #[test]
+    fn saved_content_handed_on_is_bounded_and_goes_with_its_cell() {
+        let cells = Cells::default();
+        let big = bytes::Bytes::from(vec![7u8; (HANDED_ON_MAX / 2) as usize]);
+        // Two pushes waiting (offline): each save hands its content on while the budget holds.
+        for ino in [1, 2, 3] {
+            assert!(cells.enqueue_push(ino));
+            let held = cells.claim(ino, Claim::Io);
+            cells.hand_on(&mut held.state(), "sum", &big);
+        }
+        assert_eq!(cells.handed_on(), HANDED_ON_MAX, "the third is not held");
+        assert!(cells.take_saved(3).is_none(), "its push reads the file");
+        let taken = cells.take_saved(1).expect("handed on");
+        assert_eq!((taken.sum.as_str(), taken.bytes.len()), ("sum", big.len()));
+        drop(taken);
+        assert_eq!(
+            cells.handed_on(),
+            HANDED_ON_MAX / 2,
+            "taken and dropped: let go"
+        );
+        // A cell that goes to rest drops what it held (the push was never run).
+        assert!(!cells.push_ended(2, None));
+        assert!(cells.peek(2, |_| ()).is_none(), "at rest: dropped");
+        assert_eq!(cells.handed_on(), 0);
+        // A newer save replaces what an older one handed on.
+        assert!(cells.enqueue_push(4));
+        let held = cells.claim(4, Claim::Io);
+        cells.hand_on(&mut held.state(), "old", &big);
+        cells.hand_on(&mut held.state(), "new", &big);
+        drop(held);
+        assert_eq!(cells.handed_on(), HANDED_ON_MAX / 2);
+        assert_eq!(
+            cells.take_saved(4).map(|s| s.sum.clone()),
+            Some("new".to_string())
+        );
     }
 
     #[test]

@@ -399,7 +399,7 @@ impl Engine {
         })?;
         if target.is_some() {
             // A rename over a file is a save: its content is a version, as for a plain save.
-            crate::cache::save::record_site_version(&self.mirror, &to, moved.kind);
+            crate::cache::save::record_site_version(&self.mirror, &to, moved.kind, None);
         }
         tracing::debug!(%from, %to, ino = moved.ino, node = ?moved.node_id, "renamed locally");
         Ok(moved.ino)

@@ -17,7 +17,7 @@ impl Engine {
     /// program's close: as a local disk keeps a closed file, without an fsync of its own
     /// ([`Durability::Closed`]; a program's fsync then calls [`Engine::make_durable`]).
     pub fn save_file(self: &Arc<Self>, ino: u64, work: &Path) -> Result<()> {
-        let rel = self.save_in_place(ino, work, Durability::Closed)?;
+        let rel = self.save_in_place(ino, save::Work::file(work), Durability::Closed)?;
         self.announce_change(&rel, super::ChangedBy::Mount);
         Ok(())
     }
@@ -25,7 +25,7 @@ impl Engine {
     fn save_in_place(
         self: &Arc<Self>,
         ino: u64,
-        work: &Path,
+        work: save::Work<'_>,
         durability: Durability,
     ) -> Result<crate::cache::RelPath> {
         let claimed = self.file_claim(ino);
@@ -34,11 +34,11 @@ impl Engine {
         // drops writes to an unlinked file, instead of coming back in the mirror under its
         // tombstone (issue 24's race; `tests/model.rs`).
         let Some(e) = self.index.get(ino).filter(|e| !e.tombstone) else {
-            save::discard(work);
+            save::discard(work.path);
             return Err(SyncError::Gone);
         };
         let Some(rel) = self.index.path(ino) else {
-            save::discard(work);
+            save::discard(work.path);
             return Err(SyncError::Gone);
         };
         // The copy being replaced is on the platform too when it is what both sides last held.
@@ -63,11 +63,22 @@ impl Engine {
                 e.edited_ms = Some(edited);
             })?;
         }
-        drop(claimed);
+        // The bytes just read go to the push as they are: it reads and hashes nothing again.
+        // (The plain folder's push reads the disk: a user may write the file again meanwhile.)
+        if let (Some(bytes), false) = (
+            &replaced.bytes,
+            self.settings.front_door == super::FrontDoor::Folder,
+        ) {
+            self.cells
+                .hand_on(&mut claimed.state(), &replaced.checksum, bytes);
+        }
         // Saved again: the user has seen the file since its conflict.
         self.status.clear_conflict(&rel);
         self.save_succeeded(ino);
+        // Asked for before the claim is let go, so that the cell (and what was handed on) stays
+        // for the push; the push itself waits for the claim.
         self.request_push(ino);
+        drop(claimed);
         Ok(rel)
     }
 
@@ -89,10 +100,15 @@ impl Engine {
 
     /// Saves `bytes` as the new content of `ino` from outside the mount (the local server): the
     /// kernel is told, so open editors see it.
-    pub fn save_bytes(self: &Arc<Self>, ino: u64, bytes: &[u8]) -> Result<()> {
+    pub fn save_bytes(self: &Arc<Self>, ino: u64, bytes: impl Into<bytes::Bytes>) -> Result<()> {
+        let bytes = bytes.into();
         let rel = self.rel(ino)?;
-        let work = save::stage(&self.mirror, &rel, bytes)?;
-        let rel = self.save_in_place(ino, &work, Durability::Synced)?;
+        let work = save::stage(&self.mirror, &rel, &bytes)?;
+        let work = save::Work {
+            path: &work,
+            bytes: Some(bytes),
+        };
+        let rel = self.save_in_place(ino, work, Durability::Synced)?;
         self.notify(super::Notice::Content { ino });
         self.announce_change(&rel, super::ChangedBy::Server);
         Ok(())

@@ -98,6 +98,7 @@ impl Engine {
     /// nothing to send.
     fn snapshot(&self, ino: u64) -> Result<Option<Snapshot>> {
         self.with_files_locked(&[ino], || {
+            let handed = self.cells.take_saved(ino);
             let Some(e) = self.index.get(ino) else {
                 return Ok(None);
             };
@@ -113,6 +114,13 @@ impl Engine {
             }
             names::check(e.kind, &e.name)
                 .map_err(|err| SyncError::NameRefused(format!("{:?}: {}", e.name, err.rule)))?;
+            // What the save handed on, if it is still the content the index says is in place
+            // (a fetched copy or a later save since would have changed that); else the file
+            // is read and hashed.
+            if let Some(saved) = handed.filter(|s| e.local.as_deref() == Some(s.sum.as_str())) {
+                let (sum, bytes) = (saved.sum.clone(), saved.bytes.clone());
+                return Ok(Some(Snapshot { e, rel, bytes, sum }));
+            }
             let Some(bytes) = self.mirror.read_own_at_most(&rel, MAX_CONTENT_BYTES)? else {
                 return Err(SyncError::Remote(RemoteError::TooLarge));
             };
