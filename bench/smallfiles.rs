@@ -1,17 +1,24 @@
-//! Many small files, side by side in one run: a plain folder on the same disk, `bindfs` over it
-//! (a C FUSE passthrough: the floor any FUSE mount pays on this machine), `hyperclay mount
-//! --folder` (the plain folder kept in sync: the workload writes the disk directly, a watcher
-//! tells the program afterwards) and `hyperclay mount` (FUSE), each over a dev platform of its
-//! own, and `rclone mount` (`--vfs-cache-mode full`, uploads at once) over
-//! `rclone serve webdav`. Three workloads (issue 15): `git clone` of a repository of 4,650 files,
-//! `tar xf` of 3,478 files, and 2,000 small files written one after another by a program (open,
-//! write, close). Each figure: the time until the program finished (what the user waits for),
-//! and for hyperclay and rclone the time until the backend holds every file (the platform, or
-//! rclone's webdav folder), from the start of the workload. The runs interleave the columns
-//! (plain, folder, bindfs, mount, rclone, then again), so a change in the machine's load falls
-//! on all of them. `cargo bench --bench smallfiles -- [--quick] [--runs N] [--columns LIST]`
+//! Many small files, side by side in one run: a plain folder on the same disk, two FUSE
+//! passthroughs over it (the floor any FUSE mount pays on this machine: kernel round trips,
+//! context switches), `hyperclay mount --folder` (the plain folder kept in sync: the workload
+//! writes the disk directly, a watcher tells the program afterwards) and `hyperclay mount`
+//! (FUSE), each over a dev platform of its own, and `rclone mount` (`--vfs-cache-mode full`,
+//! uploads at once) over `rclone serve webdav`. The two floors: `bindfs` (libfuse's high-level,
+//! path-based API) and libfuse's own low-level example `passthrough_ll` (`-o
+//! source=DIR,writeback,cache=always`), built at the start of each run from Debian's
+//! `libfuse3-dev` into target/bench-tools/ (without libfuse3-dev or gcc that column alone is
+//! skipped, and said why); the better floor of a run is the lower median of the two. Three
+//! workloads (issue 15): `git clone` of a repository of 4,650 files, `tar xf` of 3,478 files,
+//! and 2,000 small files written one after another by a program (open, write, close). Each
+//! figure: the time until the program finished (what the user waits for), and for hyperclay and
+//! rclone the time until the backend holds every file (the platform, or rclone's webdav folder),
+//! from the start of the workload. The runs interleave the columns (plain, folder, bindfs,
+//! passthrough_ll, mount, rclone, then again), so a change in the machine's load falls on all of
+//! them. `cargo bench --bench smallfiles -- [--quick] [--runs N] [--columns LIST] [--busy]`
 //! (each figure the median of N runs, 3 by default, 1 with --quick; LIST, e.g. `plain,folder`,
-//! runs only those of plain, folder, bindfs, mount, rclone: for profiling); bench/run runs it.
+//! runs only those of plain, folder, bindfs, passthrough_ll, mount, rclone: for profiling;
+//! --busy runs `stress-ng --cpu 2 --cpu-load 50` beside the whole run, issue 25's busy machine,
+//! stopped by its PID at the end); bench/run runs it.
 
 mod common;
 
@@ -20,8 +27,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    bindfs_mount, hyperclay_folder, hyperclay_mount, rclone_mount, rclone_webdav, start_platform,
-    stop,
+    bindfs_mount, build_passthrough_ll, busy, hyperclay_folder, hyperclay_mount,
+    passthrough_ll_mount, rclone_mount, rclone_webdav, start_platform, Started,
 };
 
 /// A file's content: 200 bytes to 4 KB, text.
@@ -113,7 +120,7 @@ fn shown(runs: &[Result<f64, String>]) -> String {
 fn shown_one(r: &Result<f64, String>) -> String {
     match r {
         Ok(s) => format!("{s:.2} s"),
-        Err(e) if e == "-" => e.clone(),
+        Err(e) if e == "-" || e.starts_with("skipped") => e.clone(),
         Err(e) => format!("fails: {e}"),
     }
 }
@@ -148,7 +155,35 @@ async fn main() {
             .as_ref()
             .is_none_or(|l| l.split(',').any(|c| c == name))
     };
+    const COLUMNS: [&str; 6] = [
+        "plain",
+        "folder",
+        "bindfs",
+        "passthrough_ll",
+        "mount",
+        "rclone",
+    ];
+    if let Some(list) = &columns {
+        for c in list.split(',') {
+            assert!(
+                COLUMNS.contains(&c),
+                "--columns: {c} is none of {}",
+                COLUMNS.join(",")
+            );
+        }
+    }
     let skipped = || -> Result<f64, String> { Err("-".into()) };
+    let load_at_start = load_average();
+    // The busy machine of issue 25, beside the whole run; stopped (by its PID) when `stress`
+    // is dropped at the end, or on a panic.
+    let stress = std::env::args().any(|a| a == "--busy").then(|| {
+        let s = busy().unwrap_or_else(|e| panic!("--busy: {e}"));
+        eprintln!(
+            "busy: stress-ng --cpu 2 --cpu-load 50 running beside the run (pid {})",
+            s.id()
+        );
+        s
+    });
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
@@ -230,20 +265,45 @@ async fn main() {
     let folder_url = folder_platform.url();
     let webdav_data = dir.path().join("webdav");
     std::fs::create_dir_all(&webdav_data).unwrap();
-    let (mut webdav, webdav_url) = rclone_webdav(&webdav_data);
+    let (webdav, webdav_url) = rclone_webdav(&webdav_data);
+    let _webdav = Started::process(webdav);
     let plain = dir.path().join("plain");
     std::fs::create_dir_all(&plain).unwrap();
 
+    // Every mount below is a `Started`: dropped (stopped, its own mount point unmounted) at the
+    // end of its use, and on the way out of a panic too.
     let bind_src = dir.path().join("bind-src");
     std::fs::create_dir_all(&bind_src).unwrap();
     let bind_mnt = dir.path().join("bind-mnt");
-    let bindfs = bindfs_mount(&bind_src, &bind_mnt);
-    if bindfs.is_none() {
-        eprintln!("bindfs is not installed (apt-get install bindfs): no FUSE floor column");
-    }
+    let bindfs: Result<Started, String> = match column_on("bindfs") {
+        true => bindfs_mount(&bind_src, &bind_mnt)
+            .ok_or_else(|| "bindfs is not installed (apt-get install bindfs)".to_string()),
+        false => Err("-".into()),
+    };
+    // libfuse's passthrough_ll, built for this run; mounted afresh for each run (it holds a
+    // descriptor per inode it was told of, and the kernel forgets none under this load).
+    let passthrough: Result<PathBuf, String> = match column_on("passthrough_ll") {
+        true => build_passthrough_ll(&bench_tools()),
+        false => Err("-".into()),
+    };
+    // A floor that can't run is said once, here, in full, and is "skipped: ..." in its column.
+    let skip = |name: &str, e: String| -> String {
+        if e == "-" {
+            return e;
+        }
+        eprintln!("{name}: {e}: no {name} column (the rest of the bench runs)");
+        format!("skipped: {}", e.split(" (").next().unwrap_or(&e))
+    };
+    let bindfs = bindfs.map_err(|e| skip("bindfs", e));
+    let passthrough = passthrough.map_err(|e| skip("passthrough_ll", e));
+    let pll_src = dir.path().join("pll-src");
+    std::fs::create_dir_all(&pll_src).unwrap();
+    let pll_mnt = dir.path().join("pll-mnt");
 
-    println!("| workload (files) | plain folder | hyperclay folder | bindfs (FUSE floor) | hyperclay mount | rclone mount | folder / plain | mount / plain | mount / bindfs | mount / rclone | all on the backend: folder, mount, rclone |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| workload (files) | plain folder | hyperclay folder | bindfs | passthrough_ll | hyperclay mount | rclone mount | better FUSE floor | mount / floor | floor / plain | folder / plain | mount / rclone | all on the backend: folder; mount; rclone |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for w in &workloads {
         let mut rows = Vec::new();
         for run in 1..=runs {
@@ -279,6 +339,7 @@ async fn main() {
             let (hf_s, hf_held) = match column_on("folder") {
                 true => {
                     let (hf, hf_dir, _) = hyperclay_folder(&dir.path().join("hcf"), &folder_url);
+                    let hf = Started::mount(hf, &hf_dir);
                     let started = Instant::now();
                     let hf_s = timed(|| (w.run)(&target(&hf_dir)));
                     if let Err(e) = &hf_s {
@@ -287,20 +348,31 @@ async fn main() {
                     let hf_held = tokio::task::block_in_place(|| {
                         until_held(started, w.files, on_platform(&folder_client))
                     });
-                    stop(hf, &hf_dir);
+                    hf.stop();
                     (hf_s, hf_held)
                 }
                 false => (skipped(), None),
             };
-            let bind_s = match bindfs {
-                Some(_) if column_on("bindfs") => timed(|| (w.run)(&target(&bind_mnt))),
-                Some(_) => skipped(),
-                None => Err("not installed".into()),
+            let bind_s = match &bindfs {
+                Ok(_) => timed(|| (w.run)(&target(&bind_mnt))),
+                Err(e) => Err(e.clone()),
+            };
+            let pll_s = match &passthrough {
+                Ok(program) => match passthrough_ll_mount(program, &pll_src, &pll_mnt) {
+                    Ok(pll) => {
+                        let s = timed(|| (w.run)(&target(&pll_mnt)));
+                        pll.stop();
+                        s
+                    }
+                    Err(e) => Err(format!("did not mount: {e}")),
+                },
+                Err(e) => Err(e.clone()),
             };
             let (hc_s, hc_held) = match column_on("mount") {
                 true => {
                     let home = dir.path().join("hc");
                     let (hc, hc_mnt, _) = hyperclay_mount(&home, &url);
+                    let hc = Started::mount(hc, &hc_mnt);
                     let started = Instant::now();
                     let hc_s = timed(|| (w.run)(&target(&hc_mnt)));
                     if let Err(e) = &hc_s {
@@ -309,7 +381,7 @@ async fn main() {
                     let hc_held = tokio::task::block_in_place(|| {
                         until_held(started, w.files, on_platform(&client))
                     });
-                    stop(hc, &hc_mnt);
+                    hc.stop();
                     (hc_s, hc_held)
                 }
                 false => (skipped(), None),
@@ -317,6 +389,7 @@ async fn main() {
             let (rc_s, rc_held) = match column_on("rclone") {
                 true => {
                     let (rc, rc_mnt, _) = rclone_mount(dir.path(), &webdav_url);
+                    let rc = Started::mount(rc, &rc_mnt);
                     let started = Instant::now();
                     let rc_s = timed(|| (w.run)(&target(&rc_mnt)));
                     let backend = webdav_data.join(&folder);
@@ -324,7 +397,7 @@ async fn main() {
                         Ok(_) => until_held(started, w.files, || count_files(&backend)),
                         Err(_) => None,
                     };
-                    stop(rc, &rc_mnt);
+                    rc.stop();
                     (rc_s, rc_held)
                 }
                 false => (skipped(), None),
@@ -335,29 +408,44 @@ async fn main() {
                 held(&rc_s, rc_held),
             );
             eprintln!(
-                "{} run {run}: plain {}, folder {} (all up {}), bindfs {}, mount {} (all up {}), rclone {} (all up {})",
+                "{} run {run}: plain {}, folder {} (all up {}), bindfs {}, passthrough_ll {}, mount {} (all up {}), rclone {} (all up {})",
                 w.name,
                 shown_one(&plain_s),
                 shown_one(&hf_s),
                 shown_one(&hf_held),
                 shown_one(&bind_s),
+                shown_one(&pll_s),
                 shown_one(&hc_s),
                 shown_one(&hc_held),
                 shown_one(&rc_s),
                 shown_one(&rc_held)
             );
-            rows.push([plain_s, hf_s, bind_s, hc_s, rc_s, hf_held, hc_held, rc_held]);
+            rows.push([
+                plain_s, hf_s, bind_s, pll_s, hc_s, rc_s, hf_held, hc_held, rc_held,
+            ]);
         }
         let column =
             |i: usize| -> Vec<Result<f64, String>> { rows.iter().map(|r| r[i].clone()).collect() };
-        let [plain_s, hf_s, bind_s, hc_s, rc_s, _, _, _] =
-            [0, 1, 2, 3, 4, 5, 6, 7].map(|i| median(&column(i)));
+        let [plain_s, hf_s, bind_s, pll_s, hc_s, rc_s, _, _, _] =
+            [0, 1, 2, 3, 4, 5, 6, 7, 8].map(|i| median(&column(i)));
+        // The better floor: the lower of the two passthroughs' medians.
+        let floor = match (&bind_s, &pll_s) {
+            (Ok(b), Ok(p)) if p < b => Ok((*p, "passthrough_ll")),
+            (Ok(b), _) => Ok((*b, "bindfs")),
+            (Err(_), Ok(p)) => Ok((*p, "passthrough_ll")),
+            (Err(_), Err(_)) => Err("-".to_string()),
+        };
+        let floor_s = floor.clone().map(|(s, _)| s);
+        let floor_shown = match &floor {
+            Ok((s, name)) => format!("{s:.2} s ({name})"),
+            Err(_) => "-".into(),
+        };
         let ratio = |a: &Result<f64, String>, b: &Result<f64, String>| match (a, b) {
             (Ok(a), Ok(b)) => format!("{:.2}x", a / b),
             _ => "-".into(),
         };
         println!(
-            "| {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}; {}; {} |",
+            "| {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}; {}; {} |",
             w.name,
             w.files,
             shown(&column(0)),
@@ -365,19 +453,43 @@ async fn main() {
             shown(&column(2)),
             shown(&column(3)),
             shown(&column(4)),
-            ratio(&hf_s, &plain_s),
-            ratio(&hc_s, &plain_s),
-            ratio(&hc_s, &bind_s),
-            ratio(&hc_s, &rc_s),
             shown(&column(5)),
+            floor_shown,
+            ratio(&hc_s, &floor_s),
+            ratio(&floor_s, &plain_s),
+            ratio(&hf_s, &plain_s),
+            ratio(&hc_s, &rc_s),
             shown(&column(6)),
-            shown(&column(7))
+            shown(&column(7)),
+            shown(&column(8))
         );
     }
-    if let Some(b) = bindfs {
-        stop(b, &bind_mnt);
-    }
-    let _ = webdav.kill();
+    drop(bindfs);
+    println!(
+        "\n{} run(s) per figure; load average at the start {load_at_start}, at the end {}; {}",
+        runs,
+        load_average(),
+        match &stress {
+            Some(_) => "busy: `stress-ng --cpu 2 --cpu-load 50` ran beside the whole run",
+            None => "nothing started beside the run (--busy adds stress-ng --cpu 2 --cpu-load 50)",
+        }
+    );
+    drop(stress);
     drop(platform);
     drop(folder_platform);
+}
+
+/// The 1, 5 and 15 minute load averages, as /proc/loadavg says them.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Where the bench builds the tools it runs (target/bench-tools).
+fn bench_tools() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target/tmp has a parent")
+        .join("bench-tools")
 }

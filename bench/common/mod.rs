@@ -119,8 +119,8 @@ pub fn rclone_mount(dir: &Path, webdav: &str) -> (Child, PathBuf, Duration) {
     let mnt = dir.join("rclone-mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let t = Instant::now();
-    let child = Command::new("rclone")
-        .args(["mount", ":webdav:"])
+    // Started from the bench's main thread (see `end_with_bench`).
+    let child = end_with_bench(Command::new("rclone").args(["mount", ":webdav:"]))
         .arg(&mnt)
         .args([
             "--webdav-url",
@@ -143,18 +143,216 @@ pub fn rclone_mount(dir: &Path, webdav: &str) -> (Child, PathBuf, Duration) {
 /// `bindfs` (a C FUSE passthrough, no network, no cache of its own) of `source` at `mnt`, in
 /// the foreground: the floor any FUSE mount pays (kernel round trips, context switches) over the
 /// same disk. None when bindfs is not installed (`apt-get install bindfs`).
-pub fn bindfs_mount(source: &Path, mnt: &Path) -> Option<Child> {
+pub fn bindfs_mount(source: &Path, mnt: &Path) -> Option<Started> {
     std::fs::create_dir_all(mnt).unwrap();
-    let child = Command::new("bindfs")
-        .arg("-f")
-        .arg(source)
-        .arg(mnt)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    wait_mounted(mnt);
-    Some(child)
+    let mut child = end_with_bench(
+        Command::new("bindfs")
+            .arg("-f")
+            .arg(source)
+            .arg(mnt)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .spawn()
+    .ok()?;
+    let mounted = wait_mounted_by(&mut child, mnt);
+    let started = Started::mount(child, mnt);
+    mounted.expect("bindfs did not mount");
+    Some(started)
+}
+
+/// A process the bench started (a mount's, or `stress-ng`), stopped when this is dropped: at the
+/// end of its use, or when a workload fails or the bench panics on the way. Stopping it is
+/// SIGTERM to its own PID, a wait, and, for a mount, `fusermount3 -u` of its own mount point if
+/// it is still mounted; nothing else is touched.
+pub struct Started {
+    child: Option<Child>,
+    mnt: Option<PathBuf>,
+}
+
+impl Started {
+    /// A FUSE server's process and the mount point it serves.
+    pub fn mount(child: Child, mnt: &Path) -> Self {
+        Started {
+            child: Some(child),
+            mnt: Some(mnt.to_path_buf()),
+        }
+    }
+
+    /// A process that mounts nothing.
+    pub fn process(child: Child) -> Self {
+        Started {
+            child: Some(child),
+            mnt: None,
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Stops it now (as dropping it does).
+    pub fn stop(self) {}
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        match &self.mnt {
+            Some(mnt) => stop(child, mnt),
+            None => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(child.id() as i32),
+                    nix::sys::signal::SIGTERM,
+                );
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// Asks the kernel to send SIGTERM to the process `command` starts when the bench dies, so a
+/// killed bench leaves no FUSE server nor `stress-ng` behind (a FUSE server unmounts itself on
+/// SIGTERM); and lifts the child's limit of open files to the hard limit (libfuse's
+/// `passthrough_ll` holds a descriptor per inode). The kernel sends it when the *thread* that
+/// spawned the child ends: spawn only from the bench's main thread (where `#[tokio::main]` runs
+/// `main`'s body), never from a `spawn_blocking` thread, which ends when idle.
+fn end_with_bench(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls (prctl, getrlimit, setrlimit) between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+                limit.rlim_cur = limit.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Waits until `mnt` is mounted by `child`; why not when the process ends first or 120 s pass.
+fn wait_mounted_by(child: &mut Child, mnt: &Path) -> Result<(), String> {
+    let start = Instant::now();
+    while !hyperclay::fs::is_mounted(mnt) {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("ended before it mounted ({status})"));
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            return Err("not mounted after 120 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+/// Where libfuse's examples are: Debian's `libfuse3-dev`.
+pub const FUSE_EXAMPLES: &str = "/usr/share/doc/libfuse3-dev/examples";
+
+/// Builds libfuse's own low-level passthrough (`passthrough_ll.c` from Debian's `libfuse3-dev`,
+/// gzipped or not) into `dir`/passthrough_ll with `gcc ... $(pkg-config fuse3 --cflags --libs)`;
+/// the program, or why it could not be built.
+pub fn build_passthrough_ll(dir: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let examples = Path::new(FUSE_EXAMPLES);
+    for name in ["passthrough_ll.c", "passthrough_helpers.h"] {
+        let plain = examples.join(name);
+        let gz = examples.join(format!("{name}.gz"));
+        let text = if plain.exists() {
+            std::fs::read(&plain).map_err(|e| format!("{}: {e}", plain.display()))?
+        } else if gz.exists() {
+            let out = Command::new("gzip")
+                .arg("-dc")
+                .arg(&gz)
+                .output()
+                .map_err(|e| format!("gzip: {e}"))?;
+            if !out.status.success() {
+                return Err(format!("gzip -dc {} failed", gz.display()));
+            }
+            out.stdout
+        } else {
+            return Err(format!(
+                "libfuse3-dev is not installed (no {} or .gz; apt-get install libfuse3-dev)",
+                plain.display()
+            ));
+        };
+        std::fs::write(dir.join(name), text).map_err(|e| e.to_string())?;
+    }
+    let flags = Command::new("pkg-config")
+        .args(["fuse3", "--cflags", "--libs"])
+        .output()
+        .map_err(|e| format!("pkg-config is not installed (apt-get install pkg-config): {e}"))?;
+    if !flags.status.success() {
+        return Err("pkg-config knows no fuse3 (apt-get install libfuse3-dev)".into());
+    }
+    let flags = String::from_utf8_lossy(&flags.stdout).to_string();
+    let program = dir.join("passthrough_ll");
+    let out = Command::new("gcc")
+        .args(["-O2", "-Wall"])
+        .arg(dir.join("passthrough_ll.c"))
+        .args(flags.split_whitespace())
+        .arg("-o")
+        .arg(&program)
+        .output()
+        .map_err(|e| format!("gcc is not installed (apt-get install gcc): {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "gcc failed: {}",
+            err.lines().find(|l| l.contains("error")).unwrap_or("?")
+        ));
+    }
+    Ok(program)
+}
+
+/// libfuse's `passthrough_ll` (built by [`build_passthrough_ll`]) of `source` at `mnt`, in the
+/// foreground, with the kernel's writeback cache and long caching (`-o
+/// source=SOURCE,writeback,cache=always`): the other FUSE floor beside bindfs, libfuse's
+/// low-level API with no path lookups of its own.
+pub fn passthrough_ll_mount(program: &Path, source: &Path, mnt: &Path) -> Result<Started, String> {
+    std::fs::create_dir_all(mnt).unwrap();
+    let source = source.to_string_lossy();
+    // libfuse's option parser splits at commas.
+    assert!(!source.contains(','), "a comma in {source}");
+    let mut child = end_with_bench(
+        Command::new(program)
+            .arg("-f")
+            .arg("-o")
+            .arg(format!("source={source},writeback,cache=always"))
+            .arg(mnt)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .spawn()
+    .map_err(|e| e.to_string())?;
+    match wait_mounted_by(&mut child, mnt) {
+        Ok(()) => Ok(Started::mount(child, mnt)),
+        Err(e) => {
+            drop(Started::mount(child, mnt));
+            Err(e)
+        }
+    }
+}
+
+/// `stress-ng --cpu 2 --cpu-load 50` (two workers, each busy half the time): the "busy machine"
+/// of issue 25, run beside a whole bench; stopped by its PID when the result is dropped.
+pub fn busy() -> Result<Started, String> {
+    let child = end_with_bench(
+        Command::new("stress-ng")
+            .args(["--cpu", "2", "--cpu-load", "50"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .spawn()
+    .map_err(|e| format!("stress-ng is not installed (apt-get install stress-ng): {e}"))?;
+    Ok(Started::process(child))
 }
 
 /// `rclone serve webdav` of `data` on a free loopback port; its URL.
@@ -163,8 +361,7 @@ pub fn rclone_webdav(data: &Path) -> (Child, String) {
         .unwrap()
         .local_addr()
         .unwrap();
-    let child = Command::new("rclone")
-        .args(["serve", "webdav"])
+    let child = end_with_bench(Command::new("rclone").args(["serve", "webdav"]))
         .arg(data)
         .args(["--addr", &addr.to_string()])
         .stdout(Stdio::null())
