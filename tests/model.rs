@@ -160,7 +160,7 @@ impl Device {
                 }
             };
             let wrote = fs.write(fh, 0, &bytes).map(|_| ());
-            let closed = fs.flush(fh, || None);
+            let closed = fs.flush(fh, |_| None);
             let released = fs.release(fh);
             wrote.and(closed).and(released).map_err(|e| e.to_string())
         })
@@ -223,7 +223,7 @@ impl Device {
                 result = result.and(fs.write(*fh, 0, part).map(|_| ()));
             }
             for fh in fhs {
-                result = result.and(fs.flush(fh, || None)).and(fs.release(fh));
+                result = result.and(fs.flush(fh, |_| None)).and(fs.release(fh));
             }
             result.map_err(|e| e.to_string())
         })
@@ -319,7 +319,7 @@ impl Device {
         let bytes = bytes.to_vec();
         let saving = self.on_fs(move |fs| {
             let wrote = fs.write(fh, 0, &bytes).map(|_| ());
-            let closed = fs.flush(fh, || None);
+            let closed = fs.flush(fh, |_| None);
             let released = fs.release(fh);
             wrote.and(closed).and(released).map_err(|e| e.to_string())
         });

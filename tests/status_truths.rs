@@ -91,7 +91,7 @@ impl Device {
                 None => fs.create(ROOT_INO, OsStr::new(&name), 0o644).unwrap().1.fh,
             };
             fs.write(fh, 0, &bytes).unwrap();
-            fs.flush(fh, || None).unwrap();
+            fs.flush(fh, |_| None).unwrap();
             fs.release(fh).unwrap();
         })
         .await

@@ -309,7 +309,7 @@ impl Filesystem for FuseAdapter {
             let write = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
             let truncate = flags.0 & libc::O_TRUNC != 0;
             let append = flags.0 & libc::O_APPEND != 0;
-            let opener = write.then(|| process::of_thread(req.pid())).flatten();
+            let opener = (write && req.pid() != 0).then(|| req.pid());
             let open = move |fs: &MountFs| {
                 if write {
                     let opened = fs.open_write(ino.0, truncate)?;
@@ -368,7 +368,8 @@ impl Filesystem for FuseAdapter {
     ) {
         guard("create", || match self.fs.create(parent.0, name, mode) {
             Ok((a, o)) => {
-                self.fs.note_opener(o.fh, process::of_thread(req.pid()));
+                self.fs
+                    .note_opener(o.fh, (req.pid() != 0).then(|| req.pid()));
                 if flags & libc::O_APPEND != 0 {
                     self.fs.note_append(o.fh);
                 }
@@ -601,10 +602,14 @@ impl Filesystem for FuseAdapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        // Which process closes is looked up only for a file open for writing by a known opener.
+        // The opener is noted by its thread; the processes are looked up only when another
+        // thread closes (a single-threaded program's own close costs nothing).
         let tid = req.pid();
         guard("flush", || {
-            match self.fs.flush(fh.0, || process::of_thread(tid)) {
+            match self
+                .fs
+                .flush(fh.0, |opener| process::same_process(opener, tid))
+            {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno(&e, "flush")),
             }

@@ -53,7 +53,8 @@ pub(super) struct Handle {
     pub(super) writable: bool,
     /// The checksum of the mirror copy `file` is (None: a backup, or a working copy).
     pub(super) copy: Option<String>,
-    /// The process that opened it for writing, when known: its close saves (see `flush`).
+    /// Who opened it for writing, when known (the mount notes the opener's thread): its close
+    /// saves (see `flush`).
     pub(super) opener: Option<u32>,
     /// Opened with O_APPEND: every write goes to the end of the working copy.
     pub(super) append: bool,

@@ -16,6 +16,16 @@ pub fn of_thread(tid: u32) -> Option<u32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Whether threads `a` and `b` belong to one process; None when it can't be told (a thread
+/// gone). The same thread needs no lookup: reading `/proc/<tid>/status` was a twentieth of a small
+/// file's cost in the mount (issue 25), paid at every create and close.
+pub fn same_process(a: u32, b: u32) -> Option<bool> {
+    if a == b && a != 0 {
+        return Some(true);
+    }
+    Some(of_thread(a)? == of_thread(b)?)
+}
+
 /// Whether thread `tid` is being killed (or is gone): a fatal signal is pending for it. The
 /// kernel marks SIGKILL pending on every thread of a group that a fatal signal ends (SIGKILL
 /// itself, or a SIGINT/SIGTERM left to its default action), so this sees `kill -9` and Ctrl-C
@@ -79,6 +89,33 @@ mod tests {
         });
         assert_eq!(live, Some(me), "a live thread of this process");
         assert_eq!(of_thread(0), None);
+    }
+
+    #[test]
+    fn threads_of_one_process_are_told_from_another_process() {
+        let me = std::process::id();
+        assert_eq!(same_process(me, me), Some(true));
+        let other_thread = std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+            s.spawn(move || {
+                tx.send(nix::unistd::gettid().as_raw() as u32).unwrap();
+                let _ = done_rx.recv();
+            });
+            let tid = rx.recv().unwrap();
+            let answer = same_process(me, tid);
+            done_tx.send(()).unwrap();
+            answer
+        });
+        assert_eq!(other_thread, Some(true), "another thread of this process");
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        assert_eq!(same_process(me, child.id()), Some(false), "a child process");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(same_process(me, child.id()), None, "gone: can't be told");
     }
 
     #[test]

@@ -361,7 +361,7 @@ impl MountFs {
         }
     }
 
-    /// Notes which process opened `fh` for writing.
+    /// Notes who opened `fh` for writing (the mount: the opener's thread), for `flush`.
     pub fn note_opener(&self, fh: u64, process: Option<u32>) {
         if let Some(h) = self
             .handles
@@ -380,7 +380,9 @@ impl MountFs {
     /// another process than the opener: a child forked while the file was open closing its
     /// inherited copy (at exec, or as `{ a; b; } > file` runs each command) would save whatever
     /// the writer had written so far; the opener's close, or the last one, saves.
-    pub fn flush(&self, fh: u64, closer: impl FnOnce() -> Option<u32>) -> Result<()> {
+    /// `same_as_opener` tells, given the opener noted at open ([`MountFs::note_opener`]),
+    /// whether the closer is that process (None: it can't be told, and the close saves).
+    pub fn flush(&self, fh: u64, same_as_opener: impl FnOnce(u32) -> Option<bool>) -> Result<()> {
         let (ino, opener) = {
             let handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
             match handles.get(&fh) {
@@ -396,14 +398,9 @@ impl MountFs {
         if !written {
             return Ok(());
         }
-        if let Some((opener, closer)) = opener.and_then(|o| closer().map(|c| (o, c))) {
-            if opener != closer {
-                tracing::debug!(
-                    ino,
-                    opener,
-                    closer,
-                    "an inherited descriptor closed: not a save"
-                );
+        if let Some(opener) = opener {
+            if same_as_opener(opener) == Some(false) {
+                tracing::debug!(ino, opener, "an inherited descriptor closed: not a save");
                 return Ok(());
             }
         }
@@ -463,7 +460,9 @@ impl MountFs {
         };
         if let Some(errno) = failed {
             // A write failed: drop the incomplete working copy, keep the saved copy, and say so.
-            if let Some((path, _)) = work {
+            // Closed before what follows: its space (a full disk) is free only once it is.
+            if let Some((path, file)) = work {
+                drop(file);
                 let _ = std::fs::remove_file(path);
             }
             let path = self.engine.index.path(ino).unwrap_or_default();
@@ -547,16 +546,18 @@ impl MountFs {
         };
         let result = match (dirty, failed) {
             (true, None) => self.commit(h.ino, work, mtime_set),
-            (_, Some(_)) => {
-                if let Some((path, _)) = work {
+            (_, failed) => {
+                // Every handle on the working copy closed before a failure is recorded: an
+                // unlinked file's space (a full disk) is free only once they are.
+                if let Some(s) = gate.state().session.as_mut() {
+                    s.work = None;
+                }
+                if let Some((path, file)) = work {
+                    drop(file);
                     let _ = std::fs::remove_file(path);
                 }
-                self.engine.save_failed(h.ino);
-                Ok(())
-            }
-            _ => {
-                if let Some((path, _)) = work {
-                    let _ = std::fs::remove_file(path);
+                if failed.is_some() {
+                    self.engine.save_failed(h.ino);
                 }
                 Ok(())
             }
