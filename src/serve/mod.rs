@@ -51,7 +51,8 @@ struct Inner {
     mirror: Arc<Mirror>,
     save_to: SaveTo,
     port: std::sync::atomic::AtomicU16,
-    /// One save per file at a time (standalone; the engine has its own).
+    /// One save per file at a time (standalone, with no engine and so no cells; the engine's
+    /// saves claim the file's cell). An entry lives while a save of its file runs or waits.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Where sites were found by name.
     sites: sites::RememberedSites,

@@ -41,10 +41,11 @@ impl ServeState {
                     let mut locks = self.0.locks.lock().unwrap_or_else(|p| p.into_inner());
                     locks.entry(rel.to_string()).or_default().clone()
                 };
-                let _one_at_a_time = lock.lock().await;
+                let one_at_a_time = lock.lock().await;
                 let mirror = self.0.mirror.clone();
+                let key = rel.to_string();
                 let rel = rel.clone();
-                tokio::task::spawn_blocking(move || {
+                let saved = tokio::task::spawn_blocking(move || {
                     let work = save::stage(&mirror, &rel, &bytes)?;
                     save::replace(
                         &mirror,
@@ -59,7 +60,17 @@ impl ServeState {
                         save::Durability::Synced,
                     )
                 })
-                .await??;
+                .await;
+                drop(one_at_a_time);
+                // Dropped with its last user, so the map holds only files being saved now.
+                let mut locks = self.0.locks.lock().unwrap_or_else(|p| p.into_inner());
+                if locks.get(&key).is_some_and(|l| Arc::ptr_eq(l, &lock))
+                    && Arc::strong_count(&lock) == 2
+                {
+                    locks.remove(&key);
+                }
+                drop(locks);
+                saved??;
                 Ok(())
             }
         }
