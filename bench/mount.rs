@@ -46,7 +46,7 @@ async fn save_until_saved(
             Ok(Some(StreamItem::Event {
                 event: Event::NodeSaved(s),
                 ..
-            })) if s.checksum.as_deref() == Some(want.as_str()) => {
+            })) if s.checksum.as_ref() == Some(&want) => {
                 return Some(closed.elapsed().as_secs_f64() * 1000.0)
             }
             Ok(Some(_)) => {}

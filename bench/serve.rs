@@ -129,9 +129,7 @@ async fn main() {
                 Ok(Some(StreamItem::Event {
                     event: Event::NodeSaved(s),
                     ..
-                })) if s.node_id == site.id && s.checksum.as_deref() == Some(want.as_str()) => {
-                    break
-                }
+                })) if s.node_id == site.id && s.checksum.as_ref() == Some(&want) => break,
                 Ok(Some(_)) => {}
                 _ => panic!("save {i} did not reach the platform"),
             }

@@ -16,7 +16,7 @@ use super::relpath::{check_child, PathRefused, RelPath, MAX_DEPTH};
 use super::tree::Tree;
 
 mod change;
-use crate::protocol::NodeKind;
+use crate::protocol::{Checksum, NodeKind};
 pub use change::Change;
 
 pub const ROOT_INO: u64 = 1;
@@ -45,11 +45,11 @@ pub struct Entry {
     pub size: u64,
     /// Milliseconds since the epoch.
     pub mtime_ms: i64,
-    pub base: Option<String>,
-    pub remote: Option<String>,
+    pub base: Option<Checksum>,
+    pub remote: Option<Checksum>,
     pub remote_modified: Option<String>,
     /// Checksum of the mirror copy; `None` while it is not on disk.
-    pub local: Option<String>,
+    pub local: Option<Checksum>,
     /// When the mirror copy's content was made, on the platform's clock as it was calibrated at
     /// that moment (`sync/clock.rs`), in milliseconds since the epoch: the local side of "the
     /// later edit wins". A wall clock stepped afterwards never moves it. `None` where not known
@@ -159,10 +159,10 @@ pub struct NewEntry {
     pub node_id: Option<u64>,
     pub size: u64,
     pub mtime_ms: i64,
-    pub base: Option<String>,
-    pub remote: Option<String>,
+    pub base: Option<Checksum>,
+    pub remote: Option<Checksum>,
     pub remote_modified: Option<String>,
-    pub local: Option<String>,
+    pub local: Option<Checksum>,
     /// See [`Entry::edited_ms`].
     pub edited_ms: Option<i64>,
     /// See [`Entry::mode`].
@@ -172,7 +172,7 @@ pub struct NewEntry {
 impl NewEntry {
     /// A new entry made here: not on the platform yet, made now, holding `local` (an empty
     /// file's checksum, or nothing for a folder).
-    pub fn made_here(parent: u64, name: &str, kind: NodeKind, local: Option<String>) -> NewEntry {
+    pub fn made_here(parent: u64, name: &str, kind: NodeKind, local: Option<Checksum>) -> NewEntry {
         NewEntry {
             parent,
             name: name.to_string(),
@@ -559,7 +559,7 @@ impl Index {
 
     /// Remembers that this mount sent `checksum` to `node` (before sending), so that the platform
     /// holding it later is known as our own doing, even after a crash.
-    pub fn record_sent(&self, node: u64, checksum: &str) -> Result<()> {
+    pub fn record_sent(&self, node: u64, checksum: &Checksum) -> Result<()> {
         let db = self.db();
         db.prepare_cached("INSERT INTO sent(node_id, checksum, at_ms) VALUES (?1, ?2, ?3)")?
             .execute(params![
@@ -577,7 +577,7 @@ impl Index {
     }
 
     /// Whether this mount sent `checksum` to `node` lately.
-    pub fn was_sent(&self, node: u64, checksum: &str) -> bool {
+    pub fn was_sent(&self, node: u64, checksum: &Checksum) -> bool {
         self.db()
             .query_row(
                 "SELECT EXISTS(SELECT 1 FROM sent WHERE node_id = ?1 AND checksum = ?2)",
@@ -589,7 +589,7 @@ impl Index {
 
     /// Whether this mount's latest sending of `newer` to `node` came after its latest sending of
     /// `older` (both sent lately). An echo of `older` arriving after `newer` was answered is stale.
-    pub fn sent_after(&self, node: u64, newer: &str, older: &str) -> bool {
+    pub fn sent_after(&self, node: u64, newer: &Checksum, older: &Checksum) -> bool {
         self.db()
             .query_row(
                 "SELECT (SELECT MAX(rowid) FROM sent WHERE node_id = ?1 AND checksum = ?2)

@@ -10,12 +10,12 @@ use std::path::Path;
 use super::mirror::{Mirror, MirrorError};
 use super::versions;
 use super::RelPath;
-use crate::protocol::NodeKind;
+use crate::protocol::{Checksum, NodeKind};
 
 /// The outcome of [`replace`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replaced {
-    pub checksum: String,
+    pub checksum: Checksum,
     pub size: u64,
     /// The new content equals the old: nothing was written.
     pub unchanged: bool,

@@ -27,7 +27,7 @@ pub enum PlatformError {
     NotFound,
     #[error("the content changed on the platform since your base")]
     ChangedRemotely {
-        checksum: String,
+        checksum: crate::protocol::Checksum,
         modified_at: String,
         edited_at: Option<String>,
     },

@@ -14,7 +14,7 @@ use super::error::PlatformError;
 use super::store::{ContentWrite, Store};
 use super::AppState;
 use crate::protocol::{
-    decode_content, encode_content, format_time, ChangesResponse, ContentResponse,
+    decode_content, encode_content, format_time, ChangesResponse, Checksum, ContentResponse,
     CreateNodeRequest, CreateNodeResponse, DeleteResponse, LiveSnapshot, MoveRequest, MoveResponse,
     NodeKind, NodesResponse, PutContentRequest, PutContentResponse, RenameRequest, RenameResponse,
     StatusResponse, TokenResponse, VersionContentResponse, VersionsResponse, MAX_CONTENT_BYTES,
@@ -220,7 +220,8 @@ pub async fn put_content(
         let base = query
             .base_checksum
             .clone()
-            .or_else(|| header_text("x-base-checksum"));
+            .or_else(|| header_text("x-base-checksum"))
+            .map(Checksum::new);
         (
             bytes,
             base,

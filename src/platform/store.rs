@@ -17,9 +17,9 @@ use tokio::sync::broadcast;
 
 use super::error::PlatformError;
 use crate::protocol::{
-    self, checksum, format_time, join_path, names, Change, CreatedNode, Event, LiveSnapshot,
-    LiveSyncFrame, Node, NodeDeleted, NodeKind, NodeMoved, NodeRenamed, NodeSaved, Version,
-    MAX_CONTENT_BYTES, MAX_FOLDER_DEPTH,
+    self, checksum, format_time, join_path, names, Change, Checksum, CreatedNode, Event,
+    LiveSnapshot, LiveSyncFrame, Node, NodeDeleted, NodeKind, NodeMoved, NodeRenamed, NodeSaved,
+    Version, MAX_CONTENT_BYTES, MAX_FOLDER_DEPTH,
 };
 
 type Result<T> = std::result::Result<T, PlatformError>;
@@ -46,7 +46,7 @@ pub struct Frame {
 #[derive(Debug, Default)]
 pub struct ContentWrite {
     /// The checksum the writer based its change on (refused if the node moved on).
-    pub base: Option<String>,
+    pub base: Option<Checksum>,
     /// The writer's clock, recorded, never trusted.
     pub client_modified_at: Option<String>,
     /// When the content was edited, on the platform's clock (Part 2).
@@ -61,7 +61,7 @@ pub struct StoredContent {
     pub kind: NodeKind,
     pub bytes: Vec<u8>,
     pub modified_at: String,
-    pub checksum: String,
+    pub checksum: Checksum,
     pub edited_at: Option<String>,
 }
 
@@ -85,7 +85,7 @@ struct NodeRow {
     name: String,
     parent_id: i64,
     size: Option<u64>,
-    checksum: Option<String>,
+    checksum: Option<Checksum>,
     modified_at: Option<String>,
     edited_at: Option<String>,
 }
@@ -136,7 +136,7 @@ type ContentRow = (
     String,
     Option<Vec<u8>>,
     Option<String>,
-    Option<String>,
+    Option<Checksum>,
     Option<String>,
 );
 
@@ -405,7 +405,7 @@ impl Store {
             kind,
             bytes: bytes.unwrap_or_default(),
             modified_at: modified_at.unwrap_or_default(),
-            checksum: sum.unwrap_or_else(|| protocol::EMPTY_CHECKSUM.to_string()),
+            checksum: sum.unwrap_or(protocol::EMPTY_CHECKSUM),
             edited_at,
         })
     }
@@ -418,14 +418,14 @@ impl Store {
         id: u64,
         bytes: Vec<u8>,
         write: ContentWrite,
-    ) -> Result<(String, u64)> {
+    ) -> Result<(Checksum, u64)> {
         let ContentWrite {
             base,
             client_modified_at,
             edited_at,
             live,
         } = write;
-        let base = base.as_deref();
+        let base = base.as_ref();
         check_size(bytes.len())?;
         let mut conn = self.lock();
         let tx = conn.transaction()?;
@@ -435,7 +435,7 @@ impl Store {
         }
         let old_sum = node.checksum.clone().unwrap_or_default();
         if let Some(base) = base {
-            if base != old_sum {
+            if *base != old_sum {
                 return Err(PlatformError::ChangedRemotely {
                     checksum: old_sum,
                     modified_at: node.modified_at.clone().unwrap_or_default(),
@@ -768,7 +768,7 @@ fn restore_site_content(conn: &Connection, event: &mut Event) -> Result<()> {
     if saved.node_type != NodeKind::Site {
         return Ok(());
     }
-    let current: Option<(Vec<u8>, String)> = conn
+    let current: Option<(Vec<u8>, Checksum)> = conn
         .query_row(
             "SELECT content, checksum FROM nodes WHERE id = ?1 AND deleted_at IS NULL",
             params![saved.node_id as i64],

@@ -3,7 +3,7 @@
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::NodeKind;
+use super::{Checksum, NodeKind};
 
 /// A node in a listing. `path` is the parent folder's path (`""` at the root).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,7 +21,7 @@ pub struct Node {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checksum: Option<String>,
+    pub checksum: Option<Checksum>,
     /// Part 2: when the content was edited, on the platform's clock, as the writing client said
     /// (never later than the platform's own time of storing it). Decides "the later edit wins".
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,7 +113,7 @@ pub struct ContentResponse {
     pub content: String,
     pub node_type: NodeKind,
     pub modified_at: String,
-    pub checksum: String,
+    pub checksum: Checksum,
     pub size: u64,
     /// Part 2: when the content was edited, on the platform's clock, as the writing client said
     /// (never later than the platform's own time of storing it). Decides "the later edit wins".
@@ -128,7 +128,7 @@ pub struct PutContentRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base_checksum: Option<String>,
+    pub base_checksum: Option<Checksum>,
     /// Part 2: when the content was edited, on the platform's clock, as the writing client said
     /// (never later than the platform's own time of storing it). Decides "the later edit wins".
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -167,7 +167,7 @@ pub struct LiveSyncFrame {
 #[serde(rename_all = "camelCase")]
 pub struct PutContentResponse {
     pub node_id: u64,
-    pub checksum: String,
+    pub checksum: Checksum,
     pub size: u64,
 }
 
@@ -215,7 +215,7 @@ pub struct Version {
     pub version_id: u64,
     pub created_at: String,
     pub size: u64,
-    pub checksum: String,
+    pub checksum: Checksum,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -230,7 +230,7 @@ pub struct VersionContentResponse {
     pub content: String,
     pub node_type: NodeKind,
     pub created_at: String,
-    pub checksum: String,
+    pub checksum: Checksum,
     pub size: u64,
 }
 
@@ -265,7 +265,7 @@ pub struct ErrorBody {
     pub details: Option<serde_json::Value>,
     /// With `changed_remotely`: what the platform holds now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checksum: Option<String>,
+    pub checksum: Option<Checksum>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified_at: Option<String>,
     /// Part 2: when the content was edited, on the platform's clock, as the writing client said
@@ -324,7 +324,7 @@ pub struct NodeSaved {
     pub name: String,
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checksum: Option<String>,
+    pub checksum: Option<Checksum>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modified_at: Option<String>,
     /// Sites: the HTML inline (absent in a replayed change whose content was since replaced).

@@ -51,7 +51,7 @@ pub mod limits {
 /// about 7 minutes more.
 const SLOWEST_LINE_BYTES_PER_SEC: u64 = 50_000;
 use crate::protocol::{
-    self, decode_content, encode_content, names, ChangesResponse, ContentResponse,
+    self, decode_content, encode_content, names, ChangesResponse, Checksum, ContentResponse,
     CreateNodeRequest, CreateNodeResponse, CreatedNode, DeleteResponse, ErrorBody, LiveSnapshot,
     MoveRequest, MoveResponse, NodeKind, NodesResponse, PutContentRequest, PutContentResponse,
     RenameRequest, RenameResponse, StatusResponse, TokenResponse, Version, VersionContentResponse,
@@ -109,7 +109,7 @@ impl Features {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContentMeta {
     pub kind: NodeKind,
-    pub checksum: String,
+    pub checksum: Checksum,
     pub modified_at: String,
     pub size: u64,
 }
@@ -585,7 +585,7 @@ impl Client {
         id: u64,
         kind: NodeKind,
         content: Bytes,
-        base: Option<&str>,
+        base: Option<&Checksum>,
     ) -> Result<PutContentResponse> {
         self.put_content_edited(id, kind, content, base, None, None)
             .await
@@ -600,7 +600,7 @@ impl Client {
         id: u64,
         kind: NodeKind,
         content: Bytes,
-        base: Option<&str>,
+        base: Option<&Checksum>,
         edited_at: Option<&str>,
         live: Option<LiveSnapshot>,
     ) -> Result<PutContentResponse> {
@@ -618,7 +618,7 @@ impl Client {
                 .header("Content-Type", "application/octet-stream")
                 .body(content);
             if let Some(base) = base {
-                request = request.header("X-Base-Checksum", base);
+                request = request.header("X-Base-Checksum", base.as_str());
             }
             if let Some(edited_at) = edited_at {
                 request = request.header("X-Edited-At", edited_at);
@@ -634,7 +634,7 @@ impl Client {
         let request = PutContentRequest {
             content: encode_content(kind, &content),
             modified_at: None,
-            base_checksum: base.map(str::to_string),
+            base_checksum: base.cloned(),
             edited_at: edited_at.map(str::to_string),
             snapshot_html,
             sender_id,
@@ -792,7 +792,7 @@ fn raw_meta(headers: &HeaderMap) -> Result<ContentMeta> {
         .ok_or_else(|| RemoteError::Protocol("unknown X-Node-Type".into()))?;
     Ok(ContentMeta {
         kind,
-        checksum: text("x-checksum")?,
+        checksum: Checksum::new(text("x-checksum")?),
         // The edit's time where the platform keeps one (Part 2), else when it stored it.
         modified_at: text("x-edited-at").or_else(|_| text("x-modified-at"))?,
         size: 0,

@@ -26,7 +26,7 @@ pub enum RemoteError {
     NotFound,
     #[error("changed on the platform since the last sync (now {checksum})")]
     ChangedRemotely {
-        checksum: String,
+        checksum: crate::protocol::Checksum,
         modified_at: String,
     },
     #[error("the platform refused the request: {0}")]

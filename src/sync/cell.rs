@@ -38,6 +38,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::protocol::Checksum;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 /// Where a file's push stands.
@@ -113,7 +114,7 @@ pub struct CellState {
     pub snapshot: Option<(String, Instant)>,
     /// The download under way, with the platform checksum it fetches: readers of that content
     /// join it instead of starting their own.
-    pub fetch: Option<(String, SharedFetch)>,
+    pub fetch: Option<(Checksum, SharedFetch)>,
 }
 
 impl CellState {
@@ -511,7 +512,7 @@ impl Cells {
     pub fn join_fetch(
         &self,
         ino: u64,
-        checksum: &str,
+        checksum: &Checksum,
         start: impl FnOnce() -> SharedFetch,
     ) -> SharedFetch {
         let cell = self.get(ino);
@@ -520,14 +521,14 @@ impl Cells {
             Some((fetching, shared)) if fetching == checksum => shared.clone(),
             _ => {
                 let shared = start();
-                state.fetch = Some((checksum.to_string(), shared.clone()));
+                state.fetch = Some((checksum.clone(), shared.clone()));
                 shared
             }
         }
     }
 
     /// The fetch of `ino`'s content `checksum` ended: later readers start anew.
-    pub fn fetch_ended(&self, ino: u64, checksum: &str) {
+    pub fn fetch_ended(&self, ino: u64, checksum: &Checksum) {
         let cell = self.get(ino);
         let mut state = cell.state.lock();
         if state.fetch.as_ref().is_some_and(|(c, _)| c == checksum) {

@@ -65,6 +65,7 @@ mod vet;
 use std::sync::{Arc, Mutex};
 
 use crate::cache::{Index, IndexError, Mirror, MirrorError, PathRefused, RelPath};
+use crate::protocol::Checksum;
 use crate::remote::{Client, RemoteError};
 
 pub use boot::{Boot, BootError, Running, Stopped};
@@ -349,14 +350,14 @@ impl Engine {
         *self.last_sync.lock().unwrap_or_else(|p| p.into_inner()) = Some(chrono::Utc::now());
     }
 
-    fn remember_sent(&self, node: u64, checksum: &str) {
+    fn remember_sent(&self, node: u64, checksum: &Checksum) {
         if let Err(e) = self.index.record_sent(node, checksum) {
             tracing::warn!(error = %e, "could not record a push in the index");
         }
     }
 
     /// Whether `checksum` on `node` is this mount's own push coming back (also across a crash).
-    fn is_own_echo(&self, node: u64, checksum: &str) -> bool {
+    fn is_own_echo(&self, node: u64, checksum: &Checksum) -> bool {
         self.index.was_sent(node, checksum)
     }
 

@@ -5,6 +5,7 @@
 
 use super::{Engine, Result, SyncError};
 use crate::cache::Entry;
+use crate::protocol::Checksum;
 
 impl Engine {
     /// Records a platform node created under folder node `folder_node` as a tombstone there (in
@@ -14,7 +15,7 @@ impl Engine {
         folder_node: u64,
         e: &Entry,
         node: u64,
-        sum: &str,
+        sum: Option<&Checksum>,
     ) -> Result<()> {
         self.with_files_locked(&[e.ino], || {
             let Some(folder) = self.index.by_node(folder_node) else {
@@ -28,12 +29,12 @@ impl Engine {
     }
 
     /// Records a platform node as a tombstone at `e`'s old place.
-    pub(super) fn hide_node_at(&self, e: &Entry, node: u64, sum: &str) -> Result<()> {
+    pub(super) fn hide_node_at(&self, e: &Entry, node: u64, sum: Option<&Checksum>) -> Result<()> {
         if self.index.by_node(node).is_some() {
             // Another local file took this node's place meanwhile (renamed over it): it holds it.
             return Ok(());
         }
-        let sum = (!sum.is_empty()).then(|| sum.to_string());
+        let sum = sum.filter(|s| !s.as_str().is_empty()).cloned();
         self.index
             .change(|c| Self::insert_tombstone(c, e, node, sum.clone(), sum))
     }

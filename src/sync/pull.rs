@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::vet::{vet_listing_bounded, Refusal};
 use super::{decide, Action, Engine, Notice, Result, SyncError};
 use crate::cache::{check_platform_name, Entry, NewEntry, ROOT_INO};
-use crate::protocol::{parse_time, Event, Node, NodeKind};
+use crate::protocol::{parse_time, Checksum, Event, Node, NodeKind};
 
 /// What the platform holds for one node.
 #[derive(Debug, Clone)]
@@ -19,7 +19,7 @@ pub struct RemoteNode {
     pub kind: NodeKind,
     pub name: String,
     pub parent_id: u64,
-    pub checksum: Option<String>,
+    pub checksum: Option<Checksum>,
     pub modified_at: Option<String>,
     pub size: Option<u64>,
     /// A site's HTML when the platform sent it inline.
@@ -231,7 +231,7 @@ impl Engine {
         if r.kind == NodeKind::Folder {
             self.mirror.create_dir(&self.rel(entry.ino)?)?;
         } else if let Some(content) = &r.content {
-            self.write_content(entry.ino, content, r.checksum.as_deref())?;
+            self.write_content(entry.ino, content, r.checksum.as_ref())?;
         } else {
             applied.fetch.push(entry.ino);
         }
@@ -248,18 +248,18 @@ impl Engine {
         if e.is_dir() || r.checksum.is_none() || r.checksum == e.remote {
             return Ok(applied);
         }
-        if r.checksum.as_deref().is_some_and(|c| {
+        if r.checksum.as_ref().is_some_and(|c| {
             self.is_own_echo(r.id, c) || self.is_own_echo(Self::create_key(e.ino), c)
         }) {
             // Our own push coming back: the platform holds what we sent, which is the base now;
             // a newer local save still differs from it and goes up. Unless a later push of ours
             // was answered already (the stream lags behind the answers): then this echo is older
             // than what the platform holds, and the base stays.
-            let echoed = r.checksum.as_deref().unwrap_or_default();
+            let echoed = r.checksum.clone().unwrap_or_default();
             let newer_recorded = e
                 .base
-                .as_deref()
-                .is_some_and(|b| b != echoed && self.index.sent_after(r.id, b, echoed));
+                .as_ref()
+                .is_some_and(|b| *b != echoed && self.index.sent_after(r.id, b, &echoed));
             if newer_recorded {
                 return Ok(applied);
             }
@@ -304,9 +304,9 @@ impl Engine {
             });
         }
         let action = decide(
-            e.base.as_deref(),
-            e.local.as_deref(),
-            e.remote.as_deref(),
+            e.base.as_ref(),
+            e.local.as_ref(),
+            e.remote.as_ref(),
             self.edit_ms(&e),
             time_ms(r.modified_at.as_deref()),
         );
@@ -330,12 +330,12 @@ impl Engine {
                 );
                 self.accept_remote(e.ino)?;
                 match &r.content {
-                    Some(content) => self.write_content(e.ino, content, r.checksum.as_deref())?,
+                    Some(content) => self.write_content(e.ino, content, r.checksum.as_ref())?,
                     None => applied.fetch.push(e.ino),
                 }
             }
             Action::Pull => match &r.content {
-                Some(content) => self.write_content(e.ino, content, r.checksum.as_deref())?,
+                Some(content) => self.write_content(e.ino, content, r.checksum.as_ref())?,
                 None => applied.fetch.push(e.ino),
             },
         }

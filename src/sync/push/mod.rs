@@ -344,7 +344,7 @@ impl Engine {
             outcome = match self.settle(ino, snap, outcome)? {
                 Next::Done => return Ok(()),
                 Next::SendOver { node, over } => {
-                    self.send_over(ino, node, snap.e.kind, snap.bytes.clone(), over.as_deref())
+                    self.send_over(ino, node, snap.e.kind, snap.bytes.clone(), over.as_ref())
                         .await
                 }
                 Next::Find { folder_node } => self.send_find(&snap.e, folder_node).await,

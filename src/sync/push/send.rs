@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::cache::{is_local_only, Entry, RelPath, ROOT_INO};
-use crate::protocol::{checksum, names, NodeKind, MAX_CONTENT_BYTES};
+use crate::protocol::{checksum, names, Checksum, NodeKind, MAX_CONTENT_BYTES};
 use crate::remote::RemoteError;
 use crate::sync::{Engine, Result, SyncError};
 
@@ -16,20 +16,20 @@ pub(in crate::sync) struct Snapshot {
     pub e: Entry,
     pub rel: RelPath,
     pub bytes: Bytes,
-    pub sum: String,
+    pub sum: Checksum,
 }
 
 /// What the platform answered one send.
 #[derive(Debug)]
 pub(in crate::sync) enum Outcome {
     /// The platform now holds `checksum` for `node`.
-    Sent { node: u64, checksum: String },
+    Sent { node: u64, checksum: Checksum },
     /// Nothing went: `why` (superseded by a rename, already there, moved meanwhile).
     Skipped { why: &'static str },
     /// The platform's copy changed since our base (an optimistic write refused).
     Conflict {
         node: u64,
-        theirs: String,
+        theirs: Checksum,
         modified_at: String,
     },
     /// The node is gone from the platform (deleted meanwhile); `holder` held it here.
@@ -119,7 +119,7 @@ impl Engine {
             let bytes = Bytes::from(bytes);
             let sum = checksum(&bytes);
             let e = if self.settings.front_door == super::super::FrontDoor::Folder
-                && e.local.as_deref() != Some(sum.as_str())
+                && e.local.as_ref() != Some(&sum)
             {
                 // Saved again in the plain folder since the watcher said: what goes up is what
                 // the disk holds (its time unknown, so the next comparison reads it again).
@@ -160,8 +160,8 @@ impl Engine {
                 why: "superseded by the file renamed over it",
             };
         }
-        let sum = snap.sum.as_str();
-        if holder.base.as_deref() == Some(sum) && holder.remote.as_deref() == Some(sum) {
+        let sum = &snap.sum;
+        if holder.base.as_ref() == Some(sum) && holder.remote.as_ref() == Some(sum) {
             return Outcome::Skipped {
                 why: "the platform holds it already",
             };
@@ -180,7 +180,7 @@ impl Engine {
                 node,
                 holder.kind,
                 snap.bytes.clone(),
-                base.as_deref(),
+                base.as_ref(),
                 self.edit_time(holder.ino).as_deref(),
                 snapshot,
             )
@@ -212,7 +212,7 @@ impl Engine {
         node: u64,
         kind: NodeKind,
         bytes: Bytes,
-        base: Option<&str>,
+        base: Option<&Checksum>,
     ) -> Outcome {
         self.remember_sent(node, &checksum(&bytes));
         let snapshot = self.take_snapshot(ino);
