@@ -16,7 +16,7 @@ use super::relpath::{check_child, PathRefused, RelPath, MAX_DEPTH};
 use super::tree::Tree;
 
 mod change;
-use crate::protocol::{Checksum, NodeKind};
+use crate::protocol::{Checksum, NodeId, NodeKind};
 pub use change::Change;
 
 pub const ROOT_INO: u64 = 1;
@@ -41,7 +41,7 @@ pub struct Entry {
     pub parent: u64,
     pub name: String,
     pub kind: NodeKind,
-    pub node_id: Option<u64>,
+    pub node_id: Option<NodeId>,
     pub size: u64,
     /// Milliseconds since the epoch.
     pub mtime_ms: i64,
@@ -156,7 +156,7 @@ pub struct NewEntry {
     pub parent: u64,
     pub name: String,
     pub kind: NodeKind,
-    pub node_id: Option<u64>,
+    pub node_id: Option<NodeId>,
     pub size: u64,
     pub mtime_ms: i64,
     pub base: Option<Checksum>,
@@ -193,7 +193,7 @@ impl NewEntry {
     #[cfg(test)]
     pub(super) fn sample(parent: u64, name: &str, kind: NodeKind, node: Option<u64>) -> NewEntry {
         NewEntry {
-            node_id: node,
+            node_id: node.map(NodeId::new),
             mtime_ms: 0,
             ..NewEntry::made_here(parent, name, kind, None)
         }
@@ -427,7 +427,7 @@ impl Index {
         false
     }
 
-    pub fn by_node(&self, node_id: u64) -> Option<Entry> {
+    pub fn by_node(&self, node_id: NodeId) -> Option<Entry> {
         let tree = self.read();
         tree.by_node
             .get(&node_id)
@@ -559,7 +559,7 @@ impl Index {
 
     /// Remembers that this mount sent `checksum` to `node` (before sending), so that the platform
     /// holding it later is known as our own doing, even after a crash.
-    pub fn record_sent(&self, node: u64, checksum: &Checksum) -> Result<()> {
+    pub fn record_sent(&self, node: NodeId, checksum: &Checksum) -> Result<()> {
         let db = self.db();
         db.prepare_cached("INSERT INTO sent(node_id, checksum, at_ms) VALUES (?1, ?2, ?3)")?
             .execute(params![
@@ -577,7 +577,7 @@ impl Index {
     }
 
     /// Whether this mount sent `checksum` to `node` lately.
-    pub fn was_sent(&self, node: u64, checksum: &Checksum) -> bool {
+    pub fn was_sent(&self, node: NodeId, checksum: &Checksum) -> bool {
         self.db()
             .query_row(
                 "SELECT EXISTS(SELECT 1 FROM sent WHERE node_id = ?1 AND checksum = ?2)",
@@ -589,7 +589,7 @@ impl Index {
 
     /// Whether this mount's latest sending of `newer` to `node` came after its latest sending of
     /// `older` (both sent lately). An echo of `older` arriving after `newer` was answered is stale.
-    pub fn sent_after(&self, node: u64, newer: &Checksum, older: &Checksum) -> bool {
+    pub fn sent_after(&self, node: NodeId, newer: &Checksum, older: &Checksum) -> bool {
         self.db()
             .query_row(
                 "SELECT (SELECT MAX(rowid) FROM sent WHERE node_id = ?1 AND checksum = ?2)
@@ -683,7 +683,9 @@ mod tests {
             index.site_named("post.html").is_none(),
             "not on the platform yet"
         );
-        index.modify(local.ino, |e| e.node_id = Some(7)).unwrap();
+        index
+            .modify(local.ino, |e| e.node_id = Some(NodeId::new(7)))
+            .unwrap();
         assert_eq!(index.site_named("post.html").unwrap().ino, local.ino);
         index
             .modify(local.ino, |e| {
@@ -723,7 +725,7 @@ mod tests {
         };
         let index = Index::open(&path).unwrap();
         assert_eq!(index.lookup(ROOT_INO, "blog").unwrap(), blog);
-        assert_eq!(index.by_node(11).unwrap().ino, post.ino);
+        assert_eq!(index.by_node(NodeId::new(11)).unwrap().ino, post.ino);
         assert_eq!(index.path(post.ino).unwrap(), "blog/post.html");
         assert_eq!(index.cursor(), Some(42));
         index.remove(blog.ino).unwrap();
@@ -744,7 +746,7 @@ mod tests {
         index.modify(e.ino, |e| e.tombstone = true).unwrap();
         assert!(index.lookup(ROOT_INO, "a.html").is_none());
         assert!(index.children(ROOT_INO).is_empty());
-        assert!(index.by_node(1).unwrap().tombstone);
+        assert!(index.by_node(NodeId::new(1)).unwrap().tombstone);
         assert_eq!(
             index.tombstone_at(ROOT_INO, "a.html").map(|t| t.ino),
             Some(e.ino),
@@ -767,6 +769,6 @@ mod tests {
         drop(index);
         let index = Index::open(&dir.path().join("i.db")).unwrap();
         assert_eq!(index.lookup(ROOT_INO, "c.html").unwrap().ino, live.ino);
-        assert!(index.by_node(7).unwrap().tombstone);
+        assert!(index.by_node(NodeId::new(7)).unwrap().tombstone);
     }
 }

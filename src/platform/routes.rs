@@ -13,6 +13,7 @@ use super::auth::{Authed, Paid};
 use super::error::PlatformError;
 use super::store::{ContentWrite, Store};
 use super::AppState;
+use crate::protocol::NodeId;
 use crate::protocol::{
     decode_content, encode_content, format_time, ChangesResponse, Checksum, ContentResponse,
     CreateNodeRequest, CreateNodeResponse, DeleteResponse, LiveSnapshot, MoveRequest, MoveResponse,
@@ -125,7 +126,7 @@ pub async fn create(
             &account,
             request.kind,
             &request.name,
-            request.parent_id.unwrap_or(0),
+            request.parent_id.unwrap_or(NodeId::ROOT),
             content,
             request.modified_at,
             // Part 2 only: a Part 1 platform has no edit times.
@@ -154,7 +155,7 @@ impl ContentQuery {
 pub async fn get_content(
     State(platform): State<AppState>,
     Paid(account): Paid,
-    Path(id): Path<u64>,
+    Path(id): Path<NodeId>,
     Query(query): Query<ContentQuery>,
 ) -> Result<Response> {
     let stored = blocking(&platform, move |s| s.content(&account, id)).await?;
@@ -201,7 +202,7 @@ fn raw_response(stored: &super::StoredContent) -> Response {
 pub async fn put_content(
     State(platform): State<AppState>,
     Paid(account): Paid,
-    Path(id): Path<u64>,
+    Path(id): Path<NodeId>,
     Query(query): Query<ContentQuery>,
     headers: HeaderMap,
     body: Body,
@@ -284,7 +285,7 @@ pub async fn put_content(
 pub async fn rename(
     State(platform): State<AppState>,
     Paid(account): Paid,
-    Path(id): Path<u64>,
+    Path(id): Path<NodeId>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<RenameResponse>> {
@@ -304,7 +305,7 @@ pub async fn rename(
 pub async fn move_node(
     State(platform): State<AppState>,
     Paid(account): Paid,
-    Path(id): Path<u64>,
+    Path(id): Path<NodeId>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<MoveResponse>> {
@@ -334,7 +335,7 @@ pub struct DeleteQuery {
 pub async fn delete(
     State(platform): State<AppState>,
     Paid(account): Paid,
-    Path(id): Path<u64>,
+    Path(id): Path<NodeId>,
     Query(query): Query<DeleteQuery>,
 ) -> Result<Json<DeleteResponse>> {
     let cascade = matches!(query.cascade.as_deref(), Some("true") | Some("1"));
@@ -414,7 +415,7 @@ pub async fn changes(
 pub async fn versions(
     State(platform): State<AppState>,
     Paid(account): Paid,
-    Path(id): Path<u64>,
+    Path(id): Path<NodeId>,
 ) -> Result<Json<VersionsResponse>> {
     let versions = blocking(&platform, move |s| s.versions(&account, id)).await?;
     Ok(Json(VersionsResponse { versions }))
@@ -423,7 +424,7 @@ pub async fn versions(
 pub async fn version(
     State(platform): State<AppState>,
     Paid(account): Paid,
-    Path((id, version_id)): Path<(u64, u64)>,
+    Path((id, version_id)): Path<(NodeId, u64)>,
     Query(query): Query<ContentQuery>,
 ) -> Result<Response> {
     let stored = blocking(&platform, move |s| s.version(&account, id, version_id)).await?;

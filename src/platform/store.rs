@@ -16,6 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use tokio::sync::broadcast;
 
 use super::error::PlatformError;
+use crate::protocol::NodeId;
 use crate::protocol::{
     self, checksum, format_time, join_path, names, Change, Checksum, CreatedNode, Event,
     LiveSnapshot, LiveSyncFrame, Node, NodeDeleted, NodeKind, NodeMoved, NodeRenamed, NodeSaved,
@@ -303,13 +304,13 @@ impl Store {
         account: &Account,
         kind: NodeKind,
         name: &str,
-        parent_id: u64,
+        parent_id: NodeId,
         content: Option<Vec<u8>>,
         client_modified_at: Option<String>,
         edited_at: Option<String>,
     ) -> Result<CreatedNode> {
-        check_place(kind, name, parent_id as i64)?;
-        let parent_id = parent_id as i64;
+        check_place(kind, name, row_id(parent_id))?;
+        let parent_id = row_id(parent_id);
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let parent_path = if parent_id == 0 {
@@ -360,7 +361,7 @@ impl Store {
         )?;
         let id = tx.last_insert_rowid();
         let event = Event::NodeSaved(NodeSaved {
-            node_id: id as u64,
+            node_id: node_id(id),
             node_type: kind,
             name: name.to_string(),
             path: join_path(&parent_path, name),
@@ -368,31 +369,31 @@ impl Store {
             modified_at: Some(modified_at),
             content: site_text(kind, bytes.as_deref()),
             size,
-            parent_id: Some(parent_id as u64),
+            parent_id: Some(node_id(parent_id)),
             edited_at,
         });
         self.commit_change(tx, account, event)?;
         Ok(CreatedNode {
-            id: id as u64,
+            id: node_id(id),
             kind,
             name: name.to_string(),
-            parent_id: Some(parent_id as u64),
+            parent_id: Some(node_id(parent_id)),
             path: parent_path,
         })
     }
 
-    pub fn node_kind(&self, account: &Account, id: u64) -> Result<NodeKind> {
+    pub fn node_kind(&self, account: &Account, id: NodeId) -> Result<NodeKind> {
         let conn = self.lock();
-        Ok(live_node(&conn, account, id as i64)?.kind)
+        Ok(live_node(&conn, account, row_id(id))?.kind)
     }
 
-    pub fn content(&self, account: &Account, id: u64) -> Result<StoredContent> {
+    pub fn content(&self, account: &Account, id: NodeId) -> Result<StoredContent> {
         let conn = self.lock();
         let row: Option<ContentRow> = conn
             .query_row(
                 "SELECT kind, content, modified_at, checksum, edited_at FROM nodes
                  WHERE id = ?1 AND account_id = ?2 AND deleted_at IS NULL",
-                params![id as i64, account.id],
+                params![row_id(id), account.id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
@@ -415,7 +416,7 @@ impl Store {
     pub fn put_content(
         &self,
         account: &Account,
-        id: u64,
+        id: NodeId,
         bytes: Vec<u8>,
         write: ContentWrite,
     ) -> Result<(Checksum, u64)> {
@@ -429,7 +430,7 @@ impl Store {
         check_size(bytes.len())?;
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let node = live_node(&tx, account, id as i64)?;
+        let node = live_node(&tx, account, row_id(id))?;
         if node.kind == NodeKind::Folder {
             return Err(PlatformError::BadRequest("a folder has no content".into()));
         }
@@ -467,7 +468,7 @@ impl Store {
             modified_at: Some(modified_at),
             content: site_text(node.kind, Some(&bytes)),
             size: Some(size),
-            parent_id: Some(node.parent_id as u64),
+            parent_id: Some(node_id(node.parent_id)),
             edited_at,
         });
         self.commit_change(tx, account, event)?;
@@ -486,10 +487,10 @@ impl Store {
         Ok((sum, size))
     }
 
-    pub fn rename(&self, account: &Account, id: u64, new_name: &str) -> Result<String> {
+    pub fn rename(&self, account: &Account, id: NodeId, new_name: &str) -> Result<String> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let node = live_node(&tx, account, id as i64)?;
+        let node = live_node(&tx, account, row_id(id))?;
         check_same_kind(node.kind, new_name)?;
         check_place(node.kind, new_name, node.parent_id)?;
         ensure_name_free(&tx, account, node.kind, new_name, node.parent_id, node.id)?;
@@ -514,14 +515,14 @@ impl Store {
     pub fn move_node(
         &self,
         account: &Account,
-        id: u64,
-        target: u64,
+        id: NodeId,
+        target: NodeId,
         new_name: Option<&str>,
     ) -> Result<(String, String)> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let node = live_node(&tx, account, id as i64)?;
-        let target = target as i64;
+        let node = live_node(&tx, account, row_id(id))?;
+        let target = row_id(target);
         if target != 0 {
             let folder = live_node(&tx, account, target)?;
             if folder.kind != NodeKind::Folder {
@@ -562,18 +563,18 @@ impl Store {
             new_name: name,
             old_path: from.clone(),
             new_path: to.clone(),
-            old_parent_id: Some(node.parent_id as u64),
-            new_parent_id: Some(target as u64),
+            old_parent_id: Some(node_id(node.parent_id)),
+            new_parent_id: Some(node_id(target)),
         });
         self.commit_change(tx, account, event)?;
         Ok((from, to))
     }
 
     /// Soft-deletes a node (a folder with its subtree, which needs `cascade` when not empty).
-    pub fn delete(&self, account: &Account, id: u64, cascade: bool) -> Result<NodeKind> {
+    pub fn delete(&self, account: &Account, id: NodeId, cascade: bool) -> Result<NodeKind> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let node = live_node(&tx, account, id as i64)?;
+        let node = live_node(&tx, account, row_id(id))?;
         if node.kind == NodeKind::Folder && !cascade {
             let children: u64 = tx.query_row(
                 "SELECT count(*) FROM nodes WHERE account_id = ?1 AND parent_id = ?2 AND deleted_at IS NULL",
@@ -641,14 +642,14 @@ impl Store {
         Ok((changes, reflected, has_more))
     }
 
-    pub fn versions(&self, account: &Account, id: u64) -> Result<Vec<Version>> {
+    pub fn versions(&self, account: &Account, id: NodeId) -> Result<Vec<Version>> {
         let conn = self.lock();
-        live_node(&conn, account, id as i64)?;
+        live_node(&conn, account, row_id(id))?;
         let mut stmt = conn.prepare_cached(
             "SELECT id, created_at, size, checksum FROM versions WHERE node_id = ?1 ORDER BY id DESC",
         )?;
         let versions = stmt
-            .query_map(params![id as i64], |r| {
+            .query_map(params![row_id(id)], |r| {
                 Ok(Version {
                     version_id: r.get(0)?,
                     created_at: r.get(1)?,
@@ -660,13 +661,13 @@ impl Store {
         Ok(versions)
     }
 
-    pub fn version(&self, account: &Account, id: u64, version_id: u64) -> Result<StoredVersion> {
+    pub fn version(&self, account: &Account, id: NodeId, version_id: u64) -> Result<StoredVersion> {
         let conn = self.lock();
-        let node = live_node(&conn, account, id as i64)?;
+        let node = live_node(&conn, account, row_id(id))?;
         let row = conn
             .query_row(
                 "SELECT id, created_at, size, checksum, content FROM versions WHERE node_id = ?1 AND id = ?2",
-                params![id as i64, version_id as i64],
+                params![row_id(id), version_id as i64],
                 |r| {
                     Ok((
                         Version {
@@ -771,7 +772,7 @@ fn restore_site_content(conn: &Connection, event: &mut Event) -> Result<()> {
     let current: Option<(Vec<u8>, Checksum)> = conn
         .query_row(
             "SELECT content, checksum FROM nodes WHERE id = ?1 AND deleted_at IS NULL",
-            params![saved.node_id as i64],
+            params![row_id(saved.node_id)],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
@@ -783,13 +784,23 @@ fn restore_site_content(conn: &Connection, event: &mut Event) -> Result<()> {
     Ok(())
 }
 
+/// A platform node id as the store's rows keep it.
+fn row_id(id: NodeId) -> i64 {
+    id.get() as i64
+}
+
+/// A row's id as the platform node id the protocol speaks of.
+fn node_id(row: i64) -> NodeId {
+    NodeId::new(row as u64)
+}
+
 fn to_node(r: &NodeRow, path: String) -> Node {
     Node {
-        id: r.id as u64,
+        id: node_id(r.id),
         kind: r.kind,
         name: r.name.clone(),
         path,
-        parent_id: Some(r.parent_id as u64),
+        parent_id: Some(node_id(r.parent_id)),
         size: r.size,
         modified_at: r.modified_at.clone(),
         checksum: r.checksum.clone(),

@@ -5,17 +5,68 @@ use serde::{Deserialize, Serialize};
 
 use super::{Checksum, NodeKind};
 
+/// A platform node's id. Its own type so that an inode, a size or a cursor can't be passed for
+/// one; on the wire a number (`serde(transparent)`), in the index an INTEGER as before.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(u64);
+
+impl NodeId {
+    /// The root folder as a parent: the platform spells it 0 (or null).
+    pub const ROOT: NodeId = NodeId(0);
+
+    pub const fn new(id: u64) -> NodeId {
+        NodeId(id)
+    }
+
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// As the plain number it was before it had a type (the log reads the same).
+impl std::fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl From<u64> for NodeId {
+    fn from(id: u64) -> NodeId {
+        NodeId(id)
+    }
+}
+
+/// An INTEGER, as the index always kept it.
+impl rusqlite::types::ToSql for NodeId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+impl rusqlite::types::FromSql for NodeId {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        u64::column_result(value).map(NodeId)
+    }
+}
+
 /// A node in a listing. `path` is the parent folder's path (`""` at the root).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Node {
-    pub id: u64,
+    pub id: NodeId,
     #[serde(rename = "type")]
     pub kind: NodeKind,
     pub name: String,
     pub path: String,
     #[serde(default)]
-    pub parent_id: Option<u64>,
+    pub parent_id: Option<NodeId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,8 +86,8 @@ impl Node {
     }
 
     /// The parent id with the root spelled as 0 (the platform answers 0 or null).
-    pub fn parent(&self) -> u64 {
-        self.parent_id.unwrap_or(0)
+    pub fn parent(&self) -> NodeId {
+        self.parent_id.unwrap_or(NodeId::ROOT)
     }
 }
 
@@ -69,7 +120,7 @@ pub struct NodesResponse {
     /// Not on the wire: the ids of the nodes listed but not kept, past the node bound
     /// (`remote/listing.rs`). Still the platform's nodes: none of them was deleted.
     #[serde(skip)]
-    pub left_out: Vec<u64>,
+    pub left_out: Vec<NodeId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,7 +130,7 @@ pub struct CreateNodeRequest {
     pub kind: NodeKind,
     pub name: String,
     #[serde(default)]
-    pub parent_id: Option<u64>,
+    pub parent_id: Option<NodeId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,12 +144,12 @@ pub struct CreateNodeRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedNode {
-    pub id: u64,
+    pub id: NodeId,
     #[serde(rename = "type")]
     pub kind: NodeKind,
     pub name: String,
     #[serde(default)]
-    pub parent_id: Option<u64>,
+    pub parent_id: Option<NodeId>,
     pub path: String,
 }
 
@@ -166,7 +217,7 @@ pub struct LiveSyncFrame {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PutContentResponse {
-    pub node_id: u64,
+    pub node_id: NodeId,
     pub checksum: Checksum,
     pub size: u64,
 }
@@ -180,7 +231,7 @@ pub struct RenameRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RenameResponse {
-    pub node_id: u64,
+    pub node_id: NodeId,
     pub old_name: String,
     pub new_name: String,
 }
@@ -188,7 +239,7 @@ pub struct RenameResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MoveRequest {
-    pub target_parent_id: u64,
+    pub target_parent_id: NodeId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_name: Option<String>,
 }
@@ -196,7 +247,7 @@ pub struct MoveRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MoveResponse {
-    pub node_id: u64,
+    pub node_id: NodeId,
     pub from_path: String,
     pub to_path: String,
 }
@@ -204,7 +255,7 @@ pub struct MoveResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeleteResponse {
-    pub node_id: u64,
+    pub node_id: NodeId,
     #[serde(rename = "type")]
     pub kind: NodeKind,
 }
@@ -304,7 +355,7 @@ pub enum Event {
 }
 
 impl Event {
-    pub fn node_id(&self) -> Option<u64> {
+    pub fn node_id(&self) -> Option<NodeId> {
         match self {
             Event::NodeSaved(e) => Some(e.node_id),
             Event::NodeRenamed(e) => Some(e.node_id),
@@ -319,7 +370,7 @@ impl Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSaved {
-    pub node_id: u64,
+    pub node_id: NodeId,
     pub node_type: NodeKind,
     pub name: String,
     pub path: String,
@@ -334,7 +385,7 @@ pub struct NodeSaved {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent_id: Option<u64>,
+    pub parent_id: Option<NodeId>,
     /// Part 2: when the content was edited, on the platform's clock, as the writing client said
     /// (never later than the platform's own time of storing it). Decides "the later edit wins".
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -344,7 +395,7 @@ pub struct NodeSaved {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeRenamed {
-    pub node_id: u64,
+    pub node_id: NodeId,
     pub node_type: NodeKind,
     pub old_name: String,
     pub new_name: String,
@@ -355,7 +406,7 @@ pub struct NodeRenamed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeMoved {
-    pub node_id: u64,
+    pub node_id: NodeId,
     pub node_type: NodeKind,
     pub name: String,
     pub old_name: String,
@@ -363,15 +414,15 @@ pub struct NodeMoved {
     pub old_path: String,
     pub new_path: String,
     #[serde(default)]
-    pub old_parent_id: Option<u64>,
+    pub old_parent_id: Option<NodeId>,
     #[serde(default)]
-    pub new_parent_id: Option<u64>,
+    pub new_parent_id: Option<NodeId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeDeleted {
-    pub node_id: u64,
+    pub node_id: NodeId,
     pub node_type: NodeKind,
     pub name: String,
     pub path: String,
@@ -422,7 +473,7 @@ mod tests {
         let json = r#"{"seq":7,"type":"node-deleted","nodeId":3,"nodeType":"site","name":"a.html","path":"a.html"}"#;
         let change: Change = serde_json::from_str(json).unwrap();
         assert_eq!(change.seq, 7);
-        assert_eq!(change.event.node_id(), Some(3));
+        assert_eq!(change.event.node_id(), Some(NodeId::new(3)));
         let back = serde_json::to_value(&change).unwrap();
         assert_eq!(back["seq"], 7);
         assert_eq!(back["type"], "node-deleted");

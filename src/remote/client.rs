@@ -53,9 +53,9 @@ const SLOWEST_LINE_BYTES_PER_SEC: u64 = 50_000;
 use crate::protocol::{
     self, decode_content, encode_content, names, ChangesResponse, Checksum, ContentResponse,
     CreateNodeRequest, CreateNodeResponse, CreatedNode, DeleteResponse, ErrorBody, LiveSnapshot,
-    MoveRequest, MoveResponse, NodeKind, NodesResponse, PutContentRequest, PutContentResponse,
-    RenameRequest, RenameResponse, StatusResponse, TokenResponse, Version, VersionContentResponse,
-    VersionsResponse,
+    MoveRequest, MoveResponse, NodeId, NodeKind, NodesResponse, PutContentRequest,
+    PutContentResponse, RenameRequest, RenameResponse, StatusResponse, TokenResponse, Version,
+    VersionContentResponse, VersionsResponse,
 };
 
 type Result<T> = std::result::Result<T, RemoteError>;
@@ -462,7 +462,7 @@ impl Client {
         &self,
         kind: NodeKind,
         name: &str,
-        parent_id: u64,
+        parent_id: NodeId,
         content: Option<&[u8]>,
     ) -> Result<CreatedNode> {
         self.create_edited(kind, name, parent_id, content, None)
@@ -474,7 +474,7 @@ impl Client {
         &self,
         kind: NodeKind,
         name: &str,
-        parent_id: u64,
+        parent_id: NodeId,
         content: Option<&[u8]>,
         edited_at: Option<&str>,
     ) -> Result<CreatedNode> {
@@ -498,7 +498,7 @@ impl Client {
     }
 
     /// `GET nodes/:id/content`, whole, in memory (raw where offered).
-    pub async fn content(&self, id: u64) -> Result<(ContentMeta, Vec<u8>)> {
+    pub async fn content(&self, id: NodeId) -> Result<(ContentMeta, Vec<u8>)> {
         let mut bytes = Vec::new();
         let meta = self.download(id, &mut bytes).await?;
         Ok((meta, bytes))
@@ -508,7 +508,7 @@ impl Client {
     /// large upload is never whole in memory; the JSON answer otherwise.
     pub async fn download<W: AsyncWrite + Unpin>(
         &self,
-        id: u64,
+        id: NodeId,
         out: &mut W,
     ) -> Result<ContentMeta> {
         if self.features().await?.raw {
@@ -582,7 +582,7 @@ impl Client {
     /// (where it offers optimistic writes); otherwise the last write wins.
     pub async fn put_content(
         &self,
-        id: u64,
+        id: NodeId,
         kind: NodeKind,
         content: Bytes,
         base: Option<&Checksum>,
@@ -597,7 +597,7 @@ impl Client {
     /// place in the raw body's headers).
     pub async fn put_content_edited(
         &self,
-        id: u64,
+        id: NodeId,
         kind: NodeKind,
         content: Bytes,
         base: Option<&Checksum>,
@@ -650,7 +650,12 @@ impl Client {
     }
 
     /// `PATCH nodes/:id/rename`. The new name is checked first.
-    pub async fn rename(&self, id: u64, kind: NodeKind, new_name: &str) -> Result<RenameResponse> {
+    pub async fn rename(
+        &self,
+        id: NodeId,
+        kind: NodeKind,
+        new_name: &str,
+    ) -> Result<RenameResponse> {
         check_name(kind, new_name)?;
         let request = RenameRequest {
             new_name: new_name.to_string(),
@@ -662,9 +667,9 @@ impl Client {
     /// `PATCH nodes/:id/move`, optionally renaming in the same step.
     pub async fn move_node(
         &self,
-        id: u64,
+        id: NodeId,
         kind: NodeKind,
-        target_parent_id: u64,
+        target_parent_id: NodeId,
         new_name: Option<&str>,
     ) -> Result<MoveResponse> {
         if let Some(name) = new_name {
@@ -679,7 +684,7 @@ impl Client {
     }
 
     /// `DELETE nodes/:id`. Only tests and tools use it: a mount never deletes across.
-    pub async fn delete(&self, id: u64, cascade: bool) -> Result<DeleteResponse> {
+    pub async fn delete(&self, id: NodeId, cascade: bool) -> Result<DeleteResponse> {
         let path = match cascade {
             true => format!("nodes/{id}?cascade=true"),
             false => format!("nodes/{id}"),
@@ -701,7 +706,7 @@ impl Client {
     }
 
     /// `GET nodes/:id/versions` (Part 2): newest first.
-    pub async fn versions(&self, id: u64) -> Result<Vec<Version>> {
+    pub async fn versions(&self, id: NodeId) -> Result<Vec<Version>> {
         if !self.features().await?.versions {
             return Err(RemoteError::Unsupported("versions"));
         }
@@ -716,7 +721,7 @@ impl Client {
     }
 
     /// `GET nodes/:id/versions/:versionId` (Part 2).
-    pub async fn version(&self, id: u64, version_id: u64) -> Result<(Version, Vec<u8>)> {
+    pub async fn version(&self, id: NodeId, version_id: u64) -> Result<(Version, Vec<u8>)> {
         if !self.features().await?.versions {
             return Err(RemoteError::Unsupported("versions"));
         }

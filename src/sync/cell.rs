@@ -38,7 +38,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::protocol::Checksum;
+use crate::protocol::{Checksum, NodeId};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 /// Where a file's push stands.
@@ -175,7 +175,7 @@ pub struct Cells {
     /// Leaf but for the prune, which takes a cell's state lock under it.
     map: Mutex<HashMap<u64, Arc<FileCell>>>,
     /// Platform nodes with a request in flight (see the module's "Per node, not per file").
-    sending: Mutex<HashSet<u64>>,
+    sending: Mutex<HashSet<NodeId>>,
     node_free: tokio::sync::Notify,
     /// Signalled whenever a push ends (unmount's drain waits on it instead of polling).
     push_ended: tokio::sync::Notify,
@@ -236,7 +236,7 @@ impl Drop for Claimed<'_> {
 /// A node being sent, until dropped.
 pub struct NodeSending<'a> {
     cells: &'a Cells,
-    node: u64,
+    node: NodeId,
 }
 
 impl Drop for NodeSending<'_> {
@@ -449,7 +449,7 @@ impl Cells {
     }
 
     /// Waits until no request for `node` is in flight, then marks one until the guard drops.
-    pub async fn sending(&self, node: u64) -> NodeSending<'_> {
+    pub async fn sending(&self, node: NodeId) -> NodeSending<'_> {
         loop {
             let free = self.node_free.notified();
             tokio::pin!(free);
@@ -653,10 +653,10 @@ mod tests {
     #[tokio::test]
     async fn one_request_per_node_and_drain_wakes_when_pushes_end() {
         let cells = Arc::new(Cells::default());
-        let first = cells.sending(5).await;
+        let first = cells.sending(NodeId::new(5)).await;
         let other = cells.clone();
         let second = tokio::spawn(async move {
-            let _s = other.sending(5).await;
+            let _s = other.sending(NodeId::new(5)).await;
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!second.is_finished(), "waits for the first request");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::{Engine, Notice, Refusal, Result, SyncError};
 use crate::cache::{is_local_only, versions, Change, Entry, NewEntry, RelPath};
-use crate::protocol::{Checksum, NodeKind, EMPTY_CHECKSUM};
+use crate::protocol::{Checksum, NodeId, NodeKind, EMPTY_CHECKSUM};
 
 fn refused(why: Refusal) -> SyncError {
     SyncError::Refused(why)
@@ -18,7 +18,7 @@ fn refused(why: Refusal) -> SyncError {
 /// The platform identity an entry carries.
 #[derive(Debug, Clone, Default)]
 struct Identity {
-    node_id: Option<u64>,
+    node_id: Option<NodeId>,
     base: Option<Checksum>,
     remote: Option<Checksum>,
     remote_modified: Option<String>,
@@ -238,7 +238,7 @@ impl Engine {
     pub(super) fn insert_tombstone(
         c: &mut Change<'_>,
         like: &Entry,
-        node: u64,
+        node: NodeId,
         base: Option<Checksum>,
         remote: Option<Checksum>,
     ) -> Result<()> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::cache::{is_local_only, Entry, RelPath, ROOT_INO};
-use crate::protocol::{checksum, names, Checksum, NodeKind, MAX_CONTENT_BYTES};
+use crate::protocol::{checksum, names, Checksum, NodeId, NodeKind, MAX_CONTENT_BYTES};
 use crate::remote::RemoteError;
 use crate::sync::{Engine, Result, SyncError};
 
@@ -23,24 +23,24 @@ pub(in crate::sync) struct Snapshot {
 #[derive(Debug)]
 pub(in crate::sync) enum Outcome {
     /// The platform now holds `checksum` for `node`.
-    Sent { node: u64, checksum: Checksum },
+    Sent { node: NodeId, checksum: Checksum },
     /// Nothing went: `why` (superseded by a rename, already there, moved meanwhile).
     Skipped { why: &'static str },
     /// The platform's copy changed since our base (an optimistic write refused).
     Conflict {
-        node: u64,
+        node: NodeId,
         theirs: Checksum,
         modified_at: String,
     },
     /// The node is gone from the platform (deleted meanwhile); `holder` held it here.
     Gone { holder: u64 },
     /// Created: the new node, in the platform folder `folder_node`.
-    Created { node: u64, folder_node: u64 },
+    Created { node: NodeId, folder_node: NodeId },
     /// A create found the name taken in `folder_node` (a change not seen here yet).
-    NameTaken { folder_node: u64 },
+    NameTaken { folder_node: NodeId },
     /// The node the platform holds under the file's name, looked up after `NameTaken` (None:
     /// none of the file's kind).
-    Found { node: Option<u64> },
+    Found { node: Option<NodeId> },
     /// The platform can't be reached, is slow, or faults for a while: retried.
     Offline(RemoteError),
     /// The platform refused it (a name, the size, the account): reported, never retried.
@@ -139,7 +139,7 @@ impl Engine {
     pub(super) async fn push_to_node(
         self: &Arc<Self>,
         ino: u64,
-        node: u64,
+        node: NodeId,
         snap: &Snapshot,
     ) -> Result<()> {
         let _one_at_a_time = self.cells.sending(node).await;
@@ -148,7 +148,7 @@ impl Engine {
     }
 
     /// `PUT content` to a known node, optimistic where the platform offers it.
-    async fn send_put(&self, ino: u64, node: u64, snap: &Snapshot) -> Outcome {
+    async fn send_put(&self, ino: u64, node: NodeId, snap: &Snapshot) -> Outcome {
         // Whoever holds the node now (a rename may have moved it); nobody: nothing left to send.
         let Some(holder) = self.index.by_node(node).or_else(|| self.index.get(ino)) else {
             return Outcome::Skipped { why: "gone" };
@@ -209,7 +209,7 @@ impl Engine {
     pub(super) async fn send_over(
         &self,
         ino: u64,
-        node: u64,
+        node: NodeId,
         kind: NodeKind,
         bytes: Bytes,
         base: Option<&Checksum>,
@@ -326,9 +326,9 @@ impl Engine {
 
     /// The platform node of a local folder, creating the missing folder chain first (one chain
     /// at a time: `Queue::folder_creates`).
-    pub(in crate::sync) async fn ensure_folder(self: &Arc<Self>, ino: u64) -> Result<u64> {
+    pub(in crate::sync) async fn ensure_folder(self: &Arc<Self>, ino: u64) -> Result<NodeId> {
         if ino == ROOT_INO {
-            return Ok(0);
+            return Ok(NodeId::ROOT);
         }
         if let Some(node) = self.index.get(ino).ok_or(SyncError::Gone)?.node_id {
             return Ok(node);
@@ -342,10 +342,10 @@ impl Engine {
     pub(super) fn create_folder_chain<'a>(
         self: &'a Arc<Self>,
         ino: u64,
-    ) -> futures::future::BoxFuture<'a, Result<u64>> {
+    ) -> futures::future::BoxFuture<'a, Result<NodeId>> {
         Box::pin(async move {
             if ino == ROOT_INO {
-                return Ok(0);
+                return Ok(NodeId::ROOT);
             }
             let e = self.index.get(ino).ok_or(SyncError::Gone)?;
             if let Some(node) = e.node_id {
@@ -379,7 +379,7 @@ impl Engine {
     }
 
     /// Looks up the node holding the file's name in `folder_node`, as an outcome to settle.
-    pub(super) async fn send_find(&self, e: &Entry, folder_node: u64) -> Outcome {
+    pub(super) async fn send_find(&self, e: &Entry, folder_node: NodeId) -> Outcome {
         match self.find_node(e.kind, &e.name, folder_node).await {
             Ok(node) => Outcome::Found { node },
             Err(SyncError::Remote(err)) => err.into(),
@@ -393,8 +393,8 @@ impl Engine {
         &self,
         kind: NodeKind,
         name: &str,
-        folder_node: u64,
-    ) -> Result<Option<u64>> {
+        folder_node: NodeId,
+    ) -> Result<Option<NodeId>> {
         let listing = self
             .client
             .nodes_at_most(self.settings.max_listing_nodes)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::send::{Outcome, Snapshot};
 use crate::cache::{Entry, ROOT_INO};
-use crate::protocol::Checksum;
+use crate::protocol::{Checksum, NodeId};
 use crate::remote::RemoteError;
 use crate::sync::{decide, Action, Engine, Result, SyncError};
 
@@ -18,14 +18,17 @@ pub(in crate::sync) enum Next {
     Done,
     /// Send the snapshot's bytes over `node` unconditionally, `over` the platform checksum they
     /// replace when known (the local change won, or the platform holds an earlier push of ours).
-    SendOver { node: u64, over: Option<Checksum> },
+    SendOver {
+        node: NodeId,
+        over: Option<Checksum>,
+    },
     /// Create the file anew as `snap` (the platform deleted its node meanwhile).
     Create { ino: u64, snap: Snapshot },
     /// Look up the node the platform holds under this file's name in `folder_node` (a create
     /// found the name taken by a change not seen here yet).
-    Find { folder_node: u64 },
+    Find { folder_node: NodeId },
     /// Write `snap` to `node`, which the file now holds.
-    WriteTo { node: u64, snap: Snapshot },
+    WriteTo { node: NodeId, snap: Snapshot },
     /// The platform's copy comes down (its change won, or was decided for already).
     Fetch,
 }
@@ -118,12 +121,18 @@ impl Engine {
 
     /// A create's answer: the node is this file's, unless the file or its folder moved while the
     /// request was on its way (rename creates: the node stays, hidden, at the old place).
-    fn settle_created(&self, ino: u64, snap: &Snapshot, node: u64, folder_node: u64) -> Result<()> {
+    fn settle_created(
+        &self,
+        ino: u64,
+        snap: &Snapshot,
+        node: NodeId,
+        folder_node: NodeId,
+    ) -> Result<()> {
         let (e, rel, sum) = (&snap.e, &snap.rel, &snap.sum);
         // The folder may be renamed while the create is on its way: its platform node then stays
         // with the old folder's tombstone (rename creates), and so does the new node.
         let folder_unchanged = match folder_node {
-            0 => e.parent == ROOT_INO,
+            NodeId::ROOT => e.parent == ROOT_INO,
             node => self
                 .index
                 .get(e.parent)
@@ -148,7 +157,7 @@ impl Engine {
             Ok(true)
         })?;
         if attached {
-            tracing::info!(path = %rel, node, "pushed (created on the platform)");
+            tracing::info!(path = %rel, %node, "pushed (created on the platform)");
         } else {
             // Renamed while the request was on its way: the node stays on the platform under
             // the old name (rename creates), hidden here; the new name goes up on its own.
@@ -165,8 +174,8 @@ impl Engine {
         self: &Arc<Self>,
         ino: u64,
         e: &Entry,
-        id: u64,
-    ) -> Result<u64> {
+        id: NodeId,
+    ) -> Result<NodeId> {
         match self.index.get(ino) {
             // Attached meanwhile (its echo, or another push of the same folder).
             Some(now) if !now.tombstone && now.node_id.is_some() => {
@@ -197,7 +206,7 @@ impl Engine {
     fn both_changed(
         self: &Arc<Self>,
         ino: u64,
-        node: u64,
+        node: NodeId,
         snap: &Snapshot,
         theirs: &Checksum,
         modified_at: &str,
@@ -255,7 +264,7 @@ impl Engine {
 
     /// The platform holds `sum` for `node` because we sent it: that is the new base of whichever
     /// entry holds the node now (a rename may have moved it).
-    fn record_pushed(self: &Arc<Self>, node: u64, sum: &Checksum) -> Result<()> {
+    fn record_pushed(self: &Arc<Self>, node: NodeId, sum: &Checksum) -> Result<()> {
         let now = loop {
             let Some(holder) = self.index.by_node(node) else {
                 return Ok(());
