@@ -99,7 +99,7 @@ async fn everyday_tools_see_the_account() {
         .into_iter()
         .find(|n| n.name == "index.html")
         .unwrap();
-    let platform_ms = hyperclay::protocol::parse_time(node.modified_at.as_deref().unwrap())
+    let platform_ms = hyperclay::protocol::parse_time(node.modified_at.as_ref().unwrap().as_str())
         .unwrap()
         .timestamp_millis();
     let mtime: f64 = sh(&format!("stat -c %.3Y {root}/index.html"))

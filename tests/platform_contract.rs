@@ -4,8 +4,8 @@
 mod common;
 
 use common::{Mode, TestPlatform, KEY};
-use hyperclay::protocol::NodeId;
 use hyperclay::protocol::{checksum, names, NodeKind, OUT_OF_SITES_MSG};
+use hyperclay::protocol::{NodeId, PlatformTime};
 use hyperclay::remote::{Client, Credential, RemoteError};
 
 const MODES: [Mode; 2] = [Mode::Full, Mode::Plain];
@@ -211,7 +211,7 @@ async fn optimistic_write_refuses_a_stale_base() {
                     panic!("expected changed_remotely, got {stale:?}");
                 };
                 assert_eq!(now, checksum(b"browser edit"));
-                assert!(!modified_at.is_empty());
+                assert!(!modified_at.as_str().is_empty());
                 assert_eq!(
                     c.content(site.id).await.unwrap().1,
                     b"browser edit",
@@ -708,13 +708,14 @@ async fn the_edit_time_is_kept_and_answered() {
         let p = TestPlatform::start(mode).await;
         let c = p.client();
         let earlier = "2026-01-02T03:04:05.678Z";
+        let earlier_at = PlatformTime::new(earlier);
         let created = c
             .create_edited(
                 NodeKind::Site,
                 "edited.html",
                 NodeId::ROOT,
                 Some(b"<p>1</p>"),
-                Some(earlier),
+                Some(&earlier_at),
             )
             .await
             .unwrap();
@@ -723,7 +724,11 @@ async fn the_edit_time_is_kept_and_answered() {
         let (meta, _) = c.content(created.id).await.unwrap();
         match mode {
             Mode::Full => {
-                assert_eq!(node.edited_at.as_deref(), Some(earlier), "in the listing");
+                assert_eq!(
+                    node.edited_at.as_ref().map(|t| t.as_str()),
+                    Some(earlier),
+                    "in the listing"
+                );
                 assert_eq!(meta.modified_at, earlier, "with the content (raw header)");
             }
             Mode::Plain => {
@@ -738,7 +743,7 @@ async fn the_edit_time_is_kept_and_answered() {
             NodeKind::Site,
             "<p>2</p>".into(),
             None,
-            Some(future),
+            Some(&PlatformTime::new(future)),
             None,
         )
         .await
@@ -752,7 +757,8 @@ async fn the_edit_time_is_kept_and_answered() {
             .find(|n| n.id == created.id)
             .unwrap();
         if mode == Mode::Full {
-            let kept = hyperclay::protocol::parse_time(node.edited_at.as_deref().unwrap()).unwrap();
+            let kept =
+                hyperclay::protocol::parse_time(node.edited_at.as_ref().unwrap().as_str()).unwrap();
             assert!(kept <= chrono::Utc::now(), "not later than now: {kept}");
             // A stale base: the 409 says when the current content was edited.
             match c

@@ -16,7 +16,7 @@ use super::relpath::{check_child, PathRefused, RelPath, MAX_DEPTH};
 use super::tree::Tree;
 
 mod change;
-use crate::protocol::{Checksum, NodeId, NodeKind};
+use crate::protocol::{Checksum, NodeId, NodeKind, PlatformTime};
 pub use change::Change;
 
 pub const ROOT_INO: u64 = 1;
@@ -47,7 +47,7 @@ pub struct Entry {
     pub mtime_ms: i64,
     pub base: Option<Checksum>,
     pub remote: Option<Checksum>,
-    pub remote_modified: Option<String>,
+    pub remote_modified: Option<PlatformTime>,
     /// Checksum of the mirror copy; `None` while it is not on disk.
     pub local: Option<Checksum>,
     /// When the mirror copy's content was made, on the platform's clock as it was calibrated at
@@ -161,7 +161,7 @@ pub struct NewEntry {
     pub mtime_ms: i64,
     pub base: Option<Checksum>,
     pub remote: Option<Checksum>,
-    pub remote_modified: Option<String>,
+    pub remote_modified: Option<PlatformTime>,
     pub local: Option<Checksum>,
     /// See [`Entry::edited_ms`].
     pub edited_ms: Option<i64>,

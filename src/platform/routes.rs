@@ -13,13 +13,13 @@ use super::auth::{Authed, Paid};
 use super::error::PlatformError;
 use super::store::{ContentWrite, Store};
 use super::AppState;
-use crate::protocol::NodeId;
 use crate::protocol::{
     decode_content, encode_content, format_time, ChangesResponse, Checksum, ContentResponse,
     CreateNodeRequest, CreateNodeResponse, DeleteResponse, LiveSnapshot, MoveRequest, MoveResponse,
     NodeKind, NodesResponse, PutContentRequest, PutContentResponse, RenameRequest, RenameResponse,
     StatusResponse, TokenResponse, VersionContentResponse, VersionsResponse, MAX_CONTENT_BYTES,
 };
+use crate::protocol::{NodeId, PlatformTime};
 
 type Result<T> = std::result::Result<T, PlatformError>;
 
@@ -128,9 +128,12 @@ pub async fn create(
             &request.name,
             request.parent_id.unwrap_or(NodeId::ROOT),
             content,
-            request.modified_at,
+            request.modified_at.map(PlatformTime::into_string),
             // Part 2 only: a Part 1 platform has no edit times.
-            request.edited_at.filter(|_| !plain),
+            request
+                .edited_at
+                .filter(|_| !plain)
+                .map(PlatformTime::into_string),
         )
     })
     .await?;
@@ -165,10 +168,10 @@ pub async fn get_content(
     Ok(Json(ContentResponse {
         content: encode_content(stored.kind, &stored.bytes),
         node_type: stored.kind,
-        modified_at: stored.modified_at,
+        modified_at: PlatformTime::new(stored.modified_at),
         size: stored.bytes.len() as u64,
         checksum: stored.checksum,
-        edited_at: stored.edited_at,
+        edited_at: stored.edited_at.map(PlatformTime::new),
     })
     .into_response())
 }
@@ -235,7 +238,10 @@ pub async fn put_content(
         let a = account.clone();
         let kind = blocking(&platform, move |s| s.node_kind(&a, id)).await?;
         let base = request.base_checksum.filter(|_| !platform.plain);
-        let edited_at = request.edited_at.filter(|_| !platform.plain);
+        let edited_at = request
+            .edited_at
+            .filter(|_| !platform.plain)
+            .map(PlatformTime::into_string);
         // Relayed by hyperclay.com too (inferred from its client and livesync-hyperclay): kept
         // in `--plain`.
         let live = match (request.snapshot_html, request.sender_id) {
@@ -245,7 +251,7 @@ pub async fn put_content(
         (
             decode(kind, &request.content)?,
             base,
-            request.modified_at,
+            request.modified_at.map(PlatformTime::into_string),
             edited_at,
             live,
         )

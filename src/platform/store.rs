@@ -16,12 +16,12 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use tokio::sync::broadcast;
 
 use super::error::PlatformError;
-use crate::protocol::NodeId;
 use crate::protocol::{
     self, checksum, format_time, join_path, names, Change, Checksum, CreatedNode, Event,
     LiveSnapshot, LiveSyncFrame, Node, NodeDeleted, NodeKind, NodeMoved, NodeRenamed, NodeSaved,
     Version, MAX_CONTENT_BYTES, MAX_FOLDER_DEPTH,
 };
+use crate::protocol::{NodeId, PlatformTime};
 
 type Result<T> = std::result::Result<T, PlatformError>;
 
@@ -366,11 +366,11 @@ impl Store {
             name: name.to_string(),
             path: join_path(&parent_path, name),
             checksum: sum,
-            modified_at: Some(modified_at),
+            modified_at: Some(PlatformTime::new(modified_at)),
             content: site_text(kind, bytes.as_deref()),
             size,
             parent_id: Some(node_id(parent_id)),
-            edited_at,
+            edited_at: edited_at.map(PlatformTime::new),
         });
         self.commit_change(tx, account, event)?;
         Ok(CreatedNode {
@@ -465,11 +465,11 @@ impl Store {
             name: node.name.clone(),
             path,
             checksum: Some(sum.clone()),
-            modified_at: Some(modified_at),
+            modified_at: Some(PlatformTime::new(modified_at)),
             content: site_text(node.kind, Some(&bytes)),
             size: Some(size),
             parent_id: Some(node_id(node.parent_id)),
-            edited_at,
+            edited_at: edited_at.map(PlatformTime::new),
         });
         self.commit_change(tx, account, event)?;
         // The writer's open tab showed this: the account's other streams get it as a live-sync
@@ -802,9 +802,9 @@ fn to_node(r: &NodeRow, path: String) -> Node {
         path,
         parent_id: Some(node_id(r.parent_id)),
         size: r.size,
-        modified_at: r.modified_at.clone(),
+        modified_at: r.modified_at.clone().map(PlatformTime::new),
         checksum: r.checksum.clone(),
-        edited_at: r.edited_at.clone(),
+        edited_at: r.edited_at.clone().map(PlatformTime::new),
     }
 }
 

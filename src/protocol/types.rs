@@ -56,6 +56,90 @@ impl rusqlite::types::FromSql for NodeId {
     }
 }
 
+/// A time as the platform gives it (`modifiedAt`, `editedAt`): its text, kept as it came and
+/// sent back as it came; parsed only where a time is compared ([`PlatformTime::parse`]). Its
+/// own type so that it can't be passed for a checksum or a name; in the index the same TEXT.
+///
+/// `Default` is the empty text: what a missing time read as while it was a `String`.
+#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PlatformTime(String);
+
+impl PlatformTime {
+    /// A time's text as given (from the platform, the index, a header): kept as it is.
+    pub fn new(text: impl Into<String>) -> PlatformTime {
+        PlatformTime(text.into())
+    }
+
+    /// `t` in the platform's format ([`format_time`]).
+    pub fn at(t: chrono::DateTime<chrono::Utc>) -> PlatformTime {
+        PlatformTime(format_time(t))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// The time it names ([`parse_time`]); `None` for text that is not one.
+    pub fn parse(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        parse_time(&self.0)
+    }
+}
+
+impl std::fmt::Display for PlatformTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// As the plain string it was before it had a type (the log reads the same).
+impl std::fmt::Debug for PlatformTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl From<String> for PlatformTime {
+    fn from(text: String) -> PlatformTime {
+        PlatformTime(text)
+    }
+}
+
+impl From<&str> for PlatformTime {
+    fn from(text: &str) -> PlatformTime {
+        PlatformTime(text.to_string())
+    }
+}
+
+impl PartialEq<str> for PlatformTime {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for PlatformTime {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// TEXT, as the index always kept it.
+impl rusqlite::types::ToSql for PlatformTime {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+impl rusqlite::types::FromSql for PlatformTime {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        String::column_result(value).map(PlatformTime)
+    }
+}
+
 /// A node in a listing. `path` is the parent folder's path (`""` at the root).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -70,13 +154,13 @@ pub struct Node {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub modified_at: Option<String>,
+    pub modified_at: Option<PlatformTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<Checksum>,
     /// Part 2: when the content was edited, on the platform's clock, as the writing client said
     /// (never later than the platform's own time of storing it). Decides "the later edit wins".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub edited_at: Option<String>,
+    pub edited_at: Option<PlatformTime>,
 }
 
 impl Node {
@@ -134,11 +218,11 @@ pub struct CreateNodeRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub modified_at: Option<String>,
+    pub modified_at: Option<PlatformTime>,
     /// Part 2: when the content was edited, on the platform's clock, as the writing client said
     /// (never later than the platform's own time of storing it). Decides "the later edit wins".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub edited_at: Option<String>,
+    pub edited_at: Option<PlatformTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,13 +247,13 @@ pub struct CreateNodeResponse {
 pub struct ContentResponse {
     pub content: String,
     pub node_type: NodeKind,
-    pub modified_at: String,
+    pub modified_at: PlatformTime,
     pub checksum: Checksum,
     pub size: u64,
     /// Part 2: when the content was edited, on the platform's clock, as the writing client said
     /// (never later than the platform's own time of storing it). Decides "the later edit wins".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub edited_at: Option<String>,
+    pub edited_at: Option<PlatformTime>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -177,13 +261,13 @@ pub struct ContentResponse {
 pub struct PutContentRequest {
     pub content: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub modified_at: Option<String>,
+    pub modified_at: Option<PlatformTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_checksum: Option<Checksum>,
     /// Part 2: when the content was edited, on the platform's clock, as the writing client said
     /// (never later than the platform's own time of storing it). Decides "the later edit wins".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub edited_at: Option<String>,
+    pub edited_at: Option<PlatformTime>,
     /// The page as an open tab showed it (live sync), relayed to the account's other streams as
     /// a `live-sync` frame; sent with `sender_id` (Hyperclay Local's engine sends both).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -318,11 +402,11 @@ pub struct ErrorBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<Checksum>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub modified_at: Option<String>,
+    pub modified_at: Option<PlatformTime>,
     /// Part 2: when the content was edited, on the platform's clock, as the writing client said
     /// (never later than the platform's own time of storing it). Decides "the later edit wins".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub edited_at: Option<String>,
+    pub edited_at: Option<PlatformTime>,
 }
 
 impl ErrorBody {
@@ -377,7 +461,7 @@ pub struct NodeSaved {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<Checksum>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub modified_at: Option<String>,
+    pub modified_at: Option<PlatformTime>,
     /// Sites: the HTML inline (absent in a replayed change whose content was since replaced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
@@ -389,7 +473,7 @@ pub struct NodeSaved {
     /// Part 2: when the content was edited, on the platform's clock, as the writing client said
     /// (never later than the platform's own time of storing it). Decides "the later edit wins".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub edited_at: Option<String>,
+    pub edited_at: Option<PlatformTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

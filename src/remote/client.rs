@@ -50,6 +50,7 @@ pub mod limits {
 /// Content transfers get longer, as if over a 400 kbit/s line: a whole 20 MiB file then has
 /// about 7 minutes more.
 const SLOWEST_LINE_BYTES_PER_SEC: u64 = 50_000;
+use crate::protocol::PlatformTime;
 use crate::protocol::{
     self, decode_content, encode_content, names, ChangesResponse, Checksum, ContentResponse,
     CreateNodeRequest, CreateNodeResponse, CreatedNode, DeleteResponse, ErrorBody, LiveSnapshot,
@@ -110,7 +111,7 @@ impl Features {
 pub struct ContentMeta {
     pub kind: NodeKind,
     pub checksum: Checksum,
-    pub modified_at: String,
+    pub modified_at: PlatformTime,
     pub size: u64,
 }
 
@@ -476,7 +477,7 @@ impl Client {
         name: &str,
         parent_id: NodeId,
         content: Option<&[u8]>,
-        edited_at: Option<&str>,
+        edited_at: Option<&PlatformTime>,
     ) -> Result<CreatedNode> {
         check_name(kind, name)?;
         if content.is_some_and(|c| c.len() as u64 > protocol::MAX_CONTENT_BYTES) {
@@ -488,7 +489,7 @@ impl Client {
             parent_id: Some(parent_id),
             content: content.map(|c| encode_content(kind, c)),
             modified_at: None,
-            edited_at: edited_at.map(str::to_string),
+            edited_at: edited_at.cloned(),
         };
         let size = content.map_or(0, |c| c.len() as u64);
         let created: CreateNodeResponse = self
@@ -601,7 +602,7 @@ impl Client {
         kind: NodeKind,
         content: Bytes,
         base: Option<&Checksum>,
-        edited_at: Option<&str>,
+        edited_at: Option<&PlatformTime>,
         live: Option<LiveSnapshot>,
     ) -> Result<PutContentResponse> {
         if content.len() as u64 > protocol::MAX_CONTENT_BYTES {
@@ -621,7 +622,7 @@ impl Client {
                 request = request.header("X-Base-Checksum", base.as_str());
             }
             if let Some(edited_at) = edited_at {
-                request = request.header("X-Edited-At", edited_at);
+                request = request.header("X-Edited-At", edited_at.as_str());
             }
             return self
                 .json_sized(request, size, limits::SMALL_ANSWER, "an answer")
@@ -635,7 +636,7 @@ impl Client {
             content: encode_content(kind, &content),
             modified_at: None,
             base_checksum: base.cloned(),
-            edited_at: edited_at.map(str::to_string),
+            edited_at: edited_at.cloned(),
             snapshot_html,
             sender_id,
             user_driven: None,
@@ -799,7 +800,7 @@ fn raw_meta(headers: &HeaderMap) -> Result<ContentMeta> {
         kind,
         checksum: Checksum::new(text("x-checksum")?),
         // The edit's time where the platform keeps one (Part 2), else when it stored it.
-        modified_at: text("x-edited-at").or_else(|_| text("x-modified-at"))?,
+        modified_at: PlatformTime::new(text("x-edited-at").or_else(|_| text("x-modified-at"))?),
         size: 0,
     })
 }

@@ -27,7 +27,7 @@ pub enum RemoteError {
     #[error("changed on the platform since the last sync (now {checksum})")]
     ChangedRemotely {
         checksum: crate::protocol::Checksum,
-        modified_at: String,
+        modified_at: crate::protocol::PlatformTime,
     },
     #[error("the platform refused the request: {0}")]
     BadRequest(String),

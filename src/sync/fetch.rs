@@ -11,7 +11,7 @@ use futures::{FutureExt, StreamExt};
 use super::pull::time_ms;
 use super::{Engine, Notice, Result, SyncError};
 use crate::cache::{FileState, Mirror, MirrorError, RelPath, Staged};
-use crate::protocol::Checksum;
+use crate::protocol::{Checksum, PlatformTime};
 use crate::remote::RemoteError;
 
 /// How many fetches run at once in the background.
@@ -144,7 +144,7 @@ impl Engine {
         }
         let staged = self.mirror.stage_bytes(bytes)?;
         let modified = self.index.get(ino).and_then(|e| e.remote_modified);
-        self.commit_staged(ino, staged, &sum, bytes.len() as u64, modified.as_deref())
+        self.commit_staged(ino, staged, &sum, bytes.len() as u64, modified.as_ref())
     }
 
     /// Puts a finished staged file in place of the mirror copy of `ino`, if the local copy may
@@ -155,7 +155,7 @@ impl Engine {
         staged: Staged,
         sum: &Checksum,
         size: u64,
-        modified_at: Option<&str>,
+        modified_at: Option<&PlatformTime>,
     ) -> Result<()> {
         let _claimed = self.file_claim(ino);
         let Some(e) = self.index.get(ino) else {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::{Engine, Notice, Refusal, Result, SyncError};
 use crate::cache::{is_local_only, versions, Change, Entry, NewEntry, RelPath};
-use crate::protocol::{Checksum, NodeId, NodeKind, EMPTY_CHECKSUM};
+use crate::protocol::{Checksum, NodeId, NodeKind, PlatformTime, EMPTY_CHECKSUM};
 
 fn refused(why: Refusal) -> SyncError {
     SyncError::Refused(why)
@@ -21,7 +21,7 @@ struct Identity {
     node_id: Option<NodeId>,
     base: Option<Checksum>,
     remote: Option<Checksum>,
-    remote_modified: Option<String>,
+    remote_modified: Option<PlatformTime>,
 }
 
 impl Identity {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::vet::{vet_listing_bounded, Refusal};
 use super::{decide, Action, Engine, Notice, Result, SyncError};
 use crate::cache::{check_platform_name, Entry, NewEntry, ROOT_INO};
-use crate::protocol::{parse_time, Checksum, Event, Node, NodeId, NodeKind};
+use crate::protocol::{Checksum, Event, Node, NodeId, NodeKind, PlatformTime};
 
 /// What the platform holds for one node.
 #[derive(Debug, Clone)]
@@ -20,7 +20,7 @@ pub struct RemoteNode {
     pub name: String,
     pub parent_id: NodeId,
     pub checksum: Option<Checksum>,
-    pub modified_at: Option<String>,
+    pub modified_at: Option<PlatformTime>,
     pub size: Option<u64>,
     /// A site's HTML when the platform sent it inline.
     pub content: Option<Vec<u8>>,
@@ -44,8 +44,8 @@ impl From<Node> for RemoteNode {
     }
 }
 
-pub(super) fn time_ms(iso: Option<&str>) -> i64 {
-    iso.and_then(parse_time)
+pub(super) fn time_ms(at: Option<&PlatformTime>) -> i64 {
+    at.and_then(PlatformTime::parse)
         .map(|t| t.timestamp_millis())
         .unwrap_or(0)
 }
@@ -219,7 +219,7 @@ impl Engine {
             kind: r.kind,
             node_id: Some(r.id),
             size: r.size.unwrap_or(0),
-            mtime_ms: time_ms(r.modified_at.as_deref()),
+            mtime_ms: time_ms(r.modified_at.as_ref()),
             base: None,
             remote: r.checksum.clone(),
             remote_modified: r.modified_at.clone(),
@@ -291,7 +291,7 @@ impl Engine {
             }
             if e.local.is_none() {
                 e.size = r.size.unwrap_or(e.size);
-                e.mtime_ms = time_ms(r.modified_at.as_deref());
+                e.mtime_ms = time_ms(r.modified_at.as_ref());
             }
         })?
         else {
@@ -308,7 +308,7 @@ impl Engine {
             e.local.as_ref(),
             e.remote.as_ref(),
             self.edit_ms(&e),
-            time_ms(r.modified_at.as_deref()),
+            time_ms(r.modified_at.as_ref()),
         );
         match action {
             Action::Nothing => {}

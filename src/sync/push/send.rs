@@ -7,7 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::cache::{is_local_only, Entry, RelPath, ROOT_INO};
-use crate::protocol::{checksum, names, Checksum, NodeId, NodeKind, MAX_CONTENT_BYTES};
+use crate::protocol::{
+    checksum, names, Checksum, NodeId, NodeKind, PlatformTime, MAX_CONTENT_BYTES,
+};
 use crate::remote::RemoteError;
 use crate::sync::{Engine, Result, SyncError};
 
@@ -30,7 +32,7 @@ pub(in crate::sync) enum Outcome {
     Conflict {
         node: NodeId,
         theirs: Checksum,
-        modified_at: String,
+        modified_at: PlatformTime,
     },
     /// The node is gone from the platform (deleted meanwhile); `holder` held it here.
     Gone { holder: u64 },
@@ -181,7 +183,7 @@ impl Engine {
                 holder.kind,
                 snap.bytes.clone(),
                 base.as_ref(),
-                self.edit_time(holder.ino).as_deref(),
+                self.edit_time(holder.ino).as_ref(),
                 snapshot,
             )
             .await;
@@ -224,7 +226,7 @@ impl Engine {
                 kind,
                 bytes,
                 base,
-                self.edit_time(ino).as_deref(),
+                self.edit_time(ino).as_ref(),
                 snapshot,
             )
             .await;
@@ -290,7 +292,7 @@ impl Engine {
                 &e.name,
                 folder_node,
                 Some(&snap.bytes),
-                edited.as_deref(),
+                edited.as_ref(),
             )
             .await;
         let outcome = match answer {

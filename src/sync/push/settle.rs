@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::send::{Outcome, Snapshot};
 use crate::cache::{Entry, ROOT_INO};
-use crate::protocol::{Checksum, NodeId};
+use crate::protocol::{Checksum, NodeId, PlatformTime};
 use crate::remote::RemoteError;
 use crate::sync::{decide, Action, Engine, Result, SyncError};
 
@@ -209,7 +209,7 @@ impl Engine {
         node: NodeId,
         snap: &Snapshot,
         theirs: &Checksum,
-        modified_at: &str,
+        modified_at: &PlatformTime,
     ) -> Result<Next> {
         let (rel, sum) = (&snap.rel, &snap.sum);
         if theirs == sum {
@@ -231,7 +231,7 @@ impl Engine {
         }
         let e = self.index.modify(ino, |e| {
             e.remote = Some(theirs.clone());
-            e.remote_modified = Some(modified_at.to_string());
+            e.remote_modified = Some(modified_at.clone());
         })?;
         let local_ms = self.edit_ms(&e);
         let remote_ms = crate::sync::pull::time_ms(Some(modified_at));
