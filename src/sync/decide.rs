@@ -24,6 +24,14 @@ pub enum Action {
 
 /// Decides for one node. `local_ms` is the local change's time on the platform's clock (local
 /// modification time plus the calibrated offset); `remote_ms` the platform's `modifiedAt`.
+///
+/// The three sides are checksums: a node id or a platform time in their place does not compile.
+///
+/// ```compile_fail
+/// use hyperclay::protocol::{Checksum, NodeId};
+/// let sum = Checksum::new("b");
+/// hyperclay::sync::decide(Some(&NodeId::new(1)), Some(&sum), Some(&sum), 0, 0);
+/// ```
 pub fn decide(
     base: Option<&Checksum>,
     local: Option<&Checksum>,
