@@ -18,6 +18,7 @@ use common::{
     files_under, hyperclay_folder, hyperclay_mount, proc_mb, rclone_mount, rclone_webdav,
     start_platform, stop,
 };
+use hyperclay::protocol::NodeId;
 use hyperclay::protocol::{checksum, Event, NodeKind};
 use hyperclay::remote::{subscribe, StreamItem, SILENCE_LIMIT};
 
@@ -46,7 +47,7 @@ async fn save_until_saved(
             Ok(Some(StreamItem::Event {
                 event: Event::NodeSaved(s),
                 ..
-            })) if s.checksum.as_deref() == Some(want.as_str()) => {
+            })) if s.checksum.as_ref() == Some(&want) => {
                 return Some(closed.elapsed().as_secs_f64() * 1000.0)
             }
             Ok(Some(_)) => {}
@@ -144,7 +145,7 @@ async fn main() {
     let url = running.url();
     // Folders nested up to 5 deep; sites of 5-200 KB; 20 MB uploads.
     for f in 0..folders {
-        let mut parent = 0;
+        let mut parent = NodeId::ROOT;
         for level in 0..=(f % 5) {
             parent = match client
                 .create(NodeKind::Folder, &format!("d{f}-{level}"), parent, None)
@@ -175,7 +176,7 @@ async fn main() {
     }
     let big: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let up = client
-        .create(NodeKind::Folder, "uploads", 0, None)
+        .create(NodeKind::Folder, "uploads", NodeId::ROOT, None)
         .await
         .unwrap();
     for i in 0..uploads {

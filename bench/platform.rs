@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use hyperclay::platform::{self, PlatformConfig};
+use hyperclay::protocol::NodeId;
 use hyperclay::protocol::NodeKind;
 use hyperclay::remote::{Client, Credential};
 
@@ -52,7 +53,7 @@ async fn main() {
     let started = Instant::now();
     for f in 0..1000 {
         let folder = client
-            .create(NodeKind::Folder, &format!("f{f}"), 0, None)
+            .create(NodeKind::Folder, &format!("f{f}"), NodeId::ROOT, None)
             .await
             .unwrap();
         for s in 0..9 {
@@ -92,12 +93,22 @@ async fn main() {
 
     let html: String = "<p>hyperclay</p>\n".repeat(100 * 1024 / 17);
     let site = client
-        .create(NodeKind::Site, "bench.html", 0, Some(html.as_bytes()))
+        .create(
+            NodeKind::Site,
+            "bench.html",
+            NodeId::ROOT,
+            Some(html.as_bytes()),
+        )
         .await
         .unwrap();
     let (_plain_running, plain_client) = start(&dir.path().join("plain"), true).await;
     let plain_site = plain_client
-        .create(NodeKind::Site, "bench.html", 0, Some(html.as_bytes()))
+        .create(
+            NodeKind::Site,
+            "bench.html",
+            NodeId::ROOT,
+            Some(html.as_bytes()),
+        )
         .await
         .unwrap();
     for (label, c, id) in [
@@ -125,11 +136,11 @@ async fn main() {
 
     let big: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let up = client
-        .create(NodeKind::Upload, "big.bin", 0, Some(&big))
+        .create(NodeKind::Upload, "big.bin", NodeId::ROOT, Some(&big))
         .await
         .unwrap();
     let plain_up = plain_client
-        .create(NodeKind::Upload, "big.bin", 0, Some(&big))
+        .create(NodeKind::Upload, "big.bin", NodeId::ROOT, Some(&big))
         .await
         .unwrap();
     for (label, c, id) in [

@@ -8,6 +8,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hyperclay::protocol::NodeId;
 use hyperclay::protocol::{checksum, Event, NodeKind};
 use hyperclay::remote::{subscribe, StreamItem, SILENCE_LIMIT};
 
@@ -45,7 +46,7 @@ async fn main() {
         "<p>hyperclay app</p>\n".repeat(50 * 1024 / 21)
     );
     let folder = client
-        .create(NodeKind::Folder, "apps", 0, None)
+        .create(NodeKind::Folder, "apps", NodeId::ROOT, None)
         .await
         .unwrap();
     let site = client
@@ -129,9 +130,7 @@ async fn main() {
                 Ok(Some(StreamItem::Event {
                     event: Event::NodeSaved(s),
                     ..
-                })) if s.node_id == site.id && s.checksum.as_deref() == Some(want.as_str()) => {
-                    break
-                }
+                })) if s.node_id == site.id && s.checksum.as_ref() == Some(&want) => break,
                 Ok(Some(_)) => {}
                 _ => panic!("save {i} did not reach the platform"),
             }

@@ -76,7 +76,7 @@ pub struct VersionEntry {
     pub time: String,
     pub time_ms: i64,
     pub size: u64,
-    pub checksum: String,
+    pub checksum: crate::protocol::Checksum,
     /// This mount sent this content to the platform (it was made here): known for the last 16
     /// contents it sent to the file. False says only that it is not known, not that another
     /// side made it.
@@ -90,7 +90,7 @@ pub struct FileHistory {
     /// Relative to the mount.
     pub path: String,
     /// The current content's size and checksum, when the file exists and its copy is here.
-    pub current: Option<(u64, String)>,
+    pub current: Option<(u64, crate::protocol::Checksum)>,
     /// Newest first.
     pub versions: Vec<VersionEntry>,
     /// Why the platform's versions are missing, if they are.

@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{eventually, node_at, Mode, MountProcess, TestPlatform};
+use hyperclay::protocol::NodeId;
 use hyperclay::protocol::NodeKind;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -33,7 +34,7 @@ async fn mounted(sites: &[(&str, String)]) -> (TestPlatform, MountProcess, u16) 
         c.create(
             NodeKind::of_file_name(name),
             name,
-            0,
+            NodeId::ROOT,
             Some(content.as_bytes()),
         )
         .await
@@ -440,12 +441,15 @@ async fn the_folder_listing_shows_sizes_dates_the_parent_and_what_waits_to_go_up
     c.create(
         NodeKind::Site,
         "published.html",
-        0,
+        NodeId::ROOT,
         Some(b"<p>on the platform</p>"),
     )
     .await
     .unwrap();
-    let docs = c.create(NodeKind::Folder, "docs", 0, None).await.unwrap();
+    let docs = c
+        .create(NodeKind::Folder, "docs", NodeId::ROOT, None)
+        .await
+        .unwrap();
     c.create(NodeKind::Upload, "guide.txt", docs.id, Some(&[b'g'; 2048]))
         .await
         .unwrap();

@@ -363,7 +363,7 @@ async fn the_mount_tells_systemd_it_is_ready_once_listed() {
         .create(
             hyperclay::protocol::NodeKind::Site,
             "listed.html",
-            0,
+            hyperclay::protocol::NodeId::ROOT,
             Some(b"x"),
         )
         .await

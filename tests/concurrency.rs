@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use common::{eventually, platform_files, sh, wait_until, Mode, MountProcess, TestPlatform};
 use hyperclay::cache::versions;
-use hyperclay::protocol::{checksum, NodeKind};
+use hyperclay::protocol::NodeId;
+use hyperclay::protocol::{checksum, Checksum, NodeKind};
 use hyperclay::remote::Client;
 use rand::{Rng, SeedableRng};
 
@@ -42,8 +43,8 @@ struct Written {
 }
 
 /// Checksums the platform keeps for a node: its content now and every version.
-async fn kept_on_platform(c: &Client, node: u64, now: &[u8]) -> Vec<String> {
-    let mut sums: Vec<String> = c
+async fn kept_on_platform(c: &Client, node: NodeId, now: &[u8]) -> Vec<Checksum> {
+    let mut sums: Vec<Checksum> = c
         .versions(node)
         .await
         .unwrap()
@@ -68,7 +69,7 @@ async fn writers_and_platform_edits_at_once_obey_the_decision_table() {
             .create(
                 kind_of(name),
                 name,
-                0,
+                NodeId::ROOT,
                 Some(&content(&format!("{name} initial"))),
             )
             .await

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{eventually, platform_files, wait_until, Mode, MountProcess, TestPlatform};
+use hyperclay::protocol::NodeId;
 use hyperclay::protocol::NodeKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -249,7 +250,7 @@ async fn edits_made_during_platform_faults_all_arrive_after_them() {
 struct NotesBehindAProxy {
     m: MountProcess,
     proxy: FaultProxy,
-    node: u64,
+    node: NodeId,
     c: Arc<hyperclay::remote::Client>,
     p: TestPlatform,
 }
@@ -258,7 +259,7 @@ async fn notes_behind_a_proxy(env: &[(&str, &str)]) -> NotesBehindAProxy {
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
     let node = c
-        .create(NodeKind::Upload, "notes.txt", 0, Some(b"first"))
+        .create(NodeKind::Upload, "notes.txt", NodeId::ROOT, Some(b"first"))
         .await
         .unwrap()
         .id;
@@ -330,11 +331,14 @@ async fn a_stream_that_goes_silent_is_replaced_and_platform_edits_still_arrive()
 async fn a_deleted_or_damaged_index_is_rebuilt_without_losing_local_edits() {
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
-    let blog = c.create(NodeKind::Folder, "blog", 0, None).await.unwrap();
+    let blog = c
+        .create(NodeKind::Folder, "blog", NodeId::ROOT, None)
+        .await
+        .unwrap();
     c.create(NodeKind::Site, "post.html", blog.id, Some(b"post"))
         .await
         .unwrap();
-    c.create(NodeKind::Upload, "data.json", 0, Some(b"{}"))
+    c.create(NodeKind::Upload, "data.json", NodeId::ROOT, Some(b"{}"))
         .await
         .unwrap();
     let mut m = MountProcess::start(&p.url());

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::hostile::{node, Content, HostilePlatform, Script};
 use common::{Mode, MountProcess, TestPlatform};
 use futures::StreamExt;
+use hyperclay::protocol::NodeId;
 use hyperclay::protocol::NodeKind;
 
 /// The names in a folder of the mount (`sites-versions/` left out).
@@ -47,7 +48,7 @@ async fn daemon_returns_with_the_whole_account_listed() {
             async move {
                 let name = format!("site-{i:04}.html");
                 client
-                    .create(NodeKind::Site, &name, 0, Some(b"<p>hi</p>"))
+                    .create(NodeKind::Site, &name, NodeId::ROOT, Some(b"<p>hi</p>"))
                     .await
                     .unwrap();
                 name
@@ -197,7 +198,12 @@ async fn a_remount_is_ready_at_once_from_its_index() {
     let mut platform = TestPlatform::start(Mode::Full).await;
     platform
         .client()
-        .create(NodeKind::Site, "kept.html", 0, Some(b"<p>kept</p>"))
+        .create(
+            NodeKind::Site,
+            "kept.html",
+            NodeId::ROOT,
+            Some(b"<p>kept</p>"),
+        )
         .await
         .unwrap();
     let mut m = MountProcess::start(&platform.url());

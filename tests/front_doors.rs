@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{MountProcess, TestPlatform};
-use hyperclay::protocol::NodeKind;
+use hyperclay::protocol::{Checksum, NodeKind};
 
 #[derive(Clone, Copy, Debug)]
 enum Door {
@@ -206,10 +206,10 @@ fn kept_versions(mirror: &Path, dir: &str) -> Vec<Vec<u8>> {
 }
 
 /// Every checksum the platform has held for `path`: its content now and its versions.
-async fn platform_history(p: &TestPlatform, path: &str) -> Vec<String> {
+async fn platform_history(p: &TestPlatform, path: &str) -> Vec<Checksum> {
     let c = p.client();
     let id = common::node_at(&c, path).await.unwrap();
-    let mut sums: Vec<String> = c
+    let mut sums: Vec<Checksum> = c
         .versions(id)
         .await
         .unwrap()

@@ -509,7 +509,7 @@ async fn a_tab_on_one_device_is_relayed_to_the_tabs_of_another() {
         .create(
             hyperclay::protocol::NodeKind::Site,
             "shared.html",
-            0,
+            hyperclay::protocol::NodeId::ROOT,
             Some(b"<!DOCTYPE html><html>v1</html>"),
         )
         .await
@@ -659,7 +659,7 @@ async fn a_platform_change_pulled_down_reaches_the_open_tabs() {
     c.create(
         hyperclay::protocol::NodeKind::Site,
         "board.html",
-        0,
+        hyperclay::protocol::NodeId::ROOT,
         Some(b"<!DOCTYPE html><html>v1</html>"),
     )
     .await

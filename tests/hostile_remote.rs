@@ -166,7 +166,7 @@ async fn content(Path(id): Path<u64>) -> Response {
         [
             ("x-node-type", "site".to_string()),
             ("x-modified-at", "2026-11-01T00:00:00.000Z".to_string()),
-            ("x-checksum", sum),
+            ("x-checksum", sum.to_string()),
         ],
         PAGE,
     )

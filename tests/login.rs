@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::{eventually, node_at, wait_until, Mode, MountProcess, TestPlatform};
 use hyperclay::platform::{self, PlatformConfig};
+use hyperclay::protocol::NodeId;
 use hyperclay::protocol::NodeKind;
 
 const WAIT: Duration = Duration::from_secs(8);
@@ -194,7 +195,7 @@ async fn a_day_old_token_is_refreshed_while_running() {
 async fn logout_stops_syncing_and_keeps_the_mirror() {
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
-    c.create(NodeKind::Site, "kept.html", 0, Some(b"mine"))
+    c.create(NodeKind::Site, "kept.html", NodeId::ROOT, Some(b"mine"))
         .await
         .unwrap();
     let mut m = MountProcess::prepare(&p.url(), &stored_credentials());

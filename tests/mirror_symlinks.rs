@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, platform_files, Mode, TestPlatform, KEY};
+use hyperclay::protocol::NodeId;
 use hyperclay::protocol::NodeKind;
 use hyperclay::remote::Credential;
 use hyperclay::sync::{Boot, Engine, Running};
@@ -107,7 +108,10 @@ fn assert_nothing_from_outside(mirror: &Path, platform: &BTreeMap<String, Vec<u8
 async fn a_symlinked_folder_is_refused_alone_and_the_rest_syncs() {
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
-    let docs = c.create(NodeKind::Folder, "docs", 0, None).await.unwrap();
+    let docs = c
+        .create(NodeKind::Folder, "docs", NodeId::ROOT, None)
+        .await
+        .unwrap();
     c.create(
         NodeKind::Site,
         "guide.html",
@@ -116,13 +120,26 @@ async fn a_symlinked_folder_is_refused_alone_and_the_rest_syncs() {
     )
     .await
     .unwrap();
-    c.create(NodeKind::Site, "page.html", 0, Some(b"platform page"))
+    c.create(
+        NodeKind::Site,
+        "page.html",
+        NodeId::ROOT,
+        Some(b"platform page"),
+    )
+    .await
+    .unwrap();
+    c.create(
+        NodeKind::Upload,
+        "lnk.txt",
+        NodeId::ROOT,
+        Some(b"platform lnk"),
+    )
+    .await
+    .unwrap();
+    let img = c
+        .create(NodeKind::Folder, "img", NodeId::ROOT, None)
         .await
         .unwrap();
-    c.create(NodeKind::Upload, "lnk.txt", 0, Some(b"platform lnk"))
-        .await
-        .unwrap();
-    let img = c.create(NodeKind::Folder, "img", 0, None).await.unwrap();
     c.create(NodeKind::Upload, "a.png", img.id, Some(b"png"))
         .await
         .unwrap();
@@ -225,12 +242,17 @@ async fn a_file_symlink_is_never_read_through_for_backups_or_hashing() {
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
     let page = c
-        .create(NodeKind::Site, "page.html", 0, Some(b"page v1"))
+        .create(NodeKind::Site, "page.html", NodeId::ROOT, Some(b"page v1"))
         .await
         .unwrap();
-    c.create(NodeKind::Upload, "notes.txt", 0, Some(b"notes v1"))
-        .await
-        .unwrap();
+    c.create(
+        NodeKind::Upload,
+        "notes.txt",
+        NodeId::ROOT,
+        Some(b"notes v1"),
+    )
+    .await
+    .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let (_, outside_file) = outside(dir.path());

@@ -23,6 +23,7 @@ use std::time::Duration;
 use common::{platform_files, Mode, TestPlatform, KEY};
 use hyperclay::cache::ROOT_INO;
 use hyperclay::fs::MountFs;
+use hyperclay::protocol::NodeId;
 use hyperclay::protocol::NodeKind;
 use hyperclay::remote::{Client, Credential};
 use hyperclay::sync::{Boot, Engine, Running, Settings};
@@ -946,7 +947,7 @@ async fn run_at(steps: Vec<Step>, folder: bool) -> Result<(), String> {
                     c.rename(id, kind, &to_name).await.map(|_| ())
                 } else {
                     let parent = match folder(&to).as_str() {
-                        "" => 0,
+                        "" => NodeId::ROOT,
                         dir => common::node_at(&c, dir).await.expect("the folder"),
                     };
                     c.move_node(id, kind, parent, Some(&to_name))
@@ -1112,7 +1113,7 @@ async fn two_devices_offline_the_later_edit_wins() {
     c.create(
         hyperclay::protocol::NodeKind::Site,
         "post.html",
-        0,
+        NodeId::ROOT,
         Some(b"<p>v0</p>"),
     )
     .await
@@ -1307,7 +1308,12 @@ async fn clock_trial(
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
     let site = c
-        .create(NodeKind::Site, "post.html", 0, Some(b"<p>v0</p>"))
+        .create(
+            NodeKind::Site,
+            "post.html",
+            NodeId::ROOT,
+            Some(b"<p>v0</p>"),
+        )
         .await
         .unwrap()
         .id;

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{eventually, node_at, platform_files, sh, Mode, MountProcess, TestPlatform};
+use hyperclay::protocol::NodeId;
 use hyperclay::protocol::NodeKind;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -150,7 +151,7 @@ async fn a_mode_set_before_the_copy_came_down_is_kept() {
         .create(
             NodeKind::Upload,
             "tool.sh",
-            0,
+            NodeId::ROOT,
             Some(b"#!/bin/sh\necho tool\n"),
         )
         .await

@@ -6,30 +6,47 @@ mod common;
 use std::time::Duration;
 
 use common::{sh, wait_until, Mode, MountProcess, TestPlatform};
+use hyperclay::protocol::NodeId;
 use hyperclay::protocol::NodeKind;
 use hyperclay::remote::Client;
 
 /// A small account: folders two deep, sites, and binary uploads.
 async fn seed(c: &Client) -> Vec<u8> {
-    let blog = c.create(NodeKind::Folder, "blog", 0, None).await.unwrap();
+    let blog = c
+        .create(NodeKind::Folder, "blog", NodeId::ROOT, None)
+        .await
+        .unwrap();
     let y = c
         .create(NodeKind::Folder, "2024", blog.id, None)
         .await
         .unwrap();
-    c.create(NodeKind::Site, "index.html", 0, Some(b"<h1>home</h1>"))
-        .await
-        .unwrap();
+    c.create(
+        NodeKind::Site,
+        "index.html",
+        NodeId::ROOT,
+        Some(b"<h1>home</h1>"),
+    )
+    .await
+    .unwrap();
     c.create(NodeKind::Site, "post.html", y.id, Some(b"<p>post</p>"))
         .await
         .unwrap();
-    let img = c.create(NodeKind::Folder, "img", 0, None).await.unwrap();
+    let img = c
+        .create(NodeKind::Folder, "img", NodeId::ROOT, None)
+        .await
+        .unwrap();
     let binary: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
     c.create(NodeKind::Upload, "photo.jpg", img.id, Some(&binary))
         .await
         .unwrap();
-    c.create(NodeKind::Upload, "data.json", 0, Some(b"{\"a\":1}"))
-        .await
-        .unwrap();
+    c.create(
+        NodeKind::Upload,
+        "data.json",
+        NodeId::ROOT,
+        Some(b"{\"a\":1}"),
+    )
+    .await
+    .unwrap();
     binary
 }
 
@@ -82,7 +99,7 @@ async fn everyday_tools_see_the_account() {
         .into_iter()
         .find(|n| n.name == "index.html")
         .unwrap();
-    let platform_ms = hyperclay::protocol::parse_time(node.modified_at.as_deref().unwrap())
+    let platform_ms = hyperclay::protocol::parse_time(node.modified_at.as_ref().unwrap().as_str())
         .unwrap()
         .timestamp_millis();
     let mtime: f64 = sh(&format!("stat -c %.3Y {root}/index.html"))
@@ -122,7 +139,7 @@ async fn assert_remote_change_seen(mode: Mode, stream: bool, limit: Duration) {
     let p = TestPlatform::start_with(mode, |c| c.stream_enabled = stream).await;
     let c = p.client();
     let site = c
-        .create(NodeKind::Site, "live.html", 0, Some(b"before"))
+        .create(NodeKind::Site, "live.html", NodeId::ROOT, Some(b"before"))
         .await
         .unwrap();
     let m = MountProcess::start(&p.url());
@@ -390,9 +407,14 @@ async fn readers_and_writers_of_one_file_at_once() {
     use std::io::{Read, Seek, SeekFrom};
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
-    c.create(NodeKind::Upload, "notes.txt", 0, Some(b"version one"))
-        .await
-        .unwrap();
+    c.create(
+        NodeKind::Upload,
+        "notes.txt",
+        NodeId::ROOT,
+        Some(b"version one"),
+    )
+    .await
+    .unwrap();
     let m = MountProcess::start(&p.url());
     let path = m.path("notes.txt");
     wait_until(Duration::from_secs(5), || path.exists()).expect("listing");
@@ -493,7 +515,7 @@ async fn long_names_and_ioctls_answer_as_a_local_disk_does() {
     use std::os::fd::AsRawFd;
     let p = TestPlatform::start(Mode::Full).await;
     p.client()
-        .create(NodeKind::Site, "a.html", 0, Some(b"<p>a</p>"))
+        .create(NodeKind::Site, "a.html", NodeId::ROOT, Some(b"<p>a</p>"))
         .await
         .unwrap();
     let m = MountProcess::start(&p.url());

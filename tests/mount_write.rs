@@ -9,15 +9,16 @@ use std::time::Duration;
 use common::{
     eventually, node_at, platform_files, platform_folders, sh, Mode, MountProcess, TestPlatform,
 };
+use hyperclay::protocol::NodeId;
 use hyperclay::protocol::NodeKind;
 
 const WAIT: Duration = Duration::from_secs(5);
 
-async fn start_with_site(content: &[u8]) -> (TestPlatform, MountProcess, u64) {
+async fn start_with_site(content: &[u8]) -> (TestPlatform, MountProcess, NodeId) {
     let p = TestPlatform::start(Mode::Full).await;
     let site = p
         .client()
-        .create(NodeKind::Site, "post.html", 0, Some(content))
+        .create(NodeKind::Site, "post.html", NodeId::ROOT, Some(content))
         .await
         .unwrap();
     let m = MountProcess::start(&p.url());
@@ -59,7 +60,7 @@ fn files(pairs: &[(&str, &[u8])]) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-async fn versions(p: &TestPlatform, id: u64) -> usize {
+async fn versions(p: &TestPlatform, id: NodeId) -> usize {
     p.client().versions(id).await.unwrap().len()
 }
 
@@ -254,14 +255,16 @@ async fn a_temp_file_renamed_over_the_original_is_an_update() {
 async fn rename_creates_and_deletes_stay_local() {
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
-    c.create(NodeKind::Site, "a.html", 0, Some(b"A"))
+    c.create(NodeKind::Site, "a.html", NodeId::ROOT, Some(b"A"))
         .await
         .unwrap();
     let keep = c
-        .create(NodeKind::Upload, "keep.txt", 0, Some(b"K"))
+        .create(NodeKind::Upload, "keep.txt", NodeId::ROOT, Some(b"K"))
         .await
         .unwrap();
-    c.create(NodeKind::Folder, "old", 0, None).await.unwrap();
+    c.create(NodeKind::Folder, "old", NodeId::ROOT, None)
+        .await
+        .unwrap();
     let mut m = MountProcess::start(&p.url());
     assert!(common::wait_until(WAIT, || m.path("keep.txt").exists()).is_some());
     std::fs::rename(m.path("a.html"), m.path("b.html")).unwrap();
@@ -312,7 +315,10 @@ async fn rename_creates_and_deletes_stay_local() {
 async fn a_new_site_named_like_one_elsewhere_updates_it_in_its_place() {
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
-    let blog = c.create(NodeKind::Folder, "blog", 0, None).await.unwrap();
+    let blog = c
+        .create(NodeKind::Folder, "blog", NodeId::ROOT, None)
+        .await
+        .unwrap();
     let post = c
         .create(NodeKind::Site, "post.html", blog.id, Some(b"old"))
         .await
@@ -392,7 +398,7 @@ async fn too_large_files_and_refused_names_stay_local_with_a_log_line() {
 async fn the_out_of_sites_answer_is_kept() {
     let p = TestPlatform::start_with(Mode::Full, |c| c.max_sites = Some(1)).await;
     p.client()
-        .create(NodeKind::Site, "one.html", 0, Some(b"1"))
+        .create(NodeKind::Site, "one.html", NodeId::ROOT, Some(b"1"))
         .await
         .unwrap();
     let m = MountProcess::start(&p.url());
@@ -464,7 +470,7 @@ async fn pushes_that_fail_retry_then_wait_and_go_up_once_writes_work() {
     let (p, m, site) = start_with_site(b"v0").await;
     let c = p.client();
     let other = c
-        .create(NodeKind::Site, "other.html", 0, Some(b"o0"))
+        .create(NodeKind::Site, "other.html", NodeId::ROOT, Some(b"o0"))
         .await
         .unwrap()
         .id;
@@ -581,7 +587,12 @@ async fn emacs_office_and_dd_saves_update_the_original_only() {
     let (p, m, site) = start_with_site(b"<p>v0</p>").await;
     let c = p.client();
     let doc = c
-        .create(NodeKind::Upload, "report.docx", 0, Some(b"doc v0"))
+        .create(
+            NodeKind::Upload,
+            "report.docx",
+            NodeId::ROOT,
+            Some(b"doc v0"),
+        )
         .await
         .unwrap();
     assert!(common::wait_until(WAIT, || m.path("report.docx").exists()).is_some());

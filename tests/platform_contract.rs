@@ -5,6 +5,7 @@ mod common;
 
 use common::{Mode, TestPlatform, KEY};
 use hyperclay::protocol::{checksum, names, NodeKind, OUT_OF_SITES_MSG};
+use hyperclay::protocol::{NodeId, PlatformTime};
 use hyperclay::remote::{Client, Credential, RemoteError};
 
 const MODES: [Mode; 2] = [Mode::Full, Mode::Plain];
@@ -54,7 +55,10 @@ async fn create_list_and_read_back_every_kind() {
     for mode in MODES {
         let p = TestPlatform::start(mode).await;
         let c = p.client();
-        let blog = c.create(NodeKind::Folder, "blog", 0, None).await.unwrap();
+        let blog = c
+            .create(NodeKind::Folder, "blog", NodeId::ROOT, None)
+            .await
+            .unwrap();
         assert_eq!((blog.path.as_str(), blog.kind), ("", NodeKind::Folder));
         let y2024 = c
             .create(NodeKind::Folder, "2024", blog.id, None)
@@ -69,11 +73,11 @@ async fn create_list_and_read_back_every_kind() {
         assert_eq!(post.path, "blog/2024");
         let png: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
         let logo = c
-            .create(NodeKind::Upload, "logo.png", 0, Some(&png))
+            .create(NodeKind::Upload, "logo.png", NodeId::ROOT, Some(&png))
             .await
             .unwrap();
         let empty = c
-            .create(NodeKind::Upload, "empty.txt", 0, None)
+            .create(NodeKind::Upload, "empty.txt", NodeId::ROOT, None)
             .await
             .unwrap();
 
@@ -82,7 +86,7 @@ async fn create_list_and_read_back_every_kind() {
         assert_eq!(listing.cursor.is_some(), mode == Mode::Full);
         let listed_post = find(&listing.nodes, "blog/2024/post.html");
         assert_eq!(
-            listed_post.checksum.as_deref(),
+            listed_post.checksum.as_ref().map(|c| c.as_str()),
             Some(checksum(html.as_bytes()).as_str())
         );
         assert_eq!(listed_post.size, Some(html.len() as u64));
@@ -91,10 +95,13 @@ async fn create_list_and_read_back_every_kind() {
         let listed_logo = find(&listing.nodes, "logo.png");
         assert_eq!(
             (listed_logo.kind, listed_logo.parent()),
-            (NodeKind::Upload, 0)
+            (NodeKind::Upload, NodeId::ROOT)
         );
         assert_eq!(
-            find(&listing.nodes, "empty.txt").checksum.as_deref(),
+            find(&listing.nodes, "empty.txt")
+                .checksum
+                .as_ref()
+                .map(|c| c.as_str()),
             Some("e3b0c44298fc1c14")
         );
 
@@ -130,7 +137,7 @@ async fn put_content_replaces_and_keeps_the_old_content_as_a_version() {
         let p = TestPlatform::start(mode).await;
         let c = p.client();
         let site = c
-            .create(NodeKind::Site, "app.html", 0, Some(b"v1"))
+            .create(NodeKind::Site, "app.html", NodeId::ROOT, Some(b"v1"))
             .await
             .unwrap();
         let put = c
@@ -142,7 +149,7 @@ async fn put_content_replaces_and_keeps_the_old_content_as_a_version() {
             (site.id, checksum(b"v2"), 2)
         );
         let upload = c
-            .create(NodeKind::Upload, "data.bin", 0, Some(&[0, 1, 2]))
+            .create(NodeKind::Upload, "data.bin", NodeId::ROOT, Some(&[0, 1, 2]))
             .await
             .unwrap();
         c.put_content(upload.id, NodeKind::Upload, vec![9u8, 0, 255].into(), None)
@@ -180,7 +187,7 @@ async fn optimistic_write_refuses_a_stale_base() {
         let p = TestPlatform::start(mode).await;
         let c = p.client();
         let site = c
-            .create(NodeKind::Site, "app.html", 0, Some(b"base"))
+            .create(NodeKind::Site, "app.html", NodeId::ROOT, Some(b"base"))
             .await
             .unwrap();
         c.put_content(site.id, NodeKind::Site, "browser edit".into(), None)
@@ -204,7 +211,7 @@ async fn optimistic_write_refuses_a_stale_base() {
                     panic!("expected changed_remotely, got {stale:?}");
                 };
                 assert_eq!(now, checksum(b"browser edit"));
-                assert!(!modified_at.is_empty());
+                assert!(!modified_at.as_str().is_empty());
                 assert_eq!(
                     c.content(site.id).await.unwrap().1,
                     b"browser edit",
@@ -235,14 +242,17 @@ async fn rename_and_move_update_paths() {
     for mode in MODES {
         let p = TestPlatform::start(mode).await;
         let c = p.client();
-        let a = c.create(NodeKind::Folder, "a", 0, None).await.unwrap();
+        let a = c
+            .create(NodeKind::Folder, "a", NodeId::ROOT, None)
+            .await
+            .unwrap();
         let b = c.create(NodeKind::Folder, "b", a.id, None).await.unwrap();
         let site = c
-            .create(NodeKind::Site, "one.html", 0, Some(b"x"))
+            .create(NodeKind::Site, "one.html", NodeId::ROOT, Some(b"x"))
             .await
             .unwrap();
         let up = c
-            .create(NodeKind::Upload, "pic.jpg", 0, Some(b"y"))
+            .create(NodeKind::Upload, "pic.jpg", NodeId::ROOT, Some(b"y"))
             .await
             .unwrap();
 
@@ -282,7 +292,9 @@ async fn rename_and_move_update_paths() {
             .unwrap();
         assert_eq!(kind_change.status(), 400);
         // Moving a folder to the root renames the subtree's paths with it.
-        c.move_node(b.id, NodeKind::Folder, 0, None).await.unwrap();
+        c.move_node(b.id, NodeKind::Folder, NodeId::ROOT, None)
+            .await
+            .unwrap();
         let nodes = c.nodes().await.unwrap().nodes;
         assert_eq!(find(&nodes, "b/photo.jpg").id, up.id);
     }
@@ -293,7 +305,10 @@ async fn delete_is_soft_and_a_full_folder_needs_cascade() {
     for mode in MODES {
         let p = TestPlatform::start(mode).await;
         let c = p.client();
-        let f = c.create(NodeKind::Folder, "f", 0, None).await.unwrap();
+        let f = c
+            .create(NodeKind::Folder, "f", NodeId::ROOT, None)
+            .await
+            .unwrap();
         let s = c
             .create(NodeKind::Site, "s.html", f.id, Some(b"x"))
             .await
@@ -311,7 +326,7 @@ async fn delete_is_soft_and_a_full_folder_needs_cascade() {
             RemoteError::NotFound
         );
         // The name is free again once its holder is deleted.
-        c.create(NodeKind::Site, "s.html", 0, Some(b"again"))
+        c.create(NodeKind::Site, "s.html", NodeId::ROOT, Some(b"again"))
             .await
             .unwrap();
     }
@@ -334,9 +349,15 @@ async fn every_error_has_its_status_and_code() {
             (mode == Mode::Full).then_some("unauthorized")
         );
 
-        assert_eq!(c.content(999).await.unwrap_err(), RemoteError::NotFound);
-        let f = c.create(NodeKind::Folder, "f", 0, None).await.unwrap();
-        c.create(NodeKind::Site, "a.html", 0, Some(b""))
+        assert_eq!(
+            c.content(NodeId::new(999)).await.unwrap_err(),
+            RemoteError::NotFound
+        );
+        let f = c
+            .create(NodeKind::Folder, "f", NodeId::ROOT, None)
+            .await
+            .unwrap();
+        c.create(NodeKind::Site, "a.html", NodeId::ROOT, Some(b""))
             .await
             .unwrap();
         // Site names are unique in the account, whatever the folder.
@@ -346,24 +367,29 @@ async fn every_error_has_its_status_and_code() {
             .unwrap_err();
         assert!(matches!(taken, RemoteError::NameTaken(_)), "{taken:?}");
         // Upload names are unique per folder only.
-        c.create(NodeKind::Upload, "x.png", 0, None).await.unwrap();
+        c.create(NodeKind::Upload, "x.png", NodeId::ROOT, None)
+            .await
+            .unwrap();
         c.create(NodeKind::Upload, "x.png", f.id, None)
             .await
             .unwrap();
         assert!(matches!(
-            c.create(NodeKind::Upload, "x.png", 0, None).await,
+            c.create(NodeKind::Upload, "x.png", NodeId::ROOT, None)
+                .await,
             Err(RemoteError::NameTaken(_))
         ));
         // The site quota (2): the third site is refused with the exact message.
-        c.create(NodeKind::Site, "b.html", 0, None).await.unwrap();
+        c.create(NodeKind::Site, "b.html", NodeId::ROOT, None)
+            .await
+            .unwrap();
         let out = c
-            .create(NodeKind::Site, "c.html", 0, None)
+            .create(NodeKind::Site, "c.html", NodeId::ROOT, None)
             .await
             .unwrap_err();
         assert_eq!(out, RemoteError::OutOfSites);
         assert_eq!(out.to_string(), OUT_OF_SITES_MSG);
         // Too deep: five levels are fine, a sixth is refused by the platform.
-        let mut parent = 0;
+        let mut parent = NodeId::ROOT;
         for level in 1..=5 {
             parent = c
                 .create(NodeKind::Folder, &format!("l{level}"), parent, None)
@@ -381,7 +407,8 @@ async fn every_error_has_its_status_and_code() {
         }
         // A name the client knows is refused never leaves.
         assert!(matches!(
-            c.create(NodeKind::Site, "Bad.html", 0, None).await,
+            c.create(NodeKind::Site, "Bad.html", NodeId::ROOT, None)
+                .await,
             Err(RemoteError::InvalidName(_))
         ));
     }
@@ -399,7 +426,7 @@ async fn a_free_account_gets_payment_required() {
         );
         assert_eq!(c.nodes().await.unwrap_err(), RemoteError::PaymentRequired);
         let e = c
-            .create(NodeKind::Site, "a.html", 0, None)
+            .create(NodeKind::Site, "a.html", NodeId::ROOT, None)
             .await
             .unwrap_err();
         assert_eq!(e, RemoteError::PaymentRequired);
@@ -424,7 +451,12 @@ async fn another_accounts_node_ids_answer_404() {
     )
     .unwrap();
     let secret = alice
-        .create(NodeKind::Site, "secret.html", 0, Some(b"alice's"))
+        .create(
+            NodeKind::Site,
+            "secret.html",
+            NodeId::ROOT,
+            Some(b"alice's"),
+        )
         .await
         .unwrap();
     alice_platform.stop().await;
@@ -541,14 +573,17 @@ async fn changes_page_through_the_log_with_a_cursor() {
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
     let s = c
-        .create(NodeKind::Site, "a.html", 0, Some(b"1"))
+        .create(NodeKind::Site, "a.html", NodeId::ROOT, Some(b"1"))
         .await
         .unwrap();
     c.put_content(s.id, NodeKind::Site, "2".into(), None)
         .await
         .unwrap();
     c.rename(s.id, NodeKind::Site, "b.html").await.unwrap();
-    let f = c.create(NodeKind::Folder, "f", 0, None).await.unwrap();
+    let f = c
+        .create(NodeKind::Folder, "f", NodeId::ROOT, None)
+        .await
+        .unwrap();
     c.move_node(s.id, NodeKind::Site, f.id, None).await.unwrap();
     c.delete(s.id, false).await.unwrap();
     let first = c.changes(0, 4).await.unwrap();
@@ -641,18 +676,25 @@ async fn names_a_mirror_keeps_for_itself_are_refused() {
         assert_eq!(body["code"], "invalid_name", "{kind} {name}");
     }
     let c = p.client();
-    let blog = c.create(NodeKind::Folder, "blog", 0, None).await.unwrap();
+    let blog = c
+        .create(NodeKind::Folder, "blog", NodeId::ROOT, None)
+        .await
+        .unwrap();
     let inner = c
         .create(NodeKind::Folder, "sites-versions", blog.id, None)
         .await
         .expect("below the top it is an ordinary name");
-    let top = c.create(NodeKind::Folder, "other", 0, None).await.unwrap();
+    let top = c
+        .create(NodeKind::Folder, "other", NodeId::ROOT, None)
+        .await
+        .unwrap();
     assert!(matches!(
         c.rename(top.id, NodeKind::Folder, "sites-versions").await,
         Err(RemoteError::InvalidName(_))
     ));
     assert!(matches!(
-        c.move_node(inner.id, NodeKind::Folder, 0, None).await,
+        c.move_node(inner.id, NodeKind::Folder, NodeId::ROOT, None)
+            .await,
         Err(RemoteError::InvalidName(_))
     ));
 }
@@ -666,13 +708,14 @@ async fn the_edit_time_is_kept_and_answered() {
         let p = TestPlatform::start(mode).await;
         let c = p.client();
         let earlier = "2026-01-02T03:04:05.678Z";
+        let earlier_at = PlatformTime::new(earlier);
         let created = c
             .create_edited(
                 NodeKind::Site,
                 "edited.html",
-                0,
+                NodeId::ROOT,
                 Some(b"<p>1</p>"),
-                Some(earlier),
+                Some(&earlier_at),
             )
             .await
             .unwrap();
@@ -681,7 +724,11 @@ async fn the_edit_time_is_kept_and_answered() {
         let (meta, _) = c.content(created.id).await.unwrap();
         match mode {
             Mode::Full => {
-                assert_eq!(node.edited_at.as_deref(), Some(earlier), "in the listing");
+                assert_eq!(
+                    node.edited_at.as_ref().map(|t| t.as_str()),
+                    Some(earlier),
+                    "in the listing"
+                );
                 assert_eq!(meta.modified_at, earlier, "with the content (raw header)");
             }
             Mode::Plain => {
@@ -696,7 +743,7 @@ async fn the_edit_time_is_kept_and_answered() {
             NodeKind::Site,
             "<p>2</p>".into(),
             None,
-            Some(future),
+            Some(&PlatformTime::new(future)),
             None,
         )
         .await
@@ -710,7 +757,8 @@ async fn the_edit_time_is_kept_and_answered() {
             .find(|n| n.id == created.id)
             .unwrap();
         if mode == Mode::Full {
-            let kept = hyperclay::protocol::parse_time(node.edited_at.as_deref().unwrap()).unwrap();
+            let kept =
+                hyperclay::protocol::parse_time(node.edited_at.as_ref().unwrap().as_str()).unwrap();
             assert!(kept <= chrono::Utc::now(), "not later than now: {kept}");
             // A stale base: the 409 says when the current content was edited.
             match c
@@ -718,7 +766,7 @@ async fn the_edit_time_is_kept_and_answered() {
                     created.id,
                     NodeKind::Site,
                     "<p>3</p>".into(),
-                    Some("0000000000000000"),
+                    Some(&"0000000000000000".into()),
                     None,
                     None,
                 )

@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Mode, PlatformProcess, TestPlatform, KEY};
+use hyperclay::protocol::NodeId;
 use hyperclay::protocol::{checksum, NodeKind, MAX_CONTENT_BYTES};
 use hyperclay::remote::RemoteError;
 
@@ -13,7 +14,7 @@ async fn fifty_writers_twenty_writes_each_lose_nothing() {
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
     let site = c
-        .create(NodeKind::Site, "busy.html", 0, Some(b"initial"))
+        .create(NodeKind::Site, "busy.html", NodeId::ROOT, Some(b"initial"))
         .await
         .unwrap();
     let mut writers = Vec::new();
@@ -68,7 +69,7 @@ async fn content_over_20_mib_is_refused_with_413() {
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
     let up = c
-        .create(NodeKind::Upload, "big.bin", 0, None)
+        .create(NodeKind::Upload, "big.bin", NodeId::ROOT, None)
         .await
         .unwrap();
     let exactly = vec![7u8; MAX_CONTENT_BYTES as usize];
@@ -120,7 +121,7 @@ async fn a_one_gigabyte_streamed_body_does_not_grow_the_server() {
     let platform = PlatformProcess::spawn(dir.path(), &[]);
     let c = platform.client();
     let up = c
-        .create(NodeKind::Upload, "huge.bin", 0, None)
+        .create(NodeKind::Upload, "huge.bin", NodeId::ROOT, None)
         .await
         .unwrap();
     let before = platform.rss();
@@ -179,10 +180,13 @@ async fn restart_and_kill_9_lose_no_acknowledged_write() {
     let addr = platform.addr();
     let c = platform.client();
     let site = c
-        .create(NodeKind::Site, "keep.html", 0, Some(b"0"))
+        .create(NodeKind::Site, "keep.html", NodeId::ROOT, Some(b"0"))
         .await
         .unwrap();
-    let folder = c.create(NodeKind::Folder, "kept", 0, None).await.unwrap();
+    let folder = c
+        .create(NodeKind::Folder, "kept", NodeId::ROOT, None)
+        .await
+        .unwrap();
     let mut acknowledged = 0u32;
     for round in 0..3 {
         // Writers run flat out; the platform is killed under them.

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Mode, PlatformProcess, TestPlatform};
+use hyperclay::protocol::NodeId;
 use hyperclay::protocol::{Event, NodeKind};
 use hyperclay::remote::{subscribe, StreamItem, SILENCE_LIMIT};
 use tokio::sync::mpsc::Receiver;
@@ -41,7 +42,7 @@ async fn a_thousand_changes_missed_while_disconnected_arrive_in_order_once() {
     let mut rx = subscribe(c.clone(), None, SILENCE_LIMIT);
     assert!(!connected(&mut rx).await);
     let site = c
-        .create(NodeKind::Site, "live.html", 0, Some(b"0"))
+        .create(NodeKind::Site, "live.html", NodeId::ROOT, Some(b"0"))
         .await
         .unwrap();
     let (seq, event) = next_event(&mut rx).await;
@@ -88,7 +89,10 @@ async fn every_subscriber_gets_every_change_including_its_own() {
     let mut b = subscribe(p.client(), None, SILENCE_LIMIT);
     connected(&mut a).await;
     connected(&mut b).await;
-    let f = c.create(NodeKind::Folder, "f", 0, None).await.unwrap();
+    let f = c
+        .create(NodeKind::Folder, "f", NodeId::ROOT, None)
+        .await
+        .unwrap();
     let up = c
         .create(NodeKind::Upload, "x.bin", f.id, Some(&[1, 2, 3]))
         .await
@@ -101,7 +105,7 @@ async fn every_subscriber_gets_every_change_including_its_own() {
     for rx in [&mut a, &mut b] {
         let (_, e) = next_event(rx).await;
         assert!(
-            matches!(e, Event::NodeSaved(ref s) if s.node_type == NodeKind::Folder && s.parent_id == Some(0))
+            matches!(e, Event::NodeSaved(ref s) if s.node_type == NodeKind::Folder && s.parent_id == Some(NodeId::ROOT))
         );
         let (_, e) = next_event(rx).await;
         let Event::NodeSaved(saved) = e else { panic!() };
@@ -138,7 +142,7 @@ async fn a_plain_platform_streams_without_ids_or_replay() {
         !connected(&mut rx).await,
         "no replay: the consumer must compare a listing"
     );
-    c.create(NodeKind::Site, "a.html", 0, Some(b"x"))
+    c.create(NodeKind::Site, "a.html", NodeId::ROOT, Some(b"x"))
         .await
         .unwrap();
     let (seq, event) = next_event(&mut rx).await;
@@ -152,7 +156,9 @@ async fn a_plain_platform_streams_without_ids_or_replay() {
         .await
         .unwrap();
     let mut body = raw.bytes_stream();
-    c.create(NodeKind::Site, "b.html", 0, None).await.unwrap();
+    c.create(NodeKind::Site, "b.html", NodeId::ROOT, None)
+        .await
+        .unwrap();
     use futures::StreamExt;
     let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
         .await
@@ -193,7 +199,7 @@ async fn the_client_reconnects_by_itself_and_resumes_after_a_platform_restart() 
     let addr = platform.addr();
     let c = platform.client();
     let site = c
-        .create(NodeKind::Site, "a.html", 0, Some(b"0"))
+        .create(NodeKind::Site, "a.html", NodeId::ROOT, Some(b"0"))
         .await
         .unwrap();
     let mut rx = subscribe(c.clone(), Some(1), SILENCE_LIMIT);
@@ -229,7 +235,10 @@ async fn a_pushed_snapshot_is_relayed_as_a_live_sync_frame_after_the_save() {
     for mode in [Mode::Full, Mode::Plain] {
         let p = TestPlatform::start(mode).await;
         let c = p.client();
-        let folder = c.create(NodeKind::Folder, "blog", 0, None).await.unwrap();
+        let folder = c
+            .create(NodeKind::Folder, "blog", NodeId::ROOT, None)
+            .await
+            .unwrap();
         let site = c
             .create(NodeKind::Site, "post.html", folder.id, Some(b"v1"))
             .await

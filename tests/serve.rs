@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::{eventually, node_at, Mode, MountProcess, TestPlatform};
 use hyperclay::cache::{versions, Mirror};
+use hyperclay::protocol::NodeId;
 use hyperclay::protocol::NodeKind;
 use hyperclay::serve::{self, SaveTo};
 
@@ -326,7 +327,10 @@ async fn concurrent_saves_never_mix_and_keep_every_version() {
 async fn saves_in_a_mount_are_backed_up_and_pushed() {
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
-    let blog = c.create(NodeKind::Folder, "blog", 0, None).await.unwrap();
+    let blog = c
+        .create(NodeKind::Folder, "blog", NodeId::ROOT, None)
+        .await
+        .unwrap();
     let post = c
         .create(
             NodeKind::Site,
@@ -425,7 +429,10 @@ async fn a_real_browser_saves_an_app() {
     let chromium = chromium.expect("chromium is installed (.ci/run installs Debian's chromium)");
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
-    let apps = c.create(NodeKind::Folder, "apps", 0, None).await.unwrap();
+    let apps = c
+        .create(NodeKind::Folder, "apps", NodeId::ROOT, None)
+        .await
+        .unwrap();
     let app = c
         .create(
             NodeKind::Site,

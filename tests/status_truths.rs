@@ -13,6 +13,7 @@ use std::time::Duration;
 use common::{node_at, platform_files, Mode, TestPlatform, KEY};
 use hyperclay::cache::ROOT_INO;
 use hyperclay::fs::MountFs;
+use hyperclay::protocol::NodeId;
 use hyperclay::protocol::NodeKind;
 use hyperclay::remote::Credential;
 use hyperclay::sync::status::ProblemKind;
@@ -380,9 +381,14 @@ async fn the_same_new_name_made_on_both_sides_is_a_conflict_shown() {
     d.engine.set_sync(false).unwrap();
     d.save("twin.html", b"<p>mine</p>").await;
     tokio::time::sleep(LATER).await;
-    c.create(NodeKind::Site, "twin.html", 0, Some(b"<p>theirs</p>"))
-        .await
-        .unwrap();
+    c.create(
+        NodeKind::Site,
+        "twin.html",
+        NodeId::ROOT,
+        Some(b"<p>theirs</p>"),
+    )
+    .await
+    .unwrap();
     d.engine.set_sync(true).unwrap();
     d.comes_down("twin.html", b"<p>theirs</p>").await;
     d.settled().await;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::{eventually, node_at, platform_files, wait_until, Mode, MountProcess, TestPlatform};
 use hyperclay::cache::versions;
+use hyperclay::protocol::NodeId;
 use hyperclay::protocol::NodeKind;
 
 const WAIT: Duration = Duration::from_secs(8);
@@ -25,7 +26,7 @@ fn versions_of(m: &MountProcess, rel: &str) -> Vec<Vec<u8>> {
 /// Waits until the platform holds `want` for node `id`.
 async fn platform_content_becomes(
     p: &TestPlatform,
-    id: u64,
+    id: NodeId,
     want: &'static [u8],
     limit: Duration,
 ) -> bool {
@@ -37,7 +38,7 @@ async fn platform_content_becomes(
     .await
 }
 
-async fn platform_versions(p: &TestPlatform, id: u64) -> Vec<Vec<u8>> {
+async fn platform_versions(p: &TestPlatform, id: NodeId) -> Vec<Vec<u8>> {
     let c = p.client();
     let mut out = Vec::new();
     for v in c.versions(id).await.unwrap() {
@@ -60,7 +61,12 @@ async fn both_sides_edited_while_down_follow_the_decision_table() {
         "untouched",
     ] {
         let n = c
-            .create(NodeKind::Site, &format!("{name}.html"), 0, Some(b"base"))
+            .create(
+                NodeKind::Site,
+                &format!("{name}.html"),
+                NodeId::ROOT,
+                Some(b"base"),
+            )
             .await
             .unwrap();
         ids.insert(name, n.id);
@@ -145,12 +151,18 @@ async fn both_sides_edited_while_down_follow_the_decision_table() {
 async fn an_existing_local_folder_is_adopted_on_first_mount() {
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
-    let blog = c.create(NodeKind::Folder, "blog", 0, None).await.unwrap();
+    let blog = c
+        .create(NodeKind::Folder, "blog", NodeId::ROOT, None)
+        .await
+        .unwrap();
     let post = c
         .create(NodeKind::Site, "post.html", blog.id, Some(b"platform copy"))
         .await
         .unwrap();
-    let img = c.create(NodeKind::Folder, "img", 0, None).await.unwrap();
+    let img = c
+        .create(NodeKind::Folder, "img", NodeId::ROOT, None)
+        .await
+        .unwrap();
     let logo = c
         .create(NodeKind::Upload, "logo.png", img.id, Some(b"same bytes"))
         .await
@@ -216,11 +228,11 @@ async fn the_platform_down_then_back_with_edits_on_both_sides() {
     let mut p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
     let a = c
-        .create(NodeKind::Site, "a.html", 0, Some(b"a0"))
+        .create(NodeKind::Site, "a.html", NodeId::ROOT, Some(b"a0"))
         .await
         .unwrap();
     let b = c
-        .create(NodeKind::Site, "b.html", 0, Some(b"b0"))
+        .create(NodeKind::Site, "b.html", NodeId::ROOT, Some(b"b0"))
         .await
         .unwrap();
     let m = MountProcess::start(&p.url());
@@ -388,7 +400,7 @@ async fn a_browser_edit_arriving_during_a_push_is_never_overwritten_blindly() {
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
     let site = c
-        .create(NodeKind::Site, "app.html", 0, Some(b"v0"))
+        .create(NodeKind::Site, "app.html", NodeId::ROOT, Some(b"v0"))
         .await
         .unwrap();
     let m = MountProcess::start(&p.url());
@@ -522,7 +534,7 @@ async fn a_network_change_ends_the_offline_wait_at_once() {
     let mut p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
     let a = c
-        .create(NodeKind::Site, "a.html", 0, Some(b"a0"))
+        .create(NodeKind::Site, "a.html", NodeId::ROOT, Some(b"a0"))
         .await
         .unwrap();
     let m = MountProcess::start(&p.url());

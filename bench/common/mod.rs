@@ -459,7 +459,11 @@ pub async fn seed(client: &std::sync::Arc<hyperclay::remote::Client>, nodes: usi
     let mut parents = Vec::with_capacity(folders);
     for f in 0..folders {
         // One folder in ten goes inside the one before it.
-        let parent = if f % 10 == 9 { parents[f - 1] } else { 0 };
+        let parent = if f % 10 == 9 {
+            parents[f - 1]
+        } else {
+            hyperclay::protocol::NodeId::ROOT
+        };
         let node = client
             .create(
                 hyperclay::protocol::NodeKind::Folder,
@@ -471,7 +475,7 @@ pub async fn seed(client: &std::sync::Arc<hyperclay::remote::Client>, nodes: usi
             .unwrap();
         parents.push(node.id);
     }
-    let files: Vec<(u64, String, Vec<u8>)> = (0..folders)
+    let files: Vec<(hyperclay::protocol::NodeId, String, Vec<u8>)> = (0..folders)
         .flat_map(|f| {
             let parent = parents[f];
             (0..99).map(move |s| {

@@ -14,6 +14,7 @@ use std::path::Path;
 
 use super::mirror::{sync_parent, Mirror, MirrorError};
 use super::RelPath;
+use crate::protocol::Checksum;
 
 type Result<T> = std::result::Result<T, MirrorError>;
 
@@ -34,7 +35,7 @@ impl Mirror {
         &self,
         staged: &Path,
         rel: &RelPath,
-        expected: Option<&str>,
+        expected: Option<&Checksum>,
     ) -> Result<Guarded> {
         let target = self.ensure_parent(rel)?;
         let outcome = self.swap_in(staged, rel, &target, expected);
@@ -44,12 +45,12 @@ impl Mirror {
         outcome
     }
 
-    fn holds(&self, rel: &RelPath, expected: Option<&str>) -> Result<bool> {
+    fn holds(&self, rel: &RelPath, expected: Option<&Checksum>) -> Result<bool> {
         match fs::symlink_metadata(self.path(rel)) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(expected.is_none()),
             Err(e) => Err(MirrorError::io("looking at", &self.path(rel), e)),
             Ok(meta) if !meta.is_file() => Ok(false),
-            Ok(_) => Ok(Some(self.checksum_at(rel)?.0.as_str()) == expected),
+            Ok(_) => Ok(Some(&self.checksum_at(rel)?.0) == expected),
         }
     }
 
@@ -59,7 +60,7 @@ impl Mirror {
         staged: &Path,
         rel: &RelPath,
         target: &Path,
-        expected: Option<&str>,
+        expected: Option<&Checksum>,
     ) -> Result<Guarded> {
         use nix::errno::Errno;
         use nix::fcntl::{renameat2, RenameFlags};
@@ -102,7 +103,7 @@ impl Mirror {
             }
             // `staged` now holds what was in place a moment ago.
             let displaced_ok = fs::symlink_metadata(staged).is_ok_and(|m| m.is_file())
-                && Some(Mirror::checksum_of(staged)?.0.as_str()) == expected;
+                && Some(&Mirror::checksum_of(staged)?.0) == expected;
             if displaced_ok {
                 fs::remove_file(staged).map_err(|e| MirrorError::io("removing", staged, e))?;
                 sync_parent(target)?;
@@ -131,7 +132,7 @@ impl Mirror {
         staged: &Path,
         rel: &RelPath,
         target: &Path,
-        expected: Option<&str>,
+        expected: Option<&Checksum>,
     ) -> Result<Guarded> {
         self.check_then_rename(staged, rel, target, expected)
     }
@@ -142,7 +143,7 @@ impl Mirror {
         staged: &Path,
         rel: &RelPath,
         target: &Path,
-        expected: Option<&str>,
+        expected: Option<&Checksum>,
     ) -> Result<Guarded> {
         if !self.holds(rel, expected)? {
             return Ok(Guarded::Changed);

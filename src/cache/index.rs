@@ -16,7 +16,7 @@ use super::relpath::{check_child, PathRefused, RelPath, MAX_DEPTH};
 use super::tree::Tree;
 
 mod change;
-use crate::protocol::NodeKind;
+use crate::protocol::{Checksum, NodeId, NodeKind, PlatformTime};
 pub use change::Change;
 
 pub const ROOT_INO: u64 = 1;
@@ -41,15 +41,15 @@ pub struct Entry {
     pub parent: u64,
     pub name: String,
     pub kind: NodeKind,
-    pub node_id: Option<u64>,
+    pub node_id: Option<NodeId>,
     pub size: u64,
     /// Milliseconds since the epoch.
     pub mtime_ms: i64,
-    pub base: Option<String>,
-    pub remote: Option<String>,
-    pub remote_modified: Option<String>,
+    pub base: Option<Checksum>,
+    pub remote: Option<Checksum>,
+    pub remote_modified: Option<PlatformTime>,
     /// Checksum of the mirror copy; `None` while it is not on disk.
-    pub local: Option<String>,
+    pub local: Option<Checksum>,
     /// When the mirror copy's content was made, on the platform's clock as it was calibrated at
     /// that moment (`sync/clock.rs`), in milliseconds since the epoch: the local side of "the
     /// later edit wins". A wall clock stepped afterwards never moves it. `None` where not known
@@ -156,13 +156,13 @@ pub struct NewEntry {
     pub parent: u64,
     pub name: String,
     pub kind: NodeKind,
-    pub node_id: Option<u64>,
+    pub node_id: Option<NodeId>,
     pub size: u64,
     pub mtime_ms: i64,
-    pub base: Option<String>,
-    pub remote: Option<String>,
-    pub remote_modified: Option<String>,
-    pub local: Option<String>,
+    pub base: Option<Checksum>,
+    pub remote: Option<Checksum>,
+    pub remote_modified: Option<PlatformTime>,
+    pub local: Option<Checksum>,
     /// See [`Entry::edited_ms`].
     pub edited_ms: Option<i64>,
     /// See [`Entry::mode`].
@@ -172,7 +172,7 @@ pub struct NewEntry {
 impl NewEntry {
     /// A new entry made here: not on the platform yet, made now, holding `local` (an empty
     /// file's checksum, or nothing for a folder).
-    pub fn made_here(parent: u64, name: &str, kind: NodeKind, local: Option<String>) -> NewEntry {
+    pub fn made_here(parent: u64, name: &str, kind: NodeKind, local: Option<Checksum>) -> NewEntry {
         NewEntry {
             parent,
             name: name.to_string(),
@@ -193,7 +193,7 @@ impl NewEntry {
     #[cfg(test)]
     pub(super) fn sample(parent: u64, name: &str, kind: NodeKind, node: Option<u64>) -> NewEntry {
         NewEntry {
-            node_id: node,
+            node_id: node.map(NodeId::new),
             mtime_ms: 0,
             ..NewEntry::made_here(parent, name, kind, None)
         }
@@ -432,7 +432,7 @@ impl Index {
         false
     }
 
-    pub fn by_node(&self, node_id: u64) -> Option<Entry> {
+    pub fn by_node(&self, node_id: NodeId) -> Option<Entry> {
         let tree = self.read();
         tree.by_node
             .get(&node_id)
@@ -564,7 +564,7 @@ impl Index {
 
     /// Remembers that this mount sent `checksum` to `node` (before sending), so that the platform
     /// holding it later is known as our own doing, even after a crash.
-    pub fn record_sent(&self, node: u64, checksum: &str) -> Result<()> {
+    pub fn record_sent(&self, node: NodeId, checksum: &Checksum) -> Result<()> {
         let mut db = self.db();
         // One commit, not two: a commit is most of the cost of recording a push.
         let db = db.transaction()?;
@@ -585,7 +585,7 @@ impl Index {
     }
 
     /// Whether this mount sent `checksum` to `node` lately.
-    pub fn was_sent(&self, node: u64, checksum: &str) -> bool {
+    pub fn was_sent(&self, node: NodeId, checksum: &Checksum) -> bool {
         self.db()
             .query_row(
                 "SELECT EXISTS(SELECT 1 FROM sent WHERE node_id = ?1 AND checksum = ?2)",
@@ -597,7 +597,7 @@ impl Index {
 
     /// Whether this mount's latest sending of `newer` to `node` came after its latest sending of
     /// `older` (both sent lately). An echo of `older` arriving after `newer` was answered is stale.
-    pub fn sent_after(&self, node: u64, newer: &str, older: &str) -> bool {
+    pub fn sent_after(&self, node: NodeId, newer: &Checksum, older: &Checksum) -> bool {
         self.db()
             .query_row(
                 "SELECT (SELECT MAX(rowid) FROM sent WHERE node_id = ?1 AND checksum = ?2)
@@ -691,7 +691,9 @@ mod tests {
             index.site_named("post.html").is_none(),
             "not on the platform yet"
         );
-        index.modify(local.ino, |e| e.node_id = Some(7)).unwrap();
+        index
+            .modify(local.ino, |e| e.node_id = Some(NodeId::new(7)))
+            .unwrap();
         assert_eq!(index.site_named("post.html").unwrap().ino, local.ino);
         index
             .modify(local.ino, |e| {
@@ -731,7 +733,7 @@ mod tests {
         };
         let index = Index::open(&path).unwrap();
         assert_eq!(index.lookup(ROOT_INO, "blog").unwrap(), blog);
-        assert_eq!(index.by_node(11).unwrap().ino, post.ino);
+        assert_eq!(index.by_node(NodeId::new(11)).unwrap().ino, post.ino);
         assert_eq!(index.path(post.ino).unwrap(), "blog/post.html");
         assert_eq!(index.cursor(), Some(42));
         index.remove(blog.ino).unwrap();
@@ -752,7 +754,7 @@ mod tests {
         index.modify(e.ino, |e| e.tombstone = true).unwrap();
         assert!(index.lookup(ROOT_INO, "a.html").is_none());
         assert!(index.children(ROOT_INO).is_empty());
-        assert!(index.by_node(1).unwrap().tombstone);
+        assert!(index.by_node(NodeId::new(1)).unwrap().tombstone);
         assert_eq!(
             index.tombstone_at(ROOT_INO, "a.html").map(|t| t.ino),
             Some(e.ino),
@@ -775,6 +777,6 @@ mod tests {
         drop(index);
         let index = Index::open(&dir.path().join("i.db")).unwrap();
         assert_eq!(index.lookup(ROOT_INO, "c.html").unwrap().ino, live.ino);
-        assert!(index.by_node(7).unwrap().tombstone);
+        assert!(index.by_node(NodeId::new(7)).unwrap().tombstone);
     }
 }

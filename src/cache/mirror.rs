@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::RelPath;
-use crate::protocol::Checksummer;
+use crate::protocol::{Checksum, Checksummer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MirrorError {
@@ -268,7 +268,7 @@ impl Mirror {
         staged: Staged,
         rel: &RelPath,
         mtime_ms: Option<i64>,
-        expected: Option<&str>,
+        expected: Option<&Checksum>,
     ) -> Result<super::Guarded> {
         if let Some(ms) = mtime_ms {
             if let Ok(f) = File::options().write(true).open(staged.path()) {
@@ -636,14 +636,14 @@ impl Mirror {
     }
 
     /// The checksum and size of the mirror file at `rel`, never through a symlink.
-    pub fn checksum_at(&self, rel: &RelPath) -> Result<(String, u64)> {
+    pub fn checksum_at(&self, rel: &RelPath) -> Result<(Checksum, u64)> {
         let file = self.open_own(rel)?;
         Self::checksum_file(file, &self.path(rel))
     }
 
     /// The checksum of a file of the program's own (a staged or working copy), read in chunks;
     /// a symlink there is refused, not followed.
-    pub fn checksum_of(path: &Path) -> Result<(String, u64)> {
+    pub fn checksum_of(path: &Path) -> Result<(Checksum, u64)> {
         let file = super::versions::open_nofollow(path).map_err(|e| match e.raw_os_error() {
             Some(crate::os::SYMLINK_REFUSED) => MirrorError::Symlink(path.to_path_buf()),
             _ => MirrorError::io("reading", path, e),
@@ -651,7 +651,7 @@ impl Mirror {
         Self::checksum_file(file, path)
     }
 
-    fn checksum_file(mut file: File, path: &Path) -> Result<(String, u64)> {
+    fn checksum_file(mut file: File, path: &Path) -> Result<(Checksum, u64)> {
         let mut sum = Checksummer::default();
         let mut buf = vec![0u8; 256 * 1024];
         let mut total = 0u64;

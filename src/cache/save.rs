@@ -13,12 +13,12 @@ use bytes::Bytes;
 use super::mirror::{Mirror, MirrorError};
 use super::versions;
 use super::RelPath;
-use crate::protocol::NodeKind;
+use crate::protocol::{Checksum, NodeKind};
 
 /// The outcome of [`replace`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replaced {
-    pub checksum: String,
+    pub checksum: Checksum,
     pub size: u64,
     /// The new content equals the old: nothing was written.
     pub unchanged: bool,
@@ -48,7 +48,7 @@ impl<'a> Work<'a> {
 
 /// Reads the new content once: its checksum and size, and its bytes when it is small enough to
 /// hold ([`IN_MEMORY_MAX`]).
-fn read_new(work: &Path) -> Result<(String, u64, Option<Bytes>), MirrorError> {
+fn read_new(work: &Path) -> Result<(Checksum, u64, Option<Bytes>), MirrorError> {
     let file = super::versions::open_nofollow(work).map_err(|e| match e.raw_os_error() {
         Some(crate::os::SYMLINK_REFUSED) => MirrorError::Symlink(work.to_path_buf()),
         _ => MirrorError::io("reading", work, e),

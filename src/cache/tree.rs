@@ -6,14 +6,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::index::Entry;
-use crate::protocol::NodeKind;
+use crate::protocol::{NodeId, NodeKind};
 
 #[derive(Default)]
 pub(super) struct Tree {
     pub(super) entries: HashMap<u64, Entry>,
     /// Live (not tombstoned) children by name, sorted for stable listings.
     pub(super) children: HashMap<u64, BTreeMap<String, u64>>,
-    pub(super) by_node: HashMap<u64, u64>,
+    pub(super) by_node: HashMap<NodeId, u64>,
     /// Tombstones by place, so a new file at a deleted file's name can take its identity back.
     pub(super) tombs: HashMap<(u64, String), u64>,
     /// Sites with a platform node, by name (site names are unique per account; locally a name
@@ -168,7 +168,7 @@ mod tests {
         t.put(entry(3, 1, "moved.html", NodeKind::Site, None));
         t.put(entry(4, 1, "new.html", NodeKind::Site, Some(11)));
         consistent(&t);
-        assert_eq!(t.by_node[&11], 4);
+        assert_eq!(t.by_node[&NodeId::new(11)], 4);
         assert!(t.take(4).is_some() && t.take(3).is_some() && t.take(3).is_none());
         consistent(&t);
         assert!(t.sites.is_empty() && t.by_node.len() == 1);

@@ -112,7 +112,7 @@ pub fn render(files: &[FileHistory]) -> String {
     let mut out = String::new();
     for f in files {
         let now = match &f.current {
-            Some((size, sum)) => format!("now {size} bytes, {}", short(sum)),
+            Some((size, sum)) => format!("now {size} bytes, {}", short(sum.as_str())),
             None => "not here now".to_string(),
         };
         out.push_str(&format!("{} ({now})\n", printable(&f.path, 300)));
@@ -135,7 +135,7 @@ pub fn render(files: &[FileHistory]) -> String {
                 local_time(v.time_ms),
                 v.size,
                 place,
-                printable(short(&v.checksum), 12),
+                printable(short(v.checksum.as_str()), 12),
                 if v.made_here { "here" } else { "-" }
             ));
         }
@@ -368,7 +368,7 @@ mod tests {
             time: String::new(),
             time_ms: ms,
             size: 1,
-            checksum: String::new(),
+            checksum: Default::default(),
             made_here: false,
         }
     }

@@ -163,7 +163,7 @@ enum Door {
 /// so that its state deleted from inside is told apart from a first start.
 fn folder_note(folder: &Path) -> PathBuf {
     let key = hyperclay::protocol::checksum(folder.as_os_str().as_encoded_bytes());
-    config::data_dir().join("folders").join(&key[..16])
+    config::data_dir().join("folders").join(&key.as_str()[..16])
 }
 
 /// Refuses to start a plain folder whose program state was deleted (unless rebuilding is asked

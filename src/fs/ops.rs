@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::backups::{self, Backups, VERSIONS_INO};
 use super::error::{FsError, Result};
 use crate::cache::{Entry, ROOT_INO};
+use crate::protocol::Checksum;
 use crate::sync::Engine;
 
 pub const VERSIONS_NAME: &str = "sites-versions";
@@ -52,7 +53,7 @@ pub(super) struct Handle {
     pub(super) file: Option<Arc<File>>,
     pub(super) writable: bool,
     /// The checksum of the mirror copy `file` is (None: a backup, or a working copy).
-    pub(super) copy: Option<String>,
+    pub(super) copy: Option<Checksum>,
     /// Who opened it for writing, when known (the mount notes the opener's thread): its close
     /// saves (see `flush`).
     pub(super) opener: Option<u32>,
@@ -74,7 +75,7 @@ pub struct MountFs {
     pub(super) links: super::links::Links,
     next_fh: AtomicU64,
     /// The content (checksum) the kernel last saw of each file, for close-to-open caching.
-    seen: Mutex<HashMap<u64, String>>,
+    seen: Mutex<HashMap<u64, Checksum>>,
     mounted_at: SystemTime,
     /// Folder modification and status-change times made through the mount.
     pub(super) changed: super::times::ChangeTimes,
@@ -405,7 +406,7 @@ impl MountFs {
         let file = self.engine.mirror.open_read(&rel)?;
         let keep_cache = {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            seen.insert(ino, local.clone()).as_deref() == Some(local.as_str())
+            seen.insert(ino, local.clone()).as_ref() == Some(&local)
         };
         let fh = self.add_handle(ino, Some(file), false);
         if let Some(h) = self
@@ -452,7 +453,7 @@ impl MountFs {
         let (ino, file, writable, copy) = (h.ino, h.file.clone(), h.writable, h.copy.clone());
         // The read itself runs without the table's lock.
         drop(handles);
-        let current = |copy: &Option<String>| {
+        let current = |copy: &Option<Checksum>| {
             self.working_copy(ino).is_none()
                 && copy.is_some()
                 && self.engine.index.get(ino).and_then(|e| e.local) == *copy

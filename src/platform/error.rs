@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::protocol::{ErrorBody, NameError, OUT_OF_SITES_MSG};
+use crate::protocol::{ErrorBody, NameError, PlatformTime, OUT_OF_SITES_MSG};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
@@ -27,7 +27,7 @@ pub enum PlatformError {
     NotFound,
     #[error("the content changed on the platform since your base")]
     ChangedRemotely {
-        checksum: String,
+        checksum: crate::protocol::Checksum,
         modified_at: String,
         edited_at: Option<String>,
     },
@@ -105,8 +105,8 @@ impl IntoResponse for PlatformError {
         } = &self
         {
             body.checksum = Some(checksum.clone());
-            body.modified_at = Some(modified_at.clone());
-            body.edited_at = edited_at.clone();
+            body.modified_at = Some(PlatformTime::new(modified_at.clone()));
+            body.edited_at = edited_at.clone().map(PlatformTime::new);
         }
         (self.status(), Json(body)).into_response()
     }

@@ -14,11 +14,12 @@ use super::error::PlatformError;
 use super::store::{ContentWrite, Store};
 use super::AppState;
 use crate::protocol::{
-    decode_content, encode_content, format_time, ChangesResponse, ContentResponse,
+    decode_content, encode_content, format_time, ChangesResponse, Checksum, ContentResponse,
     CreateNodeRequest, CreateNodeResponse, DeleteResponse, LiveSnapshot, MoveRequest, MoveResponse,
     NodeKind, NodesResponse, PutContentRequest, PutContentResponse, RenameRequest, RenameResponse,
     StatusResponse, TokenResponse, VersionContentResponse, VersionsResponse, MAX_CONTENT_BYTES,
 };
+use crate::protocol::{NodeId, PlatformTime};
 
 type Result<T> = std::result::Result<T, PlatformError>;
 
@@ -125,11 +126,14 @@ pub async fn create(
             &account,
             request.kind,
             &request.name,
-            request.parent_id.unwrap_or(0),
+            request.parent_id.unwrap_or(NodeId::ROOT),
             content,
-            request.modified_at,
+            request.modified_at.map(PlatformTime::into_string),
             // Part 2 only: a Part 1 platform has no edit times.
-            request.edited_at.filter(|_| !plain),
+            request
+                .edited_at
+                .filter(|_| !plain)
+                .map(PlatformTime::into_string),
         )
     })
     .await?;
@@ -154,7 +158,7 @@ impl ContentQuery {
 pub async fn get_content(
     State(platform): State<AppState>,
     Paid(account): Paid,
-    Path(id): Path<u64>,
+    Path(id): Path<NodeId>,
     Query(query): Query<ContentQuery>,
 ) -> Result<Response> {
     let stored = blocking(&platform, move |s| s.content(&account, id)).await?;
@@ -164,10 +168,10 @@ pub async fn get_content(
     Ok(Json(ContentResponse {
         content: encode_content(stored.kind, &stored.bytes),
         node_type: stored.kind,
-        modified_at: stored.modified_at,
+        modified_at: PlatformTime::new(stored.modified_at),
         size: stored.bytes.len() as u64,
         checksum: stored.checksum,
-        edited_at: stored.edited_at,
+        edited_at: stored.edited_at.map(PlatformTime::new),
     })
     .into_response())
 }
@@ -201,7 +205,7 @@ fn raw_response(stored: &super::StoredContent) -> Response {
 pub async fn put_content(
     State(platform): State<AppState>,
     Paid(account): Paid,
-    Path(id): Path<u64>,
+    Path(id): Path<NodeId>,
     Query(query): Query<ContentQuery>,
     headers: HeaderMap,
     body: Body,
@@ -220,7 +224,8 @@ pub async fn put_content(
         let base = query
             .base_checksum
             .clone()
-            .or_else(|| header_text("x-base-checksum"));
+            .or_else(|| header_text("x-base-checksum"))
+            .map(Checksum::new);
         (
             bytes,
             base,
@@ -233,7 +238,10 @@ pub async fn put_content(
         let a = account.clone();
         let kind = blocking(&platform, move |s| s.node_kind(&a, id)).await?;
         let base = request.base_checksum.filter(|_| !platform.plain);
-        let edited_at = request.edited_at.filter(|_| !platform.plain);
+        let edited_at = request
+            .edited_at
+            .filter(|_| !platform.plain)
+            .map(PlatformTime::into_string);
         // Relayed by hyperclay.com too (inferred from its client and livesync-hyperclay): kept
         // in `--plain`.
         let live = match (request.snapshot_html, request.sender_id) {
@@ -243,7 +251,7 @@ pub async fn put_content(
         (
             decode(kind, &request.content)?,
             base,
-            request.modified_at,
+            request.modified_at.map(PlatformTime::into_string),
             edited_at,
             live,
         )
@@ -283,7 +291,7 @@ pub async fn put_content(
 pub async fn rename(
     State(platform): State<AppState>,
     Paid(account): Paid,
-    Path(id): Path<u64>,
+    Path(id): Path<NodeId>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<RenameResponse>> {
@@ -303,7 +311,7 @@ pub async fn rename(
 pub async fn move_node(
     State(platform): State<AppState>,
     Paid(account): Paid,
-    Path(id): Path<u64>,
+    Path(id): Path<NodeId>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<MoveResponse>> {
@@ -333,7 +341,7 @@ pub struct DeleteQuery {
 pub async fn delete(
     State(platform): State<AppState>,
     Paid(account): Paid,
-    Path(id): Path<u64>,
+    Path(id): Path<NodeId>,
     Query(query): Query<DeleteQuery>,
 ) -> Result<Json<DeleteResponse>> {
     let cascade = matches!(query.cascade.as_deref(), Some("true") | Some("1"));
@@ -413,7 +421,7 @@ pub async fn changes(
 pub async fn versions(
     State(platform): State<AppState>,
     Paid(account): Paid,
-    Path(id): Path<u64>,
+    Path(id): Path<NodeId>,
 ) -> Result<Json<VersionsResponse>> {
     let versions = blocking(&platform, move |s| s.versions(&account, id)).await?;
     Ok(Json(VersionsResponse { versions }))
@@ -422,7 +430,7 @@ pub async fn versions(
 pub async fn version(
     State(platform): State<AppState>,
     Paid(account): Paid,
-    Path((id, version_id)): Path<(u64, u64)>,
+    Path((id, version_id)): Path<(NodeId, u64)>,
     Query(query): Query<ContentQuery>,
 ) -> Result<Response> {
     let stored = blocking(&platform, move |s| s.version(&account, id, version_id)).await?;

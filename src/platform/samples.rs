@@ -9,7 +9,7 @@
 
 use super::error::PlatformError;
 use super::store::{Account, Store};
-use crate::protocol::NodeKind;
+use crate::protocol::{NodeId, NodeKind};
 
 /// The library as hyperclay.com's apps load it: the standard preset (saving, edit mode, toasts),
 /// plus the `editmode` attribute on `<html>` (the save bar shows only to the owner), autosave and
@@ -95,12 +95,20 @@ pub fn seed(store: &Store, account: &Account) -> Result<(), PlatformError> {
         account,
         NodeKind::Site,
         "index.html",
-        0,
+        NodeId::ROOT,
         Some(home()),
         None,
         None,
     )?;
-    let blog = store.create(account, NodeKind::Folder, "blog", 0, None, None, None)?;
+    let blog = store.create(
+        account,
+        NodeKind::Folder,
+        "blog",
+        NodeId::ROOT,
+        None,
+        None,
+        None,
+    )?;
     store.create(
         account,
         NodeKind::Site,
@@ -110,7 +118,15 @@ pub fn seed(store: &Store, account: &Account) -> Result<(), PlatformError> {
         None,
         None,
     )?;
-    let img = store.create(account, NodeKind::Folder, "img", 0, None, None, None)?;
+    let img = store.create(
+        account,
+        NodeKind::Folder,
+        "img",
+        NodeId::ROOT,
+        None,
+        None,
+        None,
+    )?;
     // A 1x1 transparent PNG.
     let png: Vec<u8> = vec![
         0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, 0x49, 0x48, 0x44, 0x52, 0,
@@ -131,7 +147,7 @@ pub fn seed(store: &Store, account: &Account) -> Result<(), PlatformError> {
         account,
         NodeKind::Upload,
         "notes.txt",
-        0,
+        NodeId::ROOT,
         Some(b"Uploads are any other file.\n".to_vec()),
         None,
         None,

@@ -17,10 +17,11 @@ use tokio::sync::broadcast;
 
 use super::error::PlatformError;
 use crate::protocol::{
-    self, checksum, format_time, join_path, names, Change, CreatedNode, Event, LiveSnapshot,
-    LiveSyncFrame, Node, NodeDeleted, NodeKind, NodeMoved, NodeRenamed, NodeSaved, Version,
-    MAX_CONTENT_BYTES, MAX_FOLDER_DEPTH,
+    self, checksum, format_time, join_path, names, Change, Checksum, CreatedNode, Event,
+    LiveSnapshot, LiveSyncFrame, Node, NodeDeleted, NodeKind, NodeMoved, NodeRenamed, NodeSaved,
+    Version, MAX_CONTENT_BYTES, MAX_FOLDER_DEPTH,
 };
+use crate::protocol::{NodeId, PlatformTime};
 
 type Result<T> = std::result::Result<T, PlatformError>;
 
@@ -46,7 +47,7 @@ pub struct Frame {
 #[derive(Debug, Default)]
 pub struct ContentWrite {
     /// The checksum the writer based its change on (refused if the node moved on).
-    pub base: Option<String>,
+    pub base: Option<Checksum>,
     /// The writer's clock, recorded, never trusted.
     pub client_modified_at: Option<String>,
     /// When the content was edited, on the platform's clock (Part 2).
@@ -61,7 +62,7 @@ pub struct StoredContent {
     pub kind: NodeKind,
     pub bytes: Vec<u8>,
     pub modified_at: String,
-    pub checksum: String,
+    pub checksum: Checksum,
     pub edited_at: Option<String>,
 }
 
@@ -85,7 +86,7 @@ struct NodeRow {
     name: String,
     parent_id: i64,
     size: Option<u64>,
-    checksum: Option<String>,
+    checksum: Option<Checksum>,
     modified_at: Option<String>,
     edited_at: Option<String>,
 }
@@ -136,7 +137,7 @@ type ContentRow = (
     String,
     Option<Vec<u8>>,
     Option<String>,
-    Option<String>,
+    Option<Checksum>,
     Option<String>,
 );
 
@@ -303,13 +304,13 @@ impl Store {
         account: &Account,
         kind: NodeKind,
         name: &str,
-        parent_id: u64,
+        parent_id: NodeId,
         content: Option<Vec<u8>>,
         client_modified_at: Option<String>,
         edited_at: Option<String>,
     ) -> Result<CreatedNode> {
-        check_place(kind, name, parent_id as i64)?;
-        let parent_id = parent_id as i64;
+        check_place(kind, name, row_id(parent_id))?;
+        let parent_id = row_id(parent_id);
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let parent_path = if parent_id == 0 {
@@ -360,39 +361,39 @@ impl Store {
         )?;
         let id = tx.last_insert_rowid();
         let event = Event::NodeSaved(NodeSaved {
-            node_id: id as u64,
+            node_id: node_id(id),
             node_type: kind,
             name: name.to_string(),
             path: join_path(&parent_path, name),
             checksum: sum,
-            modified_at: Some(modified_at),
+            modified_at: Some(PlatformTime::new(modified_at)),
             content: site_text(kind, bytes.as_deref()),
             size,
-            parent_id: Some(parent_id as u64),
-            edited_at,
+            parent_id: Some(node_id(parent_id)),
+            edited_at: edited_at.map(PlatformTime::new),
         });
         self.commit_change(tx, account, event)?;
         Ok(CreatedNode {
-            id: id as u64,
+            id: node_id(id),
             kind,
             name: name.to_string(),
-            parent_id: Some(parent_id as u64),
+            parent_id: Some(node_id(parent_id)),
             path: parent_path,
         })
     }
 
-    pub fn node_kind(&self, account: &Account, id: u64) -> Result<NodeKind> {
+    pub fn node_kind(&self, account: &Account, id: NodeId) -> Result<NodeKind> {
         let conn = self.lock();
-        Ok(live_node(&conn, account, id as i64)?.kind)
+        Ok(live_node(&conn, account, row_id(id))?.kind)
     }
 
-    pub fn content(&self, account: &Account, id: u64) -> Result<StoredContent> {
+    pub fn content(&self, account: &Account, id: NodeId) -> Result<StoredContent> {
         let conn = self.lock();
         let row: Option<ContentRow> = conn
             .query_row(
                 "SELECT kind, content, modified_at, checksum, edited_at FROM nodes
                  WHERE id = ?1 AND account_id = ?2 AND deleted_at IS NULL",
-                params![id as i64, account.id],
+                params![row_id(id), account.id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
@@ -405,7 +406,7 @@ impl Store {
             kind,
             bytes: bytes.unwrap_or_default(),
             modified_at: modified_at.unwrap_or_default(),
-            checksum: sum.unwrap_or_else(|| protocol::EMPTY_CHECKSUM.to_string()),
+            checksum: sum.unwrap_or(protocol::EMPTY_CHECKSUM),
             edited_at,
         })
     }
@@ -415,27 +416,27 @@ impl Store {
     pub fn put_content(
         &self,
         account: &Account,
-        id: u64,
+        id: NodeId,
         bytes: Vec<u8>,
         write: ContentWrite,
-    ) -> Result<(String, u64)> {
+    ) -> Result<(Checksum, u64)> {
         let ContentWrite {
             base,
             client_modified_at,
             edited_at,
             live,
         } = write;
-        let base = base.as_deref();
+        let base = base.as_ref();
         check_size(bytes.len())?;
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let node = live_node(&tx, account, id as i64)?;
+        let node = live_node(&tx, account, row_id(id))?;
         if node.kind == NodeKind::Folder {
             return Err(PlatformError::BadRequest("a folder has no content".into()));
         }
         let old_sum = node.checksum.clone().unwrap_or_default();
         if let Some(base) = base {
-            if base != old_sum {
+            if *base != old_sum {
                 return Err(PlatformError::ChangedRemotely {
                     checksum: old_sum,
                     modified_at: node.modified_at.clone().unwrap_or_default(),
@@ -464,11 +465,11 @@ impl Store {
             name: node.name.clone(),
             path,
             checksum: Some(sum.clone()),
-            modified_at: Some(modified_at),
+            modified_at: Some(PlatformTime::new(modified_at)),
             content: site_text(node.kind, Some(&bytes)),
             size: Some(size),
-            parent_id: Some(node.parent_id as u64),
-            edited_at,
+            parent_id: Some(node_id(node.parent_id)),
+            edited_at: edited_at.map(PlatformTime::new),
         });
         self.commit_change(tx, account, event)?;
         // The writer's open tab showed this: the account's other streams get it as a live-sync
@@ -486,10 +487,10 @@ impl Store {
         Ok((sum, size))
     }
 
-    pub fn rename(&self, account: &Account, id: u64, new_name: &str) -> Result<String> {
+    pub fn rename(&self, account: &Account, id: NodeId, new_name: &str) -> Result<String> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let node = live_node(&tx, account, id as i64)?;
+        let node = live_node(&tx, account, row_id(id))?;
         check_same_kind(node.kind, new_name)?;
         check_place(node.kind, new_name, node.parent_id)?;
         ensure_name_free(&tx, account, node.kind, new_name, node.parent_id, node.id)?;
@@ -514,14 +515,14 @@ impl Store {
     pub fn move_node(
         &self,
         account: &Account,
-        id: u64,
-        target: u64,
+        id: NodeId,
+        target: NodeId,
         new_name: Option<&str>,
     ) -> Result<(String, String)> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let node = live_node(&tx, account, id as i64)?;
-        let target = target as i64;
+        let node = live_node(&tx, account, row_id(id))?;
+        let target = row_id(target);
         if target != 0 {
             let folder = live_node(&tx, account, target)?;
             if folder.kind != NodeKind::Folder {
@@ -562,18 +563,18 @@ impl Store {
             new_name: name,
             old_path: from.clone(),
             new_path: to.clone(),
-            old_parent_id: Some(node.parent_id as u64),
-            new_parent_id: Some(target as u64),
+            old_parent_id: Some(node_id(node.parent_id)),
+            new_parent_id: Some(node_id(target)),
         });
         self.commit_change(tx, account, event)?;
         Ok((from, to))
     }
 
     /// Soft-deletes a node (a folder with its subtree, which needs `cascade` when not empty).
-    pub fn delete(&self, account: &Account, id: u64, cascade: bool) -> Result<NodeKind> {
+    pub fn delete(&self, account: &Account, id: NodeId, cascade: bool) -> Result<NodeKind> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let node = live_node(&tx, account, id as i64)?;
+        let node = live_node(&tx, account, row_id(id))?;
         if node.kind == NodeKind::Folder && !cascade {
             let children: u64 = tx.query_row(
                 "SELECT count(*) FROM nodes WHERE account_id = ?1 AND parent_id = ?2 AND deleted_at IS NULL",
@@ -641,14 +642,14 @@ impl Store {
         Ok((changes, reflected, has_more))
     }
 
-    pub fn versions(&self, account: &Account, id: u64) -> Result<Vec<Version>> {
+    pub fn versions(&self, account: &Account, id: NodeId) -> Result<Vec<Version>> {
         let conn = self.lock();
-        live_node(&conn, account, id as i64)?;
+        live_node(&conn, account, row_id(id))?;
         let mut stmt = conn.prepare_cached(
             "SELECT id, created_at, size, checksum FROM versions WHERE node_id = ?1 ORDER BY id DESC",
         )?;
         let versions = stmt
-            .query_map(params![id as i64], |r| {
+            .query_map(params![row_id(id)], |r| {
                 Ok(Version {
                     version_id: r.get(0)?,
                     created_at: r.get(1)?,
@@ -660,13 +661,13 @@ impl Store {
         Ok(versions)
     }
 
-    pub fn version(&self, account: &Account, id: u64, version_id: u64) -> Result<StoredVersion> {
+    pub fn version(&self, account: &Account, id: NodeId, version_id: u64) -> Result<StoredVersion> {
         let conn = self.lock();
-        let node = live_node(&conn, account, id as i64)?;
+        let node = live_node(&conn, account, row_id(id))?;
         let row = conn
             .query_row(
                 "SELECT id, created_at, size, checksum, content FROM versions WHERE node_id = ?1 AND id = ?2",
-                params![id as i64, version_id as i64],
+                params![row_id(id), version_id as i64],
                 |r| {
                     Ok((
                         Version {
@@ -768,10 +769,10 @@ fn restore_site_content(conn: &Connection, event: &mut Event) -> Result<()> {
     if saved.node_type != NodeKind::Site {
         return Ok(());
     }
-    let current: Option<(Vec<u8>, String)> = conn
+    let current: Option<(Vec<u8>, Checksum)> = conn
         .query_row(
             "SELECT content, checksum FROM nodes WHERE id = ?1 AND deleted_at IS NULL",
-            params![saved.node_id as i64],
+            params![row_id(saved.node_id)],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
@@ -783,17 +784,27 @@ fn restore_site_content(conn: &Connection, event: &mut Event) -> Result<()> {
     Ok(())
 }
 
+/// A platform node id as the store's rows keep it.
+fn row_id(id: NodeId) -> i64 {
+    id.get() as i64
+}
+
+/// A row's id as the platform node id the protocol speaks of.
+fn node_id(row: i64) -> NodeId {
+    NodeId::new(row as u64)
+}
+
 fn to_node(r: &NodeRow, path: String) -> Node {
     Node {
-        id: r.id as u64,
+        id: node_id(r.id),
         kind: r.kind,
         name: r.name.clone(),
         path,
-        parent_id: Some(r.parent_id as u64),
+        parent_id: Some(node_id(r.parent_id)),
         size: r.size,
-        modified_at: r.modified_at.clone(),
+        modified_at: r.modified_at.clone().map(PlatformTime::new),
         checksum: r.checksum.clone(),
-        edited_at: r.edited_at.clone(),
+        edited_at: r.edited_at.clone().map(PlatformTime::new),
     }
 }
 

@@ -6,7 +6,7 @@ pub mod checksum;
 pub mod names;
 pub mod types;
 
-pub use checksum::{checksum, Checksummer, EMPTY_CHECKSUM};
+pub use checksum::{checksum, Checksum, Checksummer, EMPTY_CHECKSUM};
 pub use names::{NameError, NodeKind};
 pub use types::*;
 

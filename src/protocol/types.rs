@@ -3,29 +3,164 @@
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::NodeKind;
+use super::{Checksum, NodeKind};
+
+/// A platform node's id. Its own type so that an inode, a size or a cursor can't be passed for
+/// one; on the wire a number (`serde(transparent)`), in the index an INTEGER as before.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(u64);
+
+impl NodeId {
+    /// The root folder as a parent: the platform spells it 0 (or null).
+    pub const ROOT: NodeId = NodeId(0);
+
+    pub const fn new(id: u64) -> NodeId {
+        NodeId(id)
+    }
+
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// As the plain number it was before it had a type (the log reads the same).
+impl std::fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl From<u64> for NodeId {
+    fn from(id: u64) -> NodeId {
+        NodeId(id)
+    }
+}
+
+/// An INTEGER, as the index always kept it.
+impl rusqlite::types::ToSql for NodeId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+impl rusqlite::types::FromSql for NodeId {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        u64::column_result(value).map(NodeId)
+    }
+}
+
+/// A time as the platform gives it (`modifiedAt`, `editedAt`): its text, kept as it came and
+/// sent back as it came; parsed only where a time is compared ([`PlatformTime::parse`]). Its
+/// own type so that it can't be passed for a checksum or a name; in the index the same TEXT.
+///
+/// `Default` is the empty text: what a missing time read as while it was a `String`.
+#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PlatformTime(String);
+
+impl PlatformTime {
+    /// A time's text as given (from the platform, the index, a header): kept as it is.
+    pub fn new(text: impl Into<String>) -> PlatformTime {
+        PlatformTime(text.into())
+    }
+
+    /// `t` in the platform's format ([`format_time`]).
+    pub fn at(t: chrono::DateTime<chrono::Utc>) -> PlatformTime {
+        PlatformTime(format_time(t))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// The time it names ([`parse_time`]); `None` for text that is not one.
+    pub fn parse(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        parse_time(&self.0)
+    }
+}
+
+impl std::fmt::Display for PlatformTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// As the plain string it was before it had a type (the log reads the same).
+impl std::fmt::Debug for PlatformTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl From<String> for PlatformTime {
+    fn from(text: String) -> PlatformTime {
+        PlatformTime(text)
+    }
+}
+
+impl From<&str> for PlatformTime {
+    fn from(text: &str) -> PlatformTime {
+        PlatformTime(text.to_string())
+    }
+}
+
+impl PartialEq<str> for PlatformTime {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for PlatformTime {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// TEXT, as the index always kept it.
+impl rusqlite::types::ToSql for PlatformTime {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+impl rusqlite::types::FromSql for PlatformTime {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        String::column_result(value).map(PlatformTime)
+    }
+}
 
 /// A node in a listing. `path` is the parent folder's path (`""` at the root).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Node {
-    pub id: u64,
+    pub id: NodeId,
     #[serde(rename = "type")]
     pub kind: NodeKind,
     pub name: String,
     pub path: String,
     #[serde(default)]
-    pub parent_id: Option<u64>,
+    pub parent_id: Option<NodeId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub modified_at: Option<String>,
+    pub modified_at: Option<PlatformTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checksum: Option<String>,
+    pub checksum: Option<Checksum>,
     /// Part 2: when the content was edited, on the platform's clock, as the writing client said
     /// (never later than the platform's own time of storing it). Decides "the later edit wins".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub edited_at: Option<String>,
+    pub edited_at: Option<PlatformTime>,
 }
 
 impl Node {
@@ -35,8 +170,8 @@ impl Node {
     }
 
     /// The parent id with the root spelled as 0 (the platform answers 0 or null).
-    pub fn parent(&self) -> u64 {
-        self.parent_id.unwrap_or(0)
+    pub fn parent(&self) -> NodeId {
+        self.parent_id.unwrap_or(NodeId::ROOT)
     }
 }
 
@@ -69,7 +204,7 @@ pub struct NodesResponse {
     /// Not on the wire: the ids of the nodes listed but not kept, past the node bound
     /// (`remote/listing.rs`). Still the platform's nodes: none of them was deleted.
     #[serde(skip)]
-    pub left_out: Vec<u64>,
+    pub left_out: Vec<NodeId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,26 +214,26 @@ pub struct CreateNodeRequest {
     pub kind: NodeKind,
     pub name: String,
     #[serde(default)]
-    pub parent_id: Option<u64>,
+    pub parent_id: Option<NodeId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub modified_at: Option<String>,
+    pub modified_at: Option<PlatformTime>,
     /// Part 2: when the content was edited, on the platform's clock, as the writing client said
     /// (never later than the platform's own time of storing it). Decides "the later edit wins".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub edited_at: Option<String>,
+    pub edited_at: Option<PlatformTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedNode {
-    pub id: u64,
+    pub id: NodeId,
     #[serde(rename = "type")]
     pub kind: NodeKind,
     pub name: String,
     #[serde(default)]
-    pub parent_id: Option<u64>,
+    pub parent_id: Option<NodeId>,
     pub path: String,
 }
 
@@ -112,13 +247,13 @@ pub struct CreateNodeResponse {
 pub struct ContentResponse {
     pub content: String,
     pub node_type: NodeKind,
-    pub modified_at: String,
-    pub checksum: String,
+    pub modified_at: PlatformTime,
+    pub checksum: Checksum,
     pub size: u64,
     /// Part 2: when the content was edited, on the platform's clock, as the writing client said
     /// (never later than the platform's own time of storing it). Decides "the later edit wins".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub edited_at: Option<String>,
+    pub edited_at: Option<PlatformTime>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,13 +261,13 @@ pub struct ContentResponse {
 pub struct PutContentRequest {
     pub content: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub modified_at: Option<String>,
+    pub modified_at: Option<PlatformTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base_checksum: Option<String>,
+    pub base_checksum: Option<Checksum>,
     /// Part 2: when the content was edited, on the platform's clock, as the writing client said
     /// (never later than the platform's own time of storing it). Decides "the later edit wins".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub edited_at: Option<String>,
+    pub edited_at: Option<PlatformTime>,
     /// The page as an open tab showed it (live sync), relayed to the account's other streams as
     /// a `live-sync` frame; sent with `sender_id` (Hyperclay Local's engine sends both).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -166,8 +301,8 @@ pub struct LiveSyncFrame {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PutContentResponse {
-    pub node_id: u64,
-    pub checksum: String,
+    pub node_id: NodeId,
+    pub checksum: Checksum,
     pub size: u64,
 }
 
@@ -180,7 +315,7 @@ pub struct RenameRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RenameResponse {
-    pub node_id: u64,
+    pub node_id: NodeId,
     pub old_name: String,
     pub new_name: String,
 }
@@ -188,7 +323,7 @@ pub struct RenameResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MoveRequest {
-    pub target_parent_id: u64,
+    pub target_parent_id: NodeId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_name: Option<String>,
 }
@@ -196,7 +331,7 @@ pub struct MoveRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MoveResponse {
-    pub node_id: u64,
+    pub node_id: NodeId,
     pub from_path: String,
     pub to_path: String,
 }
@@ -204,7 +339,7 @@ pub struct MoveResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeleteResponse {
-    pub node_id: u64,
+    pub node_id: NodeId,
     #[serde(rename = "type")]
     pub kind: NodeKind,
 }
@@ -215,7 +350,7 @@ pub struct Version {
     pub version_id: u64,
     pub created_at: String,
     pub size: u64,
-    pub checksum: String,
+    pub checksum: Checksum,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -230,7 +365,7 @@ pub struct VersionContentResponse {
     pub content: String,
     pub node_type: NodeKind,
     pub created_at: String,
-    pub checksum: String,
+    pub checksum: Checksum,
     pub size: u64,
 }
 
@@ -265,13 +400,13 @@ pub struct ErrorBody {
     pub details: Option<serde_json::Value>,
     /// With `changed_remotely`: what the platform holds now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checksum: Option<String>,
+    pub checksum: Option<Checksum>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub modified_at: Option<String>,
+    pub modified_at: Option<PlatformTime>,
     /// Part 2: when the content was edited, on the platform's clock, as the writing client said
     /// (never later than the platform's own time of storing it). Decides "the later edit wins".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub edited_at: Option<String>,
+    pub edited_at: Option<PlatformTime>,
 }
 
 impl ErrorBody {
@@ -304,7 +439,7 @@ pub enum Event {
 }
 
 impl Event {
-    pub fn node_id(&self) -> Option<u64> {
+    pub fn node_id(&self) -> Option<NodeId> {
         match self {
             Event::NodeSaved(e) => Some(e.node_id),
             Event::NodeRenamed(e) => Some(e.node_id),
@@ -319,14 +454,14 @@ impl Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSaved {
-    pub node_id: u64,
+    pub node_id: NodeId,
     pub node_type: NodeKind,
     pub name: String,
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checksum: Option<String>,
+    pub checksum: Option<Checksum>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub modified_at: Option<String>,
+    pub modified_at: Option<PlatformTime>,
     /// Sites: the HTML inline (absent in a replayed change whose content was since replaced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
@@ -334,17 +469,17 @@ pub struct NodeSaved {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent_id: Option<u64>,
+    pub parent_id: Option<NodeId>,
     /// Part 2: when the content was edited, on the platform's clock, as the writing client said
     /// (never later than the platform's own time of storing it). Decides "the later edit wins".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub edited_at: Option<String>,
+    pub edited_at: Option<PlatformTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeRenamed {
-    pub node_id: u64,
+    pub node_id: NodeId,
     pub node_type: NodeKind,
     pub old_name: String,
     pub new_name: String,
@@ -355,7 +490,7 @@ pub struct NodeRenamed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeMoved {
-    pub node_id: u64,
+    pub node_id: NodeId,
     pub node_type: NodeKind,
     pub name: String,
     pub old_name: String,
@@ -363,15 +498,15 @@ pub struct NodeMoved {
     pub old_path: String,
     pub new_path: String,
     #[serde(default)]
-    pub old_parent_id: Option<u64>,
+    pub old_parent_id: Option<NodeId>,
     #[serde(default)]
-    pub new_parent_id: Option<u64>,
+    pub new_parent_id: Option<NodeId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeDeleted {
-    pub node_id: u64,
+    pub node_id: NodeId,
     pub node_type: NodeKind,
     pub name: String,
     pub path: String,
@@ -422,7 +557,7 @@ mod tests {
         let json = r#"{"seq":7,"type":"node-deleted","nodeId":3,"nodeType":"site","name":"a.html","path":"a.html"}"#;
         let change: Change = serde_json::from_str(json).unwrap();
         assert_eq!(change.seq, 7);
-        assert_eq!(change.event.node_id(), Some(3));
+        assert_eq!(change.event.node_id(), Some(NodeId::new(3)));
         let back = serde_json::to_value(&change).unwrap();
         assert_eq!(back["seq"], 7);
         assert_eq!(back["type"], "node-deleted");

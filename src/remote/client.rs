@@ -50,12 +50,13 @@ pub mod limits {
 /// Content transfers get longer, as if over a 400 kbit/s line: a whole 20 MiB file then has
 /// about 7 minutes more.
 const SLOWEST_LINE_BYTES_PER_SEC: u64 = 50_000;
+use crate::protocol::PlatformTime;
 use crate::protocol::{
-    self, decode_content, encode_content, names, ChangesResponse, ContentResponse,
+    self, decode_content, encode_content, names, ChangesResponse, Checksum, ContentResponse,
     CreateNodeRequest, CreateNodeResponse, CreatedNode, DeleteResponse, ErrorBody, LiveSnapshot,
-    MoveRequest, MoveResponse, NodeKind, NodesResponse, PutContentRequest, PutContentResponse,
-    RenameRequest, RenameResponse, StatusResponse, TokenResponse, Version, VersionContentResponse,
-    VersionsResponse,
+    MoveRequest, MoveResponse, NodeId, NodeKind, NodesResponse, PutContentRequest,
+    PutContentResponse, RenameRequest, RenameResponse, StatusResponse, TokenResponse, Version,
+    VersionContentResponse, VersionsResponse,
 };
 
 type Result<T> = std::result::Result<T, RemoteError>;
@@ -109,8 +110,8 @@ impl Features {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContentMeta {
     pub kind: NodeKind,
-    pub checksum: String,
-    pub modified_at: String,
+    pub checksum: Checksum,
+    pub modified_at: PlatformTime,
     pub size: u64,
 }
 
@@ -462,7 +463,7 @@ impl Client {
         &self,
         kind: NodeKind,
         name: &str,
-        parent_id: u64,
+        parent_id: NodeId,
         content: Option<&[u8]>,
     ) -> Result<CreatedNode> {
         self.create_edited(kind, name, parent_id, content, None)
@@ -474,9 +475,9 @@ impl Client {
         &self,
         kind: NodeKind,
         name: &str,
-        parent_id: u64,
+        parent_id: NodeId,
         content: Option<&[u8]>,
-        edited_at: Option<&str>,
+        edited_at: Option<&PlatformTime>,
     ) -> Result<CreatedNode> {
         check_name(kind, name)?;
         if content.is_some_and(|c| c.len() as u64 > protocol::MAX_CONTENT_BYTES) {
@@ -488,7 +489,7 @@ impl Client {
             parent_id: Some(parent_id),
             content: content.map(|c| encode_content(kind, c)),
             modified_at: None,
-            edited_at: edited_at.map(str::to_string),
+            edited_at: edited_at.cloned(),
         };
         let size = content.map_or(0, |c| c.len() as u64);
         let created: CreateNodeResponse = self
@@ -498,7 +499,7 @@ impl Client {
     }
 
     /// `GET nodes/:id/content`, whole, in memory (raw where offered).
-    pub async fn content(&self, id: u64) -> Result<(ContentMeta, Vec<u8>)> {
+    pub async fn content(&self, id: NodeId) -> Result<(ContentMeta, Vec<u8>)> {
         let mut bytes = Vec::new();
         let meta = self.download(id, &mut bytes).await?;
         Ok((meta, bytes))
@@ -508,7 +509,7 @@ impl Client {
     /// large upload is never whole in memory; the JSON answer otherwise.
     pub async fn download<W: AsyncWrite + Unpin>(
         &self,
-        id: u64,
+        id: NodeId,
         out: &mut W,
     ) -> Result<ContentMeta> {
         if self.features().await?.raw {
@@ -582,10 +583,10 @@ impl Client {
     /// (where it offers optimistic writes); otherwise the last write wins.
     pub async fn put_content(
         &self,
-        id: u64,
+        id: NodeId,
         kind: NodeKind,
         content: Bytes,
-        base: Option<&str>,
+        base: Option<&Checksum>,
     ) -> Result<PutContentResponse> {
         self.put_content_edited(id, kind, content, base, None, None)
             .await
@@ -597,11 +598,11 @@ impl Client {
     /// place in the raw body's headers).
     pub async fn put_content_edited(
         &self,
-        id: u64,
+        id: NodeId,
         kind: NodeKind,
         content: Bytes,
-        base: Option<&str>,
-        edited_at: Option<&str>,
+        base: Option<&Checksum>,
+        edited_at: Option<&PlatformTime>,
         live: Option<LiveSnapshot>,
     ) -> Result<PutContentResponse> {
         if content.len() as u64 > protocol::MAX_CONTENT_BYTES {
@@ -618,10 +619,10 @@ impl Client {
                 .header("Content-Type", "application/octet-stream")
                 .body(content);
             if let Some(base) = base {
-                request = request.header("X-Base-Checksum", base);
+                request = request.header("X-Base-Checksum", base.as_str());
             }
             if let Some(edited_at) = edited_at {
-                request = request.header("X-Edited-At", edited_at);
+                request = request.header("X-Edited-At", edited_at.as_str());
             }
             return self
                 .json_sized(request, size, limits::SMALL_ANSWER, "an answer")
@@ -634,8 +635,8 @@ impl Client {
         let request = PutContentRequest {
             content: encode_content(kind, &content),
             modified_at: None,
-            base_checksum: base.map(str::to_string),
-            edited_at: edited_at.map(str::to_string),
+            base_checksum: base.cloned(),
+            edited_at: edited_at.cloned(),
             snapshot_html,
             sender_id,
             user_driven: None,
@@ -650,7 +651,12 @@ impl Client {
     }
 
     /// `PATCH nodes/:id/rename`. The new name is checked first.
-    pub async fn rename(&self, id: u64, kind: NodeKind, new_name: &str) -> Result<RenameResponse> {
+    pub async fn rename(
+        &self,
+        id: NodeId,
+        kind: NodeKind,
+        new_name: &str,
+    ) -> Result<RenameResponse> {
         check_name(kind, new_name)?;
         let request = RenameRequest {
             new_name: new_name.to_string(),
@@ -662,9 +668,9 @@ impl Client {
     /// `PATCH nodes/:id/move`, optionally renaming in the same step.
     pub async fn move_node(
         &self,
-        id: u64,
+        id: NodeId,
         kind: NodeKind,
-        target_parent_id: u64,
+        target_parent_id: NodeId,
         new_name: Option<&str>,
     ) -> Result<MoveResponse> {
         if let Some(name) = new_name {
@@ -679,7 +685,7 @@ impl Client {
     }
 
     /// `DELETE nodes/:id`. Only tests and tools use it: a mount never deletes across.
-    pub async fn delete(&self, id: u64, cascade: bool) -> Result<DeleteResponse> {
+    pub async fn delete(&self, id: NodeId, cascade: bool) -> Result<DeleteResponse> {
         let path = match cascade {
             true => format!("nodes/{id}?cascade=true"),
             false => format!("nodes/{id}"),
@@ -701,7 +707,7 @@ impl Client {
     }
 
     /// `GET nodes/:id/versions` (Part 2): newest first.
-    pub async fn versions(&self, id: u64) -> Result<Vec<Version>> {
+    pub async fn versions(&self, id: NodeId) -> Result<Vec<Version>> {
         if !self.features().await?.versions {
             return Err(RemoteError::Unsupported("versions"));
         }
@@ -716,7 +722,7 @@ impl Client {
     }
 
     /// `GET nodes/:id/versions/:versionId` (Part 2).
-    pub async fn version(&self, id: u64, version_id: u64) -> Result<(Version, Vec<u8>)> {
+    pub async fn version(&self, id: NodeId, version_id: u64) -> Result<(Version, Vec<u8>)> {
         if !self.features().await?.versions {
             return Err(RemoteError::Unsupported("versions"));
         }
@@ -792,9 +798,9 @@ fn raw_meta(headers: &HeaderMap) -> Result<ContentMeta> {
         .ok_or_else(|| RemoteError::Protocol("unknown X-Node-Type".into()))?;
     Ok(ContentMeta {
         kind,
-        checksum: text("x-checksum")?,
+        checksum: Checksum::new(text("x-checksum")?),
         // The edit's time where the platform keeps one (Part 2), else when it stored it.
-        modified_at: text("x-edited-at").or_else(|_| text("x-modified-at"))?,
+        modified_at: PlatformTime::new(text("x-edited-at").or_else(|_| text("x-modified-at"))?),
         size: 0,
     })
 }

@@ -26,8 +26,8 @@ pub enum RemoteError {
     NotFound,
     #[error("changed on the platform since the last sync (now {checksum})")]
     ChangedRemotely {
-        checksum: String,
-        modified_at: String,
+        checksum: crate::protocol::Checksum,
+        modified_at: crate::protocol::PlatformTime,
     },
     #[error("the platform refused the request: {0}")]
     BadRequest(String),

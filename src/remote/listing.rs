@@ -15,7 +15,7 @@ use std::io::Read;
 use bytes::{Buf, Bytes};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::protocol::{Node, NodesResponse};
+use crate::protocol::{Node, NodeId, NodesResponse};
 
 /// Chunks sent to the parser ahead of it.
 pub(super) const CHUNKS_AHEAD: usize = 8;
@@ -104,7 +104,7 @@ fn claimed_depth(node: &Node) -> usize {
 struct Kept {
     max_nodes: usize,
     heap: BinaryHeap<Held>,
-    left_out: Vec<u64>,
+    left_out: Vec<NodeId>,
     seen: usize,
 }
 
@@ -131,7 +131,7 @@ impl Kept {
         }
     }
 
-    fn into_nodes(self) -> (Vec<Node>, Vec<u64>) {
+    fn into_nodes(self) -> (Vec<Node>, Vec<NodeId>) {
         let mut held = self.heap.into_vec();
         held.sort_unstable_by_key(|h| h.order);
         (held.into_iter().map(|h| h.node).collect(), self.left_out)
@@ -188,7 +188,7 @@ struct NodesSeed {
 }
 
 impl<'de> DeserializeSeed<'de> for NodesSeed {
-    type Value = (Vec<Node>, Vec<u64>);
+    type Value = (Vec<Node>, Vec<NodeId>);
 
     fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
         de.deserialize_seq(self)
@@ -196,7 +196,7 @@ impl<'de> DeserializeSeed<'de> for NodesSeed {
 }
 
 impl<'de> Visitor<'de> for NodesSeed {
-    type Value = (Vec<Node>, Vec<u64>);
+    type Value = (Vec<Node>, Vec<NodeId>);
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a list of nodes")
@@ -247,9 +247,9 @@ mod tests {
             (6, "a"),
         ]);
         let parsed = parse(body.as_bytes(), 4).unwrap();
-        let ids: Vec<u64> = parsed.nodes.iter().map(|n| n.id).collect();
+        let ids: Vec<u64> = parsed.nodes.iter().map(|n| n.id.get()).collect();
         assert_eq!(ids, [2, 3, 5, 6], "depth 1 and 2, as listed");
-        let mut out = parsed.left_out.clone();
+        let mut out: Vec<u64> = parsed.left_out.iter().map(|n| n.get()).collect();
         out.sort_unstable();
         assert_eq!(out, [1, 4]);
         assert_eq!(parsed.cursor, Some(7));
@@ -261,9 +261,9 @@ mod tests {
             let parsed = parse(body.as_bytes(), max).unwrap();
             let mut sorted = all.nodes.clone();
             sorted.sort_by_key(claimed_depth);
-            let mut want: Vec<u64> = sorted.iter().take(max).map(|n| n.id).collect();
+            let mut want: Vec<u64> = sorted.iter().take(max).map(|n| n.id.get()).collect();
             want.sort_unstable();
-            let mut got: Vec<u64> = parsed.nodes.iter().map(|n| n.id).collect();
+            let mut got: Vec<u64> = parsed.nodes.iter().map(|n| n.id.get()).collect();
             got.sort_unstable();
             assert_eq!(got, want, "bound {max}");
             assert_eq!(parsed.left_out.len(), 6 - max.min(6));
@@ -289,8 +289,8 @@ mod tests {
         }
         drop(tx);
         let parsed = parse(Chunks::new(rx), 2).unwrap();
-        let ids: Vec<u64> = parsed.nodes.iter().map(|n| n.id).collect();
+        let ids: Vec<u64> = parsed.nodes.iter().map(|n| n.id.get()).collect();
         assert_eq!(ids, [1, 3]);
-        assert_eq!(parsed.left_out, [2]);
+        assert_eq!(parsed.left_out, [NodeId::new(2)]);
     }
 }

@@ -24,7 +24,7 @@ use crate::protocol::{NodeKind, MAX_CONTENT_BYTES};
 pub const SHEETS_KEPT: u64 = 256;
 
 /// Compiled stylesheets by (page, checksum of its content).
-pub type Sheets = moka::future::Cache<(RelPath, String), Arc<str>>;
+pub type Sheets = moka::future::Cache<(RelPath, crate::protocol::Checksum), Arc<str>>;
 
 pub fn sheets() -> Sheets {
     moka::future::Cache::builder()

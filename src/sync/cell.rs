@@ -38,6 +38,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::protocol::{Checksum, NodeId};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 /// Where a file's push stands.
@@ -136,7 +137,7 @@ pub struct CellState {
     pub snapshot: Option<(String, Instant)>,
     /// The download under way, with the platform checksum it fetches: readers of that content
     /// join it instead of starting their own.
-    pub fetch: Option<(String, SharedFetch)>,
+    pub fetch: Option<(Checksum, SharedFetch)>,
     /// The content the last save put in place, for the push to send without reading or hashing
     /// the file again. Not a reason to keep the cell: a cell dropped at rest drops it, and the
     /// push then reads the file.
@@ -151,7 +152,7 @@ pub const HANDED_ON_MAX: u64 = 64 * 1024 * 1024;
 /// A save's new content waiting for the file's push, counted against [`HANDED_ON_MAX`] until
 /// it is dropped.
 pub struct SavedCopy {
-    pub sum: String,
+    pub sum: Checksum,
     pub bytes: bytes::Bytes,
     held: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -224,7 +225,7 @@ pub struct Cells {
     /// Leaf but for the prune, which takes a cell's state lock under it.
     map: Mutex<HashMap<u64, Arc<FileCell>>>,
     /// Platform nodes with a request in flight (see the module's "Per node, not per file").
-    sending: Mutex<HashSet<u64>>,
+    sending: Mutex<HashSet<NodeId>>,
     node_free: tokio::sync::Notify,
     /// Signalled whenever a push ends (unmount's drain waits on it instead of polling).
     push_ended: tokio::sync::Notify,
@@ -294,7 +295,7 @@ impl Drop for Claimed<'_> {
 /// A node being sent, until dropped.
 pub struct NodeSending<'a> {
     cells: &'a Cells,
-    node: u64,
+    node: NodeId,
 }
 
 impl Drop for NodeSending<'_> {
@@ -327,7 +328,7 @@ impl Cells {
 
     /// Hands a save's new content (`sum`, `bytes`) to `ino`'s next push, in the state of its
     /// claimed cell; nothing when [`HANDED_ON_MAX`] would be passed.
-    pub fn hand_on(&self, state: &mut CellState, sum: &str, bytes: &bytes::Bytes) {
+    pub fn hand_on(&self, state: &mut CellState, sum: &Checksum, bytes: &bytes::Bytes) {
         use std::sync::atomic::Ordering;
         state.saved = None;
         let len = bytes.len() as u64;
@@ -339,7 +340,7 @@ impl Cells {
             .is_ok();
         if reserved {
             state.saved = Some(SavedCopy {
-                sum: sum.to_string(),
+                sum: sum.clone(),
                 bytes: bytes.clone(),
                 held: self.handed_on.clone(),
             });
@@ -550,7 +551,7 @@ impl Cells {
     }
 
     /// Waits until no request for `node` is in flight, then marks one until the guard drops.
-    pub async fn sending(&self, node: u64) -> NodeSending<'_> {
+    pub async fn sending(&self, node: NodeId) -> NodeSending<'_> {
         loop {
             let free = self.node_free.notified();
             tokio::pin!(free);
@@ -613,7 +614,7 @@ impl Cells {
     pub fn join_fetch(
         &self,
         ino: u64,
-        checksum: &str,
+        checksum: &Checksum,
         start: impl FnOnce() -> SharedFetch,
     ) -> SharedFetch {
         let cell = self.get(ino);
@@ -622,14 +623,14 @@ impl Cells {
             Some((fetching, shared)) if fetching == checksum => shared.clone(),
             _ => {
                 let shared = start();
-                state.fetch = Some((checksum.to_string(), shared.clone()));
+                state.fetch = Some((checksum.clone(), shared.clone()));
                 shared
             }
         }
     }
 
     /// The fetch of `ino`'s content `checksum` ended: later readers start anew.
-    pub fn fetch_ended(&self, ino: u64, checksum: &str) {
+    pub fn fetch_ended(&self, ino: u64, checksum: &Checksum) {
         let cell = self.get(ino);
         let mut state = cell.state.lock();
         if state.fetch.as_ref().is_some_and(|(c, _)| c == checksum) {
@@ -693,7 +694,7 @@ mod tests {
         for ino in [1, 2, 3] {
             assert!(cells.enqueue_push(ino));
             let held = cells.claim(ino, Claim::Io);
-            cells.hand_on(&mut held.state(), "sum", &big);
+            cells.hand_on(&mut held.state(), &Checksum::new("sum"), &big);
         }
         assert_eq!(cells.handed_on(), HANDED_ON_MAX, "the third is not held");
         assert!(cells.take_saved(3).is_none(), "its push reads the file");
@@ -712,13 +713,13 @@ mod tests {
         // A newer save replaces what an older one handed on.
         assert!(cells.enqueue_push(4));
         let held = cells.claim(4, Claim::Io);
-        cells.hand_on(&mut held.state(), "old", &big);
-        cells.hand_on(&mut held.state(), "new", &big);
+        cells.hand_on(&mut held.state(), &Checksum::new("old"), &big);
+        cells.hand_on(&mut held.state(), &Checksum::new("new"), &big);
         drop(held);
         assert_eq!(cells.handed_on(), HANDED_ON_MAX / 2);
         assert_eq!(
             cells.take_saved(4).map(|s| s.sum.clone()),
-            Some("new".to_string())
+            Some(Checksum::new("new"))
         );
     }
 
@@ -791,10 +792,10 @@ mod tests {
     #[tokio::test]
     async fn one_request_per_node_and_drain_wakes_when_pushes_end() {
         let cells = Arc::new(Cells::default());
-        let first = cells.sending(5).await;
+        let first = cells.sending(NodeId::new(5)).await;
         let other = cells.clone();
         let second = tokio::spawn(async move {
-            let _s = other.sending(5).await;
+            let _s = other.sending(NodeId::new(5)).await;
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!second.is_finished(), "waits for the first request");

@@ -2,6 +2,8 @@
 //! platform against the base, what both held at the last sync. It serves the live path, start-up
 //! and reconnect alike; nothing is queued, the action is recomputed from the index every time.
 
+use crate::protocol::Checksum;
+
 /// What to do with one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -22,10 +24,18 @@ pub enum Action {
 
 /// Decides for one node. `local_ms` is the local change's time on the platform's clock (local
 /// modification time plus the calibrated offset); `remote_ms` the platform's `modifiedAt`.
+///
+/// The three sides are checksums: a node id or a platform time in their place does not compile.
+///
+/// ```compile_fail
+/// use hyperclay::protocol::{Checksum, NodeId};
+/// let sum = Checksum::new("b");
+/// hyperclay::sync::decide(Some(&NodeId::new(1)), Some(&sum), Some(&sum), 0, 0);
+/// ```
 pub fn decide(
-    base: Option<&str>,
-    local: Option<&str>,
-    remote: Option<&str>,
+    base: Option<&Checksum>,
+    local: Option<&Checksum>,
+    remote: Option<&Checksum>,
     local_ms: i64,
     remote_ms: i64,
 ) -> Action {
@@ -48,7 +58,8 @@ mod tests {
 
     #[test]
     fn the_table_of_architecture_md() {
-        let (b, x, y) = (Some("b"), Some("x"), Some("y"));
+        let (b, x, y) = (Checksum::new("b"), Checksum::new("x"), Checksum::new("y"));
+        let (b, x, y) = (Some(&b), Some(&x), Some(&y));
         assert_eq!(decide(b, b, b, 0, 0), Action::Nothing);
         assert_eq!(decide(b, x, b, 0, 0), Action::Push);
         assert_eq!(decide(b, b, x, 0, 0), Action::Pull);

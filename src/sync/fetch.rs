@@ -11,6 +11,7 @@ use futures::{FutureExt, StreamExt};
 use super::pull::time_ms;
 use super::{Engine, Notice, Result, SyncError};
 use crate::cache::{FileState, Mirror, MirrorError, RelPath, Staged};
+use crate::protocol::{Checksum, PlatformTime};
 use crate::remote::RemoteError;
 
 /// How many fetches run at once in the background.
@@ -132,18 +133,18 @@ impl Engine {
         self: &Arc<Self>,
         ino: u64,
         bytes: &[u8],
-        checksum: Option<&str>,
+        checksum: Option<&Checksum>,
     ) -> Result<()> {
         let rel = self.rel(ino)?;
         let sum = crate::protocol::checksum(bytes);
-        if checksum.is_some_and(|c| c != sum) {
+        if checksum.is_some_and(|c| *c != sum) {
             return Err(SyncError::Remote(RemoteError::Protocol(format!(
                 "{rel}: inline content does not match its checksum"
             ))));
         }
         let staged = self.mirror.stage_bytes(bytes)?;
         let modified = self.index.get(ino).and_then(|e| e.remote_modified);
-        self.commit_staged(ino, staged, &sum, bytes.len() as u64, modified.as_deref())
+        self.commit_staged(ino, staged, &sum, bytes.len() as u64, modified.as_ref())
     }
 
     /// Puts a finished staged file in place of the mirror copy of `ino`, if the local copy may
@@ -152,9 +153,9 @@ impl Engine {
         self: &Arc<Self>,
         ino: u64,
         staged: Staged,
-        sum: &str,
+        sum: &Checksum,
         size: u64,
-        modified_at: Option<&str>,
+        modified_at: Option<&PlatformTime>,
     ) -> Result<()> {
         let _claimed = self.file_claim(ino);
         let Some(e) = self.index.get(ino) else {
@@ -164,7 +165,7 @@ impl Engine {
         // The platform moved on while this was downloading (another change, or a push of ours
         // that the local copy already holds): an older copy must not replace a newer one. A
         // missing copy takes whatever came; a newer change brings its own fetch.
-        let stale = e.local.is_some() && e.remote.is_some() && e.remote.as_deref() != Some(sum);
+        let stale = e.local.is_some() && e.remote.is_some() && e.remote.as_ref() != Some(sum);
         if e.tombstone || locally_changed || stale {
             // The local copy changed meanwhile: the decision, not a fetch, settles it.
             return Ok(());
@@ -179,7 +180,7 @@ impl Engine {
             // Saved in the folder since the watcher last said: the decision settles it.
             return Ok(());
         }
-        if e.local.as_deref() != Some(sum) {
+        if e.local.as_ref() != Some(sum) {
             self.back_up(&rel, &e)?;
         }
         // The file's time is the platform's: a later start sees it unchanged without re-reading it.
@@ -189,7 +190,7 @@ impl Engine {
         if folder {
             let placed =
                 self.mirror
-                    .commit_staged_guarded(staged, &rel, mtime, e.local.as_deref())?;
+                    .commit_staged_guarded(staged, &rel, mtime, e.local.as_ref())?;
             if placed == crate::cache::Guarded::Changed {
                 // A program saved it in the moment before: its save stays, and is decided on.
                 tracing::info!(path = %rel, "saved in the folder while the platform's copy came down: the save is kept and decided on");
@@ -211,10 +212,10 @@ impl Engine {
         }
         let was_hydrated = e.local.is_some();
         self.index.modify(ino, |e| {
-            e.local = Some(sum.to_string());
-            e.base = Some(sum.to_string());
+            e.local = Some(sum.clone());
+            e.base = Some(sum.clone());
             // What was fetched is what the platform holds now.
-            e.remote = Some(sum.to_string());
+            e.remote = Some(sum.clone());
             e.size = size;
             e.mtime_ms = time_ms(modified_at).max(0);
             // The content was made on the platform, then.
@@ -283,7 +284,7 @@ impl Engine {
 struct FetchEnded {
     engine: Arc<Engine>,
     ino: u64,
-    checksum: String,
+    checksum: Checksum,
 }
 
 impl Drop for FetchEnded {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::{Engine, Notice, Refusal, Result, SyncError};
 use crate::cache::{is_local_only, versions, Change, Entry, NewEntry, RelPath};
-use crate::protocol::{NodeKind, EMPTY_CHECKSUM};
+use crate::protocol::{Checksum, NodeId, NodeKind, PlatformTime, EMPTY_CHECKSUM};
 
 fn refused(why: Refusal) -> SyncError {
     SyncError::Refused(why)
@@ -18,10 +18,10 @@ fn refused(why: Refusal) -> SyncError {
 /// The platform identity an entry carries.
 #[derive(Debug, Clone, Default)]
 struct Identity {
-    node_id: Option<u64>,
-    base: Option<String>,
-    remote: Option<String>,
-    remote_modified: Option<String>,
+    node_id: Option<NodeId>,
+    base: Option<Checksum>,
+    remote: Option<Checksum>,
+    remote_modified: Option<PlatformTime>,
 }
 
 impl Identity {
@@ -124,7 +124,7 @@ impl Engine {
                     parent,
                     name,
                     NodeKind::of_file_name(name),
-                    Some(EMPTY_CHECKSUM.to_string()),
+                    Some(EMPTY_CHECKSUM),
                 )
             })?;
             if identity.node_id.is_some() {
@@ -238,9 +238,9 @@ impl Engine {
     pub(super) fn insert_tombstone(
         c: &mut Change<'_>,
         like: &Entry,
-        node: u64,
-        base: Option<String>,
-        remote: Option<String>,
+        node: NodeId,
+        base: Option<Checksum>,
+        remote: Option<Checksum>,
     ) -> Result<()> {
         if let Some(old) = c.tombstone_at(like.parent, &like.name) {
             c.remove(old.ino)?;

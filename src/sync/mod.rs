@@ -65,6 +65,7 @@ mod vet;
 use std::sync::{Arc, Mutex};
 
 use crate::cache::{Index, IndexError, Mirror, MirrorError, PathRefused, RelPath};
+use crate::protocol::{Checksum, NodeId};
 use crate::remote::{Client, RemoteError};
 
 pub use boot::{Boot, BootError, Running, Stopped};
@@ -349,23 +350,23 @@ impl Engine {
         *self.last_sync.lock().unwrap_or_else(|p| p.into_inner()) = Some(chrono::Utc::now());
     }
 
-    fn remember_sent(&self, node: u64, checksum: &str) {
+    fn remember_sent(&self, node: NodeId, checksum: &Checksum) {
         if let Err(e) = self.index.record_sent(node, checksum) {
             tracing::warn!(error = %e, "could not record a push in the index");
         }
     }
 
     /// Whether `checksum` on `node` is this mount's own push coming back (also across a crash).
-    fn is_own_echo(&self, node: u64, checksum: &str) -> bool {
+    fn is_own_echo(&self, node: NodeId, checksum: &Checksum) -> bool {
         self.index.was_sent(node, checksum)
     }
 
     /// The key under which a create is remembered before its node id is known (a crash between
     /// the create and its answer leaves a node we made; adopting it must not look like a change
     /// made elsewhere).
-    fn create_key(ino: u64) -> u64 {
+    fn create_key(ino: u64) -> NodeId {
         // Below SQLite's largest integer, above any node id a platform hands out.
-        i64::MAX as u64 - ino
+        NodeId::new(i64::MAX as u64 - ino)
     }
 
     fn stream_silence_limit(&self) -> std::time::Duration {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::{ChangedBy, Engine, Result, SyncError};
 use crate::cache::{is_local_only, Entry, ListedKind, NewEntry, RelPath, Stat, ROOT_INO};
-use crate::protocol::NodeKind;
+use crate::protocol::{Checksum, NodeKind};
 
 /// A file modified less than this long ago was saved just now: its modification time is
 /// carried onto the platform's clock by the clock's offset now (recorded on the platform's
@@ -285,7 +285,7 @@ impl Engine {
             None => return Ok(false),
         };
         let (size, mtime_ms) = (stat.size, stat.mtime_ms);
-        if e.local.as_deref() == Some(sum.as_str()) {
+        if e.local.as_ref() == Some(&sum) {
             if e.size != size || e.mtime_ms != mtime_ms {
                 self.index.modify(e.ino, |e| {
                     e.size = size;
@@ -383,7 +383,7 @@ impl Engine {
 
     /// `rel`'s checksum, size and times, read without following a symlink (`None`: not a file
     /// any more). The modification time is -1 when the file changed during the read.
-    fn hash_on_disk(&self, rel: &RelPath) -> Result<Option<(String, Stat)>> {
+    fn hash_on_disk(&self, rel: &RelPath) -> Result<Option<(Checksum, Stat)>> {
         let before = match self.mirror.stat(rel) {
             Some(ListedKind::File(stat)) => stat,
             _ => return Ok(None),

@@ -5,16 +5,17 @@
 
 use super::{Engine, Result, SyncError};
 use crate::cache::Entry;
+use crate::protocol::{Checksum, NodeId};
 
 impl Engine {
     /// Records a platform node created under folder node `folder_node` as a tombstone there (in
     /// the local entry that holds that folder node now, the old folder's tombstone).
     pub(super) fn hide_node_in_folder_of(
         &self,
-        folder_node: u64,
+        folder_node: NodeId,
         e: &Entry,
-        node: u64,
-        sum: &str,
+        node: NodeId,
+        sum: Option<&Checksum>,
     ) -> Result<()> {
         self.with_files_locked(&[e.ino], || {
             let Some(folder) = self.index.by_node(folder_node) else {
@@ -28,12 +29,17 @@ impl Engine {
     }
 
     /// Records a platform node as a tombstone at `e`'s old place.
-    pub(super) fn hide_node_at(&self, e: &Entry, node: u64, sum: &str) -> Result<()> {
+    pub(super) fn hide_node_at(
+        &self,
+        e: &Entry,
+        node: NodeId,
+        sum: Option<&Checksum>,
+    ) -> Result<()> {
         if self.index.by_node(node).is_some() {
             // Another local file took this node's place meanwhile (renamed over it): it holds it.
             return Ok(());
         }
-        let sum = (!sum.is_empty()).then(|| sum.to_string());
+        let sum = sum.filter(|s| !s.as_str().is_empty()).cloned();
         self.index
             .change(|c| Self::insert_tombstone(c, e, node, sum.clone(), sum))
     }
@@ -41,7 +47,7 @@ impl Engine {
     /// Gives the local folder `ino` (still as `e` saw it) the platform node `id`. A tombstone of
     /// this very folder (deleted here, made again) that holds the node is replaced by it, keeping
     /// what was deleted inside it deleted. False: it had the node already.
-    pub(super) fn attach_folder(&self, ino: u64, e: &Entry, id: u64) -> Result<bool> {
+    pub(super) fn attach_folder(&self, ino: u64, e: &Entry, id: NodeId) -> Result<bool> {
         let holder = self.index.by_node(id);
         if holder.as_ref().is_some_and(|same| same.ino == ino) {
             // Another push of this same folder got there first.

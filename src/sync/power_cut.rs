@@ -12,6 +12,7 @@
 
 use super::{Engine, Result};
 use crate::cache::{Entry, Index, RelPath, Stat};
+use crate::protocol::Checksum;
 
 /// Whether the run before this one may have ended in a power cut: it did not reach its clean end
 /// (`clean`: it did) and it started in another boot than this one. Where the system has no boot
@@ -60,7 +61,7 @@ impl Engine {
         &self,
         e: &Entry,
         rel: &RelPath,
-        sum: String,
+        sum: Checksum,
         size: u64,
         stat: &Stat,
     ) -> Result<()> {

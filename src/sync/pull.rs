@@ -10,17 +10,17 @@ use std::sync::Arc;
 use super::vet::{vet_listing_bounded, Refusal};
 use super::{decide, Action, Engine, Notice, Result, SyncError};
 use crate::cache::{check_platform_name, Entry, NewEntry, ROOT_INO};
-use crate::protocol::{parse_time, Event, Node, NodeKind};
+use crate::protocol::{Checksum, Event, Node, NodeId, NodeKind, PlatformTime};
 
 /// What the platform holds for one node.
 #[derive(Debug, Clone)]
 pub struct RemoteNode {
-    pub id: u64,
+    pub id: NodeId,
     pub kind: NodeKind,
     pub name: String,
-    pub parent_id: u64,
-    pub checksum: Option<String>,
-    pub modified_at: Option<String>,
+    pub parent_id: NodeId,
+    pub checksum: Option<Checksum>,
+    pub modified_at: Option<PlatformTime>,
     pub size: Option<u64>,
     /// A site's HTML when the platform sent it inline.
     pub content: Option<Vec<u8>>,
@@ -44,8 +44,8 @@ impl From<Node> for RemoteNode {
     }
 }
 
-pub(super) fn time_ms(iso: Option<&str>) -> i64 {
-    iso.and_then(parse_time)
+pub(super) fn time_ms(at: Option<&PlatformTime>) -> i64 {
+    at.and_then(PlatformTime::parse)
         .map(|t| t.timestamp_millis())
         .unwrap_or(0)
 }
@@ -65,9 +65,9 @@ pub struct Applied {
 }
 
 impl Engine {
-    fn parent_ino(&self, parent_id: u64) -> Option<u64> {
+    fn parent_ino(&self, parent_id: NodeId) -> Option<u64> {
         match parent_id {
-            0 => Some(ROOT_INO),
+            NodeId::ROOT => Some(ROOT_INO),
             id => self.index.by_node(id).filter(|e| e.is_dir()).map(|e| e.ino),
         }
     }
@@ -103,13 +103,13 @@ impl Engine {
             .status
             .refuse_platform_node(r.node_id, &r.name, &r.reason)
         {
-            tracing::warn!(node = r.node_id, name = %r.name, reason = %r.reason, "the platform sent a name that can't be a file here: skipped");
+            tracing::warn!(node = %r.node_id, name = %r.name, reason = %r.reason, "the platform sent a name that can't be a file here: skipped");
         }
     }
 
     /// Whether a name the platform sent for a node may name a file in `parent`; refuses it
     /// (logged, in status) when not.
-    fn platform_name_ok(&self, node_id: u64, name: &str, parent: u64) -> bool {
+    fn platform_name_ok(&self, node_id: NodeId, name: &str, parent: u64) -> bool {
         match check_platform_name(name, parent == ROOT_INO) {
             Ok(()) => true,
             Err(e) => {
@@ -137,7 +137,7 @@ impl Engine {
         match self.mirror.symlink_on_the_way(&rel) {
             Some(link) => {
                 if self.status.refuse_symlinked_folder(rel.as_str()) {
-                    tracing::warn!(path = %rel, link = %link.display(), node = r.id, "a platform folder's place in the mirror is a symlink: not synced, never followed; everything else syncs");
+                    tracing::warn!(path = %rel, link = %link.display(), node = %r.id, "a platform folder's place in the mirror is a symlink: not synced, never followed; everything else syncs");
                 }
                 true
             }
@@ -197,7 +197,7 @@ impl Engine {
                     };
                     tracing::debug!(
                         ino = local.ino,
-                        node = r.id,
+                        node = %r.id,
                         "a local file is this platform node"
                     );
                     attached
@@ -219,7 +219,7 @@ impl Engine {
             kind: r.kind,
             node_id: Some(r.id),
             size: r.size.unwrap_or(0),
-            mtime_ms: time_ms(r.modified_at.as_deref()),
+            mtime_ms: time_ms(r.modified_at.as_ref()),
             base: None,
             remote: r.checksum.clone(),
             remote_modified: r.modified_at.clone(),
@@ -231,7 +231,7 @@ impl Engine {
         if r.kind == NodeKind::Folder {
             self.mirror.create_dir(&self.rel(entry.ino)?)?;
         } else if let Some(content) = &r.content {
-            self.write_content(entry.ino, content, r.checksum.as_deref())?;
+            self.write_content(entry.ino, content, r.checksum.as_ref())?;
         } else {
             applied.fetch.push(entry.ino);
         }
@@ -248,18 +248,18 @@ impl Engine {
         if e.is_dir() || r.checksum.is_none() || r.checksum == e.remote {
             return Ok(applied);
         }
-        if r.checksum.as_deref().is_some_and(|c| {
+        if r.checksum.as_ref().is_some_and(|c| {
             self.is_own_echo(r.id, c) || self.is_own_echo(Self::create_key(e.ino), c)
         }) {
             // Our own push coming back: the platform holds what we sent, which is the base now;
             // a newer local save still differs from it and goes up. Unless a later push of ours
             // was answered already (the stream lags behind the answers): then this echo is older
             // than what the platform holds, and the base stays.
-            let echoed = r.checksum.as_deref().unwrap_or_default();
+            let echoed = r.checksum.clone().unwrap_or_default();
             let newer_recorded = e
                 .base
-                .as_deref()
-                .is_some_and(|b| b != echoed && self.index.sent_after(r.id, b, echoed));
+                .as_ref()
+                .is_some_and(|b| *b != echoed && self.index.sent_after(r.id, b, &echoed));
             if newer_recorded {
                 return Ok(applied);
             }
@@ -291,7 +291,7 @@ impl Engine {
             }
             if e.local.is_none() {
                 e.size = r.size.unwrap_or(e.size);
-                e.mtime_ms = time_ms(r.modified_at.as_deref());
+                e.mtime_ms = time_ms(r.modified_at.as_ref());
             }
         })?
         else {
@@ -304,11 +304,11 @@ impl Engine {
             });
         }
         let action = decide(
-            e.base.as_deref(),
-            e.local.as_deref(),
-            e.remote.as_deref(),
+            e.base.as_ref(),
+            e.local.as_ref(),
+            e.remote.as_ref(),
             self.edit_ms(&e),
-            time_ms(r.modified_at.as_deref()),
+            time_ms(r.modified_at.as_ref()),
         );
         match action {
             Action::Nothing => {}
@@ -330,12 +330,12 @@ impl Engine {
                 );
                 self.accept_remote(e.ino)?;
                 match &r.content {
-                    Some(content) => self.write_content(e.ino, content, r.checksum.as_deref())?,
+                    Some(content) => self.write_content(e.ino, content, r.checksum.as_ref())?,
                     None => applied.fetch.push(e.ino),
                 }
             }
             Action::Pull => match &r.content {
-                Some(content) => self.write_content(e.ino, content, r.checksum.as_deref())?,
+                Some(content) => self.write_content(e.ino, content, r.checksum.as_ref())?,
                 None => applied.fetch.push(e.ino),
             },
         }
@@ -348,7 +348,7 @@ impl Engine {
     fn modify_holder(
         &self,
         ino: u64,
-        node: u64,
+        node: NodeId,
         f: impl FnOnce(&mut Entry),
     ) -> Result<Option<Entry>> {
         self.with_files_locked(&[ino], || match self.index.get(ino) {
@@ -530,7 +530,7 @@ impl Engine {
     pub fn apply_listing(
         self: &Arc<Self>,
         mut nodes: Vec<Node>,
-        left_out: &[u64],
+        left_out: &[NodeId],
         cursor: Option<u64>,
     ) -> Result<Applied> {
         let vetted = vet_listing_bounded(&nodes, self.settings.max_listing_nodes);
@@ -553,7 +553,7 @@ impl Engine {
         drop(vetted);
         // Every id listed, for what is gone below. Sorted ids, not a set: 700,003 of them take
         // 5.6 MB, and no table doubles meanwhile.
-        let mut live: Vec<u64> = Vec::with_capacity(nodes.len() + left_out.len());
+        let mut live: Vec<NodeId> = Vec::with_capacity(nodes.len() + left_out.len());
         live.extend(nodes.iter().map(|n| n.id));
         live.extend_from_slice(left_out);
         live.sort_unstable();
@@ -574,7 +574,7 @@ impl Engine {
         let mut applied = Applied::default();
         // Folders refused for a symlink in the mirror, and what is inside them: skipped (the
         // index may know the folder from before the link was made).
-        let mut behind_symlinks: HashSet<u64> = HashSet::new();
+        let mut behind_symlinks: HashSet<NodeId> = HashSet::new();
         while let Some(node) = nodes.pop() {
             if nodes.len() % LET_GO_EVERY == 0 {
                 // What was placed leaves memory (a large buffer shrinks in place).
@@ -595,7 +595,7 @@ impl Engine {
             applied.push.extend(a.push);
             applied.resync |= a.resync;
         }
-        let listed = |id: u64| live.binary_search(&id).is_ok();
+        let listed = |id: NodeId| live.binary_search(&id).is_ok();
         for e in self
             .index
             .select(|e| e.node_id.is_some_and(|id| !listed(id)))
@@ -619,13 +619,13 @@ impl Engine {
                     None => {
                         let parent_path = s.path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
                         match self.ino_of_path(parent_path) {
-                            Some(ROOT_INO) => 0,
+                            Some(ROOT_INO) => NodeId::ROOT,
                             Some(ino) => self
                                 .index
                                 .get(ino)
                                 .and_then(|e| e.node_id)
-                                .unwrap_or(u64::MAX),
-                            None => u64::MAX,
+                                .unwrap_or(NodeId::new(u64::MAX)),
+                            None => NodeId::new(u64::MAX),
                         }
                     }
                 };
@@ -656,7 +656,7 @@ impl Engine {
                 },
             },
             Event::NodeMoved(m) => {
-                let parent = self.parent_ino(m.new_parent_id.unwrap_or(0));
+                let parent = self.parent_ino(m.new_parent_id.unwrap_or(NodeId::ROOT));
                 match (self.index.by_node(m.node_id), parent) {
                     (Some(_), Some(p)) if !self.platform_name_ok(m.node_id, &m.new_name, p) => {
                         Applied::default()

@@ -108,7 +108,12 @@ impl Status {
 
     /// Records a node the platform sent that is skipped; answers whether this is news (so the
     /// log gets one line per refusal, not one per listing).
-    pub fn refuse_platform_node(&self, node_id: u64, name: &str, reason: &str) -> bool {
+    pub fn refuse_platform_node(
+        &self,
+        node_id: crate::protocol::NodeId,
+        name: &str,
+        reason: &str,
+    ) -> bool {
         let key = (
             ProblemKind::PlatformName,
             format!("platform node {node_id}"),

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use crate::cache::{check_platform_name, MAX_DEPTH};
-use crate::protocol::{printable, Node, NodeKind};
+use crate::protocol::{printable, Node, NodeId, NodeKind};
 
 /// The most nodes taken from one account's listing (issue 26). Real accounts hold hundreds or
 /// thousands of nodes; the 100,000-node benchmark (bench/platform.rs) stays well inside. A
@@ -25,7 +25,7 @@ pub const MAX_LISTING_NODES: usize = 200_000;
 /// A node the platform sent that is not taken, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub node_id: u64,
+    pub node_id: NodeId,
     /// The name as sent, made printable.
     pub name: String,
     pub reason: String,
@@ -69,15 +69,15 @@ enum Verdict {
     Placed(String, usize),
     Refused(String),
     /// Inside the folder (node id) refused for its depth.
-    TooDeepInside(u64),
+    TooDeepInside(NodeId),
 }
 
 /// [`vet_listing`] with the bound on the number of nodes as a parameter (tests use a small one).
 pub fn vet_listing_bounded(nodes: &[Node], max_nodes: usize) -> Vetted<'_> {
     let mut out = Vetted::default();
-    let mut by_id: HashMap<u64, &Node> = HashMap::with_capacity(nodes.len().min(max_nodes * 2));
+    let mut by_id: HashMap<NodeId, &Node> = HashMap::with_capacity(nodes.len().min(max_nodes * 2));
     for node in nodes {
-        if node.id == 0 {
+        if node.id == NodeId::ROOT {
             out.refused
                 .push(Refusal::new(node, "node id 0 is the root's"));
             continue;
@@ -94,9 +94,9 @@ pub fn vet_listing_bounded(nodes: &[Node], max_nodes: usize) -> Vetted<'_> {
     }
     // Whether each node is placeable, worked out once per node, walking up its folder chain
     // without recursion (a chain may be as long as the listing), parents first.
-    let mut verdicts: HashMap<u64, Verdict> = HashMap::with_capacity(by_id.len());
+    let mut verdicts: HashMap<NodeId, Verdict> = HashMap::with_capacity(by_id.len());
     let mut placed: Vec<(usize, usize, &Node)> = Vec::with_capacity(by_id.len().min(max_nodes));
-    let mut inside_too_deep: HashMap<u64, usize> = HashMap::new();
+    let mut inside_too_deep: HashMap<NodeId, usize> = HashMap::new();
     for (order, node) in nodes.iter().enumerate() {
         if by_id.get(&node.id).is_none_or(|n| !std::ptr::eq(*n, node)) {
             continue; // a duplicate, refused above
@@ -124,9 +124,13 @@ pub fn vet_listing_bounded(nodes: &[Node], max_nodes: usize) -> Vetted<'_> {
 }
 
 /// The verdict on node `id`, and on every folder above it not decided yet.
-fn verdict(id: u64, by_id: &HashMap<u64, &Node>, verdicts: &mut HashMap<u64, Verdict>) -> Verdict {
+fn verdict(
+    id: NodeId,
+    by_id: &HashMap<NodeId, &Node>,
+    verdicts: &mut HashMap<NodeId, Verdict>,
+) -> Verdict {
     // Up the chain to a decided node or the top, or until the chain repeats.
-    let mut chain: Vec<u64> = Vec::new();
+    let mut chain: Vec<NodeId> = Vec::new();
     let mut on_chain = std::collections::HashSet::new();
     let mut cur = id;
     let mut above: Option<Verdict> = None;
@@ -145,7 +149,7 @@ fn verdict(id: u64, by_id: &HashMap<u64, &Node>, verdicts: &mut HashMap<u64, Ver
         chain.push(cur);
         let node = by_id[&cur];
         let parent = node.parent();
-        if parent == 0 || parent == cur {
+        if parent == NodeId::ROOT || parent == cur {
             break;
         }
         match by_id.get(&parent) {
@@ -158,11 +162,11 @@ fn verdict(id: u64, by_id: &HashMap<u64, &Node>, verdicts: &mut HashMap<u64, Ver
         let node = by_id[&cur];
         let parent = node.parent();
         let v = (|| {
-            if let Err(e) = check_platform_name(&node.name, parent == 0) {
+            if let Err(e) = check_platform_name(&node.name, parent == NodeId::ROOT) {
                 return Verdict::Refused(e.to_string());
             }
             let (parent_path, depth) = match parent {
-                0 => (String::new(), 0),
+                NodeId::ROOT => (String::new(), 0),
                 p if p == cur => return Verdict::Refused("it is its own folder".into()),
                 p => match (by_id.get(&p), &above) {
                     (None, _) => {
@@ -214,7 +218,7 @@ fn verdict(id: u64, by_id: &HashMap<u64, &Node>, verdicts: &mut HashMap<u64, Ver
 
 /// What folder `id`'s verdict means for what is inside it: a refusal for depth makes what is
 /// inside only counted, in that one refusal.
-fn passed_down(id: u64, v: &Verdict) -> Verdict {
+fn passed_down(id: NodeId, v: &Verdict) -> Verdict {
     match v {
         Verdict::Refused(r) if r.starts_with(TOO_DEEP) => Verdict::TooDeepInside(id),
         other => other.clone(),
@@ -229,11 +233,11 @@ mod tests {
 
     fn node(id: u64, kind: NodeKind, name: &str, path: &str, parent: u64) -> Node {
         Node {
-            id,
+            id: NodeId::new(id),
             kind,
             name: name.into(),
             path: path.into(),
-            parent_id: Some(parent),
+            parent_id: Some(NodeId::new(parent)),
             size: None,
             modified_at: None,
             checksum: None,
@@ -243,7 +247,7 @@ mod tests {
 
     fn refused_ids(nodes: &[Node]) -> Vec<u64> {
         let refused = vet_listing(nodes).refused;
-        let mut ids: Vec<u64> = refused.iter().map(|r| r.node_id).collect();
+        let mut ids: Vec<u64> = refused.iter().map(|r| r.node_id.get()).collect();
         ids.sort();
         ids
     }
@@ -266,10 +270,13 @@ mod tests {
         let Vetted {
             accepted, refused, ..
         } = vet_listing(&nodes);
-        let ids: Vec<u64> = accepted.iter().map(|n| n.id).collect();
+        let ids: Vec<u64> = accepted.iter().map(|n| n.id.get()).collect();
         assert_eq!(ids, vec![1, 2]);
         assert_eq!(refused.len(), 8);
-        let long = refused.iter().find(|r| r.node_id == 10).unwrap();
+        let long = refused
+            .iter()
+            .find(|r| r.node_id == NodeId::new(10))
+            .unwrap();
         assert!(long.reason.contains("longer than 255"), "{long:?}");
     }
 
@@ -315,9 +322,9 @@ mod tests {
             // 256 folders are placed, with the site; the 257th is refused in one line that
             // counts the 43 inside it.
             assert_eq!(v.accepted.len(), 257, "children first: {children_first}");
-            assert!(v.accepted.iter().any(|n| n.id == 1000));
+            assert!(v.accepted.iter().any(|n| n.id == NodeId::new(1000)));
             assert_eq!(v.refused.len(), 1, "{:?}", v.refused);
-            assert_eq!(v.refused[0].node_id, 257);
+            assert_eq!(v.refused[0].node_id, NodeId::new(257));
             assert!(
                 v.refused[0].reason.contains("deeper than 256")
                     && v.refused[0].reason.contains("43 nodes inside"),
@@ -336,7 +343,7 @@ mod tests {
     #[test]
     fn a_long_cycle_is_still_a_cycle() {
         let mut nodes = chain(400, false);
-        nodes[0].parent_id = Some(400);
+        nodes[0].parent_id = Some(NodeId::new(400));
         nodes[0].path = chain(400, false)[399].full_path();
         let v = vet_listing(&nodes);
         assert!(v.accepted.is_empty());
@@ -354,7 +361,7 @@ mod tests {
         nodes.push(node(1, Folder, "top", "", 0));
         nodes.push(node(2, Site, "index.html", "", 0));
         let v = vet_listing_bounded(&nodes, 12);
-        let mut ids: Vec<u64> = v.accepted.iter().map(|n| n.id).collect();
+        let mut ids: Vec<u64> = v.accepted.iter().map(|n| n.id.get()).collect();
         ids.sort();
         assert_eq!(ids, [1, 2].into_iter().chain(10..20).collect::<Vec<_>>());
         assert_eq!(v.over_limit, 10);

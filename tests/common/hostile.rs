@@ -239,7 +239,7 @@ async fn content(
         Content::Bytes(b) => hyperclay::protocol::checksum(b),
         _ => "0000000000000000".into(),
     };
-    headers.insert("x-checksum", sum.parse().unwrap());
+    headers.insert("x-checksum", sum.as_str().parse().unwrap());
     let body = match (content, raw) {
         (Content::Bytes(b), true) => Body::from(b),
         (Content::Bytes(b), false) => Body::from(

@@ -420,7 +420,10 @@ pub async fn platform_folders(c: &hyperclay::remote::Client) -> std::collections
 }
 
 /// The node id of a full path on the platform.
-pub async fn node_at(c: &hyperclay::remote::Client, path: &str) -> Option<u64> {
+pub async fn node_at(
+    c: &hyperclay::remote::Client,
+    path: &str,
+) -> Option<hyperclay::protocol::NodeId> {
     c.nodes()
         .await
         .unwrap()

@@ -212,21 +212,30 @@ mod tests {
             tomb.ino
         );
         assert!(index.lookup(ROOT_INO, "a.html").is_none());
-        assert_eq!(index.by_node(7).unwrap().ino, tomb.ino);
+        assert_eq!(
+            index.by_node(crate::protocol::NodeId::new(7)).unwrap().ino,
+            tomb.ino
+        );
 
         // Succeeds: the node moved, and the database agrees after a reopen.
         let made = index
             .change(|c| {
                 let t = c.tombstone_at(ROOT_INO, "a.html").unwrap();
                 c.remove(t.ino)?;
-                c.insert(new(ROOT_INO, "a.html", t.node_id))
+                c.insert(new(ROOT_INO, "a.html", t.node_id.map(|n| n.get())))
             })
             .unwrap();
-        assert_eq!(index.by_node(7).unwrap().ino, made.ino);
+        assert_eq!(
+            index.by_node(crate::protocol::NodeId::new(7)).unwrap().ino,
+            made.ino
+        );
         assert!(index.tombstone_at(ROOT_INO, "a.html").is_none());
         drop(index);
         let index = Index::open(&path).unwrap();
-        assert_eq!(index.lookup(ROOT_INO, "a.html").unwrap().node_id, Some(7));
+        assert_eq!(
+            index.lookup(ROOT_INO, "a.html").unwrap().node_id,
+            Some(crate::protocol::NodeId::new(7))
+        );
         assert!(index.tombstone_at(ROOT_INO, "a.html").is_none());
     }
 

@@ -32,6 +32,7 @@ use std::time::Duration;
 use super::cell::PushState;
 use super::status::ProblemKind;
 use super::{Engine, SyncError};
+use crate::protocol::PlatformTime;
 use crate::remote::RemoteError;
 
 /// How long a brand-new file waits before it is created on the platform.
@@ -344,7 +345,7 @@ impl Engine {
             outcome = match self.settle(ino, snap, outcome)? {
                 Next::Done => return Ok(()),
                 Next::SendOver { node, over } => {
-                    self.send_over(ino, node, snap.e.kind, snap.bytes.clone(), over.as_deref())
+                    self.send_over(ino, node, snap.e.kind, snap.bytes.clone(), over.as_ref())
                         .await
                 }
                 Next::Find { folder_node } => self.send_find(&snap.e, folder_node).await,
@@ -381,10 +382,10 @@ impl Engine {
     /// When the file's content was edited, on the platform's clock ([`Engine::edit_ms`]): sent
     /// with each write, it decides "the later edit wins" on the other devices (Part 2
     /// `editedAt`).
-    fn edit_time(&self, ino: u64) -> Option<String> {
+    fn edit_time(&self, ino: u64) -> Option<PlatformTime> {
         let e = self.index.get(ino)?;
         let at = chrono::DateTime::from_timestamp_millis(self.edit_ms(&e))?;
-        Some(crate::protocol::format_time(at))
+        Some(PlatformTime::at(at))
     }
 
     /// When the local content of `e` was made, on the platform's clock: the time taken when it

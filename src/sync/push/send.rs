@@ -7,7 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::cache::{is_local_only, Entry, RelPath, ROOT_INO};
-use crate::protocol::{checksum, names, NodeKind, MAX_CONTENT_BYTES};
+use crate::protocol::{
+    checksum, names, Checksum, NodeId, NodeKind, PlatformTime, MAX_CONTENT_BYTES,
+};
 use crate::remote::RemoteError;
 use crate::sync::{Engine, Result, SyncError};
 
@@ -16,31 +18,31 @@ pub(in crate::sync) struct Snapshot {
     pub e: Entry,
     pub rel: RelPath,
     pub bytes: Bytes,
-    pub sum: String,
+    pub sum: Checksum,
 }
 
 /// What the platform answered one send.
 #[derive(Debug)]
 pub(in crate::sync) enum Outcome {
     /// The platform now holds `checksum` for `node`.
-    Sent { node: u64, checksum: String },
+    Sent { node: NodeId, checksum: Checksum },
     /// Nothing went: `why` (superseded by a rename, already there, moved meanwhile).
     Skipped { why: &'static str },
     /// The platform's copy changed since our base (an optimistic write refused).
     Conflict {
-        node: u64,
-        theirs: String,
-        modified_at: String,
+        node: NodeId,
+        theirs: Checksum,
+        modified_at: PlatformTime,
     },
     /// The node is gone from the platform (deleted meanwhile); `holder` held it here.
     Gone { holder: u64 },
     /// Created: the new node, in the platform folder `folder_node`.
-    Created { node: u64, folder_node: u64 },
+    Created { node: NodeId, folder_node: NodeId },
     /// A create found the name taken in `folder_node` (a change not seen here yet).
-    NameTaken { folder_node: u64 },
+    NameTaken { folder_node: NodeId },
     /// The node the platform holds under the file's name, looked up after `NameTaken` (None:
     /// none of the file's kind).
-    Found { node: Option<u64> },
+    Found { node: Option<NodeId> },
     /// The platform can't be reached, is slow, or faults for a while: retried.
     Offline(RemoteError),
     /// The platform refused it (a name, the size, the account): reported, never retried.
@@ -117,7 +119,7 @@ impl Engine {
             // What the save handed on, if it is still the content the index says is in place
             // (a fetched copy or a later save since would have changed that); else the file
             // is read and hashed.
-            if let Some(saved) = handed.filter(|s| e.local.as_deref() == Some(s.sum.as_str())) {
+            if let Some(saved) = handed.filter(|s| e.local.as_ref() == Some(&s.sum)) {
                 let (sum, bytes) = (saved.sum.clone(), saved.bytes.clone());
                 return Ok(Some(Snapshot { e, rel, bytes, sum }));
             }
@@ -127,7 +129,7 @@ impl Engine {
             let bytes = Bytes::from(bytes);
             let sum = checksum(&bytes);
             let e = if self.settings.front_door == super::super::FrontDoor::Folder
-                && e.local.as_deref() != Some(sum.as_str())
+                && e.local.as_ref() != Some(&sum)
             {
                 // Saved again in the plain folder since the watcher said: what goes up is what
                 // the disk holds (its time unknown, so the next comparison reads it again).
@@ -147,7 +149,7 @@ impl Engine {
     pub(super) async fn push_to_node(
         self: &Arc<Self>,
         ino: u64,
-        node: u64,
+        node: NodeId,
         snap: &Snapshot,
     ) -> Result<()> {
         let _one_at_a_time = self.cells.sending(node).await;
@@ -156,7 +158,7 @@ impl Engine {
     }
 
     /// `PUT content` to a known node, optimistic where the platform offers it.
-    async fn send_put(&self, ino: u64, node: u64, snap: &Snapshot) -> Outcome {
+    async fn send_put(&self, ino: u64, node: NodeId, snap: &Snapshot) -> Outcome {
         // Whoever holds the node now (a rename may have moved it); nobody: nothing left to send.
         let Some(holder) = self.index.by_node(node).or_else(|| self.index.get(ino)) else {
             return Outcome::Skipped { why: "gone" };
@@ -168,8 +170,8 @@ impl Engine {
                 why: "superseded by the file renamed over it",
             };
         }
-        let sum = snap.sum.as_str();
-        if holder.base.as_deref() == Some(sum) && holder.remote.as_deref() == Some(sum) {
+        let sum = &snap.sum;
+        if holder.base.as_ref() == Some(sum) && holder.remote.as_ref() == Some(sum) {
             return Outcome::Skipped {
                 why: "the platform holds it already",
             };
@@ -188,8 +190,8 @@ impl Engine {
                 node,
                 holder.kind,
                 snap.bytes.clone(),
-                base.as_deref(),
-                self.edit_time(holder.ino).as_deref(),
+                base.as_ref(),
+                self.edit_time(holder.ino).as_ref(),
                 snapshot,
             )
             .await;
@@ -217,10 +219,10 @@ impl Engine {
     pub(super) async fn send_over(
         &self,
         ino: u64,
-        node: u64,
+        node: NodeId,
         kind: NodeKind,
         bytes: Bytes,
-        base: Option<&str>,
+        base: Option<&Checksum>,
     ) -> Outcome {
         self.remember_sent(node, &checksum(&bytes));
         let snapshot = self.take_snapshot(ino);
@@ -232,7 +234,7 @@ impl Engine {
                 kind,
                 bytes,
                 base,
-                self.edit_time(ino).as_deref(),
+                self.edit_time(ino).as_ref(),
                 snapshot,
             )
             .await;
@@ -298,7 +300,7 @@ impl Engine {
                 &e.name,
                 folder_node,
                 Some(&snap.bytes),
-                edited.as_deref(),
+                edited.as_ref(),
             )
             .await;
         let outcome = match answer {
@@ -334,9 +336,9 @@ impl Engine {
 
     /// The platform node of a local folder, creating the missing folder chain first (one chain
     /// at a time: `Queue::folder_creates`).
-    pub(in crate::sync) async fn ensure_folder(self: &Arc<Self>, ino: u64) -> Result<u64> {
+    pub(in crate::sync) async fn ensure_folder(self: &Arc<Self>, ino: u64) -> Result<NodeId> {
         if ino == ROOT_INO {
-            return Ok(0);
+            return Ok(NodeId::ROOT);
         }
         if let Some(node) = self.index.get(ino).ok_or(SyncError::Gone)?.node_id {
             return Ok(node);
@@ -350,10 +352,10 @@ impl Engine {
     pub(super) fn create_folder_chain<'a>(
         self: &'a Arc<Self>,
         ino: u64,
-    ) -> futures::future::BoxFuture<'a, Result<u64>> {
+    ) -> futures::future::BoxFuture<'a, Result<NodeId>> {
         Box::pin(async move {
             if ino == ROOT_INO {
-                return Ok(0);
+                return Ok(NodeId::ROOT);
             }
             let e = self.index.get(ino).ok_or(SyncError::Gone)?;
             if let Some(node) = e.node_id {
@@ -387,7 +389,7 @@ impl Engine {
     }
 
     /// Looks up the node holding the file's name in `folder_node`, as an outcome to settle.
-    pub(super) async fn send_find(&self, e: &Entry, folder_node: u64) -> Outcome {
+    pub(super) async fn send_find(&self, e: &Entry, folder_node: NodeId) -> Outcome {
         match self.find_node(e.kind, &e.name, folder_node).await {
             Ok(node) => Outcome::Found { node },
             Err(SyncError::Remote(err)) => err.into(),
@@ -401,8 +403,8 @@ impl Engine {
         &self,
         kind: NodeKind,
         name: &str,
-        folder_node: u64,
-    ) -> Result<Option<u64>> {
+        folder_node: NodeId,
+    ) -> Result<Option<NodeId>> {
         let listing = self
             .client
             .nodes_at_most(self.settings.max_listing_nodes)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::send::{Outcome, Snapshot};
 use crate::cache::{Entry, ROOT_INO};
+use crate::protocol::{Checksum, NodeId, PlatformTime};
 use crate::remote::RemoteError;
 use crate::sync::{decide, Action, Engine, Result, SyncError};
 
@@ -17,14 +18,17 @@ pub(in crate::sync) enum Next {
     Done,
     /// Send the snapshot's bytes over `node` unconditionally, `over` the platform checksum they
     /// replace when known (the local change won, or the platform holds an earlier push of ours).
-    SendOver { node: u64, over: Option<String> },
+    SendOver {
+        node: NodeId,
+        over: Option<Checksum>,
+    },
     /// Create the file anew as `snap` (the platform deleted its node meanwhile).
     Create { ino: u64, snap: Snapshot },
     /// Look up the node the platform holds under this file's name in `folder_node` (a create
     /// found the name taken by a change not seen here yet).
-    Find { folder_node: u64 },
+    Find { folder_node: NodeId },
     /// Write `snap` to `node`, which the file now holds.
-    WriteTo { node: u64, snap: Snapshot },
+    WriteTo { node: NodeId, snap: Snapshot },
     /// The platform's copy comes down (its change won, or was decided for already).
     Fetch,
 }
@@ -117,12 +121,18 @@ impl Engine {
 
     /// A create's answer: the node is this file's, unless the file or its folder moved while the
     /// request was on its way (rename creates: the node stays, hidden, at the old place).
-    fn settle_created(&self, ino: u64, snap: &Snapshot, node: u64, folder_node: u64) -> Result<()> {
-        let (e, rel, sum) = (&snap.e, &snap.rel, snap.sum.as_str());
+    fn settle_created(
+        &self,
+        ino: u64,
+        snap: &Snapshot,
+        node: NodeId,
+        folder_node: NodeId,
+    ) -> Result<()> {
+        let (e, rel, sum) = (&snap.e, &snap.rel, &snap.sum);
         // The folder may be renamed while the create is on its way: its platform node then stays
         // with the old folder's tombstone (rename creates), and so does the new node.
         let folder_unchanged = match folder_node {
-            0 => e.parent == ROOT_INO,
+            NodeId::ROOT => e.parent == ROOT_INO,
             node => self
                 .index
                 .get(e.parent)
@@ -130,7 +140,7 @@ impl Engine {
         };
         if !folder_unchanged {
             // The file goes up again in its folder's new place (the rename requested that push).
-            self.hide_node_in_folder_of(folder_node, e, node, sum)?;
+            self.hide_node_in_folder_of(folder_node, e, node, Some(sum))?;
             tracing::info!(path = %rel, "its folder was renamed while it was being created: it goes up again in the new folder");
             return Ok(());
         }
@@ -141,17 +151,17 @@ impl Engine {
             }
             self.index.modify(ino, |e| {
                 e.node_id = Some(node);
-                e.base = Some(sum.to_string());
-                e.remote = Some(sum.to_string());
+                e.base = Some(sum.clone());
+                e.remote = Some(sum.clone());
             })?;
             Ok(true)
         })?;
         if attached {
-            tracing::info!(path = %rel, node, "pushed (created on the platform)");
+            tracing::info!(path = %rel, %node, "pushed (created on the platform)");
         } else {
             // Renamed while the request was on its way: the node stays on the platform under
             // the old name (rename creates), hidden here; the new name goes up on its own.
-            self.hide_node_at(e, node, sum)?;
+            self.hide_node_at(e, node, Some(sum))?;
             tracing::info!(path = %rel, "renamed while being created: the new name goes up separately");
         }
         Ok(())
@@ -164,8 +174,8 @@ impl Engine {
         self: &Arc<Self>,
         ino: u64,
         e: &Entry,
-        id: u64,
-    ) -> Result<u64> {
+        id: NodeId,
+    ) -> Result<NodeId> {
         match self.index.get(ino) {
             // Attached meanwhile (its echo, or another push of the same folder).
             Some(now) if !now.tombstone && now.node_id.is_some() => {
@@ -175,11 +185,11 @@ impl Engine {
             Some(now) if !now.tombstone => {
                 // Renamed while being created: the platform folder stays under the old name,
                 // hidden here, and the new name is created in turn.
-                self.hide_node_at(e, id, "")?;
+                self.hide_node_at(e, id, None)?;
                 return self.create_folder_chain(ino).await;
             }
             _ => {
-                self.hide_node_at(e, id, "")?;
+                self.hide_node_at(e, id, None)?;
                 // The folder was removed meanwhile.
                 return Err(SyncError::Gone);
             }
@@ -196,12 +206,12 @@ impl Engine {
     fn both_changed(
         self: &Arc<Self>,
         ino: u64,
-        node: u64,
+        node: NodeId,
         snap: &Snapshot,
-        theirs: &str,
-        modified_at: &str,
+        theirs: &Checksum,
+        modified_at: &PlatformTime,
     ) -> Result<Next> {
-        let (rel, sum) = (&snap.rel, snap.sum.as_str());
+        let (rel, sum) = (&snap.rel, &snap.sum);
         if theirs == sum {
             // The platform holds exactly this content already (an earlier push of ours whose
             // answer crossed a stale base): the decision table's "equal: record the new base".
@@ -216,17 +226,17 @@ impl Engine {
             tracing::info!(path = %rel, "the platform holds an earlier push of ours: pushing over it");
             return Ok(Next::SendOver {
                 node,
-                over: Some(theirs.to_string()),
+                over: Some(theirs.clone()),
             });
         }
         let e = self.index.modify(ino, |e| {
-            e.remote = Some(theirs.to_string());
-            e.remote_modified = Some(modified_at.to_string());
+            e.remote = Some(theirs.clone());
+            e.remote_modified = Some(modified_at.clone());
         })?;
         let local_ms = self.edit_ms(&e);
         let remote_ms = crate::sync::pull::time_ms(Some(modified_at));
         match decide(
-            e.base.as_deref(),
+            e.base.as_ref(),
             Some(sum),
             Some(theirs),
             local_ms,
@@ -254,7 +264,7 @@ impl Engine {
 
     /// The platform holds `sum` for `node` because we sent it: that is the new base of whichever
     /// entry holds the node now (a rename may have moved it).
-    fn record_pushed(self: &Arc<Self>, node: u64, sum: &str) -> Result<()> {
+    fn record_pushed(self: &Arc<Self>, node: NodeId, sum: &Checksum) -> Result<()> {
         let now = loop {
             let Some(holder) = self.index.by_node(node) else {
                 return Ok(());
@@ -266,8 +276,8 @@ impl Engine {
                     Some(e) if e.node_id == Some(node) => self
                         .index
                         .modify(holder.ino, |e| {
-                            e.base = Some(sum.to_string());
-                            e.remote = Some(sum.to_string());
+                            e.base = Some(sum.clone());
+                            e.remote = Some(sum.clone());
                         })
                         .map(Some),
                     _ => Ok(None),
