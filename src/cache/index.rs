@@ -33,6 +33,17 @@ pub enum IndexError {
     BadName(#[from] PathRefused),
 }
 
+impl IndexError {
+    /// Another connection holds the index (SQLite's busy or locked): it is in use, not damaged.
+    pub fn is_in_use(&self) -> bool {
+        matches!(
+            self,
+            IndexError::Db(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    }
+}
+
 type Result<T> = std::result::Result<T, IndexError>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -35,6 +35,13 @@ pub enum BootError {
         #[source]
         source: MirrorError,
     },
+    /// Another engine holds the index (its lock): never taken for damage and set aside.
+    #[error("the index {} is in use by another hyperclay", path.display())]
+    InUse {
+        path: PathBuf,
+        #[source]
+        source: IndexError,
+    },
     #[error("setting the damaged index {} aside", path.display())]
     SetAside {
         path: PathBuf,
@@ -155,6 +162,12 @@ impl Boot {
 fn open_index(path: &Path) -> Result<Index, BootError> {
     let e = match Index::open(path) {
         Ok(index) => return Ok(index),
+        Err(e) if e.is_in_use() => {
+            return Err(BootError::InUse {
+                path: path.to_path_buf(),
+                source: e,
+            })
+        }
         Err(e) => e,
     };
     let aside = path.with_extension(format!(
@@ -272,5 +285,35 @@ impl Running {
             follower_stopped,
             clean,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_held_by_another_engine_is_in_use_not_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.db");
+        let first = open_index(&path).unwrap();
+        first.set_meta("k", "v").unwrap();
+        // The first holds its exclusive lock until it closes: a second open waits it out, then
+        // says so, and sets nothing aside (before: renamed "damaged" and rebuilt from scratch).
+        let second = open_index(&path);
+        assert!(
+            matches!(second, Err(BootError::InUse { .. })),
+            "{:?}",
+            second.err()
+        );
+        let aside = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("damaged"))
+            .count();
+        assert_eq!(aside, 0, "nothing set aside");
+        drop(first);
+        let reopened = open_index(&path).unwrap();
+        assert_eq!(reopened.meta("k").unwrap().as_deref(), Some("v"));
     }
 }
