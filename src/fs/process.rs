@@ -66,6 +66,21 @@ pub async fn killed(tid: u32) {
 mod tests {
     use super::*;
 
+    /// `f` of the id of another thread of this process, while that thread runs.
+    fn with_live_thread<T>(f: impl FnOnce(u32) -> T) -> T {
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+            s.spawn(move || {
+                tx.send(nix::unistd::gettid().as_raw() as u32).unwrap();
+                let _ = done_rx.recv();
+            });
+            let answer = f(rx.recv().unwrap());
+            done_tx.send(()).unwrap();
+            answer
+        })
+    }
+
     #[test]
     fn a_thread_belongs_to_its_process() {
         let me = std::process::id();
@@ -75,18 +90,7 @@ mod tests {
             .unwrap();
         // The thread has ended: nothing to tell, never a wrong answer.
         assert!(matches!(of_thread(tid), None | Some(_)));
-        let live = std::thread::scope(|s| {
-            let (tx, rx) = std::sync::mpsc::channel();
-            let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-            s.spawn(move || {
-                tx.send(nix::unistd::gettid().as_raw() as u32).unwrap();
-                let _ = done_rx.recv();
-            });
-            let tid = rx.recv().unwrap();
-            let answer = of_thread(tid);
-            done_tx.send(()).unwrap();
-            answer
-        });
+        let live = with_live_thread(of_thread);
         assert_eq!(live, Some(me), "a live thread of this process");
         assert_eq!(of_thread(0), None);
     }
@@ -95,18 +99,7 @@ mod tests {
     fn threads_of_one_process_are_told_from_another_process() {
         let me = std::process::id();
         assert_eq!(same_process(me, me), Some(true));
-        let other_thread = std::thread::scope(|s| {
-            let (tx, rx) = std::sync::mpsc::channel();
-            let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-            s.spawn(move || {
-                tx.send(nix::unistd::gettid().as_raw() as u32).unwrap();
-                let _ = done_rx.recv();
-            });
-            let tid = rx.recv().unwrap();
-            let answer = same_process(me, tid);
-            done_tx.send(()).unwrap();
-            answer
-        });
+        let other_thread = with_live_thread(|tid| same_process(me, tid));
         assert_eq!(other_thread, Some(true), "another thread of this process");
         let mut child = std::process::Command::new("sleep")
             .arg("30")
