@@ -309,6 +309,23 @@ fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     })
 }
 
+/// [`Index::record_sent`] inside a transaction of the caller's.
+fn record_sent_in(db: &Connection, node: NodeId, checksum: &Checksum) -> Result<()> {
+    db.prepare_cached("INSERT INTO sent(node_id, checksum, at_ms) VALUES (?1, ?2, ?3)")?
+        .execute(params![
+            node,
+            checksum,
+            chrono::Utc::now().timestamp_millis()
+        ])?;
+    // The last few per node are enough.
+    db.prepare_cached(
+        "DELETE FROM sent WHERE node_id = ?1 AND rowid NOT IN
+           (SELECT rowid FROM sent WHERE node_id = ?1 ORDER BY rowid DESC LIMIT 16)",
+    )?
+    .execute(params![node])?;
+    Ok(())
+}
+
 impl Index {
     /// Opens the index at `path` and loads it into memory.
     pub fn open(path: &std::path::Path) -> Result<Index> {
@@ -579,18 +596,7 @@ impl Index {
         let mut db = self.db();
         // One commit, not two: a commit is most of the cost of recording a push.
         let db = db.transaction()?;
-        db.prepare_cached("INSERT INTO sent(node_id, checksum, at_ms) VALUES (?1, ?2, ?3)")?
-            .execute(params![
-                node,
-                checksum,
-                chrono::Utc::now().timestamp_millis()
-            ])?;
-        // The last few per node are enough.
-        db.prepare_cached(
-            "DELETE FROM sent WHERE node_id = ?1 AND rowid NOT IN
-               (SELECT rowid FROM sent WHERE node_id = ?1 ORDER BY rowid DESC LIMIT 16)",
-        )?
-        .execute(params![node])?;
+        record_sent_in(&db, node, checksum)?;
         db.commit()?;
         Ok(())
     }

@@ -127,6 +127,16 @@ impl Change<'_> {
         Ok(e)
     }
 
+    /// Records a push with the changes ([`Index::record_sent`]): a create's answer is then one
+    /// commit, the node sent and attached together.
+    pub fn record_sent(
+        &mut self,
+        node: crate::protocol::NodeId,
+        checksum: &crate::protocol::Checksum,
+    ) -> Result<()> {
+        super::record_sent_in(&self.tx, node, checksum)
+    }
+
     /// Forgets one entry. (A folder's children are moved or removed by the caller first.)
     pub fn remove(&mut self, ino: u64) -> Result<()> {
         self.tx

@@ -144,15 +144,20 @@ impl Engine {
             tracing::info!(path = %rel, "its folder was renamed while it was being created: it goes up again in the new folder");
             return Ok(());
         }
-        self.remember_sent(node, sum);
         let attached = self.with_files_locked(&[ino], || -> Result<bool> {
             if !self.still_at(ino, e) {
+                self.remember_sent(node, sum);
                 return Ok(false);
             }
-            self.index.modify(ino, |e| {
-                e.node_id = Some(node);
-                e.base = Some(sum.clone());
-                e.remote = Some(sum.clone());
+            // The node sent and attached in one commit (issue 25: a commit per step was most
+            // of the index's cost in a `tar x`).
+            self.index.change(|c| {
+                c.record_sent(node, sum)?;
+                c.modify(ino, |e| {
+                    e.node_id = Some(node);
+                    e.base = Some(sum.clone());
+                    e.remote = Some(sum.clone());
+                })
             })?;
             Ok(true)
         })?;
