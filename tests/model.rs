@@ -1019,12 +1019,20 @@ async fn run_at(steps: Vec<Step>, folder: bool) -> Result<(), String> {
     }
     for (path, want) in model.iter().filter(|(p, _)| !detached.contains(*p)) {
         if platform.get(path) != Some(want) {
+            // What the engine thinks of the file, for the one reading the failure.
+            let entry = device
+                .engine
+                .ino_of_path(path)
+                .and_then(|ino| device.engine.index.get(ino))
+                .map(|e| format!("{:?} {e:?}", e.state()));
             return Err(format!(
-                "{path}: the platform has {:?}, the model {:?}",
+                "{path}: the platform has {:?}, the model {:?} (the engine's entry: {entry:?}; \
+                 waiting: {:?})",
                 platform
                     .get(path)
                     .map(|b| String::from_utf8_lossy(b).into_owned()),
-                String::from_utf8_lossy(want)
+                String::from_utf8_lossy(want),
+                device.engine.pending_uploads()
             ));
         }
     }
