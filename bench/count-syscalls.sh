@@ -6,26 +6,12 @@
 # shows however busy the machine is. Needs strace, python3, curl, tar, fusermount3.
 # BENCHMARKS.md, "System calls per file (issue 25)".
 set -u
+. "$(dirname "$0")/lib.sh"
 BIN=$1; N=${2:-3000}
 W=$(mktemp -d)
-python3 - $W/src/tree $N <<'PY'
-import sys, os
-root, n = sys.argv[1], int(sys.argv[2])
-for i in range(n):
-    d = f'{root}/d{i // 50}'
-    os.makedirs(d, exist_ok=True)
-    with open(f'{d}/f{i}.txt', 'w') as f: f.write('line of file ' + str(i) * 40)
-PY
+make_tree $W/src/tree $N
 tar cf $W/tree.tar -C $W/src tree
-PORT=$((20000 + RANDOM % 20000))
-HYPERCLAY_DEV_API_KEY=hcsk_bench $BIN dev-platform --data $W/platform --listen 127.0.0.1:$PORT >$W/platform.log 2>&1 &
-PP=$!
-for i in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:$PORT/ && break; sleep 0.1; done
-mkdir -p $W/mnt
-export HYPERCLAY_HOME=$W/home HYPERCLAY_URL=http://127.0.0.1:$PORT HYPERCLAY_API_KEY=hcsk_bench RUST_LOG=warn
-$BIN mount $W/mnt --mirror $W/mirror --no-serve >$W/mount.out 2>$W/mount.err &
-MP=$!
-for i in $(seq 300); do grep -q "mounted at" $W/mount.out && break; sleep 0.1; done
+start_mount $BIN $W
 mkdir $W/mnt/t
 strace -c -f -p $MP -o $W/strace.txt 2>/dev/null & SP=$!
 sleep 1
