@@ -449,6 +449,37 @@ fn log_to_test_output() {
         .try_init();
 }
 
+/// The log of the case running now, when `MODEL_LOG=FILE` is set: each random sequence starts
+/// the file afresh, so with `PROPTEST_MAX_SHRINK_ITERS=0` the file holds the failing case's log
+/// (a long run's failures are timing-dependent, and a replay often passes).
+static CASE_LOG: std::sync::Mutex<Option<std::fs::File>> = std::sync::Mutex::new(None);
+
+struct CaseLog;
+
+impl std::io::Write for CaseLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match CASE_LOG.lock().unwrap().as_mut() {
+            Some(f) => f.write(buf),
+            None => Ok(buf.len()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn log_case_to_file() {
+    let Some(path) = std::env::var_os("MODEL_LOG") else {
+        return;
+    };
+    *CASE_LOG.lock().unwrap() = Some(std::fs::File::create(path).unwrap());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .with_ansi(false)
+        .with_writer(|| CaseLog)
+        .try_init();
+}
+
 /// Every file under `dir` (not the program's own folder), relative path -> content.
 fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -768,6 +799,7 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
 /// [`run`] with the device under test a plain folder (`folder`) or the mount; the other device
 /// is a mount either way.
 async fn run_at(steps: Vec<Step>, folder: bool) -> Result<(), String> {
+    log_case_to_file();
     let mut p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
     let dir = tempfile::tempdir().unwrap();
@@ -809,6 +841,7 @@ async fn run_at(steps: Vec<Step>, folder: bool) -> Result<(), String> {
         if std::env::var_os("MODEL_TRACE").is_some() {
             eprintln!("{:?} step {n}: {s:?}", std::time::Instant::now());
         }
+        tracing::info!("model step {n}: {s:?}");
         let device = d.as_ref().unwrap();
         let content = format!("<p>step {n}: {s:?}</p>").into_bytes();
         let failed = |e: String| format!("step {n} {s:?}: {e}");

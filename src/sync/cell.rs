@@ -142,6 +142,9 @@ pub struct CellState {
     /// the file again. Not a reason to keep the cell: a cell dropped at rest drops it, and the
     /// push then reads the file.
     pub saved: Option<SavedCopy>,
+    /// A new file whose only save failed: it stays local until a save succeeds (`failed.rs`,
+    /// which keeps the set in the index for a restart). Keeps the cell.
+    pub held: bool,
 }
 
 /// The most saved content kept in memory for pushes that have not taken it yet, across all
@@ -182,6 +185,7 @@ impl CellState {
             && self.push == PushState::Idle
             && self.snapshot.is_none()
             && self.fetch.is_none()
+            && !self.held
     }
 }
 

@@ -3,9 +3,9 @@
 //! to do, until a save of theirs succeeds: before, such a file waited to go up for ever and went
 //! up empty at the next mount. Kept in the index's meta, so a restart keeps them held.
 
-use std::collections::BTreeSet;
 use std::sync::Mutex;
 
+use super::cell::Cells;
 use super::Engine;
 use crate::cache::{FileState, Index};
 
@@ -14,43 +14,36 @@ const META_KEY: &str = "failed_saves";
 /// Why such a file stays local, as status says it.
 pub const HELD_REASON: &str = "its only save failed (disk full?): save it again, or delete it";
 
+/// The mark itself is the file's cell's (`CellState::held`, which keeps the cell); this writes
+/// the marked set to the index's meta, one writer at a time so the index keeps the last set.
 #[derive(Default)]
 pub(super) struct FailedSaves {
-    inos: Mutex<BTreeSet<u64>>,
+    persist: Mutex<()>,
 }
 
 impl FailedSaves {
-    /// The set as the index keeps it (inodes it no longer has are dropped).
-    pub(super) fn load(index: &Index) -> FailedSaves {
+    /// Marks the files the index kept as held (inodes it no longer has are dropped).
+    pub(super) fn load(index: &Index, cells: &Cells) {
         let kept = index.meta(META_KEY).ok().flatten().unwrap_or_default();
-        let inos = kept
-            .split(',')
-            .filter_map(|s| s.parse().ok())
-            .filter(|&ino| index.get(ino).is_some())
-            .collect();
-        FailedSaves {
-            inos: Mutex::new(inos),
+        for ino in kept.split(',').filter_map(|s| s.parse::<u64>().ok()) {
+            if index.get(ino).is_some() {
+                cells.get(ino).state().held = true;
+            }
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
-        self.inos.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(super) fn contains(&self, ino: u64) -> bool {
-        self.lock().contains(&ino)
-    }
-
-    /// Adds or removes `ino`; true when that changed the set (the index is written then).
-    fn set(&self, index: &Index, ino: u64, held: bool) -> bool {
-        let mut inos = self.lock();
-        let changed = if held {
-            inos.insert(ino)
-        } else {
-            inos.remove(&ino)
+    /// Marks or clears `ino`; true when that changed its mark (the index is written then).
+    fn set(&self, index: &Index, cells: &Cells, ino: u64, held: bool) -> bool {
+        let _one_writer = self.persist.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = {
+            let cell = cells.get(ino);
+            let mut state = cell.state();
+            std::mem::replace(&mut state.held, held) != held
         };
         if changed {
-            let kept: Vec<String> = inos.iter().map(u64::to_string).collect();
+            let mut kept = cells.inos_where(|s| s.held);
+            kept.sort_unstable();
+            let kept: Vec<String> = kept.iter().map(u64::to_string).collect();
             if let Err(e) = index.set_meta(META_KEY, &kept.join(",")) {
                 tracing::warn!(error = %e, "could not record a failed save in the index");
             }
@@ -68,7 +61,7 @@ impl Engine {
         };
         if e.state() == FileState::New
             && e.size == 0
-            && self.failed_saves.set(&self.index, ino, true)
+            && self.failed_saves.set(&self.index, &self.cells, ino, true)
         {
             let path = self.index.path(ino).unwrap_or_default();
             tracing::warn!(%path, "a new file's only save failed: it stays local until it is saved again");
@@ -77,13 +70,14 @@ impl Engine {
 
     /// A save of `ino` succeeded (or it was closed empty on purpose): it goes up as any file.
     pub fn save_succeeded(&self, ino: u64) {
-        if self.failed_saves.contains(ino) {
-            self.failed_saves.set(&self.index, ino, false);
+        if self.held_after_failed_save(ino) {
+            self.failed_saves
+                .set(&self.index, &self.cells, ino, false);
         }
     }
 
     /// Whether `ino` is a new file held after its only save failed.
     pub(super) fn held_after_failed_save(&self, ino: u64) -> bool {
-        self.failed_saves.contains(ino)
+        self.cells.peek(ino, |s| s.held).unwrap_or(false)
     }
 }

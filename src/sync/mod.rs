@@ -21,8 +21,9 @@
 //!    entries (rename, a file made where one was deleted) and the pull placing a node.
 //! 4. `Claim::Io` on a file's cell (`with_files_locked`, `file_claim`), several taken in inode
 //!    order; changes to one mirror file and its entry (saves, fetched copies, renames, unlinks).
-//! 5. `Engine::failed_saves` (`failed.rs`): held while the set is written to the index's meta,
-//!    so the index keeps the last set; taken under no other sync lock.
+//! 5. `Engine::failed_saves` (`failed.rs`): held while the held files' set (each file's mark is
+//!    its cell's) is written to the index's meta, so the index keeps the last set; taken under
+//!    no other sync lock.
 //! 6. `cache::Index::db` then `cache::Index::tree` (`index.rs`): inside every index call only.
 //!
 //! Leaf locks: a cell's state lock (`FileCell::state`; the cells map is taken before it only to
@@ -276,7 +277,7 @@ impl Engine {
             namespace: Mutex::new(()),
             settings,
             queue: push::Queue::default(),
-            failed_saves: failed::FailedSaves::load(&index_for_id),
+            failed_saves: failed::FailedSaves::default(),
             trust_file_times,
             after_power_cut,
             status: status::Status::default(),
@@ -294,6 +295,7 @@ impl Engine {
             device_id: live::device_id(&index_for_id),
             live_frames: tokio::sync::broadcast::channel(live::FRAMES_KEPT).0,
         });
+        failed::FailedSaves::load(&engine.index, &engine.cells);
         engine
             .runtime
             .spawn(fetch::queue_worker(Arc::downgrade(&engine), queued));
