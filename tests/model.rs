@@ -517,6 +517,56 @@ async fn platform_contents(c: &Client) -> BTreeSet<Vec<u8>> {
     all
 }
 
+/// In the plain folder, a site saved again after the watcher's look and read by its push before
+/// the next look: the push records it, so the look finds nothing new. When that push fails and
+/// the site is saved over next, the content it read must still exist (kept in `sites-versions/`
+/// as every seen save of a site is). Before, it existed nowhere (the plain folder's long model
+/// run, seed 1: "the acknowledged content ... exists nowhere").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_read_by_a_failing_push_before_its_look_is_kept() {
+    log_to_test_output();
+    let p = TestPlatform::start(Mode::Full).await;
+    let c = p.client();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Device::start_folder(&p.url(), dir.path()).await;
+    d.settled().await;
+    d.save("page.html", b"<p>one</p>").await.unwrap();
+    d.quiet().await;
+    p.running.set_fail_writes(true);
+    d.save("page.html", b"<p>two</p>").await.unwrap();
+    // Saved again; the watcher has not looked yet, and the push's retry reads it first.
+    std::fs::write(dir.path().join("page.html"), b"<p>three</p>").unwrap();
+    let ino = d.engine.ino_of_path("page.html").unwrap();
+    let three = hyperclay::protocol::checksum(b"<p>three</p>");
+    for _ in 0..500 {
+        if d.engine.index.get(ino).and_then(|e| e.local) == Some(three.clone()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        d.engine.index.get(ino).and_then(|e| e.local),
+        Some(three),
+        "the push's retry read the disk"
+    );
+    d.save("page.html", b"<p>four</p>").await.unwrap();
+    let kept: BTreeSet<Vec<u8>> = files_under(dir.path()).into_values().collect();
+    assert!(
+        kept.contains(b"<p>three</p>".as_slice()),
+        "the content the failing push read is kept: {:?}",
+        kept.iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect::<Vec<_>>()
+    );
+    p.running.set_fail_writes(false);
+    d.quiet().await;
+    assert_eq!(
+        platform_files(&c).await.get("page.html").map(Vec::as_slice),
+        Some(b"<p>four</p>".as_slice())
+    );
+    d.stop().await;
+}
+
 /// A new folder renamed while its files are first going up (a slow link): every file ends in
 /// the renamed folder, in the mount and on the platform, and stays there after a restart.
 /// (2-3 of 5 were moved back into the old, hidden folder before: `UNIQUE constraint failed:

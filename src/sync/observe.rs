@@ -298,9 +298,45 @@ impl Engine {
             self.settle_lost_write(e, rel, sum, size, &stat)?;
             return Ok(false);
         }
+        self.record_seen(e, rel, sum, size, mtime_ms)?;
+        // The push starts first: the version is kept while it runs.
+        self.request_push(e.ino);
+        self.keep_saved_version(rel, e.kind);
+        self.announce_change(rel, ChangedBy::Folder);
+        Ok(true)
+    }
+
+    /// A push found content on disk that no look has recorded yet (saved again since the
+    /// watcher said, and read by the push before the watcher's look): it is recorded and kept as
+    /// a look would, since the look that follows finds it recorded and does nothing. Before, a
+    /// site saved so, whose push then failed and which was saved over next, existed nowhere (the
+    /// plain folder's long model run). `e`'s claim is held; answers the entry as recorded.
+    pub(super) fn record_read_by_push(
+        &self,
+        e: &Entry,
+        rel: &RelPath,
+        sum: Checksum,
+        bytes: &[u8],
+    ) -> Result<Entry> {
+        // Its time is unknown (the next comparison reads it again).
+        let e = self.record_seen(e, rel, sum, bytes.len() as u64, -1)?;
+        self.keep_version_of(rel, e.kind, bytes);
+        self.announce_change(rel, ChangedBy::Folder);
+        Ok(e)
+    }
+
+    /// Records `sum` as what the disk holds for `e` (a save seen in the folder).
+    fn record_seen(
+        &self,
+        e: &Entry,
+        rel: &RelPath,
+        sum: Checksum,
+        size: u64,
+        mtime_ms: i64,
+    ) -> Result<Entry> {
         let edited = self.seen_edit_time(mtime_ms);
-        self.index.modify(e.ino, |e| {
-            e.local = Some(sum.clone());
+        let e = self.index.modify(e.ino, |e| {
+            e.local = Some(sum);
             e.size = size;
             e.mtime_ms = mtime_ms;
             e.edited_ms = Some(edited);
@@ -308,11 +344,7 @@ impl Engine {
         tracing::info!(path = %rel, "saved in the folder");
         self.status.clear_conflict(rel);
         self.save_succeeded(e.ino);
-        // The push starts first: the version is kept while it runs.
-        self.request_push(e.ino);
-        self.keep_saved_version(rel, e.kind);
-        self.announce_change(rel, ChangedBy::Folder);
-        Ok(true)
+        Ok(e)
     }
 
     /// A file the index does not know: a new one (or one made where a deleted one was, which
@@ -419,14 +451,24 @@ impl Engine {
     /// exist nowhere: every site's save (as Hyperclay Local does), and an upload's while it
     /// cannot go up at once (docs/semantics.md, "The plain folder").
     fn keep_saved_version(&self, rel: &RelPath, kind: NodeKind) {
-        let goes_up_now = self.sync_on() && self.is_online();
-        if kind == NodeKind::Site || !goes_up_now {
+        if self.keeps_saved_versions(kind) {
             if let Some(bytes) = self.mirror.read(rel) {
-                if let Err(e) = crate::cache::save::back_up(&self.mirror, rel, kind, &bytes) {
-                    tracing::warn!(path = %rel, error = %e, "could not keep the saved version in sites-versions");
-                }
+                self.keep_version_of(rel, kind, &bytes);
             }
         }
+    }
+
+    /// [`Self::keep_saved_version`] with the content already read.
+    fn keep_version_of(&self, rel: &RelPath, kind: NodeKind, bytes: &[u8]) {
+        if self.keeps_saved_versions(kind) {
+            if let Err(e) = crate::cache::save::back_up(&self.mirror, rel, kind, bytes) {
+                tracing::warn!(path = %rel, error = %e, "could not keep the saved version in sites-versions");
+            }
+        }
+    }
+
+    fn keeps_saved_versions(&self, kind: NodeKind) -> bool {
+        kind == NodeKind::Site || !(self.sync_on() && self.is_online())
     }
 
     /// A local delete of `e` and everything under it: tombstones for what the platform has, the

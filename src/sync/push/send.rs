@@ -132,12 +132,8 @@ impl Engine {
                 && e.local.as_ref() != Some(&sum)
             {
                 // Saved again in the plain folder since the watcher said: what goes up is what
-                // the disk holds (its time unknown, so the next comparison reads it again).
-                self.index.modify(ino, |e| {
-                    e.local = Some(sum.clone());
-                    e.size = bytes.len() as u64;
-                    e.mtime_ms = -1;
-                })?
+                // the disk holds, recorded and kept as the watcher's look would.
+                self.record_read_by_push(&e, &rel, sum.clone(), &bytes)?
             } else {
                 e
             };
