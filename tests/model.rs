@@ -567,6 +567,57 @@ async fn a_save_read_by_a_failing_push_before_its_look_is_kept() {
     d.stop().await;
 }
 
+/// A file changed here and not on the platform yet, whose node the platform deletes meanwhile,
+/// goes up again as a new file (an edit wins over a delete): an edit made while sync was off,
+/// and a file made again at a name deleted here, which takes the deleted node back before the
+/// delete arrives. Before, both were taken for copies kept and unedited since the delete, and
+/// never went up (the plain folder's long model run, seed 2). Both front doors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_here_wins_over_a_platform_delete_that_arrives_after_it() {
+    log_to_test_output();
+    for folder in [false, true] {
+        let p = TestPlatform::start(Mode::Full).await;
+        let c = p.client();
+        let dir = tempfile::tempdir().unwrap();
+        let d = match folder {
+            true => Device::start_folder(&p.url(), dir.path()).await,
+            false => Device::start(&p.url(), dir.path()).await,
+        };
+        d.settled().await;
+        d.save("edited.html", b"<p>one</p>").await.unwrap();
+        d.save("again.html", b"<p>one</p>").await.unwrap();
+        d.quiet().await;
+        d.engine.set_sync(false).unwrap();
+        d.save("edited.html", b"<p>edited</p>").await.unwrap();
+        d.unlink("again.html").await.unwrap();
+        d.save("again.html", b"<p>made again</p>").await.unwrap();
+        for path in ["edited.html", "again.html"] {
+            let id = common::node_at(&c, path).await.unwrap();
+            c.delete(id, false).await.unwrap();
+        }
+        d.engine.set_sync(true).unwrap();
+        let mut platform = BTreeMap::new();
+        for _ in 0..250 {
+            platform = platform_files(&c).await;
+            if platform.len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            platform.get("edited.html").map(Vec::as_slice),
+            Some(b"<p>edited</p>".as_slice()),
+            "folder: {folder}"
+        );
+        assert_eq!(
+            platform.get("again.html").map(Vec::as_slice),
+            Some(b"<p>made again</p>".as_slice()),
+            "folder: {folder}"
+        );
+        d.stop().await;
+    }
+}
+
 /// A new folder renamed while its files are first going up (a slow link): every file ends in
 /// the renamed folder, in the mount and on the platform, and stays there after a restart.
 /// (2-3 of 5 were moved back into the old, hidden folder before: `UNIQUE constraint failed:

@@ -473,31 +473,46 @@ impl Engine {
     }
 
     /// A platform delete: the local copy stays, detached from the node; it goes up again only
-    /// if it is edited locally afterwards. What never reached the disk is simply forgotten.
-    /// The whole subtree is one index change.
-    pub fn detach(&self, ino: u64) -> Result<()> {
+    /// if it is edited locally afterwards. What never reached the disk is simply forgotten. A
+    /// file changed here and not on the platform yet wins over the delete, as Syncthing and
+    /// Dropbox decide it (an edit wins over a delete): it goes up again as a new file. That is
+    /// also the file made here after the delete at a name deleted here before, which took the
+    /// deleted node back before the delete arrived (the plain folder's long model run: it was
+    /// taken for kept-and-unedited and never went up). Each entry is decided as it is inside
+    /// the change, not as it was read before. The whole subtree is one index change.
+    pub fn detach(self: &Arc<Self>, ino: u64) -> Result<()> {
         let mut subtree = Vec::new();
         self.subtree_children_first(ino, &mut subtree);
         if subtree.is_empty() {
             return Ok(());
         }
-        let (forgotten, kept) = self.index.change(|c| {
-            let (mut forgotten, mut kept) = (Vec::new(), Vec::new());
+        let (forgotten, kept, revived) = self.index.change(|c| {
+            let (mut forgotten, mut kept, mut revived) = (Vec::new(), Vec::new(), Vec::new());
             for e in &subtree {
+                let Some(e) = c.get(e.ino) else {
+                    continue;
+                };
                 if e.tombstone || (!e.is_dir() && e.local.is_none()) {
                     c.remove(e.ino)?;
                     forgotten.push(e);
-                } else {
-                    c.modify(e.ino, |e| {
-                        e.node_id = None;
-                        e.remote = None;
-                        e.remote_modified = None;
-                        e.base = e.local.clone();
-                    })?;
-                    kept.push(e.ino);
+                    continue;
+                }
+                let changed_here = !e.is_dir() && e.changed_here();
+                c.modify(e.ino, |e| {
+                    e.node_id = None;
+                    e.remote = None;
+                    e.remote_modified = None;
+                    e.base = match changed_here {
+                        true => None,
+                        false => e.local.clone(),
+                    };
+                })?;
+                match changed_here {
+                    true => revived.push(e.ino),
+                    false => kept.push(e.ino),
                 }
             }
-            Ok::<_, SyncError>((forgotten, kept))
+            Ok::<_, SyncError>((forgotten, kept, revived))
         })?;
         for e in forgotten {
             self.notify(Notice::Entry {
@@ -507,6 +522,10 @@ impl Engine {
         }
         for ino in kept {
             tracing::info!(path = %self.index.path(ino).unwrap_or_default(), "deleted on the platform: the local copy is kept");
+        }
+        for ino in revived {
+            tracing::info!(path = %self.index.path(ino).unwrap_or_default(), "deleted on the platform while changed here: the change goes up again as a new file");
+            self.request_push(ino);
         }
         Ok(())
     }
