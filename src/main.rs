@@ -36,6 +36,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Mount the account at MOUNTPOINT (an empty folder) until Ctrl-C or `hyperclay unmount`.
+    ///
+    /// Never delete across: `rm`, `rmdir` and renames never delete anything on the platform.
+    /// `rm` leaves the platform's copy (and a rename its old name) there, hidden here; `hyperclay
+    /// status` counts them ("removed here, still on the platform").
+    ///
+    /// One mount owns a mirror: a second mount of the same mirror, or `hyperclay serve` of it,
+    /// is refused in one line naming the running mount (`... is in use by the mount at PATH (pid
+    /// N)`).
     Mount {
         mountpoint: PathBuf,
         /// The local mirror (offline copy and backups).
@@ -60,6 +68,11 @@ enum Command {
         rebuild: bool,
     },
     /// Run the apps in the mirror at http://localhost:PORT, with no account and no network.
+    ///
+    /// A mirror a mount is using is refused: saves kept there would never go up. Use the mount's
+    /// own local server instead (`hyperclay mount` runs it, on --serve-port, 4321 by default;
+    /// the refusal names its address, or says it runs none), which serves the same routes and
+    /// sends saves up.
     Serve {
         /// The mirror to serve.
         #[arg(long)]
@@ -70,6 +83,13 @@ enum Command {
     /// End a mount: its pushes finish first. Also cleans up after a killed mount.
     Unmount { mountpoint: PathBuf },
     /// Whether sync is on, whether it is syncing, and the one problem to fix, if any.
+    ///
+    /// Also, per mount: one `conflict:` line per file changed here and on the platform in the
+    /// last 24 hours, saying which side lost and where its copy is kept (in sites-versions/);
+    /// "removed here, still on the platform: N" (deleted or renamed here, never deleted across);
+    /// "deleted on the platform, kept here: N" (goes up again only if edited here). --json
+    /// prints all of it for scripts, listing the paths (`conflicts`, `removed_here`,
+    /// `deleted_there`).
     Status {
         /// One mount (all running mounts otherwise).
         mountpoint: Option<PathBuf>,
