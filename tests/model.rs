@@ -618,6 +618,40 @@ async fn a_change_here_wins_over_a_platform_delete_that_arrives_after_it() {
     }
 }
 
+/// Another device saves bytes this one sent earlier, after this one took a different copy from
+/// the platform: that is a change to bring down, not this mount's own push coming back. Before,
+/// it was taken for the echo, the copy here counted as a newer local change, and went up over
+/// the other device's save (the plain folder's long model run, seed 2: the other device ended
+/// with an older copy than the platform).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_sent_here_earlier_and_saved_again_elsewhere_come_down() {
+    log_to_test_output();
+    let p = TestPlatform::start(Mode::Full).await;
+    let c = p.client();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Device::start(&p.url(), dir.path()).await;
+    d.settled().await;
+    d.save("page.html", b"<p>one</p>").await.unwrap();
+    d.quiet().await;
+    let id = common::node_at(&c, "page.html").await.unwrap();
+    c.put_content(id, NodeKind::Site, b"<p>two</p>".to_vec().into(), None)
+        .await
+        .unwrap();
+    d.comes_down("page.html", b"<p>two</p>").await.unwrap();
+    // Someone else saves what this device had sent first.
+    c.put_content(id, NodeKind::Site, b"<p>one</p>".to_vec().into(), None)
+        .await
+        .unwrap();
+    d.comes_down("page.html", b"<p>one</p>").await.unwrap();
+    d.quiet().await;
+    assert_eq!(
+        platform_files(&c).await.get("page.html").map(Vec::as_slice),
+        Some(b"<p>one</p>".as_slice()),
+        "the platform keeps the other device's save"
+    );
+    d.stop().await;
+}
+
 /// A new folder renamed while its files are first going up (a slow link): every file ends in
 /// the renamed folder, in the mount and on the platform, and stays there after a restart.
 /// (2-3 of 5 were moved back into the old, hidden folder before: `UNIQUE constraint failed:

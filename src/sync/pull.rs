@@ -263,20 +263,28 @@ impl Engine {
             if newer_recorded {
                 return Ok(applied);
             }
-            if self
-                .modify_holder(e.ino, r.id, |x| {
-                    x.remote = r.checksum.clone();
-                    x.remote_modified = r.modified_at.clone();
-                    x.base = r.checksum.clone();
-                })?
-                .is_none()
-            {
+            // Else a copy held unchanged here that differs from it was taken from the platform
+            // after that push: the same bytes coming now are someone's newer change, and come
+            // down by the decision below. Taken for our echo, the older copy here went up over
+            // them (the plain folder's long model run: another device saved what this one had
+            // sent before, and this one kept the older copy).
+            let clean_and_other = e.local.is_some() && e.local == e.base && e.local != r.checksum;
+            if !clean_and_other {
+                if self
+                    .modify_holder(e.ino, r.id, |x| {
+                        x.remote = r.checksum.clone();
+                        x.remote_modified = r.modified_at.clone();
+                        x.base = r.checksum.clone();
+                    })?
+                    .is_none()
+                {
+                    return Ok(applied);
+                }
+                if e.local.is_some() && e.local != r.checksum {
+                    applied.push.push(e.ino);
+                }
                 return Ok(applied);
             }
-            if e.local.is_some() && e.local != r.checksum {
-                applied.push.push(e.ino);
-            }
-            return Ok(applied);
         }
         let mut revived = false;
         let Some(e) = self.modify_holder(e.ino, r.id, |e| {

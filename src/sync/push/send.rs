@@ -167,6 +167,16 @@ impl Engine {
             };
         }
         let sum = &snap.sum;
+        if holder.ino == ino && !holder.tombstone && holder.local.as_ref() != Some(sum) {
+            // The file holds other content than these bytes since they were read (a newer save
+            // brings its own push; a pull placed the platform's newer copy): sent now, they
+            // would go over the newer content with it as their base. Seen in the plain folder's
+            // long model run: a snapshot read before a pull, sent after it, put an older copy
+            // back on the platform, and the other device kept it.
+            return Outcome::Skipped {
+                why: "the file changed since these bytes were read",
+            };
+        }
         if holder.base.as_ref() == Some(sum) && holder.remote.as_ref() == Some(sum) {
             return Outcome::Skipped {
                 why: "the platform holds it already",
