@@ -71,8 +71,7 @@ impl Engine {
     /// A save of `ino` succeeded (or it was closed empty on purpose): it goes up as any file.
     pub fn save_succeeded(&self, ino: u64) {
         if self.held_after_failed_save(ino) {
-            self.failed_saves
-                .set(&self.index, &self.cells, ino, false);
+            self.failed_saves.set(&self.index, &self.cells, ino, false);
         }
     }
 
