@@ -204,6 +204,10 @@ impl Mirror {
     /// from outside the mirror into `sites-versions/` or up to the platform. (The mount's own
     /// reads use [`Mirror::open_read`]; the local server checks its paths itself.)
     pub fn open_own(&self, rel: &RelPath) -> Result<File> {
+        #[cfg(target_os = "linux")]
+        if let Some(opened) = open_no_symlinks(&self.path(rel), nix::fcntl::OFlag::O_RDONLY) {
+            return opened.map_err(|e| MirrorError::io("reading", &self.path(rel), e));
+        }
         if let Some(dir) = rel.parent() {
             self.refuse_symlinks(&dir)?;
         }
@@ -334,12 +338,21 @@ impl Mirror {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            if let Some(parent) = rel.parent() {
-                self.refuse_symlinks(&parent)?;
-            }
             let path = self.path(rel);
-            let file = crate::os::open_nofollow(File::options().read(true), &path)
-                .map_err(|e| MirrorError::io("opening", &path, e))?;
+            #[cfg(target_os = "linux")]
+            let fast = open_no_symlinks(&path, nix::fcntl::OFlag::O_RDONLY);
+            #[cfg(not(target_os = "linux"))]
+            let fast = None;
+            let file = match fast {
+                Some(opened) => opened,
+                None => {
+                    if let Some(parent) = rel.parent() {
+                        self.refuse_symlinks(&parent)?;
+                    }
+                    crate::os::open_nofollow(File::options().read(true), &path)
+                }
+            }
+            .map_err(|e| MirrorError::io("opening", &path, e))?;
             file.set_permissions(fs::Permissions::from_mode(disk_mode(mode, dir)))
                 .map_err(|e| MirrorError::io("setting the mode of", &path, e))?;
         }
@@ -535,6 +548,17 @@ impl Mirror {
 
     /// Makes the folder `rel` and those above it, refusing any symlink on the way.
     fn ensure_dir(&self, rel: &RelPath) -> Result<()> {
+        // Already there, a folder, with no symlink on the way: one call (Linux), not one per
+        // folder of the path.
+        #[cfg(target_os = "linux")]
+        if !rel.is_root() {
+            use nix::fcntl::OFlag;
+            if let Some(Ok(_)) =
+                open_no_symlinks(&self.path(rel), OFlag::O_PATH | OFlag::O_DIRECTORY)
+            {
+                return Ok(());
+            }
+        }
         super::versions::ensure_dir_no_symlinks(&self.root, &self.path(rel))
     }
 
@@ -565,6 +589,14 @@ impl Mirror {
     }
 
     fn refuse_symlinks(&self, rel: &RelPath) -> Result<()> {
+        #[cfg(target_os = "linux")]
+        if !rel.is_root() {
+            // All there and no symlink on the way: one call. Anything else (a name missing on
+            // the way, a symlink) goes through the walk below, which says which name is a link.
+            if let Some(Ok(_)) = open_no_symlinks(&self.path(rel), nix::fcntl::OFlag::O_PATH) {
+                return Ok(());
+            }
+        }
         let mut path = self.root.clone();
         for segment in rel.split('/').filter(|s| !s.is_empty()) {
             path.push(segment);
@@ -882,6 +914,53 @@ fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> io::Result<()> {
     match r {
         0 => Ok(()),
         _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// Opens `path` (a path in the mirror, from its canonical root) with `flags`, refusing a symlink
+/// anywhere on the way, its last name included, in one call: `openat2` with
+/// `RESOLVE_NO_SYMLINKS` (Linux 5.6). `None`: it can't tell, and the caller walks the path a
+/// folder at a time as on other systems: a symlink on the way (`ELOOP`: the walk says which
+/// name, for the error), or no `openat2` here (`ENOSYS`, remembered; a filter's `EPERM`). Any
+/// other error is the open's own: with no symlink before the name that failed, the walk would
+/// have found none either and the open failed the same way.
+///
+/// From the root's path, not from a descriptor of the root kept open: every other mirror
+/// operation goes by path, so a root folder replaced while the program runs (moved away and
+/// another put in its place) is the same folder for all of them, not the old one for these
+/// and the new one for the rest. A symlink put in place of a folder above the root makes this
+/// answer `None` and the walk (which starts below the root, as before) decide.
+#[cfg(target_os = "linux")]
+fn open_no_symlinks(path: &Path, flags: nix::fcntl::OFlag) -> Option<io::Result<File>> {
+    use nix::errno::Errno;
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    use std::os::fd::FromRawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static MISSING: AtomicBool = AtomicBool::new(false);
+    if MISSING.load(Ordering::Relaxed) {
+        return None;
+    }
+    let how = OpenHow::new()
+        // No O_NOFOLLOW: with O_PATH it would open a symlink at the end instead of refusing it;
+        // RESOLVE_NO_SYMLINKS alone refuses one there too (ELOOP).
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
+    match openat2(libc::AT_FDCWD, path, how) {
+        // SAFETY: a descriptor just opened, owned by nothing else.
+        Ok(fd) => Some(Ok(unsafe { File::from_raw_fd(fd) })),
+        Err(Errno::ENOSYS) => {
+            MISSING.store(true, Ordering::Relaxed);
+            None
+        }
+        Err(
+            Errno::ELOOP
+            | Errno::EPERM
+            | Errno::EINVAL
+            | Errno::E2BIG
+            | Errno::EAGAIN
+            | Errno::EXDEV,
+        ) => None,
+        Err(e) => Some(Err(io::Error::from(e))),
     }
 }
 
