@@ -1466,7 +1466,7 @@ async fn a_save_landing_after_an_unlink_does_not_bring_the_file_back() {
     let engine = d.engine.clone();
     let saved = {
         let work = work.clone();
-        tokio::task::spawn_blocking(move || engine.save_file(ino, &work))
+        tokio::task::spawn_blocking(move || engine.save_file(ino, &work, None))
             .await
             .unwrap()
     };

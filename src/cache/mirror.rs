@@ -131,6 +131,9 @@ fn is_numbered_temp(name: &str) -> bool {
 
 pub struct Mirror {
     root: PathBuf,
+    /// Empty files of the program's own, in [`TEMP_DIR`], each one the empty copy a new file
+    /// got at create, swapped out when its first content was saved (Linux only: [`Spares`]).
+    spares: Spares,
 }
 
 pub const VERSIONS_DIR: &str = "sites-versions";
@@ -161,7 +164,10 @@ impl Mirror {
         let root = root
             .canonicalize()
             .map_err(|e| MirrorError::io("resolving", root, e))?;
-        Ok(Mirror { root })
+        Ok(Mirror {
+            spares: Spares::new(),
+            root,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -198,6 +204,10 @@ impl Mirror {
     /// from outside the mirror into `sites-versions/` or up to the platform. (The mount's own
     /// reads use [`Mirror::open_read`]; the local server checks its paths itself.)
     pub fn open_own(&self, rel: &RelPath) -> Result<File> {
+        #[cfg(target_os = "linux")]
+        if let Some(opened) = open_no_symlinks(&self.path(rel), nix::fcntl::OFlag::O_RDONLY) {
+            return opened.map_err(|e| MirrorError::io("reading", &self.path(rel), e));
+        }
         if let Some(dir) = rel.parent() {
             self.refuse_symlinks(&dir)?;
         }
@@ -328,12 +338,21 @@ impl Mirror {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            if let Some(parent) = rel.parent() {
-                self.refuse_symlinks(&parent)?;
-            }
             let path = self.path(rel);
-            let file = crate::os::open_nofollow(File::options().read(true), &path)
-                .map_err(|e| MirrorError::io("opening", &path, e))?;
+            #[cfg(target_os = "linux")]
+            let fast = open_no_symlinks(&path, nix::fcntl::OFlag::O_RDONLY);
+            #[cfg(not(target_os = "linux"))]
+            let fast = None;
+            let file = match fast {
+                Some(opened) => opened,
+                None => {
+                    if let Some(parent) = rel.parent() {
+                        self.refuse_symlinks(&parent)?;
+                    }
+                    crate::os::open_nofollow(File::options().read(true), &path)
+                }
+            }
+            .map_err(|e| MirrorError::io("opening", &path, e))?;
             file.set_permissions(fs::Permissions::from_mode(disk_mode(mode, dir)))
                 .map_err(|e| MirrorError::io("setting the mode of", &path, e))?;
         }
@@ -375,6 +394,9 @@ impl Mirror {
     /// outside the mirror.
     pub fn create_empty(&self, rel: &RelPath) -> Result<()> {
         let path = self.ensure_parent(rel)?;
+        if self.spares.place(&path) {
+            return Ok(());
+        }
         let create = || {
             crate::os::open_nofollow(
                 File::options().write(true).create(true).truncate(true),
@@ -478,6 +500,9 @@ impl Mirror {
     /// at all for every process (and across a `kill -9` of this one), durable once the kernel
     /// writes it back or a program's `fsync` asks for it ([`Mirror::make_durable`]).
     pub fn put_in_place(&self, temp: &Path, target: &Path) -> Result<()> {
+        if self.spares.exchange(temp, target) {
+            return Ok(());
+        }
         if let Err(e) = fs::rename(temp, target) {
             let _ = fs::remove_file(temp);
             return Err(MirrorError::io("renaming into place", target, e));
@@ -523,6 +548,17 @@ impl Mirror {
 
     /// Makes the folder `rel` and those above it, refusing any symlink on the way.
     fn ensure_dir(&self, rel: &RelPath) -> Result<()> {
+        // Already there, a folder, with no symlink on the way: one call (Linux), not one per
+        // folder of the path.
+        #[cfg(target_os = "linux")]
+        if !rel.is_root() {
+            use nix::fcntl::OFlag;
+            if let Some(Ok(_)) =
+                open_no_symlinks(&self.path(rel), OFlag::O_PATH | OFlag::O_DIRECTORY)
+            {
+                return Ok(());
+            }
+        }
         super::versions::ensure_dir_no_symlinks(&self.root, &self.path(rel))
     }
 
@@ -553,6 +589,14 @@ impl Mirror {
     }
 
     fn refuse_symlinks(&self, rel: &RelPath) -> Result<()> {
+        #[cfg(target_os = "linux")]
+        if !rel.is_root() {
+            // All there and no symlink on the way: one call. Anything else (a name missing on
+            // the way, a symlink) goes through the walk below, which says which name is a link.
+            if let Some(Ok(_)) = open_no_symlinks(&self.path(rel), nix::fcntl::OFlag::O_PATH) {
+                return Ok(());
+            }
+        }
         let mut path = self.root.clone();
         for segment in rel.split('/').filter(|s| !s.is_empty()) {
             path.push(segment);
@@ -732,6 +776,222 @@ pub enum ListedKind {
     Other,
 }
 
+/// Empty files kept for reuse, so that a new file's save frees no inode (Linux).
+///
+/// A file created through the mount gets an empty mirror copy at once; its first save renames
+/// the working copy over it, which frees that empty copy's inode. On ext4 without a journal
+/// (this project's benchmark machines), allocating an inode skips every inode freed in the last
+/// half minute or so, checking each one (`find_inode_bit` -> `recently_deleted`): with one
+/// inode freed per new file, each create of `tar x` or `git clone` walked past all the
+/// thousands freed before it (a fifth of the mount's time in `perf`; BENCHMARKS.md, "System
+/// calls per file"). So the save swaps the working copy into place
+/// (`renameat2(RENAME_EXCHANGE)`: atomic for every reader, as the rename) and, when what it
+/// swapped out is an empty regular file of one link with the mode a fresh file gets here, keeps
+/// it under its temp name; the next new file's empty copy is that file moved into place
+/// (`RENAME_NOREPLACE`, its time set to now) instead of a new one. Anything else swapped out is
+/// removed, as the rename did. Only empty files are ever reused, and no code writes into a
+/// mirror copy in place (content always comes by a rename), so a descriptor still open on a
+/// reused copy reads it empty, as before. The spares live in the temp folder: a crash leaves
+/// them to the sweep at start ([`Mirror::sweep_temps`]); one gone meanwhile is skipped.
+struct Spares {
+    #[cfg(target_os = "linux")]
+    kept: std::sync::Mutex<Vec<PathBuf>>,
+    /// The permission bits a file made here gets (0666 less the umask); `None` (the umask
+    /// unknown): no spares.
+    #[cfg(target_os = "linux")]
+    fresh_mode: Option<u32>,
+}
+
+/// More spares than this are removed: one per file saved between two creates is plenty.
+#[cfg(target_os = "linux")]
+const MAX_SPARES: usize = 64;
+
+impl Spares {
+    fn new() -> Spares {
+        Spares {
+            #[cfg(target_os = "linux")]
+            kept: std::sync::Mutex::new(Vec::new()),
+            #[cfg(target_os = "linux")]
+            fresh_mode: umask().map(|m| 0o666 & !m),
+        }
+    }
+
+    /// Puts a spare at `path` (nothing there) as a new empty file; false: none placed (no spare,
+    /// or something at `path`), the caller makes one.
+    fn place(&self, path: &Path) -> bool {
+        #[cfg(target_os = "linux")]
+        loop {
+            let Some(spare) = self.kept.lock().unwrap_or_else(|p| p.into_inner()).pop() else {
+                return false;
+            };
+            // Its time is now, as a file created now; a spare swept away meanwhile is skipped.
+            if set_times_now(&spare).is_err() {
+                continue;
+            }
+            match renameat2(&spare, path, libc::RENAME_NOREPLACE) {
+                Ok(()) => return true,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                // Something there already: the caller empties it, as before; the spare stays.
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    self.kept
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(spare);
+                    return false;
+                }
+                Err(_) => {
+                    let _ = fs::remove_file(&spare);
+                    return false;
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = path;
+            false
+        }
+    }
+
+    /// Swaps the finished `temp` into place at `target`, keeping what was there as a spare or
+    /// removing it; false: not swapped (nothing at `target`, or no exchange on this system or
+    /// file system), the caller renames.
+    fn exchange(&self, temp: &Path, target: &Path) -> bool {
+        #[cfg(target_os = "linux")]
+        {
+            let Some(fresh_mode) = self.fresh_mode else {
+                return false;
+            };
+            if renameat2(temp, target, libc::RENAME_EXCHANGE).is_err() {
+                return false;
+            }
+            use std::os::unix::fs::MetadataExt;
+            match fs::symlink_metadata(temp) {
+                // A folder swapped out: swapped back, and the caller's rename fails as it did.
+                Ok(m) if m.is_dir() => {
+                    return renameat2(temp, target, libc::RENAME_EXCHANGE).is_err();
+                }
+                Ok(m)
+                    if m.is_file()
+                        && m.len() == 0
+                        && m.nlink() == 1
+                        && m.mode() & 0o7777 == fresh_mode =>
+                {
+                    let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+                    if kept.len() < MAX_SPARES {
+                        kept.push(temp.to_path_buf());
+                        return true;
+                    }
+                }
+                _ => {}
+            }
+            let _ = fs::remove_file(temp);
+            true
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (temp, target);
+            false
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let from = std::ffi::CString::new(from.as_os_str().as_bytes())?;
+    let to = std::ffi::CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: valid C strings; the raw call, as not every C library wraps it.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            flags,
+        )
+    };
+    match r {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// Opens `path` (a path in the mirror, from its canonical root) with `flags`, refusing a symlink
+/// anywhere on the way, its last name included, in one call: `openat2` with
+/// `RESOLVE_NO_SYMLINKS` (Linux 5.6). `None`: it can't tell, and the caller walks the path a
+/// folder at a time as on other systems: a symlink on the way (`ELOOP`: the walk says which
+/// name, for the error), or no `openat2` here (`ENOSYS`, remembered; a filter's `EPERM`). Any
+/// other error is the open's own: with no symlink before the name that failed, the walk would
+/// have found none either and the open failed the same way.
+///
+/// From the root's path, not from a descriptor of the root kept open: every other mirror
+/// operation goes by path, so a root folder replaced while the program runs (moved away and
+/// another put in its place) is the same folder for all of them, not the old one for these
+/// and the new one for the rest. A symlink put in place of a folder above the root makes this
+/// answer `None` and the walk (which starts below the root, as before) decide.
+#[cfg(target_os = "linux")]
+fn open_no_symlinks(path: &Path, flags: nix::fcntl::OFlag) -> Option<io::Result<File>> {
+    use nix::errno::Errno;
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    use std::os::fd::FromRawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static MISSING: AtomicBool = AtomicBool::new(false);
+    if MISSING.load(Ordering::Relaxed) {
+        return None;
+    }
+    let how = OpenHow::new()
+        // No O_NOFOLLOW: with O_PATH it would open a symlink at the end instead of refusing it;
+        // RESOLVE_NO_SYMLINKS alone refuses one there too (ELOOP).
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
+    match openat2(libc::AT_FDCWD, path, how) {
+        // SAFETY: a descriptor just opened, owned by nothing else.
+        Ok(fd) => Some(Ok(unsafe { File::from_raw_fd(fd) })),
+        Err(Errno::ENOSYS) => {
+            MISSING.store(true, Ordering::Relaxed);
+            None
+        }
+        Err(
+            Errno::ELOOP
+            | Errno::EPERM
+            | Errno::EINVAL
+            | Errno::E2BIG
+            | Errno::EAGAIN
+            | Errno::EXDEV,
+        ) => None,
+        Err(e) => Some(Err(io::Error::from(e))),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn set_times_now(path: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: a valid C string; null times mean now; the last component is not followed.
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            std::ptr::null(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    match r {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// This process's umask, from `/proc/self/status` (changing it to read it would race with the
+/// files other threads create meanwhile).
+#[cfg(target_os = "linux")]
+fn umask() -> Option<u32> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
+}
+
 /// A temp file of the mirror's, removed on drop unless committed ([`Mirror::commit_staged`]).
 pub struct Staged {
     path: Option<PathBuf>,
@@ -870,6 +1130,138 @@ mod tests {
         assert_eq!(temps(&m), 0);
         assert_eq!(m.read_at_most(&rel, 4).unwrap().unwrap(), b"kept");
         assert!(m.read_at_most(&rel, 3).unwrap().is_none(), "over the cap");
+    }
+}
+
+#[cfg(all(test, unix))]
+mod symlink_tests {
+    use super::*;
+
+    /// A symlink anywhere on the way, the last name included, is refused (and named) by every
+    /// check, whichever way it is made (one `openat2` on Linux, the walk elsewhere).
+    #[test]
+    fn a_symlink_on_the_way_is_refused_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret.txt"), b"secret").unwrap();
+        let m = Mirror::open(&dir.path().join("mirror")).unwrap();
+        m.write_atomic(&RelPath::parse("a/b/real.txt").unwrap(), b"mine")
+            .unwrap();
+        std::os::unix::fs::symlink(outside.path(), m.root().join("a/link")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.txt"),
+            m.root().join("a/b/file-link"),
+        )
+        .unwrap();
+        let through = RelPath::parse("a/link/secret.txt").unwrap();
+        let last = RelPath::parse("a/b/file-link").unwrap();
+        assert_eq!(
+            m.symlink_on_the_way(&through),
+            Some(m.root().join("a/link"))
+        );
+        assert_eq!(m.symlink_on_the_way(&last), Some(m.path(&last)));
+        assert_eq!(
+            m.symlink_on_the_way(&RelPath::parse("a/b/real.txt").unwrap()),
+            None
+        );
+        assert_eq!(
+            m.symlink_on_the_way(&RelPath::parse("a/b/none/x").unwrap()),
+            None
+        );
+        assert!(
+            matches!(m.open_own(&through), Err(MirrorError::Symlink(p)) if p == m.root().join("a/link"))
+        );
+        assert!(matches!(m.open_own(&last), Err(MirrorError::Symlink(_))));
+        assert!(m.read(&through).is_none() && m.read(&last).is_none());
+        let missing = m.open_own(&RelPath::parse("a/b/none.txt").unwrap());
+        assert!(
+            matches!(missing, Err(MirrorError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound)
+        );
+        assert_eq!(
+            m.read(&RelPath::parse("a/b/real.txt").unwrap()).unwrap(),
+            b"mine"
+        );
+        assert!(m
+            .set_mode(&RelPath::parse("a/link/secret.txt").unwrap(), 0o600, false)
+            .is_err());
+        assert!(matches!(
+            m.ensure_parent(&RelPath::parse("a/link/new.txt").unwrap()),
+            Err(MirrorError::Symlink(_))
+        ));
+        assert!(m
+            .create_empty(&RelPath::parse("a/link/new.txt").unwrap())
+            .is_err());
+        assert!(!outside.path().join("new.txt").exists());
+        assert_eq!(
+            fs::read(outside.path().join("secret.txt")).unwrap(),
+            b"secret"
+        );
+    }
+
+    /// A new file's empty copy swapped out by its first save is reused for the next new file
+    /// (Linux), which gets it empty, with a fresh file's mode and time; what else a save swaps
+    /// out (content, another mode, a second link) is removed as the rename removed it.
+    #[test]
+    fn empty_copies_swapped_out_are_reused_empty() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let m = Mirror::open(dir.path()).unwrap();
+        let one = RelPath::parse("d/one.txt").unwrap();
+        m.create_empty(&one).unwrap();
+        let fresh_mode = fs::metadata(m.path(&one)).unwrap().mode() & 0o7777;
+        let empty_ino = fs::metadata(m.path(&one)).unwrap().ino();
+        let work = m.temp();
+        fs::write(&work, b"content one").unwrap();
+        m.put_in_place(&work, &m.path(&one)).unwrap();
+        assert_eq!(fs::read(m.path(&one)).unwrap(), b"content one");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let before = std::time::SystemTime::now();
+        let two = RelPath::parse("d/two.txt").unwrap();
+        m.create_empty(&two).unwrap();
+        let meta = fs::symlink_metadata(m.path(&two)).unwrap();
+        if cfg!(target_os = "linux") {
+            assert_eq!(meta.ino(), empty_ino, "the spare was reused");
+        }
+        assert!(meta.is_file() && meta.len() == 0);
+        assert_eq!(meta.mode() & 0o7777, fresh_mode);
+        assert!(meta.modified().unwrap() >= before - std::time::Duration::from_millis(50));
+        // Not empty, or another mode, or linked elsewhere: removed, never reused.
+        let three = RelPath::parse("d/three.txt").unwrap();
+        m.write_atomic(&three, b"old content").unwrap();
+        let work = m.temp();
+        fs::write(&work, b"new").unwrap();
+        m.put_in_place(&work, &m.path(&three)).unwrap();
+        fs::set_permissions(m.path(&two), fs::Permissions::from_mode(0o600)).unwrap();
+        let work = m.temp();
+        fs::write(&work, b"two").unwrap();
+        m.put_in_place(&work, &m.path(&two)).unwrap();
+        let four = RelPath::parse("d/four.txt").unwrap();
+        m.create_empty(&four).unwrap();
+        fs::hard_link(m.path(&four), dir.path().join("other-link")).unwrap();
+        let work = m.temp();
+        fs::write(&work, b"four").unwrap();
+        m.put_in_place(&work, &m.path(&four)).unwrap();
+        assert_eq!(temps(&m), 0, "nothing kept");
+        assert_eq!(fs::read(dir.path().join("other-link")).unwrap(), b"");
+        assert_eq!(fs::read(m.path(&three)).unwrap(), b"new");
+        // A folder in the way is not swapped: the save fails as the rename did.
+        fs::create_dir(m.root().join("d/folder")).unwrap();
+        let work = m.temp();
+        fs::write(&work, b"x").unwrap();
+        assert!(m.put_in_place(&work, &m.root().join("d/folder")).is_err());
+        assert!(m.root().join("d/folder").is_dir());
+        // Something already where a spare would go: emptied as before, the spare kept.
+        let five = RelPath::parse("d/five.txt").unwrap();
+        m.create_empty(&five).unwrap();
+        let work = m.temp();
+        fs::write(&work, b"five").unwrap();
+        m.put_in_place(&work, &m.path(&five)).unwrap();
+        m.create_empty(&one).unwrap();
+        assert_eq!(fs::read(m.path(&one)).unwrap(), b"");
+    }
+
+    fn temps(m: &Mirror) -> usize {
+        fs::read_dir(m.root().join(TEMP_DIR)).map_or(0, |d| d.count())
     }
 }
 

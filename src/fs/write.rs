@@ -497,17 +497,25 @@ impl MountFs {
         }
         match work {
             Some((path, file)) => {
+                // The time set on the open file, given again now (a write after it moved it):
+                // the working copy becomes the mirror copy, and the save records the time in
+                // the same index write as the content (`tar x` sets one on every file).
+                if let Some(ms) = mtime_set {
+                    let _ = file.set_modified(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64),
+                    );
+                }
                 // No fsync here: a close keeps the file as a local disk does (the program's own
                 // fsync makes it durable: `fsync`). Nothing is lost to a `kill -9`: the page
                 // cache outlives this process.
                 drop(file);
-                match self.engine.save_file(ino, &path) {
-                    Ok(()) => {}
+                match self.engine.save_file(ino, &path, mtime_set) {
+                    Ok(()) => Ok(()),
                     // Deleted or replaced after the check above: gone with the file, as above.
-                    Err(crate::sync::SyncError::Gone) => return Ok(()),
+                    Err(crate::sync::SyncError::Gone) => Ok(()),
                     Err(e) => {
                         let _ = std::fs::remove_file(&path);
-                        return Err(e.into());
+                        Err(e.into())
                     }
                 }
             }
@@ -515,12 +523,12 @@ impl MountFs {
             None => {
                 self.engine.save_succeeded(ino);
                 self.engine.request_push(ino);
+                if let Some(ms) = mtime_set {
+                    self.engine.keep_mtime(ino, ms)?;
+                }
+                Ok(())
             }
         }
-        if let Some(ms) = mtime_set {
-            self.engine.keep_mtime(ino, ms)?;
-        }
-        Ok(())
     }
 
     pub fn release(&self, fh: u64) -> Result<()> {

@@ -16,8 +16,10 @@ impl Engine {
     /// Makes the finished file `work` the mirror copy of `ino` (renaming it into place) at a
     /// program's close: as a local disk keeps a closed file, without an fsync of its own
     /// ([`Durability::Closed`]; a program's fsync then calls [`Engine::make_durable`]).
-    pub fn save_file(self: &Arc<Self>, ino: u64, work: &Path) -> Result<()> {
-        let rel = self.save_in_place(ino, save::Work::file(work), Durability::Closed)?;
+    /// `mtime_ms`: a time the program set on the open file, which `work` already shows; the
+    /// index records it with the content (as [`Engine::keep_mtime`] would after).
+    pub fn save_file(self: &Arc<Self>, ino: u64, work: &Path, mtime_ms: Option<i64>) -> Result<()> {
+        let rel = self.save_in_place(ino, save::Work::file(work), Durability::Closed, mtime_ms)?;
         self.announce_change(&rel, super::ChangedBy::Mount);
         Ok(())
     }
@@ -27,6 +29,7 @@ impl Engine {
         ino: u64,
         work: save::Work<'_>,
         durability: Durability,
+        mtime_ms: Option<i64>,
     ) -> Result<crate::cache::RelPath> {
         let claimed = self.file_claim(ino);
         // Checked under the file lock, which an unlink takes too: a file deleted (or replaced by
@@ -59,9 +62,13 @@ impl Engine {
             self.index.modify(ino, |e| {
                 e.local = Some(replaced.checksum.clone());
                 e.size = replaced.size;
-                e.mtime_ms = now;
+                e.mtime_ms = mtime_ms.unwrap_or(now);
                 e.edited_ms = Some(edited);
             })?;
+        } else if let Some(ms) = mtime_ms {
+            // The same content: the mirror copy stays, and takes the time set.
+            self.index.modify(ino, |e| e.mtime_ms = ms)?;
+            self.mirror.set_modified(&rel, ms);
         }
         // The bytes just read go to the push as they are: it reads and hashes nothing again.
         // (The plain folder's push reads the disk: a user may write the file again meanwhile.)
@@ -108,7 +115,7 @@ impl Engine {
             path: &work,
             bytes: Some(bytes),
         };
-        let rel = self.save_in_place(ino, work, Durability::Synced)?;
+        let rel = self.save_in_place(ino, work, Durability::Synced, None)?;
         self.notify(super::Notice::Content { ino });
         self.announce_change(&rel, super::ChangedBy::Server);
         Ok(())
