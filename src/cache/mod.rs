@@ -4,6 +4,7 @@
 
 mod guarded;
 mod index;
+mod local_only;
 mod mirror;
 mod relpath;
 pub mod save;
@@ -14,9 +15,10 @@ pub use guarded::Guarded;
 pub use index::{
     default_mode, kept_mode, Change, Entry, FileState, Index, IndexError, NewEntry, ROOT_INO,
 };
+pub use local_only::is_local_only;
 pub use mirror::{
-    is_local_only, sync_parent as mirror_sync_parent, Listed, ListedKind, Mirror, MirrorError,
-    Staged, Stat, INDEX_DIR, VERSIONS_DIR,
+    sync_parent as mirror_sync_parent, Listed, ListedKind, Mirror, MirrorError, Staged, Stat,
+    INDEX_DIR, VERSIONS_DIR,
 };
 pub use relpath::{
     check_child, check_platform_name, check_segment, PathRefused, RelPath, MAX_DEPTH,
