@@ -212,7 +212,7 @@ async fn the_client_reconnects_by_itself_and_resumes_after_a_platform_restart() 
     platform.kill9();
     // Wait until the client noticed.
     loop {
-        if let StreamItem::Disconnected { error } = next(&mut rx).await {
+        if let StreamItem::Disconnected { error, .. } = next(&mut rx).await {
             assert!(error.is_transient(), "{error}");
             break;
         }

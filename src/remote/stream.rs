@@ -24,8 +24,13 @@ pub enum StreamItem {
     Event { seq: Option<u64>, event: Event },
     /// Frames were dropped for their size: what they said must come from a listing.
     Dropped,
-    /// The connection ended; the stream reconnects by itself.
-    Disconnected { error: RemoteError },
+    /// The connection ended; the stream reconnects by itself. `closed_by_platform`: the
+    /// platform ended it (a restart, a deploy), rather than the connection failing or going
+    /// silent.
+    Disconnected {
+        error: RemoteError,
+        closed_by_platform: bool,
+    },
 }
 
 /// A Part 2 platform pings every 15 s: silence this long means the connection is dead (a
@@ -33,14 +38,14 @@ pub enum StreamItem {
 /// last id.
 pub const SILENCE_LIMIT: Duration = Duration::from_secs(45);
 /// Reconnects wait 1, 2, 4 ... 30 s (each ±20 %, so that many clients dropped at once by a
-/// restarting platform do not all come back in the same instant) while connecting fails; a
-/// connection the platform answered starts again from the first wait when it ends. Decided:
-/// before, only a connection that had lasted 30 s did, so a platform restarted a few times in a
-/// minute left a device that only reads waiting 8-30 s for the stream after the last restart,
-/// changes made meanwhile unseen (the model's long run, seed 2). A platform that answers and
-/// drops at once costs one request a second, as an `EventSource` retrying does.
+/// restarting platform do not all come back in the same instant).
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A connection that lasted this long was healthy: the next reconnect starts from the first wait
+/// again. (A platform that accepts and drops at once keeps backing off.)
+const HEALTHY_CONNECTION: Duration = Duration::from_secs(30);
+/// Why a stream ended when the platform closed it.
+const CLOSED_BY_PLATFORM: &str = "the platform closed the event stream";
 /// How long the platform may take to answer a stream request (its headers).
 const STREAM_ANSWER_LIMIT: Duration = Duration::from_secs(20);
 
@@ -56,15 +61,21 @@ pub fn subscribe(
         let mut last_id = last_id;
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let mut answered = false;
+            let started = tokio::time::Instant::now();
             let error = tokio::select! {
-                e = follow(&client, &mut last_id, &tx, silence_limit, &mut answered) => e,
+                e = follow(&client, &mut last_id, &tx, silence_limit) => e,
                 _ = tx.closed() => return,
             };
-            if answered {
+            if started.elapsed() >= HEALTHY_CONNECTION {
                 backoff = FIRST_BACKOFF;
             }
-            if tx.send(StreamItem::Disconnected { error }).await.is_err() {
+            let closed_by_platform =
+                matches!(&error, RemoteError::Unreachable(why) if why == CLOSED_BY_PLATFORM);
+            let disconnected = StreamItem::Disconnected {
+                error,
+                closed_by_platform,
+            };
+            if tx.send(disconnected).await.is_err() {
                 return;
             }
             let jitter = rand::random::<f64>() * 0.4 + 0.8;
@@ -84,7 +95,6 @@ async fn follow(
     last_id: &mut Option<u64>,
     tx: &mpsc::Sender<StreamItem>,
     silence_limit: Duration,
-    answered: &mut bool,
 ) -> RemoteError {
     let features = match client.features().await {
         Ok(f) => f,
@@ -106,7 +116,6 @@ async fn follow(
             return RemoteError::Unreachable("the event stream was not answered in time".into())
         }
     };
-    *answered = true;
     if tx
         .send(StreamItem::Connected { replayed: resuming })
         .await
@@ -131,7 +140,7 @@ async fn follow(
         let chunk = match next {
             Some(Ok(chunk)) => chunk,
             Some(Err(e)) => return e.into(),
-            None => return RemoteError::Unreachable("the platform closed the event stream".into()),
+            None => return RemoteError::Unreachable(CLOSED_BY_PLATFORM.into()),
         };
         let frames = parser.feed(&chunk);
         if parser.take_dropped() > 0 {

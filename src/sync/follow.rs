@@ -312,9 +312,18 @@ async fn stay_online(
                     StreamItem::Dropped => {
                         let _ = report(engine.resync_listing().await);
                     }
-                    StreamItem::Disconnected { error } => {
+                    StreamItem::Disconnected { error, closed_by_platform } => {
                         if stream_up {
                             tracing::warn!(%error, "event stream down; polling every 10 s");
+                            if closed_by_platform {
+                                // The platform ended it (a restart): look now. Gone, it is
+                                // offline at once, checked every second and the stream made
+                                // anew when it answers; back already, the look catches what
+                                // changed. Before, a reading device waited out the stream's
+                                // reconnect wait, which grows with each restart (6-30 s after a
+                                // few within a minute: the model's long run, seed 2).
+                                poll.reset_immediately();
+                            }
                         } else if error.is_offline() {
                             // Reconnecting failed too: look now, so that a platform that is gone
                             // shows in status at once. (Not on the first drop: a stream that went
