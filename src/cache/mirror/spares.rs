@@ -60,7 +60,7 @@ impl Spares {
             if set_times_now(&spare).is_err() {
                 continue;
             }
-            match renameat2(&spare, path, libc::RENAME_NOREPLACE) {
+            match renameat2(&spare, path, nix::fcntl::RenameFlags::RENAME_NOREPLACE) {
                 Ok(()) => return true,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
                 // Something there already: the caller empties it, as before; the spare stays.
@@ -93,14 +93,15 @@ impl Spares {
             let Some(fresh_mode) = self.fresh_mode else {
                 return false;
             };
-            if renameat2(temp, target, libc::RENAME_EXCHANGE).is_err() {
+            if renameat2(temp, target, nix::fcntl::RenameFlags::RENAME_EXCHANGE).is_err() {
                 return false;
             }
             use std::os::unix::fs::MetadataExt;
             match fs::symlink_metadata(temp) {
                 // A folder swapped out: swapped back, and the caller's rename fails as it did.
                 Ok(m) if m.is_dir() => {
-                    return renameat2(temp, target, libc::RENAME_EXCHANGE).is_err();
+                    return renameat2(temp, target, nix::fcntl::RenameFlags::RENAME_EXCHANGE)
+                        .is_err();
                 }
                 Ok(m)
                     if m.is_file()
@@ -128,44 +129,22 @@ impl Spares {
 }
 
 #[cfg(target_os = "linux")]
-fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let from = std::ffi::CString::new(from.as_os_str().as_bytes())?;
-    let to = std::ffi::CString::new(to.as_os_str().as_bytes())?;
-    // SAFETY: valid C strings; the raw call, as not every C library wraps it.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_renameat2,
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            flags,
-        )
-    };
-    match r {
-        0 => Ok(()),
-        _ => Err(io::Error::last_os_error()),
-    }
+fn renameat2(from: &Path, to: &Path, flags: nix::fcntl::RenameFlags) -> io::Result<()> {
+    Ok(nix::fcntl::renameat2(None, from, None, to, flags)?)
 }
 
 #[cfg(target_os = "linux")]
 fn set_times_now(path: &Path) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
-    // SAFETY: a valid C string; null times mean now; the last component is not followed.
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            std::ptr::null(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    match r {
-        0 => Ok(()),
-        _ => Err(io::Error::last_os_error()),
-    }
+    use nix::sys::stat::{utimensat, UtimensatFlags};
+    use nix::sys::time::TimeSpec;
+    let now = TimeSpec::UTIME_NOW;
+    Ok(utimensat(
+        None,
+        path,
+        &now,
+        &now,
+        UtimensatFlags::NoFollowSymlink,
+    )?)
 }
 
 /// This process's umask, from `/proc/self/status` (changing it to read it would race with the
