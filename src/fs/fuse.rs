@@ -183,7 +183,10 @@ impl Filesystem for FuseAdapter {
                 return reply.error(e);
             }
             match me.fs.lookup(parent.0, &name) {
-                Ok(a) => reply.entry(&TTL, &me.attr(&a), Generation(0)),
+                Ok(a) => {
+                    me.fs.kernel_took(a.ino);
+                    reply.entry(&TTL, &me.attr(&a), Generation(0))
+                }
                 Err(e) => reply.error(errno(&e, "lookup")),
             }
         });
@@ -286,22 +289,39 @@ impl Filesystem for FuseAdapter {
             if let Some(e) = killed {
                 return reply.error(e);
             }
+            // The entries the kernel will link (and count a lookup for): all but `.` and `..`.
+            let mut given = Vec::new();
             let result = me.fs.readdir(ino.0, offset, |next, name, a| {
                 // `.` and `..` carry no attributes the kernel may cache under their own inode.
-                !reply.add(
+                let full = reply.add(
                     INodeNo(a.ino),
                     next,
                     name,
                     &TTL,
                     &me.attr(&a),
                     Generation(0),
-                )
+                );
+                if !full && name != "." && name != ".." {
+                    given.push(a.ino);
+                }
+                !full
             });
             match result {
-                Ok(()) => reply.ok(),
+                Ok(()) => {
+                    for ino in given {
+                        me.fs.kernel_took(ino);
+                    }
+                    reply.ok()
+                }
                 Err(e) => reply.error(errno(&e, "readdirplus")),
             }
         });
+    }
+
+    // `batch_forget` is left to fuser's default, which calls this for each inode: its
+    // `ForgetOne` is private in 0.18.
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        guard("forget", || self.fs.kernel_forgot(ino.0, nlookup));
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -351,7 +371,10 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEntry,
     ) {
         guard("mknod", || match self.fs.mknod(parent.0, name, mode) {
-            Ok(a) => reply.entry(&TTL, &self.attr(&a), Generation(0)),
+            Ok(a) => {
+                self.fs.kernel_took(a.ino);
+                reply.entry(&TTL, &self.attr(&a), Generation(0))
+            }
             Err(e) => reply.error(errno(&e, "mknod")),
         });
     }
@@ -368,6 +391,7 @@ impl Filesystem for FuseAdapter {
     ) {
         guard("create", || match self.fs.create(parent.0, name, mode) {
             Ok((a, o)) => {
+                self.fs.kernel_took(a.ino);
                 self.fs
                     .note_opener(o.fh, (req.pid() != 0).then(|| req.pid()));
                 if flags & libc::O_APPEND != 0 {
@@ -442,7 +466,10 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEntry,
     ) {
         guard("mkdir", || match self.fs.mkdir(parent.0, name, mode) {
-            Ok(a) => reply.entry(&TTL, &self.attr(&a), Generation(0)),
+            Ok(a) => {
+                self.fs.kernel_took(a.ino);
+                reply.entry(&TTL, &self.attr(&a), Generation(0))
+            }
             Err(e) => reply.error(errno(&e, "mkdir")),
         });
     }
@@ -508,7 +535,10 @@ impl Filesystem for FuseAdapter {
     ) {
         guard("symlink", || {
             match self.fs.symlink(parent.0, link_name, target) {
-                Ok(a) => reply.entry(&TTL, &self.attr(&a), Generation(0)),
+                Ok(a) => {
+                    self.fs.kernel_took(a.ino);
+                    reply.entry(&TTL, &self.attr(&a), Generation(0))
+                }
                 Err(e) => reply.error(errno(&e, "symlink")),
             }
         });

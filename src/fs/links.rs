@@ -345,7 +345,7 @@ impl MountFs {
             SystemTime::now(),
             0o777,
         );
-        self.changed.touch(parent);
+        self.touch(parent);
         self.links.attr(ino).ok_or(FsError::NotFound)
     }
 
@@ -376,7 +376,7 @@ impl MountFs {
             SystemTime::now(),
             (mode & 0o7777) as u16,
         );
-        self.changed.touch(parent);
+        self.touch(parent);
         self.links.attr(ino).ok_or(FsError::NotFound)
     }
 

@@ -1,6 +1,7 @@
 //! The mount: FUSE (fuser) in front of the cache and the sync engine. `ops` holds the logic,
 //! `fuse` the thin adapter, `notify` the thread that tells the kernel what the engine changed,
-//! `backups` the read-only `sites-versions/` view, `mount` mounts and unmounts. Linux only: on
+//! `backups` the read-only `sites-versions/` view, `kernel` what the kernel holds of each inode
+//! (in the inode's cell, until its `forget`), `mount` mounts and unmounts. Linux only: on
 //! other systems nothing is mounted (README, "Other systems"), and only the helpers below are
 //! built.
 
@@ -11,6 +12,8 @@ mod error;
 #[cfg(target_os = "linux")]
 mod fuse;
 #[cfg(target_os = "linux")]
+mod kernel;
+#[cfg(target_os = "linux")]
 mod links;
 #[cfg(target_os = "linux")]
 mod mount;
@@ -20,8 +23,6 @@ mod notify;
 mod ops;
 #[cfg(target_os = "linux")]
 mod process;
-#[cfg(target_os = "linux")]
-mod times;
 #[cfg(target_os = "linux")]
 mod write;
 

@@ -74,11 +74,7 @@ pub struct MountFs {
     pub(super) handles: Mutex<HashMap<u64, Handle>>,
     pub(super) links: super::links::Links,
     next_fh: AtomicU64,
-    /// The content (checksum) the kernel last saw of each file, for close-to-open caching.
-    seen: Mutex<HashMap<u64, Checksum>>,
     mounted_at: SystemTime,
-    /// Folder modification and status-change times made through the mount.
-    pub(super) changed: super::times::ChangeTimes,
 }
 
 fn time_of(ms: i64) -> SystemTime {
@@ -96,16 +92,17 @@ fn name_str(name: &OsStr) -> Result<&str> {
 impl MountFs {
     pub fn new(engine: Arc<Engine>) -> MountFs {
         let backups = Backups::new(engine.mirror.versions_root());
-        MountFs {
+        let fs = MountFs {
             engine,
             backups,
             handles: Mutex::new(HashMap::new()),
             links: super::links::Links::default(),
             next_fh: AtomicU64::new(1),
-            seen: Mutex::new(HashMap::new()),
             mounted_at: SystemTime::now(),
-            changed: super::times::ChangeTimes::default(),
-        }
+        };
+        // The kernel holds the root from the mount to its end without a lookup.
+        fs.kernel_took(ROOT_INO);
+        fs
     }
 
     pub(super) fn entry_attr(&self, e: &Entry) -> Attr {
@@ -119,7 +116,7 @@ impl MountFs {
         };
         if e.is_dir() {
             // A name made, removed or renamed in it through the mount.
-            if let Some(t) = self.changed.get(e.ino) {
+            if let Some(t) = self.changed_at(e.ino) {
                 attr.mtime = attr.mtime.max(t);
             }
             return attr;
@@ -145,7 +142,7 @@ impl MountFs {
             ino: ROOT_INO,
             kind: Kind::Dir,
             size: 0,
-            mtime: self.changed.get(ROOT_INO).unwrap_or(self.mounted_at),
+            mtime: self.changed_at(ROOT_INO).unwrap_or(self.mounted_at),
             perm: 0o755,
             orphan: false,
         }
@@ -153,7 +150,7 @@ impl MountFs {
 
     /// The status-change time of `ino`: its last change through the mount, else `mtime`.
     pub fn ctime(&self, ino: u64, mtime: SystemTime) -> SystemTime {
-        self.changed.get(ino).map_or(mtime, |t| t.max(mtime))
+        self.changed_at(ino).map_or(mtime, |t| t.max(mtime))
     }
 
     /// A folder's link count: 2 and one per subfolder (as ext4 counts them; `find` uses it).
@@ -355,7 +352,7 @@ impl MountFs {
     /// The engine changed the names in folder `ino` (a platform change): its modification time
     /// moves, as for a change made through the mount.
     pub fn folder_changed(&self, ino: u64) {
-        self.changed.touch(ino);
+        self.touch(ino);
     }
 
     /// Whether opening `ino` must first wait for its content to come down (it is not on disk;
@@ -404,10 +401,7 @@ impl MountFs {
         }
         let rel = self.engine.index.path(ino).ok_or(FsError::NotFound)?;
         let file = self.engine.mirror.open_read(&rel)?;
-        let keep_cache = {
-            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            seen.insert(ino, local.clone()).as_ref() == Some(&local)
-        };
+        let keep_cache = self.kernel_opens(ino, &local);
         let fh = self.add_handle(ino, Some(file), false);
         if let Some(h) = self
             .handles

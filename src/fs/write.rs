@@ -239,7 +239,7 @@ impl MountFs {
         let e = self
             .engine
             .create_file(parent, name, kept_mode(mode, false))?;
-        self.changed.touch(parent);
+        self.touch(parent);
         // A created file starts empty, now: its working copy must not start from a mirror copy
         // that a pull may write meanwhile (a name deleted and made again takes the platform's
         // node back, and a platform edit of that node would have become its first content).
@@ -590,7 +590,7 @@ impl MountFs {
             refuse_backups(ino)?;
         }
         // chmod, chown, utimens, truncate: the status changed.
-        self.changed.touch(ino);
+        self.touch(ino);
         if let Some(mode) = mode {
             // A symlink has no mode of its own (Linux has no lchmod); a file that lost its last
             // name keeps none (nothing will show it again).
@@ -669,7 +669,7 @@ impl MountFs {
         let e = self
             .engine
             .make_dir(parent, name_str(name)?, kept_mode(mode, true))?;
-        self.changed.touch(parent);
+        self.touch(parent);
         Ok(self.entry_attr(&e))
     }
 
@@ -677,14 +677,14 @@ impl MountFs {
         refuse_backups(parent)?;
         let name = name_str(name)?;
         if self.unlink_special(parent, name)? {
-            self.changed.touch(parent);
+            self.touch(parent);
             return Ok(());
         }
         if let Some(e) = self.engine.index.lookup(parent, name) {
             self.keep_open_copy(e.ino)?;
         }
         self.engine.remove_file(parent, name)?;
-        self.changed.touch(parent);
+        self.touch(parent);
         Ok(())
     }
 
@@ -740,7 +740,7 @@ impl MountFs {
             }
         }
         self.engine.remove_dir(parent, name)?;
-        self.changed.touch(parent);
+        self.touch(parent);
         Ok(())
     }
 
@@ -773,8 +773,8 @@ impl MountFs {
             new_name,
             flags & RENAME_NOREPLACE != 0,
         )? {
-            self.changed.touch(parent);
-            self.changed.touch(new_parent);
+            self.touch(parent);
+            self.touch(new_parent);
             return Ok(());
         }
         // Over a symlink, pipe or socket: it goes, once the file is in its place.
@@ -808,8 +808,8 @@ impl MountFs {
             new_name,
             flags & RENAME_NOREPLACE != 0,
         )?;
-        self.changed.touch(parent);
-        self.changed.touch(new_parent);
+        self.touch(parent);
+        self.touch(new_parent);
         Ok(())
     }
 

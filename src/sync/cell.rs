@@ -145,6 +145,31 @@ pub struct CellState {
     /// A new file whose only save failed: it stays local until a save succeeds (`failed.rs`,
     /// which keeps the set in the index for a restart). Keeps the cell.
     pub held: bool,
+    /// What the kernel holds of the file through the mount (`fs/kernel.rs`). Keeps the cell
+    /// while the kernel holds the inode.
+    pub kernel: Option<KernelView>,
+    /// For a folder: the names in it whose platform node this device is creating now, counted
+    /// (two creates at one name may overlap: a file renamed away and a new one made there).
+    /// The pull leaves the stream's echoes for them to the create's answer (`push/mod.rs`,
+    /// `CreatingPlace`). Keeps the cell.
+    pub creating: HashMap<String, usize>,
+}
+
+/// What the kernel was shown of one inode, kept while the kernel holds it (the mount only).
+/// The kernel counts the entries it was given and gives them back with `forget` when it drops
+/// the inode; then nothing here is needed again (a new lookup starts afresh), so the cell may
+/// go. Bounded by the kernel's own inode cache, which it shrinks under memory pressure.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KernelView {
+    /// Entries the kernel was given (lookup, create, mkdir, mknod, symlink, readdirplus) and
+    /// has not forgotten.
+    pub lookups: u64,
+    /// The content the kernel last opened, for close-to-open caching: opened again unchanged,
+    /// its cached pages are kept.
+    pub shown: Option<Checksum>,
+    /// The last change through the mount of the inode's status (ctime: chmod, utimens,
+    /// truncate) or, for a folder, of its names (mtime too). The platform keeps neither.
+    pub changed: Option<std::time::SystemTime>,
 }
 
 /// The most saved content kept in memory for pushes that have not taken it yet, across all
@@ -186,6 +211,8 @@ impl CellState {
             && self.snapshot.is_none()
             && self.fetch.is_none()
             && !self.held
+            && self.kernel.is_none()
+            && self.creating.is_empty()
     }
 }
 
@@ -328,6 +355,15 @@ impl Cells {
             cells: self,
             cell: Some(cell),
         }
+    }
+
+    /// The cell of `ino` if it has one (None: it is at rest), without making one.
+    pub fn existing(&self, ino: u64) -> Option<CellRef<'_>> {
+        let cell = self.map.lock().get(&ino).cloned()?;
+        Some(CellRef {
+            cells: self,
+            cell: Some(cell),
+        })
     }
 
     /// Hands a save's new content (`sum`, `bytes`) to `ino`'s next push, in the state of its

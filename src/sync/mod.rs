@@ -27,10 +27,9 @@
 //! 6. `cache::Index::db` then `cache::Index::tree` (`index.rs`): inside every index call only.
 //!
 //! Leaf locks: a cell's state lock (`FileCell::state`; the cells map is taken before it only to
-//! find or drop a cell), `Cells::write_fault` (writes failing), `Engine::queue` (the places being
-//! created), `Engine::{account, last_sync}`, `clock::PlatformClock::anchor`, `status::Status::problems`,
+//! find or drop a cell), `Cells::write_fault` (writes failing), `Engine::{account, last_sync}`, `clock::PlatformClock::anchor`, `status::Status::problems`,
 //! `remote::Client`'s `RwLock`s (connection pool, credential, features, url source, progress
-//! limit), `fs::MountFs::{handles, sessions, seen}`, `fs::write::Links`, `fs::backups::Backups`,
+//! limit), `fs::MountFs::handles`, `fs::write::Links`, `fs::backups::Backups`,
 //! `serve::sites::RememberedSites`, `serve`'s per-file save locks and its two semaphores (which
 //! only wait for capacity), `platform/approvals`, and the log file's lock.
 //!

@@ -85,7 +85,7 @@ impl Engine {
 
     /// Whether this mount is creating the node at that place right now (its echo waits).
     fn is_creating(&self, parent: u64, name: &str) -> bool {
-        self.queue.is_creating(parent, name)
+        self.cells.is_creating(parent, name)
     }
 
     /// The inode at a relative path, following live names.

@@ -23,10 +23,7 @@ mod settle;
 use send::{Outcome, Snapshot};
 use settle::Next;
 
-use std::collections::HashMap;
 use std::sync::Arc;
-
-use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::cell::PushState;
@@ -46,14 +43,10 @@ const SLOW_ANSWER: Duration = Duration::from_secs(1);
 /// platform keeps changing meanwhile) before it ends, reported.
 const MAX_SETTLE_ROUNDS: usize = 6;
 
-/// The places whose node this mount is creating right now, behind one leaf lock (their echo
-/// from the stream is settled by the create's answer, not by the pull). A place, not a file: a
-/// file renamed away and a new one made there may overlap. Each file's own push state is its
-/// cell's (`cell.rs`, `PushState`).
+/// What the pushes share beside the cells: how many send at once, and one folder chain
+/// created at a time. Each file's push state is its cell's (`cell.rs`, `PushState`), and the
+/// names being created in a folder are the folder cell's (`CellState::creating`).
 pub(super) struct Queue {
-    /// Counted: two creates of one place may overlap, and the first to finish must not clear
-    /// the other's.
-    creating: Mutex<HashMap<(u64, String), usize>>,
     /// Pushes sending at once ([`SENDS_AT_ONCE`]).
     sends: tokio::sync::Semaphore,
     /// One folder chain created at a time (`ensure_folder`): pushes of many new files in one new
@@ -72,27 +65,28 @@ pub const SENDS_AT_ONCE: usize = 8;
 impl Default for Queue {
     fn default() -> Queue {
         Queue {
-            creating: Mutex::default(),
             sends: tokio::sync::Semaphore::new(SENDS_AT_ONCE),
             folder_creates: tokio::sync::Mutex::new(()),
         }
     }
 }
 
-impl Queue {
-    fn lock(&self) -> MutexGuard<'_, HashMap<(u64, String), usize>> {
-        self.creating.lock()
-    }
-
+impl super::cell::Cells {
+    /// Whether this device is creating the node of `name` in folder `parent` now.
     pub(super) fn is_creating(&self, parent: u64, name: &str) -> bool {
-        self.lock().contains_key(&(parent, name.to_string()))
+        self.peek(parent, |s| s.creating.contains_key(name))
+            .unwrap_or(false)
     }
 
     /// Marks (`parent`, `name`) as being created until the answer is settled (the guard drops).
     pub(super) fn creating_at(&self, parent: u64, name: &str) -> CreatingPlace<'_> {
-        let place = (parent, name.to_string());
-        *self.lock().entry(place.clone()).or_default() += 1;
-        CreatingPlace { queue: self, place }
+        let cell = self.get(parent);
+        *cell.state().creating.entry(name.to_string()).or_default() += 1;
+        CreatingPlace {
+            cells: self,
+            parent,
+            name: name.to_string(),
+        }
     }
 }
 
@@ -101,17 +95,21 @@ impl Queue {
 /// echo of a node whose file was renamed away meanwhile would have made it a new local file
 /// (the exerciser saw `rmdir` refused by the platform's copy of a file renamed out of the folder).
 pub(super) struct CreatingPlace<'a> {
-    queue: &'a Queue,
-    place: (u64, String),
+    cells: &'a super::cell::Cells,
+    parent: u64,
+    name: String,
 }
 
 impl Drop for CreatingPlace<'_> {
     fn drop(&mut self) {
-        let mut creating = self.queue.lock();
-        if let Some(n) = creating.get_mut(&self.place) {
-            *n -= 1;
-            if *n == 0 {
-                creating.remove(&self.place);
+        // The folder's cell is kept while the count is above zero, so it is there.
+        if let Some(cell) = self.cells.existing(self.parent) {
+            let mut state = cell.state();
+            if let Some(n) = state.creating.get_mut(&self.name) {
+                *n -= 1;
+                if *n == 0 {
+                    state.creating.remove(&self.name);
+                }
             }
         }
     }

@@ -298,7 +298,7 @@ impl Engine {
         self.remember_sent(Self::create_key(ino), &snap.sum);
         tracing::debug!(ino, sum = %snap.sum, "creating");
         let edited = self.edit_time(ino);
-        let mut creating = Some(self.queue.creating_at(e.parent, &e.name));
+        let mut creating = Some(self.cells.creating_at(e.parent, &e.name));
         let answer = self
             .client
             .create_edited(
@@ -377,7 +377,7 @@ impl Engine {
                 )));
             }
             let parent = self.create_folder_chain(e.parent).await?;
-            let _creating = self.queue.creating_at(e.parent, &e.name);
+            let _creating = self.cells.creating_at(e.parent, &e.name);
             let answer = self
                 .client
                 .create(NodeKind::Folder, &e.name, parent, None)
