@@ -40,6 +40,16 @@ struct Device {
 }
 
 impl Device {
+    /// A device on a new mirror that has saved `page.html` (`<p>one</p>`) and pushed it.
+    async fn with_page(url: &str) -> (tempfile::TempDir, Device) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Device::start(url, dir.path()).await;
+        d.settled().await;
+        d.save("page.html", b"<p>one</p>").await.unwrap();
+        d.quiet().await;
+        (dir, d)
+    }
+
     async fn start(url: &str, mirror_dir: &Path) -> Device {
         Device::start_with(url, mirror_dir, Settings::default()).await
     }
@@ -628,11 +638,7 @@ async fn bytes_sent_here_earlier_and_saved_again_elsewhere_come_down() {
     log_to_test_output();
     let p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
-    let dir = tempfile::tempdir().unwrap();
-    let d = Device::start(&p.url(), dir.path()).await;
-    d.settled().await;
-    d.save("page.html", b"<p>one</p>").await.unwrap();
-    d.quiet().await;
+    let (_dir, d) = Device::with_page(&p.url()).await;
     let id = common::node_at(&c, "page.html").await.unwrap();
     c.put_content(id, NodeKind::Site, b"<p>two</p>".to_vec().into(), None)
         .await
@@ -663,11 +669,7 @@ async fn a_platform_restarted_often_still_brings_edits_down_soon() {
     log_to_test_output();
     let mut p = TestPlatform::start(Mode::Full).await;
     let c = p.client();
-    let dir = tempfile::tempdir().unwrap();
-    let d = Device::start(&p.url(), dir.path()).await;
-    d.settled().await;
-    d.save("page.html", b"<p>one</p>").await.unwrap();
-    d.quiet().await;
+    let (_dir, d) = Device::with_page(&p.url()).await;
     let id = common::node_at(&c, "page.html").await.unwrap();
     // Each restart drops a stream that connected; the stream is back before the next one (its
     // waits were about 1, 2 and 4 s before; 1 s now).

@@ -15,7 +15,9 @@ use hyperclay::fs;
 #[cfg(target_os = "linux")]
 use hyperclay::fs::MountFs;
 use hyperclay::remote::{Client, Credential};
-use hyperclay::sync::boot::{self, Boot, Running};
+#[cfg(target_os = "linux")]
+use hyperclay::sync::boot;
+use hyperclay::sync::boot::{Boot, Running};
 use hyperclay::sync::listed::Listing;
 use hyperclay::sync::{self, Engine};
 use hyperclay::sync::{FrontDoor, Settings};

@@ -64,6 +64,19 @@ impl FuseAdapter {
             flags: 0,
         }
     }
+
+    /// Answers an entry request (lookup, mknod, mkdir, symlink): the kernel counts one lookup
+    /// of the inode for each entry it is given, so the count is taken here, before the answer
+    /// goes out (`fs/kernel.rs`).
+    fn answer_entry(&self, reply: ReplyEntry, result: Result<Attr, FsError>, what: &str) {
+        match result {
+            Ok(a) => {
+                self.fs.kernel_took(a.ino);
+                reply.entry(&TTL, &self.attr(&a), Generation(0))
+            }
+            Err(e) => reply.error(errno(&e, what)),
+        }
+    }
 }
 
 impl FuseAdapter {
@@ -182,13 +195,7 @@ impl Filesystem for FuseAdapter {
             if let Some(e) = killed {
                 return reply.error(e);
             }
-            match me.fs.lookup(parent.0, &name) {
-                Ok(a) => {
-                    me.fs.kernel_took(a.ino);
-                    reply.entry(&TTL, &me.attr(&a), Generation(0))
-                }
-                Err(e) => reply.error(errno(&e, "lookup")),
-            }
+            me.answer_entry(reply, me.fs.lookup(parent.0, &name), "lookup")
         });
     }
 
@@ -370,12 +377,8 @@ impl Filesystem for FuseAdapter {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        guard("mknod", || match self.fs.mknod(parent.0, name, mode) {
-            Ok(a) => {
-                self.fs.kernel_took(a.ino);
-                reply.entry(&TTL, &self.attr(&a), Generation(0))
-            }
-            Err(e) => reply.error(errno(&e, "mknod")),
+        guard("mknod", || {
+            self.answer_entry(reply, self.fs.mknod(parent.0, name, mode), "mknod")
         });
     }
 
@@ -465,12 +468,8 @@ impl Filesystem for FuseAdapter {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        guard("mkdir", || match self.fs.mkdir(parent.0, name, mode) {
-            Ok(a) => {
-                self.fs.kernel_took(a.ino);
-                reply.entry(&TTL, &self.attr(&a), Generation(0))
-            }
-            Err(e) => reply.error(errno(&e, "mkdir")),
+        guard("mkdir", || {
+            self.answer_entry(reply, self.fs.mkdir(parent.0, name, mode), "mkdir")
         });
     }
 
@@ -534,13 +533,11 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEntry,
     ) {
         guard("symlink", || {
-            match self.fs.symlink(parent.0, link_name, target) {
-                Ok(a) => {
-                    self.fs.kernel_took(a.ino);
-                    reply.entry(&TTL, &self.attr(&a), Generation(0))
-                }
-                Err(e) => reply.error(errno(&e, "symlink")),
-            }
+            self.answer_entry(
+                reply,
+                self.fs.symlink(parent.0, link_name, target),
+                "symlink",
+            )
         });
     }
 
