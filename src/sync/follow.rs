@@ -244,7 +244,7 @@ async fn connect(
                 tracing::debug!("a push was answered; checking for the platform now");
             }
             _ = super::netwatch::changed(network) => {
-                tracing::debug!("the network changed; checking for the platform");
+                tracing::info!("the network changed; checking for the platform");
                 if !after_network_change(engine, network, &mut last_network_check, stop).await {
                     return false;
                 }
