@@ -379,6 +379,24 @@ impl Device {
 
     /// Waits until the account was listed (a device just started has its folders), nothing is
     /// waiting to go up and no transfer runs.
+    /// Waits until the device is online and has taken in every change the platform has made:
+    /// a device that went offline looks for the platform on its own schedule (every second at
+    /// first), and until it has caught up it edits a stale view (seed 4 of the long run: the
+    /// other device saved at a name the platform had renamed a file to meanwhile, which it did
+    /// not know yet, and its save became a conflict copy instead of the latest edit).
+    async fn caught_up(&self, c: &Client) {
+        for _ in 0..3000 {
+            if self.engine.is_online() {
+                let cursor = self.engine.index.cursor().unwrap_or(0);
+                if c.changes(cursor, 1).await.is_ok_and(|page| page.changes.is_empty()) {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the device never caught up with the platform");
+    }
+
     async fn settled(&self) {
         for _ in 0..3000 {
             if self.engine.first_listing.is_listed() {
@@ -952,6 +970,7 @@ impl Conditions {
             self.sync_off = false;
             d.engine.set_sync(true).unwrap();
         }
+        d.caught_up(&p.client()).await;
         d.settled().await;
     }
 
@@ -1106,6 +1125,7 @@ async fn run_at(steps: Vec<Step>, folder: bool) -> Result<(), String> {
                     other = Some(Device::start(&p.url(), other_dir.path()).await);
                 }
                 let o = other.as_ref().unwrap();
+                o.caught_up(&p.client()).await;
                 o.settled().await;
                 let path = file_name(*f);
                 o.save(&path, &content).await.map_err(failed)?;
