@@ -22,7 +22,7 @@ const MAX_OFFLINE_WAIT: Duration = Duration::from_secs(30);
 /// deploy, a flapping link), and saves made during one should be up within 2 s of its end, not
 /// 6-8 s; a `GET status` a second for 30 s is no storm, and a long outage still costs one
 /// request every 30 s.
-const FAST_CHECKS_FOR: Duration = Duration::from_secs(30);
+pub(super) const FAST_CHECKS_FOR: Duration = Duration::from_secs(30);
 const NETWORK_SETTLE: Duration = Duration::from_millis(500);
 const NETWORK_CHECK_GAP: Duration = Duration::from_secs(5);
 
@@ -235,7 +235,7 @@ async fn connect(
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {
-                if outage_began.elapsed() >= FAST_CHECKS_FOR {
+                if outage_began.elapsed() >= engine.settings.fast_checks_for {
                     wait = (wait * 2).min(MAX_OFFLINE_WAIT);
                 }
             }

@@ -23,6 +23,10 @@ pub struct Settings {
     pub front_door: FrontDoor,
     /// The machine's clocks (`clock.rs`); tests step the wall clock.
     pub clock: super::clock::LocalClock,
+    /// How long into an outage the platform is looked for every second before the waits grow
+    /// (`follow.rs`, `FAST_CHECKS_FOR`). Tests that must tell a network change from a quiet
+    /// check shorten it (`HYPERCLAY_FAST_CHECKS_SECS`; only ever lowered).
+    pub fast_checks_for: Duration,
 }
 
 /// How local changes reach the engine.
@@ -46,6 +50,7 @@ impl Default for Settings {
             max_listing_nodes: super::vet::MAX_LISTING_NODES,
             front_door: FrontDoor::Mount,
             clock: super::clock::LocalClock::default(),
+            fast_checks_for: super::follow::FAST_CHECKS_FOR,
         }
     }
 }
@@ -69,6 +74,12 @@ impl Settings {
         {
             // Only ever lowered (tests reach the bound with a small listing).
             settings.max_listing_nodes = n.min(settings.max_listing_nodes);
+        }
+        if let Some(secs) = std::env::var("HYPERCLAY_FAST_CHECKS_SECS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            settings.fast_checks_for = Duration::from_secs(secs).min(settings.fast_checks_for);
         }
         settings
     }
