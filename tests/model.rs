@@ -388,7 +388,10 @@ impl Device {
         for _ in 0..3000 {
             if self.engine.is_online() {
                 let cursor = self.engine.index.cursor().unwrap_or(0);
-                if c.changes(cursor, 1).await.is_ok_and(|page| page.changes.is_empty()) {
+                if c.changes(cursor, 1)
+                    .await
+                    .is_ok_and(|page| page.changes.is_empty())
+                {
                     return;
                 }
             }

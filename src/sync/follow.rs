@@ -16,6 +16,28 @@ use super::{Engine, Result, SyncError};
 use crate::remote::{subscribe, StreamItem};
 
 const POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// Stream events applied in one hand-off at most: a burst's echoes come queued, and a run this
+/// long is a few milliseconds of index work, after which the loop looks at its other signals.
+const EVENTS_AT_ONCE: usize = 256;
+
+/// Why a run of events stopped (`apply_blocking_events`).
+enum Stopped {
+    Done,
+    /// A change could not be placed: compare the platform.
+    Resync,
+    Failed(SyncError),
+}
+
+/// The item taken from the stream and held back, else the stream's next.
+async fn next_item(
+    held: &mut Option<StreamItem>,
+    stream: &mut tokio::sync::mpsc::Receiver<StreamItem>,
+) -> Option<StreamItem> {
+    match held.take() {
+        Some(item) => Some(item),
+        None => stream.recv().await,
+    }
+}
 const MAX_OFFLINE_WAIT: Duration = Duration::from_secs(30);
 /// For this long into an outage the platform is looked for every second; after it, the wait
 /// doubles up to `MAX_OFFLINE_WAIT`. Decided (issue 26): most outages are short (a restart, a
@@ -40,15 +62,16 @@ impl Engine {
                     }
                     page => page?,
                 };
-                let mut needs_listing = false;
-                for change in &page.changes {
-                    let applied = self
-                        .apply_blocking_event(change.event.clone(), Some(change.seq))
-                        .await?;
-                    needs_listing |= applied.resync;
-                }
-                if needs_listing {
-                    return self.resync_listing().await;
+                let events = page
+                    .changes
+                    .iter()
+                    .map(|change| (Some(change.seq), change.event.clone()))
+                    .collect();
+                match self.apply_blocking_events(events).await.0 {
+                    Stopped::Done => {}
+                    // The listing covers the rest of the page.
+                    Stopped::Resync => return self.resync_listing().await,
+                    Stopped::Failed(e) => return Err(e),
                 }
                 cursor = page.cursor;
                 self.index.set_cursor(cursor)?;
@@ -75,21 +98,72 @@ impl Engine {
         Ok(())
     }
 
-    async fn apply_blocking_event(
+    /// Applies `events` in order on the blocking pool in one hand-off, up to the first that
+    /// asks for a full comparison or fails (that one is applied, and ends the run); starts the
+    /// pushes and fetches they ask for. Answers why it stopped and the events not applied yet.
+    /// One hand-off per event was, with the echo of each push, a third of the mount's thread
+    /// switches in a `tar x` (BENCHMARKS.md, issue 25): a burst's events come queued.
+    async fn apply_blocking_events(
         self: &Arc<Self>,
-        event: crate::protocol::Event,
-        seq: Option<u64>,
-    ) -> Result<Applied> {
+        events: Vec<(Option<u64>, crate::protocol::Event)>,
+    ) -> (Stopped, Vec<(Option<u64>, crate::protocol::Event)>) {
         let engine = self.clone();
-        let applied = tokio::task::spawn_blocking(move || engine.apply_event(&event, seq))
-            .await
-            .map_err(|e| SyncError::Bug(e.to_string()))??;
-        let resync = applied.resync;
-        self.act_in_background(applied);
-        Ok(Applied {
-            resync,
-            ..Applied::default()
+        let run = tokio::task::spawn_blocking(move || {
+            let mut applied = Vec::new();
+            let mut events = events.into_iter();
+            let mut stopped = Stopped::Done;
+            for (seq, event) in events.by_ref() {
+                match engine.apply_event(&event, seq) {
+                    Ok(a) => {
+                        let resync = a.resync;
+                        applied.push(a);
+                        if resync {
+                            stopped = Stopped::Resync;
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        stopped = Stopped::Failed(e);
+                        break;
+                    }
+                }
+            }
+            (applied, stopped, events.collect::<Vec<_>>())
         })
+        .await;
+        match run {
+            Ok((applied, stopped, rest)) => {
+                for a in applied {
+                    self.act_in_background(a);
+                }
+                (stopped, rest)
+            }
+            // A bug stopped the run: the comparison that follows covers what was left.
+            Err(e) => (Stopped::Failed(SyncError::Bug(e.to_string())), Vec::new()),
+        }
+    }
+
+    /// Applies events from the stream in order; a change that can't be placed, or fails, makes
+    /// the platform compared before the next.
+    async fn apply_streamed(
+        self: &Arc<Self>,
+        mut events: Vec<(Option<u64>, crate::protocol::Event)>,
+    ) {
+        while !events.is_empty() {
+            let (stopped, rest) = self.apply_blocking_events(events).await;
+            events = rest;
+            let outcome = match stopped {
+                Stopped::Done => Ok(()),
+                Stopped::Resync => self.resync().await,
+                Stopped::Failed(e) => {
+                    tracing::warn!(error = %e, "could not apply a platform change; comparing a full listing");
+                    self.resync().await
+                }
+            };
+            if report(outcome).is_ok() {
+                self.mark_synced();
+            }
+        }
     }
 
     /// Starts the pushes and fetches an apply asked for.
@@ -279,12 +353,14 @@ async fn stay_online(
     let mut last_network_change: Option<tokio::time::Instant> = None;
     let mut stream_up = false;
     let mut first_connect = true;
+    // An item taken from the stream behind a run of events, handled next.
+    let mut held: Option<StreamItem> = None;
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     poll.tick().await;
     loop {
         tokio::select! {
-            item = stream.recv() => {
+            item = next_item(&mut held, &mut stream) => {
                 let Some(item) = item else { return Leave::Stop };
                 match item {
                     StreamItem::Connected { replayed } => {
@@ -297,17 +373,19 @@ async fn stay_online(
                         engine.mark_synced();
                     }
                     StreamItem::Event { seq, event } => {
-                        let outcome = match engine.apply_blocking_event(event, seq).await {
-                            Ok(applied) if applied.resync => engine.resync().await,
-                            Ok(_) => Ok(()),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "could not apply a platform change; comparing a full listing");
-                                engine.resync().await
+                        // The events queued behind it go with it (a burst's echoes).
+                        let mut events = vec![(seq, event)];
+                        while events.len() < EVENTS_AT_ONCE {
+                            match stream.try_recv() {
+                                Ok(StreamItem::Event { seq, event }) => events.push((seq, event)),
+                                Ok(other) => {
+                                    held = Some(other);
+                                    break;
+                                }
+                                Err(_) => break,
                             }
-                        };
-                        if report(outcome).is_ok() {
-                            engine.mark_synced();
                         }
+                        engine.apply_streamed(events).await;
                     }
                     StreamItem::Dropped => {
                         let _ = report(engine.resync_listing().await);
@@ -352,6 +430,8 @@ async fn stay_online(
                 }
                 tracing::info!("the network changed; reconnecting the event stream");
                 stream = subscribe_from_cursor(engine).await;
+                // The old stream's last word is moot; the new one replays from the cursor.
+                held = None;
                 stream_up = false;
                 first_connect = false;
             }
