@@ -433,6 +433,19 @@ impl Worker {
             self.pending.remove(path);
         }
         due.sort();
+        // A folder looked at whole covers what is under it: once a burst is let go, a new
+        // folder's look finds every file written in it, and each file's own look would read and
+        // hash it a second time. Sorted, a folder comes before what is under it.
+        let mut trees: Vec<PathBuf> = Vec::new();
+        due.retain(|(path, tree)| {
+            if trees.last().is_some_and(|t| path.starts_with(t)) {
+                return false;
+            }
+            if *tree {
+                trees.push(path.clone());
+            }
+            true
+        });
         due
     }
 
