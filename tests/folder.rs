@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{TestPlatform, KEY};
 use hyperclay::cache::Mirror;
-use hyperclay::folder::FolderSync;
+use hyperclay::folder::{FolderSync, Hold};
 use hyperclay::protocol::NodeKind;
 use hyperclay::remote::Credential;
 use hyperclay::sync::{Boot, Engine, FrontDoor, Running, Settings};
@@ -44,17 +44,31 @@ impl Folder {
 
     /// `queue`: the inotify queue's length for this watcher (`fs.inotify.max_queued_events`).
     async fn start_with(url: &str, dir: &Path, watch: bool, queue: Option<u32>) -> Folder {
-        Self::start_limited(url, dir, watch, queue.map(Limit::Queue), None).await
+        Self::start_limited(
+            url,
+            dir,
+            watch,
+            queue.map(Limit::Queue),
+            None,
+            Hold::default(),
+        )
+        .await
+    }
+
+    /// A watching folder holding bursts by `hold`.
+    async fn start_holding(url: &str, dir: &Path, hold: Hold) -> Folder {
+        Self::start_limited(url, dir, true, None, None, hold).await
     }
 
     /// `limit`: an inotify limit while the watcher starts; `every`: how often the whole folder
-    /// is compared.
+    /// is compared; `hold`: how bursts are held.
     async fn start_limited(
         url: &str,
         dir: &Path,
         watch: bool,
         limit: Option<Limit>,
         every: Option<Duration>,
+        hold: Hold,
     ) -> Folder {
         let settings = Settings {
             front_door: FrontDoor::Folder,
@@ -74,7 +88,7 @@ impl Folder {
                 let started = engine.clone();
                 let every = every.unwrap_or(hyperclay::folder::FULL_COMPARE_EVERY);
                 let w = tokio::task::spawn_blocking(move || {
-                    FolderSync::start_comparing_every(started, every).unwrap()
+                    FolderSync::start_holding(started, every, hold).unwrap()
                 })
                 .await
                 .unwrap();
@@ -475,6 +489,7 @@ async fn past_the_watch_limit_changes_are_still_found() {
         true,
         Some(Limit::MoreWatches(8)),
         Some(Duration::from_secs(2)),
+        Hold::default(),
     )
     .await;
     f.until("status says the limit was reached", |e| {
@@ -667,6 +682,174 @@ async fn a_burst_of_new_files_goes_up_a_few_at_a_time() {
     assert_eq!(
         folders.into_iter().collect::<Vec<_>>(),
         vec!["burst".to_string()]
+    );
+    f.stop().await;
+}
+
+fn count(n: &std::sync::atomic::AtomicU64) -> u64 {
+    n.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A program writing 500 files into the folder (paced, so that it runs for half a second or
+/// more: without the hold the watcher looks at files while it writes) is a burst: none of its
+/// files is looked at until it is over, but the few before it was told; a site written amid it
+/// is looked at at once (its version kept in sites-versions while the rest are held); then every
+/// file goes up. The hold here waits 2 s of quiet (not 150 ms), so that a writer paused by a busy
+/// machine does not end its burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_looked_at_once_it_is_over() {
+    let p = TestPlatform::start(common::Mode::Full).await;
+    let dir = tempfile::tempdir().unwrap();
+    let hold = Hold {
+        quiet: Duration::from_secs(2),
+        cap: Duration::from_secs(600),
+        ..Hold::default()
+    };
+    let f = Folder::start_holding(&p.url(), dir.path(), hold).await;
+    let stats = f.watch.as_ref().unwrap().stats.clone();
+    let before = count(&stats.looked_at);
+    const FILES: usize = 500;
+    let root = f.root.clone();
+    tokio::task::spawn_blocking(move || {
+        for i in 0..FILES {
+            write_file(
+                &root.join(format!("burst/f{i}.txt")),
+                format!("{i}").as_bytes(),
+            );
+            if i == 100 {
+                write_file(&root.join("burst/amid.html"), b"<p>amid</p>");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    })
+    .await
+    .unwrap();
+    // Looked at while it wrote: the folder, the files before the burst was told, the site.
+    let looked = count(&stats.looked_at) - before;
+    assert!(
+        looked <= hyperclay::folder::BURST_PATHS as u64 + 2,
+        "{looked} paths looked at while the burst went on"
+    );
+    let versions = f.path("sites-versions/burst/amid");
+    f.until("the site's version is kept", |_| {
+        std::fs::read_dir(&versions).is_ok_and(|d| d.count() > 0)
+    })
+    .await;
+    assert_eq!(
+        count(&stats.held),
+        0,
+        "the burst's files were looked at before the site"
+    );
+    assert!(
+        eventually_slowly(Duration::from_secs(300), || async {
+            platform_count(&p, "burst/").await == FILES + 1
+        })
+        .await,
+        "only {} of {} files reached the platform",
+        platform_count(&p, "burst/").await,
+        FILES + 1
+    );
+    eventually_on_platform(&p, "burst/f499.txt", b"499").await;
+    eventually_on_platform(&p, "burst/amid.html", b"<p>amid</p>").await;
+    let held = count(&stats.held);
+    assert!(held >= 400, "only {held} of {FILES} files were held");
+    assert_eq!(count(&stats.held_to_the_cap), 0);
+    f.stop().await;
+}
+
+/// After a burst is over, a single save is looked at at once: not held (the hold as it ships).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_after_a_burst_is_not_held() {
+    let p = TestPlatform::start(common::Mode::Full).await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = Folder::start(&p.url(), dir.path(), true).await;
+    let stats = f.watch.as_ref().unwrap().stats.clone();
+    let root = f.root.clone();
+    tokio::task::spawn_blocking(move || {
+        for i in 0..300 {
+            write_file(
+                &root.join(format!("tar/f{i}.txt")),
+                format!("{i}").as_bytes(),
+            );
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        eventually_slowly(Duration::from_secs(300), || async {
+            platform_count(&p, "tar/").await == 300
+        })
+        .await,
+        "only {} of 300 files reached the platform",
+        platform_count(&p, "tar/").await
+    );
+    let held = count(&stats.held);
+    assert!(held > 0, "the burst was not held");
+    for save in 0..3 {
+        let content = format!("saved {save}");
+        write_file(&f.path("notes.txt"), content.as_bytes());
+        eventually_on_platform(&p, "notes.txt", content.as_bytes()).await;
+        assert_eq!(count(&stats.held), held, "save {save} was held");
+    }
+    f.stop().await;
+}
+
+/// A burst that goes on (a program writing a file every 5 ms for as long as it takes) has its
+/// files looked at while it runs, a batch each [`hyperclay::folder::HOLD_CAP`]: dozens of its
+/// files are on the platform before it stops. The burst's quiet is made 30 s here, and the
+/// periodic comparison an hour, so that only the cap can let its files go while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_that_goes_on_goes_up_while_it_runs() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let p = TestPlatform::start(common::Mode::Full).await;
+    let dir = tempfile::tempdir().unwrap();
+    let hold = Hold {
+        quiet: Duration::from_secs(30),
+        ..Hold::default()
+    };
+    let hour = Some(Duration::from_secs(3600));
+    let f = Folder::start_limited(&p.url(), dir.path(), true, None, hour, hold).await;
+    let stats = f.watch.as_ref().unwrap().stats.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let root = f.root.clone();
+    let stopped = stop.clone();
+    // Writes until told to stop, or for 120 s: answers how many files, and whether told.
+    let writer = std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        let mut i = 0;
+        while !stopped.load(Ordering::SeqCst) {
+            if start.elapsed() > Duration::from_secs(120) {
+                return (i, false);
+            }
+            write_file(
+                &root.join(format!("long/f{i}.txt")),
+                format!("{i}").as_bytes(),
+            );
+            i += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (i, true)
+    });
+    // More than the few looked at before the burst was told.
+    let up_while_writing = eventually_slowly(Duration::from_secs(120), || async {
+        writer.is_finished() || platform_count(&p, "long/").await >= 50
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let (written, told) = writer.join().unwrap();
+    assert!(
+        up_while_writing && told,
+        "the writer ran 120 s with {} of its files on the platform",
+        platform_count(&p, "long/").await
+    );
+    assert!(count(&stats.held_to_the_cap) > 0);
+    assert!(
+        eventually_slowly(Duration::from_secs(300), || async {
+            platform_count(&p, "long/").await == written
+        })
+        .await,
+        "only {} of {written} files reached the platform",
+        platform_count(&p, "long/").await
     );
     f.stop().await;
 }

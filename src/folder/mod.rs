@@ -10,13 +10,14 @@
 
 pub mod watch;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use crate::cache::{is_local_only, RelPath};
+use crate::protocol::NodeKind;
 use crate::sync::status::ProblemKind;
 use crate::sync::{Engine, Look};
 use watch::{Wanted, Watch};
@@ -35,6 +36,49 @@ pub const SETTLE: Duration = Duration::from_millis(500);
 /// per file; only what differs is read.
 pub const FULL_COMPARE_EVERY: Duration = Duration::from_secs(60);
 
+/// More paths than this wanted at once within [`BURST_WINDOW`] make a burst. A person's save
+/// wants one to four (vim's: a probe file made and removed, the file moved aside and written
+/// again); a program writing a tree (a clone, an archive, a build) wants hundreds in that time.
+pub const BURST_PATHS: usize = 8;
+
+/// The window [`BURST_PATHS`] are counted in.
+pub const BURST_WINDOW: Duration = Duration::from_millis(100);
+
+/// A burst is over once no path has been wanted for this long; what it held is looked at then.
+/// Far longer than the gaps within a program writing files one after another (microseconds to
+/// a few milliseconds: `git checkout`, `tar x`, a write loop), short against a person's next
+/// save, which waits at most this long if it comes right after a burst.
+pub const BURST_QUIET: Duration = Duration::from_millis(150);
+
+/// The longest a burst holds a path: a burst that goes on (`npm install`, a long build) has what
+/// it wrote looked at in a batch this often while it runs. As long as [`SETTLE`] on Linux.
+pub const HOLD_CAP: Duration = Duration::from_secs(2);
+
+/// When the watcher holds what a burst writes (the module doc): [`Hold::default`] is the
+/// constants above; tests lengthen or shorten them.
+#[derive(Debug, Clone, Copy)]
+pub struct Hold {
+    /// [`BURST_PATHS`]
+    pub paths: usize,
+    /// [`BURST_WINDOW`]
+    pub window: Duration,
+    /// [`BURST_QUIET`]
+    pub quiet: Duration,
+    /// [`HOLD_CAP`]
+    pub cap: Duration,
+}
+
+impl Default for Hold {
+    fn default() -> Hold {
+        Hold {
+            paths: BURST_PATHS,
+            window: BURST_WINDOW,
+            quiet: BURST_QUIET,
+            cap: HOLD_CAP,
+        }
+    }
+}
+
 enum Msg {
     Event(notify::Result<notify::Event>),
     /// Compare everything now, then answer (tests; `hyperclay status` after a resume).
@@ -51,6 +95,10 @@ pub struct FolderStats {
     pub full_compares: AtomicU64,
     /// Paths looked at.
     pub looked_at: AtomicU64,
+    /// Paths held in a burst, counted when they are let go (then looked at).
+    pub held: AtomicU64,
+    /// Holds let go because [`HOLD_CAP`] passed while the burst went on.
+    pub held_to_the_cap: AtomicU64,
 }
 
 /// The running front door: stops (after looking at everything still pending) when dropped or
@@ -83,6 +131,15 @@ impl FolderSync {
         engine: Arc<Engine>,
         every: Duration,
     ) -> Result<FolderSync, FolderError> {
+        Self::start_holding(engine, every, Hold::default())
+    }
+
+    /// [`FolderSync::start_comparing_every`], holding bursts by `hold` (tests change it).
+    pub fn start_holding(
+        engine: Arc<Engine>,
+        every: Duration,
+        hold: Hold,
+    ) -> Result<FolderSync, FolderError> {
         let root = engine.mirror.root().to_path_buf();
         let (tx, rx) = mpsc::channel();
         let events = tx.clone();
@@ -106,6 +163,10 @@ impl FolderSync {
             told_limit: false,
             every,
             after_crash: engine_after_crash,
+            hold,
+            recent: VecDeque::new(),
+            burst_until: None,
+            holding_since: None,
         };
         if let Some(path) = limit_at {
             worker.want(Wanted::WatchLimit(path));
@@ -157,8 +218,8 @@ struct Worker {
     engine: Arc<Engine>,
     root: PathBuf,
     watch: Watch,
-    /// Paths to look at: when, and whether everything under them too.
-    pending: HashMap<PathBuf, (Instant, bool)>,
+    /// Paths to look at: when, whether everything under them too, and whether a burst holds it.
+    pending: HashMap<PathBuf, Pending>,
     stats: Arc<FolderStats>,
     told_limit: bool,
     /// How often the whole folder is compared ([`FULL_COMPARE_EVERY`]).
@@ -166,6 +227,19 @@ struct Worker {
     /// The previous run may have ended in a power cut and the first comparison has not run
     /// yet: it applies the power-cut rule (`sync/power_cut.rs`).
     after_crash: bool,
+    hold: Hold,
+    /// When paths were last wanted now, within [`Hold::window`]: how a burst is told.
+    recent: VecDeque<Instant>,
+    /// While a burst lasts: when it is over if nothing more is wanted.
+    burst_until: Option<Instant>,
+    /// Since when paths are held (the oldest held): all are let go [`Hold::cap`] after it.
+    holding_since: Option<Instant>,
+}
+
+struct Pending {
+    at: Instant,
+    tree: bool,
+    held: bool,
 }
 
 impl Worker {
@@ -173,13 +247,7 @@ impl Worker {
         let mut next_full = Instant::now() + self.every;
         loop {
             let now = Instant::now();
-            let next = self
-                .pending
-                .values()
-                .map(|(at, _)| *at)
-                .min()
-                .unwrap_or(next_full)
-                .min(next_full);
+            let next = self.next_due().unwrap_or(next_full).min(next_full);
             let mut compare = None;
             let mut answer = Vec::new();
             let mut stop = false;
@@ -212,19 +280,7 @@ impl Worker {
             if compare.is_none() && now >= next_full {
                 compare = Some("the periodic comparison".into());
             }
-            let due: Vec<(PathBuf, bool)> = {
-                let mut due: Vec<(PathBuf, bool)> = self
-                    .pending
-                    .iter()
-                    .filter(|(_, (at, _))| stop || *at <= now)
-                    .map(|(p, (_, tree))| (p.clone(), *tree))
-                    .collect();
-                due.sort();
-                due
-            };
-            for (path, _) in &due {
-                self.pending.remove(path);
-            }
+            let due = self.due(now, stop);
             for (path, tree) in due {
                 self.look_at(&path, tree);
             }
@@ -246,16 +302,25 @@ impl Worker {
         let now = Instant::now();
         match wanted {
             Wanted::Now { path, tree } => {
-                let entry = self.pending.entry(path).or_insert((now, tree));
-                entry.0 = entry.0.min(now);
-                entry.1 |= tree;
+                self.count_towards_a_burst(now);
+                let entry = self.pending.entry(path).or_insert(Pending {
+                    at: now,
+                    tree,
+                    held: false,
+                });
+                entry.at = entry.at.min(now);
+                entry.tree |= tree;
                 None
             }
             Wanted::Settled(path) => {
-                let entry = self.pending.entry(path).or_insert((now + SETTLE, false));
-                if entry.0 > now {
+                let entry = self.pending.entry(path).or_insert(Pending {
+                    at: now + SETTLE,
+                    tree: false,
+                    held: false,
+                });
+                if entry.at > now {
                     // Written to again: quiet from now on.
-                    entry.0 = now + SETTLE;
+                    entry.at = now + SETTLE;
                 }
                 None
             }
@@ -288,6 +353,100 @@ impl Worker {
                 None
             }
         }
+    }
+
+    /// A path wanted now at `now`: more than [`Hold::paths`] within [`Hold::window`] start a
+    /// burst, and any path wanted while it lasts makes it last [`Hold::quiet`] longer.
+    fn count_towards_a_burst(&mut self, now: Instant) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > self.hold.window)
+        {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(now);
+        let lasting = self.burst_until.is_some_and(|until| now < until);
+        if lasting || self.recent.len() > self.hold.paths {
+            self.burst_until = Some(now + self.hold.quiet);
+        }
+    }
+
+    /// When the next pending path is due: the earliest not held, and for those held the end of
+    /// the burst or the cap, whichever comes first.
+    fn next_due(&self) -> Option<Instant> {
+        let free = self
+            .pending
+            .values()
+            .filter(|p| !p.held)
+            .map(|p| p.at)
+            .min();
+        let held = self.holding_since.map(|since| {
+            let cap = since + self.hold.cap;
+            self.burst_until.map_or(cap, |until| until.min(cap))
+        });
+        match (free, held) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The paths to look at now, taken out of `pending` (all of them when stopping): those due,
+    /// but what a burst holds (the module doc), until it is over or held for [`Hold::cap`].
+    fn due(&mut self, now: Instant, stop: bool) -> Vec<(PathBuf, bool)> {
+        let burst = !stop && self.burst_until.is_some_and(|until| now < until);
+        // Sites are kept in sites-versions when looked at, and so is every save while nothing
+        // goes up at once: none of those waits.
+        let holds = burst && self.engine.sync_on() && self.engine.is_online();
+        let capped = self
+            .holding_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= self.hold.cap);
+        if capped && holds {
+            self.stats.held_to_the_cap.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                "a burst of writes went on for {} ms: looking at what it wrote so far",
+                self.hold.cap.as_millis()
+            );
+        }
+        let hold = holds && !capped;
+        let mut due = Vec::new();
+        let mut held = false;
+        for (path, p) in self.pending.iter_mut() {
+            if !stop && p.at > now {
+                continue;
+            }
+            if hold && !is_site(path) {
+                p.held = true;
+                held = true;
+                continue;
+            }
+            if p.held {
+                self.stats.held.fetch_add(1, Ordering::Relaxed);
+            }
+            due.push((path.clone(), p.tree));
+        }
+        self.holding_since = match held {
+            true => Some(self.holding_since.unwrap_or(now)),
+            false => None,
+        };
+        for (path, _) in &due {
+            self.pending.remove(path);
+        }
+        due.sort();
+        // A folder looked at whole covers what is under it: once a burst is let go, a new
+        // folder's look finds every file written in it, and each file's own look would read and
+        // hash it a second time. Sorted, a folder comes before what is under it.
+        let mut trees: Vec<PathBuf> = Vec::new();
+        due.retain(|(path, tree)| {
+            if trees.last().is_some_and(|t| path.starts_with(t)) {
+                return false;
+            }
+            if *tree {
+                trees.push(path.clone());
+            }
+            true
+        });
+        due
     }
 
     /// The folder-relative path of `path`; a name that can never sync is said once.
@@ -347,4 +506,11 @@ impl Worker {
             }
         }
     }
+}
+
+/// Whether `path` names a site (`name.html`, `name.htmlclay`, in any folder): never held.
+fn is_site(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| NodeKind::of_file_name(n) == NodeKind::Site)
 }
