@@ -294,9 +294,16 @@ impl Drop for CellRef<'_> {
             return;
         };
         let mut map = self.cells.map.lock();
+        let mut state = cell.state.lock();
+        // What a save handed on with no push running to take it (offline, sync off, a push that
+        // ended without sending) is let go: a later push reads the file. A cell the kernel
+        // holds outlives its push, and kept it otherwise until HANDED_ON_MAX was used up.
+        if state.saved.is_some() && !state.io && !state.push.is_running() {
+            state.saved = None;
+        }
         // The map's and ours: nobody else can reach it, and nobody can get it while we hold
         // the map's lock.
-        if Arc::strong_count(&cell) == 2 && cell.state.lock().at_rest() {
+        if Arc::strong_count(&cell) == 2 && state.at_rest() {
             map.remove(&cell.ino);
         }
     }
@@ -770,6 +777,36 @@ mod tests {
         assert_eq!(
             cells.take_saved(4).map(|s| s.sum.clone()),
             Some(Checksum::new("new"))
+        );
+    }
+
+    #[test]
+    fn what_no_push_will_take_is_let_go_though_the_kernel_keeps_the_cell() {
+        let cells = Cells::default();
+        let bytes = bytes::Bytes::from(vec![7u8; 4096]);
+        cells.get(5).state().kernel = Some(KernelView {
+            lookups: 1,
+            ..KernelView::default()
+        });
+        // Saved with no push running (offline, sync off): nothing will take it.
+        drop({
+            let held = cells.claim(5, Claim::Io);
+            cells.hand_on(&mut held.state(), &Checksum::new("a"), &bytes);
+            held
+        });
+        assert!(cells.peek(5, |_| ()).is_some(), "the kernel keeps the cell");
+        assert_eq!(cells.handed_on(), 0, "and nothing handed on stays in it");
+        // With its push running, the next save's content waits for the push.
+        assert!(cells.enqueue_push(5));
+        drop({
+            let held = cells.claim(5, Claim::Io);
+            cells.hand_on(&mut held.state(), &Checksum::new("b"), &bytes);
+            held
+        });
+        assert_eq!(cells.handed_on(), 4096);
+        assert_eq!(
+            cells.take_saved(5).map(|s| s.sum.clone()),
+            Some(Checksum::new("b"))
         );
     }
 

@@ -72,9 +72,11 @@ impl Engine {
         }
         // The bytes just read go to the push as they are: it reads and hashes nothing again.
         // (The plain folder's push reads the disk: a user may write the file again meanwhile.)
-        if let (Some(bytes), false) = (
+        // Nothing for a name that stays local: no push would take it.
+        if let (Some(bytes), false, false) = (
             &replaced.bytes,
             self.settings.front_door == super::FrontDoor::Folder,
+            crate::cache::is_local_only(&rel),
         ) {
             self.cells
                 .hand_on(&mut claimed.state(), &replaced.checksum, bytes);
