@@ -139,8 +139,8 @@ pub struct CellState {
     /// join it instead of starting their own.
     pub fetch: Option<(Checksum, SharedFetch)>,
     /// The content the last save put in place, for the push to send without reading or hashing
-    /// the file again. Not a reason to keep the cell: a cell dropped at rest drops it, and the
-    /// push then reads the file.
+    /// the file again. Not a reason to keep the cell, and let go whenever no push runs to take
+    /// it (`CellRef`'s drop): the push then reads the file.
     pub saved: Option<SavedCopy>,
     /// A new file whose only save failed: it stays local until a save succeeds (`failed.rs`,
     /// which keeps the set in the index for a restart). Keeps the cell.
