@@ -101,8 +101,9 @@ impl Engine {
     /// Applies `events` in order on the blocking pool in one hand-off, up to the first that
     /// asks for a full comparison or fails (that one is applied, and ends the run); starts the
     /// pushes and fetches they ask for. Answers why it stopped and the events not applied yet.
-    /// One hand-off per event was, with the echo of each push, a third of the mount's thread
-    /// switches in a `tar x` (BENCHMARKS.md, issue 25): a burst's events come queued.
+    /// One hand-off per event made a replay after a reconnect (thousands of changes) two thread
+    /// switches per change, and so the echoes of a burst whenever the follower fell behind
+    /// (BENCHMARKS.md, issue 25).
     async fn apply_blocking_events(
         self: &Arc<Self>,
         events: Vec<(Option<u64>, crate::protocol::Event)>,
