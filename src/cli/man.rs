@@ -129,6 +129,10 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "How long the platform's event stream may stay silent before it is opened again (tests).",
     ),
     (
+        "HYPERCLAY_FAST_CHECKS_SECS",
+        "Shortens the first part of an outage (30 s) in which the platform is looked for every second (tests).",
+    ),
+    (
         "HYPERCLAY_MAX_LISTING_NODES",
         "Lowers the number of nodes taken from one account's listing (200,000; tests reach it with a small listing).",
     ),
