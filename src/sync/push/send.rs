@@ -13,9 +13,7 @@ use crate::protocol::{
 use crate::remote::RemoteError;
 use crate::sync::{Engine, Result, SyncError};
 
-/// A snapshot made, or the word that it needs the disk (`snapshot_in_memory`). Returned once per
-/// push and taken apart at once: the size of the empty variant costs nothing worth a box.
-#[allow(clippy::large_enum_variant)]
+/// A snapshot made, or the word that it needs the disk (`snapshot_in_memory`).
 enum Snapped {
     Ready(Option<Snapshot>),
     NeedsDisk,
