@@ -426,16 +426,6 @@ impl Cells {
         Claimed { cell, claim }
     }
 
-    /// Takes `claim` on `ino` if nobody holds it now (None: held; nothing waited for).
-    pub fn try_claim(&self, ino: u64, claim: Claim) -> Option<Claimed<'_>> {
-        let cell = self.get(ino);
-        let taken = {
-            let mut state = cell.state.lock();
-            !std::mem::replace(state.claimed(claim), true)
-        };
-        taken.then_some(Claimed { cell, claim })
-    }
-
     /// Claims `claim` on every inode of `inos`, in inode order, so that two callers claiming
     /// overlapping sets never deadlock.
     pub fn claim_all(&self, inos: &[u64], claim: Claim) -> Vec<Claimed<'_>> {

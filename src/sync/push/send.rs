@@ -13,12 +13,6 @@ use crate::protocol::{
 use crate::remote::RemoteError;
 use crate::sync::{Engine, Result, SyncError};
 
-/// A snapshot made, or the word that it needs the disk (`snapshot_in_memory`).
-enum Snapped {
-    Ready(Option<Snapshot>),
-    NeedsDisk,
-}
-
 /// What one push sends, read in one piece.
 pub(in crate::sync) struct Snapshot {
     pub e: Entry,
@@ -84,15 +78,10 @@ impl Engine {
             }
             return Ok(());
         }
-        let snapshot = match self.snapshot_in_memory(ino)? {
-            Snapped::Ready(snapshot) => snapshot,
-            Snapped::NeedsDisk => {
-                let engine = self.clone();
-                tokio::task::spawn_blocking(move || engine.snapshot(ino))
-                    .await
-                    .map_err(|err| SyncError::Bug(err.to_string()))??
-            }
-        };
+        let engine = self.clone();
+        let snapshot = tokio::task::spawn_blocking(move || engine.snapshot(ino))
+            .await
+            .map_err(|err| SyncError::Bug(err.to_string()))??;
         let Some(snap) = snapshot else {
             tracing::debug!(ino, "nothing to push");
             return Ok(());
@@ -110,72 +99,46 @@ impl Engine {
     /// (a rename or a save in between would pair one name's node with another's bytes). None:
     /// nothing to send.
     fn snapshot(&self, ino: u64) -> Result<Option<Snapshot>> {
-        self.with_files_locked(&[ino], || match self.snapshot_claimed(ino, true)? {
-            Snapped::Ready(snapshot) => Ok(snapshot),
-            Snapped::NeedsDisk => Err(SyncError::Bug(
-                "a snapshot that may read the disk asked to".into(),
-            )),
+        self.with_files_locked(&[ino], || {
+            let handed = self.cells.take_saved(ino);
+            let Some(e) = self.index.get(ino) else {
+                return Ok(None);
+            };
+            let Some(rel) = self.index.path(ino) else {
+                return Ok(None);
+            };
+            if !e.goes_up()
+                || self.index.is_hidden(ino)
+                || is_local_only(&rel)
+                || self.held_after_failed_save(ino)
+            {
+                return Ok(None);
+            }
+            names::check(e.kind, &e.name)
+                .map_err(|err| SyncError::NameRefused(format!("{:?}: {}", e.name, err.rule)))?;
+            // What the save handed on, if it is still the content the index says is in place
+            // (a fetched copy or a later save since would have changed that); else the file
+            // is read and hashed.
+            if let Some(saved) = handed.filter(|s| e.local.as_ref() == Some(&s.sum)) {
+                let (sum, bytes) = (saved.sum.clone(), saved.bytes.clone());
+                return Ok(Some(Snapshot { e, rel, bytes, sum }));
+            }
+            let Some(bytes) = self.mirror.read_own_at_most(&rel, MAX_CONTENT_BYTES)? else {
+                return Err(SyncError::Remote(RemoteError::TooLarge));
+            };
+            let bytes = Bytes::from(bytes);
+            let sum = checksum(&bytes);
+            let e = if self.settings.front_door == super::super::FrontDoor::Folder
+                && e.local.as_ref() != Some(&sum)
+            {
+                // Saved again in the plain folder since the watcher said: what goes up is what
+                // the disk holds, recorded and kept as the watcher's look would.
+                self.record_read_by_push(&e, &rel, sum.clone(), &bytes)?
+            } else {
+                e
+            };
+            Ok(Some(Snapshot { e, rel, bytes, sum }))
         })
-    }
-
-    /// The snapshot without leaving the runtime's thread, when that needs no waiting and no
-    /// disk: nobody holds the file, and its save handed the bytes on. A burst of new files
-    /// (`tar x`) made one hand-off to the blocking pool and back per file for this, most of it
-    /// thread switches (`perf`: the mount's largest cost).
-    fn snapshot_in_memory(&self, ino: u64) -> Result<Snapped> {
-        if self.cells.peek(ino, |s| s.saved.is_none()).unwrap_or(true) {
-            return Ok(Snapped::NeedsDisk);
-        }
-        let Some(_claimed) = self.cells.try_claim(ino, super::super::cell::Claim::Io) else {
-            return Ok(Snapped::NeedsDisk);
-        };
-        self.snapshot_claimed(ino, false)
-    }
-
-    /// [`Engine::snapshot`] with the file's `Io` claim held; `NeedsDisk` only when `may_read`
-    /// is false and the bytes must come from the disk.
-    fn snapshot_claimed(&self, ino: u64, may_read: bool) -> Result<Snapped> {
-        let handed = self.cells.take_saved(ino);
-        let Some(e) = self.index.get(ino) else {
-            return Ok(Snapped::Ready(None));
-        };
-        let Some(rel) = self.index.path(ino) else {
-            return Ok(Snapped::Ready(None));
-        };
-        if !e.goes_up()
-            || self.index.is_hidden(ino)
-            || is_local_only(&rel)
-            || self.held_after_failed_save(ino)
-        {
-            return Ok(Snapped::Ready(None));
-        }
-        names::check(e.kind, &e.name)
-            .map_err(|err| SyncError::NameRefused(format!("{:?}: {}", e.name, err.rule)))?;
-        // What the save handed on, if it is still the content the index says is in place (a
-        // fetched copy or a later save since would have changed that); else the file is read
-        // and hashed.
-        if let Some(saved) = handed.filter(|s| e.local.as_ref() == Some(&s.sum)) {
-            let (sum, bytes) = (saved.sum.clone(), saved.bytes.clone());
-            return Ok(Snapped::Ready(Some(Snapshot { e, rel, bytes, sum })));
-        }
-        if !may_read {
-            return Ok(Snapped::NeedsDisk);
-        }
-        let Some(bytes) = self.mirror.read_own_at_most(&rel, MAX_CONTENT_BYTES)? else {
-            return Err(SyncError::Remote(RemoteError::TooLarge));
-        };
-        let bytes = Bytes::from(bytes);
-        let sum = checksum(&bytes);
-        let e = if self.settings.front_door == super::super::FrontDoor::Folder
-            && e.local.as_ref() != Some(&sum)
-        {
-            // Saved again in the plain folder since the watcher said: what goes up is what
-            // the disk holds, recorded and kept as the watcher's look would.
-            self.record_read_by_push(&e, &rel, sum.clone(), &bytes)?
-        } else {
-            e
-        };
-        Ok(Snapped::Ready(Some(Snapshot { e, rel, bytes, sum })))
     }
 
     /// Sends to a known node and settles the answer, one request per node at a time.
