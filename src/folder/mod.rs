@@ -8,6 +8,10 @@
 //! compared every [`FULL_COMPARE_EVERY`] anyway (size and time against the index, hashing only
 //! what differs), as it is at every start, `kill -9` included.
 
+#[cfg(target_os = "linux")]
+mod inotify;
+#[cfg(not(target_os = "linux"))]
+mod notify_watch;
 pub mod watch;
 
 use std::collections::{HashMap, VecDeque};
@@ -20,7 +24,11 @@ use crate::cache::{is_local_only, RelPath};
 use crate::protocol::NodeKind;
 use crate::sync::status::ProblemKind;
 use crate::sync::{Engine, Look};
-use watch::{Wanted, Watch};
+#[cfg(target_os = "linux")]
+use inotify::Watch;
+#[cfg(not(target_os = "linux"))]
+use notify_watch::Watch;
+use watch::{Msg, Outbox, Wanted};
 
 /// Written to with no close seen: how long a file must stay quiet before it is looked at. Linux
 /// reports the close (`IN_CLOSE_WRITE`), which is looked at at once; this only covers a writer
@@ -79,13 +87,6 @@ impl Default for Hold {
     }
 }
 
-enum Msg {
-    Event(notify::Result<notify::Event>),
-    /// Compare everything now, then answer (tests; `hyperclay status` after a resume).
-    CompareAll(mpsc::Sender<()>),
-    Stop,
-}
-
 /// What the watcher has done, for status and tests.
 #[derive(Default)]
 pub struct FolderStats {
@@ -104,7 +105,7 @@ pub struct FolderStats {
 /// The running front door: stops (after looking at everything still pending) when dropped or
 /// [`FolderSync::stop`]ped.
 pub struct FolderSync {
-    tx: mpsc::Sender<Msg>,
+    tx: Outbox,
     thread: Option<std::thread::JoinHandle<()>>,
     pub stats: Arc<FolderStats>,
 }
@@ -115,7 +116,7 @@ pub enum FolderError {
     Watch {
         path: PathBuf,
         #[source]
-        source: notify::Error,
+        source: std::io::Error,
     },
 }
 
@@ -141,15 +142,12 @@ impl FolderSync {
         hold: Hold,
     ) -> Result<FolderSync, FolderError> {
         let root = engine.mirror.root().to_path_buf();
-        let (tx, rx) = mpsc::channel();
-        let events = tx.clone();
-        let watch = Watch::start(&root, move |event| {
-            let _ = events.send(Msg::Event(event));
-        })
-        .map_err(|source| FolderError::Watch {
+        let watch_failed = |source| FolderError::Watch {
             path: root.clone(),
             source,
-        })?;
+        };
+        let (tx, inbox) = watch::mailbox().map_err(watch_failed)?;
+        let watch = Watch::start(&root, tx.clone()).map_err(watch_failed)?;
         tracing::info!(folder = %root.display(), watched = watch.watched(), "watching the folder");
         let stats = Arc::new(FolderStats::default());
         let limit_at = watch.limit_at.clone();
@@ -159,6 +157,7 @@ impl FolderSync {
             root,
             watch,
             pending: HashMap::new(),
+            held: HashMap::new(),
             stats: stats.clone(),
             told_limit: false,
             every,
@@ -173,7 +172,7 @@ impl FolderSync {
         }
         let thread = std::thread::Builder::new()
             .name("folder-watch".into())
-            .spawn(move || worker.run(rx))
+            .spawn(move || worker.run(inbox))
             .expect("spawning the folder watcher's thread");
         Ok(FolderSync {
             tx,
@@ -191,7 +190,7 @@ impl FolderSync {
     /// watcher stopped).
     pub fn ask_compare(&self) -> mpsc::Receiver<()> {
         let (done, wait) = mpsc::channel();
-        let _ = self.tx.send(Msg::CompareAll(done));
+        self.tx.send(Msg::CompareAll(done));
         wait
     }
 
@@ -201,7 +200,7 @@ impl FolderSync {
     }
 
     fn halt(&mut self) {
-        let _ = self.tx.send(Msg::Stop);
+        self.tx.send(Msg::Stop);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -218,8 +217,12 @@ struct Worker {
     engine: Arc<Engine>,
     root: PathBuf,
     watch: Watch,
-    /// Paths to look at: when, whether everything under them too, and whether a burst holds it.
+    /// Paths to look at: when, and whether everything under them too.
     pending: HashMap<PathBuf, Pending>,
+    /// Paths a burst holds, and whether everything under them too: looked at once it is over.
+    /// Apart from `pending`, so that each wake-up in a burst costs what its events bring, not
+    /// a pass over everything held (quadratic in the burst before).
+    held: HashMap<PathBuf, bool>,
     stats: Arc<FolderStats>,
     told_limit: bool,
     /// How often the whole folder is compared ([`FULL_COMPARE_EVERY`]).
@@ -239,11 +242,10 @@ struct Worker {
 struct Pending {
     at: Instant,
     tree: bool,
-    held: bool,
 }
 
 impl Worker {
-    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+    fn run(mut self, inbox: watch::Inbox) {
         let mut next_full = Instant::now() + self.every;
         loop {
             let now = Instant::now();
@@ -251,29 +253,22 @@ impl Worker {
             let mut compare = None;
             let mut answer = Vec::new();
             let mut stop = false;
-            let first = match rx.recv_timeout(next.saturating_duration_since(now)) {
-                Ok(msg) => Some(msg),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            };
             // Everything queued is taken in one go: a burst is looked at as one batch.
-            for msg in first
-                .into_iter()
-                .chain(std::iter::from_fn(|| rx.try_recv().ok()))
-            {
+            let woken = self.watch.wait(&inbox, next.saturating_duration_since(now));
+            for wanted in woken.wanted {
+                if let Some(why) = self.want(wanted) {
+                    compare = Some(why);
+                }
+            }
+            for msg in woken.messages {
                 match msg {
-                    Msg::Event(event) => {
-                        for wanted in self.watch.wanted(event) {
-                            if let Some(why) = self.want(wanted) {
-                                compare = Some(why);
-                            }
-                        }
-                    }
                     Msg::CompareAll(done) => {
                         compare = Some("asked for".to_string());
                         answer.push(done);
                     }
                     Msg::Stop => stop = true,
+                    #[cfg(not(target_os = "linux"))]
+                    Msg::Event(_) => {}
                 }
             }
             let now = Instant::now();
@@ -303,20 +298,32 @@ impl Worker {
         match wanted {
             Wanted::Now { path, tree } => {
                 self.count_towards_a_burst(now);
-                let entry = self.pending.entry(path).or_insert(Pending {
-                    at: now,
-                    tree,
-                    held: false,
-                });
+                if let Some(held) = self.held.get_mut(&path) {
+                    // Held already: looked at (once) when the hold ends.
+                    *held |= tree;
+                    return None;
+                }
+                if self.holds(now) && !is_site(&path) {
+                    let tree = tree | self.pending.remove(&path).is_some_and(|p| p.tree);
+                    self.hold_path(path, tree, now);
+                    return None;
+                }
+                let entry = self
+                    .pending
+                    .entry(path)
+                    .or_insert(Pending { at: now, tree });
                 entry.at = entry.at.min(now);
                 entry.tree |= tree;
                 None
             }
             Wanted::Settled(path) => {
+                if self.held.contains_key(&path) {
+                    // Looked at when the hold ends; a close later is wanted again.
+                    return None;
+                }
                 let entry = self.pending.entry(path).or_insert(Pending {
                     at: now + SETTLE,
                     tree: false,
-                    held: false,
                 });
                 if entry.at > now {
                     // Written to again: quiet from now on.
@@ -372,15 +379,24 @@ impl Worker {
         }
     }
 
-    /// When the next pending path is due: the earliest not held, and for those held the end of
-    /// the burst or the cap, whichever comes first.
+    /// Whether a burst holds what is wanted at `now`: one lasts, and what it writes would go
+    /// up at once (sites are kept in sites-versions when looked at, and so is every save while
+    /// nothing goes up at once: none of those waits).
+    fn holds(&self, now: Instant) -> bool {
+        self.burst_until.is_some_and(|until| now < until)
+            && self.engine.sync_on()
+            && self.engine.is_online()
+    }
+
+    fn hold_path(&mut self, path: PathBuf, tree: bool, now: Instant) {
+        *self.held.entry(path).or_default() |= tree;
+        self.holding_since.get_or_insert(now);
+    }
+
+    /// When the next pending path is due: the earliest of those not held, and for those held
+    /// the end of the burst or the cap, whichever comes first.
     fn next_due(&self) -> Option<Instant> {
-        let free = self
-            .pending
-            .values()
-            .filter(|p| !p.held)
-            .map(|p| p.at)
-            .min();
+        let free = self.pending.values().map(|p| p.at).min();
         let held = self.holding_since.map(|since| {
             let cap = since + self.hold.cap;
             self.burst_until.map_or(cap, |until| until.min(cap))
@@ -394,10 +410,7 @@ impl Worker {
     /// The paths to look at now, taken out of `pending` (all of them when stopping): those due,
     /// but what a burst holds (the module doc), until it is over or held for [`Hold::cap`].
     fn due(&mut self, now: Instant, stop: bool) -> Vec<(PathBuf, bool)> {
-        let burst = !stop && self.burst_until.is_some_and(|until| now < until);
-        // Sites are kept in sites-versions when looked at, and so is every save while nothing
-        // goes up at once: none of those waits.
-        let holds = burst && self.engine.sync_on() && self.engine.is_online();
+        let holds = !stop && self.holds(now);
         let capped = self
             .holding_since
             .is_some_and(|since| now.saturating_duration_since(since) >= self.hold.cap);
@@ -410,29 +423,36 @@ impl Worker {
         }
         let hold = holds && !capped;
         let mut due = Vec::new();
-        let mut held = false;
-        for (path, p) in self.pending.iter_mut() {
-            if !stop && p.at > now {
-                continue;
-            }
-            if hold && !is_site(path) {
-                p.held = true;
-                held = true;
-                continue;
-            }
-            if p.held {
-                self.stats.held.fetch_add(1, Ordering::Relaxed);
-            }
-            due.push((path.clone(), p.tree));
+        if !hold && !self.held.is_empty() {
+            self.stats
+                .held
+                .fetch_add(self.held.len() as u64, Ordering::Relaxed);
+            due.extend(self.held.drain());
+            self.holding_since = None;
         }
-        self.holding_since = match held {
-            true => Some(self.holding_since.unwrap_or(now)),
-            false => None,
-        };
-        for (path, _) in &due {
-            self.pending.remove(path);
+        // A path due while a burst holds (written to, then quiet) is held with the others.
+        let ready: Vec<PathBuf> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| stop || p.at <= now)
+            .map(|(path, _)| path.clone())
+            .collect();
+        for path in ready {
+            let Some(p) = self.pending.remove(&path) else {
+                continue;
+            };
+            if hold && !is_site(&path) {
+                self.hold_path(path, p.tree, now);
+            } else {
+                due.push((path, p.tree));
+            }
         }
         due.sort();
+        due.dedup_by(|b, a| {
+            let same = a.0 == b.0;
+            a.1 |= same && b.1;
+            same
+        });
         // A folder looked at whole covers what is under it: once a burst is let go, a new
         // folder's look finds every file written in it, and each file's own look would read and
         // hash it a second time. Sorted, a folder comes before what is under it.
