@@ -175,7 +175,10 @@ impl Engine {
         if folder
             && e.local.is_some()
             && self.disk_differs(&e, &rel)
-            && self.record_disk_copy(&e, &rel, false)?
+            && self
+                .record_disk_copy(&e, &rel, false)?
+                .map(|version| version.keep(self))
+                .is_some()
         {
             // Saved in the folder since the watcher last said: the decision settles it.
             return Ok(());
@@ -195,7 +198,9 @@ impl Engine {
                 // A program saved it in the moment before: its save stays, and is decided on.
                 tracing::info!(path = %rel, "saved in the folder while the platform's copy came down: the save is kept and decided on");
                 if let Some(now) = self.index.get(ino) {
-                    self.record_disk_copy(&now, &rel, false)?;
+                    if let Some(version) = self.record_disk_copy(&now, &rel, false)? {
+                        version.keep(self);
+                    }
                 }
                 return Ok(());
             }

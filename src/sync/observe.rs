@@ -8,15 +8,54 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::{ChangedBy, Engine, Result, SyncError};
 use crate::cache::{is_local_only, Entry, ListedKind, NewEntry, RelPath, Stat, ROOT_INO};
-use crate::protocol::{Checksum, NodeKind};
+use crate::protocol::{checksum, Checksum, NodeKind, MAX_CONTENT_BYTES};
 
 /// A file modified less than this long ago was saved just now: its modification time is
 /// carried onto the platform's clock by the clock's offset now (recorded on the platform's
 /// clock, so a later clock step does not move it); an older one was found by a comparison after
 /// the program was stopped.
 const RECENT_MS: i64 = 10_000;
+
+/// What a look read of a file.
+struct OnDisk {
+    sum: Checksum,
+    stat: Stat,
+    /// Its bytes, unless larger than what may go up.
+    bytes: Option<Bytes>,
+}
+
+/// A save seen after the fact cannot keep the content it replaced (the mount can, it sees the
+/// write coming), so each saved content is kept when it is seen, where it might otherwise exist
+/// nowhere: every site's save (as Hyperclay Local does), and an upload's while it cannot go up
+/// at once (docs/semantics.md, "The plain folder"). Kept after the file's claim is let go: its
+/// push waits for the claim, and the copy needs only the bytes already read.
+#[must_use]
+pub(super) struct SavedVersion {
+    rel: RelPath,
+    kind: NodeKind,
+    /// The content read (`None`: too large to have been held; read again if kept).
+    bytes: Option<Bytes>,
+}
+
+impl SavedVersion {
+    pub(super) fn keep(self, engine: &Engine) {
+        if !engine.keeps_saved_versions(self.kind) {
+            return;
+        }
+        match self.bytes {
+            Some(bytes) => engine.keep_version_of(&self.rel, self.kind, &bytes),
+            None => {
+                if let Some(bytes) = engine.mirror.read(&self.rel) {
+                    engine.keep_version_of(&self.rel, self.kind, &bytes);
+                }
+            }
+        }
+    }
+}
 
 /// How closely a file is looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,7 +285,7 @@ impl Engine {
                 self.adopt_file(parent, name, rel)
             }
             Some(e) => {
-                let _claimed = self.file_claim(e.ino);
+                let claimed = self.file_claim(e.ino);
                 let Some(e) = self
                     .index
                     .get(e.ino)
@@ -258,31 +297,34 @@ impl Engine {
                 if look == Look::Stat && stat.size == e.size && stat.mtime_ms == e.mtime_ms {
                     return Ok(Seen::Unchanged);
                 }
-                Ok(
-                    if self.record_disk_copy(&e, rel, look == Look::AfterCrash)? {
+                let recorded = self.record_disk_copy(&e, rel, look == Look::AfterCrash)?;
+                // Its push waits for the claim; the version needs only the bytes read.
+                drop(claimed);
+                Ok(match recorded {
+                    Some(version) => {
+                        version.keep(self);
                         Seen::Edited
-                    } else {
-                        Seen::Unchanged
-                    },
-                )
+                    }
+                    None => Seen::Unchanged,
+                })
             }
             None => self.adopt_file(parent, name, rel),
         }
     }
 
-    /// Records what the disk holds for the live file `e` (its claim held): true if its content
-    /// changed, in which case the change is kept as a version when it may exist nowhere else,
-    /// and goes up. `after_crash`: the first comparison after a power cut, where a copy
-    /// older than its recorded save is a lost write (`power_cut.rs`), recorded without going up.
+    /// Records what the disk holds for the live file `e` (its claim held): `Some` if its content
+    /// changed, in which case the change goes up and the answer is the version to keep once the
+    /// claim is let go (the change may exist nowhere else). `after_crash`: the first comparison
+    /// after a power cut, where a copy older than its recorded save is a lost write
+    /// (`power_cut.rs`), recorded without going up.
     pub(super) fn record_disk_copy(
         self: &Arc<Self>,
         e: &Entry,
         rel: &RelPath,
         after_crash: bool,
-    ) -> Result<bool> {
-        let (sum, stat) = match self.hash_on_disk(rel)? {
-            Some(found) => found,
-            None => return Ok(false),
+    ) -> Result<Option<SavedVersion>> {
+        let Some(OnDisk { sum, stat, bytes }) = self.read_on_disk(rel)? else {
+            return Ok(None);
         };
         let (size, mtime_ms) = (stat.size, stat.mtime_ms);
         if e.local.as_ref() == Some(&sum) {
@@ -292,18 +334,34 @@ impl Engine {
                     e.mtime_ms = mtime_ms;
                 })?;
             }
-            return Ok(false);
+            return Ok(None);
         }
         if after_crash && self.is_lost_write(e, &stat) {
             self.settle_lost_write(e, rel, sum, size, &stat)?;
-            return Ok(false);
+            return Ok(None);
         }
-        self.record_seen(e, rel, sum, size, mtime_ms)?;
+        self.record_seen(e, rel, sum.clone(), size, mtime_ms)?;
+        self.hand_on_read(e.ino, rel, &sum, bytes.as_ref());
         // The push starts first: the version is kept while it runs.
         self.request_push(e.ino);
-        self.keep_saved_version(rel, e.kind);
         self.announce_change(rel, ChangedBy::Folder);
-        Ok(true)
+        Ok(Some(SavedVersion {
+            rel: rel.clone(),
+            kind: e.kind,
+            bytes,
+        }))
+    }
+
+    /// The bytes a look read go to the file's push as they are, which then reads and hashes
+    /// nothing again (the mount's saves do the same). If the file is written again meanwhile, the
+    /// push sends what was recorded and the look that follows the new write sends the rest.
+    /// Nothing for a name that stays local: no push would take it.
+    fn hand_on_read(&self, ino: u64, rel: &RelPath, sum: &Checksum, bytes: Option<&Bytes>) {
+        if let (Some(bytes), false) = (bytes, is_local_only(rel)) {
+            if let Some(cell) = self.cells.existing(ino) {
+                self.cells.hand_on(&mut cell.state(), sum, bytes);
+            }
+        }
     }
 
     /// A push found content on disk that no look has recorded yet (saved again since the
@@ -353,9 +411,10 @@ impl Engine {
         if crate::cache::check_child(parent == ROOT_INO, name).is_err() {
             return Ok(Seen::Skipped);
         }
-        let Some((sum, Stat { size, mtime_ms, .. })) = self.hash_on_disk(rel)? else {
+        let Some(OnDisk { sum, stat, bytes }) = self.read_on_disk(rel)? else {
             return Ok(Seen::Unchanged);
         };
+        let Stat { size, mtime_ms, .. } = stat;
         let kind = NodeKind::of_file_name(name);
         let edited = self.seen_edit_time(mtime_ms);
         let inserted = self.index.change(|c| {
@@ -380,7 +439,7 @@ impl Engine {
                 base: identity.as_ref().and_then(|t| t.base.clone()),
                 remote: identity.as_ref().and_then(|t| t.remote.clone()),
                 remote_modified: identity.as_ref().and_then(|t| t.remote_modified.clone()),
-                local: Some(sum),
+                local: Some(sum.clone()),
                 edited_ms: Some(edited),
                 mode: None,
             })?;
@@ -390,8 +449,18 @@ impl Engine {
             return Ok(Seen::Unchanged);
         };
         tracing::info!(path = %rel, "a new file in the folder");
-        self.request_push(e.ino);
-        self.keep_saved_version(rel, kind);
+        {
+            // Claimed while handed on and asked for, so what is handed on stays for the push.
+            let _claimed = self.file_claim(e.ino);
+            self.hand_on_read(e.ino, rel, &sum, bytes.as_ref());
+            self.request_push(e.ino);
+        }
+        SavedVersion {
+            rel: rel.clone(),
+            kind,
+            bytes,
+        }
+        .keep(self);
         self.announce_change(rel, ChangedBy::Folder);
         Ok(Seen::Added)
     }
@@ -413,14 +482,28 @@ impl Engine {
         }
     }
 
-    /// `rel`'s checksum, size and times, read without following a symlink (`None`: not a file
-    /// any more). The modification time is -1 when the file changed during the read.
-    fn hash_on_disk(&self, rel: &RelPath) -> Result<Option<(Checksum, Stat)>> {
+    /// `rel`'s checksum, size, times and (up to [`MAX_CONTENT_BYTES`], what may go up) bytes,
+    /// read once without following a symlink (`None`: not a file any more). The modification
+    /// time is -1 when the file changed during the read.
+    fn read_on_disk(&self, rel: &RelPath) -> Result<Option<OnDisk>> {
         let before = match self.mirror.stat(rel) {
             Some(ListedKind::File(stat)) => stat,
             _ => return Ok(None),
         };
-        let (sum, size) = match self.mirror.checksum_at(rel) {
+        let read = match before.size <= MAX_CONTENT_BYTES {
+            true => self.mirror.read_own_at_most(rel, MAX_CONTENT_BYTES),
+            false => Ok(None),
+        };
+        let read = match read {
+            Ok(Some(bytes)) => {
+                let bytes = Bytes::from(bytes);
+                Ok((checksum(&bytes), bytes.len() as u64, Some(bytes)))
+            }
+            // Too large to go up: hashed in chunks, never held whole.
+            Ok(None) => self.mirror.checksum_at(rel).map(|(s, n)| (s, n, None)),
+            Err(e) => Err(e),
+        };
+        let (sum, size, bytes) = match read {
             Ok(found) => found,
             Err(crate::cache::MirrorError::Symlink(_)) => return Ok(None),
             Err(crate::cache::MirrorError::Io { source, .. })
@@ -436,29 +519,16 @@ impl Engine {
         } else {
             -1
         };
-        Ok(Some((
-            sum,
-            Stat {
-                size,
-                mtime_ms,
-                changed_ms: before.changed_ms,
-            },
-        )))
+        let stat = Stat {
+            size,
+            mtime_ms,
+            changed_ms: before.changed_ms,
+        };
+        Ok(Some(OnDisk { sum, stat, bytes }))
     }
 
-    /// A save seen after the fact cannot keep the content it replaced (the mount can, it sees the
-    /// write coming), so each saved content is kept when it is made, where it might otherwise
-    /// exist nowhere: every site's save (as Hyperclay Local does), and an upload's while it
-    /// cannot go up at once (docs/semantics.md, "The plain folder").
-    fn keep_saved_version(&self, rel: &RelPath, kind: NodeKind) {
-        if self.keeps_saved_versions(kind) {
-            if let Some(bytes) = self.mirror.read(rel) {
-                self.keep_version_of(rel, kind, &bytes);
-            }
-        }
-    }
-
-    /// [`Self::keep_saved_version`] with the content already read.
+    /// A saved content kept where it might otherwise exist nowhere (the module's
+    /// [`SavedVersion`]), with the content already read.
     fn keep_version_of(&self, rel: &RelPath, kind: NodeKind, bytes: &[u8]) {
         if self.keeps_saved_versions(kind) {
             if let Err(e) = crate::cache::save::back_up(&self.mirror, rel, kind, bytes) {

@@ -71,7 +71,7 @@ impl Engine {
             self.mirror.set_modified(&rel, ms);
         }
         // The bytes just read go to the push as they are: it reads and hashes nothing again.
-        // (The plain folder's push reads the disk: a user may write the file again meanwhile.)
+        // (The plain folder's saves are handed on by the look that sees them: `observe.rs`.)
         // Nothing for a name that stays local: no push would take it.
         if let (Some(bytes), false, false) = (
             &replaced.bytes,
