@@ -362,6 +362,43 @@ async fn a_save_the_engine_was_not_told_of_is_decided_not_overwritten() {
     f.stop().await;
 }
 
+/// While the folder's watcher runs, a site's saved version is written once its push is answered
+/// (its fsyncs no longer compete with the platform's for the disk), and every version still
+/// waiting is written when the watcher stops. Driven without a watcher, so that nothing writes
+/// a waiting version but the calls made here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sites_version_waits_for_its_push_and_is_written_at_stop_at_the_latest() {
+    let p = TestPlatform::start(common::Mode::Full).await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = Folder::start(&p.url(), dir.path(), false).await;
+    let rel = hyperclay::cache::RelPath::parse("wait.html").unwrap();
+    let versions = f.path("sites-versions/wait");
+    let kept = || std::fs::read_dir(&versions).map_or(0, |d| d.count());
+    f.engine.versions_wait_for_pushes(true);
+
+    write_file(&f.path("wait.html"), b"<p>one</p>");
+    f.engine.observe(&rel, hyperclay::sync::Look::Hash).unwrap();
+    eventually_on_platform(&p, "wait.html", b"<p>one</p>").await;
+    assert!(f.engine.drain(Duration::from_secs(30)).await);
+    assert_eq!(kept(), 0, "written while nothing was asked to write it");
+    // Its push is answered: the next look at what waits writes it, and nothing waits after.
+    assert_eq!(f.engine.keep_waiting_versions(false), None);
+    assert_eq!(kept(), 1);
+
+    // Saved again, and the watcher stops before anything wrote the version: the stop does.
+    write_file(&f.path("wait.html"), b"<p>two</p>");
+    f.engine.observe(&rel, hyperclay::sync::Look::Hash).unwrap();
+    f.engine.versions_wait_for_pushes(false);
+    assert_eq!(kept(), 2);
+    let contents: Vec<Vec<u8>> = std::fs::read_dir(&versions)
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(contents.iter().any(|c| c == b"<p>two</p>"));
+    eventually_on_platform(&p, "wait.html", b"<p>two</p>").await;
+    f.stop().await;
+}
+
 /// The guarded replacement itself, at the moment that matters: the file changes between the
 /// caller's look and the swap. The program's content stays, nothing of ours replaces it.
 #[test]

@@ -170,6 +170,8 @@ impl FolderSync {
         if let Some(path) = limit_at {
             worker.want(Wanted::WatchLimit(path));
         }
+        // The worker writes the saved versions of sites once their pushes are answered.
+        worker.engine.versions_wait_for_pushes(true);
         let thread = std::thread::Builder::new()
             .name("folder-watch".into())
             .spawn(move || worker.run(inbox))
@@ -247,9 +249,14 @@ struct Pending {
 impl Worker {
     fn run(mut self, inbox: watch::Inbox) {
         let mut next_full = Instant::now() + self.every;
+        let mut versions_at: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            let next = self.next_due().unwrap_or(next_full).min(next_full);
+            let next = [self.next_due(), versions_at, Some(next_full)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(next_full);
             let mut compare = None;
             let mut answer = Vec::new();
             let mut stop = false;
@@ -279,6 +286,7 @@ impl Worker {
             for (path, tree) in due {
                 self.look_at(&path, tree);
             }
+            versions_at = self.engine.keep_waiting_versions(false);
             if let Some(why) = compare {
                 self.compare_all(&why);
                 next_full = Instant::now() + self.every;
@@ -290,6 +298,7 @@ impl Worker {
                 break;
             }
         }
+        self.engine.versions_wait_for_pushes(false);
     }
 
     /// Records what an event asks for; `Some(why)`: compare everything.

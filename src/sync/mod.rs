@@ -58,6 +58,7 @@ mod pull;
 mod push;
 mod reconcile;
 mod save;
+mod saved_versions;
 mod settings;
 pub mod status;
 mod vet;
@@ -249,6 +250,8 @@ pub struct Engine {
     device_id: String,
     /// Other devices' live-sync frames, for the local server.
     live_frames: tokio::sync::broadcast::Sender<live::LiveFrame>,
+    /// The plain folder's saved versions waiting for their push (`saved_versions.rs`).
+    versions_waiting: saved_versions::Waiting,
 }
 
 impl Engine {
@@ -293,6 +296,7 @@ impl Engine {
             changes: tokio::sync::broadcast::channel(CHANGES_KEPT).0,
             device_id: live::device_id(&index_for_id),
             live_frames: tokio::sync::broadcast::channel(live::FRAMES_KEPT).0,
+            versions_waiting: saved_versions::Waiting::default(),
         });
         failed::FailedSaves::load(&engine.index, &engine.cells);
         engine

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::saved_versions::SavedVersion;
 use super::{ChangedBy, Engine, Result, SyncError};
 use crate::cache::{is_local_only, Entry, ListedKind, NewEntry, RelPath, Stat, ROOT_INO};
 use crate::protocol::{checksum, Checksum, NodeKind, MAX_CONTENT_BYTES};
@@ -26,35 +27,6 @@ struct OnDisk {
     stat: Stat,
     /// Its bytes, unless larger than what may go up.
     bytes: Option<Bytes>,
-}
-
-/// A save seen after the fact cannot keep the content it replaced (the mount can, it sees the
-/// write coming), so each saved content is kept when it is seen, where it might otherwise exist
-/// nowhere: every site's save (as Hyperclay Local does), and an upload's while it cannot go up
-/// at once (docs/semantics.md, "The plain folder"). Kept after the file's claim is let go: its
-/// push waits for the claim, and the copy needs only the bytes already read.
-#[must_use]
-pub(super) struct SavedVersion {
-    rel: RelPath,
-    kind: NodeKind,
-    /// The content read (`None`: too large to have been held; read again if kept).
-    bytes: Option<Bytes>,
-}
-
-impl SavedVersion {
-    pub(super) fn keep(self, engine: &Engine) {
-        if !engine.keeps_saved_versions(self.kind) {
-            return;
-        }
-        match self.bytes {
-            Some(bytes) => engine.keep_version_of(&self.rel, self.kind, &bytes),
-            None => {
-                if let Some(bytes) = engine.mirror.read(&self.rel) {
-                    engine.keep_version_of(&self.rel, self.kind, &bytes);
-                }
-            }
-        }
-    }
 }
 
 /// How closely a file is looked at.
@@ -302,7 +274,7 @@ impl Engine {
                 drop(claimed);
                 Ok(match recorded {
                     Some(version) => {
-                        version.keep(self);
+                        self.keep_version_after_push(e.ino, version);
                         Seen::Edited
                     }
                     None => Seen::Unchanged,
@@ -345,11 +317,7 @@ impl Engine {
         // The push starts first: the version is kept while it runs.
         self.request_push(e.ino);
         self.announce_change(rel, ChangedBy::Folder);
-        Ok(Some(SavedVersion {
-            rel: rel.clone(),
-            kind: e.kind,
-            bytes,
-        }))
+        Ok(Some(SavedVersion::new(rel.clone(), e.kind, bytes)))
     }
 
     /// The bytes a look read go to the file's push as they are, which then reads and hashes
@@ -455,12 +423,7 @@ impl Engine {
             self.hand_on_read(e.ino, rel, &sum, bytes.as_ref());
             self.request_push(e.ino);
         }
-        SavedVersion {
-            rel: rel.clone(),
-            kind,
-            bytes,
-        }
-        .keep(self);
+        self.keep_version_after_push(e.ino, SavedVersion::new(rel.clone(), kind, bytes));
         self.announce_change(rel, ChangedBy::Folder);
         Ok(Seen::Added)
     }
@@ -527,9 +490,9 @@ impl Engine {
         Ok(Some(OnDisk { sum, stat, bytes }))
     }
 
-    /// A saved content kept where it might otherwise exist nowhere (the module's
-    /// [`SavedVersion`]), with the content already read.
-    fn keep_version_of(&self, rel: &RelPath, kind: NodeKind, bytes: &[u8]) {
+    /// A saved content kept where it might otherwise exist nowhere ([`SavedVersion`]), with
+    /// the content already read.
+    pub(super) fn keep_version_of(&self, rel: &RelPath, kind: NodeKind, bytes: &[u8]) {
         if self.keeps_saved_versions(kind) {
             if let Err(e) = crate::cache::save::back_up(&self.mirror, rel, kind, bytes) {
                 tracing::warn!(path = %rel, error = %e, "could not keep the saved version in sites-versions");
@@ -537,7 +500,7 @@ impl Engine {
         }
     }
 
-    fn keeps_saved_versions(&self, kind: NodeKind) -> bool {
+    pub(super) fn keeps_saved_versions(&self, kind: NodeKind) -> bool {
         kind == NodeKind::Site || !(self.sync_on() && self.is_online())
     }
 
