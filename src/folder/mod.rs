@@ -62,7 +62,8 @@ pub const BURST_QUIET: Duration = Duration::from_millis(150);
 /// it wrote looked at in a batch this often while it runs. As long as [`SETTLE`] on Linux.
 pub const HOLD_CAP: Duration = Duration::from_secs(2);
 
-/// While a burst lasts, the watcher reads its events this often rather than as each arrives: a
+/// While a burst lasts and holds something, the watcher reads its events this often rather than
+/// as each arrives: a
 /// wake-up for every few events cost the watcher as much as the events themselves (thread
 /// switches were its largest symbol under `perf` during `tar x`). Far within the queue's room
 /// (`fs.inotify.max_queued_events`, 16,384 by default: `tar x` makes about 300 events in this
@@ -267,7 +268,9 @@ impl Worker {
             let mut compare = None;
             let mut answer = Vec::new();
             let mut stop = false;
-            if self.burst_until.is_some_and(|until| now < until) {
+            // Only while a burst holds something: a burst of sites alone (never held) is a
+            // program saving pages one after another, each looked at at once.
+            if !self.held.is_empty() && self.burst_until.is_some_and(|until| now < until) {
                 std::thread::sleep(BURST_READ_EVERY.min(next.saturating_duration_since(now)));
             }
             // Everything queued is taken in one go: a burst is looked at as one batch.
@@ -393,6 +396,12 @@ impl Worker {
         }
         self.recent.push_back(now);
         let lasting = self.burst_until.is_some_and(|until| now < until);
+        if !lasting && self.recent.len() > self.hold.paths {
+            tracing::debug!(
+                paths = self.recent.len(),
+                "a burst of writes: what it writes is looked at once it is over"
+            );
+        }
         if lasting || self.recent.len() > self.hold.paths {
             self.burst_until = Some(now + self.hold.quiet);
         }
