@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::cache::{is_local_only, RelPath};
 use crate::protocol::NodeKind;
+use crate::sync::saved_versions::CHECK_EVERY as CHECK_VERSIONS_EVERY;
 use crate::sync::status::ProblemKind;
 use crate::sync::{Engine, Look};
 #[cfg(target_os = "linux")]
@@ -296,8 +297,15 @@ impl Worker {
                 compare = Some("the periodic comparison".into());
             }
             let due = self.due(now, stop);
+            let mut versions_checked = Instant::now();
             for (path, tree) in due {
                 self.look_at(&path, tree);
+                // A burst let go is thousands of looks: what waits is written as it goes, not
+                // held in memory until the last.
+                if versions_checked.elapsed() >= CHECK_VERSIONS_EVERY {
+                    self.engine.keep_waiting_versions(false);
+                    versions_checked = Instant::now();
+                }
             }
             versions_at = self.engine.keep_waiting_versions(false);
             if let Some(why) = compare {

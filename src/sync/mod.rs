@@ -58,7 +58,7 @@ mod pull;
 mod push;
 mod reconcile;
 mod save;
-mod saved_versions;
+pub mod saved_versions;
 mod settings;
 pub mod status;
 mod vet;

@@ -31,8 +31,8 @@ pub const WAIT_MAX: Duration = Duration::from_millis(100);
 pub const CHECK_EVERY: Duration = Duration::from_millis(2);
 
 /// The most bytes waiting in memory: beyond, a version is written at once. A burst of sites
-/// (each at most 20 MiB) never holds more than this.
-pub const WAITING_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// (each at most 20 MiB) never holds more than this; pages are a few KB, so it is rarely near.
+pub const WAITING_BYTES_MAX: u64 = 16 * 1024 * 1024;
 
 /// A saved content to keep in `sites-versions/`, with the bytes a look read.
 #[must_use]
