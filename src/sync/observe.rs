@@ -314,7 +314,7 @@ impl Engine {
         }
         self.record_seen(e, rel, sum.clone(), size, mtime_ms)?;
         self.hand_on_read(e.ino, rel, &sum, bytes.as_ref());
-        // The push starts first: the version is kept while it runs.
+        // The push starts first: the version is kept once it is answered (`saved_versions.rs`).
         self.request_push(e.ino);
         self.announce_change(rel, ChangedBy::Folder);
         Ok(Some(SavedVersion::new(rel.clone(), e.kind, bytes)))
